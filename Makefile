@@ -1,0 +1,15 @@
+# The README's two commands: `make demo` (main job on the embedded synthetic default) and `make test`.
+PYTHON ?= python3
+
+.PHONY: setup demo test test-slow
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PYTHON) -m hiclr.cli demo --out demo_out
+
+test: setup
+	$(PYTHON) -m pytest
+
+test-slow: setup
+	$(PYTHON) -m pytest -m slow
