@@ -1,0 +1,400 @@
+"""NTU RGB+D `.skeleton` files: a vectorised reader, a writer of the same grammar, sample names.
+
+Grammar (one value per token, whitespace separated, LF or CRLF line ends)::
+
+    <frames>
+    per frame:   <bodies>
+      per body:  <bodyID> <clippedEdges> <handLeftConf> <handLeftState> <handRightConf>
+                 <handRightState> <isRestricted> <leanX> <leanY> <trackingState>
+                 <joints = 25>
+                 25 x: <x> <y> <z> <depthX> <depthY> <colorX> <colorY> <oriW> <oriX> <oriY> <oriZ> <state>
+
+The reader tokenises the whole file with numpy (token counts per line from the byte array, every
+number parsed in one `np.fromstring` call) and walks only the frame and body headers in Python, so
+the cost per joint is a few array operations, not a Python object.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.errors import UserError
+
+NUM_JOINTS = 25
+BODY_FIELDS = 10
+JOINT_FIELDS = 12
+NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+
+
+@dataclass
+class SkeletonFile:
+    """All body records of one `.skeleton` file, in file order.
+
+    `body_counts` (T,) bodies listed per frame; per body record (B = sum of `body_counts`):
+    `body_ids` (B,) uint64, `frame` (B,) int64 frame index, `slot` (B,) int64 position within its
+    frame, `joints` (B, 25, 3) float32 camera-space x, y, z in metres.
+    """
+
+    name: str
+    body_counts: np.ndarray
+    body_ids: np.ndarray
+    frame: np.ndarray
+    slot: np.ndarray
+    joints: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.body_counts.shape[0])
+
+
+def parse_ntu_name(name: str) -> dict[str, int]:
+    """`S001C002P003R002A013` (with or without `.skeleton`) -> setup, camera, performer, replication, action."""
+    stem = Path(name).name
+    if stem.endswith(".skeleton"):
+        stem = stem[: -len(".skeleton")]
+    match = NAME_RE.match(stem)
+    if not match:
+        raise UserError(f"{name}: not an NTU sample name; expected the pattern SsssCcccPpppRrrrAaaa "
+                        f"(e.g. S001C001P001R001A001), rename the file or remove it from the folder")
+    setup, camera, performer, replication, action = (int(g) for g in match.groups())
+    return {"setup": setup, "camera": camera, "performer": performer,
+            "replication": replication, "action": action}
+
+
+# ---------------------------------------------------------------------------------------- reader
+
+def _fail(path: str, line: int, expected: str, found: str) -> UserError:
+    return UserError(f"{path}, line {line}: expected {expected} but found {found}; "
+                     f"the file is truncated or malformed, re-extract it or move it out of the folder")
+
+
+def _first_bad_token(raw: bytes) -> tuple[int, str]:
+    """(1-based line, token) of the first token that is not a finite number (error path only)."""
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        for token in line.split():
+            try:
+                value = float(token)
+            except ValueError:
+                return number, token.decode("ascii", "replace")
+            if not math.isfinite(value):
+                return number, token.decode("ascii", "replace")
+    return 1, ""
+
+
+_NUMBER_CHARS = b"0123456789.-+eE \n\r"
+_POW10 = np.array([10 ** k for k in range(20)], dtype=np.uint64)
+
+
+def _parse_uints(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """Unsigned decimal integers in the byte spans [starts, ends) (None if any is not one)."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    lengths = ends - starts
+    width = int(lengths.max())
+    if width > 19 or int(lengths.min()) < 1:
+        return None
+    pos = np.arange(width)
+    valid = pos < lengths[:, None]
+    digits = buf[np.minimum(starts[:, None] + pos, buf.size - 1)].astype(np.int64) - 48
+    if ((digits < 0) | (digits > 9))[valid].any():
+        return None
+    power = _POW10[np.clip(lengths[:, None] - 1 - pos, 0, 19)]
+    return (np.where(valid, digits, 0).astype(np.uint64) * power).sum(axis=1, dtype=np.uint64)
+
+
+class _Tokens:
+    """Where the tokens of a file are: tokens per line, each line's first token, the x y z values.
+
+    `fast` handles the grammar as the Kinect tools write it (single spaces, only number characters)
+    with a few passes over the bytes and one `np.fromstring` over the x y z columns only; anything
+    unusual (tabs, double spaces, a letter) returns None and `robust` takes over: it tokenises on
+    any whitespace, parses every token and names the line of a non-number.
+    """
+
+    def __init__(self, raw: bytes, buf: np.ndarray, line_starts: np.ndarray, per_line: np.ndarray,
+                 first_start: np.ndarray, first_end: np.ndarray):
+        self.raw, self.buf, self.line_starts, self.per_line = raw, buf, line_starts, per_line
+        self.first_start, self.first_end = first_start, first_end     # byte span of each line's first token
+        self.xyz_fn = None
+
+    def first_token(self, line: int) -> bytes:
+        return self.raw[int(self.first_start[line]): int(self.first_end[line])]
+
+    def first_uints(self, lines: np.ndarray) -> np.ndarray | None:
+        return _parse_uints(self.buf, self.first_start[lines], self.first_end[lines])
+
+    def describe(self, line: int) -> str:
+        """Short quote of 0-based `line` for an error message."""
+        if line >= len(self.line_starts):
+            return "the end of the file"
+        start = int(self.line_starts[line])
+        end = self.raw.find(b"\n", start)
+        text = self.raw[start: end if end >= 0 else len(self.raw)].strip().decode("ascii", "replace")
+        if not text:
+            return "the end of the file" if line >= len(self.line_starts) - 1 else "an empty line"
+        return f"'{text[:60]}{'...' if len(text) > 60 else ''}'"
+
+    @classmethod
+    def fast(cls, raw: bytes, buf: np.ndarray) -> "_Tokens | None":
+        if raw.translate(None, _NUMBER_CHARS):
+            return None
+        newlines = np.flatnonzero(buf == 10)
+        spaces = np.flatnonzero(buf == 32)
+        line_starts = np.concatenate(([0], newlines + 1))
+        line_ends = np.concatenate((newlines, [buf.size]))
+        if b"\r" in raw:                               # CRLF: every CR must end a line
+            crlf = buf[np.maximum(newlines - 1, 0)] == 13
+            if np.count_nonzero(buf == 13) != np.count_nonzero(crlf):
+                return None
+            line_ends[:-1] -= crlf
+        first_space = np.searchsorted(spaces, line_starts)
+        next_first = np.append(first_space[1:], spaces.size)
+        if spaces.size:
+            # single spaces only between tokens: none doubled, none at the start or end of a line
+            starts_with = first_space < spaces.size
+            has_space = next_first > first_space
+            if ((np.diff(spaces) == 1).any()
+                    or (spaces[first_space[starts_with]] == line_starts[starts_with]).any()
+                    or (spaces[next_first[has_space] - 1] == line_ends[has_space] - 1).any()):
+                return None
+        per_line = (next_first - first_space) + (line_ends > line_starts)
+        if spaces.size:
+            first_end = np.where(per_line > 1, spaces[np.minimum(first_space, spaces.size - 1)], line_ends)
+        else:
+            first_end = line_ends
+        tokens = cls(raw, buf, line_starts, per_line, line_starts, first_end)
+
+        def xyz(joint_lines: np.ndarray) -> np.ndarray | None:
+            starts = line_starts[joint_lines].reshape(-1).astype(np.int32)
+            ends = spaces[first_space[joint_lines].reshape(-1) + 2] + 1      # through the space after z
+            lengths = (ends - starts).astype(np.int32)
+            gather = np.repeat(starts - (np.cumsum(lengths, dtype=np.int32) - lengths), lengths)
+            gather += np.arange(gather.size, dtype=np.int32)
+            try:
+                values = np.fromstring(buf.take(gather).tobytes(), sep=" ")
+            except ValueError:
+                return None
+            if values.size != starts.size * 3 or not np.isfinite(values).all():
+                return None
+            return values.reshape(joint_lines.shape + (3,))
+
+        tokens.xyz_fn = xyz
+        return tokens
+
+    @classmethod
+    def robust(cls, raw: bytes, buf: np.ndarray, path: str) -> "_Tokens":
+        newlines = np.flatnonzero(buf == 10)
+        line_starts = np.concatenate(([0], newlines + 1))
+        space = buf <= 32                                                  # space, tab, CR, LF ...
+        token_starts = np.flatnonzero(~space & np.concatenate(([True], space[:-1])))
+        token_ends = np.flatnonzero(~space & np.concatenate((space[1:], [True]))) + 1
+        per_line = np.bincount(np.searchsorted(newlines, token_starts), minlength=len(line_starts))
+        first = np.concatenate(([0], np.cumsum(per_line)[:-1]))
+        safe = np.minimum(first, max(token_starts.size - 1, 0))
+        try:
+            values = np.fromstring(raw.decode("ascii"), sep=" ")
+            ok = values.size == token_starts.size and bool(np.isfinite(values).all())
+        except (ValueError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            line, token = _first_bad_token(raw)
+            raise _fail(path, line, "a number", f"'{token}'")
+        tokens = cls(raw, buf, line_starts, per_line, token_starts[safe], token_ends[safe])
+        tokens.xyz_fn = lambda joint_lines: values[first[joint_lines][..., None] + np.arange(3)]
+        return tokens
+
+
+_LINES_PER_BODY = 2 + NUM_JOINTS
+
+
+def _layout_vectorised(tokens: _Tokens):
+    """(frames, body counts, body-info lines) when the whole layout checks out, else None."""
+    per_line = tokens.per_line
+    nlines = per_line.size
+    ones = np.flatnonzero(per_line == 1)
+    if ones.size == 0 or ones[0] != 0:
+        return None
+    values = tokens.first_uints(ones)
+    if values is None:
+        return None
+    value_at = np.full(nlines, -1, dtype=np.int64)
+    value_at[ones] = values.astype(np.int64)
+    num_frames = int(value_at[0])
+    body_lines = np.flatnonzero(per_line == BODY_FIELDS)
+    if body_lines.size and (body_lines[-1] + _LINES_PER_BODY > nlines
+                            or (value_at[body_lines + 1] != NUM_JOINTS).any()):
+        return None
+    joint_lines = body_lines[:, None] + 2 + np.arange(NUM_JOINTS)
+    if joint_lines.size and (per_line[joint_lines] != JOINT_FIELDS).any():
+        return None
+    is_count = np.zeros(nlines, dtype=bool)
+    is_count[body_lines + 1] = True
+    is_count[0] = True
+    headers = ones[~is_count[ones]]
+    if headers.size != num_frames:
+        return None
+    body_counts = value_at[headers]
+    step = 1 + _LINES_PER_BODY * body_counts
+    expected = 1 + np.cumsum(step) - step
+    if not np.array_equal(headers, expected):
+        return None
+    first_of_frame = np.cumsum(body_counts) - body_counts
+    within = np.arange(int(body_counts.sum())) - np.repeat(first_of_frame, body_counts)
+    if not np.array_equal(body_lines, np.repeat(headers + 1, body_counts) + _LINES_PER_BODY * within):
+        return None
+    end = 1 + int(step.sum())
+    if per_line[end:].any():
+        return None
+    return num_frames, body_counts, body_lines
+
+
+def _layout_walk(tokens: _Tokens, path: str):
+    """The same as `_layout_vectorised`, frame by frame, raising `UserError` at the first fault."""
+    counts = tokens.per_line.tolist()
+
+    def integer(line: int, what: str) -> int:
+        if line >= len(counts) or counts[line] != 1:
+            raise _fail(path, line + 1, what, tokens.describe(line))
+        try:
+            value = int(tokens.first_token(line))
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise _fail(path, line + 1, what, tokens.describe(line))
+        return value
+
+    num_frames = integer(0, "the number of frames (one integer)")
+    body_counts = np.zeros(num_frames, dtype=np.int64)
+    body_lines: list[int] = []
+    line = 1
+    for t in range(num_frames):
+        n = integer(line, f"the number of bodies of frame {t + 1} of {num_frames} (one integer)")
+        body_counts[t] = n
+        line += 1
+        for m in range(n):
+            if line >= len(counts) or counts[line] != BODY_FIELDS:
+                raise _fail(path, line + 1, f"{BODY_FIELDS} body fields (frame {t + 1}, body {m + 1})",
+                            tokens.describe(line))
+            joints = integer(line + 1, f"the number of joints, {NUM_JOINTS} (frame {t + 1}, body {m + 1})")
+            if joints != NUM_JOINTS:
+                raise _fail(path, line + 2, f"the number of joints, {NUM_JOINTS} (frame {t + 1}, body {m + 1})",
+                            f"{joints}")
+            for j in range(NUM_JOINTS):
+                at = line + 2 + j
+                if at >= len(counts) or counts[at] != JOINT_FIELDS:
+                    raise _fail(path, at + 1, f"{JOINT_FIELDS} joint fields (frame {t + 1}, body {m + 1}, "
+                                f"joint {j + 1} of {NUM_JOINTS})", tokens.describe(at))
+            body_lines.append(line)
+            line += _LINES_PER_BODY
+    rest = np.flatnonzero(tokens.per_line[line:])
+    if rest.size:
+        bad = line + int(rest[0])
+        raise _fail(path, bad + 1, f"the end of the file after {num_frames} frames", tokens.describe(bad))
+    return num_frames, body_counts, np.asarray(body_lines, dtype=np.int64)
+
+
+def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
+    """Parse one NTU `.skeleton` file; raise `UserError` (file, line, what was expected) if malformed."""
+    path = os.fspath(path)
+    name = Path(path).name
+    name = name[: -len(".skeleton")] if name.endswith(".skeleton") else Path(path).stem
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror}); check the path and permissions") from None
+    if not raw.strip():
+        raise _fail(path, 1, "the number of frames", "an empty file")
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    if buf.size >= 2 ** 31:
+        raise UserError(f"{path}: {buf.size} bytes is too large for one skeleton file; check that it is one")
+    tokens = _Tokens.fast(raw, buf) or _Tokens.robust(raw, buf, path)
+    layout = _layout_vectorised(tokens) or _layout_walk(tokens, path)
+    num_frames, body_counts, body_lines = layout
+
+    joint_lines = body_lines[:, None] + 2 + np.arange(NUM_JOINTS)          # (B, 25)
+    if joint_lines.size:
+        xyz = tokens.xyz_fn(joint_lines)
+        if xyz is None:                                  # an odd token among x y z: parse everything
+            xyz = _Tokens.robust(raw, buf, path).xyz_fn(joint_lines)
+        joints = xyz.astype(np.float32)
+    else:
+        joints = np.zeros((0, NUM_JOINTS, 3), dtype=np.float32)
+
+    # bodyID is a 64-bit integer: a float64 would lose its last digits, so parse it from the bytes.
+    ids = tokens.first_uints(body_lines)
+    if ids is None:
+        ids = []
+        for bl in body_lines.tolist():
+            token = tokens.first_token(bl)
+            try:
+                value = int(token)
+            except ValueError:
+                raise _fail(path, bl + 1, "an integer bodyID", f"'{token.decode('ascii', 'replace')}'") from None
+            if not 0 <= value < 2 ** 64:
+                raise _fail(path, bl + 1, "a bodyID between 0 and 2**64 - 1", str(value))
+            ids.append(value)
+        ids = np.array(ids, dtype=np.uint64)
+    frame = np.repeat(np.arange(num_frames, dtype=np.int64), body_counts)
+    first_of_frame = (np.cumsum(body_counts) - body_counts).astype(np.int64)
+    slot = np.arange(frame.size, dtype=np.int64) - np.repeat(first_of_frame, body_counts)
+    return SkeletonFile(name=name, body_counts=body_counts, body_ids=ids,
+                        frame=frame, slot=slot, joints=joints)
+
+
+# ---------------------------------------------------------------------------------------- writer
+
+_JOINT_FMT = " ".join(["%.7g"] * 11) + " %d"
+
+
+def _joint_lines(joints: np.ndarray, newline: str) -> str:
+    """Format one body's 25 joints with plausible Kinect v2 depth/colour projections and orientations."""
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.shape != (NUM_JOINTS, 3):
+        raise ValueError(f"joints must be ({NUM_JOINTS}, 3), got {joints.shape}")
+    x, y, z = joints[:, 0], joints[:, 1], joints[:, 2]
+    depth = np.where(np.abs(z) > 1e-6, z, 1e-6)
+    fields = np.zeros((NUM_JOINTS, 12))
+    fields[:, :3] = joints
+    fields[:, 3] = 256.0 + 365.5 * x / depth            # depthX (512 x 424 sensor)
+    fields[:, 4] = 212.0 - 365.5 * y / depth            # depthY
+    fields[:, 5] = 960.0 + 1060.0 * x / depth + 15.0    # colorX (1920 x 1080)
+    fields[:, 6] = 540.0 - 1060.0 * y / depth + 25.0    # colorY
+    angle = 0.1 * np.arange(NUM_JOINTS)                 # a unit quaternion per joint
+    fields[:, 7] = np.cos(angle)
+    fields[:, 9] = np.sin(angle)
+    fields[[3, 15, 19, 21, 22, 23, 24], 7:11] = 0.0     # end joints carry no orientation in real data
+    fields[:, 11] = 2                                   # tracked
+    rows = fields.tolist()
+    return newline.join(_JOINT_FMT % tuple(r) for r in rows) + newline
+
+
+def write_skeleton(path: str | os.PathLike, frames: list[list[tuple[int, np.ndarray]]],
+                   newline: str = "\n") -> None:
+    """Write frames (each a list of `(body_id, joints (25, 3))`) as an NTU `.skeleton` file.
+
+    The output follows the real grammar byte for byte (`%.7g` numbers, single spaces, `newline`
+    after every line, including the last), so `read_skeleton` and the reference reader both accept it.
+    """
+    if newline not in ("\n", "\r\n"):
+        raise ValueError("newline must be '\\n' or '\\r\\n'")
+    parts = [f"{len(frames)}{newline}"]
+    for bodies in frames:
+        parts.append(f"{len(bodies)}{newline}")
+        for body_id, joints in bodies:
+            body_id = int(body_id)
+            if not 0 <= body_id < 2 ** 64:
+                raise ValueError(f"body_id must fit in 64 bits unsigned, got {body_id}")
+            lean = np.asarray(joints, dtype=np.float64)[:, :2].mean(axis=0) * 0.05
+            parts.append(f"{body_id} 0 1 1 1 1 0 {lean[0]:.7g} {lean[1]:.7g} 2{newline}")
+            parts.append(f"{NUM_JOINTS}{newline}")
+            parts.append(_joint_lines(joints, newline))
+    tmp = f"{os.fspath(path)}.partial"
+    with open(tmp, "w", encoding="ascii", newline="") as f:
+        f.write("".join(parts))
+    os.replace(tmp, path)

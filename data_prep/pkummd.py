@@ -1,0 +1,271 @@
+"""PKU-MMD phase 1 and 2: skeleton files, label files, the official split files, labelled segments.
+
+Layout: `skeletons/NAME.txt` (one frame per line, 150 numbers: body 1 then body 2, 25 joints x 3;
+body 2 all zeros when absent), `labels/NAME.txt` (`label,start,end,confidence` per line, frames
+1-based inclusive), split files (`Training videos:` line, a comma-separated list, `Validation
+videos:` line, a list; the originals spell it `Validataion`). Each labelled segment is a sample:
+rows start-1 .. end-1, the centre 300 frames when longer, label - 1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.errors import UserError
+
+V, C, M = 25, 3, 2
+ROW = V * C * M                    # 150 numbers per frame
+MAX_FRAMES = 300
+PROTOCOL_FILES = {1: {"xsub": "cross-subject.txt", "xview": "cross-view.txt"},
+                  2: {"xsub": "cross_subject_v2.txt", "xview": "cross_view_v2.txt"}}
+VIEW_CODES = {"L": 1, "M": 2, "R": 3}          # 0: the name carries no view suffix
+_VIEW_RE = re.compile(r"-([LMR])$")
+_TRAIN_RE = re.compile(r"^\s*training\s+videos?\s*:\s*(.*)$", re.I)
+_TEST_RE = re.compile(r"^\s*valid(?:ation|ataion)\s+videos?\s*:\s*(.*)$", re.I)
+
+
+def video_view(name: str) -> int:
+    """View code of a video name: `0002-L` -> 1, `-M` -> 2, `-R` -> 3, no suffix -> 0."""
+    match = _VIEW_RE.search(name)
+    return VIEW_CODES[match.group(1)] if match else 0
+
+
+def _numbers(raw: bytes, path: str) -> np.ndarray:
+    """Every whitespace-separated number of the file, parsed in one call; `UserError` at a bad token."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = np.fromstring(raw.decode("ascii"), sep=" ")
+        tokens = len(raw.split())
+        if values.size == tokens and np.isfinite(values).all():
+            return values
+    except (UnicodeDecodeError, ValueError):
+        pass
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        for token in line.split():
+            try:
+                ok = np.isfinite(float(token))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise UserError(f"{path}, line {number}: expected a number but found "
+                                f"'{token.decode('ascii', 'replace')[:40]}'; re-extract the file or remove it")
+    raise UserError(f"{path}: could not be parsed as numbers; re-extract the file or remove it")
+
+
+def read_skeleton(path: str | os.PathLike) -> np.ndarray:
+    """One PKU-MMD skeleton file -> (T, 25, 3, 2) float32 (body slot m = body m + 1 of the file)."""
+    path = os.fspath(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror}); check the path and permissions") from None
+    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1)
+    values = _numbers(raw, path)
+    if values.size == 0:
+        raise UserError(f"{path}, line 1: expected {ROW} numbers per frame but the file is empty; "
+                        f"re-extract it or remove it (and its label file)")
+    if values.size != lines * ROW:
+        for number, line in enumerate(raw.split(b"\n"), start=1):
+            count = len(line.split())
+            if count != ROW and (count or number < lines):
+                raise UserError(f"{path}, line {number}: expected {ROW} numbers (2 bodies x 25 joints x 3) "
+                                f"but found {count}; the file is truncated or malformed, re-extract it")
+    frames = values.reshape(-1, M, V, C).astype(np.float32)
+    return np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """One label file -> (K, 4) int64 rows `label, start, end, confidence` (start, end 1-based)."""
+    path = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror}); check the path and permissions") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip().rstrip(",")
+        if not line:
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        try:
+            values = [int(float(f)) for f in fields]
+            ok = len(values) == 4 and all(float(f) == int(float(f)) for f in fields)
+        except ValueError:
+            ok = False
+        if ok:
+            label, start, end, _ = values
+            ok = label >= 1 and 1 <= start <= end
+        if not ok:
+            raise UserError(f"{path}, line {number}: expected 'label,start,end,confidence' (integers, label >= 1, "
+                            f"1 <= start <= end) but found '{line[:60]}'; fix or remove the line")
+        rows.append(values)
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def read_split(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """An official split file -> (training videos, validation videos)."""
+    path = os.fspath(path)
+    try:
+        lines = Path(path).read_text(encoding="ascii", errors="replace").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: split file not found; pass --splits the folder that holds the official "
+                        f"split files (cross-subject.txt, cross-view.txt, or the _v2 ones for phase 2)") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror}); check the path and permissions") from None
+    parts: dict[str, list[str]] = {}
+    current = None
+    for number, line in enumerate(lines, start=1):
+        for key, pattern in (("train", _TRAIN_RE), ("test", _TEST_RE)):
+            match = pattern.match(line)
+            if match:
+                if key in parts:
+                    raise UserError(f"{path}, line {number}: a second '{line.strip()}' line; keep one list each")
+                current = key
+                parts[key] = []
+                line = match.group(1)
+                break
+        names = [n.strip() for n in line.split(",") if n.strip()]
+        if names and current is None:
+            raise UserError(f"{path}, line {number}: video names before any 'Training videos:' line; "
+                            f"the file is not a PKU-MMD split file")
+        if names:
+            parts[current].extend(names)
+    for key, title in (("train", "Training videos:"), ("test", "Validation videos:")):
+        if key not in parts:
+            raise UserError(f"{path}: no '{title}' line; the file is not a PKU-MMD split file, "
+                            f"pass the official one")
+    overlap = sorted(set(parts["train"]) & set(parts["test"]))
+    if overlap:
+        raise UserError(f"{path}: video {overlap[0]} is listed for both training and validation; fix the split file")
+    return parts["train"], parts["test"]
+
+
+def segment_rows(start: int, end: int) -> tuple[int, int]:
+    """1-based inclusive [start, end] -> 0-based row range [lo, hi), the centre 300 when longer."""
+    lo, length = start - 1, end - start + 1
+    if length > MAX_FRAMES:
+        lo += (length - MAX_FRAMES) // 2
+        length = MAX_FRAMES
+    return lo, lo + length
+
+
+@dataclass
+class PKUDataset:
+    """Everything `hiclr-prep pkummd` stores: sample columns, bodies per sample, splits, counts."""
+    samples: dict[str, np.ndarray]
+    bodies: list[np.ndarray]
+    splits: dict[str, dict[str, np.ndarray]]
+    videos: list[str]
+    counts: dict = field(default_factory=dict)
+
+
+def _bodies_of(frames: np.ndarray, method: str) -> np.ndarray:
+    """Segment (T, 25, 3, 2) -> selected bodies; `motion` reuses the NTU motion ranking."""
+    if method == "file-order":
+        return frames
+    from data_prep.bodies import select_bodies
+    from data_prep.ntu import SkeletonFile
+
+    present = np.abs(frames).sum(axis=(1, 2)) > 0              # (T, 2)
+    frame_idx, slot_body = np.nonzero(present)
+    counts = present.sum(axis=1)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    skel = SkeletonFile(name="segment", body_counts=counts.astype(np.int64),
+                        body_ids=(slot_body + 1).astype(np.uint64), frame=frame_idx.astype(np.int64),
+                        slot=(np.arange(frame_idx.size) - np.repeat(first, counts)).astype(np.int64),
+                        joints=frames[frame_idx, :, :, slot_body].astype(np.float32))
+    return select_bodies(skel, method)
+
+
+def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathLike,
+                splits: str | os.PathLike, bodies: str = "file-order", progress: bool = False) -> PKUDataset:
+    """Read a PKU-MMD phase: every labelled segment of every labelled video becomes a sample."""
+    if phase not in PROTOCOL_FILES:
+        raise UserError(f"--phase {phase}: PKU-MMD has phases 1 and 2; pass --phase 1 or --phase 2")
+    skeletons, labels, splits = Path(skeletons), Path(labels), Path(splits)
+    for flag, folder in (("--skeletons", skeletons), ("--labels", labels), ("--splits", splits)):
+        if not folder.is_dir():
+            raise UserError(f"{flag} {folder}: not a folder; pass the folder of the PKU-MMD files")
+    protocol_lists = {p: read_split(splits / name) for p, name in PROTOCOL_FILES[phase].items()}
+    label_files = sorted(labels.glob("*.txt"))
+    if not label_files:
+        raise UserError(f"--labels {labels}: no label files (*.txt); pass the folder of the PKU-MMD label files")
+    skeleton_names = {p.stem for p in skeletons.glob("*.txt")}
+    labelled = [p.stem for p in label_files]
+    for protocol, (train, test) in protocol_lists.items():
+        for video in train + test:
+            if video not in skeleton_names:
+                raise UserError(f"{splits / PROTOCOL_FILES[phase][protocol]}: lists video {video}, which has no "
+                                f"skeleton file in {skeletons}; pass the complete --skeletons folder or the "
+                                f"split files of this phase")
+    counts = {"videos": len(labelled), "unlabelled_videos": len(skeleton_names - set(labelled)),
+              "segments_clipped": 0, "segments_beyond_the_recording": 0, "segments_cropped_to_300": 0}
+
+    names, label_col, video_col, view_col, start_col, end_col, bodies_out = [], [], [], [], [], [], []
+    items = label_files
+    if progress:
+        from tqdm import tqdm
+        items = tqdm(label_files, desc="pkummd", unit="video", leave=False)
+    for vi, label_path in enumerate(items):
+        video = label_path.stem
+        skeleton_path = skeletons / f"{video}.txt"
+        if not skeleton_path.is_file():
+            raise UserError(f"{label_path}: no skeleton file {skeleton_path.name} in {skeletons} for this "
+                            f"label file; pass the matching --skeletons folder or remove the label file")
+        frames = read_skeleton(skeleton_path)
+        for k, (label, start, end, _conf) in enumerate(read_labels(label_path)):
+            if start > frames.shape[0]:
+                counts["segments_beyond_the_recording"] += 1
+                continue
+            if end > frames.shape[0]:
+                counts["segments_clipped"] += 1
+                end = frames.shape[0]
+            lo, hi = segment_rows(int(start), int(end))
+            counts["segments_cropped_to_300"] += int(end - start + 1 > MAX_FRAMES)
+            bodies_out.append(_bodies_of(frames[lo:hi], bodies))
+            names.append(f"{video}_{k + 1:03d}")
+            label_col.append(label - 1)
+            video_col.append(vi)
+            view_col.append(video_view(video))
+            start_col.append(start)
+            end_col.append(end)
+    samples = {"name": np.array(names, dtype=object), "label": np.array(label_col, dtype=np.int64),
+               "video": np.array(video_col, dtype=np.int64), "view": np.array(view_col, dtype=np.int64),
+               "start": np.array(start_col, dtype=np.int64), "end": np.array(end_col, dtype=np.int64)}
+    sample_video = np.array([labelled[v] for v in video_col], dtype=object)
+    split_index = {}
+    for protocol, (train, test) in protocol_lists.items():
+        split_index[protocol] = {
+            "train": np.flatnonzero(np.isin(sample_video, np.array(train, dtype=object))).astype(np.int64),
+            "test": np.flatnonzero(np.isin(sample_video, np.array(test, dtype=object))).astype(np.int64)}
+        counts[f"{protocol}_unassigned"] = int(len(names) - split_index[protocol]["train"].size
+                                               - split_index[protocol]["test"].size)
+    return PKUDataset(samples=samples, bodies=bodies_out, splits=split_index, videos=labelled, counts=counts)
+
+
+def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "file-order",
+                   progress: bool = False) -> dict:
+    """Read a PKU-MMD phase and write the HDF5 store `out`; return a summary."""
+    from data_prep.presets import FRAME50_PARAMS, frame50
+    from data_prep.store import write_store
+
+    data = load_pkummd(phase, skeletons, labels, splits, bodies=bodies, progress=progress)
+    if not data.bodies:
+        raise UserError(f"--labels {labels}: the label files hold no segment inside its recording; "
+                        f"check that --labels and --skeletons belong together")
+    views = np.stack([frame50(b) for b in data.bodies]) if data.bodies else np.zeros((0, C, 50, V, M), np.float32)
+    write_store(out, dataset=f"pkummd{phase}", samples=data.samples, bodies=data.bodies, frame50=views,
+                splits=data.splits,
+                attrs={"preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": MAX_FRAMES},
+                       "counts": data.counts, "videos": data.videos,
+                       "source": {"skeletons": str(skeletons), "labels": str(labels), "splits": str(splits),
+                                  "phase": phase}})
+    return {"samples": len(data.bodies), "videos": len(data.videos), "counts": data.counts,
+            "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in data.splits.items()}}

@@ -1,0 +1,40 @@
+"""Input streams derived from (augmented) joint coordinates: joint, motion, bone.
+
+Batched and differentiable, on the input's device; applied after augmentation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["to_stream", "STREAMS", "NTU_BONES", "NTU_PARENT"]
+
+STREAMS = ("joint", "motion", "bone")
+
+# (child, parent), 1-based: the 24 NTU RGB+D edges of SPEC section 2 plus (21, 21), so that the
+# centre joint's bone is zero, as the reference's `Bone` list.
+NTU_BONES = ((1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21),
+             (10, 9), (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1),
+             (18, 17), (19, 18), (20, 19), (21, 21), (22, 23), (23, 8), (24, 25), (25, 12))
+
+# 0-based parent of every 0-based joint
+NTU_PARENT = tuple(parent - 1 for _, parent in sorted(NTU_BONES))
+
+
+def to_stream(x: torch.Tensor, stream: str) -> torch.Tensor:
+    """``x`` (N, C, T, V, M) -> the same shape in the given stream.
+
+    - ``joint``: x itself.
+    - ``motion``: ``x[t + 1] - x[t]``, the last frame 0.
+    - ``bone``: ``x[child] - x[parent]`` for every joint (NTU_BONES; joint 21 gives 0).
+    """
+    if stream == "joint":
+        return x
+    if stream == "motion":
+        return torch.cat([x[:, :, 1:] - x[:, :, :-1], torch.zeros_like(x[:, :, :1])], dim=2)
+    if stream == "bone":
+        if x.shape[3] != len(NTU_PARENT):
+            raise ValueError(f"bone stream needs the {len(NTU_PARENT)} NTU joints, got V={x.shape[3]}")
+        parent = torch.as_tensor(NTU_PARENT, device=x.device)
+        return x - x.index_select(3, parent)
+    raise ValueError(f"unknown stream {stream!r}; choose one of {', '.join(STREAMS)}")

@@ -1,0 +1,270 @@
+"""Run configuration: YAML files with `base:` inheritance, `--set` overrides, a schema of known keys.
+
+A config is a dict of sections (`run`, `data`, `model`, `ssl`, `augment`, `optim`, `engine`,
+`eval`). `SCHEMA` below holds every known key with its default; `load_config` merges, in order,
+
+    defaults  <-  base file(s) (recursively, paths relative to the file naming them)  <-  file  <-  --set
+
+and rejects any key the schema does not know with one sentence naming it (file and dotted key) and
+suggesting the closest known key. Values inside a dict-valued default (e.g. `eval.ensemble`) are
+checked the same way, except an empty-dict default (e.g. `ssl.options`), which is an open mapping;
+lists (e.g. `augment.stages`) are opaque here and validated by their owner.
+
+Other modules may add a section or keys with `extend_schema(section, defaults)` at import time
+(e.g. an evaluation module with protocol-specific keys); the resolved config, saved with every run
+by `save_config`, then holds them too.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_prep.errors import UserError
+
+SCHEMA: dict[str, dict[str, Any]] = {
+    "run": {
+        "name": None,            # run directory name under `out`; None: derived from the config path
+        "out": "checkpoints",    # output root; the run writes <out>/<name>/
+        "seed": 0,
+        "save_every": 50,        # epoch_XXX.pt every N epochs (0: never); last.pt every epoch
+        "log_every": 50,         # one metrics.jsonl line every N steps (plus one per epoch)
+    },
+    "data": {
+        "path": "data/ntu60.h5",
+        "protocol": "xsub",
+        "view": "frame50",
+        "stream": "joint",       # joint | motion | bone
+        "max_samples": None,     # a seeded random subset of the training split (quick runs); None: all
+    },
+    "model": {
+        "name": "stgcn",
+        "in_channels": 3,
+        "width": 16,
+        "dropout": 0.5,
+        "edge_importance": True,
+        "graph": "ntu",
+        "temporal_kernel": 9,
+    },
+    "ssl": {
+        "objective": "hiclr",
+        "dim": 128,
+        "hidden": 256,
+        "queue_size": 32768,
+        "momentum": 0.999,
+        "temperature": 0.07,
+        "mining_epoch": 150,
+        "fused_views": False,    # all query views in one encoder call (faster; BN statistics shared)
+        "topk": 1,               # mined positives per branch
+        "key_init": "random",    # random (reference: own init) | copy (key encoder = query encoder)
+        "options": {},           # objective-specific extras (SEED_VARIANTS.md), passed through
+    },
+    "augment": {
+        "stages": None,          # list of stages (see configs/augment/); None: the policy's default
+        "reference_quirks": True,
+        "concat_views": True,    # run each stage once on all views that need it
+        "fuse_linear": True,     # compose consecutive per-joint linear maps into one
+    },
+    "optim": {
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1.0e-4,
+        "nesterov": False,
+        "batch_size": 128,       # global batch; each of W DDP ranks takes batch_size // W
+        "epochs": 300,
+        "schedule": "step",      # step | cosine | constant
+        "milestones": [250],     # epochs after which lr *= gamma (schedule: step)
+        "gamma": 0.1,
+        "warmup_epochs": 0,      # linear warm-up, per step, before any schedule
+        "min_lr": 0.0,           # cosine floor
+        "drop_last": True,
+        "grad_clip": 0.0,        # max gradient norm; 0: off
+    },
+    "engine": {
+        "device": "auto",        # auto | cpu | cuda | cuda:N
+        "precision": "auto",     # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+        "compile": False,
+        "resident": "auto",      # training split on the device: auto (if it fits) | true | false
+        "resident_fraction": 0.5,  # auto: resident when the split takes under this share of free memory
+        "tensorboard": "auto",   # auto (when installed) | true | false
+        "progress": True,        # tqdm bar (only on a terminal, only on rank 0)
+        "deterministic": False,  # torch.use_deterministic_algorithms on CUDA
+        "find_unused_parameters": False,  # DDP
+    },
+    "eval": {
+        "protocol": None,
+        "k": 200,
+        "knn_temperature": 0.1,
+        "lr": 3.0,
+        "weight_decay": 0.0,
+        "batch_size": 128,
+        "epochs": 100,
+        "milestones": [80],
+        "fractions": [0.01, 0.1],
+        "seeds": [0],
+        "streams": ["joint", "bone", "motion"],
+        "ensemble": {"joint": 0.6, "bone": 0.6, "motion": 0.4},
+        "cache_features": True,
+    },
+}
+
+STREAMS = ("joint", "motion", "bone")
+
+
+def extend_schema(section: str, defaults: dict[str, Any]) -> None:
+    """Add keys (with defaults) to a section, creating it if new; existing defaults are kept."""
+    target = SCHEMA.setdefault(section, {})
+    for key, value in defaults.items():
+        target.setdefault(key, copy.deepcopy(value))
+
+
+def defaults() -> dict[str, Any]:
+    """A fresh copy of every default."""
+    return copy.deepcopy(SCHEMA)
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Defaults <- file (with its bases) <- `--set` overrides, validated; `None` path: defaults only."""
+    cfg = defaults()
+    if path is not None:
+        cfg = merge(cfg, _read_with_bases(Path(path), chain=()))
+    for item in overrides or []:
+        apply_override(cfg, item)
+    if cfg["run"].get("name") is None:
+        cfg["run"]["name"] = run_name_from_path(path) if path is not None else "run"
+    validate_values(cfg)
+    return cfg
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise UserError(f"config inheritance loops ({cycle}); remove one of the `base:` entries")
+    if not path.is_file():
+        where = f" (named as base by {chain[-1]})" if chain else ""
+        raise UserError(f"config file {path} does not exist{where}; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a config must be a mapping of sections, not {type(raw).__name__}")
+    bases = raw.pop("base", None)
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else (bases or []):
+        merged = merge(merged, _read_with_bases(path.parent / base, chain + (path,)))
+    check_keys(raw, SCHEMA, source=str(path))
+    return merge(merged, raw)
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Recursive dict merge: dicts merge key by key, anything else (lists included) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def check_keys(tree: dict, schema: dict, source: str, prefix: str = "") -> None:
+    """Raise `UserError` on the first key of `tree` not in `schema`, suggesting the closest."""
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            raise UserError(f"{source}: unknown key `{dotted}`{_suggest(key, schema, prefix)}")
+        known = schema[key]
+        if isinstance(known, dict) and known:
+            if not isinstance(value, dict):
+                raise UserError(f"{source}: `{dotted}` must be a mapping of keys "
+                                f"({', '.join(sorted(known))}), not {value!r}")
+            check_keys(value, known, source, prefix=f"{dotted}.")
+
+
+def _suggest(key: str, schema: dict, prefix: str) -> str:
+    close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1, cutoff=0.5)
+    if close:
+        return f"; did you mean `{prefix}{close[0]}`?"
+    return f"; known keys here: {', '.join(sorted(map(str, schema)))}"
+
+
+def apply_override(cfg: dict, item: str) -> None:
+    """Apply one `key.sub=value` (value parsed as YAML) to `cfg`, checking the key is known."""
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected key.sub=value, e.g. --set optim.lr=0.05")
+    dotted, text = item.split("=", 1)
+    parts = dotted.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    schema: Any = SCHEMA
+    node = cfg
+    for depth, part in enumerate(parts):
+        prefix = ".".join(parts[:depth]) + ("." if depth else "")
+        last = depth == len(parts) - 1
+        if isinstance(schema, dict) and schema:
+            if part not in schema:
+                raise UserError(f"--set {dotted}: unknown key `{prefix}{part}`{_suggest(part, schema, prefix)}")
+            schema = schema[part]
+        else:
+            schema = None
+        if last:
+            if isinstance(value, dict) and isinstance(schema, dict) and schema:
+                check_keys(value, schema, f"--set {dotted}", prefix=f"{dotted}.")
+            node[part] = value
+        else:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+
+
+def validate_values(cfg: dict) -> None:
+    """Cheap checks of values that would otherwise fail deep inside training."""
+    stream = cfg["data"].get("stream")
+    if stream not in STREAMS:
+        raise UserError(f"data.stream is {stream!r}; use one of {', '.join(STREAMS)}")
+    optim = cfg["optim"]
+    if optim["schedule"] not in ("step", "cosine", "constant"):
+        raise UserError(f"optim.schedule is {optim['schedule']!r}; use step, cosine or constant")
+    if optim["name"] != "sgd":
+        raise UserError(f"optim.name is {optim['name']!r}; only sgd is available")
+    for key in ("epochs", "batch_size"):
+        if not isinstance(optim[key], int) or optim[key] < 1:
+            raise UserError(f"optim.{key} is {optim[key]!r}; it must be a positive integer")
+    if cfg["engine"]["precision"] not in ("auto", "bf16", "fp32"):
+        raise UserError(f"engine.precision is {cfg['engine']['precision']!r}; use auto, bf16 or fp32")
+
+
+def run_name_from_path(path: str | os.PathLike) -> str:
+    """configs/ntu60/xsub/pretrain_joint.yaml -> ntu60_xsub_pretrain_joint."""
+    p = Path(path).with_suffix("")
+    parts = [x for x in p.parts if x not in ("configs", ".", "..", "/")][-3:]
+    return "_".join(parts)
+
+
+def dump_config(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+def save_config(cfg: dict, path: str | os.PathLike) -> None:
+    """Write the resolved config atomically (tmp, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(dump_config(cfg))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

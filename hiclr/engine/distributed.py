@@ -1,0 +1,63 @@
+"""DDP set-up when launched by `torchrun` (RANK / WORLD_SIZE / LOCAL_RANK in the environment).
+
+One process per device; NCCL on CUDA, gloo on CPU. `optim.batch_size` is the global batch: each of
+the W ranks trains on `batch_size // W` samples per step (the reference's 128 on one GPU is 4 x 32
+on four). Every rank draws the same permutation and takes its own slice of each global batch; the
+augmentation generator is seeded per (seed, epoch, rank). The contrastive learner all-gathers keys
+so that the queue receives every rank's keys (see `hiclr/ssl`). Rank 0 alone logs and saves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup_distributed(device_kind: str) -> DistInfo:
+    """Join the process group if torchrun started us (idempotent); otherwise a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
+        return DistInfo()
+    backend = "nccl" if device_kind == "cuda" else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on at least one (e.g. a stop request, a NaN loss)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()

@@ -1,0 +1,65 @@
+"""Run metrics: one JSON object per line in `metrics.jsonl`, mirrored to TensorBoard when installed.
+
+Lines are `{"kind": "step", "epoch", "step", "loss", "lr", "samples_per_s", ...}` every
+`run.log_every` optimizer steps and `{"kind": "epoch", "epoch", "step", "loss", ..., "time_s"}` at
+the end of each epoch (means over the epoch; `epoch` counts completed epochs). On `--resume` the
+lines written after the checkpoint's step are dropped, so the file reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path | None, *, resume_step: int | None = None,
+                 tensorboard: str | bool = "auto", enabled: bool = True):
+        self.path = None if run_dir is None or not enabled else Path(run_dir) / "metrics.jsonl"
+        self.writer = None
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(tmp, self.path)
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        if tensorboard in (True, "true", "auto"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                if tensorboard is True or tensorboard == "true":
+                    print("tensorboard is not installed (pip install tensorboard); logging to "
+                          "metrics.jsonl only")
+            else:
+                self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+
+    def write(self, record: dict) -> None:
+        if self.path is None:
+            return
+        clean = {k: _plain(v) for k, v in record.items()}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(clean) + "\n")
+        if self.writer is not None:
+            for key, value in clean.items():
+                if key not in ("kind", "epoch", "step") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"{clean['kind']}/{key}", value, clean.get("step", 0))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,390 @@
+"""The one training loop, for pre-training and fine-tuning alike.
+
+API (`from hiclr.engine import train, TrainData, Batch`):
+
+    result = train(task, TrainData(x, labels, ids), cfg, run_dir, resume=False)
+
+- `cfg`: a resolved config (`hiclr.config.load_config`); the loop reads `run` (seed, save_every,
+  log_every), `optim` (SGD, batch size, epochs, schedule, warm-up) and `engine` (device, precision,
+  compile, resident data, TensorBoard, progress bar). It is saved as `run_dir/config.yaml`.
+- `data`: the training split as CPU tensors: `x` (N, C, T, V, M) float32, `labels` (N,) and `ids`
+  (N,) (sample ids, e.g. `Split.index`; default 0..N-1). The loop puts `x` on the device when it
+  fits (`engine.resident`) and forms each batch by an index gather from a permutation drawn from a
+  `torch.Generator` seeded by (seed, epoch).
+- `task`: a small object with
+    `model: nn.Module` - everything that is trained and checkpointed (moved to the device here);
+    `step(model, batch: Batch, generator: torch.Generator, epoch: int) -> (loss, metrics: dict)` -
+        one forward pass: `model` is `task.model` as wrapped by the engine (DDP and/or compiled),
+        call it rather than `task.model`; `generator` is the epoch's augmentation generator on the
+        device (seeded by (seed, epoch, rank), so a resumed run draws the same augmentations);
+        `epoch` is 0-based. Runs under bf16 autocast on CUDA. Return the scalar loss and any
+        scalar metrics (tensors or floats); the engine does backward, clipping, step and schedule.
+  and optionally
+    `param_groups() -> iterable` - what the optimizer updates (default: parameters with grad);
+    `end_epoch(epoch: int) -> dict` - after each epoch (e.g. a test accuracy); logged with the epoch;
+    `state_dict()` / `load_state_dict(d)` - extra task state to checkpoint (tensors, plain types);
+    `finish(run_dir) -> dict` - once at the end on rank 0 (pre-training writes `encoder.pt`).
+- `result`: `TrainResult(run_dir, epoch, step, last_epoch_metrics, outputs)`.
+
+Fine-tuning, for example, is a task whose `model` is encoder + `nn.Linear`, whose `step` augments
+(or not) and returns `F.cross_entropy(model(batch.x), batch.labels)`, and whose `end_epoch` measures
+test accuracy; its config's `optim` section says nesterov, lr 0.1, 5 warm-up epochs, milestones.
+
+Stopping: SIGINT / SIGTERM finish the current step, save `last.pt` and raise `Interrupted` (a
+`UserError` carrying `exit_code` 130 / 143). A non-finite loss raises `NonFiniteLoss` before the
+optimizer step, naming epoch and step, and leaves the last good checkpoint untouched.
+Checkpoint contents: `hiclr/engine/checkpoint.py`; DDP: `hiclr/engine/distributed.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from data_prep.errors import UserError
+from hiclr.config import save_config
+from hiclr.engine.checkpoint import FORMAT, atomic_save, capture_rng, load_checkpoint, restore_rng
+from hiclr.engine.distributed import DistInfo, any_rank, barrier, setup_distributed
+from hiclr.engine.logging import MetricsLog
+from hiclr.engine.schedule import build_optimizer, build_scheduler
+
+
+@dataclass
+class TrainData:
+    x: torch.Tensor                         # (N, C, T, V, M) float32
+    labels: torch.Tensor | None = None      # (N,) int64
+    ids: torch.Tensor | None = None         # (N,) int64 sample ids
+
+    def __post_init__(self):
+        if self.ids is None:
+            self.ids = torch.arange(len(self.x))
+        if self.labels is None:
+            self.labels = torch.full((len(self.x),), -1, dtype=torch.long)
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor        # (B, C, T, V, M) on the device
+    labels: torch.Tensor   # (B,)
+    ids: torch.Tensor      # (B,) sample ids
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    epoch: int
+    step: int
+    metrics: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+
+
+class Interrupted(UserError):
+    """Stopped by a signal after saving `last.pt`."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
+
+
+# --------------------------------------------------------------------------- the loop
+
+def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *,
+          resume: bool = False, overwrite: bool = False) -> TrainResult:
+    run, opt, eng = cfg["run"], cfg["optim"], cfg["engine"]
+    dist = setup_distributed(_device_kind(eng["device"]))
+    device = resolve_device(eng["device"], dist)
+    bf16 = resolve_precision(eng["precision"], device) == "bf16"
+    run_dir = Path(run_dir) if run_dir is not None else None
+    last_path = run_dir / "last.pt" if run_dir is not None else None
+    if run_dir is not None and not resume and not overwrite and last_path.exists():
+        raise UserError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
+                        "or choose another run name / --out")
+    if eng.get("deterministic") and device.type == "cuda":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    # -- data: resident on the device when it fits, batches by index gather
+    n = len(data.x)
+    world = dist.world_size
+    global_batch = min(int(opt["batch_size"]), n - n % world)
+    if global_batch < world:
+        raise UserError(f"the training split has {n} samples, fewer than the {world} DDP ranks")
+    if global_batch < opt["batch_size"] and dist.is_main:
+        print(f"note: {n} training samples < optim.batch_size {opt['batch_size']}; "
+              f"using batches of {global_batch}", file=sys.stderr)
+    steps_per_epoch = n // global_batch if opt.get("drop_last", True) else math.ceil(n / global_batch)
+    total_steps = steps_per_epoch * opt["epochs"]
+    x, resident = place_data(data.x, device, eng.get("resident", "auto"), eng.get("resident_fraction", 0.5))
+    labels, ids = data.labels.to(x.device), data.ids.to(x.device)
+
+    # -- model, optimizer, schedule
+    seed = int(run["seed"])
+    if not resume:
+        seed_everything(seed + dist.rank)
+    model: nn.Module = task.model.to(device)
+    params = task.param_groups() if hasattr(task, "param_groups") else \
+        [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, opt)
+    scheduler = build_scheduler(optimizer, opt, steps_per_epoch)
+
+    epoch, step, aug_state = 0, 0, None
+    if resume:
+        ckpt = load_checkpoint(last_path, map_location="cpu")
+        if ckpt["steps_per_epoch"] != steps_per_epoch or ckpt["world_size"] != world:
+            raise UserError(f"{last_path} was written with {ckpt['steps_per_epoch']} steps per epoch on "
+                            f"{ckpt['world_size']} rank(s), this run has {steps_per_epoch} on {world}; "
+                            "resume with the same data, batch size and number of ranks")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if hasattr(task, "load_state_dict") and ckpt.get("task") is not None:
+            task.load_state_dict(ckpt["task"])
+        epoch, step = ckpt["epoch"], ckpt["step"]
+        restore_rng(ckpt["rng"])
+        if step > epoch * steps_per_epoch:   # stopped inside an epoch: continue its augmentation stream
+            aug_state = ckpt["generators"]["augment"]
+        if dist.is_main:
+            print(f"resuming {run_dir} at epoch {epoch}, step {step}", file=sys.stderr)
+
+    wrapped = model
+    if dist.enabled:
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(eng.get("find_unused_parameters", False)),
+            broadcast_buffers=False)  # BN statistics per rank (as the reference); the queue syncs itself
+    if eng.get("compile"):
+        backend = eng["compile"] if isinstance(eng["compile"], str) else "inductor"
+        wrapped = torch.compile(wrapped, backend=backend)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+
+    if run_dir is not None and dist.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+    log = MetricsLog(run_dir, resume_step=step if resume else None, tensorboard=eng.get("tensorboard", "auto"),
+                     enabled=dist.is_main)
+    bar = _progress(total_steps, step, enabled=bool(eng.get("progress", True)) and dist.is_main)
+    log_every = max(1, int(run.get("log_every", 50)))
+    outputs: dict = {}
+    last_epoch_record: dict = {}
+    with StopRequest() as stop:
+        try:
+            while epoch < opt["epochs"]:
+                # one permutation per epoch, the same on every rank; each rank takes its slice
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 0)))
+                perm = perm.to(x.device)
+                gen = torch.Generator(device=device)
+                gen.manual_seed(derive_seed(seed, epoch, 1 + dist.rank))
+                if aug_state is not None:
+                    gen.set_state(aug_state)
+                    aug_state = None
+                model.train()
+                sums: dict[str, torch.Tensor] = {}
+                epoch_steps, t_epoch = 0, time.perf_counter()
+                t_window, samples_window = time.perf_counter(), 0
+                for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
+                    chunk = perm[i * global_batch:(i + 1) * global_batch]
+                    idx = torch.tensor_split(chunk, world)[dist.rank]
+                    batch = Batch(x[idx].to(device, non_blocking=True), labels[idx].to(device), ids[idx].to(device))
+
+                    with autocast():
+                        loss, metrics = task.step(wrapped, batch, gen, epoch)
+                    loss_value = loss.detach().float()
+                    bad = not bool(torch.isfinite(loss_value).item())
+                    if any_rank(bad, dist, device):
+                        raise NonFiniteLoss(
+                            f"the loss is {loss_value.item()} at epoch {epoch + 1}, step {step + 1} "
+                            f"(batch {i + 1} of {steps_per_epoch}); stopped without saving, the last good "
+                            f"checkpoint is {_describe_last(last_path)}; lower optim.lr or use "
+                            "engine.precision=fp32")
+                    lr = optimizer.param_groups[0]["lr"]   # the lr this step uses
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if opt.get("grad_clip"):
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), float(opt["grad_clip"]))
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    epoch_steps += 1
+                    samples_window += len(idx) * world
+
+                    values = {"loss": loss_value, **{k: torch.as_tensor(v).detach().float()
+                                                     for k, v in metrics.items()}}
+                    for key, value in values.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    if step % log_every == 0:
+                        rate = samples_window / max(1e-9, time.perf_counter() - t_window)
+                        log.write({"kind": "step", "epoch": epoch, "step": step, "lr": lr,
+                                   "samples_per_s": rate, **{k: float(v) for k, v in values.items()}})
+                        t_window, samples_window = time.perf_counter(), 0
+                        bar.set_postfix(loss=f"{loss_value.item():.4f}", lr=f"{lr:.3g}",
+                                        samples_s=f"{rate:.0f}", refresh=False)
+                    bar.update(1)
+                    # (a stop during the epoch's last step is handled after the epoch's checkpoint)
+                    if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
+                        path = _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step,
+                                     steps_per_epoch, world, gen, dist)
+                        name = stop.signal or "a signal on another rank"
+                        raise Interrupted(f"interrupted by {name} at epoch {epoch + 1}, step {step}; saved "
+                                          f"{path}; continue with --resume",
+                                          exit_code=143 if stop.signal == "SIGTERM" else 130)
+
+                # end of epoch: means, the task's own epoch metrics, then checkpoints
+                elapsed = time.perf_counter() - t_epoch
+                record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
+                          "lr": lr if epoch_steps else optimizer.param_groups[0]["lr"], "time_s": elapsed,
+                          "samples_per_s": epoch_steps * global_batch / max(1e-9, elapsed),
+                          **{k: float(v) / max(1, epoch_steps) for k, v in sums.items()}}
+                if hasattr(task, "end_epoch"):
+                    record.update(task.end_epoch(epoch) or {})
+                log.write(record)
+                last_epoch_record = record
+                epoch += 1
+                _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch,
+                      world, gen, dist)
+                every = int(run.get("save_every") or 0)
+                if every and epoch % every == 0 and run_dir is not None:
+                    _save(run_dir / f"epoch_{epoch:03d}.pt", model, optimizer, scheduler, task, cfg, epoch,
+                          step, steps_per_epoch, world, gen, dist)
+                if any_rank(stop.signal is not None, dist, device):
+                    raise Interrupted(f"interrupted by {stop.signal or 'a signal'} after epoch {epoch}; saved "
+                                      f"{last_path}; continue with --resume",
+                                      exit_code=143 if stop.signal == "SIGTERM" else 130)
+
+            if dist.is_main and hasattr(task, "finish"):
+                outputs = task.finish(run_dir) or {}
+            barrier(dist)
+        finally:
+            bar.close()
+            log.close()
+    return TrainResult(run_dir, epoch, step, last_epoch_record, outputs)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist):
+    """Write a training checkpoint (rank 0 only); returns its path (None when not saving)."""
+    if path is None or not dist.is_main:
+        return path
+    atomic_save({
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "task": task.state_dict() if hasattr(task, "state_dict") else None,
+        "epoch": epoch,
+        "step": step,
+        "steps_per_epoch": steps_per_epoch,
+        "world_size": world,
+        "rng": capture_rng(),
+        "generators": {"augment": gen.get_state(), "augment_device": str(gen.device)},
+        "config": cfg,
+    }, path)
+    return path
+
+
+def _describe_last(path: Path | None) -> str:
+    if path is None or not path.exists():
+        return "none (no epoch finished yet)"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return f"{path} (epoch {ckpt['epoch']}, step {ckpt['step']})"
+
+
+def derive_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed per (run seed, epoch, stream): data order is stream 0, augmentation 1 + rank."""
+    words = np.random.SeedSequence([int(seed), int(epoch), int(stream)]).generate_state(2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and python `random`."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _device_kind(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(name).split(":")[0]
+
+
+def resolve_device(name: str, dist: DistInfo = DistInfo()) -> torch.device:
+    """`auto` -> cuda when available else cpu; under DDP each rank takes cuda:LOCAL_RANK."""
+    kind = _device_kind(str(name))
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"engine.device is {name!r} but CUDA is not available; use --device cpu")
+        if dist.enabled:
+            return torch.device("cuda", dist.local_rank)
+        return torch.device(name if ":" in str(name) else "cuda")
+    if kind != "cpu":
+        raise UserError(f"engine.device is {name!r}; use auto, cpu, cuda or cuda:N")
+    return torch.device("cpu")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto`: bf16 autocast on CUDA (when supported), fp32 on CPU."""
+    if name == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return name
+
+
+def place_data(x: torch.Tensor, device: torch.device, mode: Any = "auto", fraction: float = 0.5):
+    """(tensor, resident): the split on the device when asked or when it fits, else pinned CPU memory."""
+    if device.type == "cpu":
+        return x.contiguous(), True
+    if mode == "auto":
+        free, _ = torch.cuda.mem_get_info(device)
+        mode = x.numel() * x.element_size() < fraction * free
+    if mode is True or mode == "true":
+        return x.to(device), True
+    return x.pin_memory(), False
+
+
+class StopRequest:
+    """SIGINT / SIGTERM set `signal` (its name); the loop saves and stops after the current step.
+
+    A second Ctrl-C aborts at once. Handlers are installed only in the main thread and restored on exit.
+    """
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        print(f"\n{self.signal} received: finishing the current step, then saving last.pt "
+              "(Ctrl-C again aborts without saving)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                disable=None if enabled else True, leave=False)

@@ -1,0 +1,49 @@
+"""Learning-rate schedules as a per-step factor of the base lr (for `torch.optim.lr_scheduler.LambdaLR`).
+
+`step` (reference): lr * gamma ** (number of milestones <= the current epoch), i.e. "x0.1 after epoch
+250" is `milestones: [250]`; `cosine`: half a cosine from the base lr down to `min_lr` over the steps
+after warm-up; `constant`. A linear warm-up over `warmup_epochs` (per step, from lr / warm-up steps
+to lr) precedes any of them. The factor is a pure function of the global step, so a resumed run
+recomputes exactly the same lr.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+
+def lr_factor_fn(optim: dict, steps_per_epoch: int) -> Callable[[int], float]:
+    """The factor applied to the base lr at optimizer step `step` (0-based), from the `optim` section."""
+    total = optim["epochs"] * steps_per_epoch
+    warm = int(round(optim.get("warmup_epochs", 0) * steps_per_epoch))
+    milestones = sorted(int(m) for m in (optim.get("milestones") or []))
+    gamma = float(optim.get("gamma", 0.1))
+    floor = float(optim.get("min_lr", 0.0)) / float(optim["lr"]) if optim["lr"] else 0.0
+    schedule = optim.get("schedule", "step")
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if schedule == "step":
+            epoch = step // steps_per_epoch
+            return gamma ** sum(epoch >= m for m in milestones)
+        if schedule == "cosine":
+            progress = min(1.0, (step - warm) / max(1, total - warm))
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: dict, steps_per_epoch: int):
+    """Per-step `LambdaLR`: call `scheduler.step()` after every `optimizer.step()`."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(optim, steps_per_epoch))
+
+
+def build_optimizer(params, optim: dict) -> torch.optim.Optimizer:
+    """SGD as the reference (weight decay on every parameter); `params` may be param groups."""
+    return torch.optim.SGD(params, lr=optim["lr"], momentum=optim["momentum"],
+                           weight_decay=optim["weight_decay"], nesterov=bool(optim["nesterov"]))

@@ -1,0 +1,280 @@
+"""Shared pieces of the evaluation protocols: metrics, checksums, feature cache, run folders.
+
+Every protocol writes one run folder holding `config.yaml` (resolved), `logits.npz` (test logits,
+labels and sample names, for the stream ensemble), `report.json` and `report.md`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_prep.errors import UserError
+
+LOGITS_FILE = "logits.npz"
+
+
+# ---------------------------------------------------------------- metrics
+
+def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, int]:
+    """Number of samples whose label is among the `k` highest scores, for each k in `ks`."""
+    kmax = min(max(ks), scores.shape[1])
+    top = scores.topk(kmax, dim=1).indices                       # (N, kmax)
+    hit = top.eq(labels.view(-1, 1))
+    return {k: int(hit[:, :min(k, kmax)].any(dim=1).sum()) for k in ks}
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, float]:
+    """Top-k accuracy in percent: {"top1": ..., "top5": ...}."""
+    n = max(int(labels.numel()), 1)
+    return {f"top{k}": 100.0 * c / n for k, c in topk_correct(scores, labels, ks).items()}
+
+
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(classes, classes) int64 counts, rows = true class, columns = predicted class."""
+    flat = labels.long().cpu() * num_classes + pred.long().cpu()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
+    """Recall per class in percent (None for a class absent from the test set)."""
+    total = confusion.sum(dim=1)
+    correct = confusion.diagonal()
+    return [None if int(t) == 0 else 100.0 * int(c) / int(t) for c, t in zip(correct, total)]
+
+
+def classification_summary(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """Top-1/top-5, per-class accuracy and confusion matrix of a score matrix (N, classes)."""
+    scores, labels = scores.float().cpu(), labels.long().cpu()
+    cm = confusion_matrix(scores.argmax(dim=1), labels, num_classes)
+    return {**topk_accuracy(scores, labels), "per_class": per_class_accuracy(cm),
+            "confusion": cm.tolist()}
+
+
+# ---------------------------------------------------------------- checksums
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_checksum(module_or_state) -> str:
+    """Hex sha256 over a model's parameters and buffers (names, dtypes, shapes and bytes)."""
+    state = module_or_state.state_dict() if hasattr(module_or_state, "state_dict") else module_or_state
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- devices and seeds
+
+def resolve_device(name: str | None) -> torch.device:
+    """`auto` (or None) picks CUDA when available, else CPU."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"engine.device '{name}' is not a device name; use auto, cpu or cuda[:N].") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"engine.device is '{name}' but CUDA is not available; use --set engine.device=cpu.")
+    return device
+
+
+# ---------------------------------------------------------------- feature cache
+
+def cached_features(run_dir: str | os.PathLike, key: dict, compute) -> torch.Tensor:
+    """Features stored under `run_dir/features/` by a key (encoder and data checksums, part ...).
+
+    `compute()` returns the (N, D) tensor when no cache file matches; the file is written
+    atomically so that an interrupted run never leaves a truncated cache behind.
+    """
+    blob = json.dumps(key, sort_keys=True).encode()
+    name = hashlib.sha256(blob).hexdigest()[:16]
+    folder = Path(run_dir) / "features"
+    path = folder / f"{key.get('part', 'features')}_{name}.pt"
+    if path.exists():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored.get("key") == json.loads(blob):
+            return stored["features"]
+    features = compute().float().cpu()
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({"key": json.loads(blob), "features": features}, path)
+    return features
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- logits for the ensemble
+
+def save_logits(run_dir: str | os.PathLike, logits: torch.Tensor, labels: torch.Tensor,
+                names: list[str], **extra) -> Path:
+    """Write `logits.npz` (test logits (N, classes), labels (N,), names (N,)) into the run folder."""
+    path = Path(run_dir) / LOGITS_FILE
+    tmp = path.with_name("logits.partial.npz")
+    np.savez(tmp, logits=logits.detach().float().cpu().numpy(),
+             labels=labels.detach().long().cpu().numpy(),
+             names=np.asarray(list(names), dtype=str), **extra)
+    os.replace(tmp, path)
+    return path
+
+
+def load_logits(run: str | os.PathLike) -> dict:
+    """Read `logits.npz` from a run folder (or the file itself): logits, labels, names."""
+    path = Path(run)
+    if path.is_dir():
+        path = path / LOGITS_FILE
+    if not path.exists():
+        raise UserError(f"{path} does not exist; run an evaluation protocol (hiclr linear / finetune) "
+                        f"for this run first, it writes {LOGITS_FILE}.")
+    with np.load(path, allow_pickle=False) as z:
+        for key in ("logits", "labels", "names"):
+            if key not in z:
+                raise UserError(f"{path} has no '{key}' array; re-run the protocol that wrote it.")
+        return {"logits": z["logits"], "labels": z["labels"], "names": [str(n) for n in z["names"]],
+                "path": str(path)}
+
+
+# ---------------------------------------------------------------- what every protocol run needs
+
+from dataclasses import dataclass  # noqa: E402
+
+from hiclr.config import extend_schema  # noqa: E402
+
+#: evaluation keys beyond the base schema (`eval.augment`: the augmentation of the fine-tune and
+#: of `--through-encoder`, stages in the format of configs/augment/; null or []: none).
+EVAL_KEYS = {
+    "feature_batch_size": 256,
+    "through_encoder": False,
+    "augment": [[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
+    "ensemble_runs": [],
+}
+extend_schema("eval", EVAL_KEYS)
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+@dataclass
+class EvalData:
+    """Train and test parts of a protocol, with what the report says about the data file."""
+
+    train: "object"          # hiclr.data.Split
+    test: "object"
+    num_classes: int
+    info: dict               # path, sha256, dataset, protocol, view, num_classes, sizes
+
+
+def data_sha256(path: str | os.PathLike) -> str:
+    """sha256 of the data file, computed once per process per (path, size, mtime)."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]
+
+
+def load_eval_data(cfg: dict) -> EvalData:
+    """The `data.path` file's `data.protocol` train and test parts (`data.view`)."""
+    from hiclr.data import dataset_info, load_split
+
+    data = cfg["data"]
+    path, protocol, view = data["path"], data["protocol"], data.get("view", "frame50")
+    info = dataset_info(path, hash_file=False)
+    train = load_split(path, protocol, "train", view)
+    test = load_split(path, protocol, "test", view)
+    num_classes = int(info.get("num_classes") or int(max(train.labels.max(), test.labels.max())) + 1)
+    return EvalData(train, test, num_classes, {
+        "path": str(path), "sha256": data_sha256(path), "dataset": info.get("dataset"),
+        "protocol": protocol, "view": view, "num_classes": num_classes,
+        "train_samples": len(train), "test_samples": len(test)})
+
+
+def prepare_encoder(encoder, cfg: dict, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """(frozen-ready encoder on `device` in eval mode, its report entry).
+
+    `encoder`: a checkpoint path (our encoder.pt / last.pt / epoch_XXX.pt or the reference
+    release's) or an `nn.Module` (e.g. a random-init baseline). A checkpoint that records another
+    stream than `data.stream` is refused.
+    """
+    stream = cfg["data"]["stream"]
+    if isinstance(encoder, torch.nn.Module):
+        module, meta = encoder.to(device).eval(), {"path": None, "encoder_cfg": None}
+    else:
+        from hiclr.models import load_encoder
+
+        path = Path(encoder)
+        module, enc_cfg, ckpt_stream = load_encoder(path, device)
+        if ckpt_stream and ckpt_stream != stream:
+            raise UserError(f"{path} was pre-trained on the {ckpt_stream} stream but data.stream is "
+                            f"{stream}; use --set data.stream={ckpt_stream} or the {ckpt_stream} config.")
+        run = path.parent
+        meta = {"path": str(path), "encoder_cfg": enc_cfg,
+                "pretrain_run": str(run) if (run / "metrics.jsonl").exists() else None}
+    meta.update({"checksum": state_checksum(module), "stream": stream,
+                 "feature_dim": int(getattr(module, "feature_dim", 0)) or None})
+    return module, meta
+
+
+def frozen_features(run_dir: Path, encoder: torch.nn.Module, encoder_meta: dict, data: EvalData,
+                    cfg: dict, device: torch.device, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train (N, D), test (N_test, D)) features of the frozen encoder, cached in `run_dir/features`.
+
+    The cache key holds the encoder's weight checksum and the data file's sha256 (plus protocol,
+    view and stream), so a changed encoder or data file never reuses stale features.
+    """
+    from hiclr.features import extract_features
+
+    ev = cfg.get("eval", {})
+    out = []
+    for part, split in (("train", data.train), ("test", data.test)):
+        key = {"part": part, "encoder": encoder_meta["checksum"], "data": data.info["sha256"],
+               "protocol": data.info["protocol"], "view": data.info["view"],
+               "stream": encoder_meta["stream"], "encoder_class": type(encoder).__name__}
+        compute = lambda s=split: extract_features(  # noqa: E731
+            encoder, s.x, batch_size=int(ev.get("feature_batch_size", 256)), device=device,
+            stream=encoder_meta["stream"], progress=progress)
+        if ev.get("cache_features", True):
+            out.append(cached_features(run_dir, key, compute))
+        else:
+            out.append(compute().float())
+    return out[0], out[1]
+
+
+def make_run_dir(cfg: dict, out: str | os.PathLike | None, protocol: str) -> Path:
+    """`out`, else `run.out/run.name`; created, with the resolved config saved as
+    `config_<protocol>.yaml` (several protocols may share a run folder and its feature cache)."""
+    from hiclr.config import save_config
+
+    run_dir = Path(out) if out else Path(cfg["run"].get("out") or "checkpoints") / str(cfg["run"]["name"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / f"config_{protocol}.yaml")
+    return run_dir
+
+
+def encoder_report(meta: dict) -> dict:
+    return {k: meta.get(k) for k in ("path", "checksum", "stream", "feature_dim", "pretrain_run",
+                                      "encoder_cfg")}

@@ -1,0 +1,125 @@
+"""Three-stream ensemble: a weighted sum of the streams' test logits.
+
+The weights are fixed before the test set is looked at ((joint, bone, motion) = (0.6, 0.6, 0.4)
+by default, the reference's), never searched on it. The runs must cover the same test samples in
+the same order; this is checked on names and labels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_prep.errors import UserError
+from hiclr.eval.common import classification_summary, load_logits
+
+DEFAULT_WEIGHTS = (0.6, 0.6, 0.4)                 # (joint, bone, motion)
+STREAM_WEIGHTS = {"joint": 0.6, "bone": 0.6, "motion": 0.4}
+
+
+def check_aligned(runs: list[dict], sources: list[str]) -> None:
+    """Refuse logits that do not cover the same samples, in the same order, with the same labels."""
+    first = runs[0]
+    for run, source in zip(runs[1:], sources[1:]):
+        if run["logits"].shape != first["logits"].shape:
+            raise UserError(f"{source} has logits of shape {tuple(run['logits'].shape)} but {sources[0]} "
+                            f"has {tuple(first['logits'].shape)}; ensemble runs of the same dataset, "
+                            f"protocol and test split.")
+        if list(run["names"]) != list(first["names"]):
+            same = set(run["names"]) == set(first["names"])
+            what = "the same samples in another order" if same else "other samples"
+            raise UserError(f"{source} covers {what} than {sources[0]}; evaluate every stream on the "
+                            f"same data file and protocol.")
+        if not np.array_equal(run["labels"], first["labels"]):
+            raise UserError(f"{source} has other labels than {sources[0]} for the same samples; "
+                            f"evaluate every stream on the same data file.")
+
+
+def ensemble_logits(logits: list, weights) -> torch.Tensor:
+    """sum_i weights[i] * logits[i], as float32 (N, classes)."""
+    if len(weights) != len(logits):
+        raise UserError(f"{len(weights)} weights given for {len(logits)} runs; give one weight per run.")
+    stacked = torch.stack([torch.as_tensor(np.asarray(l), dtype=torch.float32) for l in logits])
+    w = torch.as_tensor([float(x) for x in weights], dtype=torch.float32).view(-1, 1, 1)
+    return (w * stacked).sum(dim=0)
+
+
+def ensemble_runs(runs: list[str], weights=DEFAULT_WEIGHTS, names: list[str] | None = None) -> dict:
+    """Evaluate each stream and their weighted sum from the runs' `logits.npz`.
+
+    Returns {"weights", "streams": {name: {top1, top5, run}}, "ensemble": {top1, top5, per_class,
+    confusion}, "logits": Tensor}.
+    """
+    loaded = [load_logits(r) for r in runs]
+    check_aligned(loaded, [str(r) for r in runs])
+    names = names or _stream_names(runs)
+    labels = torch.as_tensor(loaded[0]["labels"]).long()
+    num_classes = loaded[0]["logits"].shape[1]
+    streams = {}
+    for name, run, data in zip(names, runs, loaded):
+        summary = classification_summary(torch.as_tensor(data["logits"]), labels, num_classes)
+        streams[name] = {"run": str(run), "top1": summary["top1"], "top5": summary["top5"]}
+    fused = ensemble_logits([d["logits"] for d in loaded], weights)
+    summary = classification_summary(fused, labels, num_classes)
+    return {"weights": [float(w) for w in weights], "streams": streams, "ensemble": summary,
+            "logits": fused, "labels": labels, "names": loaded[0]["names"]}
+
+
+def stream_weights(runs: list[str], table: dict | None = None) -> list[float]:
+    """Each run's weight from its recorded stream (joint 0.6, bone 0.6, motion 0.4 by default)."""
+    table = table or STREAM_WEIGHTS
+    streams = _stream_names(runs)
+    missing = [f"{r} ({s})" for r, s in zip(runs, streams) if s not in table]
+    if missing:
+        raise UserError(f"no default weight for {', '.join(missing)}: the run's report names no stream "
+                        f"among {', '.join(table)}; give --weights, one per run.")
+    if len(set(streams)) != len(streams):
+        raise UserError(f"the runs repeat a stream ({', '.join(streams)}); give --weights, one per run.")
+    return [float(table[s]) for s in streams]
+
+
+def _stream_names(runs) -> list[str]:
+    """The stream recorded in each run's report.json, else the run folder's name; made unique."""
+    names = []
+    for run in runs:
+        folder = Path(run) if Path(run).is_dir() else Path(run).parent
+        name = folder.name
+        report = folder / "report.json"
+        if report.exists():
+            try:
+                name = json.loads(report.read_text()).get("stream") or name
+            except (ValueError, OSError):
+                pass
+        names.append(name if name not in names else f"{name}_{len(names)}")
+    return names
+
+
+def run_ensemble(runs: list[str], weights=None, *, out=None, plots: bool = True) -> dict:
+    """`hiclr ensemble`: evaluate the runs' streams and their weighted sum; write the report.
+
+    out: the report folder (default: `<first run>_ensemble` beside the first run).
+    """
+    from hiclr.eval.common import save_logits
+    from hiclr.report import read_report, write_report
+
+    if len(runs) < 2:
+        raise UserError(f"{len(runs)} run given; the ensemble needs two or more runs (e.g. joint, bone, motion).")
+    weights = list(stream_weights(runs) if weights is None else weights)
+    result = ensemble_runs(runs, weights)
+    first = Path(runs[0]) if Path(runs[0]).is_dir() else Path(runs[0]).parent
+    out_dir = Path(out) if out else first.parent / f"{first.name}_ensemble"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_logits(out_dir, result["logits"], result["labels"], result["names"])
+    summary = result["ensemble"]
+    entry = {"weights": result["weights"], "streams": result["streams"], "top1": summary["top1"],
+             "top5": summary["top5"], "per_class": summary["per_class"], "confusion": summary["confusion"],
+             "runs": [str(r) for r in runs]}
+    data = None
+    if (first / "report.json").exists():
+        data = read_report(first).get("data")
+    write_report(out_dir, {"ensemble": entry}, data=data, stream="+".join(result["streams"]), plots=plots)
+    entry["run_dir"] = str(out_dir)
+    return entry

@@ -1,0 +1,150 @@
+"""Fine-tune protocol: the whole encoder plus a new linear layer, trained by the engine's loop.
+
+Reference schedule (configs/base/finetune.yaml): nesterov SGD lr 0.1, weight decay 1e-4, batch 64,
+70 epochs, 5 warm-up epochs, lr x0.1 at epoch 30 and x0.01 at 55. The training clips are
+augmented by `eval.augment` (the reference's shear + temporal crop; null: none). Test accuracy is
+measured after every epoch; top-1/top-5 are reported at the LAST and at the BEST epoch (labelled).
+Checkpoints, `--resume`, Ctrl-C and metrics.jsonl are the engine's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hiclr.eval.common import topk_accuracy
+
+
+class Classifier(nn.Module):
+    """(N, C, T, V, M) clips of a stream -> (N, classes) logits: encoder then a linear layer."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+class FineTuneTask:
+    """The engine's task: augment, derive the stream, cross-entropy; test accuracy every epoch."""
+
+    def __init__(self, model: Classifier, stream: str, test_x: torch.Tensor, test_labels: torch.Tensor,
+                 augment=None, test_batch_size: int = 256):
+        self.model, self.stream, self.augment = model, stream, augment
+        self.test_x, self.test_labels = test_x, test_labels.long()
+        self.test_batch_size = test_batch_size
+        self.history: list[dict] = []
+        self.best: dict = {}
+        self.logits_last = self.logits_best = None
+
+    def step(self, model, batch, generator, epoch):
+        from hiclr.augment import to_stream
+
+        x = batch.x
+        if self.augment is not None:
+            x = self.augment.views(x, generator, [self.augment.num_stages - 1])[0].x
+        logits = model(to_stream(x, self.stream))
+        loss = F.cross_entropy(logits.float(), batch.labels)
+        acc = (logits.detach().argmax(dim=1) == batch.labels).float().mean() * 100
+        return loss, {"train_top1": acc}
+
+    @torch.no_grad()
+    def test_logits(self) -> torch.Tensor:
+        from hiclr.augment import to_stream
+
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        out = [self.model(to_stream(self.test_x[i:i + self.test_batch_size].to(device), self.stream)).float().cpu()
+               for i in range(0, len(self.test_x), self.test_batch_size)]
+        self.model.train(was_training)
+        return torch.cat(out)
+
+    def end_epoch(self, epoch: int) -> dict:
+        logits = self.test_logits()
+        acc = topk_accuracy(logits, self.test_labels)
+        row = {"epoch": epoch + 1, **acc}
+        self.history.append(row)
+        self.logits_last = logits
+        if not self.best or acc["top1"] > self.best["top1"]:
+            self.best = dict(row)
+            self.logits_best = logits
+        return {"test_top1": acc["top1"], "test_top5": acc["top5"]}
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "best": self.best, "logits_best": self.logits_best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state.get("history", []))
+        self.best = dict(state.get("best", {}))
+        self.logits_best = state.get("logits_best")
+
+
+def build_augment(cfg: dict):
+    """The fine-tune's augmentation policy from `eval.augment` (None when empty)."""
+    from hiclr.augment import GrowingPolicy
+
+    stages = cfg["eval"].get("augment") or None
+    if not stages:
+        return None
+    return GrowingPolicy.from_config(stages, cfg.get("augment", {}).get("reference_quirks", True))
+
+
+def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Path, *,
+                  resume: bool = False) -> dict:
+    """Fine-tune `encoder` (checkpoint path or module, copied) on `train`, test on `test` every epoch.
+
+    train/test: `hiclr.data.Split`-like (x, labels, index, names). Returns the protocol entry plus
+    "logits_last" (Tensor) for the caller to save.
+    """
+    import copy
+
+    from hiclr.engine import TrainData, train as engine_train
+    from hiclr.eval.common import classification_summary, prepare_encoder
+    from hiclr.eval.linear import new_linear_head
+
+    device = torch.device("cpu")   # the engine moves the model to its device
+    if isinstance(encoder, nn.Module):
+        encoder = copy.deepcopy(encoder)
+    module, meta = prepare_encoder(encoder, cfg, device)
+    for p in module.parameters():
+        p.requires_grad_(True)
+    dim = meta["feature_dim"] or int(module(torch.zeros(1, *train.x.shape[1:])).shape[1])
+    head = new_linear_head(dim, num_classes, int(cfg["run"].get("seed", 0)))
+    task = FineTuneTask(Classifier(module, head), meta["stream"], test.x, test.labels, build_augment(cfg),
+                        int(cfg["eval"].get("feature_batch_size", 256)))
+    engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)
+    if task.logits_last is None:          # resumed a run that had already finished
+        task.logits_last = task.test_logits()
+    summary = classification_summary(task.logits_last, test.labels, num_classes)
+    opt = cfg["optim"]
+    return {
+        "top1_last": task.history[-1]["top1"], "top5_last": task.history[-1]["top5"],
+        "top1_best": task.best["top1"], "top5_best": task.best["top5"], "best_epoch": task.best["epoch"],
+        "epochs": int(opt["epochs"]), "train_samples": len(train.labels),
+        "schedule": {k: opt[k] for k in ("lr", "momentum", "weight_decay", "nesterov", "batch_size",
+                                         "epochs", "schedule", "milestones", "gamma", "warmup_epochs")},
+        "history": task.history, "per_class": summary["per_class"], "confusion": summary["confusion"],
+        "mode": "whole network, engine loop" + (", augmented" if task.augment is not None else ""),
+        "logits_last": task.logits_last, "encoder_meta": meta,
+    }
+
+
+def run_finetune(cfg: dict, encoder, *, out=None, resume: bool = False, plots: bool = True) -> dict:
+    """`hiclr finetune`: fine-tune, write logits.npz and the report; return the protocol entry."""
+    from hiclr.eval.common import encoder_report, load_eval_data, make_run_dir, save_logits
+    from hiclr.report import write_report
+
+    run_dir = make_run_dir(cfg, out, "finetune")
+    data = load_eval_data(cfg)
+    entry = finetune_once(cfg, encoder, data.train, data.test, data.num_classes, run_dir, resume=resume)
+    save_logits(run_dir, entry.pop("logits_last"), data.test.labels, data.test.names, epoch=entry["epochs"])
+    meta = entry.pop("encoder_meta")
+    write_report(run_dir, {"finetune": entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
+                 stream=meta["stream"], plots=plots)
+    entry["run_dir"] = str(run_dir)
+    return entry

@@ -1,0 +1,266 @@
+"""Linear probe: a new Linear(feature_dim, classes) on a frozen encoder (reference schedule).
+
+By default the encoder runs once over the data and the linear layer trains on the cached features
+(the whole cache on the device, batches are index gathers, shuffling from a seeded generator).
+`through_encoder=True` instead runs the frozen encoder (eval mode) on every batch of every epoch,
+optionally after augmentation, as the reference does.
+
+Reported: top-1/top-5 at the LAST epoch and at the BEST epoch (labelled as such; the best epoch is
+chosen on the test set, as the reference reports it), the per-epoch curve, per-class accuracy and
+the confusion matrix at the last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hiclr.eval.common import classification_summary, topk_accuracy
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LinearSchedule:
+    """SGD schedule of the probe; defaults are the reference's (PKU-MMD II: 200 epochs, step 160)."""
+
+    epochs: int = 100
+    lr: float = 3.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    batch_size: int = 128
+    milestones: tuple[int, ...] = (80,)
+    gamma: float = 0.1
+
+    @classmethod
+    def from_optim(cls, optim: dict | None) -> "LinearSchedule":
+        """Build from a config's `optim` section (keys that are not schedule keys are ignored)."""
+        optim = dict(optim or {})
+        known = {f: optim[f] for f in cls.__dataclass_fields__ if f in optim}
+        if "milestones" in known:
+            known["milestones"] = tuple(int(m) for m in known["milestones"])
+        return cls(**known)
+
+
+@dataclass
+class LinearResult:
+    history: list[dict] = field(default_factory=list)   # per epoch: epoch, lr, loss, top1, top5
+    last: dict = field(default_factory=dict)            # {"epoch", "top1", "top5"}
+    best: dict = field(default_factory=dict)            # best test top-1 over epochs
+    logits_last: torch.Tensor | None = None             # (N_test, classes)
+    logits_best: torch.Tensor | None = None
+    head: nn.Linear | None = None                       # the linear layer at the last epoch
+
+
+def new_linear_head(feature_dim: int, num_classes: int, seed: int) -> nn.Linear:
+    """Linear layer initialised as MoCo's linear classifier: weights N(0, 0.01), bias 0, seeded."""
+    head = nn.Linear(feature_dim, num_classes)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.01)
+        head.bias.zero_()
+    return head
+
+
+def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Tensor,
+               test_features: torch.Tensor | Callable[[], torch.Tensor], test_labels: torch.Tensor,
+               num_classes: int, feature_dim: int | None = None,
+               schedule: LinearSchedule | None = None, seed: int = 0,
+               device: torch.device | str = "cpu", progress: bool = False,
+               on_epoch: Callable[[dict], None] | None = None) -> LinearResult:
+    """Train a linear classifier and evaluate it on the test set after every epoch.
+
+    train_features: cached features (N, D) or a function `idx (B,) -> (B, D)` (through the
+    encoder); test_features: (N_test, D) or a function `() -> (N_test, D)`.
+    """
+    schedule = schedule or LinearSchedule()
+    device = torch.device(device)
+    cached = torch.is_tensor(train_features)
+    if cached:
+        train_features = train_features.float().to(device)
+        feature_dim = train_features.shape[1]
+    if torch.is_tensor(test_features):
+        test_features = test_features.float().to(device)
+    if feature_dim is None:
+        raise ValueError("feature_dim is needed when features come from a function")
+    train_labels = train_labels.long().to(device)
+    test_labels = test_labels.long().to(device)
+    n = train_labels.shape[0]
+
+    head = new_linear_head(feature_dim, num_classes, seed).to(device)
+    optimizer = torch.optim.SGD(head.parameters(), lr=schedule.lr, momentum=schedule.momentum,
+                                weight_decay=schedule.weight_decay, nesterov=schedule.nesterov)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones),
+                                                     schedule.gamma)
+    shuffle = torch.Generator().manual_seed(seed)
+    result = LinearResult()
+    bar = _progress(schedule.epochs, progress, "linear probe")
+    for epoch in range(1, schedule.epochs + 1):
+        head.train()
+        lr = optimizer.param_groups[0]["lr"]
+        order = torch.randperm(n, generator=shuffle).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for start in range(0, n, schedule.batch_size):
+            idx = order[start:start + schedule.batch_size]
+            x = train_features[idx] if cached else train_features(idx)
+            loss = F.cross_entropy(head(x), train_labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * idx.numel()
+        scheduler.step()
+
+        head.eval()
+        with torch.no_grad():
+            feats = test_features if torch.is_tensor(test_features) else test_features()
+            logits = head(feats.to(device).float())
+        acc = topk_accuracy(logits, test_labels)
+        row = {"epoch": epoch, "lr": lr, "loss": float(loss_sum) / n, **acc}
+        result.history.append(row)
+        if not result.best or acc["top1"] > result.best["top1"]:
+            result.best = {"epoch": epoch, **acc}
+            result.logits_best = logits.cpu()
+        if on_epoch:
+            on_epoch(row)
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['loss']:.3f}", top1=f"{acc['top1']:.1f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    result.last = {"epoch": schedule.epochs, **{k: result.history[-1][k] for k in ("top1", "top5")}}
+    result.logits_last = logits.cpu()
+    result.head = head
+    return result
+
+
+def linear_summary(result: LinearResult, test_labels: torch.Tensor, num_classes: int,
+                   schedule: LinearSchedule, mode: str) -> dict:
+    """The probe's entry of a report: last and best epoch, curve, per-class and confusion (last)."""
+    summary = classification_summary(result.logits_last, test_labels, num_classes)
+    return {
+        "mode": mode,
+        "top1_last": result.last["top1"], "top5_last": result.last["top5"],
+        "top1_best": result.best["top1"], "top5_best": result.best["top5"],
+        "best_epoch": result.best["epoch"], "epochs": schedule.epochs,
+        "schedule": {k: (list(v) if isinstance(v, tuple) else v)
+                     for k, v in schedule.__dict__.items()},
+        "history": result.history,
+        "per_class": summary["per_class"], "confusion": summary["confusion"],
+    }
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="epoch", leave=False)
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+# ---------------------------------------------------------------- the protocol run
+
+def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = None,
+               progress: bool = True, plots: bool = True) -> dict:
+    """`hiclr linear`: train and evaluate the probe, write logits.npz and the report; return the entry.
+
+    cfg: a resolved config (`hiclr.config.load_config`); the probe's schedule is `eval.lr`,
+    `eval.weight_decay`, `eval.batch_size`, `eval.epochs`, `eval.milestones` with `optim.momentum`,
+    `optim.nesterov` and `optim.gamma`. encoder: a checkpoint path or an `nn.Module`.
+    out: the run folder (default `run.out/run.name`).
+    """
+    from hiclr.eval.common import (encoder_report, frozen_features, load_eval_data, make_run_dir,
+                                   prepare_encoder, resolve_device, save_logits)
+    from hiclr.report import write_report
+
+    ev = cfg["eval"]
+    through_encoder = bool(ev.get("through_encoder")) if through_encoder is None else through_encoder
+    device = resolve_device(cfg["engine"].get("device"))
+    run_dir = make_run_dir(cfg, out, "linear")
+    data = load_eval_data(cfg)
+    model, meta = prepare_encoder(encoder, cfg, device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    schedule = schedule_from_config(cfg)
+    seed = int(cfg["run"].get("seed", 0))
+    metrics = run_dir / "metrics_linear.jsonl"
+    metrics.write_text("")
+    log = lambda row: append_jsonl(metrics, row)  # noqa: E731
+
+    test_features = None
+    if through_encoder:
+        train_fn, test_fn = encoder_feature_fns(model, data.train.x, data.test.x, meta["stream"],
+                                                cfg, device, seed)
+        result = fit_linear(train_fn, data.train.labels, test_fn, data.test.labels, data.num_classes,
+                            meta["feature_dim"] or _probe_dim(model, data.train.x, meta["stream"], device),
+                            schedule, seed, device, progress, log)
+        mode = "through the frozen encoder every epoch" + (" with augmentation" if ev.get("augment") else "")
+    else:
+        train_features, test_features = frozen_features(run_dir, model, meta, data, cfg, device, progress)
+        result = fit_linear(train_features, data.train.labels, test_features, data.test.labels,
+                            data.num_classes, None, schedule, seed, device, progress, log)
+        mode = "cached frozen features"
+    entry = linear_summary(result, data.test.labels, data.num_classes, schedule, mode)
+    save_logits(run_dir, result.logits_last, data.test.labels, data.test.names, epoch=schedule.epochs)
+    if plots and test_features is None:
+        from hiclr.features import extract_features
+        test_features = extract_features(model, data.test.x, batch_size=int(ev.get("feature_batch_size", 256)),
+                                         device=device, stream=meta["stream"])
+    write_report(run_dir, {"linear": entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
+                 stream=meta["stream"], embedding=(test_features, data.test.labels) if plots else None,
+                 plots=plots)
+    entry["run_dir"] = str(run_dir)
+    return entry
+
+
+def schedule_from_config(cfg: dict) -> LinearSchedule:
+    ev, optim = cfg["eval"], cfg.get("optim", {})
+    return LinearSchedule(epochs=int(ev["epochs"]), lr=float(ev["lr"]),
+                          momentum=float(optim.get("momentum", 0.9)),
+                          weight_decay=float(ev["weight_decay"]), nesterov=bool(optim.get("nesterov", False)),
+                          batch_size=int(ev["batch_size"]),
+                          milestones=tuple(int(m) for m in ev.get("milestones") or ()),
+                          gamma=float(optim.get("gamma", 0.1)))
+
+
+def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.Tensor, stream: str,
+                        cfg: dict, device: torch.device, seed: int):
+    """(idx -> features of augmented train clips, () -> test features): the frozen encoder on
+    every batch, as the reference's linear evaluation runs it."""
+    from hiclr.augment import GrowingPolicy, to_stream
+    from hiclr.features import extract_features
+
+    stages = cfg["eval"].get("augment") or None
+    policy = GrowingPolicy.from_config(stages, cfg.get("augment", {}).get("reference_quirks", True)) \
+        if stages else None
+    generator = torch.Generator(device=device).manual_seed(seed + 1)
+    train_x = train_x.to(device)
+    batch = int(cfg["eval"].get("feature_batch_size", 256))
+
+    @torch.no_grad()
+    def train_fn(idx: torch.Tensor) -> torch.Tensor:
+        x = train_x[idx]
+        if policy is not None:
+            x = policy.views(x, generator, [policy.num_stages - 1])[0].x
+        return model(to_stream(x, stream)).float()
+
+    def test_fn() -> torch.Tensor:
+        return extract_features(model, test_x, batch_size=batch, device=device, stream=stream)
+
+    return train_fn, test_fn
+
+
+@torch.no_grad()
+def _probe_dim(model: nn.Module, x: torch.Tensor, stream: str, device) -> int:
+    from hiclr.augment import to_stream
+    return int(model(to_stream(x[:1].to(device), stream)).shape[1])

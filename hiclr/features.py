@@ -1,0 +1,35 @@
+"""Frozen-encoder features: the input of the linear probe, kNN and `hiclr embed`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 256,
+                     device="cpu", stream: str = "joint", progress: bool = False) -> torch.Tensor:
+    """(N, C, T, V, M) clips -> (N, D) float32 features on the CPU, in eval mode, without gradients.
+
+    The stream (joint, motion or bone) is derived per batch on `device`, as in pre-training.
+    `encoder` is moved to `device`; its train/eval mode is restored afterwards.
+    """
+    from hiclr.augment.streams import to_stream  # lazily: the augment package imports models
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = torch.device(device)
+    was_training = encoder.training
+    encoder.to(device).eval()
+    batches = range(0, len(x), batch_size)
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, desc="features", unit="batch", leave=False)
+    try:
+        out = [encoder(to_stream(x[i:i + batch_size].to(device, torch.float32), stream)).float().cpu()
+               for i in batches]
+    finally:
+        encoder.train(was_training)
+    if not out:
+        return torch.empty(0, getattr(encoder, "feature_dim", 0))
+    return torch.cat(out)

@@ -1,0 +1,64 @@
+"""Encoders built from config through a registry (timm-style), and their checkpoints.
+
+    encoder = build_encoder({"name": "stgcn", "width": 16, "dropout": 0.5, "edge_importance": True})
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Callable
+
+from torch import nn
+
+from data_prep.errors import UserError
+from hiclr.models.stgcn import STGCN
+
+#: name -> encoder class (or factory) taking the config's keys as keyword arguments.
+ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_encoder(name: str):
+    """Class decorator (or plain call) that adds an encoder to `ENCODERS` under `name`."""
+    def add(factory):
+        if name in ENCODERS and ENCODERS[name] is not factory:
+            raise ValueError(f"encoder {name!r} is already registered")
+        ENCODERS[name] = factory
+        return factory
+    return add
+
+
+register_encoder("stgcn")(STGCN)
+
+
+def build_encoder(cfg: dict) -> nn.Module:
+    """The encoder named by `cfg["name"]` (default "stgcn"), built with the other keys of `cfg`.
+
+    An unknown name or key raises `UserError` naming it and the closest known one.
+    """
+    cfg = dict(cfg or {})
+    name = cfg.pop("name", "stgcn")
+    if name not in ENCODERS:
+        raise UserError(f"unknown encoder {name!r} in model.name{_suggest(name, ENCODERS)}; "
+                        f"known encoders: {', '.join(sorted(ENCODERS))}")
+    factory = ENCODERS[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in cfg:
+            if key not in params:
+                raise UserError(f"unknown key model.{key} for encoder {name!r}"
+                                f"{_suggest(key, params)}; known keys: {', '.join(params)}")
+    return factory(**cfg)
+
+
+def _suggest(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+from hiclr.models.checkpoint import (  # noqa: E402  (checkpoint uses build_encoder)
+    infer_encoder_cfg, load_encoder, load_encoder_state, save_encoder,
+)
+
+__all__ = ["ENCODERS", "STGCN", "build_encoder", "register_encoder", "save_encoder",
+           "load_encoder_state", "load_encoder", "infer_encoder_cfg"]

@@ -1,0 +1,113 @@
+"""ST-GCN backbone (Yan et al. 2018) at the reduced width of the contrastive line.
+
+Module names and tensor layouts follow the reference implementation (`data_bn`,
+`st_gcn_networks.<i>.gcn.conv`, `.tcn.0..4`, `.residual.0..1`, `edge_importance.<i>`), so a
+reference state_dict, stripped of its `encoder_q.` prefix, loads as it is. The adjacency `A` is a
+non-persistent buffer: it is rebuilt from the graph, never read from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from hiclr.graph import GRAPHS
+
+
+class GraphConv(nn.Module):
+    """1x1 conv to K * out channels, then sum over the K adjacency subsets: (n, c, t, v) -> (n, out, t, v)."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_subsets: int):
+        super().__init__()
+        self.num_subsets = num_subsets
+        self.conv = nn.Conv2d(in_channels, out_channels * num_subsets, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        x = rearrange(self.conv(x), "n (k c) t v -> n k c t v", k=self.num_subsets)
+        return torch.einsum("nkctv,kvw->nctw", x, A)
+
+
+class STGCNBlock(nn.Module):
+    """Graph conv, BN, ReLU, temporal conv (kernel x 1, stride), BN, Dropout, + residual, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_subsets: int,
+                 temporal_kernel: int = 9, stride: int = 1, dropout: float = 0.0,
+                 residual: bool = True):
+        super().__init__()
+        if temporal_kernel % 2 != 1:
+            raise ValueError(f"temporal_kernel must be odd, got {temporal_kernel}")
+        self.gcn = GraphConv(in_channels, out_channels, num_subsets)
+        self.tcn = nn.Sequential(
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1),
+                      ((temporal_kernel - 1) // 2, 0)),
+            nn.BatchNorm2d(out_channels),
+            nn.Dropout(dropout),
+        )
+        if not residual:
+            self.residual = None
+        elif in_channels == out_channels and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        y = self.tcn(self.gcn(x, A))
+        if self.residual is not None:
+            y = y + self.residual(x)
+        return self.relu(y)
+
+
+class STGCN(nn.Module):
+    """(N, C, T, V, M) -> (N, feature_dim): persons folded into the batch, pooled over (T, V), then averaged.
+
+    Channels per block at width w: w, w, w, w, 2w, 2w, 2w, 4w, 4w, feature_dim (16w unless
+    given); stride 2 at blocks 5 and 8; no residual in block 1; dropout in blocks 2-10.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 16, dropout: float = 0.5,
+                 edge_importance: bool = True, graph: str = "ntu", temporal_kernel: int = 9,
+                 feature_dim: int | None = None):
+        super().__init__()
+        if graph not in GRAPHS:
+            raise ValueError(f"unknown graph {graph!r}; known: {sorted(GRAPHS)}")
+        A = torch.from_numpy(GRAPHS[graph]())
+        self.register_buffer("A", A, persistent=False)
+        num_subsets, num_joints = A.shape[0], A.shape[1]
+        self.in_channels = in_channels
+        self.feature_dim = 16 * width if feature_dim is None else feature_dim
+
+        w = width
+        plan = [  # (in, out, stride)
+            (in_channels, w, 1), (w, w, 1), (w, w, 1), (w, w, 1), (w, 2 * w, 2),
+            (2 * w, 2 * w, 1), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1),
+            (4 * w, self.feature_dim, 1),
+        ]
+        self.data_bn = nn.BatchNorm1d(in_channels * num_joints)
+        self.st_gcn_networks = nn.ModuleList(
+            STGCNBlock(c_in, c_out, num_subsets, temporal_kernel, stride,
+                       dropout=0.0 if i == 0 else dropout, residual=i > 0)
+            for i, (c_in, c_out, stride) in enumerate(plan)
+        )
+        if edge_importance:
+            self.edge_importance = nn.ParameterList(
+                nn.Parameter(torch.ones_like(A)) for _ in self.st_gcn_networks)
+        else:
+            self.edge_importance = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, v, m = x.shape
+        # input BatchNorm over (V, C) folded as v * C + c, as the reference
+        x = self.data_bn(rearrange(x, "n c t v m -> (n m) (v c) t"))
+        x = rearrange(x, "nm (v c) t -> nm c t v", v=v, c=c)
+        for i, block in enumerate(self.st_gcn_networks):
+            A = self.A if self.edge_importance is None else self.A * self.edge_importance[i]
+            x = block(x, A)
+        x = x.mean(dim=(2, 3))                                   # global average pool over (T, V)
+        return rearrange(x, "(n m) d -> n m d", n=n, m=m).mean(dim=1)

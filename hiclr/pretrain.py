@@ -1,0 +1,102 @@
+"""Contrastive pre-training from a config: data, growing policy and learner, handed to the engine.
+
+    cfg = load_config("configs/ntu60/xsub/pretrain_joint.yaml", ["optim.epochs=10"])
+    result = pretrain(cfg)                      # writes <run.out>/<run.name>/ ... encoder.pt
+
+`PretrainTask` is the engine task: per step it draws the objective's views of the batch with the
+growing policy (on the device, from the epoch's generator, outside autocast so that augmentation
+stays fp32) and returns the learner's loss; at the end it writes `encoder.pt` (the query backbone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from data_prep.errors import UserError
+from hiclr.engine import TrainData, TrainResult, seed_everything, train
+
+
+class PretrainTask:
+    """Engine task of contrastive pre-training: views from `policy`, loss from `learner`."""
+
+    def __init__(self, learner, policy, encoder_cfg: dict, stream: str):
+        self.model = learner
+        self.policy = policy
+        self.view_stages = list(learner.view_stages)
+        self.encoder_cfg = dict(encoder_cfg)
+        self.stream = stream
+
+    def step(self, model, batch, generator: torch.Generator, epoch: int):
+        with torch.autocast(batch.x.device.type, enabled=False):
+            views = self.policy.views(batch.x, generator, self.view_stages)
+        return model(views, batch.ids, epoch)
+
+    def finish(self, run_dir: Path | None) -> dict:
+        if run_dir is None:
+            return {}
+        from hiclr.models import save_encoder
+        path = save_encoder(Path(run_dir) / "encoder.pt", self.model.encoder_q.backbone,
+                            self.encoder_cfg, self.stream)
+        return {"encoder": Path(path)}
+
+
+def build_learner(cfg: dict):
+    """The `ContrastiveLearner` of the `model`, `ssl` and `data.stream` sections."""
+    from hiclr.ssl import ContrastiveLearner
+    ssl = dict(cfg["ssl"])
+    objective = ssl.pop("objective")
+    options = ssl.pop("options", None) or {}
+    try:
+        return ContrastiveLearner(dict(cfg["model"]), objective, stream=cfg["data"]["stream"],
+                                  **ssl, **options)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"ssl section: {err}") from None
+
+
+def build_policy(cfg: dict):
+    """The growing augmentation policy of the `augment` section."""
+    from hiclr.augment import GrowingPolicy
+    aug = cfg["augment"]
+    if not aug.get("stages"):
+        raise UserError("augment.stages is empty; inherit configs/augment/hiclr_default.yaml "
+                        "(base: ...) or list the stages in the config")
+    try:
+        return GrowingPolicy.from_config(aug["stages"], bool(aug["reference_quirks"]),
+                                         concat_views=bool(aug["concat_views"]),
+                                         fuse_linear=bool(aug["fuse_linear"]))
+    except ValueError as err:
+        raise UserError(f"augment section: {err}") from None
+
+
+def load_training_data(cfg: dict) -> TrainData:
+    """The training split of `data` (optionally a seeded subset of `data.max_samples`)."""
+    from hiclr.data import load_split
+    data = cfg["data"]
+    split = load_split(data["path"], data["protocol"], "train", data.get("view", "frame50"))
+    if len(split) == 0:
+        raise UserError(f"{data['path']}: the {data['protocol']} training split is empty")
+    x, labels, ids = split.x, split.labels, split.index
+    limit = data.get("max_samples")
+    if limit is not None and int(limit) < len(x):
+        g = torch.Generator().manual_seed(int(cfg["run"]["seed"]))
+        keep = torch.randperm(len(x), generator=g)[: int(limit)].sort().values
+        x, labels, ids = x[keep], labels[keep], ids[keep]
+    return TrainData(x=x, labels=labels, ids=ids)
+
+
+def run_dir_of(cfg: dict) -> Path:
+    return Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
+
+
+def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False,
+             run_dir: str | Path | None = None) -> TrainResult:
+    """Pre-train one encoder as `cfg` says; returns the engine's result (outputs["encoder"])."""
+    data = load_training_data(cfg)
+    seed_everything(int(cfg["run"]["seed"]))
+    learner = build_learner(cfg)
+    policy = build_policy(cfg)
+    task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"])
+    return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
+                 resume=resume, overwrite=overwrite)

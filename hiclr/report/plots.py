@@ -1,0 +1,208 @@
+"""PNG figures of a run: pre-training loss, accuracy curves, confusion matrix, 2-D feature map.
+
+matplotlib is an optional extra: `plots_available()` says whether it is installed, and every plot
+function raises `PlotsUnavailable` without it (the report writer then skips plots with a note).
+Figures are drawn on a bare `matplotlib.figure.Figure` (Agg canvas, no pyplot state). Each PNG
+also carries the plotted numbers as JSON in its `hiclr-data` text chunk, so that a figure can be
+checked against the run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PNG_DATA_KEY = "hiclr-data"
+
+
+class PlotsUnavailable(RuntimeError):
+    """matplotlib is not installed (pip install 'hiclr-toolkit[plots]')."""
+
+
+def plots_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _figure(width: float = 6.0, height: float = 4.0):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise PlotsUnavailable("matplotlib is not installed; pip install 'hiclr-toolkit[plots]'") from err
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def _save(fig, path: str | os.PathLike, data: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".partial.png")
+    fig.savefig(tmp, format="png", metadata={PNG_DATA_KEY: json.dumps(data)})
+    os.replace(tmp, path)
+    return path
+
+
+def read_png_data(path: str | os.PathLike) -> dict:
+    """The numbers a figure of this module plotted (its `hiclr-data` PNG text chunk)."""
+    from PIL import Image
+    with Image.open(path) as image:
+        return json.loads(image.text[PNG_DATA_KEY])
+
+
+# ---------------------------------------------------------------- pre-training loss
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Rows of a metrics.jsonl file (malformed lines, e.g. a line cut by a crash, are skipped)."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
+def loss_series(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Loss-like series of a metrics log: {name: {"x": steps or epochs, "y": values}}.
+
+    Every numeric key containing "loss" becomes a series; x is the row's `step` when present,
+    else its `epoch`, else its position. With the engine's log (rows of kind "step" and "epoch"),
+    the per-step rows are used, or the per-epoch rows when no step was logged.
+    """
+    kinds = {row.get("kind") for row in rows}
+    if "step" in kinds:
+        rows = [row for row in rows if row.get("kind") == "step"]
+    elif "epoch" in kinds:
+        rows = [row for row in rows if row.get("kind") == "epoch"]
+    series: dict[str, dict[str, list[float]]] = {}
+    for i, row in enumerate(rows):
+        x = row.get("step", row.get("epoch", i))
+        for key, value in row.items():
+            if "loss" in key and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and np.isfinite(value):
+                s = series.setdefault(key, {"x": [], "y": []})
+                s["x"].append(float(x))
+                s["y"].append(float(value))
+    return series
+
+
+def plot_loss_curve(metrics_path: str | os.PathLike, out: str | os.PathLike, title: str = "pre-training"):
+    """Pre-training loss(es) against step; returns the Figure (None when the log has no loss)."""
+    series = loss_series(read_metrics(metrics_path))
+    if not series:
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, s in series.items():
+        ax.plot(s["x"], s["y"], label=name, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{title} loss")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, out, {"kind": "loss", "series": series})
+    return fig
+
+
+# ---------------------------------------------------------------- accuracy curves
+
+def plot_accuracy_curves(history: list[dict], out: str | os.PathLike, title: str = "linear probe"):
+    """Test top-1 / top-5 per epoch (and training loss on a second axis); marks the best epoch."""
+    epochs = [int(r["epoch"]) for r in history]
+    top1 = [float(r["top1"]) for r in history]
+    top5 = [float(r["top5"]) for r in history]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot(epochs, top1, label="test top-1", color="C0")
+    ax.plot(epochs, top5, label="test top-5", color="C1", alpha=0.7)
+    best = int(np.argmax(top1))
+    ax.scatter([epochs[best]], [top1[best]], color="C3", zorder=3,
+               label=f"best epoch {epochs[best]} ({top1[best]:.1f})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{title}: last epoch top-1 {top1[-1]:.1f}")
+    ax.grid(alpha=0.3)
+    data = {"kind": "accuracy", "epoch": epochs, "top1": top1, "top5": top5}
+    if all("loss" in r for r in history):
+        loss = [float(r["loss"]) for r in history]
+        ax2 = ax.twinx()
+        ax2.plot(epochs, loss, label="train loss", color="C2", linestyle="--", linewidth=1)
+        ax2.set_ylabel("train loss")
+        data["loss"] = loss
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, out, data)
+    return fig
+
+
+# ---------------------------------------------------------------- confusion matrix
+
+def plot_confusion(confusion, out: str | os.PathLike, title: str = "confusion (last epoch)",
+                   class_names: list[str] | None = None):
+    """Row-normalised confusion matrix (rows: true class, columns: predicted class)."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    n = cm.shape[0]
+    size = min(4 + 0.12 * n, 14)
+    fig = _figure(size + 1, size)
+    ax = fig.add_subplot()
+    image = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if n <= 30:
+        labels = class_names or [str(i) for i in range(n)]
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(n), labels, fontsize=6)
+    fig.tight_layout()
+    _save(fig, out, {"kind": "confusion", "counts": cm.astype(int).tolist()})
+    return fig
+
+
+# ---------------------------------------------------------------- 2-D map of features
+
+def pca_2d(features: torch.Tensor) -> torch.Tensor:
+    """First two principal components of (N, D) features (centred; exact SVD, signs fixed)."""
+    x = features.double()
+    x = x - x.mean(dim=0, keepdim=True)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    comps = vh[:2]                                                   # (2, D)
+    signs = torch.sign(comps[torch.arange(comps.shape[0]), comps.abs().argmax(dim=1)])
+    coords = x @ (comps * signs.view(-1, 1)).T
+    if coords.shape[1] < 2:
+        coords = torch.cat([coords, torch.zeros(coords.shape[0], 2 - coords.shape[1], dtype=coords.dtype)], 1)
+    return coords.float()
+
+
+def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike,
+                   title: str = "test features (PCA)", max_points: int = 5000, seed: int = 0):
+    """Scatter of the first two principal components of the features, coloured by class."""
+    features, labels = torch.as_tensor(features).float(), torch.as_tensor(labels).long()
+    if features.shape[0] > max_points:
+        keep = torch.randperm(features.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]
+        features, labels = features[keep.sort().values], labels[keep.sort().values]
+    coords = pca_2d(features)
+    fig = _figure(5.5, 5)
+    ax = fig.add_subplot()
+    points = ax.scatter(coords[:, 0].numpy(), coords[:, 1].numpy(), c=labels.numpy(), s=6,
+                        cmap="tab20" if labels.numel() and int(labels.max()) < 20 else "nipy_spectral")
+    fig.colorbar(points, ax=ax, label="class")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, out, {"kind": "embedding", "x": coords[:, 0].tolist(), "y": coords[:, 1].tolist(),
+                     "label": labels.tolist()})
+    return fig

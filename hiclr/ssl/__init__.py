@@ -1,0 +1,10 @@
+"""Self-supervised pre-training: the MoCo-style learner, its key queue and the objectives."""
+
+from .learner import ContrastiveLearner, ProjectedEncoder
+from .objectives import (OBJECTIVES, ContrastiveInputs, HierarchicalConsistencyLoss, build_objective,
+                         contrastive_logits, mine_positives, multi_positive_nce, register_objective)
+from .queue import KeyQueue
+
+__all__ = ["ContrastiveLearner", "ProjectedEncoder", "KeyQueue", "OBJECTIVES", "ContrastiveInputs",
+           "HierarchicalConsistencyLoss", "build_objective", "contrastive_logits", "mine_positives",
+           "multi_positive_nce", "register_objective"]

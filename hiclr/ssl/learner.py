@@ -1,0 +1,157 @@
+"""MoCo-style contrastive learner (after facebookresearch/moco's builder): the whole method in one class.
+
+Query encoder (backbone + MLP head), EMA key encoder, id-tagged key queue, learnable mask token,
+stream conversion, and a pluggable objective (`hiclr`, `skeletonclr`, ...). One call of `forward`
+is one training step's loss; the engine does backward and the optimizer step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .objectives import ContrastiveInputs, build_objective
+from .queue import KeyQueue
+
+
+class ProjectedEncoder(nn.Module):
+    """backbone (N, C, T, V, M) -> (N, feature_dim), then head feature_dim -> hidden -> ReLU -> dim."""
+
+    def __init__(self, backbone: nn.Module, hidden: int, dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(x)
+        return features, self.head(features)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel (or torch.compile) wrapper, else itself."""
+    for attr in ("module", "_orig_mod"):
+        while hasattr(module, attr) and isinstance(getattr(module, attr), nn.Module):
+            module = getattr(module, attr)
+    return module
+
+
+class ContrastiveLearner(nn.Module):
+    """Query/key encoders, queue and objective of MoCo-style skeleton pre-training.
+
+    encoder: a backbone config for `hiclr.models.build_encoder` (e.g. {"name": "stgcn", "width": 16})
+        or a zero-argument callable returning a fresh backbone (with attribute `feature_dim`).
+    objective: a registered name (`OBJECTIVES`) or an objective module; it fixes `view_stages`.
+    key_init: "random" (reference quirk: the key encoder starts from its own random init) or "copy".
+    fused_views: run all query views in one encoder call (faster; BatchNorm then normalises over
+        all views together) instead of one call per view with its own batch statistics (reference).
+    stream: "joint" | "motion" | "bone", derived from each view before the encoder.
+    temperature, mining_epoch, topk go to the objective when it takes them; further keyword
+        arguments are objective-specific (an objective that does not take one is an error).
+    """
+
+    def __init__(self, encoder: dict | Callable[[], nn.Module], objective: str | nn.Module = "hiclr", *,
+                 dim: int = 128, hidden: int = 256, queue_size: int = 32768, momentum: float = 0.999,
+                 temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1,
+                 stream: str = "joint", fused_views: bool = False, key_init: str = "random",
+                 **objective_args):
+        super().__init__()
+        if key_init not in ("random", "copy"):
+            raise ValueError(f"key_init must be 'random' or 'copy', got {key_init!r}")
+        if stream not in ("joint", "motion", "bone"):
+            raise ValueError(f"stream must be 'joint', 'motion' or 'bone', got {stream!r}")
+        make_backbone = encoder if callable(encoder) else _backbone_factory(encoder)
+        self.encoder_q = ProjectedEncoder(make_backbone(), hidden, dim)
+        self.encoder_k = ProjectedEncoder(make_backbone(), hidden, dim)
+        if key_init == "copy":
+            self.encoder_k.load_state_dict(self.encoder_q.state_dict())
+        self.encoder_k.requires_grad_(False)
+        self.queue = KeyQueue(queue_size, dim)
+        self.mask_token = nn.Parameter(torch.zeros(()))
+        shared = {"temperature": temperature, "mining_epoch": mining_epoch, "topk": topk}
+        self.objective = (objective if isinstance(objective, nn.Module)
+                          else build_objective(objective, shared, **objective_args))
+        self.momentum = momentum
+        self.stream = stream
+        self.fused_views = fused_views
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ContrastiveLearner":
+        """Build from a resolved run config: sections `model`, `ssl` and `data.stream`."""
+        ssl = dict(cfg.get("ssl", {}))
+        return cls(dict(cfg["model"]), ssl.pop("objective", "hiclr"),
+                   stream=cfg.get("data", {}).get("stream", "joint"), **ssl)
+
+    @property
+    def view_stages(self) -> tuple[int, ...]:
+        """Policy view index of each view `forward` expects, in order (from the objective)."""
+        return tuple(self.objective.view_stages)
+
+    @property
+    def key_index(self) -> int:
+        return self.objective.key_index
+
+    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights of the query backbone (what `encoder.pt` stores for downstream use)."""
+        return _unwrap(self.encoder_q).backbone.state_dict()
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """theta_k = m theta_k + (1 - m) theta_q, over the parameters (BN buffers follow own forward)."""
+        key_params = list(self.encoder_k.parameters())
+        query_params = [p.detach() for p in self.encoder_q.parameters()]
+        torch._foreach_mul_(key_params, self.momentum)
+        torch._foreach_add_(key_params, query_params, alpha=1.0 - self.momentum)
+
+    def prepare(self, view) -> torch.Tensor:
+        """A view's clip as the encoder input: stream conversion, then masked entries := mask token."""
+        x = view.x
+        if self.stream != "joint":
+            from hiclr.augment.streams import to_stream
+            x = to_stream(x, self.stream)
+        mask = getattr(view, "mask", None)
+        if mask is not None:
+            x = torch.where(mask, self.mask_token.to(x.dtype), x)
+        return x
+
+    def encode_queries(self, inputs: Sequence[torch.Tensor]) -> tuple[list, list]:
+        """(backbone features, L2-normalised projections) of each query input, in order."""
+        if self.fused_views:
+            features, z = self.encoder_q(torch.cat(list(inputs), dim=0))
+            sizes = [x.shape[0] for x in inputs]
+            return list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)]
+        outputs = [self.encoder_q(x) for x in inputs]
+        return [f for f, _ in outputs], [F.normalize(z, dim=1) for _, z in outputs]
+
+    def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
+        """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
+        broadcastable) ordered as `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
+        it (mining starts when epoch > mining_epoch). Returns (loss, metrics of detached scalars)."""
+        if len(views) != len(self.view_stages):
+            raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
+                             f"views ordered as view_stages {self.view_stages}, got {len(views)}")
+        query_views = [v for i, v in enumerate(views) if i != self.key_index]
+        features, queries = self.encode_queries([self.prepare(v) for v in query_views])
+
+        with torch.no_grad():  # no gradient to keys; the key encoder follows the learner's mode
+            self.momentum_update()  # before the key forward, as MoCo
+            key = F.normalize(self.encoder_k(self.prepare(views[self.key_index]))[1], dim=1)
+
+        inputs = ContrastiveInputs(
+            queries=queries, key=key, queue_keys=self.queue.keys.clone(),
+            queue_ids=self.queue.ids.clone(), ids=ids, epoch=epoch,
+            query_features=features, views=list(views))
+        loss, metrics = self.objective(inputs)
+        if not any(getattr(v, "mask", None) is not None for v in query_views):
+            # keep every trainable parameter in the graph each step (DDP requires it); adds 0
+            loss = loss + 0.0 * self.mask_token
+        self.queue.enqueue(key, ids)
+        return loss, metrics
+
+
+def _backbone_factory(cfg: dict) -> Callable[[], nn.Module]:
+    from hiclr.models import build_encoder
+    return lambda: build_encoder(dict(cfg))

@@ -1,0 +1,163 @@
+"""Contrastive objectives, registered by name: which views each needs and its loss.
+
+An objective declares `view_stages`: for each view the learner receives, in order, the index of
+the growing-policy view it is drawn from (view i applies stages 0..i), and `key_index`: which of
+those views goes through the key encoder. All other views are queries, in order. Its forward takes
+a `ContrastiveInputs` and returns `(loss, metrics)`, metrics being detached scalar tensors.
+
+`hiclr` (SPEC_HICLR.md section 5), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
+L = L_nce + (L_1<-0 + L_2<-1) / 2, L_nce = -mean log p_0[0] (multi-positive from mining_epoch on),
+L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j].
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OBJECTIVES: dict[str, type[nn.Module]] = {}
+
+
+def register_objective(name: str):
+    """Class decorator: make an objective buildable by `name` (config `ssl.objective`)."""
+    def add(cls):
+        if name in OBJECTIVES:
+            raise ValueError(f"objective {name!r} is already registered")
+        OBJECTIVES[name] = cls
+        return cls
+    return add
+
+
+def build_objective(name: str, shared: dict | None = None, **kwargs) -> nn.Module:
+    """Build a registered objective. `shared` holds settings common to the `ssl` config section
+    (temperature, mining_epoch, topk, ...): those the objective does not take are left out.
+    `kwargs` are objective-specific and must all be accepted."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
+    cls = OBJECTIVES[name]
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"objective {name!r} takes no argument(s) {', '.join(unknown)}")
+    args = {k: v for k, v in (shared or {}).items() if k in accepted}
+    return cls(**{**args, **kwargs})
+
+
+@dataclass
+class ContrastiveInputs:
+    """What the learner hands an objective for one step (embeddings L2-normalised)."""
+    queries: list[torch.Tensor]          # (N, dim) per query view, in view order (key view left out)
+    key: torch.Tensor                    # (N, dim), no grad
+    queue_keys: torch.Tensor             # (K, dim), a snapshot taken before this step's enqueue
+    queue_ids: torch.Tensor              # (K,) sample id of each queue entry, -1 = empty
+    ids: torch.Tensor                    # (N,) sample ids of the batch
+    epoch: int
+    query_features: list[torch.Tensor] = field(default_factory=list)  # backbone outputs (N, feature_dim)
+    views: list = field(default_factory=list)                          # the View objects, in view order
+
+
+def contrastive_logits(z: torch.Tensor, key: torch.Tensor, queue_keys: torch.Tensor,
+                       temperature: float) -> torch.Tensor:
+    """(N, 1 + K) logits [z.k, z.q_1, ..., z.q_K] / tau, computed in float32."""
+    z, key, queue_keys = z.float(), key.float(), queue_keys.float()
+    positive = (z * key).sum(dim=1, keepdim=True)
+    return torch.cat([positive, z @ queue_keys.T], dim=1) / temperature
+
+
+def info_nce(logits: torch.Tensor) -> torch.Tensor:
+    """-mean log p[0]: the positive key sits in column 0."""
+    return -F.log_softmax(logits, dim=1)[:, 0].mean()
+
+
+def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """-mean over rows of (1/|P|) sum_{j in P} log p[j]; `positives` is a bool (N, 1 + K) mask."""
+    weights = positives.to(logits.dtype)
+    per_row = (F.log_softmax(logits, dim=1) * weights).sum(dim=1) / weights.sum(dim=1)
+    return -per_row.mean()
+
+
+@torch.no_grad()
+def mine_positives(logits: list[torch.Tensor], topk: int = 1) -> torch.Tensor:
+    """Bool (N, 1 + K) positive mask: the key (column 0) plus, for every branch's logits, its
+    `topk` most similar queue entries; an entry chosen by several branches counts once."""
+    first = logits[0]
+    positives = torch.zeros(first.shape, dtype=torch.bool, device=first.device)
+    positives[:, 0] = True
+    for branch in logits:
+        nearest = branch[:, 1:].topk(topk, dim=1).indices + 1
+        positives.scatter_(1, nearest, True)
+    return positives
+
+
+class HierarchicalConsistencyLoss(nn.Module):
+    """-mean sum_j sg(softmax(weaker)[j]) log softmax(stronger)[j]: pulls the distribution of the more
+    strongly augmented branch toward the weaker one's, never the reverse (stop-gradient)."""
+
+    def forward(self, stronger_logits: torch.Tensor, weaker_logits: torch.Tensor) -> torch.Tensor:
+        target = F.softmax(weaker_logits.detach(), dim=1)
+        return -(target * F.log_softmax(stronger_logits, dim=1)).sum(dim=1).mean()
+
+
+def positive_accuracy(logits: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose largest logit is the positive key (column 0)."""
+    return (logits.argmax(dim=1) == 0).float().mean().detach()
+
+
+@register_objective("skeletonclr")
+class SkeletonCLR(nn.Module):
+    """The SkeletonCLR baseline: one basic query view v0 against its key v0', InfoNCE only."""
+
+    view_stages = (0, 0)
+    key_index = 1
+
+    def __init__(self, temperature: float = 0.07):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, inputs: ContrastiveInputs):
+        (z0,) = inputs.queries
+        logits = contrastive_logits(z0, inputs.key, inputs.queue_keys, self.temperature)
+        loss = info_nce(logits)
+        return loss, {"loss": loss.detach(), "loss_nce": loss.detach(),
+                      "positive_acc": positive_accuracy(logits)}
+
+
+@register_objective("hiclr")
+class HiCLR(nn.Module):
+    """HiCLR: InfoNCE on the basic branch v0 plus hierarchical consistency v1 <- v0 and v2 <- v1.
+
+    Views, in order: v0 (stage 0), the key v0' (stage 0), v1 (stages 0-1), v2 (stages 0-2). For
+    epoch > mining_epoch the InfoNCE term takes as extra positives each branch's `topk` nearest
+    queue entries (the reference's nearest-neighbour mining, top-1 by default).
+    """
+
+    view_stages = (0, 0, 1, 2)
+    key_index = 1
+
+    def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1):
+        super().__init__()
+        self.temperature = temperature
+        self.mining_epoch = mining_epoch
+        self.topk = topk
+        self.consistency = HierarchicalConsistencyLoss()
+
+    def forward(self, inputs: ContrastiveInputs):
+        logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
+                  for z in inputs.queries]
+        metrics = {}
+        if inputs.epoch > self.mining_epoch:
+            positives = mine_positives(logits, self.topk)
+            loss_nce = multi_positive_nce(logits[0], positives)
+            metrics["num_positives"] = positives.sum(dim=1).float().mean()
+        else:
+            loss_nce = info_nce(logits[0])
+        loss_1_0 = self.consistency(logits[1], logits[0])
+        loss_2_1 = self.consistency(logits[2], logits[1])
+        loss = loss_nce + (loss_1_0 + loss_2_1) / 2
+        metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
+                       loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]))
+        return loss, metrics
