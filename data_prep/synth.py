@@ -540,6 +540,7 @@ def pku_test_subject(subject: int) -> bool:
     return subject % 3 == 0
 
 
+@lru_cache(maxsize=2)
 def pku_sequence(cfg: SynthConfig, subject: int, rep: int) -> tuple[list[np.ndarray], np.ndarray, list[tuple]]:
     """World joints of one continuous recording: every class once, in random order, idle gaps between.
 

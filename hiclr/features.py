@@ -14,7 +14,7 @@ def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 2
     The stream (joint, motion or bone) is derived per batch on `device`, as in pre-training.
     `encoder` is moved to `device`; its train/eval mode is restored afterwards.
     """
-    from hiclr.augment.streams import to_stream  # lazily: the augment package imports models
+    from hiclr.augment.streams import to_stream  # lazily: keeps `features` light to import
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")

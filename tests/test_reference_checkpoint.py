@@ -257,3 +257,13 @@ def test_weights_that_do_not_fit_the_recorded_config_are_refused(tmp_path):
     path = save_encoder(tmp_path / "encoder.pt", model, {"name": "stgcn", "width": 4}, "joint")
     with pytest.raises(UserError, match="does not fit"):
         load_encoder(path)
+
+
+def test_a_reference_trained_on_another_graph_is_refused(tmp_path):
+    ref = _randomised_reference(seed=8, hidden_channels=2, hidden_dim=32)
+    state = _reference_release_state(ref)
+    state["encoder_q.A"] = state["encoder_q.A"][:, torch.randperm(25)]
+    path = tmp_path / "openpose.pt"
+    torch.save(state, path)
+    with pytest.raises(UserError, match="known graphs"):
+        load_encoder_state(path)

@@ -142,7 +142,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     optimizer = build_optimizer(params, opt)
     scheduler = build_scheduler(optimizer, opt, steps_per_epoch)
 
-    epoch, step, aug_state = 0, 0, None
+    epoch, step, aug_state, partial = 0, 0, None, None
     if resume:
         ckpt = load_checkpoint(last_path, map_location="cpu")
         if ckpt["steps_per_epoch"] != steps_per_epoch or ckpt["world_size"] != world:
@@ -158,6 +158,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
         restore_rng(ckpt["rng"])
         if step > epoch * steps_per_epoch:   # stopped inside an epoch: continue its augmentation stream
             aug_state = ckpt["generators"]["augment"]
+            partial = ckpt.get("partial_epoch")   # metric sums of the steps already done
         if dist.is_main:
             print(f"resuming {run_dir} at epoch {epoch}, step {step}", file=sys.stderr)
 
@@ -194,6 +195,9 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                 model.train()
                 sums: dict[str, torch.Tensor] = {}
                 epoch_steps, t_epoch = 0, time.perf_counter()
+                if partial is not None:
+                    sums = {k: v.to(device) for k, v in partial["sums"].items()}
+                    epoch_steps, partial = int(partial["steps"]), None
                 t_window, samples_window = time.perf_counter(), 0
                 for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
                     chunk = perm[i * global_batch:(i + 1) * global_batch]
@@ -236,7 +240,9 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     # (a stop during the epoch's last step is handled after the epoch's checkpoint)
                     if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
                         path = _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step,
-                                     steps_per_epoch, world, gen, dist)
+                                     steps_per_epoch, world, gen, dist,
+                                     partial={"sums": {k: v.cpu() for k, v in sums.items()},
+                                              "steps": epoch_steps})
                         name = stop.signal or "a signal on another rank"
                         raise Interrupted(f"interrupted by {name} at epoch {epoch + 1}, step {step}; saved "
                                           f"{path}; continue with --resume",
@@ -275,7 +281,8 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
 
 # --------------------------------------------------------------------------- helpers
 
-def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist):
+def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist,
+          partial=None):
     """Write a training checkpoint (rank 0 only); returns its path (None when not saving)."""
     if path is None or not dist.is_main:
         return path
@@ -291,6 +298,7 @@ def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_e
         "world_size": world,
         "rng": capture_rng(),
         "generators": {"augment": gen.get_state(), "augment_device": str(gen.device)},
+        "partial_epoch": partial,
         "config": cfg,
     }, path)
     return path

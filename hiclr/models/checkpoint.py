@@ -9,7 +9,8 @@ Accepted by `load_encoder_state` (all through `torch.load(weights_only=True)`):
 - the reference release (AimCLR / HiCLR): a state_dict, bare or wrapped in ``{"state_dict": ...}`` or
   ``{"model": ...}``, with ``encoder_q.data_bn.*``, ``encoder_q.st_gcn_networks.<i>.*`` and
   ``encoder_q.edge_importance.<i>`` (also written ``edge_importance<i>``); everything else
-  (``fc``, ``encoder_k``, ``queue``, ``queue_ptr``, ``mask_param``, the buffer ``A``) is ignored;
+  (``fc``, ``encoder_k``, ``queue``, ``queue_ptr``, ``mask_param``) is ignored, and the buffer ``A``
+  is only checked to be a known graph (ours is rebuilt from the graph, never loaded);
 - a plain backbone state_dict (`STGCN().state_dict()`), possibly under ``module.``.
 """
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from data_prep.errors import UserError
+from hiclr.graph import GRAPHS
 
 FORMAT = "hiclr-encoder/1"
 
@@ -96,8 +98,10 @@ def load_encoder_state(path) -> tuple[dict[str, torch.Tensor], dict | None, str 
         if obj["format"] != FORMAT:
             raise UserError(f"{path} has checkpoint format {obj['format']!r}, this version reads "
                             f"{FORMAT!r}; re-export the encoder with this version of hiclr")
-        state = _backbone_state(obj.get("state_dict", {}), path)
-        return state, obj.get("encoder"), obj.get("stream")
+        state = obj.get("state_dict")
+        if not isinstance(state, dict) or not state:
+            raise UserError(f"{path} is a {FORMAT} file without weights; re-export the encoder")
+        return dict(state), obj.get("encoder"), obj.get("stream")
 
     cfg = stream = None
     config = obj.get("config")
@@ -127,9 +131,16 @@ def _backbone_state(state: dict, path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path} holds no encoder weights: expected {_EXPECTED}; "
                         f"found keys: {shown}{' ...' if len(tensors) > 6 else ''}")
     sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if "A" in sub and not any(_same_graph(sub["A"], build()) for build in GRAPHS.values()):
+        raise UserError(f"{path} was trained on a graph (its buffer {prefix}A) that is none of the "
+                        f"known graphs ({', '.join(GRAPHS)}); its features cannot be reproduced here")
     out = {k: v for k, v in sub.items() if k.startswith(("data_bn.", "st_gcn_networks."))}
     out.update(_edge_importance(sub))
     return out
+
+
+def _same_graph(A: torch.Tensor, known) -> bool:
+    return tuple(A.shape) == known.shape and torch.allclose(A.float(), torch.from_numpy(known), atol=1e-6)
 
 
 def _edge_importance(sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
