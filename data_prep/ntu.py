@@ -16,6 +16,7 @@ the cost per joint is a few array operations, not a Python object.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -112,7 +113,7 @@ class _Tokens:
     """Where the tokens of a file are: tokens per line, each line's first token, the x y z values.
 
     `fast` handles the grammar as the Kinect tools write it (single spaces, only number characters)
-    with a few passes over the bytes and one `np.fromstring` over the x y z columns only; anything
+    with a few passes over the bytes and numpy's C text reader over the x y z columns only; anything
     unusual (tabs, double spaces, a letter) returns None and `robust` takes over: it tokenises on
     any whitespace, parses every token and names the line of a non-number.
     """
@@ -171,16 +172,17 @@ class _Tokens:
         tokens = cls(raw, buf, line_starts, per_line, line_starts, first_end)
 
         def xyz(joint_lines: np.ndarray) -> np.ndarray | None:
-            starts = line_starts[joint_lines].reshape(-1).astype(np.int32)
-            ends = spaces[first_space[joint_lines].reshape(-1) + 2] + 1      # through the space after z
-            lengths = (ends - starts).astype(np.int32)
-            gather = np.repeat(starts - (np.cumsum(lengths, dtype=np.int32) - lengths), lengths)
-            gather += np.arange(gather.size, dtype=np.int32)
+            # Every other non-empty line becomes a comment, so numpy's C reader sees only joint
+            # lines and converts only their first three columns.
+            text = bytearray(raw)
+            other = np.flatnonzero((per_line > 0) & (per_line != JOINT_FIELDS))
+            np.frombuffer(text, dtype=np.uint8)[line_starts[other]] = ord("#")
             try:
-                values = np.fromstring(buf.take(gather).tobytes(), sep=" ")
+                values = np.loadtxt(io.BytesIO(text), dtype=np.float64, comments="#", delimiter=" ",
+                                    usecols=(0, 1, 2), ndmin=2)
             except ValueError:
                 return None
-            if values.size != starts.size * 3 or not np.isfinite(values).all():
+            if values.shape != (joint_lines.size, 3) or not np.isfinite(values).all():
                 return None
             return values.reshape(joint_lines.shape + (3,))
 
@@ -308,7 +310,7 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
         raw = Path(path).read_bytes()
     except OSError as err:
         raise UserError(f"{path}: cannot be read ({err.strerror}); check the path and permissions") from None
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise _fail(path, 1, "the number of frames", "an empty file")
     buf = np.frombuffer(raw, dtype=np.uint8)
     if buf.size >= 2 ** 31:

@@ -212,7 +212,7 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
     items = label_files
     if progress:
         from tqdm import tqdm
-        items = tqdm(label_files, desc="pkummd", unit="video", leave=False)
+        items = tqdm(label_files, desc="pkummd", unit="video", leave=False, disable=None)
     for vi, label_path in enumerate(items):
         video = label_path.stem
         skeleton_path = skeletons / f"{video}.txt"

@@ -39,12 +39,14 @@ ALLOWED: dict[tuple[str, str], object] = {
     ("builtins", "dict"): dict, ("builtins", "tuple"): tuple, ("builtins", "bytearray"): bytearray,
     ("builtins", "complex"): complex, ("builtins", "int"): int, ("builtins", "float"): float,
     ("builtins", "str"): str, ("builtins", "bytes"): bytes, ("builtins", "bool"): bool,
-    ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,   # Python 2 pickles
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("_codecs", "encode"): codecs.encode,               # bytes in protocol 2 pickles (numpy arrays too)
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
+for (_module, _attr), _obj in list(ALLOWED.items()):     # protocol <= 2 spells builtins "__builtin__"
+    if _module == "builtins":
+        ALLOWED[("__builtin__", _attr)] = _obj
 for _prefix in ("numpy.core", "numpy._core"):
     for _name, _obj in _NUMPY.items():
         _module, _attr = _name.split(".")

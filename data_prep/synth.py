@@ -501,7 +501,7 @@ def _progress(items, total: int, desc: str):
         from tqdm import tqdm
     except ImportError:                                          # pragma: no cover - tqdm is a dependency
         return items
-    return tqdm(items, total=total, desc=desc, unit="file", leave=False)
+    return tqdm(items, total=total, desc=desc, unit="file", leave=False, disable=None)   # off when not a tty
 
 
 def _prepare_dir(out_dir: str | os.PathLike) -> Path:

@@ -248,10 +248,12 @@ def validate_values(cfg: dict) -> None:
 
 
 def run_name_from_path(path: str | os.PathLike) -> str:
-    """configs/ntu60/xsub/pretrain_joint.yaml -> ntu60_xsub_pretrain_joint."""
-    p = Path(path).with_suffix("")
-    parts = [x for x in p.parts if x not in ("configs", ".", "..", "/")][-3:]
-    return "_".join(parts)
+    """configs/ntu60/xsub/pretrain_joint.yaml -> ntu60_xsub_pretrain_joint; elsewhere parent_stem."""
+    parts = Path(path).with_suffix("").parts
+    if "configs" in parts:
+        last = len(parts) - 1 - parts[::-1].index("configs")
+        return "_".join(parts[last + 1:])
+    return "_".join(parts[-2:])
 
 
 def dump_config(cfg: dict) -> str:

@@ -198,3 +198,20 @@ def test_parse_ntu_name():
         "setup": 17, "camera": 2, "performer": 40, "replication": 2, "action": 60}
     with pytest.raises(UserError, match="SsssCcccPpppRrrrAaaa"):
         parse_ntu_name("clip_0001.skeleton")
+
+
+def test_prep_benchmark_readers_agree_and_report_the_contract_fields(tmp_path):
+    import argparse
+
+    from hiclr.bench import prep
+
+    paths = prep.generate_files(tmp_path, 3, seed=1)
+    for path in paths:
+        np.testing.assert_array_equal(prep.reference_read_xyz(str(path)), prep.ours_read_xyz(str(path)))
+    parser = argparse.ArgumentParser()
+    prep.add_arguments(parser)
+    result = prep.run(parser.parse_args(["--files", "2", "--repeat", "1"]))
+    for key in ("baseline_samples_per_s", "samples_per_s", "speedup", "files_per_s", "mb_per_s",
+                "baseline_mb_per_s"):
+        assert result[key] > 0
+    assert result["speedup"] == pytest.approx(result["samples_per_s"] / result["baseline_samples_per_s"])

@@ -139,7 +139,7 @@ def plot_accuracy_curves(history: list[dict], out: str | os.PathLike, title: str
         ax2.plot(epochs, loss, label="train loss", color="C2", linestyle="--", linewidth=1)
         ax2.set_ylabel("train loss")
         data["loss"] = loss
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     _save(fig, out, data)
     return fig
@@ -196,9 +196,17 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
     coords = pca_2d(features)
     fig = _figure(5.5, 5)
     ax = fig.add_subplot()
-    points = ax.scatter(coords[:, 0].numpy(), coords[:, 1].numpy(), c=labels.numpy(), s=6,
-                        cmap="tab20" if labels.numel() and int(labels.max()) < 20 else "nipy_spectral")
-    fig.colorbar(points, ax=ax, label="class")
+    classes = sorted(set(labels.tolist()))
+    if len(classes) <= 20:                     # a legend entry per class
+        for c in classes:
+            keep = labels == c
+            ax.scatter(coords[keep, 0].numpy(), coords[keep, 1].numpy(), s=6, color=f"C{c % 10}"
+                       if len(classes) <= 10 else None, label=str(c))
+        ax.legend(title="class", fontsize=6, markerscale=2, loc="best")
+    else:
+        points = ax.scatter(coords[:, 0].numpy(), coords[:, 1].numpy(), c=labels.numpy(), s=6,
+                            cmap="nipy_spectral")
+        fig.colorbar(points, ax=ax, label="class")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title)

@@ -1,0 +1,175 @@
+"""PKU-MMD: skeleton, label and split files -> segments -> the HDF5 store; bad input in one sentence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from data_prep import pkummd, synth
+from data_prep.cli import main
+from data_prep.errors import UserError
+from data_prep.presets import frame50
+
+
+@pytest.fixture(scope="module")
+def pku(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pku")
+    synth.write_pkummd(root, synth.SynthConfig(subjects=3, classes=6, repeats=1, anomalies=True), phase=1)
+    return root
+
+
+def _args(root, out, phase=1, extra=()):
+    return ["pkummd", "--phase", str(phase), "--skeletons", str(root / "skeleton"), "--labels",
+            str(root / "label"), "--splits", str(root / "split"), "--out", str(out), *extra]
+
+
+def _copy(pku, tmp_path):
+    root = tmp_path / "pku"
+    shutil.copytree(pku, root)
+    return root
+
+
+def test_skeleton_parser_matches_loadtxt_and_puts_body_2_in_slot_2(pku):
+    path = sorted((pku / "skeleton").glob("*.txt"))[0]
+    frames = pkummd.read_skeleton(path)
+    rows = np.loadtxt(path, dtype=np.float32)
+    assert frames.shape == (rows.shape[0], 25, 3, 2)
+    np.testing.assert_array_equal(frames[:, :, :, 0], rows[:, :75].reshape(-1, 25, 3))
+    np.testing.assert_array_equal(frames[:, :, :, 1], rows[:, 75:].reshape(-1, 25, 3))
+
+
+def test_split_files_accept_both_spellings_of_validation(tmp_path):
+    for word in ("Validation", "Validataion"):
+        path = tmp_path / f"{word}.txt"
+        path.write_text(f"Training videos: \n0002-L, 0002-M,\n0003-R\n{word} videos: \n0004-L, 0005-M\n")
+        assert pkummd.read_split(path) == (["0002-L", "0002-M", "0003-R"], ["0004-L", "0005-M"])
+
+
+def test_segment_rows_keep_the_centre_300_frames():
+    assert pkummd.segment_rows(11, 60) == (10, 60)
+    assert pkummd.segment_rows(1, 300) == (0, 300)
+    assert pkummd.segment_rows(101, 450) == (100 + 25, 100 + 25 + 300)       # L = 350, offset 25
+    assert pkummd.video_view("0002-L") == 1 and pkummd.video_view("0291-R") == 3 and pkummd.video_view("x") == 0
+
+
+def test_prep_stores_every_labelled_segment_with_its_rows_label_view_and_splits(pku, tmp_path):
+    out = tmp_path / "pku.h5"
+    assert main(_args(pku, out)) == 0
+    assert main(["verify", str(out)]) == 0
+    with h5py.File(out) as f:
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["samples/name"][()]]
+        labels, start, end = f["samples/label"][()], f["samples/start"][()], f["samples/end"][()]
+        views, videos = f["samples/view"][()], json.loads(f.attrs["videos"])
+        offset, length, data = f["raw/offset"][()], f["raw/length"][()], f["raw/data"]
+        counts = json.loads(f.attrs["counts"])
+        assert f.attrs["dataset"] == "pkummd1"
+        expected = 0
+        for label_path in sorted((pku / "label").glob("*.txt")):
+            rows = np.loadtxt(pku / "skeleton" / label_path.name, dtype=np.float32)
+            for k, (lab, s, e, _) in enumerate(np.loadtxt(label_path, delimiter=",", dtype=np.int64).reshape(-1, 4)):
+                i = names.index(f"{label_path.stem}_{k + 1:03d}")
+                expected += 1
+                e_clip = min(e, rows.shape[0])
+                lo = s - 1 + max(0, (e_clip - s + 1 - 300) // 2)
+                n = min(300, e_clip - s + 1)
+                assert labels[i] == lab - 1 and start[i] == s and end[i] == e_clip
+                assert videos[f["samples/video"][i]] == label_path.stem
+                assert views[i] == {"L": 1, "M": 2, "R": 3}[label_path.stem[-1]]
+                raw = data[offset[i]: offset[i] + length[i]]
+                np.testing.assert_array_equal(raw[..., 0], rows[lo: lo + n, :75].reshape(-1, 25, 3))
+                np.testing.assert_array_equal(raw[..., 1], rows[lo: lo + n, 75:].reshape(-1, 25, 3))
+                np.testing.assert_allclose(f["views/frame50"][i], frame50(raw), atol=1e-6)
+        assert len(names) == expected
+        assert counts["segments_clipped"] == 1 and counts["segments_cropped_to_300"] >= 1
+        assert counts["unlabelled_videos"] == 1
+        for protocol, file in pkummd.PROTOCOL_FILES[1].items():
+            train, test = pkummd.read_split(pku / "split" / file)
+            sample_video = np.array([videos[v] for v in f["samples/video"][()]])
+            for part, listed in (("train", train), ("test", test)):
+                idx = f[f"splits/{protocol}/{part}"][()]
+                assert np.all(np.diff(idx) > 0)
+                assert set(sample_video[idx]) == set(listed) & set(sample_video)
+        xview_test = f["splits/xview/test"][()]
+        assert set(views[xview_test]) == {1}
+
+
+def test_motion_body_selection_runs_on_pku_segments(pku, tmp_path):
+    out = tmp_path / "pku_motion.h5"
+    assert main(_args(pku, out, extra=["--bodies", "motion"])) == 0
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["preset"])["bodies"] == "motion"
+        assert np.isfinite(f["views/frame50"][()]).all()
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hiclr-prep: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_malformed_label_line_names_file_and_line(pku, tmp_path, capsys):
+    root = _copy(pku, tmp_path)
+    label = sorted((root / "label").glob("*.txt"))[1]
+    lines = label.read_text().splitlines()
+    lines[2] = "3,40,x,1"
+    label.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.h5"
+    assert main(_args(root, out)) == 1
+    err = _one_error(capsys)
+    assert f"{label}, line 3" in err and "label,start,end,confidence" in err
+    assert not out.exists() and not out.with_name("o.h5.partial").exists()
+
+
+def test_missing_split_file_is_reported(pku, tmp_path, capsys):
+    root = _copy(pku, tmp_path)
+    (root / "split" / "cross-view.txt").unlink()
+    out = tmp_path / "o.h5"
+    assert main(_args(root, out)) == 1
+    assert "cross-view.txt: split file not found" in _one_error(capsys)
+    assert not out.exists()
+    assert main(_args(root, out, phase=2)) == 1                       # phase 2 wants the _v2 names
+    assert "cross_subject_v2.txt" in _one_error(capsys)
+
+
+def test_unknown_video_in_a_split_file_is_reported(pku, tmp_path, capsys):
+    root = _copy(pku, tmp_path)
+    split = root / "split" / "cross-subject.txt"
+    split.write_text(split.read_text().replace("Training videos: \n", "Training videos: \n9999-L, "))
+    out = tmp_path / "o.h5"
+    assert main(_args(root, out)) == 1
+    err = _one_error(capsys)
+    assert "9999-L" in err and "cross-subject.txt" in err
+    assert not out.exists()
+
+
+def test_skeleton_line_with_wrong_count_or_a_bad_number_is_reported(pku, tmp_path, capsys):
+    root = _copy(pku, tmp_path)
+    skeleton = sorted((root / "skeleton").glob("*.txt"))[0]
+    lines = skeleton.read_text().splitlines()
+    lines[4] = " ".join(lines[4].split()[:149])
+    skeleton.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.h5"
+    assert main(_args(root, out)) == 1
+    err = _one_error(capsys)
+    assert f"{skeleton}, line 5" in err and "150 numbers" in err and "found 149" in err
+    lines[4] = lines[5].replace(lines[5].split()[7], "abc", 1)
+    skeleton.write_text("\n".join(lines) + "\n")
+    assert main(_args(root, out)) == 1
+    assert f"{skeleton}, line 5: expected a number but found 'abc'" in _one_error(capsys)
+    assert not out.exists()
+
+
+def test_label_without_skeleton_and_empty_skeleton_are_reported(pku, tmp_path):
+    root = _copy(pku, tmp_path)
+    (root / "label" / "7777-M.txt").write_text("1,1,50,1\n")
+    with pytest.raises(UserError, match="no skeleton file 7777-M.txt"):
+        pkummd.load_pkummd(1, root / "skeleton", root / "label", root / "split")
+    (root / "label" / "7777-M.txt").unlink()
+    empty = sorted((root / "skeleton").glob("*.txt"))[0]
+    empty.write_text("")
+    with pytest.raises(UserError, match="line 1: expected 150 numbers"):
+        pkummd.read_skeleton(empty)
