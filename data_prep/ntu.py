@@ -146,7 +146,6 @@ class _Tokens:
         if raw.translate(None, _NUMBER_CHARS):
             return None
         newlines = np.flatnonzero(buf == 10)
-        spaces = np.flatnonzero(buf == 32)
         line_starts = np.concatenate(([0], newlines + 1))
         line_ends = np.concatenate((newlines, [buf.size]))
         if b"\r" in raw:                               # CRLF: every CR must end a line
@@ -154,7 +153,8 @@ class _Tokens:
             if np.count_nonzero(buf == 13) != np.count_nonzero(crlf):
                 return None
             line_ends[:-1] -= crlf
-        first_space = np.searchsorted(spaces, line_starts)
+        spaces = np.flatnonzero(buf == 32)
+        first_space = np.searchsorted(spaces, line_starts)             # index of each line's first space
         next_first = np.append(first_space[1:], spaces.size)
         if spaces.size:
             # single spaces only between tokens: none doubled, none at the start or end of a line
@@ -172,11 +172,12 @@ class _Tokens:
         tokens = cls(raw, buf, line_starts, per_line, line_starts, first_end)
 
         def xyz(joint_lines: np.ndarray) -> np.ndarray | None:
-            # Every other non-empty line becomes a comment, so numpy's C reader sees only joint
-            # lines and converts only their first three columns.
+            # Comment out ('#') every line that is not a joint line and each joint line after z,
+            # so that numpy's C text reader converts exactly the x y z columns.
             text = bytearray(raw)
-            other = np.flatnonzero((per_line > 0) & (per_line != JOINT_FIELDS))
-            np.frombuffer(text, dtype=np.uint8)[line_starts[other]] = ord("#")
+            edit = np.frombuffer(text, dtype=np.uint8)
+            edit[line_starts[np.flatnonzero((per_line > 0) & (per_line != JOINT_FIELDS))]] = ord("#")
+            edit[spaces[first_space[joint_lines.reshape(-1)] + 2]] = ord("#")
             try:
                 values = np.loadtxt(io.BytesIO(text), dtype=np.float64, comments="#", delimiter=" ",
                                     usecols=(0, 1, 2), ndmin=2)
