@@ -63,7 +63,7 @@ def _by_motion(skel: SkeletonFile) -> np.ndarray:
             if noisy == 0:
                 continue
             if noisy / len(valid) >= NOISY_SHARE:
-                survivors.remove(body)
+                survivors = [b for b in survivors if b is not body]
             else:
                 body["motion"] = min(body["motion"], _motion(joints[valid]))
         kept = sorted(survivors, key=lambda b: b["motion"], reverse=True)

@@ -9,9 +9,11 @@ Grammar (one value per token, whitespace separated, LF or CRLF line ends)::
                  <joints = 25>
                  25 x: <x> <y> <z> <depthX> <depthY> <colorX> <colorY> <oriW> <oriX> <oriY> <oriZ> <state>
 
-The reader tokenises the whole file with numpy (token counts per line from the byte array, every
-number parsed in one `np.fromstring` call) and walks only the frame and body headers in Python, so
-the cost per joint is a few array operations, not a Python object.
+The reader never builds a Python object per joint: token counts per line come from the positions
+of spaces and newlines in the byte array, the frame/body layout is checked with array operations,
+and numpy's C text reader converts only the x y z columns (the other lines and columns are turned
+into comments in a copy of the bytes). Files with unusual whitespace take a slower, equally strict
+path; any fault is reported with its file, line and what was expected.
 """
 
 from __future__ import annotations

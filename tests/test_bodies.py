@@ -99,3 +99,11 @@ def test_unknown_method_is_refused(tmp_path):
     skel, _ = build(tmp_path, [(ID, 0, 29, 0.1, False)], 30)
     with pytest.raises(ValueError, match="file-order"):
         select_bodies(skel, "random")
+
+
+def test_motion_drops_a_noisy_body_listed_after_good_ones(tmp_path):
+    tracks = [(ID + 1, 0, 39, 0.02, False), (ID + 2, 0, 39, 0.10, False), (ID + 3, 0, 39, 0.30, True)]
+    skel, truth = build(tmp_path, tracks, 40)
+    out = select_bodies(skel, "motion")
+    close(out[..., 0], np.stack([truth[ID + 2][t] for t in range(40)]))
+    close(out[..., 1], np.stack([truth[ID + 1][t] for t in range(40)]))
