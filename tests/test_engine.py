@@ -269,3 +269,21 @@ def test_ddp_ranks_split_each_global_batch_and_stay_in_sync(tmp_path):
         torch.testing.assert_close(r1["state"][key], value, msg=key)
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")  # written by rank 0
     assert ckpt["world_size"] == 2 and ckpt["step"] == 10
+
+
+def test_bench_train_reports_throughput_split_and_projection():
+    import argparse
+
+    from hiclr.bench import train as bench
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--device", "cpu", "--width", "2", "--batch", "8", "--queue", "32",
+                              "--samples", "16", "--steps", "1", "--warmup", "0"])
+    result = bench.run(args)
+    for key in ("baseline_samples_per_s", "samples_per_s", "speedup", "projected_300_epochs_h"):
+        assert result[key] > 0 and math.isfinite(result[key])
+    assert result["speedup"] == pytest.approx(result["samples_per_s"] / result["baseline_samples_per_s"])
+    assert result["projected_300_epochs_h"] == pytest.approx(300 * 40091 / result["samples_per_s"] / 3600)
+    fractions = result["data_fraction"] + result["augment_fraction"] + result["model_fraction"]
+    assert fractions == pytest.approx(1.0) and result["model_ms_per_step"] > 0
+    assert result["precision"] == "fp32" and result["full_size_configuration"] is False

@@ -111,3 +111,20 @@ class STGCN(nn.Module):
             x = block(x, A)
         x = x.mean(dim=(2, 3))                                   # global average pool over (T, V)
         return rearrange(x, "(n m) d -> n m d", n=n, m=m).mean(dim=1)
+
+    def forward_features(self, x: torch.Tensor, return_block: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `forward`, also returning the output of block `return_block` (1-based), persons
+        unfolded: ((N, feature_dim), (N, M, C_b, T_b, V)). For dense objectives (block 4: stride 1)."""
+        if not 1 <= return_block <= len(self.st_gcn_networks):
+            raise ValueError(f"return_block must be in 1..{len(self.st_gcn_networks)}, got {return_block}")
+        n, c, t, v, m = x.shape
+        x = self.data_bn(rearrange(x, "n c t v m -> (n m) (v c) t"))
+        x = rearrange(x, "nm (v c) t -> nm c t v", v=v, c=c)
+        block = None
+        for i, layer in enumerate(self.st_gcn_networks):
+            A = self.A if self.edge_importance is None else self.A * self.edge_importance[i]
+            x = layer(x, A)
+            if i + 1 == return_block:
+                block = rearrange(x, "(n m) c t v -> n m c t v", n=n, m=m)
+        x = x.mean(dim=(2, 3))
+        return rearrange(x, "(n m) d -> n m d", n=n, m=m).mean(dim=1), block

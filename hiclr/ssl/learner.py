@@ -30,6 +30,12 @@ class ProjectedEncoder(nn.Module):
         features = self.backbone(x)
         return features, self.head(features)
 
+    def forward_with_block(self, x: torch.Tensor, block: int):
+        """(features, projection, output of backbone block `block`): the backbone must have
+        `forward_features(x, return_block)` (e.g. ST-GCN)."""
+        features, block_out = self.backbone.forward_features(x, return_block=block)
+        return features, self.head(features), block_out
+
 
 def _unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel (or torch.compile) wrapper, else itself."""
@@ -71,7 +77,9 @@ class ContrastiveLearner(nn.Module):
         self.encoder_k.requires_grad_(False)
         self.queue = KeyQueue(queue_size, dim)
         self.mask_token = nn.Parameter(torch.zeros(()))
-        shared = {"temperature": temperature, "mining_epoch": mining_epoch, "topk": topk}
+        shared = {"temperature": temperature, "mining_epoch": mining_epoch, "topk": topk,
+                  "queue_size": queue_size, "momentum": momentum,  # an objective takes what it needs
+                  "feature_dim": self.encoder_q.backbone.feature_dim}
         self.objective = (objective if isinstance(objective, nn.Module)
                           else build_objective(objective, shared, **objective_args))
         self.momentum = momentum
@@ -126,6 +134,25 @@ class ContrastiveLearner(nn.Module):
         outputs = [self.encoder_q(x) for x in inputs]
         return [f for f, _ in outputs], [F.normalize(z, dim=1) for _, z in outputs]
 
+    def encode_queries_with_block(self, inputs: Sequence[torch.Tensor], block: int) -> tuple[list, list, list]:
+        """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
+        a `feature_block`, e.g. dense pairs, SEED_VARIANTS.md C)."""
+        encoder = _unwrap(self.encoder_q)
+        if self.fused_views:
+            features, z, blocks = encoder.forward_with_block(torch.cat(list(inputs), dim=0), block)
+            sizes = [x.shape[0] for x in inputs]
+            return (list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)],
+                    list(blocks.split(sizes)))
+        outputs = [encoder.forward_with_block(x, block) for x in inputs]
+        return ([f for f, _, _ in outputs], [F.normalize(z, dim=1) for _, z, _ in outputs],
+                [b for _, _, b in outputs])
+
+    @property
+    def needs_view_params(self) -> bool:
+        """True when the objective reads the views' recorded draws (matrix, crop offset, flip):
+        the growing policy must then be built with `record=True`."""
+        return bool(getattr(self.objective, "needs_view_params", False))
+
     def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable) ordered as `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
@@ -134,16 +161,27 @@ class ContrastiveLearner(nn.Module):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
         query_views = [v for i, v in enumerate(views) if i != self.key_index]
-        features, queries = self.encode_queries([self.prepare(v) for v in query_views])
+        if self.needs_view_params and not all(getattr(v, "params", None) for v in views):
+            raise ValueError(f"objective {type(self.objective).__name__} needs the views' recorded "
+                             "augmentation parameters; build the policy with record=True")
+        block = getattr(self.objective, "feature_block", None)
+        if block is None:
+            features, queries = self.encode_queries([self.prepare(v) for v in query_views])
+            blocks = []
+        else:
+            features, queries, blocks = self.encode_queries_with_block(
+                [self.prepare(v) for v in query_views], block)
 
         with torch.no_grad():  # no gradient to keys; the key encoder follows the learner's mode
             self.momentum_update()  # before the key forward, as MoCo
-            key = F.normalize(self.encoder_k(self.prepare(views[self.key_index]))[1], dim=1)
+            key_features, key = self.encoder_k(self.prepare(views[self.key_index]))
+            key = F.normalize(key, dim=1)
 
         inputs = ContrastiveInputs(
             queries=queries, key=key, queue_keys=self.queue.keys.clone(),
             queue_ids=self.queue.ids.clone(), ids=ids, epoch=epoch,
-            query_features=features, views=list(views))
+            query_features=features, views=list(views), key_features=key_features,
+            query_blocks=blocks)
         loss, metrics = self.objective(inputs)
         if not any(getattr(v, "mask", None) is not None for v in query_views):
             # keep every trainable parameter in the graph each step (DDP requires it); adds 0

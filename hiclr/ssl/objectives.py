@@ -12,6 +12,7 @@ L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j].
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass, field
 
@@ -20,6 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 OBJECTIVES: dict[str, type[nn.Module]] = {}
+
+# Objectives of SEED_VARIANTS.md, living in their own modules: imported (and so registered) on first use.
+VARIANT_MODULES: dict[str, str] = {
+    "equivariant": "hiclr.ssl.equivariant",
+    "transitive": "hiclr.ssl.transitive",
+    "hough_dense": "hiclr.ssl.hough",
+}
 
 
 def register_objective(name: str):
@@ -36,8 +44,11 @@ def build_objective(name: str, shared: dict | None = None, **kwargs) -> nn.Modul
     """Build a registered objective. `shared` holds settings common to the `ssl` config section
     (temperature, mining_epoch, topk, ...): those the objective does not take are left out.
     `kwargs` are objective-specific and must all be accepted."""
+    if name not in OBJECTIVES and name in VARIANT_MODULES:  # registered on import
+        importlib.import_module(VARIANT_MODULES[name])
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
+        known = sorted(set(OBJECTIVES) | set(VARIANT_MODULES))
+        raise ValueError(f"unknown objective {name!r}; known: {', '.join(known)}")
     cls = OBJECTIVES[name]
     accepted = inspect.signature(cls.__init__).parameters
     unknown = sorted(set(kwargs) - set(accepted))
@@ -58,6 +69,9 @@ class ContrastiveInputs:
     epoch: int
     query_features: list[torch.Tensor] = field(default_factory=list)  # backbone outputs (N, feature_dim)
     views: list = field(default_factory=list)                          # the View objects, in view order
+    key_features: torch.Tensor | None = None   # key backbone output (N, feature_dim), no grad
+    query_blocks: list[torch.Tensor] = field(default_factory=list)  # (N, M, C_b, T_b, V) per query view,
+    #                                          when the objective sets `feature_block` (e.g. 4)
 
 
 def contrastive_logits(z: torch.Tensor, key: torch.Tensor, queue_keys: torch.Tensor,
