@@ -69,6 +69,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "reference_quirks": True,
         "concat_views": True,    # run each stage once on all views that need it
         "fuse_linear": True,     # compose consecutive per-joint linear maps into one
+        "record": False,         # keep what each augmentation drew (on when the objective needs it)
     },
     "optim": {
         "name": "sgd",
@@ -163,8 +164,39 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else (bases or []):
         merged = merge(merged, _read_with_bases(path.parent / base, chain + (path,)))
-    check_keys(raw, SCHEMA, source=str(path))
+    try:
+        check_keys(raw, SCHEMA, source="")
+    except UnknownKey as err:
+        line = _line_of(path.read_text(encoding="utf-8"), err.dotted)
+        raise UserError(f"{path}{f' line {line}' if line else ''}{err}") from None
     return merge(merged, raw)
+
+
+class UnknownKey(UserError):
+    """A key the schema does not know; `dotted` is its full name."""
+
+    def __init__(self, message: str, dotted: str):
+        super().__init__(message)
+        self.dotted = dotted
+
+
+def _line_of(text: str, dotted: str) -> int | None:
+    """1-based line of `dotted` (a.b.c) in a YAML text, or None."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        for key, value in node.value:
+            if getattr(key, "value", None) == part:
+                line, node = key.start_mark.line + 1, value
+                break
+        else:
+            return line
+    return line
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -183,12 +215,12 @@ def check_keys(tree: dict, schema: dict, source: str, prefix: str = "") -> None:
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if key not in schema:
-            raise UserError(f"{source}: unknown key `{dotted}`{_suggest(key, schema, prefix)}")
+            raise UnknownKey(f"{source}: unknown key `{dotted}`{_suggest(key, schema, prefix)}", dotted)
         known = schema[key]
         if isinstance(known, dict) and known:
             if not isinstance(value, dict):
-                raise UserError(f"{source}: `{dotted}` must be a mapping of keys "
-                                f"({', '.join(sorted(known))}), not {value!r}")
+                raise UnknownKey(f"{source}: `{dotted}` must be a mapping of keys "
+                                 f"({', '.join(sorted(known))}), not {value!r}", dotted)
             check_keys(value, known, source, prefix=f"{dotted}.")
 
 

@@ -55,8 +55,9 @@ def build_learner(cfg: dict):
         raise UserError(f"ssl section: {err}") from None
 
 
-def build_policy(cfg: dict):
-    """The growing augmentation policy of the `augment` section."""
+def build_policy(cfg: dict, record: bool = False):
+    """The growing augmentation policy of the `augment` section (`record`: keep the draws per view,
+    e.g. for an objective with `needs_view_params`)."""
     from hiclr.augment import GrowingPolicy
     aug = cfg["augment"]
     if not aug.get("stages"):
@@ -65,7 +66,8 @@ def build_policy(cfg: dict):
     try:
         return GrowingPolicy.from_config(aug["stages"], bool(aug["reference_quirks"]),
                                          concat_views=bool(aug["concat_views"]),
-                                         fuse_linear=bool(aug["fuse_linear"]))
+                                         fuse_linear=bool(aug["fuse_linear"]),
+                                         record=bool(aug.get("record")) or record)
     except ValueError as err:
         raise UserError(f"augment section: {err}") from None
 
@@ -96,7 +98,7 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False,
     data = load_training_data(cfg)
     seed_everything(int(cfg["run"]["seed"]))
     learner = build_learner(cfg)
-    policy = build_policy(cfg)
+    policy = build_policy(cfg, record=bool(getattr(learner.objective, "needs_view_params", False)))
     task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"])
     return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
                  resume=resume, overwrite=overwrite)

@@ -53,8 +53,9 @@ def test_an_unknown_key_names_file_and_key_and_suggests_the_closest(tmp_path):
     with pytest.raises(UserError) as err:
         load_config(bad)
     assert "bad.yaml" in str(err.value) and "optim.learning_rate" in str(err.value)
-    typo = write(tmp_path / "typo.yaml", "optim: {weight_decy: 0.1}\n")
-    with pytest.raises(UserError, match="did you mean `optim.weight_decay`"):
+    typo = write(tmp_path / "typo.yaml", "run: {seed: 1}\noptim:\n  lr: 0.1\n  weight_decy: 0.1\n")
+    with pytest.raises(UserError, match=r"typo.yaml line 4: unknown key `optim.weight_decy`; "
+                                        r"did you mean `optim.weight_decay`\?"):
         load_config(typo)
     section = write(tmp_path / "section.yaml", "optimizer: {lr: 0.1}\n")
     with pytest.raises(UserError, match="unknown key `optimizer`; did you mean `optim`"):

@@ -4,7 +4,10 @@ Data: `hiclr-prep synth` (18 classes, 12 subjects, 3 cameras) then `hiclr-prep n
 643 training and 646 test clips of subjects never seen in training. Pre-training: configs/demo/
 pretrain.yaml (width 4, 8 epochs, a few minutes of CPU). Evaluation: weighted cosine kNN (k 20,
 temperature 0.1) of frozen backbone features, trained on the xsub training split, scored on the
-test split; the same backbone at its random initialisation (the run's own seed) is the reference.
+test split. The reference is the same backbone at its random initialisation (the run's own seed),
+taken at its best: in eval mode a freshly initialised ST-GCN maps every clip to nearly the same
+feature (BatchNorm running statistics are still 0 / 1), so its BatchNorm statistics are first
+re-estimated on the training split; the margin is asserted over the better of the two.
 """
 
 import json
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from data_prep.cli import main as prep
 from hiclr.config import load_config
@@ -23,13 +27,29 @@ from hiclr.models import load_encoder
 from hiclr.pretrain import build_learner, pretrain
 
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo" / "pretrain.yaml"
-MARGIN = 10.0   # percentage points of kNN top-1 above the random-init encoder
+MARGIN = 8.0   # percentage points of kNN top-1 above the random-init encoder
 
 
 def knn_top1(encoder, train, test, classes):
     a = extract_features(encoder, train.x, batch_size=128)
     b = extract_features(encoder, test.x, batch_size=128)
     return knn_evaluate(a, train.labels, b, test.labels, classes, k=20, temperature=0.1)["top1"]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(encoder, x, batch_size=128):
+    """Re-estimate every BatchNorm's running statistics on `x` (cumulative average, dropout off)."""
+    for m in encoder.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    encoder.train()
+    for m in encoder.modules():
+        if isinstance(m, nn.Dropout):
+            m.eval()
+    for start in range(0, len(x), batch_size):
+        encoder(x[start:start + batch_size])
+    return encoder.eval()
 
 
 @pytest.mark.slow
@@ -48,12 +68,15 @@ def test_short_cpu_pretraining_beats_random_init_in_knn_on_the_xsub_test_split(t
 
         seed_everything(cfg["run"]["seed"])            # the run's own initial backbone
         random_init = build_learner(cfg).encoder_q.backbone
+        init_eval = knn_top1(random_init, train, test, classes)
+        init_bn = knn_top1(recalibrate_batchnorm(random_init, train.x), train, test, classes)
         trained, _, _ = load_encoder(result.outputs["encoder"])
-        before, after = knn_top1(random_init, train, test, classes), knn_top1(trained, train, test, classes)
+        after = knn_top1(trained, train, test, classes)
     finally:
         torch.set_num_threads(threads)
     epochs = [json.loads(x) for x in (tmp_path / "runs" / "demo_pretrain" / "metrics.jsonl").read_text().splitlines()
               if '"kind": "epoch"' in x]
-    print(f"\nkNN top-1 on xsub test: random init {before:.1f} %, after {len(epochs)} epochs {after:.1f} %; "
-          f"loss {epochs[0]['loss']:.3f} -> {epochs[-1]['loss']:.3f}")
-    assert after >= before + MARGIN, (before, after)
+    print(f"\nkNN top-1 on xsub test: random init {init_eval:.1f} % (BatchNorm re-estimated: {init_bn:.1f} %), "
+          f"after {len(epochs)} epochs {after:.1f} %; loss_nce {epochs[0]['loss_nce']:.3f} -> "
+          f"{epochs[-1]['loss_nce']:.3f}")
+    assert after >= max(init_eval, init_bn) + MARGIN, (init_eval, init_bn, after)

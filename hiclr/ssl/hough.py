@@ -1,0 +1,285 @@
+"""Hough-consistent dense pairs (after HoughCL, 2021), SEED_VARIANTS.md C: objective `hough_dense`.
+
+Dense contrast compares frame tokens of two views; which frame of view 1 is the positive of which
+frame of view 2 is decided by Hough voting over one transform between the views, s = alpha t + beta
+in time and a joint permutation pi (identity or left/right), so that all pairs agree with one
+transform (robust to clutter, outliers and mirrored duplicate frames), with no learnable parameter:
+
+    H(alpha, beta, pi) = sum_{t, s} K(s - alpha t - beta) sum_v a(t, v; s, pi(v)),
+    a = relu(cos(u1, u2))^3,  K(r) = max(0, 1 - |r| / bandwidth)
+
+(with alpha = 1 and bandwidth 1: the sums of the diagonals of the T1 x T2 similarity matrix). The
+mode is refitted by weighted least squares on its inliers (each t's best s within `tolerance`), and
+t is paired with round(alpha t + beta); pairs outside view 2, or with a fully masked frame, are
+dropped. All of it runs under no_grad on the block-4 features (stride 1) of the query encoder.
+
+    L_dense = InfoNCE over paired frame tokens (dense head: 1x1 conv, ReLU, 1x1 conv to `dense_dim`,
+              L2-normalised), negatives = frame tokens of the other samples
+    L = (1 - lambda_dense) L_HiCLR + lambda_dense L_dense
+
+`oracle_pairs` gives the exact pairing from the recorded crop offsets (and `flipped`); the agreement
+of the Hough pairing with it is logged (`pair_agreement`) and `pairing: oracle` trains with it.
+Config: `ssl.objective: hough_dense`, `ssl.options: {lambda_dense, dense_views, pairing, scales,
+bandwidth, tolerance, dense_dim, dense_hidden, dense_temperature, negative_stride, block_channels}`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from hiclr.augment.ops import NTU_FLIP_ORDER
+
+from .objectives import HiCLR, register_objective
+
+
+@dataclass
+class HoughResult:
+    """Per sample (B,): the voted bin (mode_*) and the refitted transform; pairs (B, T1), -1 = none."""
+    mode_alpha: torch.Tensor
+    mode_beta: torch.Tensor
+    perm: torch.Tensor          # index into the permutations (0 = identity, 1 = left/right)
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    pairs: torch.Tensor
+
+
+def match_strength(u1: torch.Tensor, u2: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+    """sum_v relu(cos(u1[t, v], u2[s, pi(v)]))^3 for each permutation pi: u1 (B, C, T1, V),
+    u2 (B, C, T2, V), perms (P, V) -> (B, P, T1, T2)."""
+    B, _, t1, V = u1.shape
+    u1 = rearrange(F.normalize(u1.float(), dim=1), "b c t v -> (b v) t c")
+    u2 = F.normalize(u2.float(), dim=1)
+    out = []
+    for perm in perms:  # one batched matmul per joint pair (v, pi(v))
+        cos = torch.bmm(u1, rearrange(u2[..., perm], "b c s v -> (b v) c s"))
+        out.append(cos.clamp_min(0).pow(3).view(B, V, t1, -1).sum(dim=1))
+    return torch.stack(out, dim=1)
+
+
+@functools.lru_cache(maxsize=16)
+def vote_kernel(t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, device) -> tuple:
+    """(kernel (S, T1 * T2, J), beta bins (J,)): K(s - alpha t - beta) for every (t, s), scale, bin.
+    Fixed by the shapes (cached): the voting has no learnable parameter."""
+    t = torch.arange(t1, device=device, dtype=torch.float32)
+    s = torch.arange(t2, device=device, dtype=torch.float32)
+    alphas = torch.tensor(list(scales), device=device, dtype=torch.float32)
+    low = torch.floor(torch.min(-alphas * (t1 - 1))).item() - 1
+    betas = torch.arange(low, t2 + 1, device=device, dtype=torch.float32)
+    residual = (s[None, None, :, None] - alphas[:, None, None, None] * t[None, :, None, None]
+                - betas[None, None, None, :])                               # (S, T1, T2, J)
+    kernel = (1 - residual.abs() / bandwidth).clamp_min(0)
+    return kernel.reshape(len(scales), t1 * t2, -1), betas
+
+
+class HoughPairing(nn.Module):
+    """Parameter-free pairing of the frames of two views by Hough voting (see the module docstring).
+
+    scales: candidate alphas; bandwidth: kernel half-width (frames); tolerance: inlier band of the
+    refit (frames); flip_order: the left/right joint permutation (None: identity only).
+    """
+
+    def __init__(self, scales: Sequence[float] = (0.8, 1.0, 1.25), bandwidth: float = 1.0,
+                 tolerance: float = 1.0, flip_order: Sequence[int] | None = NTU_FLIP_ORDER):
+        super().__init__()
+        self.scales = tuple(float(a) for a in scales)
+        self.bandwidth, self.tolerance = float(bandwidth), float(tolerance)
+        self.flip_order = None if flip_order is None else tuple(flip_order)
+
+    def permutations(self, num_joints: int, device) -> torch.Tensor:
+        identity = torch.arange(num_joints, device=device)
+        if self.flip_order is None or len(self.flip_order) != num_joints:
+            return identity[None]
+        return torch.stack([identity, torch.as_tensor(self.flip_order, device=device)])
+
+    @torch.no_grad()
+    def forward(self, u1: torch.Tensor, u2: torch.Tensor, mask1: torch.Tensor | None = None,
+                mask2: torch.Tensor | None = None) -> HoughResult:
+        """u1 (B, C, T1, V), u2 (B, C, T2, V) token features; masks (B, T) bool, True = masked frame."""
+        B, _, t1, V = u1.shape
+        t2 = u2.shape[2]
+        strength = match_strength(u1, u2, self.permutations(V, u1.device))  # (B, P, T1, T2)
+        kernel, betas = vote_kernel(t1, t2, self.scales, self.bandwidth, u1.device)
+        votes = torch.einsum("bpn,anj->bpaj", strength.flatten(2), kernel)  # (B, P, S, J)
+        P, S, J = votes.shape[1:]
+        best = votes.flatten(1).argmax(dim=1)
+        perm, rest = best // (S * J), best % (S * J)
+        alphas = torch.tensor(self.scales, device=u1.device)
+        mode_alpha, mode_beta = alphas[rest // J], betas[rest % J]
+
+        # refit on inliers: each t's strongest s within the tolerance band of the mode
+        a = strength[torch.arange(B, device=u1.device), perm]               # (B, T1, T2)
+        t = torch.arange(t1, device=u1.device, dtype=torch.float32)
+        s = torch.arange(t2, device=u1.device, dtype=torch.float32)
+        predicted = mode_alpha[:, None] * t + mode_beta[:, None]            # (B, T1)
+        band = (s[None, None, :] - predicted[..., None]).abs() <= self.tolerance
+        weight, s_best = a.masked_fill(~band, -1.0).max(dim=2)
+        weight = weight.clamp_min(0)
+        alpha, beta = _weighted_line_fit(t, s_best.float(), weight)
+        lo, hi = min(self.scales), max(self.scales)
+        trusted = torch.isfinite(alpha) & (alpha >= lo * 0.9) & (alpha <= hi * 1.1)
+        trusted &= ((alpha[:, None] * t + beta[:, None]) - predicted).abs().amax(dim=1) <= self.tolerance + 0.5
+        alpha = torch.where(trusted, alpha, mode_alpha)
+        beta = torch.where(trusted, beta, mode_beta)
+
+        pairs = torch.round(alpha[:, None] * t + beta[:, None]).long()
+        return HoughResult(mode_alpha, mode_beta, perm, alpha, beta,
+                           drop_invalid_pairs(pairs, t2, mask1, mask2))
+
+
+def _weighted_line_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
+    """Per row weighted least squares y = alpha x + beta: x (T,), y, w (B, T) -> (alpha, beta) (B,)."""
+    sw = w.sum(1)
+    mx, my = (w * x).sum(1) / sw, (w * y).sum(1) / sw
+    dx = x[None] - mx[:, None]
+    var = (w * dx * dx).sum(1)
+    alpha = (w * dx * (y - my[:, None])).sum(1) / var
+    return alpha, my - alpha * mx
+
+
+def drop_invalid_pairs(pairs: torch.Tensor, t2: int, mask1: torch.Tensor | None = None,
+                       mask2: torch.Tensor | None = None) -> torch.Tensor:
+    """pairs (B, T1) frame indices into view 2 -> -1 where outside it or where either frame is masked."""
+    valid = (pairs >= 0) & (pairs < t2)
+    if mask1 is not None:
+        valid &= ~mask1
+    if mask2 is not None:
+        valid &= ~torch.gather(mask2, 1, pairs.clamp(0, t2 - 1))
+    return torch.where(valid, pairs, -1)
+
+
+def winner_take_all_pairs(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+    """The naive pairing: each frame t of view 1 -> its most similar frame of view 2 (B, T1)."""
+    return match_strength(u1, u2, torch.arange(u1.shape[-1], device=u1.device)[None])[:, 0].argmax(dim=2)
+
+
+def frame_mask(view, t: int) -> torch.Tensor | None:
+    """(B, T) bool: frames whose every joint is masked (the view's mask (B, 1, T, V, 1)), or None."""
+    mask = getattr(view, "mask", None)
+    if mask is None:
+        return None
+    return mask.flatten(3).all(dim=3)[:, 0] if mask.shape[2] == t else None
+
+
+def oracle_pairs(params1: dict, params2: dict, t1: int, t2: int) -> torch.Tensor:
+    """The exact pairing (B, T1) of two views of one clip from their recorded temporal crops
+    (`params["temporal_crop"]`: offset, and scale for crop_resize); -1 = outside view 2."""
+    crop1, crop2 = params1["temporal_crop"], params2["temporal_crop"]
+    t = torch.arange(t1, device=crop1["offset"].device, dtype=torch.float64)
+    if "scale" in crop1 or "scale" in crop2:  # crop-resize: through the source position
+        step1 = crop1.get("scale", torch.ones_like(crop1["offset"], dtype=torch.float64)).double()
+        step2 = crop2.get("scale", torch.ones_like(crop2["offset"], dtype=torch.float64)).double()
+        source = crop1["offset"].double()[:, None] + (t + 0.5) * step1[:, None] - 0.5
+        pairs = torch.round((source - crop2["offset"].double()[:, None] + 0.5) / step2[:, None] - 0.5)
+    else:  # crop of the same padded clip: the same padded position
+        pairs = t + (crop1["offset"] - crop2["offset"]).double()[:, None]
+    pairs = pairs.long()
+    return torch.where((pairs >= 0) & (pairs < t2), pairs, -1)
+
+
+def oracle_flip(params1: dict, params2: dict, batch: int, device) -> torch.Tensor:
+    """(B,) 1 where exactly one of the two views is left/right flipped (pi = LR), else 0."""
+    def flipped(params):
+        f = params.get("spatial_flip", {}).get("flipped")
+        return torch.zeros(batch, dtype=torch.bool, device=device) if f is None else f.to(device)
+    return (flipped(params1) ^ flipped(params2)).long()
+
+
+@register_objective("hough_dense")
+class HoughDenseHiCLR(nn.Module):
+    """HiCLR plus a dense InfoNCE between the frame tokens (block 4) of two query views, paired by
+    Hough voting (`pairing: hough`) or by the recorded crops (`pairing: oracle`).
+
+    dense_views: the two query views (0 = v0, 1 = v1, 2 = v2). block_channels: channels of the
+    backbone's block 4 (None: feature_dim // 16, ST-GCN's plan).
+    """
+
+    view_stages = HiCLR.view_stages
+    key_index = HiCLR.key_index
+    feature_block = 4
+
+    def __init__(self, feature_dim: int = 256, temperature: float = 0.07, mining_epoch: int = 150,
+                 topk: int = 1, lambda_dense: float = 0.5, dense_views: Sequence[int] = (0, 1),
+                 pairing: str = "hough", scales: Sequence[float] = (0.8, 1.0, 1.25),
+                 bandwidth: float = 1.0, tolerance: float = 1.0, dense_dim: int = 128,
+                 dense_hidden: int | None = None, dense_temperature: float = 0.2,
+                 negative_stride: int = 4, block_channels: int | None = None):
+        super().__init__()
+        if pairing not in ("hough", "oracle"):
+            raise ValueError(f"pairing must be 'hough' or 'oracle', got {pairing!r}")
+        if len(dense_views) != 2 or dense_views[0] == dense_views[1]:
+            raise ValueError(f"dense_views must name two different query views, got {dense_views!r}")
+        self.hiclr = HiCLR(temperature, mining_epoch, topk)
+        self.lambda_dense = float(lambda_dense)
+        self.dense_views = tuple(int(v) for v in dense_views)
+        self.pairing_mode = pairing
+        self.needs_view_params = pairing == "oracle"  # hough pairing logs its agreement when recorded
+        self.pairing = HoughPairing(scales, bandwidth, tolerance)
+        self.dense_temperature = float(dense_temperature)
+        self.negative_stride = max(1, int(negative_stride))
+        channels = block_channels or max(1, feature_dim // 16)
+        hidden = dense_hidden or channels
+        self.dense_head = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True),
+                                        nn.Conv1d(hidden, dense_dim, 1))
+
+    def tokens(self, block: torch.Tensor) -> torch.Tensor:
+        """Frame tokens: block (N, M, C, T, V) -> dense head over the persons' and joints' mean ->
+        L2-normalised (N, dense_dim, T)."""
+        return F.normalize(self.dense_head(block.mean(dim=(1, 4))), dim=1)
+
+    def dense_nce(self, q1: torch.Tensor, q2: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """InfoNCE of each paired token of view 1 (N, D, T1) with its partner in view 2 (N, D, T2);
+        negatives: every `negative_stride`-th token of view 2 of the other samples."""
+        n, _, t1 = q1.shape
+        valid = pairs >= 0
+        if not valid.any():
+            return q1.sum() * 0.0
+        anchors = q1.permute(0, 2, 1)[valid].float()                        # (P, D)
+        sample = torch.arange(n, device=q1.device)[:, None].expand(n, t1)[valid]
+        partner = q2.permute(0, 2, 1)[sample, pairs[valid]].float()         # (P, D)
+        negatives = q2[:, :, ::self.negative_stride].permute(0, 2, 1)       # (N, T', D)
+        owner = torch.arange(n, device=q1.device)[:, None].expand(negatives.shape[:2]).reshape(-1)
+        neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).float().T
+        neg_logits = neg_logits.masked_fill(owner[None, :] == sample[:, None], float("-inf"))
+        logits = torch.cat([(anchors * partner).sum(1, keepdim=True), neg_logits], 1)
+        return -F.log_softmax(logits / self.dense_temperature, dim=1)[:, 0].mean()
+
+    def forward(self, inputs):
+        loss_hiclr, metrics = self.hiclr(inputs)
+        if len(inputs.query_blocks) <= max(self.dense_views):
+            raise ValueError("the hough_dense objective needs block-4 features of the query views "
+                             "(ContrastiveInputs.query_blocks; the backbone needs forward_features)")
+        i, j = self.dense_views
+        block1, block2 = inputs.query_blocks[i], inputs.query_blocks[j]
+        query_views = [v for k, v in enumerate(inputs.views) if k != self.key_index]
+        view1, view2 = query_views[i], query_views[j]
+        t1, t2 = block1.shape[3], block2.shape[3]
+        mask1, mask2 = frame_mask(view1, t1), frame_mask(view2, t2)
+        with torch.no_grad():
+            hough = self.pairing(block1.detach().mean(dim=1), block2.detach().mean(dim=1), mask1, mask2)
+            params1, params2 = getattr(view1, "params", None) or {}, getattr(view2, "params", None) or {}
+            oracle = None
+            if "temporal_crop" in params1 and "temporal_crop" in params2:
+                oracle = drop_invalid_pairs(oracle_pairs(params1, params2, t1, t2), t2, mask1, mask2)
+                counted = oracle >= 0
+                metrics["pair_agreement"] = ((hough.pairs == oracle) & counted).sum().float() / \
+                    counted.sum().clamp_min(1).float()
+                flip = oracle_flip(params1, params2, block1.shape[0], block1.device)
+                metrics["flip_agreement"] = (hough.perm == flip).float().mean()
+        if self.pairing_mode == "oracle":
+            if oracle is None:
+                raise ValueError("pairing: oracle needs the views' recorded temporal_crop params")
+            pairs = oracle
+        else:
+            pairs = hough.pairs
+        loss_dense = self.dense_nce(self.tokens(block1), self.tokens(block2), pairs)
+        loss = (1 - self.lambda_dense) * loss_hiclr + self.lambda_dense * loss_dense
+        metrics.update(loss=loss.detach(), loss_hiclr=loss_hiclr.detach(), loss_dense=loss_dense.detach(),
+                       paired_tokens=(pairs >= 0).float().mean())
+        return loss, metrics

@@ -1,0 +1,215 @@
+"""Transitive positive mining (after Transitive Invariance, ICCV 2017), SEED_VARIANTS.md B:
+objective `transitive`.
+
+Graph over momentum keys (this batch's keys and the queue): intra-instance edges I join nodes of
+the same sample id (the key, the queries, queue entries that still hold an older key of the sample);
+inter-instance edges E join mutual k-nearest neighbours among momentum keys of different samples.
+Positives of an anchor are P = [(I E I) > 0] or I, one inter hop only ("another instance, another
+viewpoint"; the full closure would chain clusters together), the anchor itself excluded. HiCLR's
+InfoNCE term becomes the multi-positive -(1/|P|) sum_p log softmax(s / tau)_p from `mining_epoch`
+on; before it P = I. Queue entries holding the anchor's own id are never negatives. The
+hierarchical consistency terms are HiCLR's.
+
+With E empty (and no older key of the anchor in the queue) the loss is HiCLR's InfoNCE; with E =
+each branch's top-1 queue entry (`edges: query_topk`) and `intra_hop: false` it is HiCLR's mining
+loss. The label precision of the mined edges is logged (`edge_precision`) when labels are known
+(`label_store` or `set_sample_labels`); it never enters the loss.
+
+Config: `ssl.objective: transitive`, `ssl.options: {k, mutual, edges, intra_hop, label_store}`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .objectives import (HierarchicalConsistencyLoss, contrastive_logits, multi_positive_nce,
+                         positive_accuracy, register_objective)
+
+
+# ---------------------------------------------------------------------------------------- graph
+def intra_edges(ids: torch.Tensor) -> torch.Tensor:
+    """I: (n, n) bool, True where two nodes hold the same sample id (reflexive)."""
+    return ids[:, None] == ids[None, :]
+
+
+@torch.no_grad()
+def mutual_knn_edges(keys: torch.Tensor, ids: torch.Tensor, k: int = 1, mutual: bool = True,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+    """E: (n, n) bool over the nodes `keys` (n, d): w in kNN(u) among valid nodes of another id,
+    kept only if also u in kNN(w) (`mutual`); symmetric."""
+    sim = keys @ keys.T
+    blocked = intra_edges(ids)
+    if valid is not None:
+        blocked = blocked | ~valid[None, :] | ~valid[:, None]
+    sim = sim.masked_fill(blocked, float("-inf"))
+    values, index = sim.topk(min(k, sim.shape[1]), dim=1)
+    knn = torch.zeros_like(blocked).scatter_(1, index, torch.isfinite(values))
+    return knn & knn.T if mutual else knn | knn.T
+
+
+def transitive_positives(ids: torch.Tensor, edges: torch.Tensor, hops: int | None = 1) -> torch.Tensor:
+    """P = I or [(I E I) > 0] (one hop), or I (E I)^h for h <= `hops`; `hops=None`: the full
+    transitive closure. (n, n) bool, symmetric, the node itself excluded."""
+    same = intra_edges(ids).float()
+    step = (edges | edges.T).float()
+    positives = same > 0
+    reach = same
+    for _ in range(ids.numel() if hops is None else hops):
+        reach = ((reach @ step @ same) > 0).float()
+        grown = positives | (reach > 0)
+        if hops is None and torch.equal(grown, positives):
+            break
+        positives = grown
+    return positives & ~torch.eye(ids.numel(), dtype=torch.bool, device=ids.device)
+
+
+# -------------------------------------------------------------------------------- batched mining
+@torch.no_grad()
+def mutual_neighbours(keys: torch.Tensor, ids: torch.Tensor, queue_keys: torch.Tensor,
+                      queue_ids: torch.Tensor, k: int = 1, mutual: bool = True):
+    """Inter edges leaving each anchor's intra nodes, without the (K x K) queue graph.
+
+    Nodes: the batch keys (N) then the queue (K); empty queue slots (id < 0) are no nodes. Sources
+    of anchor i: its key and the queue entries with its id. Returns (sources (N, S), neighbours
+    (N, S * k)) node indices, -1 where there is none (edge dropped or no such source).
+    """
+    nodes = torch.cat([keys, queue_keys.to(keys.dtype)])
+    node_ids = torch.cat([ids, queue_ids])
+    valid = node_ids >= 0
+    n = keys.shape[0]
+    same_in_queue = queue_ids[None, :] == ids[:, None]                      # (N, K)
+    extra = int(same_in_queue.sum(dim=1).max()) if same_in_queue.numel() else 0
+    sources = torch.arange(n, device=keys.device)[:, None]
+    if extra:
+        hit, where = same_in_queue.to(torch.int8).topk(extra, dim=1)
+        sources = torch.cat([sources, torch.where(hit > 0, where + n, -1)], dim=1)
+
+    def knn(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k nearest valid nodes of another id, for node indices `rows` (any shape)."""
+        flat = rows.reshape(-1).clamp_min(0)
+        sim = nodes[flat] @ nodes.T
+        blocked = (node_ids[None, :] == node_ids[flat][:, None]) | ~valid[None, :]
+        values, index = sim.masked_fill(blocked, float("-inf")).topk(min(k, sim.shape[1]), dim=1)
+        index = torch.where(torch.isfinite(values), index, -1)
+        return index.reshape(*rows.shape, -1)
+
+    neighbours = knn(sources)                                              # (N, S, k)
+    neighbours = torch.where((sources >= 0)[..., None], neighbours, -1)
+    if mutual:
+        back = knn(neighbours)                                             # (N, S, k, k)
+        is_mutual = (back == sources[..., None, None]).any(dim=-1)
+        neighbours = torch.where(is_mutual & (neighbours >= 0), neighbours, -1)
+    return sources, neighbours.reshape(n, -1)
+
+
+@torch.no_grad()
+def positive_columns(ids: torch.Tensor, queue_ids: torch.Tensor, neighbour_nodes: torch.Tensor | None,
+                     intra_hop: bool = True) -> torch.Tensor:
+    """(N, 1 + K) bool over the logit columns [own key, queue]: the key, queue entries of the
+    anchor's id (I), and the inter neighbours (node indices, batch keys first then queue, -1 =
+    none): with `intra_hop` every queue entry of a neighbour's id ((I E I) > 0), else the
+    neighbour entries themselves."""
+    n, size = ids.shape[0], queue_ids.shape[0]
+    positives = queue_ids[None, :] == ids[:, None]
+    if neighbour_nodes is not None and neighbour_nodes.numel():
+        if intra_hop:
+            node_ids = torch.cat([ids, queue_ids])
+            nbr_ids = torch.where(neighbour_nodes >= 0, node_ids[neighbour_nodes.clamp_min(0)], -2)
+            positives = positives | (queue_ids[None, :, None] == nbr_ids[:, None, :]).any(dim=-1)
+        else:
+            in_queue = neighbour_nodes - n
+            hit = torch.zeros(n, size + 1, dtype=torch.bool, device=ids.device)
+            hit.scatter_(1, torch.where(in_queue >= 0, in_queue, size), True)
+            positives = positives | hit[:, :size]
+    return torch.cat([torch.ones(n, 1, dtype=torch.bool, device=ids.device), positives], dim=1)
+
+
+# ------------------------------------------------------------------------------------ objective
+@register_objective("transitive")
+class TransitiveHiCLR(nn.Module):
+    """HiCLR with transitive multi-positive InfoNCE (views v0, key, v1, v2 as HiCLR).
+
+    k: inter-edge neighbours per node; mutual: keep an edge u -> w only if u is also among w's k
+    nearest (else every w in kNN(u) of the anchor's nodes u); edges: "mutual_knn"
+    (among momentum keys, the method) or "query_topk" (each query branch's top-k queue entries:
+    HiCLR's mining, for comparison); intra_hop: add the other nodes of a neighbour's id (I E I).
+    """
+
+    view_stages = (0, 0, 1, 2)
+    key_index = 1
+
+    def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, k: int = 1,
+                 mutual: bool = True, edges: str = "mutual_knn", intra_hop: bool = True,
+                 label_store: str | None = None):
+        super().__init__()
+        if edges not in ("mutual_knn", "query_topk"):
+            raise ValueError(f"edges must be 'mutual_knn' or 'query_topk', got {edges!r}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.temperature, self.mining_epoch = temperature, mining_epoch
+        self.k, self.mutual, self.edges, self.intra_hop = int(k), bool(mutual), edges, bool(intra_hop)
+        self.consistency = HierarchicalConsistencyLoss()
+        self.register_buffer("sample_labels", torch.empty(0, dtype=torch.long), persistent=False)
+        if label_store is not None:
+            self.set_sample_labels(_labels_of_store(label_store))
+
+    def set_sample_labels(self, labels) -> None:
+        """Labels by sample id (used only to log the precision of mined edges)."""
+        self.sample_labels = torch.as_tensor(labels, dtype=torch.long, device=self.sample_labels.device)
+
+    @torch.no_grad()
+    def mine(self, inputs, logits: list[torch.Tensor]):
+        """(positive mask (N, 1 + K), neighbour node indices (N, E), source node indices (N, S))."""
+        if self.edges == "query_topk":
+            n = inputs.key.shape[0]
+            nearest = torch.cat([b[:, 1:].topk(self.k, dim=1).indices for b in logits], dim=1) + n
+            sources = torch.arange(n, device=nearest.device)[:, None].expand_as(nearest)
+        else:
+            sources, nearest = mutual_neighbours(inputs.key, inputs.ids, inputs.queue_keys,
+                                                 inputs.queue_ids, self.k, self.mutual)
+        positives = positive_columns(inputs.ids, inputs.queue_ids, nearest, self.intra_hop)
+        return positives, nearest, sources
+
+    @torch.no_grad()
+    def edge_precision(self, inputs, neighbours: torch.Tensor) -> torch.Tensor | None:
+        """Share of mined inter edges whose two samples have the same label (None: no labels)."""
+        if self.sample_labels.numel() == 0:
+            return None
+        node_ids = torch.cat([inputs.ids, inputs.queue_ids])
+        kept = neighbours >= 0
+        labels = self.sample_labels
+        anchor = labels[inputs.ids][:, None].expand_as(neighbours)
+        other = labels[node_ids[neighbours.clamp_min(0)].clamp_min(0)]
+        same = (anchor == other) & kept
+        return same.sum().float() / kept.sum().clamp_min(1).float()
+
+    def forward(self, inputs):
+        logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
+                  for z in inputs.queries]
+        metrics = {}
+        if inputs.epoch > self.mining_epoch:
+            positives, neighbours, _ = self.mine(inputs, logits)
+            metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
+            precision = self.edge_precision(inputs, neighbours)
+            if precision is not None:
+                metrics["edge_precision"] = precision
+        else:
+            positives = positive_columns(inputs.ids, inputs.queue_ids, None)
+        loss_nce = multi_positive_nce(logits[0], positives)
+        loss_1_0 = self.consistency(logits[1], logits[0])
+        loss_2_1 = self.consistency(logits[2], logits[1])
+        loss = loss_nce + (loss_1_0 + loss_2_1) / 2
+        metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
+                       loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]),
+                       num_positives=positives.sum(dim=1).float().mean())
+        return loss, metrics
+
+
+def _labels_of_store(path: str) -> torch.Tensor:
+    """The `label` column of a prepared HDF5 store (row = sample id)."""
+    import h5py
+    import numpy as np
+    with h5py.File(path, "r") as f:
+        return torch.from_numpy(np.asarray(f["samples/label"][()], dtype=np.int64))
