@@ -43,7 +43,7 @@ never searched on the test set).
 HELP = {
     "linear": "linear probe on the frozen encoder (cached features by default)",
     "knn": "weighted cosine kNN on frozen features",
-    "semi": "fine-tune on class-balanced 1 % / 10 % subsets, several seeds",
+    "semi": "fine-tune on class-balanced 1 %% / 10 %% subsets, several seeds",
     "finetune": "fine-tune the whole network with a new linear layer",
     "ensemble": "weighted sum of the streams' test logits",
 }
@@ -51,7 +51,7 @@ HELP = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     for name in ("linear", "knn", "semi", "finetune"):
-        p = sub.add_parser(name, help=HELP[name], description=HELP[name], epilog=EPILOG[name],
+        p = sub.add_parser(name, help=HELP[name], description=HELP[name].replace("%%", "%"), epilog=EPILOG[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", metavar="FILE", help="YAML config (default: the built-in defaults)")
         p.add_argument("--encoder", required=True, metavar="CKPT",

@@ -1,0 +1,43 @@
+"""Every command of both CLIs answers --help with usage and examples, and bad usage exits non-zero."""
+
+import pytest
+
+from data_prep.cli import COMMANDS as PREP_MODULES
+from data_prep.cli import main as prep_main
+from hiclr.cli import main as hiclr_main
+
+HICLR_COMMANDS = ["pretrain", "embed", "linear", "knn", "semi", "finetune", "ensemble", "report", "demo",
+                  "bench"]
+PREP_COMMANDS = ["ntu60", "ntu120", "pkummd", "import", "synth", "info", "verify"]
+
+
+@pytest.mark.parametrize("command", [[]] + [[c] for c in HICLR_COMMANDS] + [["bench", b] for b in
+                                                                           ("prep", "aug", "train", "linear")])
+def test_every_hiclr_command_prints_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        hiclr_main(command + ["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: hiclr")
+
+
+@pytest.mark.parametrize("command", [[]] + [[c] for c in PREP_COMMANDS])
+def test_every_prep_command_prints_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        prep_main(command + ["--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: hiclr-prep")
+
+
+def test_top_level_help_lists_examples(capsys):
+    with pytest.raises(SystemExit):
+        hiclr_main(["--help"])
+    assert "examples:" in capsys.readouterr().out
+    assert len(PREP_MODULES) == 5
+
+
+def test_unknown_command_exits_with_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        hiclr_main(["no-such-command"])
+    assert exit_.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
