@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description=__doc__)
     names = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
     for name, help_text in BENCHES.items():
-        p = names.add_parser(name, help=help_text, description=help_text)
+        p = names.add_parser(name, help=help_text, description=help_text,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--json", action="store_true", help="print one JSON object")
         importlib.import_module(f"hiclr.bench.{name}").add_arguments(p)
         p.set_defaults(func=_run)
