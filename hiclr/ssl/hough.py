@@ -20,7 +20,7 @@ dropped. All of it runs under no_grad on the block-4 features (stride 1) of the 
 `oracle_pairs` gives the exact pairing from the recorded crop offsets (and `flipped`); the agreement
 of the Hough pairing with it is logged (`pair_agreement`) and `pairing: oracle` trains with it.
 Config: `ssl.objective: hough_dense`, `ssl.options: {lambda_dense, dense_views, pairing, scales,
-bandwidth, tolerance, dense_dim, dense_hidden, dense_temperature, negative_stride, block_channels}`.
+bandwidth, tolerance, centre, dense_dim, dense_hidden, dense_temperature, negative_stride, block_channels}`.
 """
 
 from __future__ import annotations
@@ -82,12 +82,16 @@ class HoughPairing(nn.Module):
     """Parameter-free pairing of the frames of two views by Hough voting (see the module docstring).
 
     scales: candidate alphas; bandwidth: kernel half-width (frames); tolerance: inlier band of the
-    refit (frames); flip_order: the left/right joint permutation (None: identity only).
+    refit (frames); flip_order: the left/right joint permutation (None: identity only); centre:
+    subtract each track's temporal mean first (centred skeletons and smooth features look alike in
+    every frame, so the raw cosine votes for the longest line instead of the right one).
     """
 
     def __init__(self, scales: Sequence[float] = (0.8, 1.0, 1.25), bandwidth: float = 1.0,
-                 tolerance: float = 1.0, flip_order: Sequence[int] | None = NTU_FLIP_ORDER):
+                 tolerance: float = 1.0, flip_order: Sequence[int] | None = NTU_FLIP_ORDER,
+                 centre: bool = True):
         super().__init__()
+        self.centre = bool(centre)
         self.scales = tuple(float(a) for a in scales)
         self.bandwidth, self.tolerance = float(bandwidth), float(tolerance)
         self.flip_order = None if flip_order is None else tuple(flip_order)
@@ -104,6 +108,8 @@ class HoughPairing(nn.Module):
         """u1 (B, C, T1, V), u2 (B, C, T2, V) token features; masks (B, T) bool, True = masked frame."""
         B, _, t1, V = u1.shape
         t2 = u2.shape[2]
+        if self.centre:
+            u1, u2 = u1 - u1.mean(dim=2, keepdim=True), u2 - u2.mean(dim=2, keepdim=True)
         strength = match_strength(u1, u2, self.permutations(V, u1.device))  # (B, P, T1, T2)
         kernel, betas = vote_kernel(t1, t2, self.scales, self.bandwidth, u1.device)
         votes = torch.einsum("bpn,anj->bpaj", strength.flatten(2), kernel)  # (B, P, S, J)
@@ -207,7 +213,7 @@ class HoughDenseHiCLR(nn.Module):
     def __init__(self, feature_dim: int = 256, temperature: float = 0.07, mining_epoch: int = 150,
                  topk: int = 1, lambda_dense: float = 0.5, dense_views: Sequence[int] = (0, 1),
                  pairing: str = "hough", scales: Sequence[float] = (0.8, 1.0, 1.25),
-                 bandwidth: float = 1.0, tolerance: float = 1.0, dense_dim: int = 128,
+                 bandwidth: float = 1.0, tolerance: float = 1.0, centre: bool = True, dense_dim: int = 128,
                  dense_hidden: int | None = None, dense_temperature: float = 0.2,
                  negative_stride: int = 4, block_channels: int | None = None):
         super().__init__()
@@ -220,7 +226,7 @@ class HoughDenseHiCLR(nn.Module):
         self.dense_views = tuple(int(v) for v in dense_views)
         self.pairing_mode = pairing
         self.needs_view_params = pairing == "oracle"  # hough pairing logs its agreement when recorded
-        self.pairing = HoughPairing(scales, bandwidth, tolerance)
+        self.pairing = HoughPairing(scales, bandwidth, tolerance, centre=centre)
         self.dense_temperature = float(dense_temperature)
         self.negative_stride = max(1, int(negative_stride))
         channels = block_channels or max(1, feature_dim // 16)
