@@ -33,3 +33,29 @@ def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 2
     if not out:
         return torch.empty(0, getattr(encoder, "feature_dim", 0))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 128,
+                          device="cpu", stream: str = "joint") -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics on `x` (cumulative average, dropout off).
+
+    A randomly initialised encoder's BatchNorms hold the default statistics (mean 0, var 1), so in
+    eval mode it maps every clip to nearly the same feature; a fair random-init baseline first
+    measures the statistics of the data, as training would. Returns the encoder in eval mode.
+    """
+    from hiclr.augment.streams import to_stream
+
+    device = torch.device(device)
+    encoder.to(device)
+    for m in encoder.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    encoder.train()
+    for m in encoder.modules():
+        if isinstance(m, nn.Dropout):
+            m.eval()
+    for start in range(0, len(x), batch_size):
+        encoder(to_stream(x[start:start + batch_size].to(device, torch.float32), stream))
+    return encoder.eval()

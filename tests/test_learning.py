@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from data_prep.cli import main as prep
 from hiclr.config import load_config
 from hiclr.data import load_split
 from hiclr.engine import seed_everything
 from hiclr.eval.knn import knn_evaluate
-from hiclr.features import extract_features
+from hiclr.features import extract_features, recalibrate_batchnorm
 from hiclr.models import load_encoder
 from hiclr.pretrain import build_learner, pretrain
 
@@ -34,22 +33,6 @@ def knn_top1(encoder, train, test, classes):
     a = extract_features(encoder, train.x, batch_size=128)
     b = extract_features(encoder, test.x, batch_size=128)
     return knn_evaluate(a, train.labels, b, test.labels, classes, k=20, temperature=0.1)["top1"]
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(encoder, x, batch_size=128):
-    """Re-estimate every BatchNorm's running statistics on `x` (cumulative average, dropout off)."""
-    for m in encoder.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    encoder.train()
-    for m in encoder.modules():
-        if isinstance(m, nn.Dropout):
-            m.eval()
-    for start in range(0, len(x), batch_size):
-        encoder(x[start:start + batch_size])
-    return encoder.eval()
 
 
 @pytest.mark.slow

@@ -165,3 +165,36 @@ def test_through_encoder_mode_trains_on_augmented_batches(tmp_path):
     assert entry["mode"].startswith("through the frozen encoder") and "augmentation" in entry["mode"]
     assert len(entry["history"]) == 1
     assert not (tmp_path / "r" / "features").exists()
+
+
+def test_standardised_features_rescue_the_reference_probe_from_a_dominant_common_offset():
+    from hiclr.eval.linear import standardize
+
+    train_x, train_y = separable(seed=0)
+    test_x, test_y = separable(n_per_class=10, seed=0)
+    offset = torch.full((16,), 50.0)                       # a common mean that dwarfs the spread
+    train_x, test_x = train_x * 0.01 + offset, test_x * 0.01 + offset
+    schedule = LinearSchedule(epochs=10, milestones=(8,), batch_size=32)   # lr 3.0, the reference's
+    raw = fit_linear(train_x, train_y, test_x, test_y, num_classes=4, schedule=schedule, seed=0)
+    std_train, std_test = standardize(train_x, test_x)
+    assert torch.allclose(std_train.mean(0), torch.zeros(16), atol=1e-3)   # float32 cancellation
+    assert torch.allclose(std_train.std(0, unbiased=False), torch.ones(16), atol=1e-3)
+    fixed = fit_linear(std_train, train_y, std_test, test_y, num_classes=4, schedule=schedule, seed=0)
+    assert fixed.last["top1"] == pytest.approx(100.0)
+    assert raw.last["top1"] < fixed.last["top1"]
+
+
+def test_run_linear_labels_the_standardised_mode_and_refuses_it_through_the_encoder(tmp_path):
+    from data_prep.errors import UserError
+    from hiclr.eval import linear
+    from hiclr.models import build_encoder
+
+    data = write_tiny_store(tmp_path / "tiny.h5")
+    torch.manual_seed(0)
+    encoder = build_encoder({"name": "stgcn", "width": 4})
+    entry = linear.run_linear(tiny_config(data, standardize=True), encoder, out=tmp_path / "run",
+                              progress=False, plots=False)
+    assert "standardised" in entry["mode"]
+    with pytest.raises(UserError, match="standardize"):
+        linear.run_linear(tiny_config(data, standardize=True, through_encoder=True), encoder,
+                          out=tmp_path / "run2", progress=False, plots=False)

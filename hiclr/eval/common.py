@@ -170,6 +170,7 @@ from hiclr.config import extend_schema  # noqa: E402
 EVAL_KEYS = {
     "feature_batch_size": 256,
     "through_encoder": False,
+    "standardize": False,     # linear probe on features standardised by the training mean / std
     "augment": [[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
     "ensemble_runs": [],
 }

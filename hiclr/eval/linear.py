@@ -8,6 +8,11 @@ optionally after augmentation, as the reference does.
 Reported: top-1/top-5 at the LAST epoch and at the BEST epoch (labelled as such; the best epoch is
 chosen on the test set, as the reference reports it), the per-epoch curve, per-class accuracy and
 the confusion matrix at the last epoch.
+
+`eval.standardize` (off by default, the reference probe has none) standardises the cached features
+by the training split's per-dimension mean and std before the probe, as a BatchNorm without affine
+parameters in front of the linear layer does (MAE's probe). Short pre-trainings give features whose
+common mean dwarfs their spread; the reference's lr 3.0 probe is ill-conditioned on those.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data_prep.errors import UserError
 from hiclr.eval.common import classification_summary, topk_accuracy
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
@@ -199,6 +205,9 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
 
     test_features = None
     if through_encoder:
+        if ev.get("standardize"):
+            raise UserError("eval.standardize works on cached features; drop --through-encoder "
+                            "(eval.through_encoder) or set eval.standardize=false")
         train_fn, test_fn = encoder_feature_fns(model, data.train.x, data.test.x, meta["stream"],
                                                 cfg, device, seed)
         result = fit_linear(train_fn, data.train.labels, test_fn, data.test.labels, data.num_classes,
@@ -207,9 +216,12 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
         mode = "through the frozen encoder every epoch" + (" with augmentation" if ev.get("augment") else "")
     else:
         train_features, test_features = frozen_features(run_dir, model, meta, data, cfg, device, progress)
+        mode = "cached frozen features"
+        if ev.get("standardize"):
+            train_features, test_features = standardize(train_features, test_features)
+            mode += ", standardised by the training mean / std"
         result = fit_linear(train_features, data.train.labels, test_features, data.test.labels,
                             data.num_classes, None, schedule, seed, device, progress, log)
-        mode = "cached frozen features"
     entry = linear_summary(result, data.test.labels, data.num_classes, schedule, mode)
     save_logits(run_dir, result.logits_last, data.test.labels, data.test.names, epoch=schedule.epochs)
     if plots and test_features is None:
@@ -221,6 +233,12 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
                  plots=plots)
     entry["run_dir"] = str(run_dir)
     return entry
+
+
+def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-5):
+    """Both feature sets standardised by the training features' per-dimension mean and std."""
+    mean, std = train.mean(dim=0), train.std(dim=0, unbiased=False)
+    return (train - mean) / (std + eps), (test - mean) / (std + eps)
 
 
 def schedule_from_config(cfg: dict) -> LinearSchedule:
