@@ -92,37 +92,109 @@ def _first_bad_token(raw: bytes) -> tuple[int, str]:
 
 _NUMBER_CHARS = b"0123456789.-+eE \n\r"
 _POW10 = np.array([10 ** k for k in range(20)], dtype=np.uint64)
+_PAD = 24                                   # bytes of padding in front of the buffer for the windows
+_FLOAT_WIDTH = 16                           # x y z tokens are read right-aligned in 16-byte windows
+_FLOAT_RIGHT = np.arange(_FLOAT_WIDTH - 1, -1, -1, dtype=np.int16)[:, None]   # columns right of each
+_FLOAT_RIGHT_U8 = _FLOAT_RIGHT.astype(np.uint8)
+_POW10_F = 10.0 ** np.arange(_FLOAT_WIDTH + 1)
 
 
-def _parse_uints(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
-    """Unsigned decimal integers in the byte spans [starts, ends) (None if any is not one)."""
+def _windows(padded: np.ndarray, width: int) -> np.ndarray:
+    """Every `width`-byte window of `padded` as rows of a read-only view (no copy)."""
+    return np.lib.stride_tricks.as_strided(padded, shape=(padded.size - width + 1, width),
+                                           strides=(1, 1), writeable=False)
+
+
+def _parse_uints(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """Unsigned decimal integers in the byte spans [starts, ends) of the unpadded buffer (None if any
+    is not one). `padded` holds `_PAD` bytes before the buffer."""
     if starts.size == 0:
         return np.zeros(0, dtype=np.uint64)
     lengths = ends - starts
     width = int(lengths.max())
     if width > 19 or int(lengths.min()) < 1:
         return None
-    pos = np.arange(width)
-    valid = pos < lengths[:, None]
-    digits = buf[np.minimum(starts[:, None] + pos, buf.size - 1)].astype(np.int64) - 48
-    if ((digits < 0) | (digits > 9))[valid].any():
+    rows = _windows(padded, width)[ends + (_PAD - width)]             # right-aligned tokens
+    inside = np.arange(width - 1, -1, -1) < lengths[:, None]
+    digits = rows - np.uint8(48)
+    if (digits[inside] > 9).any():
         return None
-    power = _POW10[np.clip(lengths[:, None] - 1 - pos, 0, 19)]
-    return (np.where(valid, digits, 0).astype(np.uint64) * power).sum(axis=1, dtype=np.uint64)
+    digits[~inside] = 0
+    return digits.astype(np.uint64) @ _POW10[width - 1::-1]
+
+
+def _parse_floats(raw: bytes, padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """float64 of the decimal numbers in the byte spans [starts, ends) (None if any is not a finite number).
+
+    Plain `[-]digits[.digits]` tokens of up to 15 characters are converted with array arithmetic on
+    a (16, N) matrix of the right-aligned tokens (no BLAS, no Python loop): the digits form an
+    integer m < 10**15, exact in float64, and the value is m / 10**k with k fractional digits, one
+    correctly rounded division, so the result is bit for bit what `float()` gives. Any other token
+    (exponent, '+', longer) goes through `float()` on its own.
+    """
+    width = _FLOAT_WIDTH
+    lengths = ends - starts
+    records = np.ndarray((padded.size - width + 1,), dtype=f"V{width}", buffer=padded, strides=(1,))
+    rows = np.ascontiguousarray(records[ends + (_PAD - width)].view(np.uint8).reshape(-1, width).T)
+    inside = _FLOAT_RIGHT < np.minimum(lengths, 127).astype(np.int16)         # (16, N) token bytes
+    digits = rows - np.uint8(48)
+    is_digit = digits < 10
+    dot = rows == 46
+    dot &= inside
+    other = is_digit | dot
+    np.logical_not(other, out=other)
+    other &= inside
+    nother = other.view(np.uint8).sum(axis=0, dtype=np.uint8)
+    ndots = dot.view(np.uint8).sum(axis=0, dtype=np.uint8)
+    neg = padded[starts + _PAD] == 45
+    plain = (nother == neg) & (ndots <= 1) & (lengths < width) & (lengths - neg - ndots >= 1)
+    is_digit &= inside
+    digits *= is_digit
+    # the digits as one integer (the dot read as a 0 digit), in exact steps of 2, 4, 8, 16 digits
+    pairs = digits[0::2] * np.uint8(10)
+    pairs += digits[1::2]
+    quads = pairs[0::2].astype(np.uint16) * np.uint16(100)
+    quads += pairs[1::2]
+    octs = quads[0::2].astype(np.uint32) * np.uint32(10000)
+    octs += quads[1::2]
+    total = octs[0] * 1e8
+    total += octs[1]
+    frac = (dot.view(np.uint8) * _FLOAT_RIGHT_U8).sum(axis=0, dtype=np.uint8)   # digits after the dot
+    scale = _POW10_F[frac]
+    # total = I * 10**(k+1) + r with r < 10**k (exact in float64, total < 10**15): floor(total / 10**k)
+    # is 10 * I exactly, and the digits read without the dot are m = I * 10**k + r = total - 9 I 10**k.
+    whole = total / scale
+    np.floor(whole, out=whole)
+    whole /= 10.0
+    whole *= 9.0
+    whole *= scale
+    whole *= ndots                                          # 0 for tokens without a dot
+    values = total - whole
+    values /= scale
+    np.negative(values, out=values, where=neg)
+    odd = np.flatnonzero(~plain)
+    for i in odd.tolist():
+        try:
+            values[i] = float(raw[int(starts[i]): int(ends[i])])
+        except ValueError:
+            return None
+    if odd.size and not np.isfinite(values[odd]).all():
+        return None
+    return values
 
 
 class _Tokens:
     """Where the tokens of a file are: tokens per line, each line's first token, the x y z values.
 
     `fast` handles the grammar as the Kinect tools write it (single spaces, only number characters)
-    with a few passes over the bytes and numpy's C text reader over the x y z columns only; anything
+    with a few passes over the bytes and array arithmetic over the x y z tokens only; anything
     unusual (tabs, double spaces, a letter) returns None and `robust` takes over: it tokenises on
     any whitespace, parses every token and names the line of a non-number.
     """
 
-    def __init__(self, raw: bytes, buf: np.ndarray, line_starts: np.ndarray, per_line: np.ndarray,
+    def __init__(self, raw: bytes, padded: np.ndarray, line_starts: np.ndarray, per_line: np.ndarray,
                  first_start: np.ndarray, first_end: np.ndarray):
-        self.raw, self.buf, self.line_starts, self.per_line = raw, buf, line_starts, per_line
+        self.raw, self.padded, self.line_starts, self.per_line = raw, padded, line_starts, per_line
         self.first_start, self.first_end = first_start, first_end     # byte span of each line's first token
         self.xyz_fn = None
 
@@ -130,7 +202,7 @@ class _Tokens:
         return self.raw[int(self.first_start[line]): int(self.first_end[line])]
 
     def first_uints(self, lines: np.ndarray) -> np.ndarray | None:
-        return _parse_uints(self.buf, self.first_start[lines], self.first_end[lines])
+        return _parse_uints(self.padded, self.first_start[lines], self.first_end[lines])
 
     def describe(self, line: int) -> str:
         """Short quote of 0-based `line` for an error message."""
@@ -144,56 +216,60 @@ class _Tokens:
         return f"'{text[:60]}{'...' if len(text) > 60 else ''}'"
 
     @classmethod
-    def fast(cls, raw: bytes, buf: np.ndarray) -> "_Tokens | None":
+    def fast(cls, raw: bytes, padded: np.ndarray) -> "_Tokens | None":
         if raw.translate(None, _NUMBER_CHARS):
             return None
+        buf = padded[_PAD:]
         newlines = np.flatnonzero(buf == 10)
-        line_starts = np.concatenate(([0], newlines + 1))
-        line_ends = np.concatenate((newlines, [buf.size]))
+        line_starts = np.empty(newlines.size + 1, dtype=np.int64)
+        line_starts[0] = 0
+        np.add(newlines, 1, out=line_starts[1:])
+        line_ends = np.empty_like(line_starts)
+        line_ends[:-1] = newlines
+        line_ends[-1] = buf.size
         if b"\r" in raw:                               # CRLF: every CR must end a line
             crlf = buf[np.maximum(newlines - 1, 0)] == 13
-            if np.count_nonzero(buf == 13) != np.count_nonzero(crlf):
+            if raw.count(b"\r") != np.count_nonzero(crlf):
                 return None
             line_ends[:-1] -= crlf
         spaces = np.flatnonzero(buf == 32)
         first_space = np.searchsorted(spaces, line_starts)             # index of each line's first space
-        next_first = np.append(first_space[1:], spaces.size)
+        next_first = np.empty_like(first_space)
+        next_first[:-1] = first_space[1:]
+        next_first[-1] = spaces.size
+        has_space = next_first > first_space
         if spaces.size:
             # single spaces only between tokens: none doubled, none at the start or end of a line
-            starts_with = first_space < spaces.size
-            has_space = next_first > first_space
-            if ((np.diff(spaces) == 1).any()
-                    or (spaces[first_space[starts_with]] == line_starts[starts_with]).any()
+            if ((spaces[1:] - spaces[:-1] == 1).any()
+                    or (spaces[first_space[has_space]] == line_starts[has_space]).any()
                     or (spaces[next_first[has_space] - 1] == line_ends[has_space] - 1).any()):
                 return None
         per_line = (next_first - first_space) + (line_ends > line_starts)
         if spaces.size:
-            first_end = np.where(per_line > 1, spaces[np.minimum(first_space, spaces.size - 1)], line_ends)
+            first_end = np.where(has_space, spaces[np.minimum(first_space, spaces.size - 1)], line_ends)
         else:
             first_end = line_ends
-        tokens = cls(raw, buf, line_starts, per_line, line_starts, first_end)
+        tokens = cls(raw, padded, line_starts, per_line, line_starts, first_end)
 
         def xyz(joint_lines: np.ndarray) -> np.ndarray | None:
-            # Comment out ('#') every line that is not a joint line and each joint line after z,
-            # so that numpy's C text reader converts exactly the x y z columns.
-            text = bytearray(raw)
-            edit = np.frombuffer(text, dtype=np.uint8)
-            edit[line_starts[np.flatnonzero((per_line > 0) & (per_line != JOINT_FIELDS))]] = ord("#")
-            edit[spaces[first_space[joint_lines.reshape(-1)] + 2]] = ord("#")
-            try:
-                values = np.loadtxt(io.BytesIO(text), dtype=np.float64, comments="#", delimiter=" ",
-                                    usecols=(0, 1, 2), ndmin=2)
-            except ValueError:
-                return None
-            if values.shape != (joint_lines.size, 3) or not np.isfinite(values).all():
-                return None
-            return values.reshape(joint_lines.shape + (3,))
+            lines = joint_lines.reshape(-1)
+            first = first_space[lines]
+            starts = np.empty((lines.size, 3), dtype=np.int64)
+            ends = np.empty((lines.size, 3), dtype=np.int64)
+            starts[:, 0] = line_starts[lines]
+            ends[:, 0] = spaces[first]
+            ends[:, 1] = spaces[first + 1]
+            ends[:, 2] = spaces[first + 2]
+            np.add(ends[:, :2], 1, out=starts[:, 1:])
+            values = _parse_floats(raw, padded, starts.reshape(-1), ends.reshape(-1))
+            return None if values is None else values.reshape(joint_lines.shape + (3,))
 
         tokens.xyz_fn = xyz
         return tokens
 
     @classmethod
-    def robust(cls, raw: bytes, buf: np.ndarray, path: str) -> "_Tokens":
+    def robust(cls, raw: bytes, padded: np.ndarray, path: str) -> "_Tokens":
+        buf = padded[_PAD:]
         newlines = np.flatnonzero(buf == 10)
         line_starts = np.concatenate(([0], newlines + 1))
         space = buf <= 32                                                  # space, tab, CR, LF ...
@@ -210,7 +286,7 @@ class _Tokens:
         if not ok:
             line, token = _first_bad_token(raw)
             raise _fail(path, line, "a number", f"'{token}'")
-        tokens = cls(raw, buf, line_starts, per_line, token_starts[safe], token_ends[safe])
+        tokens = cls(raw, padded, line_starts, per_line, token_starts[safe], token_ends[safe])
         tokens.xyz_fn = lambda joint_lines: values[first[joint_lines][..., None] + np.arange(3)]
         return tokens
 
@@ -315,10 +391,10 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
         raise UserError(f"{path}: cannot be read ({err.strerror}); check the path and permissions") from None
     if not raw or raw.isspace():
         raise _fail(path, 1, "the number of frames", "an empty file")
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    if buf.size >= 2 ** 31:
-        raise UserError(f"{path}: {buf.size} bytes is too large for one skeleton file; check that it is one")
-    tokens = _Tokens.fast(raw, buf) or _Tokens.robust(raw, buf, path)
+    if len(raw) >= 2 ** 31:
+        raise UserError(f"{path}: {len(raw)} bytes is too large for one skeleton file; check that it is one")
+    padded = np.frombuffer(b" " * _PAD + raw, dtype=np.uint8)
+    tokens = _Tokens.fast(raw, padded) or _Tokens.robust(raw, padded, path)
     layout = _layout_vectorised(tokens) or _layout_walk(tokens, path)
     num_frames, body_counts, body_lines = layout
 
@@ -326,7 +402,7 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
     if joint_lines.size:
         xyz = tokens.xyz_fn(joint_lines)
         if xyz is None:                                  # an odd token among x y z: parse everything
-            xyz = _Tokens.robust(raw, buf, path).xyz_fn(joint_lines)
+            xyz = _Tokens.robust(raw, padded, path).xyz_fn(joint_lines)
         joints = xyz.astype(np.float32)
     else:
         joints = np.zeros((0, NUM_JOINTS, 3), dtype=np.float32)

@@ -37,8 +37,11 @@ NTU_FLIP_ORDER = (0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 
 
 
 def apply_matrix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``x' = A x`` for every joint: matrix ``(B, 3, 3)``, x ``(B, C=3, T, V, M)``."""
-    return torch.einsum("bij,bjtvm->bitvm", matrix.to(x.dtype), x)
+    """``x' = A x`` for every joint: matrix ``(B, 3, 3)``, x ``(B, C=3, T, V, M)``.
+
+    One batched matmul on the ``(B, C, T*V*M)`` view of ``x`` (no permuted copies)."""
+    B, C = x.shape[:2]
+    return torch.bmm(matrix.to(x.dtype), x.reshape(B, C, -1)).view(x.shape)
 
 
 def _uniform(shape, low, high, generator, device, dtype=torch.float32) -> torch.Tensor:
@@ -121,6 +124,22 @@ class TemporalCrop(Augmentation):
     def transform(self, x, generator, defer_linear=False):
         return self.transform_repeated(x, 1, generator)
 
+    def draw_crop(self, n: int, T: int, generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mode="crop"`` draws for n samples of T frames: ``(offset (n,), time_index (n, size))``
+        (kept in ``last`` when recording); the data are not touched."""
+        size = self.size or T
+        pad = T // self.padding_ratio if self.padding_ratio > 0 else 0
+        mirror = torch.cat([torch.arange(pad - 1, -1, -1, device=device),
+                            torch.arange(T, device=device),
+                            torch.arange(T - 1, T - 1 - pad, -1, device=device)])
+        high = mirror.numel() - size  # last valid start
+        if high < 0:
+            raise ValueError(f"TemporalCrop size {size} exceeds padded length {mirror.numel()}")
+        offset = torch.randint(0, high + 1, (n,), generator=generator, device=device)
+        time_index = mirror[offset[:, None] + torch.arange(size, device=device)]
+        self._keep(offset=offset, time_index=time_index)
+        return offset, time_index
+
     def transform_repeated(self, x, repeats: int, generator):
         """Crops of ``x.repeat(repeats, 1, 1, 1, 1)`` (independent draws) without building the
         repeated batch: the policy uses it to start concatenated views in one pass."""
@@ -128,16 +147,7 @@ class TemporalCrop(Augmentation):
         N, size, device = B * repeats, self.size or T, x.device
         source = torch.arange(N, device=device) % B
         if self.mode == "crop":
-            pad = T // self.padding_ratio if self.padding_ratio > 0 else 0
-            mirror = torch.cat([torch.arange(pad - 1, -1, -1, device=device),
-                                torch.arange(T, device=device),
-                                torch.arange(T - 1, T - 1 - pad, -1, device=device)])
-            high = mirror.numel() - size  # last valid start
-            if high < 0:
-                raise ValueError(f"TemporalCrop size {size} exceeds padded length {mirror.numel()}")
-            offset = torch.randint(0, high + 1, (N,), generator=generator, device=device)
-            time_index = mirror[offset[:, None] + torch.arange(size, device=device)]
-            self._keep(offset=offset, time_index=time_index)
+            _, time_index = self.draw_crop(N, T, generator, device)
             return _take_frames(x, source, time_index), None
         lo, hi = self.scale_range
         scale = _uniform(N, lo, hi, generator, device)
@@ -210,19 +220,31 @@ class SpatialFlip(Augmentation):
     def extra_repr(self) -> str:
         return f"p={self.p}, mirror={self.mirror}"
 
-    def transform(self, x, generator, defer_linear=False):
-        B = x.shape[0]
-        flipped = _bernoulli(B, self.p, generator, x.device)
-        order = torch.as_tensor(self.order, device=x.device)
-        index = torch.where(flipped[:, None], order, torch.arange(len(order), device=x.device))
-        out = torch.gather(x, 3, index[:, None, None, :, None].expand(x.shape))  # one pass
+    def draw(self, batch: int, generator, device, dtype=torch.float32):
+        """``(flipped (B,) bool, A (B, 3, 3) or None)`` (A: the mirror, when ``mirror``); kept in
+        ``last`` when recording; the data are not touched."""
+        flipped = _bernoulli(batch, self.p, generator, device)
         if not self.mirror:
             self._keep(flipped=flipped)
-            return out, None
-        sign = torch.ones(B, 3, device=x.device, dtype=x.dtype)
-        sign[:, self.axis] = torch.where(flipped, -1.0, 1.0).to(x.dtype)
+            return flipped, None
+        sign = torch.ones(batch, 3, device=device, dtype=dtype)
+        sign[:, self.axis] = torch.where(flipped, -1.0, 1.0).to(dtype)
         A = torch.diag_embed(sign)
         self._keep(flipped=flipped, matrix=A)
+        return flipped, A
+
+    def transform(self, x, generator, defer_linear=False):
+        B, C, T, V, M = x.shape
+        flipped, A = self.draw(B, generator, x.device, x.dtype)
+        out = x.clone()
+        chosen = torch.nonzero(flipped).flatten()
+        if chosen.numel():  # only the flipped samples are rewritten, one column gather
+            cols = (torch.as_tensor(self.order, device=x.device)[:, None] * M
+                    + torch.arange(M, device=x.device)).flatten()
+            sub = out.index_select(0, chosen).view(-1, V * M).index_select(1, cols)
+            out.index_copy_(0, chosen, sub.view(-1, C, T, V, M))
+        if A is None:
+            return out, None
         return (out if defer_linear else apply_matrix(A, out)), A
 
 
@@ -287,16 +309,25 @@ class GaussianNoise(Augmentation):
     def extra_repr(self) -> str:
         return f"p={self.p}, std={self.std}"
 
-    def transform(self, x, generator, defer_linear=False):
-        applied = _bernoulli(x.shape[0], self.p, generator, x.device)
+    def draw(self, shape, generator, device, dtype=torch.float32):
+        """``(applied (B,), chosen (n,), noise (n, *shape[1:]))`` for data of ``shape``: add
+        ``std * noise`` to the chosen samples (``apply_``)."""
+        applied = _bernoulli(shape[0], self.p, generator, device)
         chosen = torch.nonzero(applied).flatten()  # noise is drawn for the chosen samples only
-        noise = torch.randn((chosen.numel(), *x.shape[1:]), generator=generator, device=x.device,
-                            dtype=x.dtype)
+        noise = torch.randn((chosen.numel(), *shape[1:]), generator=generator, device=device,
+                            dtype=dtype)
         if self.mean:
             noise = noise + self.mean / self.std
-        out = x.index_add(0, chosen, noise, alpha=self.std)
         self._keep(applied=applied)
-        return out, None
+        return applied, chosen, noise
+
+    def apply_(self, x: torch.Tensor, chosen: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """In place on ``x`` (which the caller owns)."""
+        return x.index_add_(0, chosen, noise, alpha=self.std)
+
+    def transform(self, x, generator, defer_linear=False):
+        _, chosen, noise = self.draw(x.shape, generator, x.device, x.dtype)
+        return x.index_add(0, chosen, noise, alpha=self.std), None
 
 
 class GaussianBlur(Augmentation):
@@ -330,21 +361,37 @@ class GaussianBlur(Augmentation):
         k = torch.exp(-(i ** 2) / (2 * sigma[:, None] ** 2))
         return k / k.sum(1, keepdim=True) if self.normalize else k
 
-    def transform(self, x, generator, defer_linear=False):
+    def draw(self, batch: int, generator, device, dtype=torch.float32):
+        """``(sigma (B,), applied (B,) bool)``, kept in ``last`` when recording."""
+        sigma = _uniform(batch, *self.sigma, generator, device, dtype)
+        applied = _bernoulli(batch, self.p, generator, device)
+        if self.record:
+            self._keep(sigma=sigma, applied=applied, kernel_sum=self.kernels(sigma).sum(1))
+        else:
+            self.last = {}
+        return sigma, applied
+
+    def apply_(self, x: torch.Tensor, sigma: torch.Tensor, applied: torch.Tensor) -> torch.Tensor:
+        """Blurs the applied samples of ``x`` in place (the caller owns ``x``); the others are
+        not touched. One batched (T x T) banded matmul over the applied samples only."""
         B, C, T, V, M = x.shape
-        sigma = _uniform(B, *self.sigma, generator, x.device, x.dtype)
-        applied = _bernoulli(B, self.p, generator, x.device)
-        k = self.kernels(sigma)
+        chosen = torch.nonzero(applied).flatten()
+        if chosen.numel() == 0:
+            return x
+        k = self.kernels(sigma.index_select(0, chosen))
         r = self.kernel_size // 2
         # banded Toeplitz W[b, t, s] = k[b, s - t + r] for |s - t| <= r: zero padding built in
         t = torch.arange(T, device=x.device)
         d = t[None, :] - t[:, None] + r
         band = (d >= 0) & (d < self.kernel_size)
-        W = k[:, d.clamp(0, self.kernel_size - 1)] * band
-        W = torch.where(applied[:, None, None], W, torch.eye(T, device=x.device, dtype=x.dtype))
-        out = torch.einsum("bts,bcsvm->bctvm", W, x)  # identity rows keep the others exact
-        self._keep(sigma=sigma, applied=applied, kernel_sum=k.sum(1))
-        return out, None
+        W = (k[:, d.clamp(0, self.kernel_size - 1)] * band).to(x.dtype)
+        sub = x.index_select(0, chosen).view(-1, C, T, V * M)
+        x.index_copy_(0, chosen, torch.matmul(W[:, None], sub).view(-1, C, T, V, M))
+        return x
+
+    def transform(self, x, generator, defer_linear=False):
+        sigma, applied = self.draw(x.shape[0], generator, x.device, x.dtype)
+        return self.apply_(x.clone(), sigma, applied), None
 
 
 class AxisMask(Augmentation):
@@ -360,14 +407,26 @@ class AxisMask(Augmentation):
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
-    def transform(self, x, generator, defer_linear=False):
-        B, C = x.shape[:2]
-        applied = _bernoulli(B, self.p, generator, x.device)
-        axis = torch.randint(0, C, (B,), generator=generator, device=x.device)
-        zero = torch.nn.functional.one_hot(axis, C).to(torch.bool) & applied[:, None]
-        out = x.masked_fill(zero[:, :, None, None, None], 0.0)
+    def draw(self, batch: int, channels: int, generator, device):
+        """``(applied (B,) bool, axis (B,))``, kept in ``last`` when recording."""
+        applied = _bernoulli(batch, self.p, generator, device)
+        axis = torch.randint(0, channels, (batch,), generator=generator, device=device)
         self._keep(axis=axis, applied=applied)
-        return out, None
+        return applied, axis
+
+    @staticmethod
+    def apply_(x: torch.Tensor, applied: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+        """Zeros the drawn axis of the applied samples of ``x`` in place (the caller owns ``x``);
+        only those (sample, axis) rows are written."""
+        B, C = x.shape[:2]
+        chosen = torch.nonzero(applied).flatten()
+        if chosen.numel():
+            x.view(B * C, -1).index_fill_(0, chosen * C + axis.index_select(0, chosen), 0.0)
+        return x
+
+    def transform(self, x, generator, defer_linear=False):
+        applied, axis = self.draw(x.shape[0], x.shape[1], generator, x.device)
+        return self.apply_(x.clone(), applied, axis), None
 
 
 class JointMask(Augmentation):

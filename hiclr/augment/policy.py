@@ -35,7 +35,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .ops import AUGMENTATIONS, Augmentation, AxisMask, apply_matrix
+from .ops import (AUGMENTATIONS, Augmentation, AxisMask, GaussianBlur, GaussianNoise, JointMask,
+                  Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix)
 
 __all__ = ["View", "GrowingPolicy", "HICLR_VIEWS", "QUIRK_FIXES", "build_augmentation"]
 
@@ -160,9 +161,12 @@ class GrowingPolicy:
         for s in stages:
             if not 0 <= s < self.num_stages:
                 raise ValueError(f"view stage {s} out of range: the policy has {self.num_stages} stages")
+        run = self._run
+        if self.fuse_linear and self._plannable(x, stages if self.concat_views else stages[:1]):
+            run = self._run_planned
         if self.concat_views:
-            return self._run(x, generator, stages)
-        return [self._run(x, generator, [s])[0] for s in stages]
+            return run(x, generator, stages)
+        return [run(x, generator, [s])[0] for s in stages]
 
     # ------------------------------------------------------------------ machinery
     def _run(self, x: torch.Tensor, generator: torch.Generator, stages: list[int]) -> list[View]:
@@ -196,6 +200,97 @@ class GrowingPolicy:
                 break
             cur, st = _take(cur, keep, B), st.take(keep, B, cur.device)
             active = [active[j] for j in keep]
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ planned fast path
+    _PLANNED = (TemporalCrop, Shear, SpatialFlip, Rotate, GaussianNoise, GaussianBlur, AxisMask,
+                JointMask)
+
+    def _plannable(self, x: torch.Tensor, stages: list[int]) -> bool:
+        """The planned path covers the registry's ops (crop mode "crop" keeping T frames) on
+        ``(B, 3, T, V, M)`` clips, for views in non-decreasing stage order."""
+        if x.dim() != 5 or x.shape[1] != 3 or x.shape[0] == 0:
+            return False
+        if any(a > b for a, b in zip(stages, stages[1:])):
+            return False
+        T = x.shape[2]
+        for stage in self.stages:
+            for op in stage:
+                if type(op) not in self._PLANNED:
+                    return False
+                if isinstance(op, TemporalCrop) and (op.mode != "crop" or (op.size or T) != T):
+                    return False
+                if isinstance(op, SpatialFlip) and len(op.order) != x.shape[3]:
+                    return False
+        return True
+
+    def _run_planned(self, x: torch.Tensor, generator: torch.Generator,
+                     stages: list[int]) -> list[View]:
+        """Same draws, in the same order, as ``_run`` (so the same views up to rounding), but
+        every random number is drawn first and the data are then touched as few times as
+        possible: crop and index flip of all concatenated views become ONE frame gather from
+        the clip (plus, when some sample flips, one column-permuted copy of the clip), every
+        linear map pending before the first op that does not commute with it becomes ONE
+        (3 x 3) matmul per sample, and noise, blur and axis mask then work in place on the
+        chosen samples only. Views at stage k are the leading rows still active at stage k,
+        since stages are non-decreasing; every view keeps its own rows of one buffer."""
+        B = x.shape[0]
+        n = len(stages)
+        N0 = n * B
+        device, dtype = x.device, x.dtype
+        out: list[View | None] = [None] * n
+        st = _State(self.record, N0, x)
+        plan: list[tuple[Augmentation, int, tuple]] = []  # (op, first row, draws)
+        r0, active = 0, list(range(n))
+        shape = x.shape[1:]
+        for k, stage in enumerate(self.stages):
+            for op in stage:
+                rows = len(active) * B
+                A = None
+                if op.shared_across_batch and len(active) > 1:  # one draw per view
+                    draws = []
+                    for _ in range(len(active)):
+                        op.sample_mask(x, generator)
+                        draws.append(op.last)
+                    op.last = {key: torch.cat([d[key] for d in draws]) for key in draws[0]}
+                    plan.append((op, r0, ()))
+                elif isinstance(op, JointMask):
+                    op.sample_mask(x[:1].expand(rows, *shape), generator)
+                    plan.append((op, r0, ()))
+                elif isinstance(op, TemporalCrop):
+                    _, time_index = op.draw_crop(rows, shape[1], generator, device)
+                    plan.append((op, r0, (time_index,)))
+                elif isinstance(op, Shear):
+                    A = op.sample_matrix(rows, generator, device, dtype)
+                    op._keep(matrix=A)
+                    plan.append((op, r0, (A,)))
+                elif isinstance(op, Rotate):
+                    axis, angles, A = op.sample(rows, generator, device, dtype)
+                    op._keep(axis=axis, angles=angles, matrix=A)
+                    plan.append((op, r0, (A,)))
+                elif isinstance(op, SpatialFlip):
+                    flipped, A = op.draw(rows, generator, device, dtype)
+                    plan.append((op, r0, (flipped, A)))
+                elif isinstance(op, GaussianNoise):
+                    _, chosen, noise = op.draw((rows, *shape), generator, device, dtype)
+                    plan.append((op, r0, (chosen, noise)))
+                elif isinstance(op, GaussianBlur):
+                    plan.append((op, r0, op.draw(rows, generator, device, dtype)))
+                else:  # AxisMask
+                    plan.append((op, r0, op.draw(rows, shape[0], generator, device)))
+                st.update(op, A)
+            done = [j for j, view in enumerate(active) if stages[view] == k]
+            for j in done:  # the leading blocks: their data are final after this stage
+                out[active[j]] = st.view(None, j, B, k, device)
+            keep = [j for j, view in enumerate(active) if stages[view] != k]
+            if not keep:
+                break
+            st = st.take(keep, B, device)
+            active = [active[j] for j in keep]
+            r0 += len(done) * B
+        data = _Lazy(x, n).run(plan)
+        for j, view in enumerate(out):
+            view.x = data[j * B:(j + 1) * B]
         return out  # type: ignore[return-value]
 
     def _apply(self, op, cur, pending, generator, st: "_State", B: int, n_views: int):
@@ -255,14 +350,141 @@ class _State:
     def take(self, blocks: list[int], B: int, device) -> "_State":
         return self._sliced(torch.cat([torch.arange(j * B, (j + 1) * B, device=device) for j in blocks]))
 
-    def view(self, cur: torch.Tensor, j: int, B: int, stage: int) -> View:
-        sub = self._sliced(torch.arange(j * B, (j + 1) * B, device=cur.device))
+    def view(self, cur: torch.Tensor | None, j: int, B: int, stage: int, device=None) -> View:
+        """View j (rows j*B .. (j+1)*B) of ``cur``; ``cur=None`` leaves ``x`` for the caller."""
+        device = cur.device if cur is not None else device
+        if not self.record and self.mask is None:
+            sub = self
+        else:
+            sub = self._sliced(torch.arange(j * B, (j + 1) * B, device=device))
         params: dict[str, Any] = {}
         if self.record:
             params = {"matrix": sub.matrix, "singular": sub.singular, "stage": stage, "ops": sub.ops}
             for name, draws in sub.ops:
                 params.setdefault(name, draws)
-        return View(cur[j * B:(j + 1) * B], sub.mask, params)
+        return View(None if cur is None else cur[j * B:(j + 1) * B], sub.mask, params)
+
+
+class _Lazy:
+    """The data of the planned path: ``N0 = n_views * B`` rows, view j at rows j*B .. (j+1)*B.
+
+    Index ops (temporal crop, index flip) and per-joint linear maps are kept pending, per row,
+    as a time index (N0, T), a joint index (N0, V) and a matrix (N0, 3, 3) over ``base``
+    (rows ``src``); ``flush`` turns them into data with one frame gather and one batched
+    matmul. Noise, blur and axis mask flush first and then work in place on ``cur``.
+    """
+
+    def __init__(self, x: torch.Tensor, n: int):
+        B = x.shape[0]
+        self.x, self.N0 = x, n * B
+        self.cur: torch.Tensor | None = None  # materialised (N0, C, T, V, M), owned
+        self.src = torch.arange(self.N0, device=x.device) % B  # rows of x
+        self.tidx: torch.Tensor | None = None
+        # joint orders: row i reads joint orders[code[i]][v] of its source for joint v
+        self.orders: list[tuple[int, ...]] = [tuple(range(x.shape[3]))]
+        self.code: torch.Tensor | None = None
+        self.pending: torch.Tensor | None = None
+        self.lo = self.N0  # first row with a pending index or matrix
+
+    def run(self, plan) -> torch.Tensor:
+        for op, r0, draws in plan:
+            if isinstance(op, TemporalCrop):
+                (time_index,) = draws
+                self._dirty(r0)
+                if self.tidx is None:
+                    T = self.x.shape[2] if self.cur is None else self.cur.shape[2]
+                    self.tidx = torch.arange(T, device=self.x.device).expand(self.N0, T).clone()
+                self.tidx[r0:] = torch.gather(self.tidx[r0:], 1, time_index)
+            elif isinstance(op, SpatialFlip):
+                flipped, A = draws
+                self._dirty(r0)
+                self._flip(r0, flipped, tuple(op.order))
+                if A is not None:
+                    self._matrix(r0, A)
+            elif isinstance(op, (Shear, Rotate)):
+                self._matrix(r0, draws[0])
+            elif isinstance(op, GaussianNoise):
+                self.flush()
+                op.apply_(self.cur[r0:], *draws)
+            elif isinstance(op, GaussianBlur):
+                self.flush()
+                op.apply_(self.cur[r0:], *draws)
+            elif isinstance(op, AxisMask):
+                self.flush()
+                op.apply_(self.cur[r0:], *draws)
+            # JointMask: the data are untouched
+        self.flush()
+        return self.cur
+
+    def _dirty(self, r0: int) -> None:
+        self.lo = min(self.lo, r0)
+
+    def _flip(self, r0: int, flipped: torch.Tensor, order: tuple[int, ...]) -> None:
+        """Rows r0.. that flip now read joint ``prev[order[v]]``: one composed order per code."""
+        if self.code is None:
+            self.code = torch.zeros(self.N0, dtype=torch.long, device=self.x.device)
+        nxt = []
+        for prev in list(self.orders):
+            composed = tuple(prev[o] for o in order)
+            if composed not in self.orders:
+                self.orders.append(composed)
+            nxt.append(self.orders.index(composed))
+        lookup = torch.as_tensor(nxt, device=self.x.device)
+        part = self.code[r0:]
+        part.copy_(torch.where(flipped, lookup[part], part))
+
+    def _matrix(self, r0: int, A: torch.Tensor) -> None:
+        self._dirty(r0)
+        if self.pending is None:
+            self.pending = torch.eye(3, dtype=A.dtype, device=A.device).repeat(self.N0, 1, 1)
+        self.pending[r0:] = A @ self.pending[r0:]
+
+    def flush(self) -> None:
+        if self.cur is not None and self.lo >= self.N0:
+            return
+        lo = 0 if self.cur is None else self.lo
+        base = self.x if self.cur is None else self.cur
+        Bb, C, T, V, M = base.shape
+        src = self.src[lo:]
+        n = src.numel()
+        tidx = None if self.tidx is None else self.tidx[lo:]
+        flat = base.contiguous().view(Bb * C * T, V * M)
+        permuted = False
+        if self.code is not None:  # one column-permuted copy of the base per joint order used
+            code = self.code[lo:]
+            used = sorted(set(code.unique().tolist()))
+            if used != [0]:
+                permuted = True
+                stacked = torch.empty(len(used), Bb * C * T, V * M, dtype=base.dtype,
+                                      device=base.device)
+                slot = torch.zeros(len(self.orders), dtype=torch.long, device=base.device)
+                for i, c in enumerate(used):
+                    slot[c] = i
+                    if c == 0:
+                        stacked[i].copy_(flat)
+                    else:
+                        cols = (torch.as_tensor(self.orders[c], device=base.device)[:, None] * M
+                                + torch.arange(M, device=base.device)).flatten()
+                        torch.index_select(flat, 1, cols, out=stacked[i])
+                flat = stacked.view(-1, V * M)
+                src = src + slot[code] * Bb
+        if tidx is None and not permuted and self.cur is not None:
+            data = self.cur[lo:]  # only a matrix is pending: no gather
+        else:
+            t = torch.arange(T, device=base.device).expand(n, T) if tidx is None else tidx
+            rows = ((src[:, None] * C + torch.arange(C, device=base.device))[:, :, None] * T
+                    + t[:, None, :]).reshape(-1)
+            data = flat.index_select(0, rows).view(n, C, t.shape[1], V, M)
+        if self.pending is not None:
+            data = torch.bmm(self.pending[lo:].to(data.dtype), data.view(n, C, -1)).view(data.shape)
+        if lo == 0:
+            self.cur = data
+        else:
+            self.cur[lo:] = data
+        self.src = torch.arange(self.N0, device=self.x.device)
+        self.tidx = self.code = self.pending = None
+        self.orders = self.orders[:1]
+        self.lo = self.N0
 
 
 def _name(op: Augmentation) -> str:
