@@ -17,7 +17,6 @@ import os
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 

@@ -92,7 +92,10 @@ def _first_bad_token(raw: bytes) -> tuple[int, str]:
 
 _NUMBER_CHARS = b"0123456789.-+eE \n\r"
 _POW10 = np.array([10 ** k for k in range(20)], dtype=np.uint64)
-_PAD = 24                                   # bytes of padding in front of the buffer for the windows
+_PAD = 24                                   # bytes of padding (newlines) around the buffer for the windows
+_PADDING = b"\n" * _PAD
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)], dtype=np.uint64)    # the first k bytes of a word
+_SPACE_WINDOW = 24                          # longest token before a space that the fast path looks for
 _FLOAT_WIDTH = 16                           # x y z tokens are read right-aligned in 16-byte windows
 _FLOAT_RIGHT = np.arange(_FLOAT_WIDTH - 1, -1, -1, dtype=np.int16)[:, None]   # columns right of each
 _FLOAT_RIGHT_U8 = _FLOAT_RIGHT.astype(np.uint8)
@@ -121,6 +124,17 @@ def _parse_uints(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
         return None
     digits[~inside] = 0
     return digits.astype(np.uint64) @ _POW10[width - 1::-1]
+
+
+def _first_space(padded: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+    """Offset of the first space at or after each of `starts` (None if one is not within 24 bytes)."""
+    width = _SPACE_WINDOW
+    records = np.ndarray((padded.size - width + 1,), dtype=f"V{width}", buffer=padded, strides=(1,))
+    window = records[starts + _PAD].view(np.uint8).reshape(-1, width) == 32
+    offset = np.argmax(window, axis=1)
+    if not window[np.arange(offset.size), offset].all():
+        return None
+    return offset
 
 
 def _parse_floats(raw: bytes, padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
@@ -219,48 +233,64 @@ class _Tokens:
     def fast(cls, raw: bytes, padded: np.ndarray) -> "_Tokens | None":
         if raw.translate(None, _NUMBER_CHARS):
             return None
-        buf = padded[_PAD:]
+        size = len(raw)
+        buf = padded[_PAD: _PAD + size]
         newlines = np.flatnonzero(buf == 10)
         line_starts = np.empty(newlines.size + 1, dtype=np.int64)
         line_starts[0] = 0
         np.add(newlines, 1, out=line_starts[1:])
         line_ends = np.empty_like(line_starts)
         line_ends[:-1] = newlines
-        line_ends[-1] = buf.size
+        line_ends[-1] = size
         if b"\r" in raw:                               # CRLF: every CR must end a line
             crlf = buf[np.maximum(newlines - 1, 0)] == 13
             if raw.count(b"\r") != np.count_nonzero(crlf):
                 return None
             line_ends[:-1] -= crlf
-        spaces = np.flatnonzero(buf == 32)
-        first_space = np.searchsorted(spaces, line_starts)             # index of each line's first space
-        next_first = np.empty_like(first_space)
-        next_first[:-1] = first_space[1:]
-        next_first[-1] = spaces.size
-        has_space = next_first > first_space
-        if spaces.size:
-            # single spaces only between tokens: none doubled, none at the start or end of a line
-            if ((spaces[1:] - spaces[:-1] == 1).any()
-                    or (spaces[first_space[has_space]] == line_starts[has_space]).any()
-                    or (spaces[next_first[has_space] - 1] == line_ends[has_space] - 1).any()):
+        # single spaces only between tokens: none doubled, none at the start or end of a line
+        # (the padding around the buffer holds no spaces)
+        space = padded == 32
+        words = space.view(np.uint64)                  # 8 bytes of 0/1 per word: popcount = spaces
+        if ((words & (words >> np.uint64(8))).any()
+                or (words[1:] & (words[:-1] >> np.uint64(56))).any()
+                or space[line_starts + _PAD].any() or space[line_ends + (_PAD - 1)].any()):
+            return None
+        # spaces before byte p = spaces in the words before p's word + those in its first p % 8 bytes
+        per_word = np.bitwise_count(words)
+        before = np.zeros(words.size + 1, dtype=np.int64)
+        np.cumsum(per_word, out=before[1:])
+
+        def spaces_before(positions: np.ndarray) -> np.ndarray:
+            word = positions >> 3
+            partial = words[word] & _LOW_BYTES[positions & 7]
+            return before[word] + np.bitwise_count(partial)
+
+        bounds = spaces_before(line_starts + _PAD)
+        spaces_per_line = np.empty_like(bounds)
+        spaces_per_line[:-1] = bounds[1:] - bounds[:-1]
+        spaces_per_line[-1] = before[-1] - bounds[-1]
+        per_line = spaces_per_line + (line_ends > line_starts)
+        first_end = line_ends.copy()
+        multi = np.flatnonzero(spaces_per_line)
+        if multi.size:
+            offset = _first_space(padded, line_starts[multi])
+            if offset is None:
                 return None
-        per_line = (next_first - first_space) + (line_ends > line_starts)
-        if spaces.size:
-            first_end = np.where(has_space, spaces[np.minimum(first_space, spaces.size - 1)], line_ends)
-        else:
-            first_end = line_ends
+            first_end[multi] = line_starts[multi] + offset
         tokens = cls(raw, padded, line_starts, per_line, line_starts, first_end)
 
         def xyz(joint_lines: np.ndarray) -> np.ndarray | None:
             lines = joint_lines.reshape(-1)
-            first = first_space[lines]
             starts = np.empty((lines.size, 3), dtype=np.int64)
             ends = np.empty((lines.size, 3), dtype=np.int64)
             starts[:, 0] = line_starts[lines]
-            ends[:, 0] = spaces[first]
-            ends[:, 1] = spaces[first + 1]
-            ends[:, 2] = spaces[first + 2]
-            np.add(ends[:, :2], 1, out=starts[:, 1:])
+            ends[:, 0] = first_end[lines]
+            for k in (1, 2):
+                starts[:, k] = ends[:, k - 1] + 1
+                offset = _first_space(padded, starts[:, k])
+                if offset is None:
+                    return None
+                ends[:, k] = starts[:, k] + offset
             values = _parse_floats(raw, padded, starts.reshape(-1), ends.reshape(-1))
             return None if values is None else values.reshape(joint_lines.shape + (3,))
 
@@ -269,7 +299,7 @@ class _Tokens:
 
     @classmethod
     def robust(cls, raw: bytes, padded: np.ndarray, path: str) -> "_Tokens":
-        buf = padded[_PAD:]
+        buf = padded[_PAD: _PAD + len(raw)]
         newlines = np.flatnonzero(buf == 10)
         line_starts = np.concatenate(([0], newlines + 1))
         space = buf <= 32                                                  # space, tab, CR, LF ...
@@ -393,7 +423,8 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
         raise _fail(path, 1, "the number of frames", "an empty file")
     if len(raw) >= 2 ** 31:
         raise UserError(f"{path}: {len(raw)} bytes is too large for one skeleton file; check that it is one")
-    padded = np.frombuffer(b" " * _PAD + raw, dtype=np.uint8)
+    tail = _PADDING + b"\n" * (-(2 * _PAD + len(raw)) % 8)                  # a whole number of 8-byte words
+    padded = np.frombuffer(b"".join((_PADDING, raw, tail)), dtype=np.uint8)
     tokens = _Tokens.fast(raw, padded) or _Tokens.robust(raw, padded, path)
     layout = _layout_vectorised(tokens) or _layout_walk(tokens, path)
     num_frames, body_counts, body_lines = layout

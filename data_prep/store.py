@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from data_prep import __version__
+from data_prep.atomic import atomic_path
 from data_prep.errors import UserError
 
 FORMAT_VERSION = 1
@@ -69,74 +70,67 @@ def write_store(out_path: str | os.PathLike, *, dataset: str, samples: dict[str,
     if bodies is not None and len(bodies) != n:
         raise ValueError(f"bodies has {len(bodies)} samples, 'name' has {n}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    try:
-        with h5py.File(partial, "w") as f:
-            group = f.create_group("samples")
-            for key, column in samples.items():
-                if key == "name":
-                    group.create_dataset("name", data=np.array(names, dtype=object),
-                                         dtype=h5py.string_dtype("utf-8"))
-                else:
-                    group.create_dataset(key, data=np.asarray(column, dtype=np.int64))
+    with atomic_path(out) as partial, h5py.File(partial, "w") as f:
+        group = f.create_group("samples")
+        for key, column in samples.items():
+            if key == "name":
+                group.create_dataset("name", data=np.array(names, dtype=object),
+                                     dtype=h5py.string_dtype("utf-8"))
+            else:
+                group.create_dataset(key, data=np.asarray(column, dtype=np.int64))
 
-            views = f.create_group("views")
-            ds = views.create_dataset("frame50", shape=frame50.shape, dtype=np.float32,
-                                      chunks=(1,) + FRAME50_SHAPE if n else None,
+        views = f.create_group("views")
+        ds = views.create_dataset("frame50", shape=frame50.shape, dtype=np.float32,
+                                  chunks=(1,) + FRAME50_SHAPE if n else None,
+                                  compression=compression)
+        for lo in range(0, n, _BLOCK):
+            ds[lo: lo + _BLOCK] = frame50[lo: lo + _BLOCK]
+
+        if bodies is not None:
+            lengths = np.array([b.shape[0] for b in bodies], dtype=np.int64)
+            offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+            total = int(lengths.sum())
+            raw = f.create_group("raw")
+            data = raw.create_dataset("data", shape=(total,) + RAW_SHAPE, dtype=np.float32,
+                                      chunks=(max(1, min(total, 1024)),) + RAW_SHAPE,
                                       compression=compression)
             for lo in range(0, n, _BLOCK):
-                ds[lo: lo + _BLOCK] = frame50[lo: lo + _BLOCK]
+                block = bodies[lo: lo + _BLOCK]
+                if block and lengths[lo: lo + _BLOCK].sum():
+                    start = int(offsets[lo])
+                    stacked = np.concatenate(block).astype(np.float32, copy=False)
+                    data[start: start + stacked.shape[0]] = stacked
+            raw.create_dataset("offset", data=offsets)
+            raw.create_dataset("length", data=lengths)
 
-            if bodies is not None:
-                lengths = np.array([b.shape[0] for b in bodies], dtype=np.int64)
-                offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-                total = int(lengths.sum())
-                raw = f.create_group("raw")
-                data = raw.create_dataset("data", shape=(total,) + RAW_SHAPE, dtype=np.float32,
-                                          chunks=(max(1, min(total, 1024)),) + RAW_SHAPE,
-                                          compression=compression)
-                for lo in range(0, n, _BLOCK):
-                    block = bodies[lo: lo + _BLOCK]
-                    if block and lengths[lo: lo + _BLOCK].sum():
-                        start = int(offsets[lo])
-                        stacked = np.concatenate(block).astype(np.float32, copy=False)
-                        data[start: start + stacked.shape[0]] = stacked
-                raw.create_dataset("offset", data=offsets)
-                raw.create_dataset("length", data=lengths)
+        checksums = {}
+        sgroup = f.create_group("splits")
+        for protocol, parts in splits.items():
+            pgroup = sgroup.create_group(protocol)
+            for part, index in parts.items():
+                index = np.asarray(index, dtype=np.int64)
+                pgroup.create_dataset(part, data=index)
+                checksums[f"{protocol}/{part}"] = split_sha256(index)
 
-            checksums = {}
-            sgroup = f.create_group("splits")
-            for protocol, parts in splits.items():
-                pgroup = sgroup.create_group(protocol)
-                for part, index in parts.items():
-                    index = np.asarray(index, dtype=np.int64)
-                    pgroup.create_dataset(part, data=index)
-                    checksums[f"{protocol}/{part}"] = split_sha256(index)
-
-            extra = dict(attrs)
-            labels = np.asarray(samples.get("label", np.zeros(0, np.int64)), dtype=np.int64)
-            num_classes = int(extra.pop("num_classes", int(labels.max()) + 1 if labels.size else 0))
-            counts = dict(extra.pop("counts", {}))
-            counts["samples"] = n
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["dataset"] = dataset
-            f.attrs["num_classes"] = num_classes
-            f.attrs["tool_version"] = f"hiclr-toolkit {__version__}"
-            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            f.attrs["preset"] = json.dumps(extra.pop("preset", {}), default=_json_default)
-            f.attrs["counts"] = json.dumps(counts, default=_json_default)
-            f.attrs["split_sha256"] = json.dumps(checksums)
-            for key, value in extra.items():
-                if isinstance(value, (dict, list, tuple)):
-                    value = json.dumps(value, default=_json_default)
-                elif isinstance(value, Path):
-                    value = str(value)
-                f.attrs[key] = value
-        os.replace(partial, out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        extra = dict(attrs)
+        labels = np.asarray(samples.get("label", np.zeros(0, np.int64)), dtype=np.int64)
+        num_classes = int(extra.pop("num_classes", int(labels.max()) + 1 if labels.size else 0))
+        counts = dict(extra.pop("counts", {}))
+        counts["samples"] = n
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["dataset"] = dataset
+        f.attrs["num_classes"] = num_classes
+        f.attrs["tool_version"] = f"hiclr-toolkit {__version__}"
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        f.attrs["preset"] = json.dumps(extra.pop("preset", {}), default=_json_default)
+        f.attrs["counts"] = json.dumps(counts, default=_json_default)
+        f.attrs["split_sha256"] = json.dumps(checksums)
+        for key, value in extra.items():
+            if isinstance(value, (dict, list, tuple)):
+                value = json.dumps(value, default=_json_default)
+            elif isinstance(value, Path):
+                value = str(value)
+            f.attrs[key] = value
     return out
 
 

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from data_prep.errors import UserError
+from data_prep.atomic import atomic_write_bytes
 
 V = 25
 # 0-based parent of each joint (NTU numbering minus one); thumbs and tips hang from the hand.
@@ -676,10 +677,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data, durable=False)     # regenerable from the seed: no fsync
 
 
 # ------------------------------------------------------------------------- fast text formatting

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from data_prep.errors import UserError
+from data_prep.atomic import atomic_write_text
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "run": {
@@ -294,11 +295,4 @@ def dump_config(cfg: dict) -> str:
 
 def save_config(cfg: dict, path: str | os.PathLike) -> None:
     """Write the resolved config atomically (tmp, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dump_config(cfg))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, dump_config(cfg))

@@ -378,15 +378,16 @@ class GaussianBlur(Augmentation):
         chosen = torch.nonzero(applied).flatten()
         if chosen.numel() == 0:
             return x
-        k = self.kernels(sigma.index_select(0, chosen))
+        k = self.kernels(sigma.index_select(0, chosen)).to(x.dtype).repeat_interleave(C, dim=0)
         r = self.kernel_size // 2
-        # banded Toeplitz W[b, t, s] = k[b, s - t + r] for |s - t| <= r: zero padding built in
-        t = torch.arange(T, device=x.device)
-        d = t[None, :] - t[:, None] + r
-        band = (d >= 0) & (d < self.kernel_size)
-        W = (k[:, d.clamp(0, self.kernel_size - 1)] * band).to(x.dtype)
-        sub = x.index_select(0, chosen).view(-1, C, T, V * M)
-        x.index_copy_(0, chosen, torch.matmul(W[:, None], sub).view(-1, C, T, V, M))
+        # banded Toeplitz W[b, t, s] = k[b, s - t + r] for |s - t| <= r (zero padding built in),
+        # one per (sample, channel) for a plain bmm: a Hankel view of the zero-padded kernel,
+        # H[b, t, u] = q[b, t + u + r] = W[b, t, T - 1 - u], then flipped along its last axis
+        q = x.new_zeros(k.shape[0], 2 * T - 1 + 2 * r)
+        q[:, T - 1:T + 2 * r] = k.flip(1)
+        W = q.as_strided((k.shape[0], T, T), (q.shape[1], 1, 1), r).flip(2)
+        sub = x.index_select(0, chosen).view(-1, T, V * M)
+        x.index_copy_(0, chosen, torch.bmm(W, sub).view(-1, C, T, V, M))
         return x
 
     def transform(self, x, generator, defer_linear=False):

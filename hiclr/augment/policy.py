@@ -29,6 +29,7 @@ generator differently from the plain per-view path, so the numbers differ betwee
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -104,6 +105,8 @@ class GrowingPolicy:
                  fuse_linear: bool = True, record: bool = False):
         self.stages = [list(stage) for stage in stages]
         self.concat_views, self.fuse_linear, self.record = concat_views, fuse_linear, record
+        # work buffers of the planned path, reused between calls (never returned to callers)
+        self._scratch: dict[str, torch.Tensor] = {}
 
     @classmethod
     def from_config(cls, stages: Sequence[Sequence[Mapping[str, Any]]],
@@ -288,7 +291,7 @@ class GrowingPolicy:
             st = st.take(keep, B, device)
             active = [active[j] for j in keep]
             r0 += len(done) * B
-        data = _Lazy(x, n).run(plan)
+        data = _Lazy(x, n, self._scratch).run(plan)
         for j, view in enumerate(out):
             view.x = data[j * B:(j + 1) * B]
         return out  # type: ignore[return-value]
@@ -374,8 +377,9 @@ class _Lazy:
     matmul. Noise, blur and axis mask flush first and then work in place on ``cur``.
     """
 
-    def __init__(self, x: torch.Tensor, n: int):
+    def __init__(self, x: torch.Tensor, n: int, scratch: dict[str, torch.Tensor] | None = None):
         B = x.shape[0]
+        self.scratch = {} if scratch is None else scratch
         self.x, self.N0 = x, n * B
         self.cur: torch.Tensor | None = None  # materialised (N0, C, T, V, M), owned
         self.src = torch.arange(self.N0, device=x.device) % B  # rows of x
@@ -419,6 +423,14 @@ class _Lazy:
     def _dirty(self, r0: int) -> None:
         self.lo = min(self.lo, r0)
 
+    def _buffer(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """A work buffer of ``shape`` reused between calls (its contents are never kept)."""
+        numel = math.prod(shape)
+        buf = self.scratch.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self.scratch[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buf[:numel].view(shape)
+
     def _flip(self, r0: int, flipped: torch.Tensor, order: tuple[int, ...]) -> None:
         """Rows r0.. that flip now read joint ``prev[order[v]]``: one composed order per code."""
         if self.code is None:
@@ -455,8 +467,7 @@ class _Lazy:
             used = sorted(set(code.unique().tolist()))
             if used != [0]:
                 permuted = True
-                stacked = torch.empty(len(used), Bb * C * T, V * M, dtype=base.dtype,
-                                      device=base.device)
+                stacked = self._buffer("stacked", (len(used), Bb * C * T, V * M), base)
                 slot = torch.zeros(len(self.orders), dtype=torch.long, device=base.device)
                 for i, c in enumerate(used):
                     slot[c] = i
@@ -474,9 +485,15 @@ class _Lazy:
             t = torch.arange(T, device=base.device).expand(n, T) if tidx is None else tidx
             rows = ((src[:, None] * C + torch.arange(C, device=base.device))[:, :, None] * T
                     + t[:, None, :]).reshape(-1)
-            data = flat.index_select(0, rows).view(n, C, t.shape[1], V, M)
+            shape = (n, C, t.shape[1], V, M)
+            # gathered frames go to a reused buffer when a matrix follows, else to the result
+            data = self._buffer("gather", shape, base) if self.pending is not None else \
+                torch.empty(shape, dtype=base.dtype, device=base.device)
+            torch.index_select(flat, 0, rows, out=data.view(-1, V * M))
         if self.pending is not None:
-            data = torch.bmm(self.pending[lo:].to(data.dtype), data.view(n, C, -1)).view(data.shape)
+            result = torch.empty(data.shape, dtype=data.dtype, device=data.device)
+            torch.bmm(self.pending[lo:].to(data.dtype), data.view(n, C, -1), out=result.view(n, C, -1))
+            data = result
         if lo == 0:
             self.cur = data
         else:

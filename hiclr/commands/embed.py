@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
+from data_prep.atomic import atomic_write
 
 EPILOG = """examples:
   hiclr embed --encoder checkpoints/RUN/encoder.pt --data data/ntu60.h5 --split xsub/test --out feats.npz
@@ -68,19 +68,7 @@ def resolve_device(name: str) -> torch.device:
 
 def save_npz_atomic(path, **arrays) -> Path:
     """np.savez to `<path>.partial`, fsync, rename: no half-written file under `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,29 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_prep.atomic import atomic_write
 from data_prep.errors import UserError
 
 FORMAT = "hiclr-checkpoint/1"
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to `<path>.tmp`, fsync, then rename over `path` (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to `<path>.partial`, fsync, then rename over `path` (a crash never leaves half a file)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

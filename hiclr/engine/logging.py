@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
+from data_prep.atomic import atomic_write_text
 
 
 class MetricsLog:
@@ -25,9 +25,7 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         if tensorboard in (True, "true", "auto"):

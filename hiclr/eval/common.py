@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
+from hiclr.models.checkpoint import atomic_torch_save
 
 LOGITS_FILE = "logits.npz"
 
@@ -113,20 +114,6 @@ def cached_features(run_dir: str | os.PathLike, key: dict, compute) -> torch.Ten
     folder.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({"key": json.loads(blob), "features": features}, path)
     return features
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- logits for the ensemble

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.errors import UserError
+from data_prep.atomic import atomic_write, atomic_write_text
 
 
 def class_quota(labels: np.ndarray, fraction: float, num_classes: int | None = None) -> np.ndarray:
@@ -54,13 +55,10 @@ def save_subset(folder: str | os.PathLike, fraction: float, seed: int, sample_in
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stem = subset_stem(fraction, seed)
-    path = folder / f"{stem}.npy"
-    tmp = folder / f"{stem}.partial.npy"
-    np.save(tmp, np.asarray(sample_index, dtype=np.int64))
-    os.replace(tmp, path)
+    path = atomic_write(folder / f"{stem}.npy", lambda f: np.save(f, np.asarray(sample_index, dtype=np.int64)))
     record = {"fraction": fraction, "seed": seed, "size": int(len(sample_index)),
               "per_class": np.bincount(np.asarray(labels, dtype=np.int64)).tolist(), **(meta or {})}
-    (folder / f"{stem}.json").write_text(json.dumps(record, indent=1))
+    atomic_write_text(folder / f"{stem}.json", json.dumps(record, indent=1))
     return path
 
 

@@ -16,7 +16,6 @@ Accepted by `load_encoder_state` (all through `torch.load(weights_only=True)`):
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch import nn
 
 from data_prep.errors import UserError
 from hiclr.graph import GRAPHS
+from data_prep.atomic import atomic_write
 
 FORMAT = "hiclr-encoder/1"
 
@@ -49,33 +49,7 @@ def save_encoder(path, model: nn.Module, cfg: dict, stream: str) -> Path:
 
 def atomic_torch_save(obj, path) -> Path:
     """`torch.save` to `<path>.partial`, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_encoder_state(path) -> tuple[dict[str, torch.Tensor], dict | None, str | None]:

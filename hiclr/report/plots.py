@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from data_prep.atomic import atomic_write
 
 PNG_DATA_KEY = "hiclr-data"
 
@@ -40,12 +41,8 @@ def _figure(width: float = 6.0, height: float = 4.0):
 
 
 def _save(fig, path: str | os.PathLike, data: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".partial.png")
-    fig.savefig(tmp, format="png", metadata={PNG_DATA_KEY: json.dumps(data)})
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png",
+                                                    metadata={PNG_DATA_KEY: json.dumps(data)}))
 
 
 def read_png_data(path: str | os.PathLike) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from data_prep.atomic import atomic_write_text
 from hiclr.report import plots as P
 
 FORMAT = "hiclr-report/1"
@@ -59,8 +60,8 @@ def write_report(run_dir: str | os.PathLike, protocols: dict, *, config: dict | 
         else:
             notes.append("plots skipped: matplotlib is not installed (pip install 'hiclr-toolkit[plots]')")
     report["notes"] = notes
-    _atomic_write(path, json.dumps(report, indent=1))
-    _atomic_write(run_dir / "report.md", render_markdown(report))
+    atomic_write_text(path, json.dumps(report, indent=1))
+    atomic_write_text(run_dir / "report.md", render_markdown(report))
     return report
 
 
@@ -191,7 +192,3 @@ def _jsonable(value):
     return value
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -21,7 +21,6 @@ Config: `ssl.objective: transitive`, `ssl.options: {k, mutual, edges, intra_hop,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .objectives import (HierarchicalConsistencyLoss, contrastive_logits, multi_positive_nce,
