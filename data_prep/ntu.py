@@ -95,6 +95,7 @@ _POW10 = np.array([10 ** k for k in range(20)], dtype=np.uint64)
 _PAD = 24                                   # bytes of padding (newlines) around the buffer for the windows
 _PADDING = b"\n" * _PAD
 _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)], dtype=np.uint64)    # the first k bytes of a word
+_CHUNK = 4096                               # tokens per block of the float parser
 _SPACE_WINDOW = 24                          # longest token before a space that the fast path looks for
 _FLOAT_WIDTH = 16                           # x y z tokens are read right-aligned in 16-byte windows
 _FLOAT_RIGHT = np.arange(_FLOAT_WIDTH - 1, -1, -1, dtype=np.int16)[:, None]   # columns right of each
@@ -138,6 +139,17 @@ def _first_space(padded: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
 
 
 def _parse_floats(raw: bytes, padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """`_parse_chunk` over blocks of tokens: small temporaries stay in cache and reuse freed memory."""
+    values = np.empty(starts.size, dtype=np.float64)
+    for at in range(0, starts.size, _CHUNK):
+        part = _parse_chunk(raw, padded, starts[at: at + _CHUNK], ends[at: at + _CHUNK])
+        if part is None:
+            return None
+        values[at: at + _CHUNK] = part
+    return values
+
+
+def _parse_chunk(raw: bytes, padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
     """float64 of the decimal numbers in the byte spans [starts, ends) (None if any is not a finite number).
 
     Plain `[-]digits[.digits]` tokens of up to 15 characters are converted with array arithmetic on
@@ -235,7 +247,8 @@ class _Tokens:
             return None
         size = len(raw)
         buf = padded[_PAD: _PAD + size]
-        newlines = np.flatnonzero(buf == 10)
+        mask = padded == 10                             # reused below: fresh pages are costly
+        newlines = np.flatnonzero(mask[_PAD: _PAD + size])
         line_starts = np.empty(newlines.size + 1, dtype=np.int64)
         line_starts[0] = 0
         np.add(newlines, 1, out=line_starts[1:])
@@ -249,16 +262,21 @@ class _Tokens:
             line_ends[:-1] -= crlf
         # single spaces only between tokens: none doubled, none at the start or end of a line
         # (the padding around the buffer holds no spaces)
-        space = padded == 32
+        space = np.equal(padded, 32, out=mask)
         words = space.view(np.uint64)                  # 8 bytes of 0/1 per word: popcount = spaces
-        if ((words & (words >> np.uint64(8))).any()
-                or (words[1:] & (words[:-1] >> np.uint64(56))).any()
-                or space[line_starts + _PAD].any() or space[line_ends + (_PAD - 1)].any()):
+        scratch = np.empty(words.size + 1, dtype=np.uint64)
+        pairs = np.right_shift(words, np.uint64(8), out=scratch[1:])
+        pairs &= words
+        if pairs.any():
+            return None
+        pairs = np.right_shift(words[:-1], np.uint64(56), out=scratch[2:])
+        pairs &= words[1:]
+        if pairs.any() or space[line_starts + _PAD].any() or space[line_ends + (_PAD - 1)].any():
             return None
         # spaces before byte p = spaces in the words before p's word + those in its first p % 8 bytes
-        per_word = np.bitwise_count(words)
-        before = np.zeros(words.size + 1, dtype=np.int64)
-        np.cumsum(per_word, out=before[1:])
+        before = scratch
+        before[0] = 0
+        np.cumsum(np.bitwise_count(words), out=before[1:])
 
         def spaces_before(positions: np.ndarray) -> np.ndarray:
             word = positions >> 3

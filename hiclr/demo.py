@@ -41,6 +41,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     from data_prep.cli import main as prep_main
     from data_prep.synth import SynthConfig, write_ntu
     from hiclr.data import load_split
+    from hiclr.engine import resolve_device
     from hiclr.eval.knn import run_knn
     from hiclr.eval.linear import run_linear
     from hiclr.features import recalibrate_batchnorm
@@ -82,7 +83,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     print("[4/4] linear probe and kNN: pre-trained vs random-init encoder")
     torch.manual_seed(seed)
     train = load_split(store, cfg["data"]["protocol"], "train")
-    random_encoder = recalibrate_batchnorm(build_encoder(cfg["model"]), train.x, device=_device(device))
+    random_encoder = recalibrate_batchnorm(build_encoder(cfg["model"]), train.x, device=resolve_device(device))
     runs = {}
     for label, encoder in (("pretrained", encoder_path), ("random", random_encoder)):
         run_dir = out / f"eval_{label}"
@@ -97,10 +98,6 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     summary.write_text(_summary(table, runs, cfg, minutes))
     print(table)
     return summary
-
-
-def _device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def _summary(table: str, runs: dict, cfg: dict, minutes: float) -> str:

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from data_prep.errors import UserError
 from data_prep.atomic import atomic_write
+from data_prep.errors import UserError
 
 EPILOG = """examples:
   hiclr embed --encoder checkpoints/RUN/encoder.pt --data data/ntu60.h5 --split xsub/test --out feats.npz
@@ -54,18 +53,6 @@ def parse_split(text: str) -> tuple[str | None, str]:
     return protocol, part
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA, which this machine lacks; use --device cpu")
-    return device
-
-
 def save_npz_atomic(path, **arrays) -> Path:
     """np.savez to `<path>.partial`, fsync, rename: no half-written file under `path`."""
     return atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -73,6 +60,7 @@ def save_npz_atomic(path, **arrays) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from hiclr.data import load_split
+    from hiclr.engine import resolve_device
     from hiclr.features import extract_features
     from hiclr.models import load_encoder
 

@@ -82,16 +82,9 @@ def state_checksum(module_or_state) -> str:
 # ---------------------------------------------------------------- devices and seeds
 
 def resolve_device(name: str | None) -> torch.device:
-    """`auto` (or None) picks CUDA when available, else CPU."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"engine.device '{name}' is not a device name; use auto, cpu or cuda[:N].") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"engine.device is '{name}' but CUDA is not available; use --set engine.device=cpu.")
-    return device
+    """`auto` (or None) picks CUDA when available, else CPU (the engine's rule)."""
+    from hiclr.engine import resolve_device as engine_device
+    return engine_device(name or "auto")
 
 
 # ---------------------------------------------------------------- feature cache
