@@ -22,6 +22,7 @@ import io
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,18 @@ def _parse_uints(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
         return None
     digits[~inside] = 0
     return digits.astype(np.uint64) @ _POW10[width - 1::-1]
+
+
+_WORK = threading.local()
+
+
+def _work_buffers(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bool mask of `size`, uint64 scratch of size // 8 + 1) reused by the calling thread."""
+    have = getattr(_WORK, "buffers", None)
+    if have is None or have[0].size < size:
+        have = _WORK.buffers = (np.empty(size + (size >> 2), dtype=np.bool_),
+                                np.empty((size + (size >> 2)) // 8 + 2, dtype=np.uint64))
+    return have[0][:size], have[1][: size // 8 + 1]
 
 
 def _first_space(padded: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
@@ -247,7 +260,10 @@ class _Tokens:
             return None
         size = len(raw)
         buf = padded[_PAD: _PAD + size]
-        mask = padded == 10                             # reused below: fresh pages are costly
+        # Two per-thread work buffers of the padded size: fresh pages for every file cost more
+        # (page faults) than the passes over them.
+        mask, scratch = _work_buffers(padded.size)
+        np.equal(padded, 10, out=mask)
         newlines = np.flatnonzero(mask[_PAD: _PAD + size])
         line_starts = np.empty(newlines.size + 1, dtype=np.int64)
         line_starts[0] = 0
@@ -264,7 +280,6 @@ class _Tokens:
         # (the padding around the buffer holds no spaces)
         space = np.equal(padded, 32, out=mask)
         words = space.view(np.uint64)                  # 8 bytes of 0/1 per word: popcount = spaces
-        scratch = np.empty(words.size + 1, dtype=np.uint64)
         pairs = np.right_shift(words, np.uint64(8), out=scratch[1:])
         pairs &= words
         if pairs.any():
@@ -273,20 +288,23 @@ class _Tokens:
         pairs &= words[1:]
         if pairs.any() or space[line_starts + _PAD].any() or space[line_ends + (_PAD - 1)].any():
             return None
-        # spaces before byte p = spaces in the words before p's word + those in its first p % 8 bytes
-        before = scratch
+        # spaces before byte p = spaces in the words before p's word + those in its first p % 8 bytes,
+        # counted modulo 256 (uint8 sums, no casts): exact per line as no line is over 510 bytes
+        if int((line_ends - line_starts).max()) > 510:
+            return None
+        before = scratch.view(np.uint8)[: words.size + 1]
         before[0] = 0
-        np.cumsum(np.bitwise_count(words), out=before[1:])
+        np.cumsum(np.bitwise_count(words), dtype=np.uint8, out=before[1:])
 
         def spaces_before(positions: np.ndarray) -> np.ndarray:
             word = positions >> 3
             partial = words[word] & _LOW_BYTES[positions & 7]
-            return before[word] + np.bitwise_count(partial)
+            return before[word] + np.bitwise_count(partial)        # uint8, wraps
 
         bounds = spaces_before(line_starts + _PAD)
-        spaces_per_line = np.empty_like(bounds)
-        spaces_per_line[:-1] = bounds[1:] - bounds[:-1]
-        spaces_per_line[-1] = before[-1] - bounds[-1]
+        spaces_per_line = np.empty(bounds.size, dtype=np.int64)
+        np.subtract(bounds[1:], bounds[:-1], out=spaces_per_line[:-1], casting="unsafe")
+        spaces_per_line[-1] = np.uint8(before[-1] - bounds[-1])
         per_line = spaces_per_line + (line_ends > line_starts)
         first_end = line_ends.copy()
         multi = np.flatnonzero(spaces_per_line)

@@ -18,15 +18,6 @@ from hiclr.engine import (Interrupted, NonFiniteLoss, TrainData, load_checkpoint
 N, CLASSES = 40, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ToyTask:
     """A small classifier with dropout and generator-drawn input noise (so every RNG matters)."""
 

@@ -177,3 +177,20 @@ def test_a_policy_with_an_empty_first_stage_still_gives_every_view():
     views = GrowingPolicy.from_config(cfg, record=True).views(clip(), gen(), [0, 0, 1])
     assert torch.equal(views[0].x, clip()) and torch.equal(views[1].x, clip())
     assert views[2].x.shape == clip().shape and not torch.equal(views[2].x, clip())
+
+
+@pytest.mark.parametrize("path", [DEFAULT, CORRECTED])
+def test_views_are_not_touched_by_a_later_call_reusing_work_buffers(path):
+    policy = GrowingPolicy.from_yaml(path)
+    first = policy.views(clip(), gen(1), [0, 0, 1, 2])
+    saved = [v.x.clone() for v in first]
+    policy.views(clip() * 2, gen(2), [0, 0, 1, 2])
+    for v, s in zip(first, saved):
+        assert torch.equal(v.x, s)
+
+
+def test_unsorted_view_stages_still_give_every_view_its_stages():
+    policy = GrowingPolicy.from_yaml(DEFAULT, record=True)
+    views = policy.views(clip(), gen(), [2, 0, 1])
+    assert [v.params["stage"] for v in views] == [2, 0, 1]
+    assert views[0].mask is not None and views[1].mask is None

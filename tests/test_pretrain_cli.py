@@ -22,15 +22,6 @@ FAST = ["--set", "model.width=2", "--set", "optim.batch_size=8", "--set", "ssl.q
         "--set", "engine.progress=false", "--set", "engine.tensorboard=false"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A 24-clip store of the HDF5 contract (16 in the xsub training split)."""

@@ -16,15 +16,6 @@ from hiclr.pretrain import PretrainTask, pretrain
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "pretrain.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_store(path, n=40, classes=4, seed=0):
     """A small HDF5 file of the store contract: smooth class-dependent motions plus noise."""
     rng = np.random.default_rng(seed)
