@@ -96,12 +96,13 @@ _POW10 = np.array([10 ** k for k in range(20)], dtype=np.uint64)
 _PAD = 24                                   # bytes of padding (newlines) around the buffer for the windows
 _PADDING = b"\n" * _PAD
 _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)], dtype=np.uint64)    # the first k bytes of a word
-_CHUNK = 4096                               # tokens per block of the float parser
+_CHUNK = 2048                               # tokens per block of the float parser
 _SPACE_WINDOW = 24                          # longest token before a space that the fast path looks for
 _FLOAT_WIDTH = 16                           # x y z tokens are read right-aligned in 16-byte windows
 _FLOAT_RIGHT = np.arange(_FLOAT_WIDTH - 1, -1, -1, dtype=np.int16)[:, None]   # columns right of each
 _FLOAT_RIGHT_U8 = _FLOAT_RIGHT.astype(np.uint8)
 _POW10_F = 10.0 ** np.arange(_FLOAT_WIDTH + 1)
+_SIGN = np.array([1.0, -1.0])
 
 
 def _windows(padded: np.ndarray, width: int) -> np.ndarray:
@@ -186,7 +187,7 @@ def _parse_chunk(raw: bytes, padded: np.ndarray, starts: np.ndarray, ends: np.nd
     nother = other.view(np.uint8).sum(axis=0, dtype=np.uint8)
     ndots = dot.view(np.uint8).sum(axis=0, dtype=np.uint8)
     neg = padded[starts + _PAD] == 45
-    plain = (nother == neg) & (ndots <= 1) & (lengths < width) & (lengths - neg - ndots >= 1)
+    plain = (nother == neg) & (ndots <= 1) & (lengths < width) & (lengths > neg + ndots)
     is_digit &= inside
     digits *= is_digit
     # the digits as one integer (the dot read as a 0 digit), in exact steps of 2, 4, 8, 16 digits
@@ -199,7 +200,7 @@ def _parse_chunk(raw: bytes, padded: np.ndarray, starts: np.ndarray, ends: np.nd
     total = octs[0] * 1e8
     total += octs[1]
     frac = (dot.view(np.uint8) * _FLOAT_RIGHT_U8).sum(axis=0, dtype=np.uint8)   # digits after the dot
-    scale = _POW10_F[frac]
+    scale = _POW10_F[np.minimum(frac, width)]                 # (several dots: not plain, redone below)
     # total = I * 10**(k+1) + r with r < 10**k (exact in float64, total < 10**15): floor(total / 10**k)
     # is 10 * I exactly, and the digits read without the dot are m = I * 10**k + r = total - 9 I 10**k.
     whole = total / scale
@@ -210,7 +211,7 @@ def _parse_chunk(raw: bytes, padded: np.ndarray, starts: np.ndarray, ends: np.nd
     whole *= ndots                                          # 0 for tokens without a dot
     values = total - whole
     values /= scale
-    np.negative(values, out=values, where=neg)
+    values *= _SIGN[neg.view(np.uint8)]
     odd = np.flatnonzero(~plain)
     for i in odd.tolist():
         try:

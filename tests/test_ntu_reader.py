@@ -215,3 +215,29 @@ def test_prep_benchmark_readers_agree_and_report_the_contract_fields(tmp_path):
                 "baseline_mb_per_s"):
         assert result[key] > 0
     assert result["speedup"] == pytest.approx(result["samples_per_s"] / result["baseline_samples_per_s"])
+
+
+def test_unusual_number_spellings_in_coordinates_match_float(tmp_path):
+    """Exponents, '+', no leading/trailing digit, long mantissas and integers give float()'s value."""
+    spellings = ["1e-05", "-1.234567E+02", "+0.5", "-0", "12", ".5", "5.", "-0.1234567890123456789",
+                 "123456789012345", "0.000000000000001", "-7.25", "3.785547", "0.0000001"]
+    write_skeleton(tmp_path / "a.skeleton", make_frames([1, 1]))
+    lines = (tmp_path / "a.skeleton").read_text().split("\n")
+    expected = []
+    for k in range(25):
+        fields = lines[4 + k].split(" ")
+        for c in range(3):
+            fields[c] = spellings[(3 * k + c) % len(spellings)]
+        lines[4 + k] = " ".join(fields)
+        expected.append([float(v) for v in fields[:3]])
+    (tmp_path / "b.skeleton").write_text("\n".join(lines))
+    skel = read_skeleton(tmp_path / "b.skeleton")
+    np.testing.assert_array_equal(skel.joints[0], np.array(expected, dtype=np.float32))
+    assert np.signbit(skel.joints[0].reshape(-1)[3]) == np.signbit(np.float32(float("-0")))
+
+
+def test_a_very_long_line_is_still_checked(tmp_path):
+    """A line too long for the fast path's counters takes the strict path and is reported."""
+    lines = _lines(tmp_path)
+    lines[6] = lines[6] + " 1" * 300
+    _expect_error(tmp_path, "\n".join(lines), 7, ["12 joint fields"])
