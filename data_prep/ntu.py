@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.atomic import atomic_write_bytes
 from data_prep.errors import UserError
 
 NUM_JOINTS = 25
@@ -543,7 +544,4 @@ def write_skeleton(path: str | os.PathLike, frames: list[list[tuple[int, np.ndar
             parts.append(f"{body_id} 0 1 1 1 1 0 {lean[0]:.7g} {lean[1]:.7g} 2{newline}")
             parts.append(f"{NUM_JOINTS}{newline}")
             parts.append(_joint_lines(joints, newline))
-    tmp = f"{os.fspath(path)}.partial"
-    with open(tmp, "w", encoding="ascii", newline="") as f:
-        f.write("".join(parts))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, "".join(parts).encode("ascii"), durable=False)
