@@ -18,7 +18,6 @@ path; any fault is reported with its file, line and what was expected.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
