@@ -45,12 +45,8 @@ class PretrainTask:
 def build_learner(cfg: dict):
     """The `ContrastiveLearner` of the `model`, `ssl` and `data.stream` sections."""
     from hiclr.ssl import ContrastiveLearner
-    ssl = dict(cfg["ssl"])
-    objective = ssl.pop("objective")
-    options = ssl.pop("options", None) or {}
     try:
-        return ContrastiveLearner(dict(cfg["model"]), objective, stream=cfg["data"]["stream"],
-                                  **ssl, **options)
+        return ContrastiveLearner.from_config(cfg)
     except (ValueError, TypeError) as err:
         raise UserError(f"ssl section: {err}") from None
 

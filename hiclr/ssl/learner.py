@@ -88,10 +88,12 @@ class ContrastiveLearner(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ContrastiveLearner":
-        """Build from a resolved run config: sections `model`, `ssl` and `data.stream`."""
+        """Build from a resolved run config: sections `model`, `ssl` (its `options` mapping goes to
+        the objective) and `data.stream`."""
         ssl = dict(cfg.get("ssl", {}))
+        options = ssl.pop("options", None) or {}
         return cls(dict(cfg["model"]), ssl.pop("objective", "hiclr"),
-                   stream=cfg.get("data", {}).get("stream", "joint"), **ssl)
+                   stream=cfg.get("data", {}).get("stream", "joint"), **ssl, **options)
 
     @property
     def view_stages(self) -> tuple[int, ...]:
