@@ -21,9 +21,12 @@ generator differently from the plain per-view path, so the numbers differ betwee
 - ``concat_views``: the views that need stage k are concatenated along the batch and stage k
   runs once on them (4B samples for BA, 2B for NA, ...), instead of once per view.
 - ``fuse_linear``: consecutive per-joint linear maps (shear, rotation, mirror) are composed into
-  one (B, 3, 3) matrix and applied with one einsum, moved past ops that commute with them
-  (temporal crop, index flip, blur, joint mask) and applied before the first op that does not
-  (noise, axis mask) or at the end.
+  one (B, 3, 3) matrix, moved past ops that commute with them (temporal crop, index flip, blur,
+  joint mask) and applied before the first op that does not (noise, axis mask) or at the end.
+  With the built-in ops and views in non-decreasing stage order, the planned path (``_run_planned``)
+  goes further: it draws every random number in the plain path's order first, then builds all
+  views in one pass: one frame gather for crop and index flip of every view, one batched 3x3 per
+  sample, then noise, blur and axis mask in place on the chosen samples only, in reused buffers.
 """
 
 from __future__ import annotations
