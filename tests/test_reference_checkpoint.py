@@ -267,3 +267,16 @@ def test_a_reference_trained_on_another_graph_is_refused(tmp_path):
     torch.save(state, path)
     with pytest.raises(UserError, match="known graphs"):
         load_encoder_state(path)
+
+
+def test_a_data_file_given_as_encoder_is_named_as_such(tmp_path):
+    import h5py
+
+    from data_prep.errors import UserError
+    from hiclr.models import load_encoder_state
+
+    path = tmp_path / "ntu60.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format_version"] = 1
+    with pytest.raises(UserError, match="HDF5 data file from hiclr-prep"):
+        load_encoder_state(path)

@@ -52,6 +52,11 @@ def atomic_torch_save(obj, path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def _first_sentence(text: str) -> str:
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text.split(". ")[0].rstrip(".")[:160]
+
+
 def load_encoder_state(path) -> tuple[dict[str, torch.Tensor], dict | None, str | None]:
     """(backbone state_dict with our key names, encoder cfg or None, stream or None)."""
     path = Path(path)
@@ -61,10 +66,12 @@ def load_encoder_state(path) -> tuple[dict[str, torch.Tensor], dict | None, str 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path} cannot be read as a PyTorch checkpoint with weights_only=True "
-                        f"({first}); pass an encoder.pt, a training checkpoint or a reference "
-                        "release checkpoint") from err
+        with open(path, "rb") as f:
+            head = f.read(8)
+        why = (": it is an HDF5 data file from hiclr-prep" if head == b"\x89HDF\r\n\x1a\n"
+               else f" with weights_only=True ({type(err).__name__}: {_first_sentence(str(err))})")
+        raise UserError(f"{path} cannot be read as a PyTorch checkpoint{why}; pass an encoder.pt, a "
+                        "training checkpoint or a reference release checkpoint") from err
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state_dict; expected {_EXPECTED}")
 
