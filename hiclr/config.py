@@ -101,7 +101,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "eval": {
         "protocol": None,
-        "k": 200,
+        "k": 20,                 # kNN neighbours (InstDisc used 200)
         "knn_temperature": 0.1,
         "lr": 3.0,
         "weight_decay": 0.0,

@@ -99,8 +99,6 @@ def protocol_config(args: argparse.Namespace) -> dict:
         overrides.append(f"eval.k={args.k}")
     if getattr(args, "temperature", None) is not None:
         overrides.append(f"eval.knn_temperature={args.temperature}")
-    if args.config is None and args.protocol_name == "knn" and getattr(args, "k", None) is None:
-        overrides.insert(0, "eval.k=20")
     cfg = load_config(args.config, overrides)
     if args.config is None and not any(o.startswith("run.name=") for o in args.overrides):
         source = Path(args.encoder)
