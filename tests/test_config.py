@@ -105,7 +105,7 @@ def test_extend_schema_adds_keys_without_touching_existing_defaults():
     extend_schema("eval", {"test_only_key_for_schema": 3, "k": 5})
     try:
         assert load_config(None, ["eval.test_only_key_for_schema=4"])["eval"]["test_only_key_for_schema"] == 4
-        assert defaults()["eval"]["k"] == 200
+        assert defaults()["eval"]["k"] == 20    # the kNN default, not the extension's 5
     finally:
         SCHEMA["eval"].pop("test_only_key_for_schema")
 
