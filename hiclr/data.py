@@ -132,6 +132,7 @@ def _json_attr(f: h5py.File, key: str):
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (the data-file checksum that reports record)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

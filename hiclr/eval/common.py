@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
+from hiclr.data import file_sha256
 from hiclr.models.checkpoint import atomic_torch_save
 
 LOGITS_FILE = "logits.npz"
@@ -58,15 +59,6 @@ def classification_summary(scores: torch.Tensor, labels: torch.Tensor, num_class
 
 
 # ---------------------------------------------------------------- checksums
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def state_checksum(module_or_state) -> str:
     """Hex sha256 over a model's parameters and buffers (names, dtypes, shapes and bytes)."""
