@@ -114,9 +114,9 @@ def ramp(u: np.ndarray, a: float, b: float) -> np.ndarray:
 
 def _pulse(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One fast-out, slow-back movement (punch, kick); its time reverse is slow-out, fast-back."""
-    a = rng.uniform(0.15, 0.3)
-    up = rng.uniform(0.08, 0.14)
-    hold = rng.uniform(0.03, 0.1)
+    a = rng.uniform(0.05, 0.15)
+    up = rng.uniform(0.12, 0.18)
+    hold = rng.uniform(0.1, 0.2)
     return ramp(u, a, a + up) * (1.0 - ramp(u, a + up + hold, min(a + up + hold + rng.uniform(0.4, 0.55), 1.0)))
 
 
@@ -133,77 +133,113 @@ class Motion:
         return cls(rest_angles(T), np.zeros(T), np.zeros((T, 3)), np.zeros(T))
 
 
-def _raise_arms(u, amp, rng, m):
+# Every program takes (u, amp, rng, motion(s), style): `style` 0 or 1 picks one of two ways people
+# perform the action (arms forward or sideways, a straight or a hook punch ...); each subject has a
+# habit, so a template of one subject's style does not match another's.
+
+def _raise_arms(u, amp, rng, m, style):
     e = ramp(u, 0.0, rng.uniform(0.55, 0.8))
     for upper, side in ((L_UPPER, -1), (R_UPPER, 1)):
-        m.angles[:, upper, PITCH] += 2.7 * amp * e
-        m.angles[:, upper, ROLL] += side * 0.25 * e
+        if style == 0:                                             # forward and up
+            m.angles[:, upper, PITCH] += 2.7 * amp * e
+            m.angles[:, upper, ROLL] += side * 0.25 * e
+        else:                                                      # out to the sides and up
+            m.angles[:, upper, ROLL] += side * 2.5 * amp * e
+            m.angles[:, upper, PITCH] += 0.3 * e
     m.angles[:, [L_FORE, R_FORE], PITCH] -= 0.15 * e[:, None]
 
 
-def _squat(u, amp, rng, m):
+def _squat(u, amp, rng, m, style):
     e = ramp(u, 0.0, rng.uniform(0.55, 0.8))
     for thigh, shank, foot in ((L_THIGH, L_SHANK, L_FOOT), (R_THIGH, R_SHANK, R_FOOT)):
         m.angles[:, thigh, PITCH] += 1.5 * amp * e
         m.angles[:, shank, PITCH] -= 2.0 * amp * e
         m.angles[:, foot, PITCH] += 0.5 * amp * e          # keeps the foot flat on the floor
     m.angles[:, SPINE_LOW, PITCH] -= 0.5 * e
-    m.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.3 * e[:, None]
+    if style == 0:                                                 # arms forward for balance
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.3 * e[:, None]
+    else:                                                          # hands on the knees
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 0.6 * e[:, None]
+        m.angles[:, [L_FORE, R_FORE], PITCH] += 0.5 * e[:, None]
 
 
-def _bend_down(u, amp, rng, m):
+def _bend_down(u, amp, rng, m, style):
     e = ramp(u, 0.0, rng.uniform(0.55, 0.8))
     m.angles[:, SPINE_LOW, PITCH] -= 1.1 * amp * e
     m.angles[:, SPINE_UP, PITCH] -= 0.3 * e
     m.angles[:, NECK, PITCH] += 0.4 * e
-    m.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.3 * amp * e[:, None]
+    if style == 0:                                                 # arms hang toward the floor
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.3 * amp * e[:, None]
+    else:                                                          # hands behind the back
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] -= 0.5 * e[:, None]
+        m.angles[:, [L_FORE, R_FORE], PITCH] += 1.2 * e[:, None]
 
 
-def _turn_away(u, amp, rng, m):
-    e = ramp(u, 0.0, 1.0)
-    m.yaw += amp * rng.uniform(1.9, 2.6) * e
-    step = 0.3 * np.sin(2 * np.pi * rng.integers(2, 4) * u) * np.sin(np.pi * u)
-    m.angles[:, L_THIGH, PITCH] += np.maximum(step, 0)
-    m.angles[:, R_THIGH, PITCH] += np.maximum(-step, 0)
-    m.angles[:, L_SHANK, PITCH] -= 1.5 * np.maximum(step, 0)
-    m.angles[:, R_SHANK, PITCH] -= 1.5 * np.maximum(-step, 0)
+def _kneel(u, amp, rng, m, style):
+    e = ramp(u, 0.0, rng.uniform(0.55, 0.8))
+    front, back = ((L_THIGH, L_SHANK, L_FOOT), (R_THIGH, R_SHANK, R_FOOT))[::1 if style == 0 else -1]
+    m.angles[:, front[0], PITCH] += 1.5 * amp * e                    # one knee up in front
+    m.angles[:, front[1], PITCH] -= 1.5 * amp * e
+    m.angles[:, front[2], PITCH] += 0.2 * e
+    m.angles[:, back[0], PITCH] -= 0.2 * e                          # the other knee on the floor
+    m.angles[:, back[1], PITCH] -= 1.6 * amp * e
+    m.angles[:, back[2], PITCH] += 1.0 * e
+    m.angles[:, [L_UPPER, R_UPPER], PITCH] += 0.3 * e[:, None]
 
 
-def _punch(u, amp, rng, m):
+def _punch(u, amp, rng, m, style):
     m.angles[:, [L_UPPER, R_UPPER], PITCH] += 0.5              # guard
     m.angles[:, [L_FORE, R_FORE], PITCH] += 1.9
     p = _pulse(u, rng)
-    m.angles[:, R_UPPER, PITCH] += 1.0 * amp * p
-    m.angles[:, R_FORE, PITCH] -= 1.9 * p
+    if style == 0:                                                 # straight punch
+        m.angles[:, R_UPPER, PITCH] += 1.0 * amp * p
+        m.angles[:, R_FORE, PITCH] -= 1.9 * p
+    else:                                                          # hook: the elbow swings round
+        m.angles[:, R_UPPER, ROLL] += 1.1 * amp * p
+        m.angles[:, R_UPPER, PITCH] += 0.6 * p
+        m.angles[:, R_FORE, YAW] += 0.9 * p
+        m.angles[:, R_FORE, PITCH] -= 0.6 * p
     m.angles[:, SPINE_UP, YAW] += 0.35 * p
 
 
-def _kick(u, amp, rng, m):
+def _kick(u, amp, rng, m, style):
     p = _pulse(u, rng)
-    m.angles[:, R_THIGH, PITCH] += 1.3 * amp * p
-    m.angles[:, R_SHANK, PITCH] -= 0.9 * np.sin(np.pi * p) + 0.1 * p
+    if style == 0:                                                 # front kick
+        m.angles[:, R_THIGH, PITCH] += 1.3 * amp * p
+        m.angles[:, R_SHANK, PITCH] -= 0.9 * np.sin(np.pi * p) + 0.1 * p
+    else:                                                          # side kick
+        m.angles[:, R_THIGH, ROLL] += 1.0 * amp * p
+        m.angles[:, R_THIGH, PITCH] += 0.3 * p
+        m.angles[:, R_SHANK, PITCH] -= 0.7 * np.sin(np.pi * p)
+        m.angles[:, SPINE_LOW, ROLL] -= 0.25 * p
     m.angles[:, L_UPPER, PITCH] += 0.4 * p
     m.angles[:, R_UPPER, PITCH] -= 0.3 * p
     m.angles[:, SPINE_LOW, PITCH] += 0.2 * p
 
 
-def _wave(u, amp, rng, m):
+def _wave(u, amp, rng, m, style):
     e = ramp(u, 0.0, 0.2) * (1.0 - ramp(u, 0.8, 1.0))
     osc = np.sin(2 * np.pi * rng.uniform(2.0, 5.0) * u + rng.uniform(0, 2 * np.pi))
-    m.angles[:, R_UPPER, ROLL] += 1.35 * amp * e
-    m.angles[:, R_FORE, ROLL] += (1.4 + 0.45 * osc) * e
+    if style == 0:                                                 # hand high, waving sideways
+        m.angles[:, R_UPPER, ROLL] += 1.35 * amp * e
+        m.angles[:, R_FORE, ROLL] += (1.4 + 0.45 * osc) * e
+    else:                                                          # arm forward, hand waving
+        m.angles[:, R_UPPER, PITCH] += 1.6 * amp * e
+        m.angles[:, R_FORE, PITCH] += 0.6 * e
+        m.angles[:, R_FORE, ROLL] += 0.5 * osc * e
 
 
-def _clap(u, amp, rng, m):
+def _clap(u, amp, rng, m, style):
     e = ramp(u, 0.0, 0.2) * (1.0 - ramp(u, 0.8, 1.0))
     opening = 0.35 * amp * (1.0 + np.cos(2 * np.pi * rng.uniform(2.0, 5.0) * u))
-    m.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.3 * e[:, None]
+    lift = 1.3 if style == 0 else 2.4                              # in front of the chest or overhead
+    m.angles[:, [L_UPPER, R_UPPER], PITCH] += lift * e[:, None]
     m.angles[:, L_UPPER, YAW] += opening * e
     m.angles[:, R_UPPER, YAW] -= opening * e
     m.angles[:, [L_FORE, R_FORE], PITCH] += 0.3 * e[:, None]
 
 
-def _jump(u, amp, rng, m):
+def _jump(u, amp, rng, m, style):
     crouch = ramp(u, 0.05, 0.3) * (1 - ramp(u, 0.32, 0.4)) + 0.8 * ramp(u, 0.6, 0.66) * (1 - ramp(u, 0.7, 0.9))
     flight = np.clip((u - 0.4) / 0.22, 0.0, 1.0)
     air = 4.0 * flight * (1.0 - flight)
@@ -212,23 +248,27 @@ def _jump(u, amp, rng, m):
         m.angles[:, shank, PITCH] -= 1.4 * amp * crouch
         m.angles[:, foot, PITCH] += 0.5 * amp * crouch
     m.angles[:, SPINE_LOW, PITCH] -= 0.3 * crouch
-    m.angles[:, [L_UPPER, R_UPPER], PITCH] += (1.2 * air - 0.6 * crouch)[:, None]
+    swing = (1.2 * air - 0.6 * crouch) if style == 0 else 0.3 * air   # arms swing up, or stay low
+    m.angles[:, [L_UPPER, R_UPPER], PITCH] += swing[:, None]
     m.lift += rng.uniform(0.15, 0.3) * amp * air
 
 
-def _push(u, amp, rng, pair):
+def _push(u, amp, rng, pair, style):
     a, b = pair
-    reach = ramp(u, 0.1, 0.35) * (1.0 - ramp(u, 0.7, 0.95))
-    a.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.45 * reach[:, None]
+    reach = ramp(u, 0.1, 0.35) * (1.0 - 0.5 * ramp(u, 0.7, 0.95))
+    hands = [L_UPPER, R_UPPER] if style == 0 else [R_UPPER]          # with both hands or one
+    a.angles[:, hands, PITCH] += 1.45 * reach[:, None]
     a.angles[:, [L_FORE, R_FORE], PITCH] += (1.6 * reach * (1.0 - ramp(u, 0.35, 0.5)))[:, None]
     a.shift[:, 2] -= 0.15 * ramp(u, 0.35, 0.5)
     hit = ramp(u, 0.38, 0.6)
     b.shift[:, 2] += rng.uniform(0.25, 0.45) * amp * hit
-    b.angles[:, SPINE_LOW, PITCH] += 0.35 * np.sin(np.pi * ramp(u, 0.38, 0.85))
+    b.angles[:, SPINE_LOW, PITCH] += 0.35 * np.sin(np.pi * ramp(u, 0.38, 0.85)) + 0.15 * hit
     b.angles[:, [L_UPPER, R_UPPER], PITCH] += (0.6 * np.sin(np.pi * ramp(u, 0.38, 0.85)))[:, None]
+    b.angles[:, R_THIGH, PITCH] -= 0.45 * hit                       # the partner steps back, and stays
+    b.angles[:, R_SHANK, PITCH] -= 0.3 * hit
 
 
-def _handshake(u, amp, rng, pair):
+def _handshake(u, amp, rng, pair, style):
     e = ramp(u, 0.0, 0.25) * (1.0 - ramp(u, 0.75, 1.0))
     shaking = ramp(u, 0.25, 0.3) * (1.0 - ramp(u, 0.7, 0.75))
     osc = np.sin(2 * np.pi * rng.uniform(2.0, 4.0) * u)
@@ -237,48 +277,201 @@ def _handshake(u, amp, rng, pair):
         m.angles[:, R_UPPER, YAW] += 0.35 * e
         m.angles[:, R_FORE, PITCH] += 0.5 * e + 0.18 * osc * shaking
         m.shift[:, 2] -= 0.1 * e
+    if style == 1:                                                 # the other hand on the partner's arm
+        pair[0].angles[:, L_UPPER, PITCH] += 0.9 * e
+        pair[0].angles[:, L_UPPER, YAW] -= 0.4 * e
+        pair[0].angles[:, L_FORE, PITCH] += 0.8 * e
 
 
 @dataclass(frozen=True)
 class Action:
-    """One class: a program that adds its movement to the rest motion(s), maybe played backwards."""
+    """One class: a program that adds its movement to the rest motion(s), maybe played backwards.
+
+    `uses` names the limb groups the program moves (`left_arm`, `right_arm`, `legs`, `torso`,
+    `head`); distractor motions only go to the others, so they never imitate another class.
+    """
     name: str
     program: Callable
     persons: int = 1
     reverse: bool = False
+    uses: frozenset = frozenset()
 
 
+ARMS, LEGS_TORSO = frozenset({"left_arm", "right_arm"}), frozenset({"legs", "torso"})
 # Pairs first (same poses, opposite time order), then the classes without a twin.
 ACTIONS: tuple[Action, ...] = (
-    Action("raise arms", _raise_arms), Action("lower arms", _raise_arms, reverse=True),
-    Action("squat down", _squat), Action("stand up", _squat, reverse=True),
-    Action("bow down", _bend_down), Action("straighten up", _bend_down, reverse=True),
-    Action("turn away", _turn_away), Action("turn back", _turn_away, reverse=True),
-    Action("punch", _punch), Action("pull back", _punch, reverse=True),
-    Action("kick", _kick), Action("stomp", _kick, reverse=True),
-    Action("push", _push, persons=2), Action("pull partner", _push, persons=2, reverse=True),
-    Action("handshake", _handshake, persons=2),
-    Action("wave", _wave), Action("clap", _clap), Action("jump", _jump),
+    Action("raise arms", _raise_arms, uses=ARMS), Action("lower arms", _raise_arms, reverse=True, uses=ARMS),
+    Action("squat down", _squat, uses=ARMS | LEGS_TORSO),
+    Action("stand up", _squat, reverse=True, uses=ARMS | LEGS_TORSO),
+    Action("bow down", _bend_down, uses=ARMS | {"torso", "head"}),
+    Action("straighten up", _bend_down, reverse=True, uses=ARMS | {"torso", "head"}),
+    Action("kneel down", _kneel, uses=LEGS_TORSO),
+    Action("rise from kneeling", _kneel, reverse=True, uses=LEGS_TORSO),
+    Action("punch", _punch, uses=ARMS | {"torso"}), Action("pull back", _punch, reverse=True, uses=ARMS | {"torso"}),
+    Action("kick", _kick, uses=LEGS_TORSO), Action("stomp", _kick, reverse=True, uses=LEGS_TORSO),
+    Action("push", _push, persons=2, uses=ARMS | {"torso"}),
+    Action("pull partner", _push, persons=2, reverse=True, uses=ARMS | {"torso"}),
+    Action("handshake", _handshake, persons=2, uses=frozenset({"right_arm"})),
+    Action("wave", _wave, uses=frozenset({"right_arm"})), Action("clap", _clap, uses=ARMS),
+    Action("jump", _jump, uses=ARMS | LEGS_TORSO),
 )
 
 
-def perform(action: Action, T: int, rng: np.random.Generator) -> list[Motion]:
-    """Draw one performance of `action` over T frames: window, amplitude, idle sway, then the program."""
+# ---------------------------------------------------------------------- distractors, mirroring
+
+_ARM = {"left_arm": (L_UPPER, L_FORE, -1.0), "right_arm": (R_UPPER, R_FORE, 1.0)}
+_LEG = {"left_leg": (L_THIGH, L_SHANK, -1.0), "right_leg": (R_THIGH, R_SHANK, 1.0)}
+
+
+def _scratch_head(e, rng, m, limb):
+    upper, fore, side = _ARM[limb]
+    m.angles[:, upper, PITCH] += rng.uniform(1.8, 2.5) * e
+    m.angles[:, upper, ROLL] += side * 0.45 * e
+    m.angles[:, fore, PITCH] += (1.9 + 0.2 * np.sin(2 * np.pi * rng.uniform(3, 6) * np.linspace(0, 1, len(e)))) * e
+
+
+def _hand_on_hip(e, rng, m, limb):
+    upper, fore, side = _ARM[limb]
+    m.angles[:, upper, ROLL] += side * rng.uniform(0.35, 0.6) * e
+    m.angles[:, fore, PITCH] += rng.uniform(1.3, 1.8) * e
+
+
+def _arm_swing(e, rng, m, limb):
+    upper, fore, _ = _ARM[limb]
+    osc = np.sin(2 * np.pi * rng.uniform(1.0, 3.0) * np.linspace(0, 1, len(e)) + rng.uniform(0, 6.3))
+    m.angles[:, upper, PITCH] += rng.uniform(0.3, 0.6) * osc * e
+    m.angles[:, fore, PITCH] += 0.3 * e
+
+
+def _look_around(e, rng, m, limb):
+    osc = np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * np.linspace(0, 1, len(e)) + rng.uniform(0, 6.3))
+    m.angles[:, NECK, YAW] += rng.uniform(0.6, 1.1) * osc * e
+    m.angles[:, NECK, PITCH] += rng.normal(0, 0.2) * e
+
+
+def _weight_shift(e, rng, m, limb):
+    side = rng.choice([-1.0, 1.0])
+    m.angles[:, SPINE_LOW, ROLL] += side * rng.uniform(0.08, 0.16) * e
+    m.angles[:, [L_THIGH, R_THIGH], ROLL] -= side * 0.08 * e[:, None]
+    m.angles[:, SPINE_UP, PITCH] += rng.normal(0, 0.1) * e
+
+
+def _foot_tap(e, rng, m, limb):
+    thigh, shank, _ = _LEG[rng.choice(list(_LEG))]
+    tap = 0.5 * (1 + np.sin(2 * np.pi * rng.uniform(2, 5) * np.linspace(0, 1, len(e))))
+    m.angles[:, thigh, PITCH] += 0.15 * tap * e
+    m.angles[:, shank, PITCH] -= 0.35 * tap * e
+
+
+# distractor -> the limb groups it may take (it needs one that the action leaves free)
+DISTRACTORS: tuple[tuple[Callable, tuple[str, ...]], ...] = (
+    (_scratch_head, ("left_arm", "right_arm")), (_hand_on_hip, ("left_arm", "right_arm")),
+    (_arm_swing, ("left_arm", "right_arm")), (_look_around, ("head",)),
+    (_weight_shift, ("torso",)), (_foot_tap, ("legs",)),
+)
+
+
+def mirror(m: Motion) -> Motion:
+    """The same motion by the other side of the body (left and right swapped, yaw and roll negated)."""
+    angles = m.angles.copy()
+    for left, right in MIRROR:
+        angles[:, [left, right]] = angles[:, [right, left]]
+    angles[..., YAW] *= -1.0
+    angles[..., ROLL] *= -1.0
+    return Motion(angles, -m.yaw, m.shift * np.array([-1.0, 1.0, 1.0]), m.lift.copy())
+
+
+def _mirror_uses(uses: frozenset) -> frozenset:
+    swap = {"left_arm": "right_arm", "right_arm": "left_arm"}
+    return frozenset(swap.get(u, u) for u in uses)
+
+
+@dataclass(frozen=True, eq=False)
+class Performer:
+    """How one subject moves: bone lengths, habitual posture, handedness, vigour and tempo."""
+    lengths: np.ndarray
+    posture: np.ndarray = field(default_factory=lambda: np.zeros((V, 3)))   # added to the rest angles
+    left_handed: bool = False
+    vigour: float = 1.0
+    tempo: float = 0.0                          # > 0: starts fast and slows down; < 0: the reverse
+    habit: float = 0.5                          # chance of style 1 of an action (see the programs)
+
+
+def performer(seed: int, subject: int) -> Performer:
+    """The traits of `subject` (the same in every clip of the subject and seed)."""
+    rng = np.random.default_rng([seed, subject, 4])
+    posture = np.zeros((V, 3))
+    posture[SPINE_LOW, PITCH] = rng.normal(0, 0.15)                 # slouch or upright
+    posture[SPINE_LOW, ROLL] = rng.normal(0, 0.05)                  # leaning to one side
+    posture[SPINE_UP, PITCH] = rng.normal(0, 0.12)
+    posture[NECK, PITCH] = rng.normal(0, 0.2)
+    posture[NECK, ROLL] = rng.normal(0, 0.1)
+    carriage = rng.uniform(-0.05, 0.35)                             # arms held away from the body
+    posture[L_UPPER, ROLL], posture[R_UPPER, ROLL] = -carriage, carriage
+    posture[[L_UPPER, R_UPPER], PITCH] = rng.normal(0, 0.15)        # arms a little forward or back
+    posture[[L_FORE, R_FORE], PITCH] = rng.uniform(0.0, 0.8)        # elbows bent
+    stance = rng.uniform(-0.02, 0.16)
+    posture[L_THIGH, ROLL], posture[R_THIGH, ROLL] = -stance, stance
+    posture[[L_SHANK, R_SHANK], PITCH] = -rng.uniform(0.0, 0.25)    # soft knees
+    return Performer(lengths=body_lengths(seed, subject), posture=posture,
+                     left_handed=bool(rng.random() < 0.5), vigour=float(rng.uniform(0.8, 1.2)),
+                     tempo=float(rng.uniform(-0.2, 0.2)), habit=float(rng.choice([0.15, 0.85])))
+
+
+def _envelope(T: int, rng: np.random.Generator) -> np.ndarray:
+    """A distractor's presence over the clip: on somewhere for 25 to 70 % of it, smooth edges."""
+    span = rng.uniform(0.25, 0.7)
+    a = rng.uniform(0.0, 1.0 - span)
+    u = np.linspace(0.0, 1.0, T)
+    edge = min(0.1, span / 3)
+    return ramp(u, a, a + edge) * (1.0 - ramp(u, a + span - edge, a + span))
+
+
+def perform(action: Action, T: int, rng: np.random.Generator,
+            who: list[Performer] | None = None) -> list[Motion]:
+    """Draw one performance of `action` over T frames by `who` (one performer per person).
+
+    The movement takes a random 40 to 90 % window of the clip at a varying speed (a monotone time
+    warp), with a random amplitude, by the performer's preferred side (sometimes the other), on top
+    of the performer's posture, idle sway and, often, a distractor on a limb the action leaves free.
+    """
+    who = list(who) if who is not None else [Performer(BASE_LENGTH)] * action.persons
     s = np.linspace(0.0, 1.0, T)
     if action.reverse:
         s = s[::-1]
-    start, stop = rng.uniform(0.02, 0.25), 1.0 - rng.uniform(0.02, 0.25)
-    u = np.clip((s - start) / (stop - start), 0.0, 1.0)
-    amp = rng.uniform(0.75, 1.15)
-    motions = [Motion.still(T) for _ in range(action.persons)]
-    for m in motions:
-        t = np.arange(T) / 30.0                               # idle sway, style offsets
-        m.angles[:, SPINE_LOW, PITCH] += 0.04 * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 6.3))
-        m.angles[:, NECK, YAW] += 0.1 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 6.3))
-        m.angles[:, [L_UPPER, R_UPPER, L_FORE, R_FORE], PITCH] += rng.normal(0, 0.06, 4)
+    warp = np.clip(who[0].tempo + rng.normal(0, 0.08), -0.3, 0.3)
+    s = s + warp * np.sin(np.pi * s) / np.pi                     # monotone: speed 1 + warp cos(pi s) > 0
+    span = rng.uniform(0.3, 0.75)
+    start = rng.uniform(0.0, 1.0 - span)
+    u = np.clip((s - start) / span, 0.0, 1.0)
+    amp = rng.uniform(0.6, 1.25) * who[0].vigour
+    zero = lambda: Motion(np.zeros((T, V, 3)), np.zeros(T), np.zeros((T, 3)), np.zeros(T))  # noqa: E731
+    moves = [zero() for _ in range(action.persons)]
+    style = int(rng.random() < who[0].habit)
+    action.program(u, amp, rng, moves if action.persons == 2 else moves[0], style)
+    other_side = rng.random() < 0.25
+    uses = action.uses
+    if action.persons == 1 and who[0].left_handed != other_side:
+        moves, uses = [mirror(moves[0])], _mirror_uses(uses)
+    out = []
+    t = np.arange(T) / 30.0
+    for k, (m, person) in enumerate(zip(moves, who)):
+        m.angles += rest_angles(T) + person.posture
+        m.angles[:, [SPINE_LOW, SPINE_UP, NECK]] += rng.normal(0, 0.07, (3, 3))      # today's posture
+        m.angles[:, SPINE_LOW, PITCH] += 0.05 * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 6.3))
+        m.angles[:, NECK, YAW] += 0.12 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 6.3))
+        for j in (L_UPPER, R_UPPER, L_FORE, R_FORE):            # arms drift a little
+            m.angles[:, j, PITCH] += rng.normal(0, 0.08) + 0.06 * np.sin(
+                2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 6.3))
         m.shift[:, 0] += 0.03 * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t + rng.uniform(0, 6.3))
-    action.program(u, amp, rng, motions if action.persons == 2 else motions[0])
-    return motions
+        free = [(fn, limb) for fn, limbs in DISTRACTORS for limb in limbs if limb not in (uses if k == 0 else ())]
+        for _ in range(2):                                       # up to two distractors
+            if free and rng.random() < 0.75:
+                fn, limb = free.pop(int(rng.integers(len(free))))
+                fn(_envelope(T, rng), rng, m, limb)
+                free = [(f, l) for f, l in free if l != limb]
+        out.append(m)
+    return out
 
 
 # ----------------------------------------------------------------------------- people, cameras
@@ -292,12 +485,17 @@ def subject_ids(n: int) -> list[int]:
 
 
 def body_lengths(seed: int, subject: int) -> np.ndarray:
-    """Per-subject bone lengths: overall size and a per-bone jitter, left and right alike."""
+    """Per-subject bone lengths: overall size, arm / leg / trunk proportions and a per-bone jitter,
+    left and right alike."""
     rng = np.random.default_rng([seed, subject, 3])
-    jitter = rng.uniform(0.93, 1.07, V)
+    jitter = rng.uniform(0.9, 1.1, V)
     for left, right in MIRROR:
         jitter[right] = jitter[left]
-    return BASE_LENGTH * rng.uniform(0.86, 1.12) * jitter
+    arms, legs, trunk = rng.uniform(0.88, 1.12, 3)
+    jitter[[4, 5, 6, 7, 8, 9, 10, 11, 21, 22, 23, 24]] *= arms
+    jitter[[12, 13, 14, 15, 16, 17, 18, 19]] *= legs
+    jitter[[1, 20, 2, 3]] *= trunk
+    return BASE_LENGTH * rng.uniform(0.84, 1.14) * jitter
 
 
 @dataclass(frozen=True)
@@ -306,21 +504,24 @@ class Camera:
     distance: float
     height: float
     tilt: float
+    roll: float = 0.0
 
     def see(self, world: np.ndarray) -> np.ndarray:
         """World points (..., 3) (floor at y = 0, subject near the origin) -> Kinect camera space."""
-        rot = _rot(0, np.float64(self.tilt)) @ _rot(1, np.float64(self.yaw))
+        rot = _rot(2, np.float64(self.roll)) @ _rot(0, np.float64(self.tilt)) @ _rot(1, np.float64(self.yaw))
         return world @ rot.T + np.array([0.0, -self.height, self.distance])
 
 
-def camera(seed: int, setup: int, camera_id: int, yaw_deg: float | None = None) -> Camera:
-    """Camera `camera_id` of `setup`: a fixed yaw per id (+- a few degrees), distance, height, tilt."""
+def camera(seed: int, setup: int, camera_id: int, yaw_deg: float | None = None, session: int = 0) -> Camera:
+    """Camera `camera_id` of `setup`: a fixed yaw per id (+- a few degrees), distance, height, and a
+    residual tilt and roll of the sensor (up to about 30 and 10 degrees) that differ from one
+    recording session (`session`, e.g. the subject) to the next, as the cameras are re-mounted."""
     rng = np.random.default_rng([seed, setup, 2])
     height = rng.uniform(0.75, 1.25)                          # one height per setup, as in NTU
-    rng = np.random.default_rng([seed, setup, camera_id, 2])
+    rng = np.random.default_rng([seed, setup, camera_id, 2] + ([session] if session else []))
     yaw = np.deg2rad(CAMERA_YAW_DEG[camera_id] if yaw_deg is None else yaw_deg) + rng.normal(0, np.deg2rad(4))
     return Camera(yaw=float(yaw), distance=float(rng.uniform(2.5, 3.5)), height=float(height),
-                  tilt=float(rng.uniform(-0.08, 0.12)))
+                  tilt=float(rng.uniform(-0.5, 0.5)), roll=float(rng.normal(0.0, 0.15)))
 
 
 def draw_length(rng: np.random.Generator, longest: int = 300) -> int:
@@ -349,8 +550,8 @@ def place(motions: list[Motion], lengths: list[np.ndarray], facing: float, centr
 
 def sensor_noise(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     """Kinect-like jitter: a few millimetres on the trunk, about a centimetre on hands and feet."""
-    sigma = np.full(V, 0.003)
-    sigma[EXTREMITIES] = 0.008
+    sigma = np.full(V, 0.004)
+    sigma[EXTREMITIES] = 0.012
     return rng.normal(0.0, 1.0, shape) * sigma[:, None]
 
 
@@ -412,23 +613,47 @@ def performance(cfg: SynthConfig, setup: int, subject: int, rep: int, action: in
     rng = np.random.default_rng([cfg.seed, setup, subject, rep, action])
     act = ACTIONS[action - 1]
     T = draw_length(rng)
-    motions = perform(act, T, rng)
-    lengths = [body_lengths(cfg.seed, subject)]
-    if act.persons == 2:                                         # the partner: another body size
-        lengths.append(body_lengths(cfg.seed, 1000 + subject * 7 + rep))
-    facing = (0.35 if rep % 2 == 0 else -0.35) * (rep > 1) + rng.normal(0.0, 0.15)
-    centre = np.array([rng.uniform(-0.3, 0.3), 0.0, rng.uniform(-0.3, 0.3)])
-    world = place(motions, lengths, facing, centre, gap=rng.uniform(0.85, 1.05))
+    who = [performer(cfg.seed, subject)]
+    if act.persons == 2:                                         # the partner: another person
+        who.append(performer(cfg.seed, 1000 + subject * 7 + rep))
+    motions = perform(act, T, rng, who)
+    facing = (0.35 if rep % 2 == 0 else -0.35) * (rep > 1) + rng.normal(0.0, 0.2)
+    centre = np.array([rng.uniform(-0.4, 0.4), 0.0, rng.uniform(-0.4, 0.4)])
+    world = place(motions, [p.lengths for p in who], facing, centre, gap=rng.uniform(0.6, 1.5))
     return world, T
+
+
+LIMBS = ([4, 5, 6, 7, 21, 22], [8, 9, 10, 11, 23, 24], [12, 13, 14, 15], [16, 17, 18, 19])
+
+
+def tracking_glitches(rng: np.random.Generator, joints: np.ndarray) -> np.ndarray:
+    """Kinect's tracking errors on (B, T, V, 3): a joint that jumps away for a few frames, a limb
+    that freezes in place while the body moves on."""
+    joints = joints.copy()
+    B, T = joints.shape[:2]
+    for b in range(B):
+        if rng.random() < 0.3:
+            j = int(rng.choice(EXTREMITIES))
+            t0 = int(rng.integers(0, T))
+            joints[b, t0:t0 + int(rng.integers(2, 7)), j] += rng.normal(0.0, 0.15, 3)
+        if rng.random() < 0.2:
+            limb = LIMBS[int(rng.integers(len(LIMBS)))]
+            t0 = int(rng.integers(0, T))
+            t1 = min(T, t0 + max(2, int(T * rng.uniform(0.1, 0.25))))
+            body = joints[b]                                     # (T, V, 3) view
+            body[t0:t1, limb] = body[t0:t1, :1] + (body[t0, limb] - body[t0, 0])
+    return joints
 
 
 def render_clip(cfg: SynthConfig, setup: int, cam: int, subject: int, rep: int, action: int) -> Clip:
     """One NTU sample: the performance seen by camera `cam`, with sensor noise (and anomalies if asked)."""
     world, _ = performance(cfg, setup, subject, rep, action)             # shared by the cameras
     rng = np.random.default_rng([cfg.seed, setup, subject, rep, action, cam, 1])
-    view = camera(cfg.seed, setup, cam)
+    view = camera(cfg.seed, setup, cam, session=subject)
     joints = np.stack([view.see(w) for w in world])              # (B, T, V, 3)
-    joints += sensor_noise(rng, joints.shape)
+    joints = tracking_glitches(rng, joints + sensor_noise(rng, joints.shape))
+    if len(joints) == 2 and rng.random() < 0.5:                  # who is listed first: either person
+        joints = joints[::-1]
     B, T = joints.shape[:2]
     present = np.ones((B, T), dtype=bool)
     ids = [int(BODY_ID_BASE + 3000 + rng.integers(0, 2 ** 20)) + k for k in range(B)]
@@ -560,7 +785,7 @@ def pku_sequence(cfg: SynthConfig, subject: int, rep: int) -> tuple[list[np.ndar
     for k, index in enumerate(order):
         act = ACTIONS[index]
         T = draw_length(rng) if k != long_one else int(rng.integers(320, 380))
-        motions = perform(act, T, rng)
+        motions = perform(act, T, rng, [performer(cfg.seed, 500 + subject), performer(cfg.seed, 900 + subject)][:act.persons])
         a = motions[0]
         b = motions[1] if act.persons == 2 else None
         idle = int(rng.integers(15, 45))
