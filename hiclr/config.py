@@ -51,6 +51,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "edge_importance": True,
         "graph": "ntu",
         "temporal_kernel": 9,
+        "init": "reference",     # reference (the HiCLR release: conv / linear N(0, 0.02), BN N(1, 0.02),
+                                 # biases 0) | torch (PyTorch's default); see hiclr/models/init.py
     },
     "ssl": {
         "objective": "hiclr",
@@ -276,6 +278,9 @@ def validate_values(cfg: dict) -> None:
     for key in ("epochs", "batch_size"):
         if not isinstance(optim[key], int) or optim[key] < 1:
             raise UserError(f"optim.{key} is {optim[key]!r}; it must be a positive integer")
+    if "init" in cfg.get("model", {}):
+        from hiclr.models.init import check_init   # the registry of schemes (INIT_SCHEMES)
+        check_init(cfg["model"]["init"])
     if cfg["engine"]["precision"] not in ("auto", "bf16", "fp32"):
         raise UserError(f"engine.precision is {cfg['engine']['precision']!r}; use auto, bf16 or fp32")
 

@@ -13,24 +13,40 @@ EPILOG = {
   hiclr linear --config configs/tiny/linear.yaml --encoder checkpoints/RUN/encoder.pt --data data/synth.h5
   hiclr linear --config configs/ntu60/xsub/linear_joint.yaml --encoder hiclr_release/joint.pt --through-encoder
   hiclr linear --config configs/transfer/ntu120_to_pku2_linear.yaml --encoder checkpoints/NTU120_RUN/encoder.pt
+  hiclr linear --config configs/ntu60/xsub/linear_joint.yaml --encoder random --out checkpoints/RUN_random
+  hiclr linear --config configs/ntu60/xsub/linear_joint.yaml --encoder raw --set eval.standardize=true
 
 The frozen encoder runs once and the linear layer trains on cached features (run folder
 features/, keyed by the encoder's and the data file's checksums); --through-encoder runs the
 encoder on every augmented batch instead. Top-1/top-5 are reported at the last and the best epoch.
+Baselines: --encoder random is the config's architecture at random init (model.init, run.seed)
+with its BatchNorm statistics re-estimated on the training split; --encoder raw is the probe on
+the flattened input coordinates of the stream, no model.
 """,
     "knn": """examples:
   hiclr knn --config configs/base/knn.yaml --encoder checkpoints/RUN/encoder.pt --data data/ntu60.h5
   hiclr knn --encoder checkpoints/RUN/encoder.pt --data data/ntu60.h5 --protocol xsub --k 20
+  hiclr knn --config configs/base/knn.yaml --encoder random --data data/ntu60.h5 --set run.seed=1
+  hiclr knn --config configs/base/knn.yaml --encoder raw --data data/ntu60.h5 --set data.stream=bone
+
+Baselines: random (the config's architecture at random init, BatchNorm statistics re-estimated on
+the training split) and raw (cosine kNN on the flattened input coordinates of the stream).
 """,
     "semi": """examples:
   hiclr semi --config configs/ntu60/xsub/semi_joint.yaml --encoder checkpoints/RUN/encoder.pt
   hiclr semi --config configs/ntu60/xsub/semi_joint.yaml --encoder RUN/encoder.pt --fractions 0.01 --seeds 0 1 2
+  hiclr semi --config configs/ntu60/xsub/semi_joint.yaml --encoder random
 
 Each subset is saved as <run>/semi_<p>pct_seed<s>.npy (indices into /samples) with a .json record.
+--encoder random trains the architecture from scratch on each subset (supervised baseline), from
+an init seeded by that subset's training seed.
 """,
     "finetune": """examples:
   hiclr finetune --config configs/ntu60/xsub/finetune_joint.yaml --encoder checkpoints/RUN/encoder.pt
   hiclr finetune --config configs/ntu60/xsub/finetune_joint.yaml --encoder RUN/encoder.pt --resume
+  hiclr finetune --config configs/ntu60/xsub/finetune_joint.yaml --encoder random
+
+--encoder random trains the architecture from scratch (supervised baseline).
 """,
     "ensemble": """examples:
   hiclr ensemble checkpoints/ntu60_xsub_linear_joint checkpoints/ntu60_xsub_linear_bone checkpoints/ntu60_xsub_linear_motion
@@ -39,6 +55,17 @@ Each subset is saved as <run>/semi_<p>pct_seed<s>.npy (indices into /samples) wi
 Default weights come from each run's stream: joint 0.6, bone 0.6, motion 0.4 (fixed in advance,
 never searched on the test set).
 """,
+}
+_CKPT = "encoder.pt, last.pt / epoch_XXX.pt, a reference release checkpoint"
+_RANDOM_FROZEN = ("'random' (model.* at random init by model.init, seeded by run.seed, BatchNorm "
+                  "statistics re-estimated on the training split)")
+_RAW = "'raw' (no model: the flattened input coordinates of the stream)"
+_RANDOM_TRAINED = "'random' (model.* at random init by model.init, seeded by run.seed: trained from scratch)"
+ENCODER_HELP = {
+    "linear": f"{_CKPT}, {_RANDOM_FROZEN} or {_RAW}",
+    "knn": f"{_CKPT}, {_RANDOM_FROZEN} or {_RAW}",
+    "semi": f"{_CKPT} or {_RANDOM_TRAINED}",
+    "finetune": f"{_CKPT} or {_RANDOM_TRAINED}",
 }
 HELP = {
     "linear": "linear probe on the frozen encoder (cached features by default)",
@@ -55,8 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", metavar="FILE", help="YAML config (default: the built-in defaults)")
         p.add_argument("--encoder", required=True, metavar="CKPT",
-                       help="encoder.pt, last.pt / epoch_XXX.pt, a reference release checkpoint, "
-                            "or 'random' (random init from model.*, seeded by run.seed)")
+                       help=ENCODER_HELP[name])
         p.add_argument("--data", metavar="FILE.h5", help="data file (sets data.path; e.g. for transfer)")
         p.add_argument("--protocol", help="split protocol (sets data.protocol), e.g. xsub")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -106,25 +132,25 @@ def protocol_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def resolve_encoder(spec: str, cfg: dict):
-    """A checkpoint path, or a seeded random-init encoder for `random`."""
-    if spec != "random":
-        if not Path(spec).is_file():
-            raise UserError(f"--encoder {spec} does not exist; pass checkpoints/RUN/encoder.pt, a training "
-                            f"checkpoint, a reference release checkpoint or 'random'.")
-        return spec
-    import torch
+def resolve_encoder(spec: str, protocol: str):
+    """A checkpoint path, or a `Baseline` for `raw` / `random` (built by the protocol once its data
+    is loaded: `hiclr.eval.baselines.build_baseline`); `raw` with semi / finetune is refused."""
+    from hiclr.eval.baselines import BASELINES, Baseline, check_protocol
 
-    from hiclr.models import build_encoder
-    torch.manual_seed(int(cfg["run"].get("seed", 0)))
-    return build_encoder(cfg["model"])
+    if spec in BASELINES:
+        check_protocol(spec, protocol)
+        return Baseline(spec)
+    if not Path(spec).is_file():
+        raise UserError(f"--encoder {spec} does not exist; pass checkpoints/RUN/encoder.pt, a training "
+                        f"checkpoint, a reference release checkpoint, 'random' or 'raw'.")
+    return spec
 
 
 def _run_protocol(args: argparse.Namespace) -> int:
     from hiclr.eval import finetune, knn, linear, semi
 
+    encoder = resolve_encoder(args.encoder, args.protocol_name)
     cfg = protocol_config(args)
-    encoder = resolve_encoder(args.encoder, cfg)
     plots = not args.no_plots
     name = args.protocol_name
     if name == "linear":

@@ -186,15 +186,23 @@ def load_eval_data(cfg: dict) -> EvalData:
         "train_samples": len(train), "test_samples": len(test)})
 
 
-def prepare_encoder(encoder, cfg: dict, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def prepare_encoder(encoder, cfg: dict, device: torch.device, train=None) -> tuple[torch.nn.Module, dict]:
     """(frozen-ready encoder on `device` in eval mode, its report entry).
 
     `encoder`: a checkpoint path (our encoder.pt / last.pt / epoch_XXX.pt or the reference
-    release's) or an `nn.Module` (e.g. a random-init baseline). A checkpoint that records another
-    stream than `data.stream` is refused.
+    release's), an `nn.Module`, or a `hiclr.eval.baselines.Baseline` (`raw`, `random`), built here
+    by `build_baseline` with `train`, the protocol's training split (the frozen protocols pass it:
+    `random` then has its BatchNorm statistics re-estimated on it). A checkpoint that records
+    another stream than `data.stream` is refused.
     """
+    from hiclr.eval.baselines import Baseline, build_baseline
+
     stream = cfg["data"]["stream"]
-    if isinstance(encoder, torch.nn.Module):
+    if isinstance(encoder, Baseline):
+        module, description = build_baseline(encoder.name, cfg, train, device)
+        meta = {"path": None, "baseline": encoder.name, "description": description,
+                "encoder_cfg": dict(cfg["model"]) if encoder.name == "random" else None}
+    elif isinstance(encoder, torch.nn.Module):
         module, meta = encoder.to(device).eval(), {"path": None, "encoder_cfg": None}
     else:
         from hiclr.models import load_encoder
@@ -249,5 +257,7 @@ def make_run_dir(cfg: dict, out: str | os.PathLike | None, protocol: str) -> Pat
 
 
 def encoder_report(meta: dict) -> dict:
-    return {k: meta.get(k) for k in ("path", "checksum", "stream", "feature_dim", "pretrain_run",
-                                      "encoder_cfg")}
+    """The report's `encoder` entry; `description` names a baseline (e.g. "raw input (frame50,
+    joint)"), whose `path` is None."""
+    return {k: meta.get(k) for k in ("path", "description", "baseline", "checksum", "stream",
+                                      "feature_dim", "pretrain_run", "encoder_cfg")}

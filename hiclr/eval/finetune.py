@@ -96,7 +96,8 @@ def build_augment(cfg: dict):
 
 def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Path, *,
                   resume: bool = False) -> dict:
-    """Fine-tune `encoder` (checkpoint path or module, copied) on `train`, test on `test` every epoch.
+    """Fine-tune `encoder` (checkpoint path, module (copied) or `Baseline("random")`: built from
+    `model.*` and `run.seed`, trained from scratch) on `train`, test on `test` every epoch.
 
     train/test: `hiclr.data.Split`-like (x, labels, index, names). Returns the protocol entry plus
     "logits_last" (Tensor) for the caller to save.
@@ -104,17 +105,21 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     import copy
 
     from hiclr.engine import TrainData, train as engine_train
+    from hiclr.eval.baselines import Baseline, check_protocol
     from hiclr.eval.common import classification_summary, prepare_encoder
     from hiclr.eval.linear import new_linear_head
 
     device = torch.device("cpu")   # the engine moves the model to its device
+    if isinstance(encoder, Baseline):
+        check_protocol(encoder.name, "finetune")
     if isinstance(encoder, nn.Module):
         encoder = copy.deepcopy(encoder)
     module, meta = prepare_encoder(encoder, cfg, device)
     for p in module.parameters():
         p.requires_grad_(True)
     dim = meta["feature_dim"] or int(module(torch.zeros(1, *train.x.shape[1:])).shape[1])
-    head = new_linear_head(dim, num_classes, int(cfg["run"].get("seed", 0)))
+    head = new_linear_head(dim, num_classes, int(cfg["run"].get("seed", 0)),
+                           cfg.get("model", {}).get("init", "reference"), "finetune")
     task = FineTuneTask(Classifier(module, head), meta["stream"], test.x, test.labels, build_augment(cfg),
                         int(cfg["eval"].get("feature_batch_size", 256)))
     engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)

@@ -49,8 +49,9 @@ def knn_evaluate(train_features: torch.Tensor, train_labels: torch.Tensor, test_
 def run_knn(cfg: dict, encoder, *, out=None, progress: bool = True, plots: bool = True) -> dict:
     """`hiclr knn`: kNN on the (cached) frozen features; writes the report; returns the entry.
 
-    Uses `eval.k` and `eval.knn_temperature`; the features are shared with `hiclr linear` when
-    both run into the same folder.
+    encoder: a checkpoint path, an `nn.Module` or a `Baseline` (`raw`, `random`: built on the
+    loaded training split). Uses `eval.k` and `eval.knn_temperature`; the features are shared with
+    `hiclr linear` when both run into the same folder.
     """
     from hiclr.eval.common import (encoder_report, frozen_features, load_eval_data, make_run_dir,
                                    prepare_encoder, resolve_device)
@@ -59,7 +60,7 @@ def run_knn(cfg: dict, encoder, *, out=None, progress: bool = True, plots: bool 
     device = resolve_device(cfg["engine"].get("device"))
     run_dir = make_run_dir(cfg, out, "knn")
     data = load_eval_data(cfg)
-    model, meta = prepare_encoder(encoder, cfg, device)
+    model, meta = prepare_encoder(encoder, cfg, device, data.train)
     train_f, test_f = frozen_features(run_dir, model, meta, data, cfg, device, progress)
     result = knn_evaluate(train_f.to(device), data.train.labels, test_f.to(device), data.test.labels,
                           data.num_classes, int(cfg["eval"]["k"]), float(cfg["eval"]["knn_temperature"]))

@@ -65,10 +65,34 @@ class LinearResult:
     head: nn.Linear | None = None                       # the linear layer at the last epoch
 
 
-def new_linear_head(feature_dim: int, num_classes: int, seed: int) -> nn.Linear:
-    """Linear layer initialised as MoCo's linear classifier: weights N(0, 0.01), bias 0, seeded."""
-    head = nn.Linear(feature_dim, num_classes)
+HEAD_PROTOCOLS = ("linear", "finetune")
+
+
+def new_linear_head(feature_dim: int, num_classes: int, seed: int, init: str = "reference",
+                    protocol: str = "linear") -> nn.Linear:
+    """A new Linear(feature_dim, num_classes), drawn from a generator seeded by `seed` (the global
+    RNG is left as it was), initialised by `init` (`model.init`) as the reference does per protocol:
+
+    - "reference", protocol "linear" (the probe): weights N(0, 0.02), bias 0 (the release's linear
+      evaluation applies its `weights_init` to the whole model, fc included);
+    - "reference", protocol "finetune" (fine-tune and semi): PyTorch's default Linear init (the
+      release's fine-tune `weights_init` skips Linear layers);
+    - "torch", either protocol: the toolkit's head from before `model.init`, MoCo's linear
+      classifier: weights N(0, 0.01), bias 0.
+    """
+    from hiclr.models.init import check_init, init_weights
+
+    check_init(init)
+    if protocol not in HEAD_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {HEAD_PROTOCOLS}, got {protocol!r}")
+    with torch.random.fork_rng(devices=[]):      # the constructor's draws stay off the global stream
+        torch.manual_seed(seed)
+        head = nn.Linear(feature_dim, num_classes)
+    if init == "reference" and protocol == "finetune":
+        return head
     g = torch.Generator().manual_seed(seed)
+    if init == "reference":
+        return init_weights(head, "reference", g)
     with torch.no_grad():
         head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.01)
         head.bias.zero_()
@@ -80,11 +104,12 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
                num_classes: int, feature_dim: int | None = None,
                schedule: LinearSchedule | None = None, seed: int = 0,
                device: torch.device | str = "cpu", progress: bool = False,
-               on_epoch: Callable[[dict], None] | None = None) -> LinearResult:
+               on_epoch: Callable[[dict], None] | None = None, init: str = "reference") -> LinearResult:
     """Train a linear classifier and evaluate it on the test set after every epoch.
 
     train_features: cached features (N, D) or a function `idx (B,) -> (B, D)` (through the
-    encoder); test_features: (N_test, D) or a function `() -> (N_test, D)`.
+    encoder); test_features: (N_test, D) or a function `() -> (N_test, D)`; init: the head's
+    initialisation (`model.init`, see `new_linear_head`).
     """
     schedule = schedule or LinearSchedule()
     device = torch.device(device)
@@ -100,7 +125,7 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
     test_labels = test_labels.long().to(device)
     n = train_labels.shape[0]
 
-    head = new_linear_head(feature_dim, num_classes, seed).to(device)
+    head = new_linear_head(feature_dim, num_classes, seed, init, "linear").to(device)
     optimizer = torch.optim.SGD(head.parameters(), lr=schedule.lr, momentum=schedule.momentum,
                                 weight_decay=schedule.weight_decay, nesterov=schedule.nesterov)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones),
@@ -182,7 +207,9 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
 
     cfg: a resolved config (`hiclr.config.load_config`); the probe's schedule is `eval.lr`,
     `eval.weight_decay`, `eval.batch_size`, `eval.epochs`, `eval.milestones` with `optim.momentum`,
-    `optim.nesterov` and `optim.gamma`. encoder: a checkpoint path or an `nn.Module`.
+    `optim.nesterov` and `optim.gamma`; the head is initialised by `model.init`. encoder: a
+    checkpoint path, an `nn.Module` or a `Baseline` (`raw`, `random`: built on the loaded
+    training split).
     out: the run folder (default `run.out/run.name`).
     """
     from hiclr.eval.common import (encoder_report, frozen_features, load_eval_data, make_run_dir,
@@ -194,11 +221,12 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     device = resolve_device(cfg["engine"].get("device"))
     run_dir = make_run_dir(cfg, out, "linear")
     data = load_eval_data(cfg)
-    model, meta = prepare_encoder(encoder, cfg, device)
+    model, meta = prepare_encoder(encoder, cfg, device, data.train)
     for p in model.parameters():
         p.requires_grad_(False)
     schedule = schedule_from_config(cfg)
     seed = int(cfg["run"].get("seed", 0))
+    init = cfg.get("model", {}).get("init", "reference")
     metrics = run_dir / "metrics_linear.jsonl"
     metrics.write_text("")
     log = lambda row: append_jsonl(metrics, row)  # noqa: E731
@@ -212,7 +240,7 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
                                                 cfg, device, seed)
         result = fit_linear(train_fn, data.train.labels, test_fn, data.test.labels, data.num_classes,
                             meta["feature_dim"] or _probe_dim(model, data.train.x, meta["stream"], device),
-                            schedule, seed, device, progress, log)
+                            schedule, seed, device, progress, log, init)
         mode = "through the frozen encoder every epoch" + (" with augmentation" if ev.get("augment") else "")
     else:
         train_features, test_features = frozen_features(run_dir, model, meta, data, cfg, device, progress)
@@ -221,7 +249,7 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
             train_features, test_features = standardize(train_features, test_features)
             mode += ", standardised by the training mean / std"
         result = fit_linear(train_features, data.train.labels, test_features, data.test.labels,
-                            data.num_classes, None, schedule, seed, device, progress, log)
+                            data.num_classes, None, schedule, seed, device, progress, log, init)
     entry = linear_summary(result, data.test.labels, data.num_classes, schedule, mode)
     save_logits(run_dir, result.logits_last, data.test.labels, data.test.names, epoch=schedule.epochs)
     if plots and test_features is None:

@@ -1,6 +1,7 @@
 """Encoders built from config through a registry (timm-style), and their checkpoints.
 
     encoder = build_encoder({"name": "stgcn", "width": 16, "dropout": 0.5, "edge_importance": True})
+    encoder = build_encoder(cfg["model"])     # its `init` (model.init) re-initialises the weights
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Callable
 from torch import nn
 
 from data_prep.errors import UserError
+from hiclr.models.init import INIT_SCHEMES, check_init, init_weights
+from hiclr.models.raw import RawInput
 from hiclr.models.stgcn import STGCN
 
 #: name -> encoder class (or factory) taking the config's keys as keyword arguments.
@@ -34,9 +37,15 @@ register_encoder("stgcn")(STGCN)
 def build_encoder(cfg: dict) -> nn.Module:
     """The encoder named by `cfg["name"]` (default "stgcn"), built with the other keys of `cfg`.
 
+    `cfg["init"]` (`model.init`: reference | torch, see `hiclr.models.init`) is not an encoder
+    argument: when present, the built encoder is re-initialised by that scheme from torch's global
+    RNG; without it (e.g. the encoder cfg of an older checkpoint) it keeps PyTorch's default.
     An unknown name or key raises `UserError` naming it and the closest known one.
     """
     cfg = dict(cfg or {})
+    scheme = cfg.pop("init", None)
+    if scheme is not None:
+        check_init(scheme)
     name = cfg.pop("name", "stgcn")
     if name not in ENCODERS:
         raise UserError(f"unknown encoder {name!r} in model.name{_suggest(name, ENCODERS)}; "
@@ -48,7 +57,8 @@ def build_encoder(cfg: dict) -> nn.Module:
             if key not in params:
                 raise UserError(f"unknown key model.{key} for encoder {name!r}"
                                 f"{_suggest(key, params)}; known keys: {', '.join(params)}")
-    return factory(**cfg)
+    encoder = factory(**cfg)
+    return encoder if scheme is None else init_weights(encoder, scheme)
 
 
 def _suggest(word: str, known) -> str:
@@ -60,5 +70,6 @@ from hiclr.models.checkpoint import (  # noqa: E402  (checkpoint uses build_enco
     infer_encoder_cfg, load_encoder, load_encoder_state, save_encoder,
 )
 
-__all__ = ["ENCODERS", "STGCN", "build_encoder", "register_encoder", "save_encoder",
-           "load_encoder_state", "load_encoder", "infer_encoder_cfg"]
+__all__ = ["ENCODERS", "STGCN", "RawInput", "build_encoder", "register_encoder", "save_encoder",
+           "load_encoder_state", "load_encoder", "infer_encoder_cfg", "INIT_SCHEMES", "init_weights",
+           "check_init"]

@@ -163,7 +163,8 @@ def load_encoder(path, device="cpu") -> tuple[nn.Module, dict, str | None]:
         except KeyError as err:
             raise UserError(f"{path}: the encoder weights lack {err.args[0]!r}; "
                             "the checkpoint is incomplete") from err
-    model = build_encoder(cfg)
+    # the weights come from the file: no re-initialisation by the recorded `init`
+    model = build_encoder({k: v for k, v in cfg.items() if k != "init"})
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches

@@ -4,7 +4,7 @@ A run folder's `report.json`:
 
     {"format": "hiclr-report/1", "run": name, "updated": iso time,
      "config": resolved config, "data": {path, sha256, dataset, protocol, num_classes ...},
-     "encoder": {path, checksum, stream, pretrain_run}, "stream": "joint",
+     "encoder": {path, description, checksum, stream, pretrain_run}, "stream": "joint",
      "protocols": {"linear": {...}, "knn": {...}, "semi": {...}, "finetune": {...}, "ensemble": {...}},
      "figures": {name: file}, "notes": [...]}
 
@@ -119,7 +119,8 @@ def render_markdown(report: dict) -> str:
                      f"protocol {data.get('protocol')}, {data.get('num_classes')} classes, "
                      f"{data.get('train_samples', '?')} train / {data.get('test_samples', '?')} test samples")
     if encoder:
-        lines.append(f"- encoder: `{encoder.get('path')}` (weights checksum "
+        what = encoder.get("description") or f"`{encoder.get('path')}`"   # a baseline, or a file
+        lines.append(f"- encoder: {what} (weights checksum "
                      f"`{str(encoder.get('checksum', ''))[:16]}...`), stream {report.get('stream')}")
     lines.append(f"- updated: {report.get('updated')}")
     lines.append("")

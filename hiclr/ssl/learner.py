@@ -52,6 +52,10 @@ class ContrastiveLearner(nn.Module):
         or a zero-argument callable returning a fresh backbone (with attribute `feature_dim`).
     objective: a registered name (`OBJECTIVES`) or an objective module; it fixes `view_stages`.
     key_init: "random" (reference quirk: the key encoder starts from its own random init) or "copy".
+    init: the weight initialisation of both encoders, backbone and projection head
+        (`hiclr.models.init`: "reference", the release's N(0, 0.02), or "torch"); applied to the
+        query encoder, then to the key encoder (its own draw), before `key_init: copy` copies.
+        None: the `init` of an `encoder` config, else "reference" (the `model.init` default).
     fused_views: run all query views in one encoder call (faster; BatchNorm then normalises over
         all views together) instead of one call per view with its own batch statistics (reference).
     stream: "joint" | "motion" | "bone", derived from each view before the encoder.
@@ -63,15 +67,22 @@ class ContrastiveLearner(nn.Module):
                  dim: int = 128, hidden: int = 256, queue_size: int = 32768, momentum: float = 0.999,
                  temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1,
                  stream: str = "joint", fused_views: bool = False, key_init: str = "random",
-                 **objective_args):
+                 init: str | None = None, **objective_args):
         super().__init__()
         if key_init not in ("random", "copy"):
             raise ValueError(f"key_init must be 'random' or 'copy', got {key_init!r}")
         if stream not in ("joint", "motion", "bone"):
             raise ValueError(f"stream must be 'joint', 'motion' or 'bone', got {stream!r}")
+        from hiclr.models.init import check_init, init_weights
+
+        if init is None:
+            init = (None if callable(encoder) else encoder.get("init")) or "reference"
+        self.init_scheme = check_init(init)
         make_backbone = encoder if callable(encoder) else _backbone_factory(encoder)
         self.encoder_q = ProjectedEncoder(make_backbone(), hidden, dim)
         self.encoder_k = ProjectedEncoder(make_backbone(), hidden, dim)
+        init_weights(self.encoder_q, init)
+        init_weights(self.encoder_k, init)
         if key_init == "copy":
             self.encoder_k.load_state_dict(self.encoder_q.state_dict())
         self.encoder_k.requires_grad_(False)
@@ -88,12 +99,14 @@ class ContrastiveLearner(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ContrastiveLearner":
-        """Build from a resolved run config: sections `model`, `ssl` (its `options` mapping goes to
-        the objective) and `data.stream`."""
+        """Build from a resolved run config: sections `model` (`model.init`: the initialisation),
+        `ssl` (its `options` mapping goes to the objective) and `data.stream`."""
         ssl = dict(cfg.get("ssl", {}))
         options = ssl.pop("options", None) or {}
-        return cls(dict(cfg["model"]), ssl.pop("objective", "hiclr"),
-                   stream=cfg.get("data", {}).get("stream", "joint"), **ssl, **options)
+        model = dict(cfg["model"])
+        init = model.pop("init", None) or "reference"
+        return cls(model, ssl.pop("objective", "hiclr"),
+                   stream=cfg.get("data", {}).get("stream", "joint"), init=init, **ssl, **options)
 
     @property
     def view_stages(self) -> tuple[int, ...]:
@@ -194,4 +207,5 @@ class ContrastiveLearner(nn.Module):
 
 def _backbone_factory(cfg: dict) -> Callable[[], nn.Module]:
     from hiclr.models import build_encoder
+    cfg = {k: v for k, v in cfg.items() if k != "init"}   # the learner initialises both encoders
     return lambda: build_encoder(dict(cfg))
