@@ -5,7 +5,7 @@ from __future__ import annotations
 from data_prep.commands import run_cli
 
 # Each module of hiclr.commands defines `register(subparsers)`.
-COMMANDS = ["pretrain", "embed", "evaluate", "report", "demo", "bench"]
+COMMANDS = ["pretrain", "embed", "evaluate", "report", "demo", "bench", "sweep"]
 
 EPILOG = """examples:
   hiclr demo --out demo_out
@@ -14,6 +14,7 @@ EPILOG = """examples:
   hiclr linear --config configs/ntu60/xsub/linear_joint.yaml --encoder checkpoints/RUN/encoder.pt
   hiclr knn --encoder checkpoints/RUN/encoder.pt --data data/ntu60.h5 --protocol xsub
   hiclr ensemble RUN_J RUN_B RUN_M
+  hiclr sweep configs/demo/ablation.yaml --data demo_out/synth.h5 --out ablation_out
   hiclr bench aug --json
 """
 

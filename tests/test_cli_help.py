@@ -7,7 +7,7 @@ from data_prep.cli import main as prep_main
 from hiclr.cli import main as hiclr_main
 
 HICLR_COMMANDS = ["pretrain", "embed", "linear", "knn", "semi", "finetune", "ensemble", "report", "demo",
-                  "bench"]
+                  "bench", "sweep"]
 PREP_COMMANDS = ["ntu60", "ntu120", "pkummd", "import", "synth", "info", "verify"]
 
 
