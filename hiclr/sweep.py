@@ -62,14 +62,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
 import yaml
-from torch import nn
 
 from data_prep.atomic import atomic_write_text
 from data_prep.errors import UserError
+from hiclr.eval.baselines import BASELINES
 
-BASELINES = ("raw", "random")
 TOP_KEYS = ("pretrain", "linear", "knn", "seeds", "baselines", "reference", "variants")
 VARIANT_KEYS = ("config", "set")
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -258,43 +256,6 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
     return runs
 
 
-# ---------------------------------------------------------------- baselines
-
-class RawClips(nn.Module):
-    """The `raw` baseline: the input clip (N, C, T, V, M) flattened to (N, C*T*V*M); no parameters.
-
-    `clip_shape` (a buffer) records the (C, T, V, M) of the data, which also gives the module a
-    state for the evaluation's checksum and feature-cache key."""
-
-    def __init__(self, shape: tuple[int, int, int, int]):
-        super().__init__()
-        self.register_buffer("clip_shape", torch.tensor(list(shape), dtype=torch.int64))
-        self.feature_dim = int(math.prod(shape))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1).float()
-
-
-def _baseline_encoder(name: str, cfg: dict, store: str | Path) -> nn.Module:
-    """The frozen baseline encoder `name` (raw | random) for the resolved pre-training config `cfg`
-    (its model section, data section and run.seed). Isolated so the shared baselines can replace it."""
-    from hiclr.data import load_split
-    from hiclr.engine import resolve_device
-
-    data = cfg["data"]
-    train = load_split(store, data["protocol"], "train", data.get("view", "frame50"))
-    if name == "raw":
-        return RawClips(tuple(int(s) for s in train.x.shape[1:]))
-    if name == "random":
-        from hiclr.features import recalibrate_batchnorm
-        from hiclr.models import build_encoder
-        torch.manual_seed(int(cfg["run"]["seed"]))
-        encoder = build_encoder(cfg["model"])
-        return recalibrate_batchnorm(encoder, train.x, device=resolve_device(cfg["engine"]["device"]),
-                                     stream=data["stream"])
-    raise UserError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
-
-
 # ---------------------------------------------------------------- one run
 
 def step_cost(metrics_path: str | Path) -> dict:
@@ -359,6 +320,7 @@ def _read_yaml(path: Path) -> dict | None:
 def execute(run: Run, store: str | Path, *, plots: bool = False, progress: bool = False) -> dict:
     """Pre-train (variants; resumed or reused when possible), then linear + kNN; returns the record,
     also written to `<folder>/result.json`."""
+    from hiclr.eval.baselines import Baseline
     from hiclr.eval.knn import run_knn
     from hiclr.eval.linear import run_linear
     from hiclr.pretrain import pretrain
@@ -379,7 +341,7 @@ def execute(run: Run, store: str | Path, *, plots: bool = False, progress: bool 
         record.update({"encoder": str(encoder), "pretrain_wall_s": wall, "pretrain_resumed": resumed,
                        **cost})
     else:
-        encoder = _baseline_encoder(run.name, run.pretrain_cfg, store)
+        encoder = Baseline(run.name)          # built by the protocol on its own training split
         record.update({"encoder": run.name, "pretrain_wall_s": None, "step_s": None, "final_loss": None})
     lin = run_linear(run.linear_cfg, encoder, out=eval_dir, progress=progress, plots=plots)
     knn = run_knn(run.knn_cfg, encoder, out=eval_dir, progress=progress, plots=plots)

@@ -11,7 +11,7 @@ import yaml
 from data_prep.commands import run_cli
 from data_prep.errors import UserError
 from data_prep.store import write_store
-from hiclr.sweep import RawClips, aggregate, format_mean_std, format_table, load_sweep, step_cost
+from hiclr.sweep import aggregate, format_mean_std, format_table, load_sweep, step_cost
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny"
@@ -127,14 +127,6 @@ def test_step_cost_reads_the_epoch_records(tmp_path):
     path.write_text(json.dumps(lines[1]) + "\n")
     assert step_cost(path)["step_s"] == pytest.approx(0.5)          # one epoch: that epoch
     assert step_cost(tmp_path / "none.jsonl")["step_s"] is None
-
-
-def test_the_raw_baseline_flattens_and_has_a_checksummed_state():
-    from hiclr.eval.common import state_checksum
-    raw = RawClips((3, 4, 25, 2))
-    assert raw.feature_dim == 600 and not list(raw.parameters())
-    assert raw(torch.zeros(5, 3, 4, 25, 2)).shape == (5, 600)
-    assert state_checksum(raw) != state_checksum(RawClips((3, 5, 25, 2)))
 
 
 # ---------------------------------------------------------------- end to end
