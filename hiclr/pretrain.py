@@ -5,7 +5,9 @@
 
 `PretrainTask` is the engine task: per step it draws the objective's views of the batch with the
 growing policy (on the device, from the epoch's generator, outside autocast so that augmentation
-stays fp32) and returns the learner's loss; at the end it writes `encoder.pt` (the query backbone).
+stays fp32) and returns the learner's loss; after each epoch the learning monitor may score the
+query backbone (`monitor_knn_top1`) and the collapse watch may warn (`hiclr.monitor`); at the end it
+writes `encoder.pt` (the query backbone).
 """
 
 from __future__ import annotations
@@ -19,19 +21,35 @@ from hiclr.engine import TrainData, TrainResult, seed_everything, train
 
 
 class PretrainTask:
-    """Engine task of contrastive pre-training: views from `policy`, loss from `learner`."""
+    """Engine task of contrastive pre-training: views from `policy`, loss from `learner`;
+    optionally a `LearningMonitor` (kNN after epochs) and a `CollapseWatch` (warnings)."""
 
-    def __init__(self, learner, policy, encoder_cfg: dict, stream: str):
+    postfix_keys = {"monitor_knn_top1": "knn"}   # epoch metrics the engine shows in the progress bar
+
+    def __init__(self, learner, policy, encoder_cfg: dict, stream: str, *, monitor=None, watch=None):
         self.model = learner
         self.policy = policy
         self.view_stages = list(learner.view_stages)
         self.encoder_cfg = dict(encoder_cfg)
         self.stream = stream
+        self.monitor = monitor
+        self.watch = watch
 
     def step(self, model, batch, generator: torch.Generator, epoch: int):
         with torch.autocast(batch.x.device.type, enabled=False):
             views = self.policy.views(batch.x, generator, self.view_stages)
-        return model(views, batch.ids, epoch)
+        loss, metrics = model(views, batch.ids, epoch)
+        if self.watch is not None:
+            self.watch.observe(loss, metrics)
+        return loss, metrics
+
+    def end_epoch(self, epoch: int) -> dict:
+        main = is_main_process()
+        if self.watch is not None:
+            self.watch.end_epoch(epoch, quiet=not main)
+        if self.monitor is None or not main:
+            return {}
+        return self.monitor(self.model.encoder_q.backbone, epoch)
 
     def finish(self, run_dir: Path | None) -> dict:
         if run_dir is None:
@@ -84,6 +102,11 @@ def load_training_data(cfg: dict) -> TrainData:
     return TrainData(x=x, labels=labels, ids=ids)
 
 
+def is_main_process() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+        or torch.distributed.get_rank() == 0
+
+
 def run_dir_of(cfg: dict) -> Path:
     return Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
 
@@ -95,6 +118,9 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False,
     seed_everything(int(cfg["run"]["seed"]))
     learner = build_learner(cfg)
     policy = build_policy(cfg, record=bool(getattr(learner.objective, "needs_view_params", False)))
-    task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"])
+    from hiclr.monitor import CollapseWatch, LearningMonitor
+    monitor = LearningMonitor.from_config(cfg, data)
+    watch = CollapseWatch(cfg["run"].get("collapse_warning"), learner.collapse_loss())
+    task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"], monitor=monitor, watch=watch)
     return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
                  resume=resume, overwrite=overwrite)

@@ -174,7 +174,7 @@ def test_skeletonclr_takes_two_views_and_wrong_counts_are_refused():
     learner = make_learner("skeletonclr")
     loss, metrics = learner(make_views(n_views=2, masked_last=False), torch.arange(4), epoch=0)
     loss.backward()
-    assert set(metrics) == {"loss", "loss_nce", "positive_acc"}
+    assert set(metrics) == {"loss", "loss_nce", "positive_acc", "embed_std", "embed_std_ratio"}
     assert learner.mask_token.grad is not None and float(learner.mask_token.grad) == 0.0
     with pytest.raises(ValueError, match="view_stages"):
         learner(make_views(n_views=4), torch.arange(4), epoch=0)

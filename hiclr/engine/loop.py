@@ -22,6 +22,7 @@ API (`from hiclr.engine import train, TrainData, Batch`):
   and optionally
     `param_groups() -> iterable` - what the optimizer updates (default: parameters with grad);
     `end_epoch(epoch: int) -> dict` - after each epoch (e.g. a test accuracy); logged with the epoch;
+    `postfix_keys: dict` - {epoch metric: label} of `end_epoch` values shown in the progress bar;
     `state_dict()` / `load_state_dict(d)` - extra task state to checkpoint (tensors, plain types);
     `finish(run_dir) -> dict` - once at the end on rank 0 (pre-training writes `encoder.pt`).
 - `result`: `TrainResult(run_dir, epoch, step, last_epoch_metrics, outputs)`.
@@ -181,6 +182,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     log_every = max(1, int(run.get("log_every", 50)))
     outputs: dict = {}
     last_epoch_record: dict = {}
+    postfix: dict = {}                      # the progress bar's: last logged step + epoch metrics
     with StopRequest() as stop:
         try:
             while epoch < opt["epochs"]:
@@ -234,8 +236,8 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                         log.write({"kind": "step", "epoch": epoch, "step": step, "lr": lr,
                                    "samples_per_s": rate, **{k: float(v) for k, v in values.items()}})
                         t_window, samples_window = time.perf_counter(), 0
-                        bar.set_postfix(loss=f"{loss_value.item():.4f}", lr=f"{lr:.3g}",
-                                        samples_s=f"{rate:.0f}", refresh=False)
+                        postfix.update(loss=f"{loss_value.item():.4f}", lr=f"{lr:.3g}", samples_s=f"{rate:.0f}")
+                        bar.set_postfix(postfix, refresh=False)
                     bar.update(1)
                     # (a stop during the epoch's last step is handled after the epoch's checkpoint)
                     if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
@@ -256,6 +258,11 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                           **{k: float(v) / max(1, epoch_steps) for k, v in sums.items()}}
                 if hasattr(task, "end_epoch"):
                     record.update(task.end_epoch(epoch) or {})
+                    shown = {label: f"{record[key]:.1f}" for key, label in
+                             getattr(task, "postfix_keys", {}).items() if key in record}
+                    if shown:
+                        postfix.update(shown)
+                        bar.set_postfix(postfix, refresh=False)
                 log.write(record)
                 last_epoch_record = record
                 epoch += 1

@@ -111,6 +111,35 @@ def plot_loss_curve(metrics_path: str | os.PathLike, out: str | os.PathLike, tit
     return fig
 
 
+def plot_pretrain_curve(epochs: list[dict], out: str | os.PathLike, title: str = "pre-training"):
+    """Monitor kNN top-1 (left axis) and the mean loss (right axis) per epoch of a pre-training run,
+    from its epoch records (`kind` "epoch" rows of metrics.jsonl); returns the Figure."""
+    x = [int(r["epoch"]) for r in epochs]
+    loss = [r.get("loss") for r in epochs]
+    knn = [(int(r["epoch"]), float(r["monitor_knn_top1"])) for r in epochs
+           if isinstance(r.get("monitor_knn_top1"), (int, float))]
+    fig = _figure()
+    ax = fig.add_subplot()
+    data = {"kind": "pretrain_curve", "epoch": x, "loss": loss,
+            "knn_epoch": [e for e, _ in knn], "knn_top1": [v for _, v in knn]}
+    if knn:
+        ax.plot(data["knn_epoch"], data["knn_top1"], marker="o", color="C0", label="monitor kNN top-1")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("monitor kNN top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(x, [float("nan") if v is None else float(v) for v in loss], color="C2", linestyle="--",
+             linewidth=1, label="loss (epoch mean)")
+    ax2.set_ylabel("loss")
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
+    last = f": last kNN top-1 {knn[-1][1]:.1f}" if knn else ""
+    ax.set_title(f"{title}{last}")
+    fig.tight_layout()
+    _save(fig, out, data)
+    return fig
+
+
 # ---------------------------------------------------------------- accuracy curves
 
 def plot_accuracy_curves(history: list[dict], out: str | os.PathLike, title: str = "linear probe"):

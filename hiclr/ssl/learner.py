@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hiclr.monitor import embedding_spread
+
 from .objectives import ContrastiveInputs, build_objective
 from .queue import KeyQueue
 
@@ -121,6 +123,13 @@ class ContrastiveLearner(nn.Module):
         """Weights of the query backbone (what `encoder.pt` stores for downstream use)."""
         return _unwrap(self.encoder_q).backbone.state_dict()
 
+    def collapse_loss(self) -> float | None:
+        """The objective's loss when every logit of a row is equal (a collapsed embedding: query,
+        key and queue entries all the same vector), for the queue's 1 + K logits; None when the
+        objective does not say (`uniform_logits_loss`)."""
+        uniform = getattr(self.objective, "uniform_logits_loss", None)
+        return None if uniform is None else float(uniform(1 + self.queue.keys.shape[0]))
+
     @torch.no_grad()
     def momentum_update(self) -> None:
         """theta_k = m theta_k + (1 - m) theta_q, over the parameters (BN buffers follow own forward)."""
@@ -171,7 +180,9 @@ class ContrastiveLearner(nn.Module):
     def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable) ordered as `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
-        it (mining starts when epoch > mining_epoch). Returns (loss, metrics of detached scalars)."""
+        it (mining starts when epoch > mining_epoch). Returns (loss, metrics of detached scalars):
+        the objective's, plus `embed_std` / `embed_std_ratio` of the first query view's projections
+        (`hiclr.monitor.embedding_spread`, the collapse indicator)."""
         if len(views) != len(self.view_stages):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
@@ -198,6 +209,7 @@ class ContrastiveLearner(nn.Module):
             query_features=features, views=list(views), key_features=key_features,
             query_blocks=blocks)
         loss, metrics = self.objective(inputs)
+        metrics = {**metrics, **embedding_spread(queries[0])}
         if not any(getattr(v, "mask", None) is not None for v in query_views):
             # keep every trainable parameter in the graph each step (DDP requires it); adds 0
             loss = loss + 0.0 * self.mask_token

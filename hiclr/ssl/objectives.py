@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -132,6 +133,11 @@ class SkeletonCLR(nn.Module):
         super().__init__()
         self.temperature = temperature
 
+    @staticmethod
+    def uniform_logits_loss(num_logits: int) -> float:
+        """The loss when all `num_logits` logits of a row are equal: log(1 + K)."""
+        return math.log(num_logits)
+
     def forward(self, inputs: ContrastiveInputs):
         (z0,) = inputs.queries
         logits = contrastive_logits(z0, inputs.key, inputs.queue_keys, self.temperature)
@@ -158,6 +164,12 @@ class HiCLR(nn.Module):
         self.mining_epoch = mining_epoch
         self.topk = topk
         self.consistency = HierarchicalConsistencyLoss()
+
+    @staticmethod
+    def uniform_logits_loss(num_logits: int) -> float:
+        """The loss when all `num_logits` logits of a row are equal: the (multi-positive) InfoNCE
+        and both consistency terms are each log(1 + K), so L = 2 log(1 + K)."""
+        return 2 * math.log(num_logits)
 
     def forward(self, inputs: ContrastiveInputs):
         logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)

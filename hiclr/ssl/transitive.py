@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .objectives import (HierarchicalConsistencyLoss, contrastive_logits, multi_positive_nce,
+from .objectives import (HiCLR, HierarchicalConsistencyLoss, contrastive_logits, multi_positive_nce,
                          positive_accuracy, register_objective)
 
 
@@ -153,6 +153,8 @@ class TransitiveHiCLR(nn.Module):
         self.register_buffer("sample_labels", torch.empty(0, dtype=torch.long), persistent=False)
         if label_store is not None:
             self.set_sample_labels(_labels_of_store(label_store))
+
+    uniform_logits_loss = staticmethod(HiCLR.uniform_logits_loss)   # same terms: 2 log(1 + K)
 
     def set_sample_labels(self, labels) -> None:
         """Labels by sample id (used only to log the precision of mined edges)."""

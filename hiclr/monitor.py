@@ -1,0 +1,198 @@
+"""What pre-training is learning, while it runs: a kNN monitor and a collapse watch.
+
+`LearningMonitor` scores the current query backbone every `run.monitor_every` epochs (and after the
+last one) with the weighted cosine kNN of `hiclr.eval.knn` (k = `eval.k`, temperature =
+`eval.knn_temperature`): fixed subsets of `run.monitor_samples` training clips (the bank) and as
+many test clips (the queries) of the same `data.protocol`, drawn once from a generator of their own
+seeded by `run.seed`, so that the training's random draws are the same with the monitor on or off.
+Features are the backbone's in eval mode, without gradients (`hiclr.features.extract_features`),
+which leaves BatchNorm statistics and every RNG untouched; the train mode is restored afterwards.
+
+    monitor = LearningMonitor.from_config(cfg, train_data)     # None when off or without a test split
+    record.update(monitor(backbone, epoch))                    # {"monitor_knn_top1": 41.2, ...}
+
+`CollapseWatch` reads each step's metrics (`embed_std_ratio`, the loss) and, at the end of an
+epoch, prints one warning line to stderr, once per run, when the embedding is collapsing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import torch
+
+from data_prep.errors import UserError
+
+MONITOR_STREAM = 1_000_003   # derive_seed stream of the subset draw (the loop uses 0 and 1 + rank)
+COLLAPSE_LOSS_TOLERANCE = 0.02   # the loss rule: epoch mean within 2 % of the uniform-logits loss
+
+
+def _note(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":     # once, not once per DDP process
+        print(f"note: {message}", file=sys.stderr)
+
+
+def _subset(n: int, size: int | None, generator: torch.Generator) -> torch.Tensor:
+    """Sorted indices of `size` of `n` items drawn with `generator` (all of them when size is None)."""
+    if size is None or size >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=generator)[:size].sort().values
+
+
+class LearningMonitor:
+    """kNN top-1 (%) of a backbone on fixed subsets of a bank (training clips) and of queries (test)."""
+
+    def __init__(self, bank_x: torch.Tensor, bank_labels: torch.Tensor, query_x: torch.Tensor,
+                 query_labels: torch.Tensor, *, every: int = 1, epochs: int | None = None,
+                 samples: int | None = 256, seed: int = 0, k: int = 20, temperature: float = 0.1,
+                 stream: str = "joint", batch_size: int | None = None):
+        from hiclr.engine.loop import derive_seed
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        g = torch.Generator().manual_seed(derive_seed(seed, 0, MONITOR_STREAM))
+        bank, query = _subset(len(bank_x), samples, g), _subset(len(query_x), samples, g)
+        self.bank_index, self.query_index = bank, query
+        self.bank_x, self.bank_labels = bank_x[bank].contiguous(), bank_labels[bank].long()
+        self.query_x, self.query_labels = query_x[query].contiguous(), query_labels[query].long()
+        self.num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
+        self.every, self.epochs = int(every), epochs
+        self.k, self.temperature = int(k), float(temperature)
+        self.stream, self.batch_size = stream, batch_size
+        self.seconds = 0.0          # time spent in evaluations, in all
+
+    @classmethod
+    def from_config(cls, cfg: dict, train) -> "LearningMonitor | None":
+        """The monitor of `run.monitor_every` / `run.monitor_samples` on `train` (the `TrainData` of
+        the run) and the test split of `data.protocol`; None when off, or (with a note) when the
+        store has no test split or an empty one."""
+        run, data = cfg["run"], cfg["data"]
+        every = int(run.get("monitor_every") or 0)
+        if every <= 0:
+            return None
+        from hiclr.data import load_split
+        try:
+            test = load_split(data["path"], data["protocol"], "test", data.get("view", "frame50"))
+        except UserError as err:
+            _note(f"the learning monitor is off: no test split to score it on ({err})")
+            return None
+        if len(test) == 0:
+            _note(f"the learning monitor is off: the {data['protocol']} test split of {data['path']} is empty")
+            return None
+        if (train.labels < 0).any() or (test.labels < 0).any():
+            _note("the learning monitor is off: the store has unlabelled clips")
+            return None
+        samples = run.get("monitor_samples")
+        return cls(train.x, train.labels, test.x, test.labels, every=every,
+                   epochs=int(cfg["optim"]["epochs"]), samples=None if samples is None else int(samples),
+                   seed=int(run["seed"]), k=int(cfg["eval"]["k"]),
+                   temperature=float(cfg["eval"]["knn_temperature"]), stream=data.get("stream", "joint"))
+
+    def due(self, epoch: int) -> bool:
+        """Whether the monitor scores after 0-based `epoch`: every `every` epochs and after the last."""
+        done = epoch + 1
+        return done % self.every == 0 or (self.epochs is not None and done >= self.epochs)
+
+    def __call__(self, backbone: torch.nn.Module, epoch: int) -> dict:
+        """{"monitor_knn_top1": %, "monitor_s": seconds} after a due epoch, else {}."""
+        if not self.due(epoch):
+            return {}
+        started = time.perf_counter()
+        top1 = self.evaluate(backbone)
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
+        return {"monitor_knn_top1": top1, "monitor_s": elapsed}
+
+    def features(self, backbone: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bank features, query features) of `backbone` in eval mode, on the backbone's device."""
+        from hiclr.features import extract_features
+        device = next(backbone.parameters()).device
+        if self.bank_x.device != device:     # once: the subsets stay on the backbone's device
+            self.bank_x, self.query_x = self.bank_x.to(device), self.query_x.to(device)
+        # batch None: 64 clips on a CPU (twice as fast as 256 there: the activations stay in cache),
+        # 256 on an accelerator
+        batch = self.batch_size or (64 if device.type == "cpu" else 256)
+        args = {"batch_size": batch, "device": device, "stream": self.stream}
+        with torch.autocast(device.type, enabled=False):
+            return extract_features(backbone, self.bank_x, **args), extract_features(backbone, self.query_x, **args)
+
+    def evaluate(self, backbone: torch.nn.Module) -> float:
+        """kNN top-1 (%) of `backbone` now (whatever the epoch)."""
+        from hiclr.eval.common import topk_accuracy
+        from hiclr.eval.knn import knn_scores
+        bank, query = self.features(backbone)
+        scores = knn_scores(bank, self.bank_labels, query, self.num_classes, self.k, self.temperature)
+        return float(topk_accuracy(scores, self.query_labels, ks=(1,))["top1"])
+
+
+class CollapseWatch:
+    """Warns once per run (one stderr line per rule) when an epoch's embedding looks collapsed.
+
+    Rules, on the epoch means of the step metrics:
+    - spread: `embed_std_ratio` (per-dimension std of the L2-normalised query projections times
+      sqrt(dim); about 1 when spread, 0 at collapse) below `threshold` (`run.collapse_warning`);
+    - loss: the loss within 2 % of `collapse_loss`, the objective's loss at uniform logits (every
+      clip, key and queue entry the same vector), when the objective knows it. The first epoch is
+      not judged by this rule: a fresh queue of random keys and untrained encoders also give
+      nearly uniform logits.
+    """
+
+    def __init__(self, threshold: float | None = 0.2, collapse_loss: float | None = None,
+                 stream=None):
+        self.threshold = threshold
+        self.collapse_loss = collapse_loss
+        self.stream = stream
+        self.warned: set[str] = set()
+        self._sums: dict[str, torch.Tensor] = {}
+        self._steps = 0
+
+    def observe(self, loss: torch.Tensor, metrics: dict) -> None:
+        """Add one step (detached tensors; no device sync)."""
+        self._steps += 1
+        values = {"loss": loss.detach()}
+        if "embed_std_ratio" in metrics:
+            values["embed_std_ratio"] = metrics["embed_std_ratio"]
+        for key, value in values.items():
+            value = torch.as_tensor(value).detach().float()
+            self._sums[key] = self._sums[key] + value if key in self._sums else value
+
+    def end_epoch(self, epoch: int, quiet: bool = False) -> list[str]:
+        """Judge the epoch's means, reset them; returns the warnings printed now (`quiet`: judge
+        and reset, print nothing, e.g. on DDP ranks other than 0)."""
+        means = {k: float(v) / self._steps for k, v in self._sums.items()} if self._steps else {}
+        self._sums, self._steps = {}, 0
+        printed = []
+        ratio = means.get("embed_std_ratio")
+        if (self.threshold and ratio is not None and ratio < self.threshold
+                and "spread" not in self.warned):
+            printed.append(
+                f"warning: epoch {epoch + 1}: embedding spread embed_std * sqrt(dim) = {ratio:.3f} "
+                f"(below {self.threshold:g}; about 1 for a spread embedding): the embedding is "
+                "collapsing, every clip maps to nearly the same vector; try a lower optim.lr, a higher "
+                "ssl.temperature or a larger ssl.queue_size")
+            self.warned.add("spread")
+        loss, c = means.get("loss"), self.collapse_loss
+        if (c and loss is not None and epoch > 0 and abs(loss - c) <= COLLAPSE_LOSS_TOLERANCE * c
+                and "loss" not in self.warned):
+            printed.append(
+                f"warning: epoch {epoch + 1}: mean loss {loss:.4f} is within "
+                f"{COLLAPSE_LOSS_TOLERANCE:.0%} of {c:.4f}, the objective's loss at uniform logits: the "
+                "embedding is collapsing (or not learning), every clip maps to nearly the same vector; "
+                "try a lower optim.lr, a higher ssl.temperature or a larger ssl.queue_size")
+            self.warned.add("loss")
+        for line in [] if quiet else printed:
+            print(line, file=self.stream or sys.stderr)
+        return printed
+
+
+def embedding_spread(z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """SimSiam's collapse indicator of a batch of projections z (N, dim), detached tensors:
+    `embed_std`, the mean over dimensions of the per-dimension (population) standard deviation of
+    the L2-normalised rows (about 1/sqrt(dim) when spread, 0 at collapse), and `embed_std_ratio`
+    = embed_std * sqrt(dim)."""
+    with torch.no_grad():
+        z = torch.nn.functional.normalize(z.detach().float(), dim=1)
+        std = z.std(dim=0, correction=0).mean()
+        return {"embed_std": std, "embed_std_ratio": std * math.sqrt(z.shape[1])}
