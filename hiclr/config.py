@@ -72,6 +72,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "fused_views": False,    # all query views in one encoder call (faster; BN statistics shared)
         "topk": 1,               # mined positives per branch
         "key_init": "random",    # random (reference: own init) | copy (key encoder = query encoder)
+        "head_norm": "none",     # none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)
         "options": {},           # objective-specific extras (SEED_VARIANTS.md), passed through
     },
     "augment": {

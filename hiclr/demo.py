@@ -18,8 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 
+
+from data_prep.atomic import atomic_write_text
 from data_prep.errors import UserError
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
@@ -36,18 +37,22 @@ def demo_config(name: str, overrides: list[str]) -> dict:
 
 
 def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, device: str = "auto",
-             fresh: bool = False, extra: list[str] | None = None) -> Path:
-    """Run the whole demo into `out`; return the path of the summary report."""
+             fresh: bool = False, extra: list[str] | None = None, supervised: bool = False,
+             synth=None) -> Path:
+    """Run the whole demo into `out`; return the path of the summary report.
+
+    Rows of the report: the pre-trained encoder, the raw input coordinates (no model), the same
+    architecture at random initialisation (BatchNorm re-estimated) and, with `supervised`, the same
+    architecture trained with labels (the fine-tune protocol from random init, an upper bound).
+    """
     from data_prep.cli import main as prep_main
     from data_prep.synth import SynthConfig, write_ntu
-    from hiclr.data import load_split
-    from hiclr.engine import resolve_device
+    from hiclr.eval.baselines import Baseline
+    from hiclr.eval.finetune import run_finetune
     from hiclr.eval.knn import run_knn
     from hiclr.eval.linear import run_linear
-    from hiclr.features import recalibrate_batchnorm
-    from hiclr.models import build_encoder
     from hiclr.pretrain import pretrain
-    from hiclr.report import assemble
+    from hiclr.report import write_pretrain_curve
 
     out = Path(out)
     if fresh and out.exists():
@@ -59,7 +64,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     raw, store = out / "raw", out / "synth.h5"
     if not store.exists():
         print(f"[1/4] writing synthetic NTU-format skeletons to {raw}")
-        write_ntu(raw, SynthConfig(seed=seed), progress=True)
+        write_ntu(raw, synth or SynthConfig(seed=seed), progress=True)
         print(f"[2/4] hiclr-prep ntu60 --raw {raw} --out {store}")
         code = prep_main(["ntu60", "--raw", str(raw), "--out", str(store), "--workers", "2"])
         if code != 0:
@@ -73,45 +78,74 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     if epochs is not None:
         pre_overrides.append(f"optim.epochs={epochs}")
     cfg = demo_config("pretrain", pre_overrides)
-    print(f"[3/4] HiCLR pre-training: ST-GCN width {cfg['model']['width']}, "
+    model = cfg["model"]
+    print(f"[3/4] HiCLR pre-training: ST-GCN width {model['width']}, "
           f"{cfg['optim']['epochs']} epochs, batch {cfg['optim']['batch_size']}")
     encoder_path = out / "pretrain" / "encoder.pt"
     if not encoder_path.exists():
         resume = (out / "pretrain" / "last.pt").exists()
         encoder_path = Path(pretrain(cfg, resume=resume).outputs["encoder"])
+    curve = write_pretrain_curve(out / "pretrain")
 
-    print("[4/4] linear probe and kNN: pre-trained vs random-init encoder")
-    torch.manual_seed(seed)
-    train = load_split(store, cfg["data"]["protocol"], "train")
-    random_encoder = recalibrate_batchnorm(build_encoder(cfg["model"]), train.x, device=resolve_device(device))
-    runs = {}
-    for label, encoder in (("pretrained", encoder_path), ("random", random_encoder)):
+    print("[4/4] linear probe and kNN: pre-trained encoder, raw input, random init"
+          + (", supervised" if supervised else ""))
+    eval_common = common + [f"model.{key}={model[key]}" for key in ("width", "dropout", "init")]
+    rows = []
+    for label, encoder in (("pretrained", encoder_path), ("raw", Baseline("raw")), ("random", Baseline("random"))):
         run_dir = out / f"eval_{label}"
-        eval_common = common + [f"model.width={cfg['model']['width']}"]
-        run_linear(demo_config("linear", eval_common), encoder, out=run_dir)
-        run_knn(demo_config("knn", eval_common), encoder, out=run_dir)
-        runs[label] = run_dir
+        lin = run_linear(demo_config("linear", eval_common), encoder, out=run_dir)
+        knn = run_knn(demo_config("knn", eval_common), encoder, out=run_dir)
+        rows.append((label, lin, knn, run_dir))
+    if supervised:
+        run_dir = out / "eval_supervised"
+        ft = run_finetune(demo_config("finetune", eval_common), Baseline("random"), out=run_dir)
+        rows.append(("supervised", ft, None, run_dir))
 
     minutes = (time.perf_counter() - started) / 60
-    table = assemble([runs["pretrained"], runs["random"]])
+    table = results_table(rows)
     summary = out / "report.md"
-    summary.write_text(_summary(table, runs, cfg, minutes))
+    atomic_write_text(summary, _summary(table, rows, cfg, curve, minutes))
     print(table)
     return summary
 
 
-def _summary(table: str, runs: dict, cfg: dict, minutes: float) -> str:
+ROW_NAMES = {
+    "pretrained": "HiCLR pre-trained (frozen)",
+    "raw": "raw input coordinates (no model)",
+    "random": "random init, BatchNorm re-estimated (frozen)",
+    "supervised": "supervised: trained with labels (upper bound)",
+}
+
+
+def results_table(rows: list) -> str:
+    """Markdown: one row per encoder, linear probe (last epoch, best) and kNN top-1."""
+    lines = ["| encoder | linear probe top-1, last epoch (best) | kNN top-1 |", "|---|---|---|"]
+    for label, lin, knn, _ in rows:
+        probe = f"{lin['top1_last']:.2f} ({lin['top1_best']:.2f})"
+        if label == "supervised":
+            probe = f"{lin['top1_last']:.2f} ({lin['top1_best']:.2f}), fine-tuned"
+        neighbours = "-" if knn is None else f"{knn['top1']:.2f}"
+        lines.append(f"| {ROW_NAMES[label]} | {probe} | {neighbours} |")
+    return "\n".join(lines) + "\n"
+
+
+def _summary(table: str, rows: list, cfg: dict, curve: dict, minutes: float) -> str:
+    details = "\n".join(f"- {ROW_NAMES[label]}: `{run_dir}/report.md`" for label, _, _, run_dir in rows)
+    picture = f"\n![pre-training curve](pretrain/{curve['png'].name})\n" if curve.get("png") else ""
     return f"""# HiCLR demo
 
 Synthetic NTU-format skeletons (data_prep.synth defaults), NTU60 cross-subject split,
 HiCLR pre-training of an ST-GCN of width {cfg['model']['width']} for {cfg['optim']['epochs']} epochs,
-then a linear probe (the reference's lr 3.0 SGD probe on features standardised by the training
-mean / std, 50 epochs) and a cosine kNN (k = 20) on the frozen features of the pre-trained encoder
-and of the same architecture at random initialisation (its BatchNorm statistics re-estimated on the
-training split, without which every clip gets nearly the same feature). Wall time: {minutes:.1f} min.
+then a linear probe (SGD on features standardised by the training mean / std) and a cosine kNN
+(k = 20) on frozen features. Baselines: the same protocols on the raw frame50 coordinates, and on
+the same architecture at random initialisation (its BatchNorm statistics re-estimated on the
+training split). Wall time: {minutes:.1f} min.
 
 {table}
+## Pre-training (learning monitor: kNN top-1 on fixed subsets of train / test)
 
-Per-protocol details (per-class accuracy, confusion matrices, plots): `{runs['pretrained']}/report.md`
-and `{runs['random']}/report.md`.
+{curve['table']}{picture}
+## Details
+
+{details}
 """

@@ -215,3 +215,26 @@ def test_a_step_with_the_real_stgcn_encoder():
     full = learner.state_dict()
     for name, value in learner.backbone_state_dict().items():
         assert torch.equal(full[f"encoder_q.backbone.{name}"], value)
+
+
+def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_common_component():
+    from hiclr.monitor import embedding_spread
+    from hiclr.ssl.learner import ProjectedEncoder
+
+    class Pooled(nn.Module):            # pooled features: a large shared mean, a small per-clip part
+        feature_dim = 16
+
+        def forward(self, x):
+            return 1.0 + 0.01 * x.flatten(1)[:, :16]
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 16)
+    spread = {}
+    for norm in ("none", "batch"):
+        torch.manual_seed(1)
+        head = ProjectedEncoder(Pooled(), 32, 8, head_norm=norm)
+        spread[norm] = float(embedding_spread(nn.functional.normalize(head(x)[1], dim=1))["embed_std_ratio"])
+    assert any(isinstance(m, nn.BatchNorm1d) for m in ProjectedEncoder(Pooled(), 32, 8, "batch").head)
+    assert spread["none"] < 0.1 < 0.3 < spread["batch"], spread
+    with pytest.raises(ValueError, match="head_norm"):
+        ProjectedEncoder(Pooled(), 32, 8, head_norm="layer")

@@ -128,7 +128,10 @@ def _ridge_accuracy(train_x, train_y, test_x, test_y, classes, lam):
     return float(((b @ w).argmax(1) == test_y).mean())
 
 
-def test_mean_pose_and_length_are_no_class_cue_but_the_whole_clip_is():
+def test_the_class_is_in_the_motion_but_template_matching_recovers_little_of_it():
+    """Mean pose and length give little away, nearest-neighbour template matching on the frame50
+    coordinates of other subjects is weak, yet a linear read-out of the whole clip is far above
+    chance: the classes are in the skeletons, hidden under per-subject nuisance."""
     cfg = synth.SynthConfig(subjects=6, classes=len(synth.ACTIONS), repeats=2, cameras=2)
     clips = list(synth.iter_ntu_clips(cfg))
     labels = np.array([c.label for c in clips])
@@ -140,9 +143,32 @@ def test_mean_pose_and_length_are_no_class_cue_but_the_whole_clip_is():
     cue = max(_ridge_accuracy(mean_pose[~test], labels[~test], mean_pose[test], labels[test], k, lam)
               for lam in (1.0, 10.0, 100.0))
     clip = _ridge_accuracy(whole[~test], labels[~test], whole[test], labels[test], k, 100.0)
-    assert clip >= 0.85, clip
-    assert cue <= 0.7, cue
-    assert clip - cue >= 0.25, (clip, cue)
+    unit = whole / np.linalg.norm(whole, axis=1, keepdims=True)
+    nearest = labels[~test][(unit[test] @ unit[~test].T).argmax(axis=1)]
+    template = float((nearest == labels[test]).mean())
+    assert cue <= 0.5, cue
+    assert template <= 0.65, template
+    assert clip >= 0.5 and clip - cue >= 0.2, (clip, cue)
+
+
+def test_performers_differ_in_posture_and_side_and_a_mirrored_motion_swaps_the_sides():
+    people = [synth.performer(0, s) for s in range(1, 41)]
+    assert {p.left_handed for p in people} == {True, False}
+    assert np.ptp([p.posture[synth.SPINE_LOW, synth.PITCH] for p in people]) > 0.3
+    assert synth.performer(0, 3).posture.tolist() == synth.performer(0, 3).posture.tolist()
+    rng = np.random.default_rng(0)
+    m = synth.Motion(rng.normal(size=(5, synth.V, 3)), rng.normal(size=5), rng.normal(size=(5, 3)), np.zeros(5))
+    back = synth.mirror(synth.mirror(m))
+    np.testing.assert_allclose(back.angles, m.angles)
+    flipped = synth.mirror(m)
+    np.testing.assert_allclose(flipped.angles[:, synth.R_UPPER, synth.PITCH], m.angles[:, synth.L_UPPER, synth.PITCH])
+    np.testing.assert_allclose(flipped.angles[:, synth.R_UPPER, synth.YAW], -m.angles[:, synth.L_UPPER, synth.YAW])
+    lengths = synth.BASE_LENGTH
+    pos, mir = synth.forward_kinematics(lengths, m.angles, m.yaw), synth.forward_kinematics(lengths, flipped.angles, flipped.yaw)
+    swap = list(range(synth.V))
+    for left, right in synth.MIRROR:
+        swap[left], swap[right] = right, left
+    np.testing.assert_allclose(mir[:, swap] * [-1, 1, 1], pos, atol=1e-9)   # the mirror image, exactly
 
 
 def test_cli_synth_then_prep_then_verify_on_synthetic_ntu(tmp_path, capsys):

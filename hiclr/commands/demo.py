@@ -8,6 +8,7 @@ EPILOG = """examples:
   hiclr demo                       # writes demo_out/ and prints where the report is
   hiclr demo --out /tmp/demo --fresh
   hiclr demo --epochs 2            # a quicker smoke run
+  hiclr demo --supervised          # plus the supervised upper bound (same architecture, labels)
 """
 
 
@@ -19,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="pre-training epochs (default: the demo config's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing what is there")
+    p.add_argument("--supervised", action="store_true",
+                   help="also train the same architecture with labels (the fine-tune protocol from random "
+                        "init): the upper bound row of the report")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a pre-training config value, e.g. --set optim.lr=0.05")
     p.set_defaults(func=_run)
@@ -27,6 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from hiclr.demo import run_demo
     report = run_demo(args.out, seed=args.seed, epochs=args.epochs, device=args.device,
-                      fresh=args.fresh, extra=args.overrides)
+                      fresh=args.fresh, extra=args.overrides, supervised=args.supervised)
     print(f"demo finished: the report is {report}")
     return 0

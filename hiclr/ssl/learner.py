@@ -19,13 +19,25 @@ from .objectives import ContrastiveInputs, build_objective
 from .queue import KeyQueue
 
 
-class ProjectedEncoder(nn.Module):
-    """backbone (N, C, T, V, M) -> (N, feature_dim), then head feature_dim -> hidden -> ReLU -> dim."""
+HEAD_NORMS = ("none", "batch")
 
-    def __init__(self, backbone: nn.Module, hidden: int, dim: int):
+
+class ProjectedEncoder(nn.Module):
+    """backbone (N, C, T, V, M) -> (N, feature_dim), then head feature_dim -> hidden -> ReLU -> dim.
+
+    head_norm "none" is the reference's MoCo v2 head; "batch" puts a BatchNorm before the ReLU (as
+    SimCLR's and MoCo v3's heads do). Pooled ST-GCN features share a large common component, so
+    without it every clip's projection starts nearly the same vector and a short run cannot leave
+    that state (the embedding spread stays near 0); with it the head sees each clip's deviation.
+    """
+
+    def __init__(self, backbone: nn.Module, hidden: int, dim: int, head_norm: str = "none"):
         super().__init__()
+        if head_norm not in HEAD_NORMS:
+            raise ValueError(f"head_norm must be one of {', '.join(HEAD_NORMS)}, got {head_norm!r}")
         self.backbone = backbone
-        self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), nn.ReLU(inplace=True),
+        norm = [nn.BatchNorm1d(hidden)] if head_norm == "batch" else []
+        self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), *norm, nn.ReLU(inplace=True),
                                   nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +70,7 @@ class ContrastiveLearner(nn.Module):
         (`hiclr.models.init`: "reference", the release's N(0, 0.02), or "torch"); applied to the
         query encoder, then to the key encoder (its own draw), before `key_init: copy` copies.
         None: the `init` of an `encoder` config, else "reference" (the `model.init` default).
+    head_norm: "none" (reference) or "batch": a BatchNorm in the projection head (`ProjectedEncoder`).
     fused_views: run all query views in one encoder call (faster; BatchNorm then normalises over
         all views together) instead of one call per view with its own batch statistics (reference).
     stream: "joint" | "motion" | "bone", derived from each view before the encoder.
@@ -69,7 +82,7 @@ class ContrastiveLearner(nn.Module):
                  dim: int = 128, hidden: int = 256, queue_size: int = 32768, momentum: float = 0.999,
                  temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1,
                  stream: str = "joint", fused_views: bool = False, key_init: str = "random",
-                 init: str | None = None, **objective_args):
+                 init: str | None = None, head_norm: str = "none", **objective_args):
         super().__init__()
         if key_init not in ("random", "copy"):
             raise ValueError(f"key_init must be 'random' or 'copy', got {key_init!r}")
@@ -81,8 +94,8 @@ class ContrastiveLearner(nn.Module):
             init = (None if callable(encoder) else encoder.get("init")) or "reference"
         self.init_scheme = check_init(init)
         make_backbone = encoder if callable(encoder) else _backbone_factory(encoder)
-        self.encoder_q = ProjectedEncoder(make_backbone(), hidden, dim)
-        self.encoder_k = ProjectedEncoder(make_backbone(), hidden, dim)
+        self.encoder_q = ProjectedEncoder(make_backbone(), hidden, dim, head_norm)
+        self.encoder_k = ProjectedEncoder(make_backbone(), hidden, dim, head_norm)
         init_weights(self.encoder_q, init)
         init_weights(self.encoder_k, init)
         if key_init == "copy":
