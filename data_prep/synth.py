@@ -14,7 +14,7 @@ sample), so one seed always gives the same bytes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
@@ -650,6 +650,7 @@ def render_clip(cfg: SynthConfig, setup: int, cam: int, subject: int, rep: int, 
     world, _ = performance(cfg, setup, subject, rep, action)             # shared by the cameras
     rng = np.random.default_rng([cfg.seed, setup, subject, rep, action, cam, 1])
     view = camera(cfg.seed, setup, cam, session=subject)
+    view = replace(view, tilt=view.tilt + rng.normal(0.0, 0.2))   # the performer stands on a slope, or leans
     joints = np.stack([view.see(w) for w in world])              # (B, T, V, 3)
     joints = tracking_glitches(rng, joints + sensor_noise(rng, joints.shape))
     if len(joints) == 2 and rng.random() < 0.5:                  # who is listed first: either person
