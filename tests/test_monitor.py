@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.store import write_store
 from hiclr.config import load_config
 from hiclr.data import load_split
 from hiclr.engine import derive_seed, load_checkpoint
@@ -19,6 +18,7 @@ from hiclr.models import load_encoder
 from hiclr.monitor import MONITOR_STREAM, CollapseWatch, LearningMonitor, embedding_spread
 from hiclr.pretrain import build_learner, load_training_data, pretrain
 from hiclr.report import write_pretrain_curve
+from tiny_store import write_tiny_store
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny" / "pretrain.yaml"
@@ -29,12 +29,8 @@ def store(path, parts=("train", "test")):
     rng = np.random.default_rng(0)
     n = 24
     labels, performer = np.arange(n) % 3, np.arange(n) // 2 % 3
-    names = np.array([f"S001C001P{p + 1:03d}R{i:03d}A{c + 1:03d}" for i, (p, c) in enumerate(zip(performer, labels))])
     x = (rng.normal(size=(n, 3, 50, 25, 2)) + labels[:, None, None, None, None]).astype(np.float32)
-    split = {"train": np.flatnonzero(performer < 2), "test": np.flatnonzero(performer == 2)}
-    write_store(path, dataset="ntu60", samples={"name": names, "label": labels.astype(np.int64)}, bodies=None,
-                frame50=x, splits={"xsub": {p: split[p] for p in parts}}, attrs={"num_classes": 3})
-    return path
+    return write_tiny_store(path, x, labels, performer, test_performer=2, num_classes=3, parts=parts)
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +159,10 @@ def test_the_learner_logs_embed_std_of_the_first_query_projections(data):
 
 
 def watch_epochs(watch, projections, epochs=3, loss=1.0):
+    """Epochs of two steps each, judged by their means as the engine hands them to the task."""
     for epoch in range(epochs):
-        for _ in range(2):
-            watch.observe(torch.tensor(loss), embedding_spread(projections()))
-        watch.end_epoch(epoch)
+        ratios = [float(embedding_spread(projections())["embed_std_ratio"]) for _ in range(2)]
+        watch.end_epoch(epoch, {"loss": loss, "embed_std_ratio": sum(ratios) / 2})
 
 
 def test_the_collapse_warning_fires_once_for_a_collapsed_embedding_only(capsys):

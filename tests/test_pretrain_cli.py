@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from data_prep.commands import run_cli
-from data_prep.store import write_store
+from tiny_store import write_tiny_store
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny" / "pretrain.yaml"
@@ -29,14 +29,9 @@ def data(tmp_path_factory):
     n = 24
     labels = np.arange(n) % 3
     performer = np.arange(n) % 3
-    names = np.array([f"S001C001P{p + 1:03d}R{i:03d}A{c + 1:03d}" for i, (p, c) in enumerate(zip(performer, labels))])
     x = rng.normal(size=(n, 3, 50, 25, 2)).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    write_store(path, dataset="ntu60", samples={"name": names, "label": labels.astype(np.int64)}, bodies=None,
-                frame50=x, splits={"xsub": {"train": np.flatnonzero(performer < 2),
-                                            "test": np.flatnonzero(performer == 2)}},
-                attrs={"num_classes": 3})
-    return path
+    return write_tiny_store(tmp_path_factory.mktemp("data") / "tiny.h5", x, labels, performer,
+                            test_performer=2, num_classes=3)
 
 
 def hiclr(*argv):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.store import write_store
+from tiny_store import write_tiny_store
 from hiclr.config import load_config
 from hiclr.engine import Interrupted, load_checkpoint
 from hiclr.pretrain import PretrainTask, pretrain
@@ -25,11 +25,7 @@ def tiny_store(path, n=40, classes=4, seed=0):
     x = pose[labels] * np.sin((labels + 1)[:, None, None, None, None] * t[None, None, :, None, None])
     x = (x + 0.05 * rng.normal(size=(n, 3, 50, 25, 2))).astype(np.float32)
     performer = np.arange(n) % 5
-    names = np.array([f"S001C001P{p + 1:03d}R{i:03d}A{c + 1:03d}" for i, (p, c) in enumerate(zip(performer, labels))])
-    write_store(path, dataset="ntu60", samples={"name": names, "label": labels.astype(np.int64)}, bodies=None,
-                frame50=x, splits={"xsub": {"train": np.flatnonzero(performer < 4), "test": np.flatnonzero(performer == 4)}},
-                attrs={"num_classes": classes})
-    return path
+    return write_tiny_store(path, x, labels, performer, test_performer=4, num_classes=classes)
 
 
 def tiny_cfg(data, out, epochs):

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from data_prep.commands import run_cli
 from data_prep.errors import UserError
-from data_prep.store import write_store
+from tiny_store import write_tiny_store
 from hiclr.sweep import aggregate, format_mean_std, format_table, load_sweep, step_cost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,15 +137,10 @@ def store(tmp_path_factory):
     n = 24
     labels = (np.arange(n) // 3) % 3
     performer = np.arange(n) % 3
-    names = np.array([f"S001C001P{p + 1:03d}R{i:03d}A{c + 1:03d}" for i, (p, c) in enumerate(zip(performer, labels))])
     x = rng.normal(size=(n, 3, 50, 25, 2)).astype(np.float32) * 0.1
     x[np.arange(n), labels] += 1.0                            # class c: an offset of coordinate c
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    write_store(path, dataset="ntu60", samples={"name": names, "label": labels.astype(np.int64)}, bodies=None,
-                frame50=x, splits={"xsub": {"train": np.flatnonzero(performer < 2),
-                                            "test": np.flatnonzero(performer == 2)}},
-                attrs={"num_classes": 3})
-    return path
+    return write_tiny_store(tmp_path_factory.mktemp("data") / "tiny.h5", x, labels, performer,
+                            test_performer=2, num_classes=3)
 
 
 def hiclr(*argv):
