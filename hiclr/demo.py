@@ -18,8 +18,6 @@ import shutil
 import time
 from pathlib import Path
 
-
-
 from data_prep.atomic import atomic_write_text
 from data_prep.errors import UserError
 
@@ -121,9 +119,7 @@ def results_table(rows: list) -> str:
     """Markdown: one row per encoder, linear probe (last epoch, best) and kNN top-1."""
     lines = ["| encoder | linear probe top-1, last epoch (best) | kNN top-1 |", "|---|---|---|"]
     for label, lin, knn, _ in rows:
-        probe = f"{lin['top1_last']:.2f} ({lin['top1_best']:.2f})"
-        if label == "supervised":
-            probe = f"{lin['top1_last']:.2f} ({lin['top1_best']:.2f}), fine-tuned"
+        probe = f"{lin['top1_last']:.2f} ({lin['top1_best']:.2f})" + (", fine-tuned" if label == "supervised" else "")
         neighbours = "-" if knn is None else f"{knn['top1']:.2f}"
         lines.append(f"| {ROW_NAMES[label]} | {probe} | {neighbours} |")
     return "\n".join(lines) + "\n"

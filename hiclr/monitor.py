@@ -11,8 +11,9 @@ which leaves BatchNorm statistics and every RNG untouched; the train mode is res
     monitor = LearningMonitor.from_config(cfg, train_data)     # None when off or without a test split
     record.update(monitor(backbone, epoch))                    # {"monitor_knn_top1": 41.2, ...}
 
-`CollapseWatch` reads each step's metrics (`embed_std_ratio`, the loss) and, at the end of an
-epoch, prints one warning line to stderr, once per run, when the embedding is collapsing.
+`CollapseWatch` reads an epoch's means of the step metrics (`embed_std_ratio`, the loss; the
+engine's, handed to the task's `end_epoch`) and prints one warning line to stderr, once per run,
+when the embedding is collapsing.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class LearningMonitor:
 class CollapseWatch:
     """Warns once per run (one stderr line per rule) when an epoch's embedding looks collapsed.
 
-    Rules, on the epoch means of the step metrics:
+    Rules, on the epoch means of the step metrics (`end_epoch(epoch, means)`):
     - spread: `embed_std_ratio` (per-dimension std of the L2-normalised query projections times
       sqrt(dim); about 1 when spread, 0 at collapse) below `threshold` (`run.collapse_warning`);
     - loss: the loss within 2 % of `collapse_loss`, the objective's loss at uniform logits (every
@@ -145,24 +146,10 @@ class CollapseWatch:
         self.collapse_loss = collapse_loss
         self.stream = stream
         self.warned: set[str] = set()
-        self._sums: dict[str, torch.Tensor] = {}
-        self._steps = 0
 
-    def observe(self, loss: torch.Tensor, metrics: dict) -> None:
-        """Add one step (detached tensors; no device sync)."""
-        self._steps += 1
-        values = {"loss": loss.detach()}
-        if "embed_std_ratio" in metrics:
-            values["embed_std_ratio"] = metrics["embed_std_ratio"]
-        for key, value in values.items():
-            value = torch.as_tensor(value).detach().float()
-            self._sums[key] = self._sums[key] + value if key in self._sums else value
-
-    def end_epoch(self, epoch: int, quiet: bool = False) -> list[str]:
-        """Judge the epoch's means, reset them; returns the warnings printed now (`quiet`: judge
-        and reset, print nothing, e.g. on DDP ranks other than 0)."""
-        means = {k: float(v) / self._steps for k, v in self._sums.items()} if self._steps else {}
-        self._sums, self._steps = {}, 0
+    def end_epoch(self, epoch: int, means: dict, quiet: bool = False) -> list[str]:
+        """Judge 0-based `epoch` by its means ({"loss": ..., "embed_std_ratio": ...}); returns the
+        warnings printed now (`quiet`: judge, print nothing, e.g. on DDP ranks other than 0)."""
         printed = []
         ratio = means.get("embed_std_ratio")
         if (self.threshold and ratio is not None and ratio < self.threshold

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from data_prep.errors import UserError
-from hiclr.engine import TrainData, TrainResult, seed_everything, train
+from hiclr.engine import TrainData, TrainResult, is_main_process, seed_everything, train
 
 
 class PretrainTask:
@@ -38,15 +38,12 @@ class PretrainTask:
     def step(self, model, batch, generator: torch.Generator, epoch: int):
         with torch.autocast(batch.x.device.type, enabled=False):
             views = self.policy.views(batch.x, generator, self.view_stages)
-        loss, metrics = model(views, batch.ids, epoch)
-        if self.watch is not None:
-            self.watch.observe(loss, metrics)
-        return loss, metrics
+        return model(views, batch.ids, epoch)
 
-    def end_epoch(self, epoch: int) -> dict:
+    def end_epoch(self, epoch: int, means: dict) -> dict:
         main = is_main_process()
         if self.watch is not None:
-            self.watch.end_epoch(epoch, quiet=not main)
+            self.watch.end_epoch(epoch, means, quiet=not main)
         if self.monitor is None or not main:
             return {}
         return self.monitor(self.model.encoder_q.backbone, epoch)
@@ -100,11 +97,6 @@ def load_training_data(cfg: dict) -> TrainData:
         keep = torch.randperm(len(x), generator=g)[: int(limit)].sort().values
         x, labels, ids = x[keep], labels[keep], ids[keep]
     return TrainData(x=x, labels=labels, ids=ids)
-
-
-def is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
-        or torch.distributed.get_rank() == 0
 
 
 def run_dir_of(cfg: dict) -> Path:

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import re
 import statistics
 import sys

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from data_prep.synth import SynthConfig
 from hiclr.demo import ROW_NAMES, results_table, run_demo

@@ -21,7 +21,9 @@ API (`from hiclr.engine import train, TrainData, Batch`):
         scalar metrics (tensors or floats); the engine does backward, clipping, step and schedule.
   and optionally
     `param_groups() -> iterable` - what the optimizer updates (default: parameters with grad);
-    `end_epoch(epoch: int) -> dict` - after each epoch (e.g. a test accuracy); logged with the epoch;
+    `end_epoch(epoch: int, means: dict) -> dict` - after each epoch, given the epoch's means of the
+        step metrics (loss, the task's metrics); returns extra values (e.g. a test accuracy) logged
+        with the epoch;
     `postfix_keys: dict` - {epoch metric: label} of `end_epoch` values shown in the progress bar;
     `state_dict()` / `load_state_dict(d)` - extra task state to checkpoint (tensors, plain types);
     `finish(run_dir) -> dict` - once at the end on rank 0 (pre-training writes `encoder.pt`).
@@ -257,7 +259,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                           "samples_per_s": epoch_steps * global_batch / max(1e-9, elapsed),
                           **{k: float(v) / max(1, epoch_steps) for k, v in sums.items()}}
                 if hasattr(task, "end_epoch"):
-                    record.update(task.end_epoch(epoch) or {})
+                    record.update(task.end_epoch(epoch, dict(record)) or {})
                     shown = {label: f"{record[key]:.1f}" for key, label in
                              getattr(task, "postfix_keys", {}).items() if key in record}
                     if shown:

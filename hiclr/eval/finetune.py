@@ -64,7 +64,7 @@ class FineTuneTask:
         self.model.train(was_training)
         return torch.cat(out)
 
-    def end_epoch(self, epoch: int) -> dict:
+    def end_epoch(self, epoch: int, means: dict) -> dict:
         logits = self.test_logits()
         acc = topk_accuracy(logits, self.test_labels)
         row = {"epoch": epoch + 1, **acc}
