@@ -1,4 +1,4 @@
-"""Normalisation presets: `frame50`, the view the reference trains on (SPEC_HICLR.md section 1)."""
+"""Normalisation presets: `frame50`, the view the reference trains on."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "topk": 1,               # mined positives per branch
         "key_init": "random",    # random (reference: own init) | copy (key encoder = query encoder)
         "head_norm": "none",     # none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)
-        "options": {},           # objective-specific extras (SEED_VARIANTS.md), passed through
+        "options": {},           # objective-specific extras (the further objectives), passed through
     },
     "augment": {
         "stages": None,          # list of stages (see configs/augment/); None: the policy's default

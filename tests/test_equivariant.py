@@ -1,4 +1,4 @@
-"""Equivariant contrast (SEED_VARIANTS.md A): canonicalisation Z(Ax) A^-T, singular views, L_eq."""
+"""Equivariant contrast (variant A): canonicalisation Z(Ax) A^-T, singular views, L_eq."""
 
 import copy
 

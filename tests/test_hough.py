@@ -1,4 +1,4 @@
-"""Hough-consistent dense pairs (SEED_VARIANTS.md C): voting, refit, oracle pairing, the objective."""
+"""Hough-consistent dense pairs (variant C): voting, refit, oracle pairing, the objective."""
 
 import pytest
 import torch

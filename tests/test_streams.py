@@ -5,7 +5,7 @@ import torch
 
 from hiclr.augment import NTU_BONES, to_stream
 
-# SPEC_HICLR.md section 2: the 24 NTU edges, 1-based (child, parent)
+# The reference release's 24 NTU edges, 1-based (child, parent)
 SPEC_EDGES = [(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9),
               (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17),
               (19, 18), (20, 19), (22, 23), (23, 8), (24, 25), (25, 12)]

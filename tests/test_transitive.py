@@ -1,4 +1,4 @@
-"""Transitive positive mining (SEED_VARIANTS.md B): the I E I graph, its limits, the loss."""
+"""Transitive positive mining (variant B): the I E I graph, its limits, the loss."""
 
 import pytest
 import torch

@@ -8,7 +8,7 @@ with batched tensor ops; there is no per-sample Python loop.
 With ``record=True`` an augmentation keeps what it drew in ``self.last`` (a dict of tensors with
 a leading batch dimension): matrices, crop offsets, flips, axes, sigmas, masks.
 
-Defaults reproduce the reference release (SPEC_HICLR.md section 4 and 8), quirks included;
+Defaults reproduce the reference release, quirks included;
 each quirk has a flag that fixes it (``SpatialFlip(mirror=True)``, ``Rotate(symmetric=True)``,
 ``GaussianBlur(normalize=True)``, ``JointMask(per_sample=True)``).
 

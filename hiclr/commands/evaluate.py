@@ -1,4 +1,4 @@
-"""`hiclr linear | knn | semi | finetune | ensemble`: the evaluation protocols (SPEC_HICLR.md section 6)."""
+"""`hiclr linear | knn | semi | finetune | ensemble`: the evaluation protocols (the reference release)."""
 
 from __future__ import annotations
 

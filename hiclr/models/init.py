@@ -12,7 +12,7 @@ in every command), so a run is deterministic. Where the scheme is applied:
 
 - pre-training (`ContrastiveLearner`): the query and the key encoder, each backbone with its
   projection head; the key encoder gets its own draw (`ssl.key_init: random`, as the reference) or
-  is then copied from the query encoder (`copy`). An objective's own heads (SEED_VARIANTS.md: the
+  is then copied from the query encoder (`copy`). An objective's own heads (the
   equivariant and dense heads, which the reference does not have) keep PyTorch's init.
 - `build_encoder(cfg)` when `cfg` holds `init` (as `cfg["model"]` always does): the random-init
   baselines of the evaluation protocols, fine-tuning from scratch.

@@ -1,4 +1,4 @@
-"""Equivariant contrast (after PeCLR, ICCV 2021), SEED_VARIANTS.md A: objective `equivariant`.
+"""Equivariant contrast (after PeCLR, ICCV 2021), variant A: objective `equivariant`.
 
 Every geometric augmentation of HiCLR is linear per joint, x' = A x (A = Rz Ry Rx H, recorded by
 the policy as `params["matrix"]`). An auxiliary head Z(x) = reshape(MLP(h), K, 3) on the backbone

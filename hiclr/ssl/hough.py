@@ -1,4 +1,4 @@
-"""Hough-consistent dense pairs (after HoughCL, 2021), SEED_VARIANTS.md C: objective `hough_dense`.
+"""Hough-consistent dense pairs (after HoughCL, 2021), variant C: objective `hough_dense`.
 
 Dense contrast compares frame tokens of two views; which frame of view 1 is the positive of which
 frame of view 2 is decided by Hough voting over one transform between the views, s = alpha t + beta

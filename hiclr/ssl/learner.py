@@ -173,7 +173,7 @@ class ContrastiveLearner(nn.Module):
 
     def encode_queries_with_block(self, inputs: Sequence[torch.Tensor], block: int) -> tuple[list, list, list]:
         """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
-        a `feature_block`, e.g. dense pairs, SEED_VARIANTS.md C)."""
+        a `feature_block`, e.g. dense pairs, variant C)."""
         encoder = _unwrap(self.encoder_q)
         if self.fused_views:
             features, z, blocks = encoder.forward_with_block(torch.cat(list(inputs), dim=0), block)

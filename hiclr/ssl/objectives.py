@@ -5,7 +5,7 @@ the growing-policy view it is drawn from (view i applies stages 0..i), and `key_
 those views goes through the key encoder. All other views are queries, in order. Its forward takes
 a `ContrastiveInputs` and returns `(loss, metrics)`, metrics being detached scalar tensors.
 
-`hiclr` (SPEC_HICLR.md section 5), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
+`hiclr` (the reference release), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
 L = L_nce + (L_1<-0 + L_2<-1) / 2, L_nce = -mean log p_0[0] (multi-positive from mining_epoch on),
 L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j].
 """
@@ -23,7 +23,7 @@ from torch import nn
 
 OBJECTIVES: dict[str, type[nn.Module]] = {}
 
-# Objectives of SEED_VARIANTS.md, living in their own modules: imported (and so registered) on first use.
+# The further objectives, living in their own modules: imported (and so registered) on first use.
 VARIANT_MODULES: dict[str, str] = {
     "equivariant": "hiclr.ssl.equivariant",
     "transitive": "hiclr.ssl.transitive",

@@ -1,6 +1,6 @@
 """The MoCo key queue: a FIFO of L2-normalised momentum keys that also remembers each key's sample id.
 
-Sample ids let later objectives (transitive mining, SEED_VARIANTS.md B) recognise queue entries
+Sample ids let later objectives (transitive mining, variant B) recognise queue entries
 that hold an older key of the anchor's own sample. Under DDP every rank enqueues the keys of all
 ranks (in rank order), so the queues stay identical across ranks.
 """

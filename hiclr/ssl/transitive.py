@@ -1,4 +1,4 @@
-"""Transitive positive mining (after Transitive Invariance, ICCV 2017), SEED_VARIANTS.md B:
+"""Transitive positive mining (after Transitive Invariance, ICCV 2017), variant B:
 objective `transitive`.
 
 Graph over momentum keys (this batch's keys and the queue): intra-instance edges I join nodes of
