@@ -1,12 +1,13 @@
 """The HDF5 store: one file per dataset, every protocol inside (docs/internals.md, format version 1).
 
-`write_store` writes `<out>.partial` and renames it at the end, so an interrupted or failed prep
+`StoreWriter` (and `write_store` on top of it) writes `<out>.partial` and renames it at the end, so an interrupted or failed prep
 never leaves a file that looks complete. `open_store` refuses unknown format versions;
 `verify_store` lists every problem it finds; `store_summary` is what `hiclr-prep info` prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -43,65 +44,93 @@ def _json_default(obj):
     raise TypeError(f"not JSON-able: {type(obj).__name__}")
 
 
-def write_store(out_path: str | os.PathLike, *, dataset: str, samples: dict[str, np.ndarray],
-                bodies: list[np.ndarray] | None, frame50: np.ndarray,
-                splits: dict[str, dict[str, np.ndarray]], attrs: dict,
-                compression: str | None = None) -> Path:
-    """Write the store atomically (`<out>.partial`, then rename); return the final path.
+class StoreWriter:
+    """Append samples to a new store block by block; `finish` adds columns, splits, attributes.
 
-    `samples`: columns with one row per sample (`name` str, `label` int64, metadata ints);
-    `bodies`: per sample `(T_i, V, C, M)` float32 (None: no `/raw`); `frame50` `(N, C, 50, V, M)`;
-    `splits`: `{protocol: {"train": idx, "test": idx}}`; `attrs`: JSON-able extras (preset,
-    counts, source, num_classes ...). `compression`: None, "gzip" or "lzf".
+    Memory stays bounded by one block of samples whatever the dataset size: frame50 and `/raw` are
+    resizable datasets that grow as blocks arrive. The file is `<out>.partial` until `finish`
+    renames it; `abort` (or leaving the `with` block by an exception) removes it.
     """
-    out = Path(out_path)
-    if compression not in (None, "gzip", "lzf"):
-        raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
-    names = [str(n) for n in samples["name"]]
-    n = len(names)
-    if len(set(names)) != n:
-        raise ValueError("sample names must be unique")
-    for key, column in samples.items():
-        if len(column) != n:
-            raise ValueError(f"samples[{key!r}] has {len(column)} rows, 'name' has {n}")
-    frame50 = np.asarray(frame50)
-    if frame50.shape != (n,) + FRAME50_SHAPE:
-        raise ValueError(f"frame50 must be {(n,) + FRAME50_SHAPE}, got {frame50.shape}")
-    if bodies is not None and len(bodies) != n:
-        raise ValueError(f"bodies has {len(bodies)} samples, 'name' has {n}")
 
-    with atomic_path(out) as partial, h5py.File(partial, "w") as f:
+    def __init__(self, out_path: str | os.PathLike, *, raw: bool, compression: str | None = None,
+                 block: int = _BLOCK):
+        if compression not in (None, "gzip", "lzf"):
+            raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
+        self.out = Path(out_path)
+        self.names: list[str] = []
+        self._block = max(1, int(block))
+        self._pending: list[tuple[np.ndarray | None, np.ndarray]] = []
+        self._lengths: list[int] = []
+        self._frames_written = 0
+        self._stack = contextlib.ExitStack()
+        self._partial = self._stack.enter_context(atomic_path(self.out))
+        self._file = self._stack.enter_context(h5py.File(self._partial, "w"))
+        self._frame50 = self._file.create_group("views").create_dataset(
+            "frame50", shape=(0,) + FRAME50_SHAPE, maxshape=(None,) + FRAME50_SHAPE, dtype=np.float32,
+            chunks=(1,) + FRAME50_SHAPE, compression=compression)
+        self._raw = None
+        if raw:
+            self._raw = self._file.create_group("raw").create_dataset(
+                "data", shape=(0,) + RAW_SHAPE, maxshape=(None,) + RAW_SHAPE, dtype=np.float32,
+                chunks=(1024,) + RAW_SHAPE, compression=compression)
+
+    def append(self, name: str, bodies: np.ndarray | None, frame50: np.ndarray) -> None:
+        """One sample: `bodies` `(T, V, C, M)` float32 (None when the store has no `/raw`), frame50 `(C, 50, V, M)`."""
+        frame50 = np.asarray(frame50, dtype=np.float32)
+        if frame50.shape != FRAME50_SHAPE:
+            raise ValueError(f"frame50 of {name} must be {FRAME50_SHAPE}, got {frame50.shape}")
+        if (bodies is None) != (self._raw is None):
+            raise ValueError(f"{name}: bodies must be given exactly when the store has /raw")
+        if bodies is not None:
+            bodies = np.asarray(bodies, dtype=np.float32)
+            if bodies.shape[1:] != RAW_SHAPE:
+                raise ValueError(f"bodies of {name} must be (T,) + {RAW_SHAPE}, got {bodies.shape}")
+            self._lengths.append(int(bodies.shape[0]))
+        self.names.append(str(name))
+        self._pending.append((bodies, frame50))
+        if len(self._pending) >= self._block:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        lo = self._frame50.shape[0]
+        self._frame50.resize(lo + len(self._pending), axis=0)
+        self._frame50[lo:] = np.stack([view for _, view in self._pending])
+        if self._raw is not None:
+            blocks = [b for b, _ in self._pending if b.shape[0]]
+            if blocks:
+                stacked = np.concatenate(blocks)
+                start = self._frames_written
+                self._raw.resize(start + stacked.shape[0], axis=0)
+                self._raw[start:] = stacked
+                self._frames_written += stacked.shape[0]
+        self._pending = []
+
+    def finish(self, *, dataset: str, samples: dict[str, np.ndarray],
+               splits: dict[str, dict[str, np.ndarray]], attrs: dict) -> Path:
+        """Write the columns (`name` in append order), splits and attributes; rename; return the path."""
+        self._flush()
+        f, n = self._file, len(self.names)
+        names = [str(x) for x in samples["name"]]
+        if names != self.names:
+            raise ValueError("samples['name'] must list the appended samples in append order")
+        if len(set(names)) != n:
+            raise ValueError("sample names must be unique")
+        for key, column in samples.items():
+            if len(column) != n:
+                raise ValueError(f"samples[{key!r}] has {len(column)} rows, 'name' has {n}")
         group = f.create_group("samples")
         for key, column in samples.items():
             if key == "name":
-                group.create_dataset("name", data=np.array(names, dtype=object),
-                                     dtype=h5py.string_dtype("utf-8"))
+                group.create_dataset("name", data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
             else:
                 group.create_dataset(key, data=np.asarray(column, dtype=np.int64))
-
-        views = f.create_group("views")
-        ds = views.create_dataset("frame50", shape=frame50.shape, dtype=np.float32,
-                                  chunks=(1,) + FRAME50_SHAPE if n else None,
-                                  compression=compression)
-        for lo in range(0, n, _BLOCK):
-            ds[lo: lo + _BLOCK] = frame50[lo: lo + _BLOCK]
-
-        if bodies is not None:
-            lengths = np.array([b.shape[0] for b in bodies], dtype=np.int64)
-            offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-            total = int(lengths.sum())
-            raw = f.create_group("raw")
-            data = raw.create_dataset("data", shape=(total,) + RAW_SHAPE, dtype=np.float32,
-                                      chunks=(max(1, min(total, 1024)),) + RAW_SHAPE,
-                                      compression=compression)
-            for lo in range(0, n, _BLOCK):
-                block = bodies[lo: lo + _BLOCK]
-                if block and lengths[lo: lo + _BLOCK].sum():
-                    start = int(offsets[lo])
-                    stacked = np.concatenate(block).astype(np.float32, copy=False)
-                    data[start: start + stacked.shape[0]] = stacked
-            raw.create_dataset("offset", data=offsets)
-            raw.create_dataset("length", data=lengths)
+        if self._raw is not None:
+            lengths = np.asarray(self._lengths, dtype=np.int64)
+            offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64) if n else lengths
+            f["raw"].create_dataset("offset", data=offsets)
+            f["raw"].create_dataset("length", data=lengths)
 
         checksums = {}
         sgroup = f.create_group("splits")
@@ -131,7 +160,46 @@ def write_store(out_path: str | os.PathLike, *, dataset: str, samples: dict[str,
             elif isinstance(value, Path):
                 value = str(value)
             f.attrs[key] = value
-    return out
+        self._stack.close()          # closes the file, fsyncs and renames `.partial` over `out`
+        return self.out
+
+    def abort(self) -> None:
+        """Drop the partial file (nothing is left under `out`)."""
+        self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._stack.__exit__(exc_type, exc, tb)
+        return False
+
+
+def write_store(out_path: str | os.PathLike, *, dataset: str, samples: dict[str, np.ndarray],
+                bodies: list[np.ndarray] | None, frame50: np.ndarray,
+                splits: dict[str, dict[str, np.ndarray]], attrs: dict,
+                compression: str | None = None) -> Path:
+    """Write a whole store held in memory (through `StoreWriter`); return the final path.
+
+    `samples`: columns with one row per sample (`name` str, `label` int64, metadata ints);
+    `bodies`: per sample `(T_i, V, C, M)` float32 (None: no `/raw`); `frame50` `(N, C, 50, V, M)`;
+    `splits`: `{protocol: {"train": idx, "test": idx}}`; `attrs`: JSON-able extras (preset,
+    counts, source, num_classes ...). `compression`: None, "gzip" or "lzf".
+    """
+    names = [str(n) for n in samples["name"]]
+    n = len(names)
+    if len(set(names)) != n:
+        raise ValueError("sample names must be unique")
+    frame50 = np.asarray(frame50)
+    if frame50.shape != (n,) + FRAME50_SHAPE:
+        raise ValueError(f"frame50 must be {(n,) + FRAME50_SHAPE}, got {frame50.shape}")
+    if bodies is not None and len(bodies) != n:
+        raise ValueError(f"bodies has {len(bodies)} samples, 'name' has {n}")
+    with StoreWriter(out_path, raw=bodies is not None, compression=compression) as writer:
+        for i, name in enumerate(names):
+            writer.append(name, None if bodies is None else bodies[i], frame50[i])
+        return writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs)
 
 
 def open_store(path: str | os.PathLike) -> h5py.File:
