@@ -3,7 +3,7 @@
 CI logs, `nohup` and batch systems capture stderr into a file, where a bar is either silent
 (tqdm's `disable=None`) or a stream of carriage returns. `progress(...)` gives those a line such
 as `ntu120 parse: 1200/20000 files (6.0 %), 142.3 files/s, ETA 2 min 12 s` every
-`HICLR_PROGRESS_SECONDS` seconds (default 10) and a last line when the work ends.
+`HICLR_PROGRESS_SECONDS` seconds (default 10) and a last line when long work ends.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class LineProgress:
         self._start = self._last = clock()
         self._postfix: dict = {}
         self._closed = False
+        self._printed = 0
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -75,19 +76,25 @@ class LineProgress:
         return text
 
     def _emit(self, now: float) -> None:
+        self._printed += 1
         print(self.line(now), file=self.file, flush=True)
 
     def close(self) -> None:
+        """A last line, when the work lasted long enough to have shown progress (short work stays quiet)."""
         if not self._closed:
             self._closed = True
-            if self.n != self._start_n:
-                self._emit(self._clock())
+            now = self._clock()
+            if self.n != self._start_n and (self._printed or now - self._start >= self.interval_s):
+                self._emit(now)
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:                                   # the error's one sentence stays the last line
+            self._closed = True
         return False
 
 

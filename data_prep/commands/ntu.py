@@ -1,30 +1,38 @@
-"""`hiclr-prep ntu60|ntu120`: raw NTU RGB+D `.skeleton` files -> one HDF5 store (frame50 + raw + splits)."""
+"""`hiclr-prep ntu60|ntu120`: raw NTU RGB+D `.skeleton` files -> one HDF5 store (frame50 + raw + splits).
+
+Parsed samples stream from the worker processes into the store block by block (`StoreWriter`,
+`ordered_map`), so memory stays bounded whatever the number of files.
+"""
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import sys
+import json
+import os
+import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from data_prep.bodies import METHODS, select_bodies
+from data_prep.bodies import METHODS, MOTION_FIXES, select_bodies
 from data_prep.errors import UserError
+from data_prep.memory import PeakMemory
 from data_prep.missing import load_missing_list, missing_samples
 from data_prep.ntu import parse_ntu_name, read_skeleton
+from data_prep.parallel import ordered_map
 from data_prep.presets import FRAME50_PARAMS, frame50
+from data_prep.progress import progress
 from data_prep.splits import NTU60_MAX_SETUP, NUM_CLASSES, ntu_splits
-from data_prep.store import write_store
+from data_prep.store import StoreWriter
 
 META = ("setup", "camera", "performer", "replication", "action")
 
 EPILOG = """examples:
   hiclr-prep {ds} --raw nturgb+d_skeletons/ --out data/{ds}.h5
   hiclr-prep {ds} --raw nturgb+d_skeletons/ --out data/{ds}_motion.h5 --bodies motion --workers 8
-  hiclr-prep {ds} --raw data/synth_raw --out data/synth.h5 --limit 200 --skip-bad
+  hiclr-prep {ds} --raw nturgb+d_skeletons/ --out data/{ds}_motion_fixed.h5 --bodies motion --motion-fix all
+  hiclr-prep {ds} --raw data/synth_raw --out data/synth.h5 --limit 200 --skip-bad --stats
 """
 
 
@@ -40,7 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--raw", required=True, type=Path, help="folder of .skeleton files")
         p.add_argument("--out", required=True, type=Path, help="output HDF5 file")
         p.add_argument("--bodies", choices=METHODS, default="file-order",
-                       help="body selection (default: file-order, the reference's)")
+                       help="body selection (default: file-order, the reference's; motion: CTR-GCN's denoising)")
+        p.add_argument("--motion-fix", action="append", default=[], metavar="FIX",
+                       choices=(*MOTION_FIXES, "all"),
+                       help="with --bodies motion, correct one of CTR-GCN's quirks (repeatable; 'all'): "
+                            + "; ".join(f"{k}: {v}" for k, v in MOTION_FIXES.items()))
         p.add_argument("--workers", type=int, default=1, help="parallel parser processes (default 1)")
         p.add_argument("--missing-list", type=Path, default=None,
                        help="list of sample names to skip instead of the bundled official list")
@@ -49,13 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="skip and count malformed files instead of stopping at the first")
         p.add_argument("--compression", choices=("none", "gzip", "lzf"), default="none",
                        help="HDF5 compression of the arrays (default none)")
+        p.add_argument("--stats", type=Path, nargs="?", const=Path("-"), default=None, metavar="JSON",
+                       help="print (or write to JSON) peak memory of all processes, time and per-file cost")
         p.set_defaults(func=run, dataset=dataset)
 
 
-def _prepare_one(path: str, method: str, skip_bad: bool):
-    """Worker: one file -> (name, bodies (T, V, C, M), frame50 (C, 50, V, M)) or ("bad", message)."""
+def _prepare_one(path: str, method: str, fixes: tuple, skip_bad: bool):
+    """Worker: one file -> (name, bodies (T, V, C, M), frame50 (C, 50, V, M)) or (None, message)."""
     try:
-        bodies = select_bodies(read_skeleton(path), method)
+        bodies = select_bodies(read_skeleton(path), method, fixes)
     except UserError as err:
         if skip_bad:
             return None, str(err)
@@ -98,53 +112,72 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--limit {args.limit}: give a positive number of files")
     if args.out.suffix not in (".h5", ".hdf5"):
         raise UserError(f"--out {args.out}: the store must be an .h5 or .hdf5 file")
+    fixes = tuple(MOTION_FIXES) if "all" in args.motion_fix else tuple(dict.fromkeys(args.motion_fix))
+    if fixes and args.bodies != "motion":
+        raise UserError(f"--motion-fix {fixes[0]} corrects the motion denoising; add --bodies motion or drop it")
     missing = load_missing_list(args.missing_list) if args.missing_list else missing_samples(dataset)
     paths, counts = list_samples(args.raw, dataset, missing, args.limit)
     num_classes = NUM_CLASSES[dataset]
+    for path in paths:
+        action = parse_ntu_name(path.name)["action"]
+        if action > num_classes:
+            raise UserError(f"{path.name}: action A{action:03d} is outside the {num_classes} classes of {dataset}; "
+                            f"use `hiclr-prep ntu120` for actions above 60")
 
-    work = partial(_prepare_one, method=args.bodies, skip_bad=args.skip_bad)
-    results, bad = [], []
-    bar = tqdm(total=len(paths), desc=f"{dataset} parse", unit="file", disable=None, file=sys.stderr)
+    start = time.perf_counter()
+    work = partial(_prepare_one, method=args.bodies, fixes=fixes, skip_bad=args.skip_bad)
     items = [str(p) for p in paths]
-    if args.workers > 1 and len(items) > 1:
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(min(args.workers, len(items))) as pool:
-            for out in pool.imap(work, items, chunksize=max(1, min(64, len(items) // (8 * args.workers)))):
-                (bad if out[0] is None else results).append(out)
-                bar.update()
-    else:
-        for item in items:
-            out = work(item)
-            (bad if out[0] is None else results).append(out)
-            bar.update()
-    bar.close()
-    if not results:
-        raise UserError(f"{args.raw}: all {len(items)} files are malformed (first: {bad[0][1]})")
-
-    names = [r[0] for r in results]
-    meta = {k: np.array([parse_ntu_name(n)[k] for n in names], dtype=np.int64) for k in META}
-    labels = meta["action"] - 1
-    if labels.max() >= num_classes:
-        first = names[int(np.argmax(labels >= num_classes))]
-        raise UserError(f"{first}: action {first[-3:]} is outside the {num_classes} classes of {dataset}; "
-                        f"use `hiclr-prep ntu120` for actions above 60")
-    samples = {"name": np.array(names, dtype=object), "label": labels.astype(np.int64), **meta}
-    splits = ntu_splits(meta, dataset)
-    counts["skipped_bad"] = len(bad)
-    if bad:
-        counts["bad_files"] = [msg for _, msg in bad[:50]]
-    attrs = {
-        "num_classes": num_classes,
-        "preset": {"frame50": FRAME50_PARAMS, "bodies": args.bodies, "raw": "selected bodies, all frames"},
-        "counts": counts,
-        "source": {"raw": str(args.raw.resolve()),
-                   "missing_list": str(args.missing_list) if args.missing_list else f"bundled {dataset}"},
-    }
-    write_store(args.out, dataset=dataset, samples=samples, bodies=[r[1] for r in results],
-                frame50=np.stack([r[2] for r in results]), splits=splits, attrs=attrs,
-                compression=None if args.compression == "none" else args.compression)
+    bad: list[str] = []
+    with PeakMemory() as memory:
+        with StoreWriter(args.out, raw=True,
+                         compression=None if args.compression == "none" else args.compression) as writer:
+            with progress(len(items), desc=f"{dataset} parse", unit="file") as bar:
+                for out in ordered_map(work, items, args.workers):
+                    if out[0] is None:
+                        bad.append(out[1])
+                    else:
+                        writer.append(*out)
+                    bar.update()
+            if not writer.names:
+                raise UserError(f"{args.raw}: all {len(items)} files are malformed (first: {bad[0]})")
+            names = writer.names
+            meta = {k: np.array([parse_ntu_name(n)[k] for n in names], dtype=np.int64) for k in META}
+            labels = meta["action"] - 1
+            samples = {"name": np.array(names, dtype=object), "label": labels.astype(np.int64), **meta}
+            splits = ntu_splits(meta, dataset)
+            counts["skipped_bad"] = len(bad)
+            if bad:
+                counts["bad_files"] = bad[:50]
+            preset = {"frame50": FRAME50_PARAMS, "bodies": args.bodies, "raw": "selected bodies, all frames"}
+            if args.bodies == "motion":
+                preset["motion_fixes"] = list(fixes)
+            attrs = {
+                "num_classes": num_classes,
+                "preset": preset,
+                "counts": counts,
+                "source": {"raw": str(args.raw.resolve()),
+                           "missing_list": str(args.missing_list) if args.missing_list else f"bundled {dataset}"},
+            }
+            writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs)
+    elapsed = time.perf_counter() - start
     sizes = ", ".join(f"{p} {len(s['train'])}/{len(s['test'])}" for p, s in splits.items())
     print(f"wrote {args.out}: {len(names)} samples of {dataset} ({np.unique(labels).size} classes present), "
           f"skipped {counts['skipped_missing']} on the missing list and {len(bad)} malformed, "
           f"{counts['outside_dataset']} outside {dataset}; splits train/test: {sizes}")
+    if args.stats is not None:
+        _report_stats(args.stats, memory, items, elapsed, args.workers)
     return 0
+
+
+def _report_stats(dest: Path, memory: PeakMemory, items: list[str], elapsed: float, workers: int) -> None:
+    """`--stats`: peak memory of every process, wall time, files/s, MB/s and CPU time per file."""
+    megabytes = sum(os.path.getsize(p) for p in items) / 1e6
+    stats = {"files": len(items), "workers": workers, "input_mb": round(megabytes, 1),
+             "wall_s": round(elapsed, 2), "files_per_s": round(len(items) / elapsed, 2),
+             "mb_per_s": round(megabytes / elapsed, 2),
+             "cpu_ms_per_file": round(1000 * memory.cpu_s() / len(items), 3), **memory.summary()}
+    if str(dest) == "-":
+        print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    else:
+        from data_prep.atomic import atomic_write_text
+        atomic_write_text(dest, json.dumps(stats, indent=1) + "\n", durable=False)
