@@ -6,9 +6,15 @@
 - PYSKL: annotation `.pkl` `{"split": {name: [frame_dir ...]}, "annotations": [{frame_dir, label,
   keypoint (M, T, V, C), total_frames}, ...]}`.
 
-Arrays are read with `np.load(allow_pickle=False)`, pickles with `data_prep.safe_pickle`. Where raw
-coordinates exist they go to `/raw` and frame50 is computed from them; AimCLR's frame50 is stored
-as given (no `/raw`).
+Arrays are read with `np.load(allow_pickle=False)` (memory-mapped, or row blocks streamed out of
+the `.npz` zip member), pickles with `data_prep.safe_pickle`. Where raw coordinates exist they go
+to `/raw` and frame50 is computed from them; AimCLR's frame50 is stored as given (no `/raw`).
+Samples stream into the store (`StoreWriter`): memory is bounded by a block of samples, except
+PYSKL's annotation pickle, which is one object and is held whole.
+
+The dataset (and so the class count the heads use) comes from `--dataset`, else from the sample
+names (NTU names with setup > 17 or action > 60: NTU120), else from the width of CTR-GCN's one-hot
+labels; a name that contradicts the given dataset is an error.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -28,22 +35,59 @@ NTU_META = ("setup", "camera", "performer", "replication", "action")
 KINDS = ("stgcn", "aimclr", "ctrgcn", "pyskl")
 
 
+DATASET_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd1": 51, "pkummd2": 41}
+
+
 @dataclass
 class Imported:
-    """What an importer produced: sample columns, raw bodies (or None), frame50 (or None), splits."""
+    """What an importer produced: names, labels, splits, and the samples as a stream.
+
+    `rows()` yields one `(bodies (T, V, C, M) or None, frame50 (C, 50, V, M) or None)` per sample,
+    in `names` order; `has_raw` says which of the two it gives.
+    """
     names: list[str]
     labels: np.ndarray
-    bodies: list[np.ndarray] | None
-    frame50: np.ndarray | None
+    has_raw: bool
+    rows: Callable[[], Iterator[tuple[np.ndarray | None, np.ndarray | None]]]
     splits: dict[str, dict[str, np.ndarray]]
     source: dict = field(default_factory=dict)
+    label_width: int | None = None          # CTR-GCN's one-hot width: the class count of its dataset
 
 
 # ---------------------------------------------------------------------------------- file access
 
+def _npy_header(f) -> tuple[tuple, np.dtype, bool, int]:
+    """(shape, dtype, fortran_order, data offset) of the `.npy` stream `f`, positioned at its start."""
+    version = np.lib.format.read_magic(f)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = reader(f)
+    return shape, dtype, fortran, f.tell()
+
+
+def check_not_truncated(path: str, what: str) -> None:
+    """A `.npy` file shorter than its header declares is reported as truncated."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                return
+            f.seek(0)
+            shape, dtype, _, offset = _npy_header(f)
+    except (OSError, ValueError):
+        return
+    if dtype.hasobject:
+        return
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size < expected:
+        raise UserError(f"{path}: {what} is truncated: its header declares {tuple(shape)} {dtype} "
+                        f"({expected:,} bytes) but the file holds {size:,}; copy or download it again")
+
+
 def load_array(path: str | os.PathLike, what: str, mmap: bool = False) -> np.ndarray:
     """`np.load(path, allow_pickle=False)` with one-sentence errors."""
     path = os.fspath(path)
+    if os.path.isfile(path):
+        check_not_truncated(path, what)
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
@@ -64,6 +108,14 @@ def _check_shape(path, array: np.ndarray, tail: tuple, what: str) -> None:
 
 def read_label_pickle(path, n: int | None = None) -> tuple[list[str], np.ndarray]:
     """ST-GCN / AimCLR label pickle `(names, labels)` -> names, int64 labels."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        head = b""
+    if head == b"\x93NUMPY":
+        raise UserError(f"{path}: this is a .npy array, but the labels must be the label .pkl (sample names, "
+                        f"labels) written beside the data, e.g. train_label.pkl / val_label.pkl; pass that file")
     obj = safe_load(path)
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise UserError(f"{path}: expected a pickled pair (sample names, labels), found {type(obj).__name__}; "
@@ -106,71 +158,138 @@ def _pad_persons(x: np.ndarray) -> np.ndarray:
 
 def import_stgcn(parts: dict[str, tuple[str, str]], protocol: str) -> Imported:
     """ST-GCN `{part: (data .npy (N, 3, 300, 25, 2), label .pkl)}` -> raw bodies and frame50."""
-    names, labels, bodies, split = [], [], [], {}
+    names, labels, arrays, split = [], [], [], {}
     for part, (data_path, label_path) in parts.items():
         data = load_array(data_path, "ST-GCN data", mmap=True)
         if data.ndim != 5 or data.shape[1] != C or data.shape[3] != V or data.shape[4] < 1:
             raise UserError(f"{data_path}: ST-GCN data has shape {tuple(data.shape)}, expected (N, 3, T, 25, M) "
                             f"(e.g. (N, 3, 300, 25, 2)); pass the *_data_joint.npy file")
+        if data.shape[2] == 50:
+            raise UserError(f"{data_path}: ST-GCN data has 50 frames ({tuple(data.shape)}), the length of "
+                            f"AimCLR/HiCLR's frame50 files; import it with `hiclr-prep import aimclr`")
         part_names, part_labels = read_label_pickle(label_path, data.shape[0])
         split[part] = np.arange(len(names), len(names) + len(part_names), dtype=np.int64)
         names += part_names
         labels.append(part_labels)
-        for i in range(data.shape[0]):
-            bodies.append(trim(_pad_persons(np.asarray(data[i], dtype=np.float32).transpose(1, 2, 0, 3))))
-    return Imported(names, np.concatenate(labels), bodies, None, {protocol: split},
+        arrays.append(data)
+
+    def rows():
+        for data in arrays:
+            for i in range(data.shape[0]):
+                yield trim(_pad_persons(np.asarray(data[i], dtype=np.float32).transpose(1, 2, 0, 3))), None
+    return Imported(names, np.concatenate(labels), True, rows, {protocol: split},
                     {k: [str(a), str(b)] for k, (a, b) in parts.items()})
 
 
 def import_aimclr(parts: dict[str, tuple[str, str]], protocol: str) -> Imported:
     """AimCLR / HiCLR `{part: (*_position.npy (N, 3, 50, 25, 2), label .pkl)}` -> frame50 as given."""
-    names, labels, views, split = [], [], [], {}
+    names, labels, arrays, split = [], [], [], {}
     for part, (data_path, label_path) in parts.items():
-        data = load_array(data_path, "AimCLR position data")
+        data = load_array(data_path, "AimCLR position data", mmap=True)
         _check_shape(data_path, data, (C, 50, V, M), "AimCLR position data")
         part_names, part_labels = read_label_pickle(label_path, data.shape[0])
         split[part] = np.arange(len(names), len(names) + len(part_names), dtype=np.int64)
         names += part_names
         labels.append(part_labels)
-        views.append(np.asarray(data, dtype=np.float32))
-    return Imported(names, np.concatenate(labels), None, np.concatenate(views), {protocol: split},
+        arrays.append(data)
+
+    def rows():
+        for data in arrays:
+            for i in range(data.shape[0]):
+                yield None, np.asarray(data[i], dtype=np.float32)
+    return Imported(names, np.concatenate(labels), False, rows, {protocol: split},
                     {k: [str(a), str(b)] for k, (a, b) in parts.items()})
+
+
+class NpzMember:
+    """One array of an `.npz` archive, read in row blocks without loading it whole."""
+
+    def __init__(self, archive: zipfile.ZipFile, key: str, path: str):
+        self.archive, self.key, self.path = archive, key, path
+        with archive.open(f"{key}.npy") as f:
+            try:
+                self.shape, self.dtype, self.fortran, _ = _npy_header(f)
+            except ValueError as err:
+                raise UserError(f"{path}: {key} cannot be read ({str(err)[:60]}); re-save the archive with "
+                                f"numeric arrays") from None
+        if self.dtype.hasobject:
+            raise UserError(f"{path}: {key} cannot be read without pickle (it holds Python objects); "
+                            f"re-save the archive with numeric arrays")
+        self.ndim = len(self.shape)
+
+    def blocks(self, rows: int = 256) -> Iterator[np.ndarray]:
+        """Consecutive row blocks of the array (the whole array at once if stored in Fortran order)."""
+        row_items = int(np.prod(self.shape[1:], dtype=np.int64))
+        with self.archive.open(f"{self.key}.npy") as f:
+            _npy_header(f)
+            if self.fortran:
+                yield np.frombuffer(f.read(), dtype=self.dtype).reshape(self.shape, order="F")
+                return
+            for lo in range(0, self.shape[0], rows):
+                count = min(rows, self.shape[0] - lo)
+                data = f.read(count * row_items * self.dtype.itemsize)
+                if len(data) < count * row_items * self.dtype.itemsize:
+                    raise UserError(f"{self.path}: {self.key} is truncated inside the archive; "
+                                    f"copy or download it again")
+                yield np.frombuffer(data, dtype=self.dtype).reshape((count,) + tuple(self.shape[1:]))
+
+    def read(self) -> np.ndarray:
+        return np.concatenate(list(self.blocks())) if self.shape[0] else np.zeros(self.shape, self.dtype)
+
+
+def _one_hot_labels(y: np.ndarray, path: str, key: str) -> np.ndarray:
+    """CTR-GCN's one-hot rows -> class indices; a row without exactly one 1 is refused."""
+    ones = (y == 1).sum(axis=1)
+    bad = np.flatnonzero((ones != 1) | ((y != 0) & (y != 1)).any(axis=1))
+    if bad.size:
+        row = int(bad[0])
+        what = "is all zero" if not y[row].any() else "is not one-hot"
+        raise UserError(f"{path}: {key} row {row} {what} ({bad.size} such rows); the labels are lost, "
+                        f"re-create the archive with CTR-GCN's seq_transformation.py")
+    return y.argmax(axis=1).astype(np.int64)
 
 
 def import_ctrgcn(npz_path: str, protocol: str) -> Imported:
     """CTR-GCN `.npz` (x_train (N, T, 150), one-hot y_train, x_test, y_test) -> raw bodies and frame50."""
-    archive = load_array(npz_path, "CTR-GCN archive")
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+    npz_path = os.fspath(npz_path)
+    if not os.path.isfile(npz_path):
+        raise UserError(f"{npz_path}: CTR-GCN archive not found; check the path")
+    try:
+        archive = zipfile.ZipFile(npz_path)
+    except (zipfile.BadZipFile, OSError):
         raise UserError(f"{npz_path}: expected an .npz archive with x_train, y_train, x_test, y_test; "
-                        f"pass the NTU60_CS.npz-style file of CTR-GCN")
-    names, labels, bodies, split = [], [], [], {}
-    with archive:
-        for part, suffix in (("train", "train"), ("test", "test")):
-            for key in (f"x_{suffix}", f"y_{suffix}"):
-                if key not in archive.files:
-                    raise UserError(f"{npz_path}: no array '{key}' (found {', '.join(archive.files)}); "
-                                    f"pass the CTR-GCN .npz file")
-            try:
-                x, y = archive[f"x_{suffix}"], archive[f"y_{suffix}"]
-            except (ValueError, zipfile.BadZipFile) as err:
-                raise UserError(f"{npz_path}: x_{suffix}/y_{suffix} cannot be read ({str(err)[:60]}); "
-                                f"re-save the archive with numeric arrays") from None
-            if x.ndim != 3 or x.shape[2] != M * V * C:
-                raise UserError(f"{npz_path}: x_{suffix} has shape {tuple(x.shape)}, expected (N, T, 150); "
-                                f"pass the CTR-GCN .npz file")
-            if y.ndim == 2 and y.shape[0] == x.shape[0]:
-                part_labels = y.argmax(axis=1).astype(np.int64)
-            elif y.ndim == 1 and y.shape[0] == x.shape[0]:
-                part_labels = y.astype(np.int64)
-            else:
-                raise UserError(f"{npz_path}: y_{suffix} has shape {tuple(y.shape)}, expected one-hot "
-                                f"({x.shape[0]}, classes); pass the CTR-GCN .npz file")
-            split[part] = np.arange(len(names), len(names) + x.shape[0], dtype=np.int64)
-            names += [f"{part}_{i:06d}" for i in range(x.shape[0])]
-            labels.append(part_labels)
-            per = x.reshape(x.shape[0], x.shape[1], M, V, C).transpose(0, 1, 3, 4, 2)   # (N, T, V, C, M)
-            bodies += [trim(np.asarray(b, dtype=np.float32)) for b in per]
-    return Imported(names, np.concatenate(labels), bodies, None, {protocol: split}, {"npz": str(npz_path)})
+                        f"pass the NTU60_CS.npz-style file of CTR-GCN") from None
+    found = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+    names, labels, members, split, width = [], [], [], {}, None
+    for part in ("train", "test"):
+        for key in (f"x_{part}", f"y_{part}"):
+            if key not in found:
+                raise UserError(f"{npz_path}: no array '{key}' (found {', '.join(found)}); pass the CTR-GCN .npz file")
+        x, y = NpzMember(archive, f"x_{part}", npz_path), NpzMember(archive, f"y_{part}", npz_path)
+        if x.ndim != 3 or x.shape[2] != M * V * C:
+            raise UserError(f"{npz_path}: x_{part} has shape {tuple(x.shape)}, expected (N, T, 150); "
+                            f"pass the CTR-GCN .npz file")
+        if y.ndim == 2 and y.shape[0] == x.shape[0]:
+            part_labels = _one_hot_labels(y.read(), npz_path, f"y_{part}")
+            width = y.shape[1]
+        elif y.ndim == 1 and y.shape[0] == x.shape[0]:
+            part_labels = y.read().astype(np.int64)
+        else:
+            raise UserError(f"{npz_path}: y_{part} has shape {tuple(y.shape)}, expected one-hot "
+                            f"({x.shape[0]}, classes); pass the CTR-GCN .npz file")
+        split[part] = np.arange(len(names), len(names) + x.shape[0], dtype=np.int64)
+        names += [f"{part}_{i:06d}" for i in range(x.shape[0])]
+        labels.append(part_labels)
+        members.append(x)
+
+    def rows():
+        for x in members:
+            for block in x.blocks():
+                per = block.reshape(block.shape[0], block.shape[1], M, V, C).transpose(0, 1, 3, 4, 2)
+                for b in per:                                   # (T, V, C, M)
+                    yield trim(np.asarray(b, dtype=np.float32)), None
+    return Imported(names, np.concatenate(labels), True, rows, {protocol: split}, {"npz": str(npz_path)},
+                    label_width=width)
 
 
 def import_pyskl(ann_path: str) -> Imported:
@@ -207,7 +326,8 @@ def import_pyskl(ann_path: str) -> Imported:
             raise UserError(f"{ann_path}: split '{split_name}' names {err.args[0]}, which has no annotation; "
                             f"the file is inconsistent") from None
         splits.setdefault(protocol, {})[part] = idx
-    return Imported(names, np.asarray(labels, dtype=np.int64), bodies, None, splits, {"ann": str(ann_path)})
+    return Imported(names, np.asarray(labels, dtype=np.int64), True, lambda: ((b, None) for b in bodies), splits,
+                    {"ann": str(ann_path)})
 
 
 # ---------------------------------------------------------------------------------------- to store
@@ -224,10 +344,45 @@ def sample_columns(names: list[str], labels: np.ndarray) -> dict[str, np.ndarray
     return columns
 
 
-def write_imported(imported: Imported, out, dataset: str, kind: str) -> dict:
-    """Check an `Imported` and write it with `write_store`; return a summary."""
+def resolve_dataset(imported: Imported, dataset: str | None, num_classes: int | None, kind: str) -> tuple[str, int]:
+    """The dataset name and class count: as given, else inferred from the names or CTR-GCN's label width."""
+    from data_prep.ntu import NAME_RE
+
+    matches = [NAME_RE.match(n) for n in imported.names]
+    ntu = bool(imported.names) and all(matches)
+    beyond = None
+    if ntu:
+        values = np.array([[int(m.group(1)), int(m.group(5))] for m in matches])
+        outside = np.flatnonzero((values[:, 0] > 17) | (values[:, 1] > 60))
+        beyond = imported.names[int(outside[0])] if outside.size else None
+    if dataset is None:
+        if ntu:
+            dataset = "ntu120" if beyond else "ntu60"
+        elif imported.label_width in (60, 120):
+            dataset = f"ntu{imported.label_width}"
+        elif num_classes is None:
+            raise UserError(f"the {kind} input does not say its dataset (no NTU sample names); pass --dataset "
+                            f"({', '.join(DATASET_CLASSES)}) or --dataset NAME --num-classes K")
+        else:
+            dataset = "custom"
+    if dataset == "ntu60" and beyond:
+        raise UserError(f"the {kind} input holds NTU120 samples (e.g. {beyond}: setup above 17 or action above 60) "
+                        f"but --dataset is ntu60; pass --dataset ntu120 or an NTU60 file")
+    if num_classes is None:
+        if dataset not in DATASET_CLASSES:
+            raise UserError(f"--dataset {dataset}: unknown dataset, so its class count is unknown; "
+                            f"pass --num-classes K")
+        num_classes = DATASET_CLASSES[dataset]
+    if imported.labels.size and imported.labels.max() >= num_classes:
+        raise UserError(f"the {kind} input has label {int(imported.labels.max())}, outside the {num_classes} "
+                        f"classes of {dataset}; pass the right --dataset or --num-classes")
+    return dataset, num_classes
+
+
+def write_imported(imported: Imported, out, dataset: str | None, kind: str, num_classes: int | None = None) -> dict:
+    """Check an `Imported`, stream it into the store; return a summary (with the parts each protocol lacks)."""
     from data_prep.presets import FRAME50_PARAMS, frame50
-    from data_prep.store import write_store
+    from data_prep.store import StoreWriter
 
     n = len(imported.names)
     if n == 0:
@@ -238,15 +393,25 @@ def write_imported(imported: Imported, out, dataset: str, kind: str) -> dict:
                         f"test); import one protocol per file")
     if (imported.labels < 0).any():
         raise UserError(f"the {kind} input has negative labels; labels must be 0-based class indices")
-    views = imported.frame50
-    if views is None:
-        views = np.stack([frame50(b) for b in imported.bodies])
-    if not np.isfinite(views).all():
-        raise UserError(f"the {kind} input holds non-finite coordinates; check the source files")
-    write_store(out, dataset=dataset, samples=sample_columns(imported.names, imported.labels),
-                bodies=imported.bodies, frame50=views, splits=imported.splits,
-                attrs={"preset": {**FRAME50_PARAMS, "imported_from": kind,
-                                  "frame50": "as given" if imported.frame50 is not None else "computed from raw"},
-                       "source": {"kind": kind, **imported.source}})
-    return {"samples": n, "raw": imported.bodies is not None,
+    dataset, num_classes = resolve_dataset(imported, dataset, num_classes, kind)
+    lacking = {p: [part for part in ("train", "test") if part not in parts] for p, parts in imported.splits.items()}
+    lacking = {p: parts for p, parts in lacking.items() if parts}
+    from data_prep.classes import class_names
+    with StoreWriter(out, raw=imported.has_raw) as writer:
+        for i, (bodies, view) in enumerate(imported.rows()):
+            if view is None:
+                view = frame50(bodies)
+            if not (np.isfinite(view).all() and (bodies is None or np.isfinite(bodies).all())):
+                raise UserError(f"the {kind} input holds non-finite coordinates (sample {imported.names[i]}); "
+                                f"check the source files")
+            writer.append(imported.names[i], bodies, view)
+        writer.finish(dataset=dataset, samples=sample_columns(imported.names, imported.labels),
+                      splits=imported.splits, class_names=class_names(dataset, num_classes),
+                      attrs={"num_classes": num_classes,
+                             "preset": {**FRAME50_PARAMS, "imported_from": kind,
+                                        "frame50": "computed from raw" if imported.has_raw else "as given"},
+                             "source": {"kind": kind, **imported.source},
+                             "counts": {"parts_missing": lacking} if lacking else {}})
+    return {"samples": n, "raw": imported.has_raw, "dataset": dataset, "num_classes": num_classes,
+            "missing_parts": lacking,
             "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in imported.splits.items()}}

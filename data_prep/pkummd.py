@@ -22,6 +22,7 @@ from data_prep.errors import UserError
 V, C, M = 25, 3, 2
 ROW = V * C * M                    # 150 numbers per frame
 MAX_FRAMES = 300
+PKU_CLASSES = {1: 51, 2: 41}
 PROTOCOL_FILES = {1: {"xsub": "cross-subject.txt", "xview": "cross-view.txt"},
                   2: {"xsub": "cross_subject_v2.txt", "xview": "cross_view_v2.txt"}}
 VIEW_CODES = {"L": 1, "M": 2, "R": 3}          # 0: the name carries no view suffix
@@ -193,7 +194,12 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
     for flag, folder in (("--skeletons", skeletons), ("--labels", labels), ("--splits", splits)):
         if not folder.is_dir():
             raise UserError(f"{flag} {folder}: not a folder; pass the folder of the PKU-MMD files")
-    protocol_lists = {p: read_split(splits / name) for p, name in PROTOCOL_FILES[phase].items()}
+    present = {p: name for p, name in PROTOCOL_FILES[phase].items() if (splits / name).is_file()}
+    if not present:
+        raise UserError(f"--splits {splits}: none of the split files of phase {phase} "
+                        f"({', '.join(PROTOCOL_FILES[phase].values())}) is there; pass the folder that holds them")
+    protocol_lists = {p: read_split(splits / name) for p, name in present.items()}
+    missing_protocols = {p: name for p, name in PROTOCOL_FILES[phase].items() if p not in present}
     label_files = sorted(labels.glob("*.txt"))
     if not label_files:
         raise UserError(f"--labels {labels}: no label files (*.txt); pass the folder of the PKU-MMD label files")
@@ -207,6 +213,8 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
                                 f"split files of this phase")
     counts = {"videos": len(labelled), "unlabelled_videos": len(skeleton_names - set(labelled)),
               "segments_clipped": 0, "segments_beyond_the_recording": 0, "segments_cropped_to_300": 0}
+    if missing_protocols:
+        counts["protocols_missing"] = {p: f"no {name} in {splits}" for p, name in missing_protocols.items()}
 
     names, label_col, video_col, view_col, start_col, end_col, bodies_out = [], [], [], [], [], [], []
     items = label_files
@@ -253,19 +261,28 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
 def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "file-order",
                    progress: bool = False) -> dict:
     """Read a PKU-MMD phase and write the HDF5 store `out`; return a summary."""
+    from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
     from data_prep.presets import FRAME50_PARAMS, frame50
     from data_prep.store import write_store
 
+    names_file = Path(labels).parent / CLASS_NAMES_FILE         # synthetic data's own names
+    given = read_class_names(names_file) if names_file.is_file() else None
     data = load_pkummd(phase, skeletons, labels, splits, bodies=bodies, progress=progress)
     if not data.bodies:
         raise UserError(f"--labels {labels}: the label files hold no segment inside its recording; "
                         f"check that --labels and --skeletons belong together")
     views = np.stack([frame50(b) for b in data.bodies]) if data.bodies else np.zeros((0, C, 50, V, M), np.float32)
+    num_classes = PKU_CLASSES[phase]
+    top = int(data.samples["label"].max()) if data.bodies else -1
+    if top >= num_classes:
+        raise UserError(f"--labels {labels}: label {top + 1} is above the {num_classes} actions of PKU-MMD "
+                        f"phase {phase}; check --phase")
     write_store(out, dataset=f"pkummd{phase}", samples=data.samples, bodies=data.bodies, frame50=views,
-                splits=data.splits,
-                attrs={"preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": MAX_FRAMES},
+                splits=data.splits, class_names=class_names(f"pkummd{phase}", num_classes, given),
+                attrs={"num_classes": num_classes, "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": MAX_FRAMES},
                        "counts": data.counts, "videos": data.videos,
                        "source": {"skeletons": str(skeletons), "labels": str(labels), "splits": str(splits),
                                   "phase": phase}})
     return {"samples": len(data.bodies), "videos": len(data.videos), "counts": data.counts,
+            "protocols_missing": data.counts.get("protocols_missing", {}),
             "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in data.splits.items()}}

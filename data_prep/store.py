@@ -108,8 +108,12 @@ class StoreWriter:
         self._pending = []
 
     def finish(self, *, dataset: str, samples: dict[str, np.ndarray],
-               splits: dict[str, dict[str, np.ndarray]], attrs: dict) -> Path:
-        """Write the columns (`name` in append order), splits and attributes; rename; return the path."""
+               splits: dict[str, dict[str, np.ndarray]], attrs: dict,
+               class_names: list[str] | None = None) -> Path:
+        """Write the columns (`name` in append order), splits, class names and attributes; rename.
+
+        `class_names`: one per class (`/classes/name`); default: the dataset's (`data_prep.classes`).
+        """
         self._flush()
         f, n = self._file, len(self.names)
         names = [str(x) for x in samples["name"]]
@@ -144,6 +148,13 @@ class StoreWriter:
         extra = dict(attrs)
         labels = np.asarray(samples.get("label", np.zeros(0, np.int64)), dtype=np.int64)
         num_classes = int(extra.pop("num_classes", int(labels.max()) + 1 if labels.size else 0))
+        if class_names is None:
+            from data_prep.classes import class_names as dataset_class_names
+            class_names = dataset_class_names(dataset, num_classes)
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        f.create_group("classes").create_dataset("name", data=np.array([str(c) for c in class_names], dtype=object),
+                                                 dtype=h5py.string_dtype("utf-8"))
         counts = dict(extra.pop("counts", {}))
         counts["samples"] = n
         f.attrs["format_version"] = FORMAT_VERSION
@@ -179,7 +190,7 @@ class StoreWriter:
 def write_store(out_path: str | os.PathLike, *, dataset: str, samples: dict[str, np.ndarray],
                 bodies: list[np.ndarray] | None, frame50: np.ndarray,
                 splits: dict[str, dict[str, np.ndarray]], attrs: dict,
-                compression: str | None = None) -> Path:
+                compression: str | None = None, class_names: list[str] | None = None) -> Path:
     """Write a whole store held in memory (through `StoreWriter`); return the final path.
 
     `samples`: columns with one row per sample (`name` str, `label` int64, metadata ints);
@@ -199,7 +210,7 @@ def write_store(out_path: str | os.PathLike, *, dataset: str, samples: dict[str,
     with StoreWriter(out_path, raw=bodies is not None, compression=compression) as writer:
         for i, name in enumerate(names):
             writer.append(name, None if bodies is None else bodies[i], frame50[i])
-        return writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs)
+        return writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs, class_names=class_names)
 
 
 def open_store(path: str | os.PathLike) -> h5py.File:
@@ -294,6 +305,7 @@ def verify_store(path: str | os.PathLike) -> list[str]:
                     problems.append(f"/raw/data holds {bad} non-finite values")
 
         stored = _attr_json(f, "split_sha256", {})
+        declared_missing = _attr_json(f, "counts", {}).get("parts_missing", {})  # an import of one part
         meta = {k: samples[k][()] for k in ("performer", "camera", "view") if k in samples}
         if "splits" not in f or not len(f["splits"]):
             problems.append("/splits holds no protocol")
@@ -302,7 +314,8 @@ def verify_store(path: str | os.PathLike) -> list[str]:
             for part in ("train", "test"):
                 key = f"{protocol}/{part}"
                 if part not in f["splits"][protocol]:
-                    problems.append(f"/splits/{key} is missing")
+                    if part not in declared_missing.get(protocol, []):
+                        problems.append(f"/splits/{key} is missing")
                     continue
                 index = f["splits"][protocol][part][()]
                 parts[part] = index
@@ -332,6 +345,13 @@ def verify_store(path: str | os.PathLike) -> list[str]:
     return problems
 
 
+def stored_class_names(f: h5py.File) -> list[str]:
+    """`/classes/name` of an open store; `class 0`, `class 1` ... for stores written before it existed."""
+    if "classes/name" in f:
+        return [str(x) for x in f["classes/name"].asstr()[()]]
+    return [f"class {k}" for k in range(int(f.attrs.get("num_classes", 0)))]
+
+
 def store_summary(path: str | os.PathLike) -> dict:
     """Dataset, counts, classes, protocols with sizes, preset: what `hiclr-prep info` prints."""
     with open_store(path) as f:
@@ -348,6 +368,7 @@ def store_summary(path: str | os.PathLike) -> dict:
             "samples": int(f["samples/name"].shape[0]) if "samples/name" in f else 0,
             "num_classes": int(f.attrs.get("num_classes", 0)),
             "classes_present": int(np.unique(labels).size),
+            "class_names": stored_class_names(f),
             "views": sorted(f["views"]) if "views" in f else [],
             "raw_frames": int(f["raw/data"].shape[0]) if "raw/data" in f else 0,
             "protocols": protocols,

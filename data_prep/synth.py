@@ -715,8 +715,16 @@ def write_ntu(out_dir: str | os.PathLike, cfg: SynthConfig, progress: bool = Fal
         files += 1
         frames += clip.present.shape[1]
         bodies += int(clip.present.sum())
+    write_class_names(out, cfg)
     return {"format": "ntu", "out": str(out), "files": files, "frames": frames, "body_records": bodies,
             "classes": cfg.classes, "subjects": subject_ids(cfg.subjects)}
+
+
+def write_class_names(out: Path, cfg: SynthConfig) -> None:
+    """`class_names.txt` beside the data: the synthetic actions' own names, which the preparers store."""
+    from data_prep.classes import CLASS_NAMES_FILE
+
+    _write_text(out / CLASS_NAMES_FILE, "".join(f"{a.name}\n" for a in ACTIONS[: cfg.classes]))
 
 
 def _ntu_total(cfg: SynthConfig) -> int:
@@ -889,6 +897,7 @@ def write_pkummd(out_dir: str | os.PathLike, cfg: SynthConfig, phase: int = 1, p
     for protocol, (train, test) in (("xsub", (train_sub, test_sub)), ("xview", (train_view, test_view))):
         _write_text(out / "split" / files[protocol],
                     f"Training videos: \n{', '.join(train)}\nValidataion videos: \n{', '.join(test)}\n")
+    write_class_names(out, cfg)
     return {"format": "pkummd", "phase": phase, "out": str(out), "videos": len(names), "samples": samples,
             "classes": cfg.classes, "subjects": cfg.subjects}
 

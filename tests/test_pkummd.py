@@ -13,6 +13,7 @@ from data_prep import pkummd, synth
 from data_prep.cli import main
 from data_prep.errors import UserError
 from data_prep.presets import frame50
+from data_prep.store import verify_store
 
 
 @pytest.fixture(scope="module")
@@ -124,15 +125,25 @@ def test_malformed_label_line_names_file_and_line(pku, tmp_path, capsys):
     assert not out.exists() and not out.with_name("o.h5.partial").exists()
 
 
-def test_missing_split_file_is_reported(pku, tmp_path, capsys):
+def test_one_protocol_is_built_when_only_its_split_file_is_present(pku, tmp_path, capsys):
     root = _copy(pku, tmp_path)
     (root / "split" / "cross-view.txt").unlink()
     out = tmp_path / "o.h5"
-    assert main(_args(root, out)) == 1
-    assert "cross-view.txt: split file not found" in _one_error(capsys)
-    assert not out.exists()
+    assert main(_args(root, out)) == 0
+    printed = capsys.readouterr().out
+    assert "protocol xview is not built (no cross-view.txt" in printed
+    with h5py.File(out) as f:
+        assert list(f["splits"]) == ["xsub"]
+        assert json.loads(f.attrs["counts"])["protocols_missing"]["xview"].startswith("no cross-view.txt")
+    assert verify_store(out) == []
+
+
+def test_no_split_file_of_the_phase_is_an_error(pku, tmp_path, capsys):
+    root = _copy(pku, tmp_path)
+    out = tmp_path / "o.h5"
     assert main(_args(root, out, phase=2)) == 1                       # phase 2 wants the _v2 names
     assert "cross_subject_v2.txt" in _one_error(capsys)
+    assert not out.exists()
 
 
 def test_unknown_video_in_a_split_file_is_reported(pku, tmp_path, capsys):

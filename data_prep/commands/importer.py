@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             k.add_argument("--npz", type=Path, required=True, help="CTR-GCN .npz archive")
         else:
             k.add_argument("--ann", type=Path, required=True, help="PYSKL annotation .pkl")
-        k.add_argument("--dataset", default="ntu60", help="dataset name stored in the file (default ntu60)")
+        k.add_argument("--dataset", default=None,
+                       help="ntu60, ntu120, pkummd1, pkummd2 or a name of yours (default: inferred from the sample "
+                            "names, or from CTR-GCN's one-hot width); sets the class count the heads use")
+        k.add_argument("--num-classes", type=int, default=None,
+                       help="class count, for a dataset this tool does not know (default: the dataset's)")
         if kind != "pyskl":
             k.add_argument("--protocol", default="xsub", help="protocol name of the train/test parts (default xsub)")
         k.add_argument("--out", type=Path, required=True, help="output HDF5 file")
@@ -65,9 +69,13 @@ def run(args: argparse.Namespace) -> int:
         imported = importers.import_ctrgcn(args.npz, args.protocol)
     else:
         imported = importers.import_pyskl(args.ann)
-    summary = importers.write_imported(imported, args.out, args.dataset, args.kind)
+    summary = importers.write_imported(imported, args.out, args.dataset, args.kind, args.num_classes)
     splits = ", ".join(f"{p} {'/'.join(str(s.get(k, 0)) for k in ('train', 'test'))}"
                        for p, s in summary["splits"].items())
-    print(f"import {args.kind}: {summary['samples']} samples -> {args.out} (train/test {splits}; "
+    print(f"import {args.kind}: {summary['samples']} samples of {summary['dataset']} ({summary['num_classes']} "
+          f"classes) -> {args.out} (train/test {splits}; "
           f"{'raw + frame50' if summary['raw'] else 'frame50 only'}) in {time.perf_counter() - start:.1f} s")
+    for protocol, parts in summary["missing_parts"].items():
+        print(f"note: protocol {protocol} has no {' and no '.join(parts)} part (no --{parts[0]}-data given): "
+              f"pre-training works, linear/kNN evaluation of {protocol} needs both parts")
     return 0

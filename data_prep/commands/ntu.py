@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.bodies import METHODS, MOTION_FIXES, select_bodies
+from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
 from data_prep.errors import UserError
 from data_prep.memory import PeakMemory
 from data_prep.missing import load_missing_list, missing_samples
@@ -61,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="skip and count malformed files instead of stopping at the first")
         p.add_argument("--compression", choices=("none", "gzip", "lzf"), default="none",
                        help="HDF5 compression of the arrays (default none)")
+        p.add_argument("--class-names", type=Path, default=None,
+                       help="text file, one action name per line (default: RAW/class_names.txt if present, "
+                            "else the official NTU names)")
         p.add_argument("--stats", type=Path, nargs="?", const=Path("-"), default=None, metavar="JSON",
                        help="print (or write to JSON) peak memory of all processes, time and per-file cost")
         p.set_defaults(func=run, dataset=dataset)
@@ -118,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     missing = load_missing_list(args.missing_list) if args.missing_list else missing_samples(dataset)
     paths, counts = list_samples(args.raw, dataset, missing, args.limit)
     num_classes = NUM_CLASSES[dataset]
+    names_file = args.class_names or (args.raw / CLASS_NAMES_FILE)
+    given_names = read_class_names(names_file) if args.class_names or names_file.is_file() else None
     for path in paths:
         action = parse_ntu_name(path.name)["action"]
         if action > num_classes:
@@ -158,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
                 "source": {"raw": str(args.raw.resolve()),
                            "missing_list": str(args.missing_list) if args.missing_list else f"bundled {dataset}"},
             }
-            writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs)
+            writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs,
+                          class_names=class_names(dataset, num_classes, given_names))
     elapsed = time.perf_counter() - start
     sizes = ", ".join(f"{p} {len(s['train'])}/{len(s['test'])}" for p, s in splits.items())
     print(f"wrote {args.out}: {len(names)} samples of {dataset} ({np.unique(labels).size} classes present), "

@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
                              bodies=args.bodies, progress=True)
     splits = ", ".join(f"{p} {s['train']}/{s['test']}" for p, s in summary["splits"].items())
     skipped = {k: v for k, v in summary["counts"].items() if v and k.startswith("segments")}
+    for protocol, why in summary["protocols_missing"].items():
+        print(f"note: protocol {protocol} is not built ({why}); add its split file and re-run for it")
     print(f"pkummd: {summary['samples']} samples from {summary['videos']} videos -> {args.out} "
           f"(train/test {splits}{'; ' + ', '.join(f'{k} {v}' for k, v in skipped.items()) if skipped else ''}) "
           f"in {time.perf_counter() - start:.1f} s")
