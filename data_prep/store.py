@@ -53,12 +53,12 @@ class StoreWriter:
     """
 
     def __init__(self, out_path: str | os.PathLike, *, raw: bool, compression: str | None = None,
-                 block: int = _BLOCK):
+                 block: int | None = None):
         if compression not in (None, "gzip", "lzf"):
             raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
         self.out = Path(out_path)
         self.names: list[str] = []
-        self._block = max(1, int(block))
+        self._block = max(1, int(block or _BLOCK))
         self._pending: list[tuple[np.ndarray | None, np.ndarray]] = []
         self._lengths: list[int] = []
         self._frames_written = 0

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
+from data_prep.store import stored_class_names
 
 FORMAT_VERSIONS = (1,)
 PARTS = ("train", "test", "all")
@@ -160,6 +161,7 @@ def dataset_info(path, *, hash_file: bool = True) -> dict:
             "views": views,
             "counts": _json_attr(f, "counts"),
             "split_sha256": _json_attr(f, "split_sha256"),
+            "class_names": stored_class_names(f),
         }
     if hash_file:
         info["sha256"] = file_sha256(path)

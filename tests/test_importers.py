@@ -162,3 +162,91 @@ def test_bad_npz_label_count_pickle_arrays_and_malicious_labels_are_refused(tmp_
                  str(tmp_path / "evil.pkl"), "--out", str(out)]) == 1
     assert "refused to load the pickle global" in _one_error(capsys)
     assert not marker.exists() and not out.exists()
+
+
+def _stgcn_pair(tmp_path, bodies, names, labels, frames=300, stem="train"):
+    np.save(tmp_path / f"{stem}_data.npy", _stgcn_array(bodies, frames))
+    with open(tmp_path / f"{stem}_label.pkl", "wb") as f:
+        pickle.dump((list(names), [int(x) for x in labels]), f)
+    return ["--train-data", str(tmp_path / f"{stem}_data.npy"), "--train-labels", str(tmp_path / f"{stem}_label.pkl")]
+
+
+def test_an_import_without_a_test_part_says_so_and_verifies(tmp_path, capsys):
+    from data_prep.store import verify_store
+
+    names, labels, bodies = _bodies(4)
+    out = tmp_path / "t.h5"
+    assert main(["import", "stgcn", *_stgcn_pair(tmp_path, bodies, names, labels), "--out", str(out)]) == 0
+    assert "protocol xsub has no test part" in capsys.readouterr().out
+    assert verify_store(out) == []
+
+
+def test_the_class_count_comes_from_the_dataset_not_the_largest_label(tmp_path):
+    names, labels, bodies = _bodies(4)
+    out = tmp_path / "n.h5"
+    assert main(["import", "stgcn", *_stgcn_pair(tmp_path, bodies, names, labels), "--out", str(out)]) == 0
+    with h5py.File(out) as f:
+        assert f.attrs["dataset"] == "ntu60" and f.attrs["num_classes"] == 60
+        assert f["classes/name"].asstr()[0] == "drink water" and len(f["classes/name"]) == 60
+    x = _stgcn_array(bodies).transpose(0, 2, 4, 3, 1).reshape(len(bodies), 300, 150)
+    onehot = np.eye(120, dtype=np.float32)[labels]
+    np.savez_compressed(tmp_path / "c.npz", x_train=x[:3], y_train=onehot[:3], x_test=x[3:], y_test=onehot[3:])
+    out = tmp_path / "c.h5"
+    assert main(["import", "ctrgcn", "--npz", str(tmp_path / "c.npz"), "--out", str(out)]) == 0
+    got = _read(out)
+    assert got["dataset"] == "ntu120" and got["label"].tolist() == labels.tolist()
+    for i, b in enumerate(bodies):                      # streamed out of a compressed member, row block by block
+        np.testing.assert_array_equal(got["raw"][i], b)
+
+
+def test_ctrgcn_labels_with_an_all_zero_row_are_refused(tmp_path, capsys):
+    _, labels, bodies = _bodies(4)
+    x = _stgcn_array(bodies).transpose(0, 2, 4, 3, 1).reshape(len(bodies), 300, 150)
+    onehot = np.eye(60, dtype=np.float32)[labels]
+    onehot[1] = 0
+    np.savez(tmp_path / "z.npz", x_train=x[:2], y_train=onehot[:2], x_test=x[2:], y_test=onehot[2:])
+    out = tmp_path / "z.h5"
+    assert main(["import", "ctrgcn", "--npz", str(tmp_path / "z.npz"), "--out", str(out)]) == 1
+    assert "y_train row 1 is all zero" in _one_error(capsys)
+    assert not out.exists()
+
+
+def test_ntu120_samples_are_not_imported_as_ntu60(tmp_path, capsys):
+    _, labels, bodies = _bodies(2)
+    names = ["S018C001P008R001A061", "S001C001P001R001A001"]
+    annotations = [{"frame_dir": n, "label": int(l), "total_frames": b.shape[0],
+                    "keypoint": b.transpose(3, 0, 1, 2).copy()} for n, l, b in zip(names, [60, 0], bodies)]
+    with open(tmp_path / "ntu60_3danno.pkl", "wb") as f:
+        pickle.dump({"split": {"xsub_train": names[:1], "xsub_val": names[1:]}, "annotations": annotations}, f)
+    out = tmp_path / "p.h5"
+    args = ["import", "pyskl", "--ann", str(tmp_path / "ntu60_3danno.pkl"), "--out", str(out)]
+    assert main(args + ["--dataset", "ntu60"]) == 1
+    assert "holds NTU120 samples (e.g. S018C001P008R001A061" in _one_error(capsys)
+    assert main(args) == 0
+    assert _read(out)["dataset"] == "ntu120"
+
+
+def test_a_frame50_array_given_to_import_stgcn_points_to_import_aimclr(tmp_path, capsys):
+    names, labels, bodies = _bodies(2)
+    out = tmp_path / "a.h5"
+    assert main(["import", "stgcn", *_stgcn_pair(tmp_path, [b[:50] for b in bodies], names, labels, frames=50),
+                 "--out", str(out)]) == 1
+    assert "hiclr-prep import aimclr" in _one_error(capsys)
+
+
+def test_label_npy_and_truncated_npy_get_their_own_sentence(tmp_path, capsys):
+    np.save(tmp_path / "train_position.npy", np.zeros((2, 3, 50, 25, 2), np.float32))
+    np.save(tmp_path / "train_label.npy", np.array([0, 1]))
+    out = tmp_path / "a.h5"
+    assert main(["import", "aimclr", "--train-data", str(tmp_path / "train_position.npy"), "--train-labels",
+                 str(tmp_path / "train_label.npy"), "--out", str(out)]) == 1
+    assert "the labels must be the label .pkl" in _one_error(capsys)
+
+    with open(tmp_path / "l.pkl", "wb") as f:
+        pickle.dump((["a", "b"], [0, 1]), f)
+    data = (tmp_path / "train_position.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[: len(data) // 2])
+    assert main(["import", "aimclr", "--train-data", str(tmp_path / "cut.npy"), "--train-labels",
+                 str(tmp_path / "l.pkl"), "--out", str(out)]) == 1
+    assert "cut.npy: AimCLR position data is truncated" in _one_error(capsys)
+    assert not out.exists()

@@ -156,3 +156,45 @@ def test_info_and_verify_on_bad_files_fail_with_one_sentence(tmp_path, capsys):
         f.attrs["format_version"] = 7
     assert main(["verify", str(tmp_path / "old.h5")]) == 1
     assert "format version 7" in one_error_line(capsys)
+
+
+def test_streamed_prep_equals_the_whole_files_written_one_by_one(tmp_path, capsys):
+    """Parallel, block-streamed prep of more files than a block holds gives exactly the serial store."""
+    from data_prep import store
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        add_file(folder, f"S001C00{1 + i % 3}P{1 + i % 7:03d}R001A{1 + i:03d}", frames=20 + i, bodies=1 + i % 2, seed=i)
+    old_block = store._BLOCK
+    store._BLOCK = 8
+    try:
+        assert main(["ntu60", "--raw", str(folder), "--out", str(tmp_path / "p.h5"), "--workers", "2",
+                     "--stats"]) == 0
+    finally:
+        store._BLOCK = old_block
+    assert main(["ntu60", "--raw", str(folder), "--out", str(tmp_path / "s.h5")]) == 0
+    printed = capsys.readouterr().out
+    assert "stats: files=40, workers=2" in printed and "peak_tree_pss_mib=" in printed
+    with h5py.File(tmp_path / "p.h5") as a, h5py.File(tmp_path / "s.h5") as b:
+        for key in ("views/frame50", "raw/data", "raw/offset", "samples/label", "splits/xsub/train"):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+
+
+def test_motion_fixes_are_recorded_and_need_motion_bodies(raw, tmp_path, capsys):
+    out = tmp_path / "m.h5"
+    assert main(["ntu60", "--raw", str(raw), "--out", str(out), "--bodies", "motion", "--motion-fix", "all"]) == 0
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["preset"])["motion_fixes"] == ["empty-frames", "touching", "third-body", "gaps"]
+    assert main(["ntu60", "--raw", str(raw), "--out", str(out), "--motion-fix", "touching"]) == 1
+    assert "add --bodies motion" in one_error_line(capsys)
+
+
+def test_synthetic_data_stores_its_own_class_names(tmp_path):
+    data = tmp_path / "synth"
+    assert main(["synth", "--out", str(data), "--subjects", "2", "--cameras", "1", "--repeats", "1"]) == 0
+    out = tmp_path / "s.h5"
+    assert main(["ntu60", "--raw", str(data), "--out", str(out)]) == 0
+    with h5py.File(out) as f:
+        names = f["classes/name"].asstr()[()].tolist()
+    assert len(names) == 60 and names[:2] == ["raise arms", "lower arms"] and names[18] == "class 18"

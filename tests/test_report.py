@@ -116,3 +116,24 @@ def test_hiclr_report_assembles_runs_into_one_table(tmp_path):
     assert table[0] == "| run | stream | protocol | linear top-1 | kNN (k=20) top-1 |"
     assert table[2] == f"| {a} | joint |  | 72.00 (best 72.00) | 60.00 |"
     assert table[3] == f"| {b} | bone |  | 64.00 (best 65.00) | - |"
+
+
+def test_per_class_tables_list_only_present_classes_by_name_worst_first_when_many():
+    from hiclr.report.writer import per_class_table
+
+    names = [f"action {k}" for k in range(60)]
+    few = per_class_table({"linear": [50.0, None, 70.0] + [None] * 57}, names)
+    assert few[0].startswith("## Per-class accuracy (%): 2 classes present")
+    assert few[-2:] == ["| 0 | action 0 | 50.00 |", "| 2 | action 2 | 70.00 |"]
+    many = per_class_table({"linear": [float(k) for k in range(30, 0, -1)] + [None] * 30}, names)
+    assert "30 classes present" in many[0] and "worst first" in many[0]
+    assert many[4] == "| 29 | action 29 | 1.00 |" and len(many) == 4 + 30
+
+
+def test_the_embedding_palette_has_a_distinct_colour_per_class():
+    pytest.importorskip("matplotlib")
+    from hiclr.report.plots import class_colours
+
+    for count in (10, 18, 60, 120):
+        colours = {tuple(round(v, 4) for v in c) for c in class_colours(count)}
+        assert len(colours) == count

@@ -122,3 +122,21 @@ def test_summary_reports_counts_and_protocols(tmp_path):
     assert summary["protocols"]["xsub"] == {"train": len(args["splits"]["xsub"]["train"]),
                                             "test": len(args["splits"]["xsub"]["test"])}
     assert summary["preset"] == {"name": "frame50"} and summary["raw_frames"] == 298
+
+
+def test_the_writer_appends_in_blocks_and_an_abort_leaves_nothing(tmp_path):
+    from data_prep.store import StoreWriter
+
+    _, args = write(tmp_path / "whole.h5")
+    with StoreWriter(tmp_path / "blocks.h5", raw=True, block=4) as writer:
+        for name, bodies, view in zip(NAMES, args["bodies"], args["frame50"]):
+            writer.append(name, bodies, view)
+        writer.finish(dataset="ntu60", samples=args["samples"], splits=args["splits"], attrs=args["attrs"])
+    with h5py.File(tmp_path / "whole.h5") as a, h5py.File(tmp_path / "blocks.h5") as b:
+        for key in ("views/frame50", "raw/data", "raw/offset", "raw/length", "classes/name"):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+    with pytest.raises(KeyboardInterrupt):
+        with StoreWriter(tmp_path / "cut.h5", raw=False) as writer:
+            writer.append(NAMES[0], None, args["frame50"][0])
+            raise KeyboardInterrupt
+    assert not (tmp_path / "cut.h5").exists() and not (tmp_path / "cut.h5.partial").exists()

@@ -402,6 +402,6 @@ class StopRequest:
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                disable=None if enabled else True, leave=False)
+    """A bar on a terminal; a line every few seconds (done / total, rate, ETA) in logs."""
+    from data_prep.progress import progress
+    return progress(total, desc="train", unit="step", initial=initial, enabled=enabled)

@@ -183,7 +183,10 @@ def load_eval_data(cfg: dict) -> EvalData:
     return EvalData(train, test, num_classes, {
         "path": str(path), "sha256": data_sha256(path), "dataset": info.get("dataset"),
         "protocol": protocol, "view": view, "num_classes": num_classes,
-        "train_samples": len(train), "test_samples": len(test)})
+        "train_samples": len(train), "test_samples": len(test),
+        "train_classes_present": int(train.labels.unique().numel()),
+        "test_classes_present": int(test.labels.unique().numel()),
+        "class_names": info.get("class_names")})
 
 
 def prepare_encoder(encoder, cfg: dict, device: torch.device, train=None) -> tuple[torch.nn.Module, dict]:

@@ -190,8 +190,8 @@ def linear_summary(result: LinearResult, test_labels: torch.Tensor, num_classes:
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="epoch", leave=False)
+    from data_prep.progress import progress
+    return progress(total, desc=desc, unit="epoch")
 
 
 def append_jsonl(path: Path, row: dict) -> None:

@@ -175,26 +175,50 @@ def plot_accuracy_curves(history: list[dict], out: str | os.PathLike, title: str
 
 def plot_confusion(confusion, out: str | os.PathLike, title: str = "confusion (last epoch)",
                    class_names: list[str] | None = None):
-    """Row-normalised confusion matrix (rows: true class, columns: predicted class)."""
+    """Row-normalised confusion matrix (rows: true class, columns: predicted class).
+
+    Only the classes that occur (as truth or as prediction) are drawn, labelled by their names,
+    shortened; the tick labels shrink with the number of classes and stop above 120.
+    """
+    from data_prep.classes import short_name
+
     cm = np.asarray(confusion, dtype=np.float64)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    n = cm.shape[0]
-    size = min(4 + 0.12 * n, 14)
-    fig = _figure(size + 1, size)
+    used = np.flatnonzero((cm.sum(axis=0) + cm.sum(axis=1)) > 0)
+    if used.size == 0:
+        used = np.arange(cm.shape[0])
+    shown = cm[np.ix_(used, used)]
+    rows = shown.sum(axis=1, keepdims=True)
+    norm = np.divide(shown, rows, out=np.zeros_like(shown), where=rows > 0)
+    n = shown.shape[0]
+    size = min(4 + 0.12 * n, 16)
+    fig = _figure(size + 1.5, size + 1)
     ax = fig.add_subplot()
     image = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    if n <= 30:
-        labels = class_names or [str(i) for i in range(n)]
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
-        ax.set_yticks(range(n), labels, fontsize=6)
+    if n <= 120:
+        labels = [short_name(class_names[c], 22) if class_names and c < len(class_names) else str(c) for c in used]
+        fontsize = 6 if n <= 30 else 4 if n <= 60 else 3
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(n), labels, fontsize=fontsize)
     fig.tight_layout()
-    _save(fig, out, {"kind": "confusion", "counts": cm.astype(int).tolist()})
+    _save(fig, out, {"kind": "confusion", "counts": cm.astype(int).tolist(), "classes_shown": used.tolist()})
     return fig
+
+
+def class_colours(count: int) -> list:
+    """`count` distinct colours: tab10 / tab20 when they suffice, else evenly spaced hues in three shades."""
+    import matplotlib
+
+    if count <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(count)]
+    hsv = matplotlib.colormaps["hsv"]
+    shades = (1.0, 0.65, 0.4)
+    return [tuple(np.array(hsv((i // 3) / -(-count // 3))[:3]) * shades[i % 3]) + (1.0,) for i in range(count)]
 
 
 # ---------------------------------------------------------------- 2-D map of features
@@ -213,26 +237,33 @@ def pca_2d(features: torch.Tensor) -> torch.Tensor:
 
 
 def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike,
-                   title: str = "test features (PCA)", max_points: int = 5000, seed: int = 0):
-    """Scatter of the first two principal components of the features, coloured by class."""
+                   title: str = "test features (PCA)", max_points: int = 5000, seed: int = 0,
+                   class_names: list[str] | None = None):
+    """Scatter of the first two principal components of the features, one distinct colour per class.
+
+    Up to 20 classes get a legend with their names; more are labelled at their cluster centres.
+    """
+    from data_prep.classes import short_name
+
     features, labels = torch.as_tensor(features).float(), torch.as_tensor(labels).long()
     if features.shape[0] > max_points:
         keep = torch.randperm(features.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]
         features, labels = features[keep.sort().values], labels[keep.sort().values]
     coords = pca_2d(features)
-    fig = _figure(5.5, 5)
+    fig = _figure(6.5, 5.5)
     ax = fig.add_subplot()
     classes = sorted(set(labels.tolist()))
-    if len(classes) <= 20:                     # a legend entry per class
-        for c in classes:
-            keep = labels == c
-            ax.scatter(coords[keep, 0].numpy(), coords[keep, 1].numpy(), s=6, color=f"C{c % 10}"
-                       if len(classes) <= 10 else None, label=str(c))
-        ax.legend(title="class", fontsize=6, markerscale=2, loc="best")
-    else:
-        points = ax.scatter(coords[:, 0].numpy(), coords[:, 1].numpy(), c=labels.numpy(), s=6,
-                            cmap="nipy_spectral")
-        fig.colorbar(points, ax=ax, label="class")
+    colours = class_colours(len(classes))
+    name = lambda c: short_name(class_names[c], 22) if class_names and c < len(class_names) else str(c)  # noqa: E731
+    for colour, c in zip(colours, classes):
+        keep = labels == c
+        ax.scatter(coords[keep, 0].numpy(), coords[keep, 1].numpy(), s=6, color=colour, label=name(c))
+        if len(classes) > 20:
+            centre = coords[keep].mean(dim=0)
+            ax.annotate(name(c), (float(centre[0]), float(centre[1])), fontsize=5, ha="center",
+                        color=colour, fontweight="bold")
+    if len(classes) <= 20:
+        ax.legend(title="class", fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title)

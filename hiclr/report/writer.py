@@ -42,6 +42,10 @@ def write_report(run_dir: str | os.PathLike, protocols: dict, *, config: dict | 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "report.json"
+    if data is not None and "class_names" in data:      # the store's names travel with the data info
+        data = dict(data)
+        class_names = class_names or data.pop("class_names")
+        data.pop("class_names", None)
     report = read_report(run_dir) if merge and path.exists() else {}
     report.update({"format": FORMAT, "run": run_dir.name,
                    "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
@@ -89,7 +93,7 @@ def _draw(run_dir: Path, report: dict, protocols: dict, embedding) -> dict:
                 figures[f"accuracy_{key}"] = f"accuracy_{key}.png"
     if embedding is not None:
         features, labels = embedding
-        P.plot_embedding(features, labels, run_dir / "embedding.png")
+        P.plot_embedding(features, labels, run_dir / "embedding.png", class_names=names)
         figures["embedding"] = "embedding.png"
     pretrain = (report.get("encoder") or {}).get("pretrain_run")
     if pretrain and (Path(pretrain) / "metrics.jsonl").exists():
@@ -115,8 +119,12 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Report: {report.get('run', '')}", ""]
     data, encoder = report.get("data") or {}, report.get("encoder") or {}
     if data:
+        present = data.get("test_classes_present")
+        classes = (f"{present} classes in the test split (the heads use {data.get('num_classes')}, "
+                   f"the classes of {data.get('dataset')})" if present is not None
+                   else f"{data.get('num_classes')} classes")
         lines.append(f"- data: `{data.get('path')}` (sha256 `{str(data.get('sha256', ''))[:16]}...`), "
-                     f"protocol {data.get('protocol')}, {data.get('num_classes')} classes, "
+                     f"protocol {data.get('protocol')}, {classes}, "
                      f"{data.get('train_samples', '?')} train / {data.get('test_samples', '?')} test samples")
     if encoder:
         what = encoder.get("description") or f"`{encoder.get('path')}`"   # a baseline, or a file
@@ -130,20 +138,39 @@ def render_markdown(report: dict) -> str:
         lines += _protocol_table(name, entry) + [""]
     per_class = {n: e["per_class"] for n, e in protocols.items() if e.get("per_class")}
     if per_class:
-        names = report.get("class_names")
-        cols = list(per_class)
-        lines += ["## Per-class accuracy (%)", "",
-                  "| class | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-        for c in range(max(len(v) for v in per_class.values())):
-            label = names[c] if names and c < len(names) else str(c)
-            lines.append(f"| {label} | " + " | ".join(
-                _pct(per_class[p][c] if c < len(per_class[p]) else None) for p in cols) + " |")
-        lines.append("")
+        lines += per_class_table(per_class, report.get("class_names")) + [""]
     if report.get("figures"):
         lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in report["figures"].items()] + [""]
     for note in report.get("notes", []):
         lines.append(f"> {note}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+WORST_FIRST_ABOVE = 20        # more classes than this: the table lists the worst classes first
+
+
+def per_class_table(per_class: dict[str, list], names: list[str] | None) -> list[str]:
+    """Per-class accuracy rows for the classes present in the test split (None everywhere: absent).
+
+    Up to 20 classes in label order; more are sorted by the first protocol's accuracy, worst first,
+    so the classes to look at come first. Names are shortened to fit a table cell.
+    """
+    from data_prep.classes import short_name
+
+    cols = list(per_class)
+    count = max(len(v) for v in per_class.values())
+    value = lambda p, c: per_class[p][c] if c < len(per_class[p]) else None   # noqa: E731
+    present = [c for c in range(count) if any(value(p, c) is not None for p in cols)]
+    order = "label order"
+    if len(present) > WORST_FIRST_ABOVE:
+        present.sort(key=lambda c: (value(cols[0], c) is None, value(cols[0], c) or 0.0, c))
+        order = f"worst first by {cols[0]}"
+    lines = [f"## Per-class accuracy (%): {len(present)} classes present in the test split, {order}", "",
+             "| label | class | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for c in present:
+        name = short_name(names[c], 40) if names and c < len(names) else str(c)
+        lines.append(f"| {c} | {name} | " + " | ".join(_pct(value(p, c)) for p in cols) + " |")
+    return lines
 
 
 def _protocol_table(name: str, e: dict) -> list[str]:
