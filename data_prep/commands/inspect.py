@@ -41,7 +41,8 @@ def info(args: argparse.Namespace) -> int:
     print(f"{summary['path']}: {summary['dataset']} (format {summary['format_version']}, "
           f"{summary['tool_version']}, created {summary['created']})")
     print(f"  samples   {summary['samples']} ({summary['raw_frames']} raw frames)")
-    print(f"  classes   {summary['num_classes']} ({summary['classes_present']} present)")
+    print(f"  classes   {summary['num_classes']} ({summary['classes_present']} present): "
+          + ", ".join(summary["class_names"][:5]) + (" ..." if len(summary["class_names"]) > 5 else ""))
     print(f"  views     {', '.join(summary['views'])}")
     for protocol, parts in summary["protocols"].items():
         print(f"  {protocol:<9} " + ", ".join(f"{k} {v}" for k, v in parts.items()))
