@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hiclr.augment import (NTU_FLIP_ORDER, AxisMask, GaussianBlur, GaussianNoise, JointMask,
-                           Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix)
+from hiclr.augment import (AUGMENTATIONS, KINDS, NTU_FLIP_ORDER, AxisMask, GaussianBlur, GaussianNoise,
+                           JointMask, Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix,
+                           take_indices)
 
 B, C, T, V, M = 6, 3, 50, 25, 2
 
@@ -78,13 +79,12 @@ def test_crop_offset_is_in_range_and_the_crop_is_the_mirror_padded_slice():
         np.testing.assert_array_equal(y[b].numpy(), padded[b, :, o:o + T])
 
 
-@pytest.mark.parametrize("mode", ["crop", "crop_resize"])
-def test_cropping_a_repeated_batch_without_building_it_gives_the_same_crops(mode):
+def test_crop_params_drawn_for_a_repeated_batch_gather_its_crops_from_the_clip():
     x = clip()
-    a, b = TemporalCrop(mode=mode, record=True), TemporalCrop(mode=mode, record=True)
-    ya, _ = a.transform_repeated(x, 3, gen(8))
-    yb = b(x.repeat(3, 1, 1, 1, 1), gen(8))
-    assert torch.equal(ya, yb) and torch.equal(a.last["time_index"], b.last["time_index"])
+    crop = TemporalCrop()
+    params = crop.draw(3 * B, gen(8), x)
+    direct = take_indices(x, params, torch.arange(3 * B) % B)
+    assert torch.equal(direct, crop(x.repeat(3, 1, 1, 1, 1), gen(8)))
 
 
 def test_crop_offsets_cover_the_whole_range():
@@ -122,13 +122,26 @@ def test_geometric_matrix_is_what_was_applied_and_its_inverse_recovers_the_clip(
     torch.testing.assert_close(back, base, rtol=1e-7, atol=1e-8)
 
 
-def test_defer_linear_returns_the_matrix_without_applying_it():
+@pytest.mark.parametrize("make", ALL_OPS)
+def test_every_op_is_draw_then_apply_with_the_same_generator(make):
     x = clip()
-    y, A = Shear().transform(x, gen(2), defer_linear=True)
-    assert torch.equal(y, x)
-    y2, A2 = Shear().transform(x, gen(2))
-    torch.testing.assert_close(apply_matrix(A, x), y2)
-    assert torch.equal(A, A2)
+    op, called = make(), make()
+    params = op.draw(B, gen(2), x)
+    assert torch.equal(op.apply(x, params), called(x, gen(2)))
+    assert called.last.keys() == op.recorded(params).keys()  # what recording keeps
+
+
+def test_a_linear_op_applies_exactly_its_drawn_matrix():
+    x = clip()
+    params = Shear().draw(B, gen(2), x)
+    assert set(params) == {"matrix"}
+    assert torch.equal(Shear().apply(x, params), apply_matrix(params["matrix"], x))
+
+
+def test_every_registered_op_declares_a_known_kind():
+    for name, cls in AUGMENTATIONS.items():
+        assert cls().kind in KINDS, name
+    assert {cls().kind for cls in AUGMENTATIONS.values()} == {"index", "linear", "values", "model_side"}
 
 
 def test_shear_matrix_is_identity_plus_bounded_off_diagonals():
@@ -254,7 +267,7 @@ def test_axis_mask_zeros_exactly_one_axis_of_the_chosen_samples():
 
 def test_joint_mask_masks_two_joints_per_frame_shared_by_the_batch_in_reference_mode():
     x = clip()
-    jm = JointMask(ratio=0.1)
+    jm = JointMask(ratio=0.1, record=True)
     y = jm(x, gen(0))
     mask = jm.last["mask"]
     assert torch.equal(y, x)  # the data are untouched: the model fills the token
@@ -266,8 +279,8 @@ def test_joint_mask_masks_two_joints_per_frame_shared_by_the_batch_in_reference_
 
 def test_per_sample_joint_masks_differ_between_samples():
     jm = JointMask(ratio=0.1, per_sample=True)
-    mask = jm.sample_mask(clip(), gen(0))
+    mask = jm.draw(B, gen(0), clip())["mask"]
     assert bool((mask.sum(dim=3) == 2).all())
     assert not bool((mask == mask[:1]).all())
-    counts = JointMask(per_sample=True).sample_mask(torch.zeros(400, 3, T, V, 1), gen(1)).sum((0, 1, 2, 4))
+    counts = JointMask(per_sample=True).draw(400, gen(1), torch.zeros(1, 3, T, V, 1))["mask"].sum((0, 1, 2, 4))
     assert counts.min() > 0  # every joint gets masked sometimes: a uniform choice

@@ -154,7 +154,7 @@ def test_a_learner_step_trains_the_aux_head_and_fills_its_queue():
     policy = GrowingPolicy.from_yaml("configs/augment/hiclr_default.yaml", record=True)
     learner = ContrastiveLearner(lambda: STGCN(width=2), "equivariant", dim=8, hidden=16, queue_size=8,
                                  eq_hidden=16)
-    assert learner.needs_view_params
+    assert learner.objective.needs_view_params
     x = torch.randn(4, 3, 12, V, 2, generator=torch.Generator().manual_seed(0))
     views = policy.views(x, torch.Generator().manual_seed(1), learner.view_stages)
     loss, metrics = learner(views, torch.arange(4), epoch=0)

@@ -44,8 +44,10 @@ def naive_hiclr(z0, z1, z2, key, queue, mining):
 
 
 def test_objectives_are_registered_with_their_views():
-    assert OBJECTIVES["hiclr"].view_stages == (0, 0, 1, 2) and OBJECTIVES["hiclr"].key_index == 1
-    assert OBJECTIVES["skeletonclr"].view_stages == (0, 0) and OBJECTIVES["skeletonclr"].key_index == 1
+    hiclr, skeletonclr = OBJECTIVES["hiclr"].views, OBJECTIVES["skeletonclr"].views
+    assert hiclr.stages == (0, 0, 1, 2) and hiclr.key_index == 1 and hiclr.names == ("v0", "key", "v1", "v2")
+    assert skeletonclr.stages == (0, 0) and skeletonclr.key_index == 1
+    assert {"equivariant", "transitive", "hough_dense"} <= set(OBJECTIVES)   # complete on import
 
 
 def test_build_objective_filters_shared_settings_but_not_specific_ones():

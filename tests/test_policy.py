@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from hiclr.augment import (HICLR_VIEWS, GaussianBlur, GrowingPolicy, JointMask, Rotate, Shear,
-                           SpatialFlip, View, apply_matrix)
+from hiclr.augment import (AUGMENTATIONS, HICLR_VIEWS, Augmentation, GaussianBlur, GrowingPolicy,
+                           JointMask, Rotate, Shear, SpatialFlip, View, apply_matrix)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "configs" / "augment" / "hiclr_default.yaml"
@@ -30,8 +30,8 @@ def names(view: View) -> list[str]:
 def test_default_policy_gives_hiclr_four_views_with_the_mask_on_the_strongest_only():
     policy = GrowingPolicy.from_yaml(DEFAULT, record=True)
     assert policy.num_stages == 3
-    views = policy.named_views(clip(), gen(), HICLR_VIEWS)
-    assert list(views) == ["v0", "key", "v1", "v2"]
+    views = dict(zip(HICLR_VIEWS.names, policy.views(clip(), gen(), HICLR_VIEWS)))
+    assert list(views) == ["v0", "key", "v1", "v2"] and HICLR_VIEWS.key_index == 1
     for view in views.values():
         assert view.x.shape == (B, 3, 50, 25, 2)
     ba = ["temporal_crop", "shear"]
@@ -48,14 +48,17 @@ def test_default_policy_gives_hiclr_four_views_with_the_mask_on_the_strongest_on
     assert not torch.equal(views["v0"].params["matrix"], views["key"].params["matrix"])
 
 
-def test_list_and_contract_forms_agree_on_which_stages_each_view_applies():
+def test_a_layout_and_its_list_of_stages_give_the_same_views_and_apply_gives_one():
     policy = GrowingPolicy.from_yaml(DEFAULT, record=True)
-    listed = policy.views(clip(), gen(), stages=[0, 0, 1, 2])
+    listed = policy.views(clip(), gen(), [0, 0, 1, 2])
     assert [v.params["stage"] for v in listed] == [0, 0, 1, 2]
-    contract = policy(clip(), gen(), num_views=3)
-    assert [v.params["stage"] for v in contract] == [0, 1, 2]
+    for a, b in zip(listed, policy.views(clip(), gen(), HICLR_VIEWS)):
+        assert torch.equal(a.x, b.x)
+    single = policy.apply(clip(), gen())
+    assert single.params["stage"] == 2 and torch.equal(single.x, policy.views(clip(), gen(), [2])[0].x)
+    assert policy.apply(clip(), gen(), stage=0).params["stage"] == 0
     with pytest.raises(ValueError, match="out of range"):
-        policy.views(clip(), gen(), stages=[3])
+        policy.views(clip(), gen(), [3])
 
 
 @pytest.mark.parametrize("concat", [True, False])
@@ -194,3 +197,59 @@ def test_unsorted_view_stages_still_give_every_view_its_stages():
     views = policy.views(clip(), gen(), [2, 0, 1])
     assert [v.params["stage"] for v in views] == [2, 0, 1]
     assert views[0].mask is not None and views[1].mask is None
+
+
+class _Scale(Augmentation):
+    """A `values` op from outside the package: each sample scaled by a drawn factor."""
+
+    kind = "values"
+
+    def draw(self, n, generator, like):
+        return {"factor": 0.5 + torch.rand(n, generator=generator, device=like.device, dtype=like.dtype)}
+
+    def apply_(self, x, params):
+        return x.mul_(params["factor"].view(-1, 1, 1, 1, 1))
+
+
+class _Reverse(Augmentation):
+    """A `general` op from outside the package: time reversed with probability 1/2."""
+
+    def draw(self, n, generator, like):
+        return {"reversed": torch.rand(n, generator=generator, device=like.device) < 0.5}
+
+    def apply(self, x, params):
+        return torch.where(params["reversed"].view(-1, 1, 1, 1, 1), x.flip(2), x)
+
+
+@pytest.fixture
+def outside_ops(monkeypatch):
+    monkeypatch.setitem(AUGMENTATIONS, "scale", _Scale)
+    monkeypatch.setitem(AUGMENTATIONS, "reverse", _Reverse)
+
+
+def _no_plain_path(*args, **kwargs):
+    raise AssertionError("the plain path ran")
+
+
+def test_a_new_op_of_a_planned_kind_takes_the_planned_path_and_matches_the_plain_one(outside_ops, monkeypatch):
+    cfg = [[{"name": "temporal_crop"}, {"name": "shear"}], [{"name": "rotate"}, {"name": "scale"}]]
+    x = clip(torch.float64)
+    plain = GrowingPolicy.from_config(cfg, fuse_linear=False, record=True).views(x, gen(3), [0, 1, 1])
+    planned_policy = GrowingPolicy.from_config(cfg, record=True)
+    monkeypatch.setattr(GrowingPolicy, "_run", _no_plain_path)
+    planned = planned_policy.views(x, gen(3), [0, 1, 1])
+    for f, p in zip(planned, plain):
+        torch.testing.assert_close(f.x, p.x, rtol=1e-10, atol=1e-12)
+    assert torch.equal(planned[2].params["scale"]["factor"], plain[2].params["scale"]["factor"])
+    assert names(planned[1]) == ["temporal_crop", "shear", "rotate", "scale"]
+
+
+def test_a_new_general_op_falls_back_to_applying_each_op_in_turn(outside_ops):
+    cfg = [[{"name": "temporal_crop"}, {"name": "shear"}, {"name": "reverse"}, {"name": "axis_mask"}]]
+    policy = GrowingPolicy.from_config(cfg)
+    assert not policy._plannable(clip(), [0])
+    view = policy.apply(clip(), gen(4))
+    g, y = gen(4), clip()
+    for op in policy.stages[0]:   # the same draws in the same order, applied one by one
+        y = op.apply(y, op.draw(B, g, y))
+    assert torch.equal(view.x, y)

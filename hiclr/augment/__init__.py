@@ -4,17 +4,21 @@ Build the released policy and draw HiCLR's four views::
 
     from hiclr.augment import GrowingPolicy, HICLR_VIEWS
     policy = GrowingPolicy.from_yaml("configs/augment/hiclr_default.yaml")
-    views = policy.named_views(x, generator, HICLR_VIEWS)   # v0, key, v1, v2 -> View(x, mask, params)
+    v0, key, v1, v2 = policy.views(x, generator, HICLR_VIEWS)   # View(x, mask, params) each
 """
 
-from .ops import (AUGMENTATIONS, NTU_FLIP_ORDER, Augmentation, AxisMask, GaussianBlur,
-                  GaussianNoise, JointMask, Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix)
-from .policy import HICLR_VIEWS, QUIRK_FIXES, GrowingPolicy, View, build_augmentation
+from .ops import (AUGMENTATIONS, KINDS, NTU_FLIP_ORDER, Augmentation, AxisMask, GaussianBlur,
+                  GaussianNoise, JointMask, Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix,
+                  register_augmentation, take_indices)
+from .policy import (HICLR_VIEWS, QUIRK_FIXES, SKELETONCLR_VIEWS, GrowingPolicy, View, ViewLayout,
+                     build_augmentation)
 from .streams import NTU_BONES, NTU_PARENT, STREAMS, to_stream
 
 __all__ = [
-    "AUGMENTATIONS", "NTU_FLIP_ORDER", "Augmentation", "AxisMask", "GaussianBlur", "GaussianNoise",
-    "JointMask", "Rotate", "Shear", "SpatialFlip", "TemporalCrop", "apply_matrix",
-    "HICLR_VIEWS", "QUIRK_FIXES", "GrowingPolicy", "View", "build_augmentation",
+    "AUGMENTATIONS", "KINDS", "NTU_FLIP_ORDER", "Augmentation", "AxisMask", "GaussianBlur",
+    "GaussianNoise", "JointMask", "Rotate", "Shear", "SpatialFlip", "TemporalCrop", "apply_matrix",
+    "register_augmentation", "take_indices",
+    "HICLR_VIEWS", "QUIRK_FIXES", "SKELETONCLR_VIEWS", "GrowingPolicy", "View", "ViewLayout",
+    "build_augmentation",
     "NTU_BONES", "NTU_PARENT", "STREAMS", "to_stream",
 ]

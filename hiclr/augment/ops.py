@@ -1,22 +1,34 @@
-"""Skeleton augmentations of HiCLR as small batched objects with explicit parameters.
+"""Skeleton augmentations of HiCLR: small batched objects with one contract.
 
-Every augmentation takes a batch ``x`` of shape ``(B, C, T, V, M)`` and an explicit
-``torch.Generator`` (on ``x.device``) and draws every random number from that generator only, so
-that two CPU runs with the same seed give identical numbers. Parameters are drawn per sample
-with batched tensor ops; there is no per-sample Python loop.
+Every augmentation splits its work as torchvision.transforms.v2 does (``make_params`` /
+``transform``)::
 
-With ``record=True`` an augmentation keeps what it drew in ``self.last`` (a dict of tensors with
-a leading batch dimension): matrices, crop offsets, flips, axes, sigmas, masks.
+    params = op.draw(n, generator, like)   # every random number for n samples, a dict of tensors
+    y = op.apply(x, params)                # deterministic given params
+    y = op(x, generator)                   # both; with record=True, op.last holds the params
 
-Defaults reproduce the reference release, quirks included;
-each quirk has a flag that fixes it (``SpatialFlip(mirror=True)``, ``Rotate(symmetric=True)``,
-``GaussianBlur(normalize=True)``, ``JointMask(per_sample=True)``).
+``x`` is a batch ``(B, C, T, V, M)``; ``like`` is any tensor with the samples' shape after the
+first dimension, their device and dtype (usually the batch itself). Draws come from ``generator``
+only (on the data's device), so two CPU runs with the same seed give identical numbers; there is
+no per-sample Python loop.
 
-Geometric augmentations (``Shear``, ``Rotate``, and ``SpatialFlip(mirror=True)``) act on each joint
-as ``x' = A x`` and report the per-sample ``A`` (``last["matrix"]``, ``(B, 3, 3)``), so that an
-equivariant objective can map embeddings back with ``A^-1``.  ``transform(x, g,
-defer_linear=True)`` returns that matrix without applying it, which lets the policy compose
-consecutive linear maps into one matmul.
+Each op declares its ``kind``; the growing policy plans a whole view from the kinds:
+
+- ``index``: gathers frames and/or joints. Params ``time_index`` (n, T) (the source frame of every
+  output frame) and/or ``joint_order`` (n, V) (the source joint of every output joint), optionally
+  a ``matrix`` applied after them. ``apply`` is shared: write ``draw`` only.
+- ``linear``: ``x' = A x`` for every joint, params ``matrix`` (n, 3, 3). ``apply`` is shared.
+- ``values``: rewrites the values of (some) samples; implements ``apply_(x, params)``, in place on
+  an ``x`` the caller owns. ``commutes_with_linear`` says whether a pending per-joint linear map
+  may be applied after it.
+- ``model_side``: leaves the data alone; params ``mask`` (n, 1, T, V, 1) bool, True where the model
+  puts its learnable mask token.
+- ``general``: anything else (implements ``apply``); the policy runs it as it is.
+
+Defaults reproduce the reference release, quirks included; each quirk has a flag that fixes it
+(``SpatialFlip(mirror=True)``, ``Rotate(symmetric=True)``, ``GaussianBlur(normalize=True)``,
+``JointMask(per_sample=True)``). ``register_augmentation(name)`` adds an op to ``AUGMENTATIONS``
+(the names the YAML policy uses).
 """
 
 from __future__ import annotations
@@ -27,13 +39,30 @@ import torch
 
 __all__ = [
     "Augmentation", "TemporalCrop", "Shear", "SpatialFlip", "Rotate", "GaussianNoise",
-    "GaussianBlur", "AxisMask", "JointMask", "apply_matrix", "NTU_FLIP_ORDER", "AUGMENTATIONS",
+    "GaussianBlur", "AxisMask", "JointMask", "apply_matrix", "take_indices", "NTU_FLIP_ORDER",
+    "AUGMENTATIONS", "KINDS", "register_augmentation",
 ]
+
+KINDS = ("index", "linear", "values", "model_side", "general")
 
 # Left/right joint swap of NTU RGB+D (0-based): 1-based 5-8 <-> 9-12, 13-16 <-> 17-20,
 # 22-23 <-> 24-25; every other joint keeps its place.
 NTU_FLIP_ORDER = (0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15,
                   20, 23, 24, 21, 22)
+
+AUGMENTATIONS: dict[str, type["Augmentation"]] = {}
+
+
+def register_augmentation(name: str):
+    """Class decorator: make an augmentation buildable by ``name`` in a policy's YAML."""
+    def add(cls):
+        if name in AUGMENTATIONS:
+            raise ValueError(f"augmentation {name!r} is already registered")
+        if cls.kind not in KINDS and not isinstance(cls.kind, property):
+            raise ValueError(f"augmentation {name!r}: kind must be one of {', '.join(KINDS)}")
+        AUGMENTATIONS[name] = cls
+        return cls
+    return add
 
 
 def apply_matrix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +71,32 @@ def apply_matrix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     One batched matmul on the ``(B, C, T*V*M)`` view of ``x`` (no permuted copies)."""
     B, C = x.shape[:2]
     return torch.bmm(matrix.to(x.dtype), x.reshape(B, C, -1)).view(x.shape)
+
+
+def take_indices(x: torch.Tensor, params: dict, source: torch.Tensor | None = None) -> torch.Tensor:
+    """The gather of an index op: output row i is row ``source[i]`` of ``x`` (default: row i) at
+    frames ``params["time_index"][i]`` and joints ``params["joint_order"][i]`` (where given)."""
+    time_index, joint_order = params.get("time_index"), params.get("joint_order")
+    if source is not None or time_index is not None:
+        n = len(source) if source is not None else x.shape[0]
+        if source is None:
+            source = torch.arange(n, device=x.device)
+        if time_index is None:
+            time_index = torch.arange(x.shape[2], device=x.device).expand(n, -1)
+        x = _take_frames(x, source, time_index)
+    if joint_order is None:
+        return x.clone() if source is None and time_index is None else x
+    return x.gather(3, joint_order[:, None, None, :, None].expand(x.shape))
+
+
+def _take_frames(x: torch.Tensor, source: torch.Tensor, time_index: torch.Tensor) -> torch.Tensor:
+    """``out[n, :, t] = x[source[n], :, time_index[n, t]]``: (N,) and (N, L) -> (N, C, L, V, M),
+    copying whole (V, M) frames in one indexing pass."""
+    B, C, T, V, M = x.shape
+    N, L = time_index.shape
+    rows = (source[:, None] * C + torch.arange(C, device=x.device)).reshape(N * C, 1)
+    frames = x.contiguous().view(B * C, T, V * M)[rows, time_index.repeat_interleave(C, dim=0)]
+    return frames.view(N, C, L, V, M)
 
 
 def _uniform(shape, low, high, generator, device, dtype=torch.float32) -> torch.Tensor:
@@ -54,37 +109,66 @@ def _bernoulli(batch: int, p: float, generator, device) -> torch.Tensor:
 
 
 class Augmentation:
-    """Base class: ``aug(x, generator) -> x``; ``aug.last`` holds the draws when recording.
+    """Base class: ``draw(n, generator, like) -> params``, ``apply(x, params) -> x``.
 
-    Class attributes the policy reads:
+    Attributes the policy reads:
+    - ``kind``: one of ``KINDS`` (see the module docstring).
     - ``commutes_with_linear``: True when the op commutes with any per-joint linear map
       ``x -> A x`` (same A for all joints and frames of a sample), so a pending matrix may be
-      applied after it.
-    - ``shared_across_batch``: True when one draw is shared by the whole batch (then the policy
-      calls it once per view, never on views concatenated along the batch).
+      applied after it. Index and model-side ops do; linear ops compose instead.
+    - ``shared_across_batch``: True when one draw serves the whole batch (the policy then draws
+      once per view, never across views concatenated along the batch); all params per sample.
+    - ``not_recorded``: params that are not per sample (e.g. noise drawn for the chosen samples
+      only), left out of ``last`` and of a view's record.
     """
 
-    commutes_with_linear = False
+    kind = "general"
     shared_across_batch = False
+    not_recorded: tuple[str, ...] = ()
 
     def __init__(self, record: bool = False):
         self.record = record
         self.last: dict[str, torch.Tensor] = {}
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.transform(x, generator)[0]
+    @property
+    def commutes_with_linear(self) -> bool:
+        return self.kind in ("index", "model_side")
 
-    def transform(self, x: torch.Tensor, generator: torch.Generator,
-                  defer_linear: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns ``(x', A)``: A is the per-sample linear map of a geometric op (None otherwise).
-
-        With ``defer_linear=True`` a geometric op returns ``x`` with A NOT applied yet; the caller
-        must apply it (ops that do not commute with linear maps must come after that).
-        """
+    def draw(self, n: int, generator: torch.Generator, like: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def _keep(self, **draws: torch.Tensor) -> None:
-        self.last = dict(draws) if self.record else {}
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """The shared application of the planned kinds; a ``general`` op overrides it."""
+        if self.kind == "index":
+            y = take_indices(x, params)
+            return apply_matrix(params["matrix"], y) if "matrix" in params else y
+        if self.kind == "linear":
+            return apply_matrix(params["matrix"], x)
+        if self.kind == "values":
+            return self.apply_(x.clone(), params)
+        if self.kind == "model_side":
+            return x
+        raise NotImplementedError(f"{type(self).__name__} must implement apply")
+
+    def apply_(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """``values`` ops: ``apply`` in place on ``x`` (which the caller owns)."""
+        raise NotImplementedError
+
+    def plannable(self, shape: torch.Size) -> bool:
+        """Whether the policy's planned path may run this op on a batch of ``shape``."""
+        return self.kind != "general"
+
+    def singular(self, params: dict) -> torch.Tensor | None:
+        """(n,) bool where the op leaves a view without an inverse map (None: never)."""
+        return None
+
+    def recorded(self, params: dict) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in params.items() if k not in self.not_recorded}
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        params = self.draw(x.shape[0], generator, x)
+        self.last = self.recorded(params) if self.record else {}
+        return self.apply(x, params)
 
     def extra_repr(self) -> str:
         return ""
@@ -93,17 +177,18 @@ class Augmentation:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+@register_augmentation("temporal_crop")
 class TemporalCrop(Augmentation):
     """Random temporal window of a mirror-padded clip (BA); optional crop-resize variant.
 
-    ``mode="crop"`` (reference): pad ``T // padding_ratio`` frames at each end by mirroring the
-    clip including its edge frame (frames ``p-1 .. 0`` before, ``T-1 .. T-p`` after, as the
-    reference's ``[::-1]`` concatenation does), then take a window of ``size`` (default T) frames
-    starting at offset ``U{0 .. 2p}`` (inclusive) in padded coordinates.
+    ``mode="crop"`` (reference, an index op): pad ``T // padding_ratio`` frames at each end by
+    mirroring the clip including its edge frame (frames ``p-1 .. 0`` before, ``T-1 .. T-p`` after,
+    as the reference's ``[::-1]`` concatenation does), then take a window of ``size`` (default T)
+    frames starting at offset ``U{0 .. 2p}`` (inclusive) in padded coordinates.
     ``mode="crop_resize"``: a window of ``round(scale * T)`` frames, ``scale ~ U(scale_range)``, at
     a uniform offset inside the clip, linearly resampled (half-pixel centres) to ``size`` frames.
 
-    Records ``offset`` (B,) (crop: start in padded frames; crop_resize: start frame, float),
+    Params ``offset`` (B,) (crop: start in padded frames; crop_resize: start frame, float),
     ``time_index`` (B, size) (source frame of every output frame; float for crop_resize) and,
     for crop_resize, ``scale`` (B,) (= source frames per output frame).
     """
@@ -118,16 +203,28 @@ class TemporalCrop(Augmentation):
         self.padding_ratio, self.size, self.mode = padding_ratio, size, mode
         self.scale_range = tuple(float(s) for s in scale_range)
 
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "index" if self.mode == "crop" else "general"
+
     def extra_repr(self) -> str:
         return f"padding_ratio={self.padding_ratio}, size={self.size}, mode={self.mode!r}"
 
-    def transform(self, x, generator, defer_linear=False):
-        return self.transform_repeated(x, 1, generator)
+    def plannable(self, shape) -> bool:
+        return self.mode == "crop" and (self.size or shape[2]) == shape[2]
 
-    def draw_crop(self, n: int, T: int, generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``mode="crop"`` draws for n samples of T frames: ``(offset (n,), time_index (n, size))``
-        (kept in ``last`` when recording); the data are not touched."""
+    def draw(self, n, generator, like):
+        T, device = like.shape[2], like.device
         size = self.size or T
+        if self.mode == "crop_resize":
+            lo, hi = self.scale_range
+            scale = _uniform(n, lo, hi, generator, device)
+            length = (scale * T).round().clamp(1, T)
+            offset = (torch.rand(n, generator=generator, device=device) * (T - length + 1)).floor()
+            step = length / size
+            pos = offset[:, None] + (torch.arange(size, device=device) + 0.5) * step[:, None] - 0.5
+            pos = torch.minimum(pos.clamp(min=0), (offset + length - 1)[:, None])
+            return {"offset": offset, "time_index": pos, "scale": step}
         pad = T // self.padding_ratio if self.padding_ratio > 0 else 0
         mirror = torch.cat([torch.arange(pad - 1, -1, -1, device=device),
                             torch.arange(T, device=device),
@@ -136,50 +233,29 @@ class TemporalCrop(Augmentation):
         if high < 0:
             raise ValueError(f"TemporalCrop size {size} exceeds padded length {mirror.numel()}")
         offset = torch.randint(0, high + 1, (n,), generator=generator, device=device)
-        time_index = mirror[offset[:, None] + torch.arange(size, device=device)]
-        self._keep(offset=offset, time_index=time_index)
-        return offset, time_index
+        return {"offset": offset, "time_index": mirror[offset[:, None] + torch.arange(size, device=device)]}
 
-    def transform_repeated(self, x, repeats: int, generator):
-        """Crops of ``x.repeat(repeats, 1, 1, 1, 1)`` (independent draws) without building the
-        repeated batch: the policy uses it to start concatenated views in one pass."""
-        B, C, T, V, M = x.shape
-        N, size, device = B * repeats, self.size or T, x.device
-        source = torch.arange(N, device=device) % B
+    def apply(self, x, params):
         if self.mode == "crop":
-            _, time_index = self.draw_crop(N, T, generator, device)
-            return _take_frames(x, source, time_index), None
-        lo, hi = self.scale_range
-        scale = _uniform(N, lo, hi, generator, device)
-        length = (scale * T).round().clamp(1, T)
-        offset = (torch.rand(N, generator=generator, device=device) * (T - length + 1)).floor()
-        step = length / size
-        pos = offset[:, None] + (torch.arange(size, device=device) + 0.5) * step[:, None] - 0.5
-        pos = torch.minimum(pos.clamp(min=0), (offset + length - 1)[:, None])
+            return super().apply(x, params)
+        T = x.shape[2]
+        source = torch.arange(x.shape[0], device=x.device)
+        pos = params["time_index"]
         left = pos.floor().long()
         right = (left + 1).clamp(max=T - 1)
         w = (pos - left).to(x.dtype)[:, None, :, None, None]
-        out = _take_frames(x, source, left) * (1 - w) + _take_frames(x, source, right) * w
-        self._keep(offset=offset, time_index=pos, scale=step)
-        return out, None
+        return _take_frames(x, source, left) * (1 - w) + _take_frames(x, source, right) * w
 
 
-def _take_frames(x: torch.Tensor, source: torch.Tensor, time_index: torch.Tensor) -> torch.Tensor:
-    """``out[n, :, t] = x[source[n], :, time_index[n, t]]``: (N,) and (N, L) -> (N, C, L, V, M),
-    copying whole (V, M) frames in one indexing pass."""
-    B, C, T, V, M = x.shape
-    N, L = time_index.shape
-    rows = (source[:, None] * C + torch.arange(C, device=x.device)).reshape(N * C, 1)
-    frames = x.contiguous().view(B * C, T, V * M)[rows, time_index.repeat_interleave(C, dim=0)]
-    return frames.view(N, C, L, V, M)
-
-
+@register_augmentation("shear")
 class Shear(Augmentation):
     """``x' = H x``, ``H = I`` plus off-diagonals i.i.d. ``U(-amplitude, amplitude)`` per sample (BA).
 
-    Records ``matrix`` (B, 3, 3) = H. H can be singular only on a set of measure zero; it is
+    Params ``matrix`` (B, 3, 3) = H. H can be singular only on a set of measure zero; it is
     ill-conditioned near the corners of the box, so invert it in float64 when precision matters.
     """
+
+    kind = "linear"
 
     def __init__(self, amplitude: float = 0.5, record: bool = False):
         super().__init__(record)
@@ -188,28 +264,27 @@ class Shear(Augmentation):
     def extra_repr(self) -> str:
         return f"amplitude={self.amplitude}"
 
-    def sample_matrix(self, batch: int, generator, device, dtype=torch.float32) -> torch.Tensor:
-        off = _uniform((batch, 6), -self.amplitude, self.amplitude, generator, device, dtype)
-        eye = torch.eye(3, device=device, dtype=dtype).expand(batch, 3, 3).clone()
+    def draw(self, n, generator, like):
+        device, dtype = like.device, like.dtype
+        off = _uniform((n, 6), -self.amplitude, self.amplitude, generator, device, dtype)
+        eye = torch.eye(3, device=device, dtype=dtype).expand(n, 3, 3).clone()
         rows, cols = (0, 0, 1, 1, 2, 2), (1, 2, 0, 2, 0, 1)
         eye[:, rows, cols] = off
-        return eye
-
-    def transform(self, x, generator, defer_linear=False):
-        A = self.sample_matrix(x.shape[0], generator, x.device, x.dtype)
-        self._keep(matrix=A)
-        return (x if defer_linear else apply_matrix(A, x)), A
+        return {"matrix": eye}
 
 
+@register_augmentation("spatial_flip")
 class SpatialFlip(Augmentation):
-    """Left/right flip with probability p (NA).
+    """Left/right flip with probability p (NA), an index op.
 
     Reference: only the joint indices are swapped (``NTU_FLIP_ORDER``), coordinates are not
     mirrored. ``mirror=True`` also negates coordinate ``axis`` (x by default), a true reflection,
-    reported as ``matrix`` diag(+-1) (identity where not flipped). Records ``flipped`` (B,) bool.
+    given as ``matrix`` diag(+-1) (identity where not flipped). Params ``flipped`` (B,) bool and
+    the per-sample ``joint_order`` (not recorded).
     """
 
-    commutes_with_linear = True  # the index swap does; the mirror is returned as a matrix
+    kind = "index"
+    not_recorded = ("joint_order",)
 
     def __init__(self, p: float = 0.5, mirror: bool = False, axis: int = 0,
                  order: tuple[int, ...] = NTU_FLIP_ORDER, record: bool = False):
@@ -220,32 +295,20 @@ class SpatialFlip(Augmentation):
     def extra_repr(self) -> str:
         return f"p={self.p}, mirror={self.mirror}"
 
-    def draw(self, batch: int, generator, device, dtype=torch.float32):
-        """``(flipped (B,) bool, A (B, 3, 3) or None)`` (A: the mirror, when ``mirror``); kept in
-        ``last`` when recording; the data are not touched."""
-        flipped = _bernoulli(batch, self.p, generator, device)
-        if not self.mirror:
-            self._keep(flipped=flipped)
-            return flipped, None
-        sign = torch.ones(batch, 3, device=device, dtype=dtype)
-        sign[:, self.axis] = torch.where(flipped, -1.0, 1.0).to(dtype)
-        A = torch.diag_embed(sign)
-        self._keep(flipped=flipped, matrix=A)
-        return flipped, A
+    def plannable(self, shape) -> bool:
+        return len(self.order) == shape[3]
 
-    def transform(self, x, generator, defer_linear=False):
-        B, C, T, V, M = x.shape
-        flipped, A = self.draw(B, generator, x.device, x.dtype)
-        out = x.clone()
-        chosen = torch.nonzero(flipped).flatten()
-        if chosen.numel():  # only the flipped samples are rewritten, one column gather
-            cols = (torch.as_tensor(self.order, device=x.device)[:, None] * M
-                    + torch.arange(M, device=x.device)).flatten()
-            sub = out.index_select(0, chosen).view(-1, V * M).index_select(1, cols)
-            out.index_copy_(0, chosen, sub.view(-1, C, T, V, M))
-        if A is None:
-            return out, None
-        return (out if defer_linear else apply_matrix(A, out)), A
+    def draw(self, n, generator, like):
+        device, dtype = like.device, like.dtype
+        flipped = _bernoulli(n, self.p, generator, device)
+        identity = torch.arange(len(self.order), device=device)
+        order = torch.as_tensor(self.order, device=device)
+        params = {"flipped": flipped, "joint_order": torch.where(flipped[:, None], order, identity)}
+        if self.mirror:
+            sign = torch.ones(n, 3, device=device, dtype=dtype)
+            sign[:, self.axis] = torch.where(flipped, -1.0, 1.0).to(dtype)
+            params["matrix"] = torch.diag_embed(sign)
+        return params
 
 
 def _axis_rotation(axis: int, angle: torch.Tensor) -> torch.Tensor:
@@ -261,13 +324,16 @@ def _axis_rotation(axis: int, angle: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
+@register_augmentation("rotate")
 class Rotate(Augmentation):
     """Rotation about x, then y, then z (NA): ``A = Rz Ry Rx``.
 
     Per sample one axis, chosen uniformly, gets an angle from ``U(0, max_angle)`` degrees and the
     two others ``U(0, minor_angle)`` (reference: positive angles only); ``symmetric=True`` draws
-    from ``U(-a, a)`` instead. Records ``axis`` (B,), ``angles`` (B, 3) in degrees, ``matrix``.
+    from ``U(-a, a)`` instead. Params ``axis`` (B,), ``angles`` (B, 3) in degrees, ``matrix``.
     """
+
+    kind = "linear"
 
     def __init__(self, max_angle: float = 30.0, minor_angle: float = 1.0, symmetric: bool = False,
                  record: bool = False):
@@ -278,29 +344,29 @@ class Rotate(Augmentation):
     def extra_repr(self) -> str:
         return f"max_angle={self.max_angle}, minor_angle={self.minor_angle}, symmetric={self.symmetric}"
 
-    def sample(self, batch: int, generator, device, dtype=torch.float32):
-        axis = torch.randint(0, 3, (batch,), generator=generator, device=device)
-        u = torch.rand(batch, 3, generator=generator, device=device, dtype=dtype)
+    def draw(self, n, generator, like):
+        device, dtype = like.device, like.dtype
+        axis = torch.randint(0, 3, (n,), generator=generator, device=device)
+        u = torch.rand(n, 3, generator=generator, device=device, dtype=dtype)
         if self.symmetric:
             u = 2 * u - 1
         main = torch.nn.functional.one_hot(axis, 3).to(torch.bool)
         angles = u * torch.where(main, self.max_angle, self.minor_angle).to(dtype)
         rad = angles * (math.pi / 180.0)
         A = _axis_rotation(2, rad[:, 2]) @ _axis_rotation(1, rad[:, 1]) @ _axis_rotation(0, rad[:, 0])
-        return axis, angles, A
-
-    def transform(self, x, generator, defer_linear=False):
-        axis, angles, A = self.sample(x.shape[0], generator, x.device, x.dtype)
-        self._keep(axis=axis, angles=angles, matrix=A)
-        return (x if defer_linear else apply_matrix(A, x)), A
+        return {"axis": axis, "angles": angles, "matrix": A}
 
 
+@register_augmentation("gaussian_noise")
 class GaussianNoise(Augmentation):
     """Additive i.i.d. Gaussian noise ``N(mean, std)`` with probability p per sample (NA).
 
     Noise is drawn only for the chosen samples (the generator advances by their number).
-    Records ``applied`` (B,) bool.
+    Params ``applied`` (B,) bool; ``chosen`` (n,) and ``noise`` (n, C, T, V, M) (not recorded).
     """
+
+    kind = "values"
+    not_recorded = ("chosen", "noise")
 
     def __init__(self, p: float = 0.5, std: float = 0.01, mean: float = 0.0, record: bool = False):
         super().__init__(record)
@@ -309,37 +375,31 @@ class GaussianNoise(Augmentation):
     def extra_repr(self) -> str:
         return f"p={self.p}, std={self.std}"
 
-    def draw(self, shape, generator, device, dtype=torch.float32):
-        """``(applied (B,), chosen (n,), noise (n, *shape[1:]))`` for data of ``shape``: add
-        ``std * noise`` to the chosen samples (``apply_``)."""
-        applied = _bernoulli(shape[0], self.p, generator, device)
+    def draw(self, n, generator, like):
+        applied = _bernoulli(n, self.p, generator, like.device)
         chosen = torch.nonzero(applied).flatten()  # noise is drawn for the chosen samples only
-        noise = torch.randn((chosen.numel(), *shape[1:]), generator=generator, device=device,
-                            dtype=dtype)
+        noise = torch.randn((chosen.numel(), *like.shape[1:]), generator=generator, device=like.device,
+                            dtype=like.dtype)
         if self.mean:
             noise = noise + self.mean / self.std
-        self._keep(applied=applied)
-        return applied, chosen, noise
+        return {"applied": applied, "chosen": chosen, "noise": noise}
 
-    def apply_(self, x: torch.Tensor, chosen: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """In place on ``x`` (which the caller owns)."""
-        return x.index_add_(0, chosen, noise, alpha=self.std)
-
-    def transform(self, x, generator, defer_linear=False):
-        _, chosen, noise = self.draw(x.shape, generator, x.device, x.dtype)
-        return x.index_add(0, chosen, noise, alpha=self.std), None
+    def apply_(self, x, params):
+        return x.index_add_(0, params["chosen"], params["noise"], alpha=self.std)
 
 
+@register_augmentation("gaussian_blur")
 class GaussianBlur(Augmentation):
     """Temporal Gaussian blur with probability p per sample, zero padding (NA).
 
     Kernel ``k_i = exp(-i^2 / (2 sigma^2))`` for ``i = -r .. r`` (``r = kernel_size // 2``),
     ``sigma ~ U(sigma_range)`` per sample. The reference does NOT normalise the kernel, so the
     signal is scaled by ``sum(k)`` (up to about 5x); ``normalize=True`` divides by the sum.
-    Implemented as one batched (T x T) banded matmul. Records ``sigma``, ``applied``,
+    Implemented as one batched (T x T) banded matmul. Params ``sigma``, ``applied``,
     ``kernel_sum`` (B,).
     """
 
+    kind = "values"
     commutes_with_linear = True  # the same temporal filter on every channel
 
     def __init__(self, p: float = 0.5, kernel_size: int = 15,
@@ -361,24 +421,19 @@ class GaussianBlur(Augmentation):
         k = torch.exp(-(i ** 2) / (2 * sigma[:, None] ** 2))
         return k / k.sum(1, keepdim=True) if self.normalize else k
 
-    def draw(self, batch: int, generator, device, dtype=torch.float32):
-        """``(sigma (B,), applied (B,) bool)``, kept in ``last`` when recording."""
-        sigma = _uniform(batch, *self.sigma, generator, device, dtype)
-        applied = _bernoulli(batch, self.p, generator, device)
-        if self.record:
-            self._keep(sigma=sigma, applied=applied, kernel_sum=self.kernels(sigma).sum(1))
-        else:
-            self.last = {}
-        return sigma, applied
+    def draw(self, n, generator, like):
+        sigma = _uniform(n, *self.sigma, generator, like.device, like.dtype)
+        applied = _bernoulli(n, self.p, generator, like.device)
+        return {"sigma": sigma, "applied": applied, "kernel_sum": self.kernels(sigma).sum(1)}
 
-    def apply_(self, x: torch.Tensor, sigma: torch.Tensor, applied: torch.Tensor) -> torch.Tensor:
-        """Blurs the applied samples of ``x`` in place (the caller owns ``x``); the others are
-        not touched. One batched (T x T) banded matmul over the applied samples only."""
+    def apply_(self, x, params):
+        """Blurs the applied samples of ``x`` in place; the others are not touched. One batched
+        (T x T) banded matmul over the applied samples only."""
         B, C, T, V, M = x.shape
-        chosen = torch.nonzero(applied).flatten()
+        chosen = torch.nonzero(params["applied"]).flatten()
         if chosen.numel() == 0:
             return x
-        k = self.kernels(sigma.index_select(0, chosen)).to(x.dtype).repeat_interleave(C, dim=0)
+        k = self.kernels(params["sigma"].index_select(0, chosen)).to(x.dtype).repeat_interleave(C, dim=0)
         r = self.kernel_size // 2
         # banded Toeplitz W[b, t, s] = k[b, s - t + r] for |s - t| <= r (zero padding built in),
         # one per (sample, channel) for a plain bmm: a Hankel view of the zero-padded kernel,
@@ -390,16 +445,15 @@ class GaussianBlur(Augmentation):
         x.index_copy_(0, chosen, torch.bmm(W, sub).view(-1, C, T, V, M))
         return x
 
-    def transform(self, x, generator, defer_linear=False):
-        sigma, applied = self.draw(x.shape[0], generator, x.device, x.dtype)
-        return self.apply_(x.clone(), sigma, applied), None
 
-
+@register_augmentation("axis_mask")
 class AxisMask(Augmentation):
     """With probability p, one coordinate axis (uniform over x, y, z) is zeroed for the whole clip (NA).
 
-    Singular: a masked view has no inverse map. Records ``axis`` (B,), ``applied`` (B,) bool.
+    Singular: a masked view has no inverse map. Params ``axis`` (B,), ``applied`` (B,) bool.
     """
+
+    kind = "values"
 
     def __init__(self, p: float = 0.5, record: bool = False):
         super().__init__(record)
@@ -408,40 +462,35 @@ class AxisMask(Augmentation):
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
-    def draw(self, batch: int, channels: int, generator, device):
-        """``(applied (B,) bool, axis (B,))``, kept in ``last`` when recording."""
-        applied = _bernoulli(batch, self.p, generator, device)
-        axis = torch.randint(0, channels, (batch,), generator=generator, device=device)
-        self._keep(axis=axis, applied=applied)
-        return applied, axis
+    def draw(self, n, generator, like):
+        applied = _bernoulli(n, self.p, generator, like.device)
+        axis = torch.randint(0, like.shape[1], (n,), generator=generator, device=like.device)
+        return {"axis": axis, "applied": applied}
 
-    @staticmethod
-    def apply_(x: torch.Tensor, applied: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
-        """Zeros the drawn axis of the applied samples of ``x`` in place (the caller owns ``x``);
-        only those (sample, axis) rows are written."""
+    def apply_(self, x, params):
+        """Zeros the drawn axis of the applied samples; only those (sample, axis) rows are written."""
         B, C = x.shape[:2]
-        chosen = torch.nonzero(applied).flatten()
+        chosen = torch.nonzero(params["applied"]).flatten()
         if chosen.numel():
-            x.view(B * C, -1).index_fill_(0, chosen * C + axis.index_select(0, chosen), 0.0)
+            x.view(B * C, -1).index_fill_(0, chosen * C + params["axis"].index_select(0, chosen), 0.0)
         return x
 
-    def transform(self, x, generator, defer_linear=False):
-        applied, axis = self.draw(x.shape[0], x.shape[1], generator, x.device)
-        return self.apply_(x.clone(), applied, axis), None
+    def singular(self, params):
+        return params["applied"]
 
 
+@register_augmentation("joint_mask")
 class JointMask(Augmentation):
     """Random joint mask (S): in every frame, ``int(V * ratio)`` distinct joints are masked, for
     both persons and all channels.
 
-    The data are returned unchanged: the learnable mask token lives in the model, which fills the
-    masked places. The boolean mask ``(B, 1, T, V, 1)`` (True = masked) is returned by
-    ``sample_mask`` and kept in ``last["mask"]`` (always, since the policy needs it).
+    Model-side: the data are returned unchanged, the learnable mask token lives in the model, which
+    fills the masked places given by params ``mask`` (B, 1, T, V, 1) (True = masked).
     Reference: ONE mask for the whole batch (``shared_across_batch``); ``per_sample=True`` draws
     one per sample.
     """
 
-    commutes_with_linear = True
+    kind = "model_side"
 
     def __init__(self, ratio: float = 0.1, per_sample: bool = False, record: bool = False):
         super().__init__(record)
@@ -454,30 +503,12 @@ class JointMask(Augmentation):
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, per_sample={self.per_sample}"
 
-    def sample_mask(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        B, C, T, V, M = x.shape
+    def draw(self, n, generator, like):
+        T, V = like.shape[2], like.shape[3]
         count = int(V * self.ratio)
-        groups = B if self.per_sample else 1
-        scores = torch.rand(groups, T, V, generator=generator, device=x.device)
+        groups = n if self.per_sample else 1
+        scores = torch.rand(groups, T, V, generator=generator, device=like.device)
         chosen = scores.argsort(dim=-1)[..., :count]  # a uniform random subset of `count` joints
-        mask = torch.zeros(groups, T, V, dtype=torch.bool, device=x.device)
+        mask = torch.zeros(groups, T, V, dtype=torch.bool, device=like.device)
         mask.scatter_(-1, chosen, True)
-        mask = mask[:, None, :, :, None].expand(B, 1, T, V, 1)
-        self.last = {"mask": mask}
-        return mask
-
-    def transform(self, x, generator, defer_linear=False):
-        self.sample_mask(x, generator)
-        return x, None
-
-
-AUGMENTATIONS: dict[str, type[Augmentation]] = {
-    "temporal_crop": TemporalCrop,
-    "shear": Shear,
-    "spatial_flip": SpatialFlip,
-    "rotate": Rotate,
-    "gaussian_noise": GaussianNoise,
-    "gaussian_blur": GaussianBlur,
-    "axis_mask": AxisMask,
-    "joint_mask": JointMask,
-}
+        return {"mask": mask[:, None, :, :, None].expand(n, 1, T, V, 1)}

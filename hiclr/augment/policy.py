@@ -2,17 +2,16 @@
 
 A policy is an ordered list of stages; each stage is a list of augmentation items
 ``{name: <registry name>, <param>: <value>, ...}`` (see ``AUGMENTATIONS``). A view "at stage i"
-applies stages 0..i, every view drawn independently from the same clip. HiCLR's four views are
+applies stages 0..i, every view drawn independently from the same clip. A method says which
+views it takes as a ``ViewLayout``; HiCLR's (``HICLR_VIEWS``) is
 
-    v0 (query, BA)  = stage 0        key (BA)  = stage 0
-    v1 (query, BA+NA) = stages 0-1   v2 (query, BA+NA+S) = stages 0-2
+    v0 (query, BA) = stage 0    key (BA) = stage 0    v1 (BA+NA) = stages 0-1    v2 (BA+NA+S) = stages 0-2
 
-so a caller asks for them by stage index::
+Two entry points::
 
     policy = GrowingPolicy.from_config(cfg["augment"]["stages"], reference_quirks=True)
-    views = policy.named_views(x, generator, HICLR_VIEWS)   # {"v0": View, "key": View, ...}
-    # or: v0, key, v1, v2 = policy.views(x, generator, stages=[0, 0, 1, 2])
-    # or (contract form, view i = stages 0..i): policy(x, generator, num_views=3)
+    v0, key, v1, v2 = policy.views(x, generator, HICLR_VIEWS)   # or a list of stages, [0, 0, 1, 2]
+    view = policy.apply(x, generator)                            # one view, all stages
 
 Moving an augmentation to another stage, or adding a stage, is a change of the YAML only.
 
@@ -20,13 +19,14 @@ Fast paths (both on by default, both deterministic for a given seed, but they co
 generator differently from the plain per-view path, so the numbers differ between settings):
 - ``concat_views``: the views that need stage k are concatenated along the batch and stage k
   runs once on them (4B samples for BA, 2B for NA, ...), instead of once per view.
-- ``fuse_linear``: consecutive per-joint linear maps (shear, rotation, mirror) are composed into
-  one (B, 3, 3) matrix, moved past ops that commute with them (temporal crop, index flip, blur,
-  joint mask) and applied before the first op that does not (noise, axis mask) or at the end.
-  With the built-in ops and views in non-decreasing stage order, the planned path (``_run_planned``)
-  goes further: it draws every random number in the plain path's order first, then builds all
-  views in one pass: one frame gather for crop and index flip of every view, one batched 3x3 per
-  sample, then noise, blur and axis mask in place on the chosen samples only, in reused buffers.
+- ``fuse_linear``: per-joint linear maps (shear, rotation, mirror) are moved past the ops that
+  commute with them and applied as one (B, 3, 3) matrix. With views in non-decreasing stage
+  order and every op plannable (``op.plannable(shape)``: any op of a kind other than
+  ``general``), the planned path goes further, from the ops' kinds alone: it draws every random
+  number in the plain path's order first, then builds all views in one pass: one frame-and-joint
+  gather for the index ops of every view, one batched 3x3 per sample for the linear ones, then
+  the ``values`` ops in place on the chosen samples only, in reused buffers. A ``general`` op
+  sends the policy to the plain path.
 """
 
 from __future__ import annotations
@@ -39,13 +39,28 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .ops import (AUGMENTATIONS, Augmentation, AxisMask, GaussianBlur, GaussianNoise, JointMask,
-                  Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix)
+from .ops import AUGMENTATIONS, Augmentation, apply_matrix, take_indices
 
-__all__ = ["View", "GrowingPolicy", "HICLR_VIEWS", "QUIRK_FIXES", "build_augmentation"]
+__all__ = ["View", "ViewLayout", "GrowingPolicy", "HICLR_VIEWS", "SKELETONCLR_VIEWS", "QUIRK_FIXES",
+           "build_augmentation"]
 
-# HiCLR's four views: name -> the last stage the view applies.
-HICLR_VIEWS: dict[str, int] = {"v0": 0, "key": 0, "v1": 1, "v2": 2}
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """The views a method takes, in the order its learner receives them: a name and the last
+    policy stage of each, and which one goes through the key encoder."""
+
+    names: tuple[str, ...]
+    stages: tuple[int, ...]
+    key: str = "key"
+
+    @property
+    def key_index(self) -> int:
+        return self.names.index(self.key)
+
+
+HICLR_VIEWS = ViewLayout(("v0", "key", "v1", "v2"), (0, 0, 1, 2))
+SKELETONCLR_VIEWS = ViewLayout(("query", "key"), (0, 0))
 
 # reference_quirks=False sets these parameters (an explicit value in the item still wins).
 QUIRK_FIXES: dict[str, dict[str, Any]] = {
@@ -64,8 +79,8 @@ class View:
     - ``matrix`` (B, 3, 3): the composed geometric map A (x' = A x over all linear ops of the
       view, in order: e.g. Rz Ry Rx H); identity when the view has none.
     - ``singular`` (B,) bool: an axis mask zeroed a coordinate, A must not be canonicalised.
-    - ``stage``: the last stage applied; ``ops``: list of (name, draws dict) in applied order.
-    - one entry per op name (first occurrence) with its draws, e.g. ``params["temporal_crop"]
+    - ``stage``: the last stage applied; ``ops``: list of (name, params dict) in applied order.
+    - one entry per op name (first occurrence) with its params, e.g. ``params["temporal_crop"]
       ["offset"]``, ``params["spatial_flip"]["flipped"]``, ``params["rotate"]["angles"]``.
     """
 
@@ -74,8 +89,7 @@ class View:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def build_augmentation(item: Mapping[str, Any], reference_quirks: bool = True,
-                       record: bool = False) -> Augmentation:
+def build_augmentation(item: Mapping[str, Any], reference_quirks: bool = True) -> Augmentation:
     """One augmentation from a config item ``{name: ..., **params}``."""
     if not isinstance(item, Mapping) or "name" not in item:
         raise ValueError(f"augmentation item {item!r} must be a mapping with a 'name' key")
@@ -86,7 +100,7 @@ def build_augmentation(item: Mapping[str, Any], reference_quirks: bool = True,
         params = {**QUIRK_FIXES.get(key, {}), **params}
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
     try:
-        return AUGMENTATIONS[key](**params, record=record)
+        return AUGMENTATIONS[key](**params)
     except TypeError as exc:
         raise ValueError(f"augmentation {name!r}: {exc}") from None
 
@@ -120,12 +134,11 @@ class GrowingPolicy:
         """
         if not isinstance(stages, Sequence) or isinstance(stages, (str, bytes)) or not stages:
             raise ValueError("augment.stages must be a non-empty list of stages")
-        record = options.get("record", False)
         built = []
         for i, stage in enumerate(stages):
             if not isinstance(stage, Sequence) or isinstance(stage, (str, bytes)):
                 raise ValueError(f"augment.stages[{i}] must be a list of augmentation items")
-            built.append([build_augmentation(item, reference_quirks, record) for item in stage])
+            built.append([build_augmentation(item, reference_quirks) for item in stage])
         return cls(built, **options)
 
     @classmethod
@@ -150,20 +163,11 @@ class GrowingPolicy:
         return len(self.stages)
 
     # ------------------------------------------------------------------ public entry points
-    def __call__(self, x: torch.Tensor, generator: torch.Generator, num_views: int) -> list[View]:
-        """The contract form: view i applies stages 0..i, for i < num_views."""
-        return self.views(x, generator, list(range(num_views)))
-
-    def named_views(self, x: torch.Tensor, generator: torch.Generator,
-                    layout: Mapping[str, int] = HICLR_VIEWS) -> dict[str, View]:
-        """``{name: View}`` for ``layout`` = {name: last stage}, e.g. ``HICLR_VIEWS``."""
-        names = list(layout)
-        return dict(zip(names, self.views(x, generator, [layout[n] for n in names])))
-
     def views(self, x: torch.Tensor, generator: torch.Generator,
-              stages: Sequence[int]) -> list[View]:
-        """One independently drawn view per entry; entry j applies stages 0..stages[j]."""
-        stages = [int(s) for s in stages]
+              layout: ViewLayout | Sequence[int]) -> list[View]:
+        """One independently drawn view per entry of ``layout`` (a ``ViewLayout`` or a list of
+        stages), in its order; a view at stage s applies stages 0..s."""
+        stages = [int(s) for s in (layout.stages if isinstance(layout, ViewLayout) else layout)]
         for s in stages:
             if not 0 <= s < self.num_stages:
                 raise ValueError(f"view stage {s} out of range: the policy has {self.num_stages} stages")
@@ -174,9 +178,21 @@ class GrowingPolicy:
             return run(x, generator, stages)
         return [run(x, generator, [s])[0] for s in stages]
 
+    def apply(self, x: torch.Tensor, generator: torch.Generator, stage: int | None = None) -> View:
+        """One view applying stages 0..stage (default: every stage)."""
+        return self.views(x, generator, [self.num_stages - 1 if stage is None else stage])[0]
+
     # ------------------------------------------------------------------ machinery
+    def _draw(self, op: Augmentation, n_views: int, B: int, generator, like) -> dict:
+        """The op's params for ``n_views`` views of B samples concatenated along the batch; a
+        batch-shared op draws once per view, never across views."""
+        if op.shared_across_batch and n_views > 1:
+            draws = [op.draw(B, generator, like) for _ in range(n_views)]
+            return {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
+        return op.draw(n_views * B, generator, like)
+
     def _run(self, x: torch.Tensor, generator: torch.Generator, stages: list[int]) -> list[View]:
-        """Runs the views of ``stages`` together, concatenated along the batch."""
+        """Runs the views of ``stages`` together, concatenated along the batch, op by op."""
         B = x.shape[0]
         out: list[View | None] = [None] * len(stages)
         active = list(range(len(stages)))  # view indices still being built, in block order
@@ -184,14 +200,25 @@ class GrowingPolicy:
         st = _State(self.record, len(active) * B, x)
         cur = x
         for k, stage in enumerate(self.stages):
-            for i, op in enumerate(stage):
-                if k == 0 and i == 0 and hasattr(op, "transform_repeated"):  # repeat + op, one pass
-                    cur, _ = op.transform_repeated(x, len(active), generator)
-                    st.update(op, None)
-                    continue
-                if cur is x and len(active) > 1:
-                    cur = x.repeat(len(active), 1, 1, 1, 1)
-                cur, pending = self._apply(op, cur, pending, generator, st, B, len(active))
+            for op in stage:
+                if pending is not None and not op.commutes_with_linear:
+                    cur, pending = apply_matrix(pending, cur), None
+                params = self._draw(op, len(active), B, generator, x)
+                A = params.get("matrix") if op.kind in ("index", "linear") else None
+                if cur is x and op.kind == "index":  # the repeated views, gathered in one pass
+                    cur = take_indices(x, params, torch.arange(len(active) * B, device=x.device) % B)
+                    if A is not None and not self.fuse_linear:
+                        cur = apply_matrix(A, cur)
+                else:
+                    if cur is x and len(active) > 1:
+                        cur = x.repeat(len(active), 1, 1, 1, 1)
+                    if A is not None and self.fuse_linear:  # the matrix waits; an index op gathers
+                        cur = take_indices(cur, params) if op.kind == "index" else cur
+                    else:
+                        cur = op.apply(cur, params)
+                if A is not None and self.fuse_linear:
+                    pending = A if pending is None else A @ pending
+                st.update(op, params)
             if cur is x and len(active) > 1:  # an empty stage 0
                 cur = x.repeat(len(active), 1, 1, 1, 1)
             done = [j for j, view in enumerate(active) if stages[view] == k]
@@ -209,115 +236,49 @@ class GrowingPolicy:
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ planned fast path
-    _PLANNED = (TemporalCrop, Shear, SpatialFlip, Rotate, GaussianNoise, GaussianBlur, AxisMask,
-                JointMask)
-
     def _plannable(self, x: torch.Tensor, stages: list[int]) -> bool:
-        """The planned path covers the registry's ops (crop mode "crop" keeping T frames) on
-        ``(B, 3, T, V, M)`` clips, for views in non-decreasing stage order."""
+        """The planned path covers every op that says it is plannable on ``(B, 3, T, V, M)``
+        clips, for views in non-decreasing stage order."""
         if x.dim() != 5 or x.shape[1] != 3 or x.shape[0] == 0:
             return False
         if any(a > b for a, b in zip(stages, stages[1:])):
             return False
-        T = x.shape[2]
-        for stage in self.stages:
-            for op in stage:
-                if type(op) not in self._PLANNED:
-                    return False
-                if isinstance(op, TemporalCrop) and (op.mode != "crop" or (op.size or T) != T):
-                    return False
-                if isinstance(op, SpatialFlip) and len(op.order) != x.shape[3]:
-                    return False
-        return True
+        return all(op.plannable(x.shape) for stage in self.stages for op in stage)
 
     def _run_planned(self, x: torch.Tensor, generator: torch.Generator,
                      stages: list[int]) -> list[View]:
         """Same draws, in the same order, as ``_run`` (so the same views up to rounding), but
         every random number is drawn first and the data are then touched as few times as
-        possible: crop and index flip of all concatenated views become ONE frame gather from
-        the clip (plus, when some sample flips, one column-permuted copy of the clip), every
-        linear map pending before the first op that does not commute with it becomes ONE
-        (3 x 3) matmul per sample, and noise, blur and axis mask then work in place on the
-        chosen samples only. Views at stage k are the leading rows still active at stage k,
-        since stages are non-decreasing; every view keeps its own rows of one buffer."""
+        possible: the index ops of all concatenated views become ONE frame-and-joint gather from
+        the clip (plus one joint-permuted copy of the clip per joint order in use), every linear
+        map pending before the first ``values`` op becomes ONE (3 x 3) matmul per sample, and the
+        ``values`` ops then work in place on the chosen samples only. Views at stage k are the
+        leading rows still active at stage k, since stages are non-decreasing; every view keeps
+        its own rows of one buffer."""
         B = x.shape[0]
         n = len(stages)
-        N0 = n * B
-        device, dtype = x.device, x.dtype
         out: list[View | None] = [None] * n
-        st = _State(self.record, N0, x)
-        plan: list[tuple[Augmentation, int, tuple]] = []  # (op, first row, draws)
+        st = _State(self.record, n * B, x)
+        plan: list[tuple[Augmentation, int, dict]] = []  # (op, first row, params)
         r0, active = 0, list(range(n))
-        shape = x.shape[1:]
         for k, stage in enumerate(self.stages):
             for op in stage:
-                rows = len(active) * B
-                A = None
-                if op.shared_across_batch and len(active) > 1:  # one draw per view
-                    draws = []
-                    for _ in range(len(active)):
-                        op.sample_mask(x, generator)
-                        draws.append(op.last)
-                    op.last = {key: torch.cat([d[key] for d in draws]) for key in draws[0]}
-                    plan.append((op, r0, ()))
-                elif isinstance(op, JointMask):
-                    op.sample_mask(x[:1].expand(rows, *shape), generator)
-                    plan.append((op, r0, ()))
-                elif isinstance(op, TemporalCrop):
-                    _, time_index = op.draw_crop(rows, shape[1], generator, device)
-                    plan.append((op, r0, (time_index,)))
-                elif isinstance(op, Shear):
-                    A = op.sample_matrix(rows, generator, device, dtype)
-                    op._keep(matrix=A)
-                    plan.append((op, r0, (A,)))
-                elif isinstance(op, Rotate):
-                    axis, angles, A = op.sample(rows, generator, device, dtype)
-                    op._keep(axis=axis, angles=angles, matrix=A)
-                    plan.append((op, r0, (A,)))
-                elif isinstance(op, SpatialFlip):
-                    flipped, A = op.draw(rows, generator, device, dtype)
-                    plan.append((op, r0, (flipped, A)))
-                elif isinstance(op, GaussianNoise):
-                    _, chosen, noise = op.draw((rows, *shape), generator, device, dtype)
-                    plan.append((op, r0, (chosen, noise)))
-                elif isinstance(op, GaussianBlur):
-                    plan.append((op, r0, op.draw(rows, generator, device, dtype)))
-                else:  # AxisMask
-                    plan.append((op, r0, op.draw(rows, shape[0], generator, device)))
-                st.update(op, A)
+                params = self._draw(op, len(active), B, generator, x)
+                plan.append((op, r0, params))
+                st.update(op, params)
             done = [j for j, view in enumerate(active) if stages[view] == k]
             for j in done:  # the leading blocks: their data are final after this stage
-                out[active[j]] = st.view(None, j, B, k, device)
+                out[active[j]] = st.view(None, j, B, k, x.device)
             keep = [j for j, view in enumerate(active) if stages[view] != k]
             if not keep:
                 break
-            st = st.take(keep, B, device)
+            st = st.take(keep, B, x.device)
             active = [active[j] for j in keep]
             r0 += len(done) * B
         data = _Lazy(x, n, self._scratch).run(plan)
         for j, view in enumerate(out):
             view.x = data[j * B:(j + 1) * B]
         return out  # type: ignore[return-value]
-
-    def _apply(self, op, cur, pending, generator, st: "_State", B: int, n_views: int):
-        if pending is not None and not op.commutes_with_linear:
-            cur, pending = apply_matrix(pending, cur), None
-        if op.shared_across_batch and n_views > 1:  # one draw per view, never across views
-            parts, draws = [], []
-            for chunk in cur.split(B):
-                y, A = op.transform(chunk, generator, defer_linear=False)
-                assert A is None, "a batch-shared op cannot be geometric"
-                parts.append(y)
-                draws.append(op.last)
-            cur = torch.cat(parts)
-            op.last = {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
-            st.update(op, None)
-            return cur, pending
-        cur, A = op.transform(cur, generator, defer_linear=self.fuse_linear)
-        if A is not None and self.fuse_linear:
-            pending = A if pending is None else A @ pending
-        st.update(op, A)
-        return cur, pending
 
 
 class _State:
@@ -331,17 +292,18 @@ class _State:
         self.singular = torch.zeros(n, dtype=torch.bool, device=like.device) if record else None
         self.ops: list[tuple[str, dict]] = []
 
-    def update(self, op: Augmentation, A: torch.Tensor | None) -> None:
-        mask = op.last.get("mask") if hasattr(op, "sample_mask") else None
-        if mask is not None:
-            self.mask = mask if self.mask is None else self.mask | mask
+    def update(self, op: Augmentation, params: dict) -> None:
+        if op.kind == "model_side":
+            self.mask = params["mask"] if self.mask is None else self.mask | params["mask"]
         if not self.record:
             return
+        A = params.get("matrix") if op.kind in ("index", "linear") else None
         if A is not None:
             self.matrix = A @ self.matrix
-        if isinstance(op, AxisMask):
-            self.singular = self.singular | op.last["applied"]
-        self.ops.append((_name(op), {k: v for k, v in op.last.items()}))
+        singular = op.singular(params)
+        if singular is not None:
+            self.singular = self.singular | singular
+        self.ops.append((_name(op), op.recorded(params)))
 
     def _sliced(self, index: torch.Tensor) -> "_State":
         new = copy.copy(self)
@@ -374,10 +336,10 @@ class _State:
 class _Lazy:
     """The data of the planned path: ``N0 = n_views * B`` rows, view j at rows j*B .. (j+1)*B.
 
-    Index ops (temporal crop, index flip) and per-joint linear maps are kept pending, per row,
-    as a time index (N0, T), a joint index (N0, V) and a matrix (N0, 3, 3) over ``base``
-    (rows ``src``); ``flush`` turns them into data with one frame gather and one batched
-    matmul. Noise, blur and axis mask flush first and then work in place on ``cur``.
+    Index ops and per-joint linear maps are kept pending, per row, as a time index (N0, T), a
+    joint index (N0, V) and a matrix (N0, 3, 3) over ``base`` (rows ``src``); ``flush`` turns them
+    into data with one frame gather and one batched matmul. ``values`` ops flush first and then
+    work in place on ``cur``.
     """
 
     def __init__(self, x: torch.Tensor, n: int, scratch: dict[str, torch.Tensor] | None = None):
@@ -386,40 +348,27 @@ class _Lazy:
         self.x, self.N0 = x, n * B
         self.cur: torch.Tensor | None = None  # materialised (N0, C, T, V, M), owned
         self.src = torch.arange(self.N0, device=x.device) % B  # rows of x
-        self.tidx: torch.Tensor | None = None
-        # joint orders: row i reads joint orders[code[i]][v] of its source for joint v
-        self.orders: list[tuple[int, ...]] = [tuple(range(x.shape[3]))]
-        self.code: torch.Tensor | None = None
+        self.tidx: torch.Tensor | None = None  # (N0, T): row i reads frame tidx[i, t] of its source
+        self.jidx: torch.Tensor | None = None  # (N0, V): row i reads joint jidx[i, v] of its source
         self.pending: torch.Tensor | None = None
         self.lo = self.N0  # first row with a pending index or matrix
 
     def run(self, plan) -> torch.Tensor:
-        for op, r0, draws in plan:
-            if isinstance(op, TemporalCrop):
-                (time_index,) = draws
+        for op, r0, params in plan:
+            if op.kind == "index":
                 self._dirty(r0)
-                if self.tidx is None:
-                    T = self.x.shape[2] if self.cur is None else self.cur.shape[2]
-                    self.tidx = torch.arange(T, device=self.x.device).expand(self.N0, T).clone()
-                self.tidx[r0:] = torch.gather(self.tidx[r0:], 1, time_index)
-            elif isinstance(op, SpatialFlip):
-                flipped, A = draws
-                self._dirty(r0)
-                self._flip(r0, flipped, tuple(op.order))
-                if A is not None:
-                    self._matrix(r0, A)
-            elif isinstance(op, (Shear, Rotate)):
-                self._matrix(r0, draws[0])
-            elif isinstance(op, GaussianNoise):
+                if "time_index" in params:
+                    self._frames(r0, params["time_index"])
+                if "joint_order" in params:
+                    self._joints(r0, params["joint_order"])
+                if "matrix" in params:
+                    self._matrix(r0, params["matrix"])
+            elif op.kind == "linear":
+                self._matrix(r0, params["matrix"])
+            elif op.kind == "values":
                 self.flush()
-                op.apply_(self.cur[r0:], *draws)
-            elif isinstance(op, GaussianBlur):
-                self.flush()
-                op.apply_(self.cur[r0:], *draws)
-            elif isinstance(op, AxisMask):
-                self.flush()
-                op.apply_(self.cur[r0:], *draws)
-            # JointMask: the data are untouched
+                op.apply_(self.cur[r0:], params)
+            # model_side: the data are untouched
         self.flush()
         return self.cur
 
@@ -434,19 +383,19 @@ class _Lazy:
             buf = self.scratch[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
         return buf[:numel].view(shape)
 
-    def _flip(self, r0: int, flipped: torch.Tensor, order: tuple[int, ...]) -> None:
-        """Rows r0.. that flip now read joint ``prev[order[v]]``: one composed order per code."""
-        if self.code is None:
-            self.code = torch.zeros(self.N0, dtype=torch.long, device=self.x.device)
-        nxt = []
-        for prev in list(self.orders):
-            composed = tuple(prev[o] for o in order)
-            if composed not in self.orders:
-                self.orders.append(composed)
-            nxt.append(self.orders.index(composed))
-        lookup = torch.as_tensor(nxt, device=self.x.device)
-        part = self.code[r0:]
-        part.copy_(torch.where(flipped, lookup[part], part))
+    def _frames(self, r0: int, time_index: torch.Tensor) -> None:
+        """Rows r0.. now read frame ``prev[time_index[t]]``."""
+        if self.tidx is None:
+            T = self.x.shape[2] if self.cur is None else self.cur.shape[2]
+            self.tidx = torch.arange(T, device=self.x.device).expand(self.N0, T).clone()
+        self.tidx[r0:] = torch.gather(self.tidx[r0:], 1, time_index)
+
+    def _joints(self, r0: int, joint_order: torch.Tensor) -> None:
+        """Rows r0.. now read joint ``prev[joint_order[v]]``."""
+        if self.jidx is None:
+            V = self.x.shape[3]
+            self.jidx = torch.arange(V, device=self.x.device).expand(self.N0, V).clone()
+        self.jidx[r0:] = torch.gather(self.jidx[r0:], 1, joint_order)
 
     def _matrix(self, r0: int, A: torch.Tensor) -> None:
         self._dirty(r0)
@@ -465,23 +414,20 @@ class _Lazy:
         tidx = None if self.tidx is None else self.tidx[lo:]
         flat = base.contiguous().view(Bb * C * T, V * M)
         permuted = False
-        if self.code is not None:  # one column-permuted copy of the base per joint order used
-            code = self.code[lo:]
-            used = sorted(set(code.unique().tolist()))
-            if used != [0]:
+        if self.jidx is not None:  # one joint-permuted copy of the base per joint order in use
+            orders, slot = torch.unique(self.jidx[lo:], dim=0, return_inverse=True)
+            identity = torch.arange(V, device=base.device)
+            if len(orders) > 1 or not torch.equal(orders[0], identity):
                 permuted = True
-                stacked = self._buffer("stacked", (len(used), Bb * C * T, V * M), base)
-                slot = torch.zeros(len(self.orders), dtype=torch.long, device=base.device)
-                for i, c in enumerate(used):
-                    slot[c] = i
-                    if c == 0:
+                stacked = self._buffer("stacked", (len(orders), Bb * C * T, V * M), base)
+                for i, order in enumerate(orders):
+                    if torch.equal(order, identity):
                         stacked[i].copy_(flat)
                     else:
-                        cols = (torch.as_tensor(self.orders[c], device=base.device)[:, None] * M
-                                + torch.arange(M, device=base.device)).flatten()
+                        cols = (order[:, None] * M + torch.arange(M, device=base.device)).flatten()
                         torch.index_select(flat, 1, cols, out=stacked[i])
                 flat = stacked.view(-1, V * M)
-                src = src + slot[code] * Bb
+                src = src + slot * Bb
         if tidx is None and not permuted and self.cur is not None:
             data = self.cur[lo:]  # only a matrix is pending: no gather
         else:
@@ -502,13 +448,13 @@ class _Lazy:
         else:
             self.cur[lo:] = data
         self.src = torch.arange(self.N0, device=self.x.device)
-        self.tidx = self.code = self.pending = None
-        self.orders = self.orders[:1]
+        self.tidx = self.jidx = self.pending = None
         self.lo = self.N0
 
 
 def _name(op: Augmentation) -> str:
-    return next(k for k, cls in AUGMENTATIONS.items() if type(op) is cls)
+    """The registry name of ``op`` (its class name when it is not registered)."""
+    return next((k for k, cls in AUGMENTATIONS.items() if type(op) is cls), type(op).__name__)
 
 
 def _take(x: torch.Tensor, blocks: list[int], B: int) -> torch.Tensor:

@@ -46,7 +46,7 @@ class FineTuneTask:
 
         x = batch.x
         if self.augment is not None:
-            x = self.augment.views(x, generator, [self.augment.num_stages - 1])[0].x
+            x = self.augment.apply(x, generator).x
         logits = model(to_stream(x, self.stream))
         loss = F.cross_entropy(logits.float(), batch.labels)
         acc = (logits.detach().argmax(dim=1) == batch.labels).float().mean() * 100

@@ -297,7 +297,7 @@ def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.T
     def train_fn(idx: torch.Tensor) -> torch.Tensor:
         x = train_x[idx]
         if policy is not None:
-            x = policy.views(x, generator, [policy.num_stages - 1])[0].x
+            x = policy.apply(x, generator).x
         return model(to_stream(x, stream)).float()
 
     def test_fn() -> torch.Tensor:

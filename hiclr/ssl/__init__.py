@@ -4,6 +4,7 @@ from .learner import ContrastiveLearner, ProjectedEncoder
 from .objectives import (OBJECTIVES, ContrastiveInputs, HierarchicalConsistencyLoss, build_objective,
                          contrastive_logits, mine_positives, multi_positive_nce, register_objective)
 from .queue import KeyQueue
+from . import equivariant, hough, transitive  # noqa: F401, E402  (register the further objectives)
 
 __all__ = ["ContrastiveLearner", "ProjectedEncoder", "KeyQueue", "OBJECTIVES", "ContrastiveInputs",
            "HierarchicalConsistencyLoss", "build_objective", "contrastive_logits", "mine_positives",

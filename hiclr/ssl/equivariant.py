@@ -29,6 +29,7 @@ from einops import rearrange
 from torch import nn
 
 from hiclr.augment.ops import apply_matrix
+from hiclr.augment.policy import HICLR_VIEWS
 
 from .objectives import HiCLR, contrastive_logits, register_objective
 from .queue import KeyQueue
@@ -78,8 +79,7 @@ class EquivariantContrast(nn.Module):
     eq_branches: indices of the query views (v0, v1, v2 -> 0, 1, 2) contrasted with the key.
     """
 
-    view_stages = HiCLR.view_stages
-    key_index = HiCLR.key_index
+    views = HICLR_VIEWS
     needs_view_params = True
 
     def __init__(self, feature_dim: int = 256, temperature: float = 0.07, mining_epoch: int = 150,
@@ -117,10 +117,10 @@ class EquivariantContrast(nn.Module):
             raise ValueError("the equivariant objective needs the backbone features of the key and "
                              "the queries (ContrastiveInputs.key_features, query_features)")
         n, device = inputs.key.shape[0], inputs.key.device
-        query_views = [v for i, v in enumerate(inputs.views) if i != self.key_index]
+        query_views = [v for i, v in enumerate(inputs.views) if i != self.views.key_index]
         with torch.no_grad():
             self.momentum_update()
-            key_matrix, key_singular = _view_geometry(inputs.views[self.key_index], n, device)
+            key_matrix, key_singular = _view_geometry(inputs.views[self.views.key_index], n, device)
             key_points = canonicalize(self.points(self.key_head, inputs.key_features),
                                       key_matrix, key_singular)
             key_vec = F.normalize(key_points.flatten(1), dim=1)

@@ -35,6 +35,7 @@ from einops import rearrange
 from torch import nn
 
 from hiclr.augment.ops import NTU_FLIP_ORDER
+from hiclr.augment.policy import HICLR_VIEWS
 
 from .objectives import HiCLR, register_objective
 
@@ -206,8 +207,7 @@ class HoughDenseHiCLR(nn.Module):
     backbone's block 4 (None: feature_dim // 16, ST-GCN's plan).
     """
 
-    view_stages = HiCLR.view_stages
-    key_index = HiCLR.key_index
+    views = HICLR_VIEWS
     feature_block = 4
 
     def __init__(self, feature_dim: int = 256, temperature: float = 0.07, mining_epoch: int = 150,
@@ -263,7 +263,7 @@ class HoughDenseHiCLR(nn.Module):
                              "(ContrastiveInputs.query_blocks; the backbone needs forward_features)")
         i, j = self.dense_views
         block1, block2 = inputs.query_blocks[i], inputs.query_blocks[j]
-        query_views = [v for k, v in enumerate(inputs.views) if k != self.key_index]
+        query_views = [v for k, v in enumerate(inputs.views) if k != self.views.key_index]
         view1, view2 = query_views[i], query_views[j]
         t1, t2 = block1.shape[3], block2.shape[3]
         mask1, mask2 = frame_mask(view1, t1), frame_mask(view2, t2)

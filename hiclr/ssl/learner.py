@@ -64,7 +64,7 @@ class ContrastiveLearner(nn.Module):
 
     encoder: a backbone config for `hiclr.models.build_encoder` (e.g. {"name": "stgcn", "width": 16})
         or a zero-argument callable returning a fresh backbone (with attribute `feature_dim`).
-    objective: a registered name (`OBJECTIVES`) or an objective module; it fixes `view_stages`.
+    objective: a registered name (`OBJECTIVES`) or an objective module; its `views` fix the views.
     key_init: "random" (reference quirk: the key encoder starts from its own random init) or "copy".
     init: the weight initialisation of both encoders, backbone and projection head
         (`hiclr.models.init`: "reference", the release's N(0, 0.02), or "torch"); applied to the
@@ -125,16 +125,12 @@ class ContrastiveLearner(nn.Module):
 
     @property
     def view_stages(self) -> tuple[int, ...]:
-        """Policy view index of each view `forward` expects, in order (from the objective)."""
-        return tuple(self.objective.view_stages)
+        """The last policy stage of each view `forward` expects, in order (the objective's `views`)."""
+        return tuple(self.objective.views.stages)
 
     @property
     def key_index(self) -> int:
-        return self.objective.key_index
-
-    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights of the query backbone (what `encoder.pt` stores for downstream use)."""
-        return _unwrap(self.encoder_q).backbone.state_dict()
+        return self.objective.views.key_index
 
     def collapse_loss(self) -> float | None:
         """The objective's loss when every logit of a row is equal (a collapsed embedding: query,
@@ -184,12 +180,6 @@ class ContrastiveLearner(nn.Module):
         return ([f for f, _, _ in outputs], [F.normalize(z, dim=1) for _, z, _ in outputs],
                 [b for _, _, b in outputs])
 
-    @property
-    def needs_view_params(self) -> bool:
-        """True when the objective reads the views' recorded draws (matrix, crop offset, flip):
-        the growing policy must then be built with `record=True`."""
-        return bool(getattr(self.objective, "needs_view_params", False))
-
     def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable) ordered as `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
@@ -200,9 +190,6 @@ class ContrastiveLearner(nn.Module):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
         query_views = [v for i, v in enumerate(views) if i != self.key_index]
-        if self.needs_view_params and not all(getattr(v, "params", None) for v in views):
-            raise ValueError(f"objective {type(self.objective).__name__} needs the views' recorded "
-                             "augmentation parameters; build the policy with record=True")
         block = getattr(self.objective, "feature_block", None)
         if block is None:
             features, queries = self.encode_queries([self.prepare(v) for v in query_views])

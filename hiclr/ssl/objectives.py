@@ -1,8 +1,8 @@
 """Contrastive objectives, registered by name: which views each needs and its loss.
 
-An objective declares `view_stages`: for each view the learner receives, in order, the index of
-the growing-policy view it is drawn from (view i applies stages 0..i), and `key_index`: which of
-those views goes through the key encoder. All other views are queries, in order. Its forward takes
+An objective declares `views`, a `hiclr.augment.ViewLayout`: the views the learner receives, in
+order, with the last growing-policy stage of each (a view at stage i applies stages 0..i), and
+which of them goes through the key encoder. All other views are queries, in order. Its forward takes
 a `ContrastiveInputs` and returns `(loss, metrics)`, metrics being detached scalar tensors.
 
 `hiclr` (the reference release), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
@@ -12,7 +12,6 @@ L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j].
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -21,14 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OBJECTIVES: dict[str, type[nn.Module]] = {}
+from hiclr.augment.policy import HICLR_VIEWS, SKELETONCLR_VIEWS
 
-# The further objectives, living in their own modules: imported (and so registered) on first use.
-VARIANT_MODULES: dict[str, str] = {
-    "equivariant": "hiclr.ssl.equivariant",
-    "transitive": "hiclr.ssl.transitive",
-    "hough_dense": "hiclr.ssl.hough",
-}
+#: Every objective by name; the further ones register from their own modules, which
+#: `hiclr.ssl` imports, so the table is complete once the package is imported.
+OBJECTIVES: dict[str, type[nn.Module]] = {}
 
 
 def register_objective(name: str):
@@ -45,10 +41,8 @@ def build_objective(name: str, shared: dict | None = None, **kwargs) -> nn.Modul
     """Build a registered objective. `shared` holds settings common to the `ssl` config section
     (temperature, mining_epoch, topk, ...): those the objective does not take are left out.
     `kwargs` are objective-specific and must all be accepted."""
-    if name not in OBJECTIVES and name in VARIANT_MODULES:  # registered on import
-        importlib.import_module(VARIANT_MODULES[name])
     if name not in OBJECTIVES:
-        known = sorted(set(OBJECTIVES) | set(VARIANT_MODULES))
+        known = sorted(OBJECTIVES)
         raise ValueError(f"unknown objective {name!r}; known: {', '.join(known)}")
     cls = OBJECTIVES[name]
     accepted = inspect.signature(cls.__init__).parameters
@@ -126,8 +120,7 @@ def positive_accuracy(logits: torch.Tensor) -> torch.Tensor:
 class SkeletonCLR(nn.Module):
     """The SkeletonCLR baseline: one basic query view v0 against its key v0', InfoNCE only."""
 
-    view_stages = (0, 0)
-    key_index = 1
+    views = SKELETONCLR_VIEWS
 
     def __init__(self, temperature: float = 0.07):
         super().__init__()
@@ -155,8 +148,7 @@ class HiCLR(nn.Module):
     queue entries (the reference's nearest-neighbour mining, top-1 by default).
     """
 
-    view_stages = (0, 0, 1, 2)
-    key_index = 1
+    views = HICLR_VIEWS
 
     def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1):
         super().__init__()

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hiclr.augment.policy import HICLR_VIEWS
+
 from .objectives import (HiCLR, HierarchicalConsistencyLoss, contrastive_logits, multi_positive_nce,
                          positive_accuracy, register_objective)
 
@@ -136,8 +138,7 @@ class TransitiveHiCLR(nn.Module):
     HiCLR's mining, for comparison); intra_hop: add the other nodes of a neighbour's id (I E I).
     """
 
-    view_stages = (0, 0, 1, 2)
-    key_index = 1
+    views = HICLR_VIEWS
 
     def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, k: int = 1,
                  mutual: bool = True, edges: str = "mutual_knn", intra_hop: bool = True,
