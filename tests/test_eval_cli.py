@@ -68,3 +68,29 @@ def test_errors_are_one_sentence_and_exit_1(tmp_path, store, capsys):
     assert "--set data.stream=bone" in capsys.readouterr().err
     assert main(["linear", "--encoder", enc, "--data", store, "--set", "eval.kk=3", *FAST]) == 1
     assert "eval.k" in capsys.readouterr().err
+
+
+def test_every_registered_protocol_is_a_subcommand_and_a_new_one_needs_no_command_change(tmp_path, store,
+                                                                                            capsys, monkeypatch):
+    from hiclr.eval.protocols import PROTOCOLS, EncoderProtocol
+
+    assert list(PROTOCOLS) == ["linear", "knn", "semi", "finetune", "ensemble"]
+
+    class TrainingSize(EncoderProtocol):
+        name, help = "train-size", "count the training clips"
+
+        def add_protocol_arguments(self, parser):
+            parser.add_argument("--scale", type=int, default=1)
+
+        def evaluate(self, cfg, encoder, args):
+            from hiclr.eval.common import load_eval_data
+            return {"n": args.scale * len(load_eval_data(cfg).train), "run_dir": str(tmp_path)}
+
+        def summary(self, entry):
+            return f"train-size: {entry['n']}"
+
+    monkeypatch.setitem(PROTOCOLS, "train-size", TrainingSize())
+    assert main(["train-size", "--encoder", "raw", "--data", store, "--scale", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("train-size: ") and int(line.split()[1].rstrip(";")) % 2 == 0
+    assert line.endswith(f"report: {tmp_path / 'report.md'}")

@@ -1,4 +1,10 @@
-"""Training engine: one loop for pre-training and fine-tuning (see `hiclr/engine/loop.py` for the API)."""
+"""Training engine: one loop for pre-training and fine-tuning (see `hiclr/engine/loop.py` for the API).
+
+The linear probe (`hiclr.eval.linear.fit_linear`) keeps a short SGD loop of its own, on purpose:
+it trains one linear layer on cached features held on the device, where an epoch is a few index
+gathers and matmuls; checkpoints, resume, DDP, autocast and the per-step bookkeeping of this
+engine would cost more than the probe itself and add nothing to a run of seconds.
+"""
 
 from hiclr.engine.checkpoint import atomic_save, capture_rng, load_checkpoint, restore_rng
 from hiclr.engine.distributed import DistInfo, is_main_process, setup_distributed

@@ -20,8 +20,6 @@ from torch import nn
 from data_prep.errors import UserError
 
 BASELINES = ("raw", "random")
-#: the protocols that keep the encoder frozen; `raw` is a baseline of these only
-FROZEN_PROTOCOLS = ("linear", "knn")
 
 
 @dataclass(frozen=True)
@@ -36,9 +34,10 @@ class Baseline:
             raise UserError(f"unknown baseline {self.name!r}; use one of {', '.join(BASELINES)}")
 
 
-def check_protocol(name: str, protocol: str) -> None:
-    """Refuse `raw` for a protocol that trains the encoder (fine-tune, semi), in one sentence."""
-    if name == "raw" and protocol not in FROZEN_PROTOCOLS:
+def check_protocol(name: str, protocol: str, frozen: bool) -> None:
+    """Refuse `raw` for a protocol that trains the encoder (`frozen` False: fine-tune, semi), in
+    one sentence."""
+    if name == "raw" and not frozen:
         raise UserError(f"--encoder raw has no network for hiclr {protocol} to train; it is a baseline of "
                         "the frozen-feature protocols (hiclr linear, hiclr knn), and --encoder random "
                         "trains the architecture from scratch.")

@@ -259,6 +259,39 @@ def make_run_dir(cfg: dict, out: str | os.PathLike | None, protocol: str) -> Pat
     return run_dir
 
 
+@dataclass
+class FrozenRun:
+    """What a frozen-encoder protocol (linear, kNN) works on: device, run folder, data, encoder."""
+
+    device: torch.device
+    run_dir: Path
+    data: EvalData
+    model: torch.nn.Module
+    meta: dict                # the encoder's report entry (`prepare_encoder`)
+
+
+def start_frozen_run(cfg: dict, encoder, out, protocol: str) -> FrozenRun:
+    """Device (`engine.device`), run folder, the protocol's data, and the encoder prepared on the
+    training split (a `random` baseline re-estimates its BatchNorm statistics there)."""
+    device = resolve_device(cfg["engine"].get("device"))
+    run_dir = make_run_dir(cfg, out, protocol)
+    data = load_eval_data(cfg)
+    model, meta = prepare_encoder(encoder, cfg, device, data.train)
+    return FrozenRun(device, run_dir, data, model, meta)
+
+
+def finish_run(run_dir: Path, protocol: str, entry: dict, cfg: dict, data: EvalData, meta: dict, *,
+               plots: bool = True, embedding: tuple | None = None) -> dict:
+    """Writes the protocol's report (report.json, report.md, figures) into its run folder and
+    returns the entry with its `run_dir`."""
+    from hiclr.report import write_report
+
+    write_report(run_dir, {protocol: entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
+                 stream=meta["stream"], embedding=embedding if plots else None, plots=plots)
+    entry["run_dir"] = str(run_dir)
+    return entry
+
+
 def encoder_report(meta: dict) -> dict:
     """The report's `encoder` entry; `description` names a baseline (e.g. "raw input (frame50,
     joint)"), whose `path` is None."""

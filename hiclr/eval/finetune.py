@@ -111,7 +111,7 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
 
     device = torch.device("cpu")   # the engine moves the model to its device
     if isinstance(encoder, Baseline):
-        check_protocol(encoder.name, "finetune")
+        check_protocol(encoder.name, "finetune", frozen=False)
     if isinstance(encoder, nn.Module):
         encoder = copy.deepcopy(encoder)
     module, meta = prepare_encoder(encoder, cfg, device)
@@ -141,15 +141,10 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
 
 def run_finetune(cfg: dict, encoder, *, out=None, resume: bool = False, plots: bool = True) -> dict:
     """`hiclr finetune`: fine-tune, write logits.npz and the report; return the protocol entry."""
-    from hiclr.eval.common import encoder_report, load_eval_data, make_run_dir, save_logits
-    from hiclr.report import write_report
+    from hiclr.eval.common import finish_run, load_eval_data, make_run_dir, save_logits
 
     run_dir = make_run_dir(cfg, out, "finetune")
     data = load_eval_data(cfg)
     entry = finetune_once(cfg, encoder, data.train, data.test, data.num_classes, run_dir, resume=resume)
     save_logits(run_dir, entry.pop("logits_last"), data.test.labels, data.test.names, epoch=entry["epochs"])
-    meta = entry.pop("encoder_meta")
-    write_report(run_dir, {"finetune": entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
-                 stream=meta["stream"], plots=plots)
-    entry["run_dir"] = str(run_dir)
-    return entry
+    return finish_run(run_dir, "finetune", entry, cfg, data, entry.pop("encoder_meta"), plots=plots)

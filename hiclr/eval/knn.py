@@ -53,20 +53,13 @@ def run_knn(cfg: dict, encoder, *, out=None, progress: bool = True, plots: bool 
     loaded training split). Uses `eval.k` and `eval.knn_temperature`; the features are shared with
     `hiclr linear` when both run into the same folder.
     """
-    from hiclr.eval.common import (encoder_report, frozen_features, load_eval_data, make_run_dir,
-                                   prepare_encoder, resolve_device)
-    from hiclr.report import write_report
+    from hiclr.eval.common import finish_run, frozen_features, start_frozen_run
 
-    device = resolve_device(cfg["engine"].get("device"))
-    run_dir = make_run_dir(cfg, out, "knn")
-    data = load_eval_data(cfg)
-    model, meta = prepare_encoder(encoder, cfg, device, data.train)
-    train_f, test_f = frozen_features(run_dir, model, meta, data, cfg, device, progress)
+    run = start_frozen_run(cfg, encoder, out, "knn")
+    data, device = run.data, run.device
+    train_f, test_f = frozen_features(run.run_dir, run.model, run.meta, data, cfg, device, progress)
     result = knn_evaluate(train_f.to(device), data.train.labels, test_f.to(device), data.test.labels,
                           data.num_classes, int(cfg["eval"]["k"]), float(cfg["eval"]["knn_temperature"]))
     result.pop("scores")
-    write_report(run_dir, {"knn": result}, config=cfg, data=data.info, encoder=encoder_report(meta),
-                 stream=meta["stream"], embedding=(test_f, data.test.labels) if plots else None,
-                 plots=plots)
-    result["run_dir"] = str(run_dir)
-    return result
+    return finish_run(run.run_dir, "knn", result, cfg, data, run.meta, plots=plots,
+                      embedding=(test_f, data.test.labels))

@@ -105,7 +105,8 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
                schedule: LinearSchedule | None = None, seed: int = 0,
                device: torch.device | str = "cpu", progress: bool = False,
                on_epoch: Callable[[dict], None] | None = None, init: str = "reference") -> LinearResult:
-    """Train a linear classifier and evaluate it on the test set after every epoch.
+    """Train a linear classifier and evaluate it on the test set after every epoch (its own short
+    loop, not the engine's: see `hiclr.engine`).
 
     train_features: cached features (N, D) or a function `idx (B,) -> (B, D)` (through the
     encoder); test_features: (N_test, D) or a function `() -> (N_test, D)`; init: the head's
@@ -212,16 +213,12 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     training split).
     out: the run folder (default `run.out/run.name`).
     """
-    from hiclr.eval.common import (encoder_report, frozen_features, load_eval_data, make_run_dir,
-                                   prepare_encoder, resolve_device, save_logits)
-    from hiclr.report import write_report
+    from hiclr.eval.common import finish_run, frozen_features, save_logits, start_frozen_run
 
     ev = cfg["eval"]
     through_encoder = bool(ev.get("through_encoder")) if through_encoder is None else through_encoder
-    device = resolve_device(cfg["engine"].get("device"))
-    run_dir = make_run_dir(cfg, out, "linear")
-    data = load_eval_data(cfg)
-    model, meta = prepare_encoder(encoder, cfg, device, data.train)
+    run = start_frozen_run(cfg, encoder, out, "linear")
+    device, run_dir, data, model, meta = run.device, run.run_dir, run.data, run.model, run.meta
     for p in model.parameters():
         p.requires_grad_(False)
     schedule = schedule_from_config(cfg)
@@ -256,11 +253,8 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
         from hiclr.features import extract_features
         test_features = extract_features(model, data.test.x, batch_size=int(ev.get("feature_batch_size", 256)),
                                          device=device, stream=meta["stream"])
-    write_report(run_dir, {"linear": entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
-                 stream=meta["stream"], embedding=(test_features, data.test.labels) if plots else None,
-                 plots=plots)
-    entry["run_dir"] = str(run_dir)
-    return entry
+    return finish_run(run_dir, "linear", entry, cfg, data, meta, plots=plots,
+                      embedding=(test_features, data.test.labels))
 
 
 def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-5):

@@ -95,9 +95,8 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
     import torch
 
     from hiclr.data import Split
-    from hiclr.eval.common import encoder_report, load_eval_data, make_run_dir, save_logits
+    from hiclr.eval.common import finish_run, load_eval_data, make_run_dir, save_logits
     from hiclr.eval.finetune import finetune_once
-    from hiclr.report import write_report
 
     fractions = [float(f) for f in (fractions or cfg["eval"]["fractions"])]
     seeds = [int(s) for s in (seeds if seeds is not None else cfg["eval"]["seeds"])]
@@ -133,7 +132,4 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
         for metric in ("top1_last", "top5_last", "top1_best", "top5_best"):
             summary[f"{metric}_mean"], summary[f"{metric}_std"] = mean_std([r[metric] for r in runs])
         entry["fractions"][fraction_key(fraction)] = summary
-    write_report(run_dir, {"semi": entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
-                 stream=meta["stream"], plots=plots)
-    entry["run_dir"] = str(run_dir)
-    return entry
+    return finish_run(run_dir, "semi", entry, cfg, data, meta, plots=plots)
