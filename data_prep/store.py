@@ -370,8 +370,10 @@ def store_summary(path: str | os.PathLike) -> dict:
             "classes_present": int(np.unique(labels).size),
             "class_names": stored_class_names(f),
             "views": sorted(f["views"]) if "views" in f else [],
+            "view_shapes": {v: list(f["views"][v].shape) for v in f["views"]} if "views" in f else {},
             "raw_frames": int(f["raw/data"].shape[0]) if "raw/data" in f else 0,
             "protocols": protocols,
             "preset": _attr_json(f, "preset", {}),
             "counts": _attr_json(f, "counts", {}),
+            "split_sha256": _attr_json(f, "split_sha256", {}),
         }

@@ -1,12 +1,12 @@
-"""Read a split of a prepared dataset (the HDF5 store of `hiclr-prep`, format version 1).
+"""Splits of a prepared dataset for the learning side, built on the store's reader.
 
-This is the only way the learning side reads data; the layout is fixed in docs/internals.md.
+`data_prep.store` owns the HDF5 format (versions, attributes, summary; layout in
+docs/internals.md); this module turns a protocol's part into tensors.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
-from data_prep.store import stored_class_names
+from data_prep.store import open_store, store_summary
 
-FORMAT_VERSIONS = (1,)
 PARTS = ("train", "test", "all")
 _BLOCK = 1024  # rows read per slab: bounded memory, few HDF5 calls
 
@@ -33,29 +32,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.names)
-
-
-def open_dataset(path) -> h5py.File:
-    """The store opened read-only, after checking that it exists and that its format version is known."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"dataset file {path} does not exist; create it with `hiclr-prep` "
-                        "(e.g. `hiclr-prep synth` or `hiclr-prep ntu60`)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise UserError(f"{path} is not a readable HDF5 file ({err}); create it with `hiclr-prep`") from err
-    version = f.attrs.get("format_version")
-    if version is None:
-        f.close()
-        raise UserError(f"{path} has no 'format_version' attribute, so it is not a `hiclr-prep` "
-                        "store; create it with `hiclr-prep`")
-    if int(version) not in FORMAT_VERSIONS:
-        f.close()
-        raise UserError(f"{path} has format version {int(version)}, this version of hiclr reads "
-                        f"{', '.join(map(str, FORMAT_VERSIONS))}; re-create the file with the "
-                        "`hiclr-prep` of this version or install the hiclr that wrote it")
-    return f
 
 
 def _protocols(f: h5py.File) -> list[str]:
@@ -108,7 +84,7 @@ def _read_rows(dset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
 def load_split(path, protocol: str | None, part: str, view: str = "frame50") -> Split:
     """Part "train", "test" or "all" (every sample; the protocol is then optional) of `protocol`."""
     path = Path(path)
-    with open_dataset(path) as f:
+    with open_store(path) as f:
         views = _views(f)
         if view not in views:
             raise UserError(f"{path} has no view {view!r}; it has: {', '.join(views) or 'none'}")
@@ -118,18 +94,6 @@ def load_split(path, protocol: str | None, part: str, view: str = "frame50") -> 
         names = f["samples/name"].asstr()[...][index].tolist()
     return Split(x=torch.from_numpy(x), labels=torch.from_numpy(labels), names=names,
                  index=torch.from_numpy(index))
-
-
-def _json_attr(f: h5py.File, key: str):
-    value = f.attrs.get(key)
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:
@@ -142,27 +106,21 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
 
 
 def dataset_info(path, *, hash_file: bool = True) -> dict:
-    """What the store holds: dataset, num_classes, protocols with part sizes, views, counts, sha256."""
-    path = Path(path)
-    with open_dataset(path) as f:
-        protocols = {p: {part: int(len(f["splits"][p][part])) for part in sorted(f["splits"][p])}
-                     for p in _protocols(f)}
-        views = {v: list(f["views"][v].shape) for v in _views(f)}
-        num_classes = f.attrs.get("num_classes")
-        if num_classes is None and "samples/label" in f:
-            num_classes = int(np.max(f["samples/label"][...])) + 1 if len(f["samples/label"]) else 0
-        info = {
-            "path": str(path),
-            "format_version": int(f.attrs["format_version"]),
-            "dataset": _json_attr(f, "dataset"),
-            "num_classes": int(num_classes) if num_classes is not None else None,
-            "num_samples": int(len(f["samples/name"])) if "samples/name" in f else 0,
-            "protocols": protocols,
-            "views": views,
-            "counts": _json_attr(f, "counts"),
-            "split_sha256": _json_attr(f, "split_sha256"),
-            "class_names": stored_class_names(f),
-        }
+    """What the store holds (`store_summary`), as the reports record it: dataset, num_classes,
+    protocols with part sizes, view shapes, counts, split checksums, class names, sha256."""
+    summary = store_summary(path)
+    info = {
+        "path": str(path),
+        "format_version": summary["format_version"],
+        "dataset": summary["dataset"],
+        "num_classes": summary["num_classes"] or None,
+        "num_samples": summary["samples"],
+        "protocols": summary["protocols"],
+        "views": summary["view_shapes"],
+        "counts": summary["counts"],
+        "split_sha256": summary["split_sha256"],
+        "class_names": summary["class_names"],
+    }
     if hash_file:
         info["sha256"] = file_sha256(path)
     return info

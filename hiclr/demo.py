@@ -43,7 +43,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     architecture at random initialisation (BatchNorm re-estimated) and, with `supervised`, the same
     architecture trained with labels (the fine-tune protocol from random init, an upper bound).
     """
-    from data_prep.cli import main as prep_main
+    from data_prep.ntu_prepare import prepare_ntu, summary_line
     from data_prep.synth import SynthConfig, write_ntu
     from hiclr.eval.baselines import Baseline
     from hiclr.eval.finetune import run_finetune
@@ -64,9 +64,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
         print(f"[1/4] writing synthetic NTU-format skeletons to {raw}")
         write_ntu(raw, synth or SynthConfig(seed=seed), progress=True)
         print(f"[2/4] hiclr-prep ntu60 --raw {raw} --out {store}")
-        code = prep_main(["ntu60", "--raw", str(raw), "--out", str(store), "--workers", "2"])
-        if code != 0:
-            raise UserError(f"hiclr-prep failed on {raw} (exit {code}); see the message above")
+        print(summary_line(prepare_ntu("ntu60", raw, store, workers=2)))
         shutil.rmtree(raw)               # the store holds everything the rest needs
     else:
         print(f"[1-2/4] reusing {store}")

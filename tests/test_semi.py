@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from hiclr.eval.semi import balanced_subset, class_quota, load_subset, mean_std, save_subset, subset_stem
+from hiclr.eval.semi import balanced_subset, class_quota, mean_std, save_subset, subset_stem
 
 
 def imbalanced_labels(seed=0):
@@ -38,13 +38,18 @@ def test_quota_rounds_half_up():
     assert class_quota(np.repeat([0, 1], [25, 35]), 0.1).tolist() == [3, 4]   # 2.5 -> 3, 3.5 -> 4
 
 
+def read_subset(path):
+    """A saved subset as a user reads it: the .npy indices into /samples and the .json record."""
+    return np.load(path, allow_pickle=False), json.loads(path.with_suffix(".json").read_text())
+
+
 def test_saved_subset_records_its_seed_and_round_trips(tmp_path):
     labels, _ = imbalanced_labels()
     positions = balanced_subset(labels, 0.01, seed=2)
     sample_index = positions + 1000
     path = save_subset(tmp_path, 0.01, 2, sample_index, labels[positions], {"protocol": "xsub"})
     assert path.name == "semi_1pct_seed2.npy" == subset_stem(0.01, 2) + ".npy"
-    index, record = load_subset(path)
+    index, record = read_subset(path)
     assert np.array_equal(index, sample_index)
     assert record["seed"] == 2 and record["fraction"] == 0.01 and record["protocol"] == "xsub"
     assert record["size"] == len(positions)
@@ -77,7 +82,7 @@ def test_run_semi_trains_one_model_per_seed_and_reports_mean_and_std(tmp_path):
     assert (frac["top1_last_mean"], frac["top1_last_std"]) == pytest.approx(mean_std(top1))
     train_labels = np.arange(48)[np.arange(48) % 4 != 0] % 3
     for run in frac["runs"]:
-        index, record = load_subset(tmp_path / "semi" / run["subset_file"])
+        index, record = read_subset(tmp_path / "semi" / run["subset_file"])
         assert record["seed"] == run["seed"] and run["size"] == len(index) == 9   # 12 per class -> 3
         assert np.bincount(index % 3).tolist() == [3, 3, 3]
         positions = balanced_subset(train_labels, 0.25, run["seed"])

@@ -1,7 +1,6 @@
 """`hiclr-prep ntu60|ntu120`: raw NTU RGB+D `.skeleton` files -> one HDF5 store (frame50 + raw + splits).
 
-Parsed samples stream from the worker processes into the store block by block (`StoreWriter`,
-`ordered_map`), so memory stays bounded whatever the number of files.
+A thin command on `data_prep.ntu_prepare.prepare_ntu` (plus `--stats`: peak memory and cost per file).
 """
 
 from __future__ import annotations
@@ -10,24 +9,11 @@ import argparse
 import json
 import os
 import time
-from functools import partial
 from pathlib import Path
 
-import numpy as np
-
-from data_prep.bodies import METHODS, MOTION_FIXES, select_bodies
-from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
-from data_prep.errors import UserError
+from data_prep.bodies import METHODS, MOTION_FIXES
 from data_prep.memory import PeakMemory
-from data_prep.missing import load_missing_list, missing_samples
-from data_prep.ntu import parse_ntu_name, read_skeleton
-from data_prep.parallel import ordered_map
-from data_prep.presets import FRAME50_PARAMS, frame50
-from data_prep.progress import progress
-from data_prep.splits import NTU60_MAX_SETUP, NUM_CLASSES, ntu_splits
-from data_prep.store import StoreWriter
-
-META = ("setup", "camera", "performer", "replication", "action")
+from data_prep.ntu_prepare import prepare_ntu, summary_line
 
 EPILOG = """examples:
   hiclr-prep {ds} --raw nturgb+d_skeletons/ --out data/{ds}.h5
@@ -70,109 +56,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=run, dataset=dataset)
 
 
-def _prepare_one(path: str, method: str, fixes: tuple, skip_bad: bool):
-    """Worker: one file -> (name, bodies (T, V, C, M), frame50 (C, 50, V, M)) or (None, message)."""
-    try:
-        bodies = select_bodies(read_skeleton(path), method, fixes)
-    except UserError as err:
-        if skip_bad:
-            return None, str(err)
-        raise
-    return Path(path).name[: -len(".skeleton")], bodies, frame50(bodies)
-
-
-def list_samples(raw: Path, dataset: str, missing: frozenset[str], limit: int | None):
-    """Sorted `.skeleton` paths to prepare, plus counts of what was left out and why."""
-    if not raw.is_dir():
-        raise UserError(f"{raw}: not a folder; give --raw the folder holding the NTU .skeleton files")
-    files = sorted(raw.glob("*.skeleton"), key=lambda p: p.name)
-    if not files:
-        raise UserError(f"{raw}: no .skeleton files found; give --raw the folder holding the NTU "
-                        f".skeleton files (e.g. nturgb+d_skeletons/)")
-    keep, skipped_missing, outside = [], 0, 0
-    for path in files:
-        meta = parse_ntu_name(path.name)
-        stem = path.name[: -len(".skeleton")]
-        if dataset == "ntu60" and meta["setup"] > NTU60_MAX_SETUP:
-            outside += 1
-        elif stem in missing:
-            skipped_missing += 1
-        else:
-            keep.append(path)
-    if limit is not None:
-        keep = keep[:limit]
-    if not keep:
-        raise UserError(f"{raw}: none of the {len(files)} .skeleton files belongs to {dataset} once the "
-                        f"missing-skeleton samples are left out; check --raw and the dataset name")
-    return keep, {"files_found": len(files), "skipped_missing": skipped_missing,
-                  "outside_dataset": outside}
-
-
 def run(args: argparse.Namespace) -> int:
-    dataset = args.dataset
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers}: give 1 or more worker processes")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit {args.limit}: give a positive number of files")
-    if args.out.suffix not in (".h5", ".hdf5"):
-        raise UserError(f"--out {args.out}: the store must be an .h5 or .hdf5 file")
-    fixes = tuple(MOTION_FIXES) if "all" in args.motion_fix else tuple(dict.fromkeys(args.motion_fix))
-    if fixes and args.bodies != "motion":
-        raise UserError(f"--motion-fix {fixes[0]} corrects the motion denoising; add --bodies motion or drop it")
-    missing = load_missing_list(args.missing_list) if args.missing_list else missing_samples(dataset)
-    paths, counts = list_samples(args.raw, dataset, missing, args.limit)
-    num_classes = NUM_CLASSES[dataset]
-    names_file = args.class_names or (args.raw / CLASS_NAMES_FILE)
-    given_names = read_class_names(names_file) if args.class_names or names_file.is_file() else None
-    for path in paths:
-        action = parse_ntu_name(path.name)["action"]
-        if action > num_classes:
-            raise UserError(f"{path.name}: action A{action:03d} is outside the {num_classes} classes of {dataset}; "
-                            f"use `hiclr-prep ntu120` for actions above 60")
-
     start = time.perf_counter()
-    work = partial(_prepare_one, method=args.bodies, fixes=fixes, skip_bad=args.skip_bad)
-    items = [str(p) for p in paths]
-    bad: list[str] = []
     with PeakMemory() as memory:
-        with StoreWriter(args.out, raw=True,
-                         compression=None if args.compression == "none" else args.compression) as writer:
-            with progress(len(items), desc=f"{dataset} parse", unit="file") as bar:
-                for out in ordered_map(work, items, args.workers):
-                    if out[0] is None:
-                        bad.append(out[1])
-                    else:
-                        writer.append(*out)
-                    bar.update()
-            if not writer.names:
-                raise UserError(f"{args.raw}: all {len(items)} files are malformed (first: {bad[0]})")
-            names = writer.names
-            meta = {k: np.array([parse_ntu_name(n)[k] for n in names], dtype=np.int64) for k in META}
-            labels = meta["action"] - 1
-            samples = {"name": np.array(names, dtype=object), "label": labels.astype(np.int64), **meta}
-            splits = ntu_splits(meta, dataset)
-            counts["skipped_bad"] = len(bad)
-            if bad:
-                counts["bad_files"] = bad[:50]
-            preset = {"frame50": FRAME50_PARAMS, "bodies": args.bodies, "raw": "selected bodies, all frames"}
-            if args.bodies == "motion":
-                preset["motion_fixes"] = list(fixes)
-            attrs = {
-                "num_classes": num_classes,
-                "preset": preset,
-                "counts": counts,
-                "source": {"raw": str(args.raw.resolve()),
-                           "missing_list": str(args.missing_list) if args.missing_list else f"bundled {dataset}"},
-            }
-            writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs,
-                          class_names=class_names(dataset, num_classes, given_names))
+        summary = prepare_ntu(args.dataset, args.raw, args.out, bodies=args.bodies, motion_fixes=args.motion_fix,
+                              workers=args.workers, missing_list=args.missing_list, limit=args.limit,
+                              skip_bad=args.skip_bad,
+                              compression=None if args.compression == "none" else args.compression,
+                              class_names_file=args.class_names)
     elapsed = time.perf_counter() - start
-    sizes = ", ".join(f"{p} {len(s['train'])}/{len(s['test'])}" for p, s in splits.items())
-    print(f"wrote {args.out}: {len(names)} samples of {dataset} ({np.unique(labels).size} classes present), "
-          f"skipped {counts['skipped_missing']} on the missing list and {len(bad)} malformed, "
-          f"{counts['outside_dataset']} outside {dataset}; splits train/test: {sizes}")
+    print(summary_line(summary))
     if args.stats is not None:
-        _report_stats(args.stats, memory, items, elapsed, args.workers)
+        _report_stats(args.stats, memory, summary["files"], elapsed, args.workers)
     return 0
 
 

@@ -16,7 +16,7 @@ import torch
 
 from data_prep.errors import UserError
 from hiclr.data import file_sha256
-from hiclr.models.checkpoint import atomic_torch_save
+from hiclr.engine.checkpoint import atomic_save
 
 LOGITS_FILE = "logits.npz"
 
@@ -97,7 +97,7 @@ def cached_features(run_dir: str | os.PathLike, key: dict, compute) -> torch.Ten
             return stored["features"]
     features = compute().float().cpu()
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save({"key": json.loads(blob), "features": features}, path)
+    atomic_save({"key": json.loads(blob), "features": features}, path)
     return features
 
 

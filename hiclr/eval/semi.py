@@ -62,14 +62,6 @@ def save_subset(folder: str | os.PathLike, fraction: float, seed: int, sample_in
     return path
 
 
-def load_subset(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """Read a saved subset: (indices into /samples, its record)."""
-    path = Path(path)
-    record_path = path.with_suffix(".json")
-    record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    return np.load(path, allow_pickle=False), record
-
-
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     arr = np.asarray(values, dtype=np.float64)

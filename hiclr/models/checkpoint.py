@@ -24,7 +24,6 @@ from torch import nn
 
 from data_prep.errors import UserError
 from hiclr.graph import GRAPHS
-from data_prep.atomic import atomic_write
 
 FORMAT = "hiclr-encoder/1"
 
@@ -44,12 +43,8 @@ def save_encoder(path, model: nn.Module, cfg: dict, stream: str) -> Path:
         "stream": str(stream),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    return atomic_torch_save(payload, path)
-
-
-def atomic_torch_save(obj, path) -> Path:
-    """`torch.save` to `<path>.partial`, fsync, then rename over `path`."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    from hiclr.engine.checkpoint import atomic_save
+    return atomic_save(payload, path)
 
 
 def _first_sentence(text: str) -> str:
