@@ -9,11 +9,12 @@ Grammar (one value per token, whitespace separated, LF or CRLF line ends)::
                  <joints = 25>
                  25 x: <x> <y> <z> <depthX> <depthY> <colorX> <colorY> <oriW> <oriX> <oriY> <oriZ> <state>
 
-The reader never builds a Python object per joint: token counts per line come from the positions
-of spaces and newlines in the byte array, the frame/body layout is checked with array operations,
-and numpy's C text reader converts only the x y z columns (the other lines and columns are turned
-into comments in a copy of the bytes). Files with unusual whitespace take a slower, equally strict
-path; any fault is reported with its file, line and what was expected.
+The reader never builds a Python object per joint: lines and token counts come from the positions
+of newlines and spaces in the byte array (word-wise popcounts), the frame/body layout is checked
+with array operations, and only the x y z tokens of the joint lines are converted, by array
+arithmetic over their bytes (bit for bit what `float()` gives; a token of another form goes through
+`float()`). Files with unusual whitespace or characters take a slower, equally strict path; any
+fault is reported with its file, line and what was expected.
 """
 
 from __future__ import annotations

@@ -45,15 +45,6 @@ class LinearSchedule:
     milestones: tuple[int, ...] = (80,)
     gamma: float = 0.1
 
-    @classmethod
-    def from_optim(cls, optim: dict | None) -> "LinearSchedule":
-        """Build from a config's `optim` section (keys that are not schedule keys are ignored)."""
-        optim = dict(optim or {})
-        known = {f: optim[f] for f in cls.__dataclass_fields__ if f in optim}
-        if "milestones" in known:
-            known["milestones"] = tuple(int(m) for m in known["milestones"])
-        return cls(**known)
-
 
 @dataclass
 class LinearResult:

@@ -211,7 +211,8 @@ class TransitiveHiCLR(nn.Module):
 
 def _labels_of_store(path: str) -> torch.Tensor:
     """The `label` column of a prepared HDF5 store (row = sample id)."""
-    import h5py
     import numpy as np
-    with h5py.File(path, "r") as f:
+
+    from data_prep.store import open_store
+    with open_store(path) as f:
         return torch.from_numpy(np.asarray(f["samples/label"][()], dtype=np.int64))
