@@ -7,7 +7,7 @@ a `ContrastiveInputs` and returns `(loss, metrics)`, metrics being detached scal
 
 `hiclr` (the reference release), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
 L = L_nce + (L_1<-0 + L_2<-1) / 2, L_nce = -mean log p_0[0] (multi-positive from mining_epoch on),
-L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j].
+L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j]. The method and the further objectives: docs/method.md.
 """
 
 from __future__ import annotations
