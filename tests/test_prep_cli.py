@@ -54,6 +54,20 @@ def test_prep_fixtures_then_verify_and_info(raw, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["protocols"]["xview"] == {"train": 0, "test": 5}
 
 
+def test_the_library_function_writes_what_the_command_writes_and_summarises_it(raw, tmp_path, capsys):
+    from data_prep.ntu_prepare import prepare_ntu, summary_line
+
+    by_command, by_function = tmp_path / "command.h5", tmp_path / "function.h5"
+    assert main(["ntu60", "--raw", str(raw), "--out", str(by_command)]) == 0
+    printed = capsys.readouterr().out.strip()
+    summary = prepare_ntu("ntu60", raw, by_function)
+    assert summary["samples"] == 5 and summary["splits"]["xview"] == {"train": 0, "test": 5}
+    assert summary_line(summary) == printed.replace(str(by_command), str(by_function))
+    with h5py.File(by_command, "r") as a, h5py.File(by_function, "r") as b:
+        assert a["samples/name"].asstr()[()].tolist() == b["samples/name"].asstr()[()].tolist()
+        np.testing.assert_array_equal(a["views/frame50"][()], b["views/frame50"][()])
+
+
 def test_parallel_prep_and_motion_bodies_give_a_sound_store(raw, tmp_path, capsys):
     add_file(raw, "S001C002P002R001A050", bodies=2)
     add_file(raw, "S018C001P008R001A100", bodies=1)          # NTU120 only

@@ -415,7 +415,7 @@ class _Lazy:
         flat = base.contiguous().view(Bb * C * T, V * M)
         permuted = False
         if self.jidx is not None:  # one joint-permuted copy of the base per joint order in use
-            orders, slot = torch.unique(self.jidx[lo:], dim=0, return_inverse=True)
+            orders, slot = _distinct_rows(self.jidx[lo:])
             identity = torch.arange(V, device=base.device)
             if len(orders) > 1 or not torch.equal(orders[0], identity):
                 permuted = True
@@ -450,6 +450,19 @@ class _Lazy:
         self.src = torch.arange(self.N0, device=self.x.device)
         self.tidx = self.jidx = self.pending = None
         self.lo = self.N0
+
+
+def _distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distinct rows, index of each row's among them) of an int (n, V) tensor: ``torch.unique(
+    rows, dim=0, return_inverse=True)`` up to the order, through a 1-D key (far cheaper), checked."""
+    weights = torch.arange(rows.shape[1], device=rows.device) * 2654435761 % (1 << 31) * 2 + 1
+    keys, slot = torch.unique((rows * weights).sum(1), return_inverse=True)
+    first = torch.empty(len(keys), dtype=torch.long, device=rows.device)
+    first.scatter_(0, slot, torch.arange(len(rows), device=rows.device))
+    distinct = rows[first]
+    if torch.equal(distinct[slot], rows):
+        return distinct, slot
+    return torch.unique(rows, dim=0, return_inverse=True)  # two orders share a key
 
 
 def _name(op: Augmentation) -> str:
