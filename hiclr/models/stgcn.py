@@ -102,15 +102,8 @@ class STGCN(nn.Module):
             self.edge_importance = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, t, v, m = x.shape
-        # input BatchNorm over (V, C) folded as v * C + c, as the reference
-        x = self.data_bn(rearrange(x, "n c t v m -> (n m) (v c) t"))
-        x = rearrange(x, "nm (v c) t -> nm c t v", v=v, c=c)
-        for i, block in enumerate(self.st_gcn_networks):
-            A = self.A if self.edge_importance is None else self.A * self.edge_importance[i]
-            x = block(x, A)
-        x = x.mean(dim=(2, 3))                                   # global average pool over (T, V)
-        return rearrange(x, "(n m) d -> n m d", n=n, m=m).mean(dim=1)
+        """(N, C, T, V, M) -> (N, feature_dim): the pooled features of `forward_features`."""
+        return self.forward_features(x)[0]
 
     def forward_features(self, x: torch.Tensor, return_block: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `forward`, also returning the output of block `return_block` (1-based), persons
