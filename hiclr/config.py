@@ -58,6 +58,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "edge_importance": True,
         "graph": "ntu",
         "temporal_kernel": 9,
+        "graph_conv": "auto",    # auto (per block, the cheaper order: aggregate over the graph first when
+        #                          channels grow; the same function) | conv_first (reference) | aggregate_first
         "init": "reference",     # reference (the HiCLR release: conv / linear N(0, 0.02), BN N(1, 0.02),
                                  # biases 0) | torch (PyTorch's default); see hiclr/models/init.py
     },
