@@ -278,3 +278,25 @@ def test_bench_train_reports_throughput_split_and_projection():
     fractions = result["data_fraction"] + result["augment_fraction"] + result["model_fraction"]
     assert fractions == pytest.approx(1.0) and result["model_ms_per_step"] > 0
     assert result["precision"] == "fp32" and result["full_size_configuration"] is False
+
+
+def test_a_nan_loss_between_log_points_is_found_before_the_epoch_is_saved(tmp_path):
+    run = tmp_path / "r"
+    with pytest.raises(NonFiniteLoss) as err:   # step 3 of 5 in epoch 1, no log point before the end
+        train(ToyTask(nan_at=3), toy_data(), toy_cfg(epochs=2, **{"run.log_every": 100}), run)
+    assert "epoch 1, step 3 (batch 3 of 5)" in str(err.value) and "nan" in str(err.value)
+    assert not (run / "last.pt").exists()
+
+
+def test_training_steps_make_no_host_sync_between_log_points(tmp_path, monkeypatch):
+    """Reading a tensor on the host (item, int, float, bool) waits for the device: the loop does it
+    only at log points and epoch ends, never once per step."""
+    reads = []
+    for name in ("item", "__int__", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1])
+    result = train(ToyTask(), toy_data(), toy_cfg(epochs=2, **{"run.log_every": 100}), None)
+    assert result.step == 10
+    per_epoch = len(reads) / 2
+    assert per_epoch < 5 * 1, reads          # fewer reads than steps (5 per epoch)

@@ -34,8 +34,9 @@ Fine-tuning, for example, is a task whose `model` is encoder + `nn.Linear`, whos
 test accuracy; its config's `optim` section says nesterov, lr 0.1, 5 warm-up epochs, milestones.
 
 Stopping: SIGINT / SIGTERM finish the current step, save `last.pt` and raise `Interrupted` (a
-`UserError` carrying `exit_code` 130 / 143). A non-finite loss raises `NonFiniteLoss` before the
-optimizer step, naming epoch and step, and leaves the last good checkpoint untouched.
+`UserError` carrying `exit_code` 130 / 143). A non-finite loss raises `NonFiniteLoss` naming epoch
+and step, found within `run.log_every` steps (the step itself has no host-device synchronisation:
+`FiniteWatch`) and always before the next save, so the last good checkpoint stays untouched.
 Checkpoint contents: `hiclr/engine/checkpoint.py`; DDP: `hiclr/engine/distributed.py`.
 """
 
@@ -182,6 +183,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                      enabled=dist.is_main)
     bar = _progress(total_steps, step, enabled=bool(eng.get("progress", True)) and dist.is_main)
     log_every = max(1, int(run.get("log_every", 50)))
+    finite = FiniteWatch(device)
     outputs: dict = {}
     last_epoch_record: dict = {}
     postfix: dict = {}                      # the progress bar's: last logged step + epoch metrics
@@ -211,13 +213,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     with autocast():
                         loss, metrics = task.step(wrapped, batch, gen, epoch)
                     loss_value = loss.detach().float()
-                    bad = not bool(torch.isfinite(loss_value).item())
-                    if any_rank(bad, dist, device):
-                        raise NonFiniteLoss(
-                            f"the loss is {loss_value.item()} at epoch {epoch + 1}, step {step + 1} "
-                            f"(batch {i + 1} of {steps_per_epoch}); stopped without saving, the last good "
-                            f"checkpoint is {_describe_last(last_path)}; lower optim.lr or use "
-                            "engine.precision=fp32")
+                    finite.record(loss_value, step + 1)     # on the device: no host sync per step
                     lr = optimizer.param_groups[0]["lr"]   # the lr this step uses
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -234,6 +230,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     for key, value in values.items():
                         sums[key] = sums.get(key, 0.0) + value
                     if step % log_every == 0:
+                        finite.check(dist, device, steps_per_epoch, last_path)
                         rate = samples_window / max(1e-9, time.perf_counter() - t_window)
                         log.write({"kind": "step", "epoch": epoch, "step": step, "lr": lr,
                                    "samples_per_s": rate, **{k: float(v) for k, v in values.items()}})
@@ -243,6 +240,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     bar.update(1)
                     # (a stop during the epoch's last step is handled after the epoch's checkpoint)
                     if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
+                        finite.check(dist, device, steps_per_epoch, last_path)
                         path = _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step,
                                      steps_per_epoch, world, gen, dist,
                                      partial={"sums": {k: v.cpu() for k, v in sums.items()},
@@ -253,6 +251,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                                           exit_code=143 if stop.signal == "SIGTERM" else 130)
 
                 # end of epoch: means, the task's own epoch metrics, then checkpoints
+                finite.check(dist, device, steps_per_epoch, last_path)
                 elapsed = time.perf_counter() - t_epoch
                 record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
                           "lr": lr if epoch_steps else optimizer.param_groups[0]["lr"], "time_s": elapsed,
@@ -289,6 +288,39 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
 
 
 # --------------------------------------------------------------------------- helpers
+
+class FiniteWatch:
+    """The first step whose loss is not finite, remembered on the device.
+
+    `record` runs every step without a host-device synchronisation; `check` (one sync) runs every
+    `run.log_every` steps, at the end of each epoch and before a save on a signal, so a bad loss
+    is found before anything is saved after it and named by its epoch and step (the optimizer has
+    taken up to `log_every` steps with it by then; nothing of them is kept).
+    """
+
+    def __init__(self, device: torch.device):
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.value = torch.zeros((), device=device)
+
+    def record(self, loss_value: torch.Tensor, step: int) -> None:
+        first = ~torch.isfinite(loss_value) & (self.step < 0)
+        self.step.masked_fill_(first, step)
+        self.value = torch.where(first, loss_value, self.value)
+
+    def check(self, dist: DistInfo, device: torch.device, steps_per_epoch: int, last_path) -> None:
+        """Raise `NonFiniteLoss` (on every rank) if any rank has seen a non-finite loss."""
+        step = int(self.step)
+        if not any_rank(step >= 0, dist, device):
+            return
+        if step < 0:
+            raise NonFiniteLoss(f"the loss is not finite on another rank; stopped without saving, the "
+                                f"last good checkpoint is {_describe_last(last_path)}")
+        epoch, batch = divmod(step - 1, steps_per_epoch)
+        raise NonFiniteLoss(
+            f"the loss is {float(self.value)} at epoch {epoch + 1}, step {step} (batch {batch + 1} of "
+            f"{steps_per_epoch}); stopped without saving, the last good checkpoint is "
+            f"{_describe_last(last_path)}; lower optim.lr or use engine.precision=fp32")
+
 
 def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist,
           partial=None):

@@ -255,9 +255,10 @@ class ContrastiveLearner(nn.Module):
             key_features, key = self.encoder_k(self.prepare(views[self.key_index]))
             key = F.normalize(key, dim=1)
 
+        queue_keys, queue_ids = self.queue.snapshot()   # no copy: intact until the enqueue after next
         inputs = ContrastiveInputs(
-            queries=queries, key=key, queue_keys=self.queue.keys.clone(),
-            queue_ids=self.queue.ids.clone(), ids=ids, epoch=epoch,
+            queries=queries, key=key, queue_keys=queue_keys,
+            queue_ids=queue_ids, ids=ids, epoch=epoch,
             query_features=features, views=list(views), key_features=key_features,
             query_blocks=blocks)
         loss, metrics = self.objective(inputs)
