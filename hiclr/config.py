@@ -105,7 +105,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "engine": {
         "device": "auto",        # auto | cpu | cuda | cuda:N
         "precision": "auto",     # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-        "compile": False,
+        "compile": False,        # false | true (inductor) | default | reduce-overhead (CUDA graphs: needs
+        #                          optim.drop_last) | max-autotune | a backend name (eager, ...)
         "resident": "auto",      # training split on the device: auto (if it fits) | true | false
         "resident_fraction": 0.5,  # auto: resident when the split takes under this share of free memory
         "tensorboard": "auto",   # auto (when installed) | true | false

@@ -131,7 +131,12 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     if global_batch < opt["batch_size"] and dist.is_main:
         print(f"note: {n} training samples < optim.batch_size {opt['batch_size']}; "
               f"using batches of {global_batch}", file=sys.stderr)
-    steps_per_epoch = n // global_batch if opt.get("drop_last", True) else math.ceil(n / global_batch)
+    drop_last = bool(opt.get("drop_last", True))
+    if not drop_last and captures_cuda_graphs(compile_options(eng.get("compile"))):
+        raise UserError(f"engine.compile={eng['compile']} captures CUDA graphs, which need every batch "
+                        "of one shape; set optim.drop_last=true (the last partial batch is dropped, as "
+                        "the reference does)")
+    steps_per_epoch = n // global_batch if drop_last else math.ceil(n / global_batch)
     total_steps = steps_per_epoch * opt["epochs"]
     x, resident = place_data(data.x, device, eng.get("resident", "auto"), eng.get("resident_fraction", 0.5))
     labels, ids = data.labels.to(x.device), data.ids.to(x.device)
@@ -172,9 +177,9 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=bool(eng.get("find_unused_parameters", False)),
             broadcast_buffers=False)  # BN statistics per rank (as the reference); the queue syncs itself
-    if eng.get("compile"):
-        backend = eng["compile"] if isinstance(eng["compile"], str) else "inductor"
-        wrapped = torch.compile(wrapped, backend=backend)
+    compile_kwargs = compile_options(eng.get("compile"))
+    if compile_kwargs is not None:
+        wrapped = torch.compile(wrapped, **compile_kwargs)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
     if run_dir is not None and dist.is_main:
@@ -350,6 +355,29 @@ def _describe_last(path: Path | None) -> str:
         return "none (no epoch finished yet)"
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return f"{path} (epoch {ckpt['epoch']}, step {ckpt['step']})"
+
+
+#: `torch.compile` modes (`engine.compile: MODE`); any other string names a backend (e.g. eager).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_options(value) -> dict | None:
+    """`torch.compile` keyword arguments of `engine.compile` (None: no compile). false / true
+    (inductor, default mode) | a mode of `COMPILE_MODES` | a backend name."""
+    if value is None or value is False or value == "false":
+        return None
+    if value is True or value == "true":
+        return {}
+    if not isinstance(value, str) or not value:
+        raise UserError(f"engine.compile is {value!r}; use false, true, a mode "
+                        f"({', '.join(COMPILE_MODES)}) or a backend name (inductor, eager, ...)")
+    return {"mode": value} if value in COMPILE_MODES else {"backend": value}
+
+
+def captures_cuda_graphs(options: dict | None) -> bool:
+    """True for the compile modes that record CUDA graphs (on CUDA): every step must then have the
+    same shapes, so the engine drops the last partial batch."""
+    return options is not None and options.get("mode") in ("reduce-overhead", "max-autotune")
 
 
 def derive_seed(seed: int, epoch: int, stream: int) -> int:

@@ -81,6 +81,7 @@ class KeyQueue(nn.Module):
     def size(self) -> int:
         return self.keys.shape[0]
 
+    @torch.compiler.disable   # swaps buffers and reads version counters: eager, outside any graph
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, ids: torch.Tensor) -> None:
         """Write `keys` (B, dim) and `ids` (B,) of this rank (and of all ranks under DDP) at the pointer."""
