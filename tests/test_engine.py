@@ -303,6 +303,16 @@ def test_bench_train_times_each_switch_in_interleaved_repetitions_against_the_sa
         _bench_train("--variants", "warp-drive")
 
 
+def test_bench_train_variants_can_combine_switches():
+    from hiclr.bench.train import is_exact, parse_variant
+    grid = parse_variant("precision=bf16+fused_views=separate+compile=reduce-overhead")
+    assert (grid["precision"], grid["fused_views"], grid["compile"], grid["graph_conv"]) == (
+        "bf16", "separate", "reduce-overhead", "auto")
+    assert not is_exact(grid, "bf16") and is_exact(parse_variant("fused_views=separate"), "fp32")
+    with pytest.raises(UserError, match="fused_views is one of"):
+        parse_variant("fused_views=sometimes")
+
+
 def test_a_nan_loss_between_log_points_is_found_before_the_epoch_is_saved(tmp_path):
     run = tmp_path / "r"
     with pytest.raises(NonFiniteLoss) as err:   # step 3 of 5 in epoch 1, no log point before the end

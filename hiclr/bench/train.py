@@ -61,8 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "configs/demo/pretrain.yaml (width 4, batch 32, K 512) (default full)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--variants", default="all",
-                        help="comma-separated variant names to time besides reference and ours "
-                             "(default all; 'none' for just the two)")
+                        help="comma-separated variants to time besides reference and ours: names of "
+                             "the table (fused_views=separate, graph_conv=conv_first, augment=numpy, "
+                             "fused_views=shared, compile, precision=...) or switches joined by '+', "
+                             "e.g. precision=fp32+compile=reduce-overhead (default all; 'none': just the two)")
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile mode of the compile variant: default, reduce-overhead "
                              "(CUDA graphs), max-autotune (default default)")
@@ -100,6 +102,32 @@ def variants(device: torch.device, compile_mode: str) -> dict[str, dict]:
         "compile": {**OURS, "compile": compiled},
         f"precision={other_precision}": {**OURS, "precision": other_precision},
     }
+
+
+_SWITCH_VALUES = {"augment": ("numpy", "batched"), "fused_views": ("separate", "per_view", "shared"),
+                  "graph_conv": ("conv_first", "aggregate_first", "auto"),
+                  "precision": ("auto", "fp32", "bf16"), "compile": None}
+
+
+def parse_variant(spec: str) -> dict:
+    """Settings of a variant written as our switches changed from ours, joined by '+', e.g.
+    ``precision=fp32+fused_views=separate+compile=reduce-overhead`` (compile: true, false or a mode)."""
+    from data_prep.errors import UserError
+    from hiclr.engine import compile_options
+    settings = dict(OURS)
+    for part in spec.split("+"):
+        key, _, value = part.partition("=")
+        if key not in _SWITCH_VALUES or not value:
+            raise UserError(f"unknown variant {spec!r} in --variants: write names of the table "
+                            "(reference, ours, fused_views=separate, compile, ...) or switches "
+                            f"KEY=VALUE joined by '+' with KEY one of {', '.join(_SWITCH_VALUES)}")
+        if key == "compile":
+            value = {"true": True, "false": False}.get(value, value)
+            compile_options(value)                  # refuses what torch.compile would not take
+        elif value not in _SWITCH_VALUES[key]:
+            raise UserError(f"variant {spec!r}: {key} is one of {', '.join(_SWITCH_VALUES[key])}, not {value!r}")
+        settings[key] = value
+    return settings
 
 
 def is_exact(settings: dict, precision: str) -> bool:
@@ -140,9 +168,9 @@ def _build(name: str, settings: dict, args, device: torch.device) -> _Variant:
     seed_everything(args.seed)
     learner = build_learner(cfg).to(device).train()
     optimizer = build_optimizer([p for p in learner.parameters() if p.requires_grad], cfg["optim"])
-    from hiclr.engine import compile_options
+    from hiclr.engine import compile_module, compile_options
     options = compile_options(settings["compile"])
-    model = learner if options is None else torch.compile(learner, **options)
+    model = learner if options is None else compile_module(learner, options, device)
     policy = GrowingPolicy.from_yaml(args.policy) if settings["augment"] == "batched" else None
     return _Variant(name, settings, resolve_precision(settings["precision"], device), learner, model,
                     optimizer, policy, np.random.default_rng(args.seed),
@@ -217,10 +245,10 @@ def run(args: argparse.Namespace) -> dict:
     if args.variants == "all":
         chosen = list(table)
     elif args.variants != "none":
-        for name in args.variants.split(","):
-            if name.strip() not in table:
-                raise UserError(f"unknown variant {name.strip()!r} in --variants; known: {', '.join(table)}")
-            chosen.append(name.strip())
+        for name in (n.strip() for n in args.variants.split(",")):
+            if name not in table:
+                table[name] = parse_variant(name)
+            chosen.append(name)
     chosen = list(dict.fromkeys(chosen))
     threads = args.threads or len(os.sched_getaffinity(0))
     workers = args.workers or len(os.sched_getaffinity(0))

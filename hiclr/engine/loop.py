@@ -179,7 +179,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
             broadcast_buffers=False)  # BN statistics per rank (as the reference); the queue syncs itself
     compile_kwargs = compile_options(eng.get("compile"))
     if compile_kwargs is not None:
-        wrapped = torch.compile(wrapped, **compile_kwargs)
+        wrapped = compile_module(wrapped, compile_kwargs, device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
     if run_dir is not None and dist.is_main:
@@ -372,6 +372,16 @@ def compile_options(value) -> dict | None:
         raise UserError(f"engine.compile is {value!r}; use false, true, a mode "
                         f"({', '.join(COMPILE_MODES)}) or a backend name (inductor, eager, ...)")
     return {"mode": value} if value in COMPILE_MODES else {"backend": value}
+
+
+def compile_module(module: nn.Module, options: dict, device: torch.device) -> nn.Module:
+    """`torch.compile(module, **options)`. On CPU inductor's layout optimisation (convolutions in
+    channels-last) is turned off: with torch 2.13 its compiled ST-GCN backward crashes in
+    `convolution_backward` (segmentation fault / heap corruption, measured on this project's CPU)."""
+    if device.type == "cpu" and options.get("backend", "inductor") == "inductor":
+        import torch._inductor.config as inductor_config
+        inductor_config.layout_optimization = False
+    return torch.compile(module, **options)
 
 
 def captures_cuda_graphs(options: dict | None) -> bool:
