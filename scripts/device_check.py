@@ -29,7 +29,9 @@ def _run(cmd: list[str], limit: float, env=None) -> dict:
         result = {"rc": out.returncode, "tail": (out.stdout + out.stderr)[-1500:]}
         stdout = out.stdout
     except subprocess.TimeoutExpired as err:
-        result, stdout = {"rc": None, "timed_out": True}, (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        partial = err.stdout or ""
+        result = {"rc": None, "timed_out": True}
+        stdout = partial.decode() if isinstance(partial, bytes) else partial
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["_stdout"] = stdout
     return result
