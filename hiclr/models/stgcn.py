@@ -80,11 +80,11 @@ class STGCNBlock(nn.Module):
         self.gcn = GraphConv(in_channels, out_channels, num_subsets, graph_conv)
         self.tcn = nn.Sequential(
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),          # in place, as the reference: BN backward needs only its input
             nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1),
                       ((temporal_kernel - 1) // 2, 0)),
             nn.BatchNorm2d(out_channels),
-            nn.Dropout(dropout),
+            nn.Dropout(dropout, inplace=True),
         )
         if not residual:
             self.residual = None
@@ -95,7 +95,7 @@ class STGCNBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
                 nn.BatchNorm2d(out_channels),
             )
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)   # on the fresh sum (or dropout output), never on x
 
     def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
         y = self.tcn(self.gcn(x, A))
