@@ -71,9 +71,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "momentum": 0.999,
         "temperature": 0.07,
         "mining_epoch": 150,
-        "fused_views": "per_view",  # per_view: the query views in one encoder call, BatchNorm statistics per
-        #                             view (separate calls' results, faster) | separate (reference: a call
-        #                             per view) | shared (one call, statistics shared: changes results)
+        "fused_views": "auto",   # auto: per_view on CUDA, separate on CPU (fusing measured slower there) |
+        #                          per_view: the query views in one encoder call, BatchNorm statistics per
+        #                          view (separate calls' results) | separate (reference: a call per view) |
+        #                          shared (one call, statistics shared: changes results)
         "topk": 1,               # mined positives per branch
         "key_init": "random",    # random (reference: own init) | copy (key encoder = query encoder)
         "head_norm": "none",     # none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)

@@ -12,7 +12,7 @@ from closeness import assert_relatively_close
 from hiclr.models.view_norm import (ViewBatchNorm2d, convert_to_view_batchnorm, plain_batchnorm_count,
                                     views_in_batch)
 from hiclr.ssl import ContrastiveLearner
-from hiclr.ssl.learner import fused_views_mode
+from hiclr.ssl.learner import fused_views_mode, resolve_fused_views
 
 
 @dataclass
@@ -113,10 +113,12 @@ def test_a_view_batchnorm_splits_only_inside_the_block_and_only_with_batch_stati
 
 
 def test_fused_views_modes_and_their_older_boolean_spelling():
-    assert [fused_views_mode(v) for v in ("per_view", "separate", "shared", False, True)] == [
-        "per_view", "separate", "shared", "separate", "shared"]
+    assert [fused_views_mode(v) for v in ("auto", "per_view", "separate", "shared", False, True)] == [
+        "auto", "per_view", "separate", "shared", "separate", "shared"]
+    assert [resolve_fused_views("auto", torch.device(d)) for d in ("cpu", "cuda")] == ["separate", "per_view"]
+    assert resolve_fused_views("per_view", torch.device("cpu")) == "per_view"
     with pytest.raises(ValueError, match="per_view"):
         fused_views_mode("sometimes")
     from hiclr.config import load_config
-    assert load_config(None, [])["ssl"]["fused_views"] == "per_view"           # the default
-    assert ContrastiveLearner.from_config(load_config(None, ["ssl.queue_size=8"])).fused_views == "per_view"
+    assert load_config(None, [])["ssl"]["fused_views"] == "auto"               # the default
+    assert ContrastiveLearner.from_config(load_config(None, ["ssl.queue_size=8"])).fused_views == "auto"

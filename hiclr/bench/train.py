@@ -8,11 +8,12 @@ it reports each variant's median seconds per step and its ratio to the baseline'
 - **reference** (baseline): per-sample numpy augmentation of the four views (the numpy code of
   `hiclr bench aug`, one joint mask per batch), collated and copied to the device; one encoder
   call per query view; graph convolution conv-then-aggregate; fp32.
-- **ours**: the split resident on the device, the four views drawn by the batched `GrowingPolicy`,
-  the query views fused into one encoder call with BatchNorm statistics per view, the graph
-  convolution in the cheaper order per block, the engine's precision for the device (fp32 on CPU).
-- one variant per switch turned back (`fused_views=separate`, `graph_conv=conv_first`,
-  `augment=numpy`), and the options that change results (`fused_views=shared`: BatchNorm
+- **ours**: the defaults: the split resident on the device, the four views drawn by the batched
+  `GrowingPolicy`, `fused_views: auto` (on CUDA the query views fused into one encoder call with
+  BatchNorm statistics per view, on CPU one call per view), the graph convolution in the cheaper
+  order per block, the engine's precision for the device (fp32 on CPU).
+- one variant per switch set each way (`fused_views=per_view`, `fused_views=separate`,
+  `graph_conv=conv_first`, `augment=numpy`), and the options that change results (`fused_views=shared`: BatchNorm
   statistics shared by the views; `compile`: `torch.compile` of the learner; `precision=bf16` on
   CPU, `fp32` on CUDA). `exact` says whether a variant computes the reference's step (tests prove
   the switches equal to float tolerance; fused calls draw the dropout masks in another order).
@@ -48,9 +49,9 @@ SIZES = {  # name -> (config file or None for the reference defaults, width, bat
 }
 REFERENCE = {"augment": "numpy", "fused_views": "separate", "graph_conv": "conv_first",
              "precision": "fp32", "compile": False}
-OURS = {"augment": "batched", "fused_views": "per_view", "graph_conv": "auto", "precision": "auto",
+OURS = {"augment": "batched", "fused_views": "auto", "graph_conv": "auto", "precision": "auto",
         "compile": False}
-EXACT_VALUES = {"augment": {"numpy", "batched"}, "fused_views": {"separate", "per_view"},
+EXACT_VALUES = {"augment": {"numpy", "batched"}, "fused_views": {"auto", "separate", "per_view"},
                 "graph_conv": {"conv_first", "aggregate_first", "auto"}, "precision": {"fp32"},
                 "compile": {False}}
 
@@ -95,6 +96,7 @@ def variants(device: torch.device, compile_mode: str) -> dict[str, dict]:
     return {
         "reference": dict(REFERENCE),
         "ours": dict(OURS),
+        "fused_views=per_view": {**OURS, "fused_views": "per_view"},
         "fused_views=separate": {**OURS, "fused_views": "separate"},
         "graph_conv=conv_first": {**OURS, "graph_conv": "conv_first"},
         "augment=numpy": {**OURS, "augment": "numpy"},
@@ -104,7 +106,7 @@ def variants(device: torch.device, compile_mode: str) -> dict[str, dict]:
     }
 
 
-_SWITCH_VALUES = {"augment": ("numpy", "batched"), "fused_views": ("separate", "per_view", "shared"),
+_SWITCH_VALUES = {"augment": ("numpy", "batched"), "fused_views": ("auto", "separate", "per_view", "shared"),
                   "graph_conv": ("conv_first", "aggregate_first", "auto"),
                   "precision": ("auto", "fp32", "bf16"), "compile": None}
 

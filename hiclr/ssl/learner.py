@@ -24,9 +24,11 @@ from .queue import KeyQueue
 HEAD_NORMS = ("none", "batch")
 
 #: How the query views go through the encoder (`ssl.fused_views`): one call per view (the
-#: reference), one call for all with BatchNorm statistics per view (the same results), or one call
-#: with statistics shared by all views (changes the results). Booleans are the older spelling.
-FUSED_VIEWS = ("separate", "per_view", "shared")
+#: reference), one call for all with BatchNorm statistics per view (the same results), one call
+#: with statistics shared by all views (changes the results), or "auto": per_view on CUDA, separate
+#: on CPU (both exact; on CPU the fused call measured slower, `hiclr bench train`). Booleans are
+#: the older spelling.
+FUSED_VIEWS = ("auto", "separate", "per_view", "shared")
 _FUSED_ALIASES = {False: "separate", True: "shared"}
 
 
@@ -36,6 +38,13 @@ def fused_views_mode(value) -> str:
     if mode not in FUSED_VIEWS:
         raise ValueError(f"fused_views must be one of {', '.join(FUSED_VIEWS)} (or false / true), got {value!r}")
     return mode
+
+
+def resolve_fused_views(mode: str, device: torch.device) -> str:
+    """The mode a step runs: "auto" is per_view on CUDA and separate elsewhere."""
+    if mode != "auto":
+        return mode
+    return "per_view" if device.type == "cuda" else "separate"
 
 
 class ProjectedEncoder(nn.Module):
@@ -87,11 +96,12 @@ class ContrastiveLearner(nn.Module):
         query encoder, then to the key encoder (its own draw), before `key_init: copy` copies.
         None: the `init` of an `encoder` config, else "reference" (the `model.init` default).
     head_norm: "none" (reference) or "batch": a BatchNorm in the projection head (`ProjectedEncoder`).
-    fused_views: "per_view" (default): all query views in one encoder call, each BatchNorm
-        normalising every view with its own statistics (`hiclr.models.view_norm`): the results of
-        separate calls to float tolerance, faster; "separate": one call per view (the reference);
-        "shared" (or true): one call whose BatchNorm normalises all views together (changes the
-        results). Dropout masks are drawn in another order when fused (same distribution).
+    fused_views: "per_view": all query views in one encoder call, each BatchNorm normalising
+        every view with its own statistics (`hiclr.models.view_norm`): the results of separate
+        calls to float tolerance; "separate": one call per view (the reference); "shared" (or
+        true): one call whose BatchNorm normalises all views together (changes the results);
+        "auto" (default): per_view on CUDA, separate on CPU (where fusing measured slower). Dropout
+        masks are drawn in another order when fused (same distribution).
     stream: "joint" | "motion" | "bone", derived from each view before the encoder.
     temperature, mining_epoch, topk go to the objective when it takes them; further keyword
         arguments are objective-specific (an objective that does not take one is an error).
@@ -100,7 +110,7 @@ class ContrastiveLearner(nn.Module):
     def __init__(self, encoder: dict | Callable[[], nn.Module], objective: str | nn.Module = "hiclr", *,
                  dim: int = 128, hidden: int = 256, queue_size: int = 32768, momentum: float = 0.999,
                  temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1,
-                 stream: str = "joint", fused_views: str | bool = "per_view", key_init: str = "random",
+                 stream: str = "joint", fused_views: str | bool = "auto", key_init: str = "random",
                  init: str | None = None, head_norm: str = "none", **objective_args):
         super().__init__()
         if key_init not in ("random", "copy"):
@@ -192,7 +202,7 @@ class ContrastiveLearner(nn.Module):
 
     def encode_queries(self, inputs: Sequence[torch.Tensor]) -> tuple[list, list]:
         """(backbone features, L2-normalised projections) of each query input, in order."""
-        if self.fused_views != "separate":
+        if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
             with self._fused(inputs):
                 features, z = self.encoder_q(torch.cat(list(inputs), dim=0))
             sizes = [x.shape[0] for x in inputs]
@@ -213,7 +223,7 @@ class ContrastiveLearner(nn.Module):
         """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
         a `feature_block`, e.g. dense pairs, variant C)."""
         encoder = _unwrap(self.encoder_q)
-        if self.fused_views != "separate":
+        if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
             with self._fused(inputs):
                 features, z, blocks = encoder.forward_with_block(torch.cat(list(inputs), dim=0), block)
             sizes = [x.shape[0] for x in inputs]
