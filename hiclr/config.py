@@ -58,6 +58,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "edge_importance": True,
         "graph": "ntu",
         "temporal_kernel": 9,
+        "graph_conv": "auto",    # auto (per block, the cheaper order: aggregate over the graph first when
+        #                          channels grow; the same function) | conv_first (reference) | aggregate_first
         "init": "reference",     # reference (the HiCLR release: conv / linear N(0, 0.02), BN N(1, 0.02),
                                  # biases 0) | torch (PyTorch's default); see hiclr/models/init.py
     },
@@ -69,7 +71,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "momentum": 0.999,
         "temperature": 0.07,
         "mining_epoch": 150,
-        "fused_views": False,    # all query views in one encoder call (faster; BN statistics shared)
+        "fused_views": "auto",   # auto: per_view on CUDA, separate on CPU (fusing measured slower there) |
+        #                          per_view: the query views in one encoder call, BatchNorm statistics per
+        #                          view (separate calls' results) | separate (reference: a call per view) |
+        #                          shared (one call, statistics shared: changes results)
         "topk": 1,               # mined positives per branch
         "key_init": "random",    # random (reference: own init) | copy (key encoder = query encoder)
         "head_norm": "none",     # none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)
@@ -101,7 +106,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "engine": {
         "device": "auto",        # auto | cpu | cuda | cuda:N
         "precision": "auto",     # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-        "compile": False,
+        "compile": False,        # false | true (inductor) | default | reduce-overhead (CUDA graphs: needs
+        #                          optim.drop_last) | max-autotune | a backend name (eager, ...)
         "resident": "auto",      # training split on the device: auto (if it fits) | true | false
         "resident_fraction": 0.5,  # auto: resident when the split takes under this share of free memory
         "tensorboard": "auto",   # auto (when installed) | true | false

@@ -262,15 +262,19 @@ def test_ddp_ranks_split_each_global_batch_and_stay_in_sync(tmp_path):
     assert ckpt["world_size"] == 2 and ckpt["step"] == 10
 
 
-def test_bench_train_reports_throughput_split_and_projection():
+def _bench_train(*extra):
     import argparse
 
     from hiclr.bench import train as bench
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    args = parser.parse_args(["--device", "cpu", "--width", "2", "--batch", "8", "--queue", "32",
-                              "--samples", "16", "--steps", "1", "--warmup", "0"])
-    result = bench.run(args)
+    return bench.run(parser.parse_args(["--device", "cpu", "--size", "demo", "--width", "2", "--batch", "8",
+                                        "--queue", "32", "--samples", "16", "--steps", "1", "--warmup", "0",
+                                        "--threads", "1", *extra]))
+
+
+def test_bench_train_reports_throughput_split_and_projection():
+    result = _bench_train("--variants", "none", "--repeats", "1")
     for key in ("baseline_samples_per_s", "samples_per_s", "speedup", "projected_300_epochs_h"):
         assert result[key] > 0 and math.isfinite(result[key])
     assert result["speedup"] == pytest.approx(result["samples_per_s"] / result["baseline_samples_per_s"])
@@ -278,3 +282,81 @@ def test_bench_train_reports_throughput_split_and_projection():
     fractions = result["data_fraction"] + result["augment_fraction"] + result["model_fraction"]
     assert fractions == pytest.approx(1.0) and result["model_ms_per_step"] > 0
     assert result["precision"] == "fp32" and result["full_size_configuration"] is False
+    assert [v["name"] for v in result["variants"]] == ["reference", "ours"] and result["exact"] is True
+    reference = result["variants"][0]["settings"]
+    assert (reference["augment"], reference["fused_views"], reference["graph_conv"]) == (
+        "numpy", "separate", "conv_first")
+
+
+def test_bench_train_times_each_switch_in_interleaved_repetitions_against_the_same_baseline():
+    result = _bench_train("--variants", "fused_views=separate,graph_conv=conv_first,fused_views=shared",
+                          "--repeats", "2")
+    rows = {v["name"]: v for v in result["variants"]}
+    assert list(rows) == ["reference", "ours", "fused_views=separate", "graph_conv=conv_first",
+                          "fused_views=shared"]
+    assert all(len(v["ms_per_step_each_repetition"]) == 2 for v in rows.values())
+    base = rows["reference"]["ms_per_step"]
+    for row in rows.values():
+        assert row["speedup"] == pytest.approx(base / row["ms_per_step"])
+    assert [rows[n]["exact"] for n in rows] == [True, True, True, True, False]   # shared BN changes results
+    with pytest.raises(UserError, match="unknown variant"):
+        _bench_train("--variants", "warp-drive")
+
+
+def test_bench_train_variants_can_combine_switches():
+    from hiclr.bench.train import is_exact, parse_variant
+    grid = parse_variant("precision=bf16+fused_views=separate+compile=reduce-overhead")
+    assert (grid["precision"], grid["fused_views"], grid["compile"], grid["graph_conv"]) == (
+        "bf16", "separate", "reduce-overhead", "auto")
+    assert not is_exact(grid, "bf16") and is_exact(parse_variant("fused_views=separate"), "fp32")
+    with pytest.raises(UserError, match="fused_views is one of"):
+        parse_variant("fused_views=sometimes")
+
+
+def test_a_nan_loss_between_log_points_is_found_before_the_epoch_is_saved(tmp_path):
+    run = tmp_path / "r"
+    with pytest.raises(NonFiniteLoss) as err:   # step 3 of 5 in epoch 1, no log point before the end
+        train(ToyTask(nan_at=3), toy_data(), toy_cfg(epochs=2, **{"run.log_every": 100}), run)
+    assert "epoch 1, step 3 (batch 3 of 5)" in str(err.value) and "nan" in str(err.value)
+    assert not (run / "last.pt").exists()
+
+
+def test_training_steps_make_no_host_sync_between_log_points(tmp_path, monkeypatch):
+    """Reading a tensor on the host (item, int, float, bool) waits for the device: the loop does it
+    only at log points and epoch ends, never once per step."""
+    reads = []
+    for name in ("item", "__int__", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1])
+    result = train(ToyTask(), toy_data(), toy_cfg(epochs=2, **{"run.log_every": 100}), None)
+    assert result.step == 10
+    per_epoch = len(reads) / 2
+    assert per_epoch < 5 * 1, reads          # fewer reads than steps (5 per epoch)
+
+
+def test_compile_settings_name_modes_backends_and_which_capture_cuda_graphs():
+    from hiclr.engine import captures_cuda_graphs, compile_options
+    assert compile_options(False) is None and compile_options(True) == {}
+    assert compile_options("reduce-overhead") == {"mode": "reduce-overhead"}
+    assert compile_options("eager") == {"backend": "eager"}
+    assert [captures_cuda_graphs(compile_options(v)) for v in (False, True, "default", "reduce-overhead",
+                                                                "max-autotune", "eager")] == [
+        False, False, False, True, True, False]
+    with pytest.raises(UserError, match="engine.compile"):
+        compile_options(3)
+
+
+def test_cuda_graphs_need_static_shapes_so_a_partial_last_batch_is_refused():
+    # 40 samples in batches of 8 are whole; 38 are not: drop_last (the default) keeps shapes static
+    data = toy_data()
+    short = TrainData(x=data.x[:38], labels=data.labels[:38])
+    with pytest.raises(UserError, match="drop_last"):
+        train(ToyTask(), short, toy_cfg(epochs=1, **{"engine.compile": "reduce-overhead",
+                                                     "optim.drop_last": "false"}), None)
+    task = ToyTask()
+    sizes = []
+    original = task.step
+    task.step = lambda model, batch, g, e: (sizes.append(len(batch.ids)), original(model, batch, g, e))[1]
+    train(task, short, toy_cfg(epochs=1), None)                         # drop_last: 4 whole batches
+    assert sizes == [8, 8, 8, 8]

@@ -237,3 +237,18 @@ def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_commo
     assert spread["none"] < 0.1 < 0.3 < spread["batch"], spread
     with pytest.raises(ValueError, match="head_norm"):
         ProjectedEncoder(Pooled(), 32, 8, head_norm="layer")
+
+
+@pytest.mark.parametrize("epoch", [0, 200], ids=["infonce", "mining"])
+def test_a_step_reads_nothing_back_to_the_host(monkeypatch, epoch):
+    """No item / int / float / bool of a tensor in the forward: on a GPU each would wait for it."""
+    learner = make_learner()
+    learner(make_views(), torch.arange(4), epoch=epoch)          # the first enqueue syncs nothing either
+    reads = []
+    for name in ("item", "__int__", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1])
+    loss, metrics = learner(make_views(seed=1), torch.arange(4, 8), epoch=epoch)
+    loss.backward()
+    assert reads == [] and "loss" in metrics

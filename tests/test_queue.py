@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hiclr.ssl.queue import KeyQueue
 
@@ -62,3 +63,41 @@ def test_enqueue_stores_detached_keys_and_rejects_wrong_shapes():
         queue.enqueue(torch.randn(2, 5), torch.tensor([1, 2]))
     with pytest.raises(ValueError):
         queue.enqueue(torch.randn(2, 4), torch.tensor([1, 2, 3]))
+
+
+def test_a_snapshot_is_not_a_copy_and_survives_the_next_enqueue():
+    queue = KeyQueue(6, 2)
+    before_keys, before_ids = (t.clone() for t in queue.snapshot())
+    keys, ids = queue.snapshot()
+    assert keys.data_ptr() == queue.keys.data_ptr()             # handed out, not copied
+    queue.enqueue(F.normalize(torch.randn(2, 2), dim=1), torch.tensor([7, 8]))
+    assert torch.equal(keys, before_keys) and torch.equal(ids, before_ids)   # intact for the backward
+    assert queue.ids[:2].tolist() == [7, 8] and keys.data_ptr() != queue.keys.data_ptr()
+
+
+def test_a_loss_on_a_snapshot_backpropagates_after_the_enqueue():
+    queue = KeyQueue(8, 3)
+    z = torch.randn(2, 3, requires_grad=True)
+    keys, _ = queue.snapshot()
+    loss = (z @ keys.T).logsumexp(dim=1).sum()
+    queue.enqueue(F.normalize(torch.randn(2, 3), dim=1), torch.tensor([0, 1]))
+    loss.backward()                                    # would fail had the enqueue written `keys`
+    torch.testing.assert_close(z.grad, (torch.softmax(z.detach() @ keys.T, dim=1) @ keys))
+
+
+def test_double_buffering_keeps_the_fifo_even_when_the_state_is_written_from_outside():
+    queue, reference = KeyQueue(5, 2), []
+    expected_keys, expected_ids, ptr = queue.keys.clone(), queue.ids.clone(), 0
+    g = torch.Generator().manual_seed(0)
+    for step in range(9):
+        if step == 4:                                   # e.g. load_state_dict of another queue
+            other = KeyQueue(5, 2)
+            queue.load_state_dict(other.state_dict())
+            expected_keys, expected_ids, ptr = other.keys.clone(), other.ids.clone(), int(other.ptr)
+        keys = F.normalize(torch.randn(2, 2, generator=g), dim=1)
+        queue.enqueue(keys, torch.tensor([2 * step, 2 * step + 1]))
+        for row in range(2):
+            expected_keys[ptr], expected_ids[ptr], ptr = keys[row], 2 * step + row, (ptr + 1) % 5
+        torch.testing.assert_close(queue.keys, expected_keys)
+        assert torch.equal(queue.ids, expected_ids) and int(queue.ptr) == ptr
+    assert set(queue.state_dict()) == {"keys", "ids", "ptr"}

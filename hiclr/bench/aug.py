@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads and baseline worker processes (default: usable cores)")
     parser.add_argument("--policy", default=str(DEFAULT_POLICY), help="augmentation YAML (default: released)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.epilog = "example: hiclr bench aug --json --samples 1024 --threads 2"
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile the batched pipeline and report its N costliest ops (default 0: off)")
+    parser.epilog = ("examples:\n  hiclr bench aug --json --samples 1024 --threads 2\n"
+                     "  hiclr bench aug --json --profile 12     # where the batched pipeline's time goes")
 
 
 # --------------------------------------------------------------------------- numpy baseline
@@ -185,6 +188,7 @@ def run(args: argparse.Namespace) -> dict:
                               "unfused": {"fuse_linear": False}}.items():
             policy = GrowingPolicy.from_yaml(args.policy, **options)
             timings[name] = _time_batched(policy, x, args.batch, args.seed)
+        profile = _profile(x, args, args.profile) if args.profile else None
         torch.set_num_threads(1)  # the baseline workers are single-threaded processes
         baseline = _time_baseline(data, args.batch, threads, args.seed)
     finally:
@@ -204,4 +208,20 @@ def run(args: argparse.Namespace) -> dict:
         "torch_threads_used": best_threads,
         **{f"samples_per_s_{t}_torch_threads": rate(v) for t, v in by_threads.items()},
         "baseline_workers": threads,
+        **({"profile_top_ops": profile} if profile is not None else {}),
     }
+
+
+def _profile(x: torch.Tensor, args, top: int) -> list[dict]:
+    """The `top` ops of the batched pipeline by self time (CPU), as share of the profiled total."""
+    from torch.profiler import ProfilerActivity, profile
+    policy = GrowingPolicy.from_yaml(args.policy)
+    g = torch.Generator(device=x.device).manual_seed(args.seed)
+    policy.named_views(x[:args.batch], g, HICLR_VIEWS)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for lo in range(0, len(x), args.batch):
+            policy.named_views(x[lo:lo + args.batch], g, HICLR_VIEWS)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]

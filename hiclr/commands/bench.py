@@ -33,6 +33,15 @@ def _run(args: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in result)
         for key, value in result.items():
-            shown = f"{value:,.2f}" if isinstance(value, float) else value
-            print(f"{key:<{width}}  {shown}")
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                print(f"{key}:")
+                for row in value:          # one line per row: its scalar fields
+                    print("  " + ", ".join(f"{k} {_shown(v)}" for k, v in row.items()
+                                           if not isinstance(v, (dict, list))))
+                continue
+            print(f"{key:<{width}}  {_shown(value)}")
     return 0
+
+
+def _shown(value) -> str:
+    return f"{value:,.2f}" if isinstance(value, float) else str(value)

@@ -9,7 +9,7 @@ import time
 EPILOG = """examples:
   hiclr pretrain --config configs/ntu60/xsub/pretrain_joint.yaml --data data/ntu60.h5
   hiclr pretrain --config configs/tiny/pretrain.yaml --data data/synth.h5 --out /tmp/runs
-  hiclr pretrain --config configs/ntu60/xsub/pretrain_bone.yaml --set optim.lr=0.05 --set ssl.fused_views=true
+  hiclr pretrain --config configs/ntu60/xsub/pretrain_bone.yaml --set optim.lr=0.05 --set ssl.fused_views=shared
   hiclr pretrain --config configs/ntu60/xsub/pretrain_joint.yaml --resume
   torchrun --nproc-per-node 4 -m hiclr.cli pretrain --config configs/ntu60/xsub/pretrain_joint.yaml
 

@@ -8,11 +8,13 @@ engine would cost more than the probe itself and add nothing to a run of seconds
 
 from hiclr.engine.checkpoint import atomic_save, capture_rng, load_checkpoint, restore_rng
 from hiclr.engine.distributed import DistInfo, is_main_process, setup_distributed
-from hiclr.engine.loop import (Batch, Interrupted, NonFiniteLoss, TrainData, TrainResult, derive_seed,
+from hiclr.engine.loop import (COMPILE_MODES, Batch, Interrupted, NonFiniteLoss, TrainData, TrainResult,
+                               captures_cuda_graphs, compile_module, compile_options, derive_seed,
                                place_data, resolve_device, resolve_precision, seed_everything, train)
 from hiclr.engine.schedule import build_optimizer, build_scheduler, lr_factor_fn
 
-__all__ = ["Batch", "DistInfo", "Interrupted", "NonFiniteLoss", "TrainData", "TrainResult", "atomic_save",
+__all__ = ["COMPILE_MODES", "captures_cuda_graphs", "compile_module", "compile_options",
+           "Batch", "DistInfo", "Interrupted", "NonFiniteLoss", "TrainData", "TrainResult", "atomic_save",
            "build_optimizer", "build_scheduler", "capture_rng", "derive_seed", "is_main_process", "load_checkpoint",
            "lr_factor_fn", "place_data", "resolve_device", "resolve_precision", "restore_rng",
            "seed_everything", "setup_distributed", "train"]

@@ -34,8 +34,9 @@ Fine-tuning, for example, is a task whose `model` is encoder + `nn.Linear`, whos
 test accuracy; its config's `optim` section says nesterov, lr 0.1, 5 warm-up epochs, milestones.
 
 Stopping: SIGINT / SIGTERM finish the current step, save `last.pt` and raise `Interrupted` (a
-`UserError` carrying `exit_code` 130 / 143). A non-finite loss raises `NonFiniteLoss` before the
-optimizer step, naming epoch and step, and leaves the last good checkpoint untouched.
+`UserError` carrying `exit_code` 130 / 143). A non-finite loss raises `NonFiniteLoss` naming epoch
+and step, found within `run.log_every` steps (the step itself has no host-device synchronisation:
+`FiniteWatch`) and always before the next save, so the last good checkpoint stays untouched.
 Checkpoint contents: `hiclr/engine/checkpoint.py`; DDP: `hiclr/engine/distributed.py`.
 """
 
@@ -130,7 +131,12 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     if global_batch < opt["batch_size"] and dist.is_main:
         print(f"note: {n} training samples < optim.batch_size {opt['batch_size']}; "
               f"using batches of {global_batch}", file=sys.stderr)
-    steps_per_epoch = n // global_batch if opt.get("drop_last", True) else math.ceil(n / global_batch)
+    drop_last = bool(opt.get("drop_last", True))
+    if not drop_last and captures_cuda_graphs(compile_options(eng.get("compile"))):
+        raise UserError(f"engine.compile={eng['compile']} captures CUDA graphs, which need every batch "
+                        "of one shape; set optim.drop_last=true (the last partial batch is dropped, as "
+                        "the reference does)")
+    steps_per_epoch = n // global_batch if drop_last else math.ceil(n / global_batch)
     total_steps = steps_per_epoch * opt["epochs"]
     x, resident = place_data(data.x, device, eng.get("resident", "auto"), eng.get("resident_fraction", 0.5))
     labels, ids = data.labels.to(x.device), data.ids.to(x.device)
@@ -171,9 +177,9 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=bool(eng.get("find_unused_parameters", False)),
             broadcast_buffers=False)  # BN statistics per rank (as the reference); the queue syncs itself
-    if eng.get("compile"):
-        backend = eng["compile"] if isinstance(eng["compile"], str) else "inductor"
-        wrapped = torch.compile(wrapped, backend=backend)
+    compile_kwargs = compile_options(eng.get("compile"))
+    if compile_kwargs is not None:
+        wrapped = compile_module(wrapped, compile_kwargs, device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
     if run_dir is not None and dist.is_main:
@@ -182,6 +188,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                      enabled=dist.is_main)
     bar = _progress(total_steps, step, enabled=bool(eng.get("progress", True)) and dist.is_main)
     log_every = max(1, int(run.get("log_every", 50)))
+    finite = FiniteWatch(device)
     outputs: dict = {}
     last_epoch_record: dict = {}
     postfix: dict = {}                      # the progress bar's: last logged step + epoch metrics
@@ -211,13 +218,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     with autocast():
                         loss, metrics = task.step(wrapped, batch, gen, epoch)
                     loss_value = loss.detach().float()
-                    bad = not bool(torch.isfinite(loss_value).item())
-                    if any_rank(bad, dist, device):
-                        raise NonFiniteLoss(
-                            f"the loss is {loss_value.item()} at epoch {epoch + 1}, step {step + 1} "
-                            f"(batch {i + 1} of {steps_per_epoch}); stopped without saving, the last good "
-                            f"checkpoint is {_describe_last(last_path)}; lower optim.lr or use "
-                            "engine.precision=fp32")
+                    finite.record(loss_value, step + 1)     # on the device: no host sync per step
                     lr = optimizer.param_groups[0]["lr"]   # the lr this step uses
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -234,6 +235,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     for key, value in values.items():
                         sums[key] = sums.get(key, 0.0) + value
                     if step % log_every == 0:
+                        finite.check(dist, device, steps_per_epoch, last_path)
                         rate = samples_window / max(1e-9, time.perf_counter() - t_window)
                         log.write({"kind": "step", "epoch": epoch, "step": step, "lr": lr,
                                    "samples_per_s": rate, **{k: float(v) for k, v in values.items()}})
@@ -243,6 +245,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     bar.update(1)
                     # (a stop during the epoch's last step is handled after the epoch's checkpoint)
                     if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
+                        finite.check(dist, device, steps_per_epoch, last_path)
                         path = _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step,
                                      steps_per_epoch, world, gen, dist,
                                      partial={"sums": {k: v.cpu() for k, v in sums.items()},
@@ -253,6 +256,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                                           exit_code=143 if stop.signal == "SIGTERM" else 130)
 
                 # end of epoch: means, the task's own epoch metrics, then checkpoints
+                finite.check(dist, device, steps_per_epoch, last_path)
                 elapsed = time.perf_counter() - t_epoch
                 record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
                           "lr": lr if epoch_steps else optimizer.param_groups[0]["lr"], "time_s": elapsed,
@@ -290,6 +294,39 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
 
 # --------------------------------------------------------------------------- helpers
 
+class FiniteWatch:
+    """The first step whose loss is not finite, remembered on the device.
+
+    `record` runs every step without a host-device synchronisation; `check` (one sync) runs every
+    `run.log_every` steps, at the end of each epoch and before a save on a signal, so a bad loss
+    is found before anything is saved after it and named by its epoch and step (the optimizer has
+    taken up to `log_every` steps with it by then; nothing of them is kept).
+    """
+
+    def __init__(self, device: torch.device):
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.value = torch.zeros((), device=device)
+
+    def record(self, loss_value: torch.Tensor, step: int) -> None:
+        first = ~torch.isfinite(loss_value) & (self.step < 0)
+        self.step.masked_fill_(first, step)
+        self.value = torch.where(first, loss_value, self.value)
+
+    def check(self, dist: DistInfo, device: torch.device, steps_per_epoch: int, last_path) -> None:
+        """Raise `NonFiniteLoss` (on every rank) if any rank has seen a non-finite loss."""
+        step = int(self.step)
+        if not any_rank(step >= 0, dist, device):
+            return
+        if step < 0:
+            raise NonFiniteLoss(f"the loss is not finite on another rank; stopped without saving, the "
+                                f"last good checkpoint is {_describe_last(last_path)}")
+        epoch, batch = divmod(step - 1, steps_per_epoch)
+        raise NonFiniteLoss(
+            f"the loss is {float(self.value)} at epoch {epoch + 1}, step {step} (batch {batch + 1} of "
+            f"{steps_per_epoch}); stopped without saving, the last good checkpoint is "
+            f"{_describe_last(last_path)}; lower optim.lr or use engine.precision=fp32")
+
+
 def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist,
           partial=None):
     """Write a training checkpoint (rank 0 only); returns its path (None when not saving)."""
@@ -318,6 +355,39 @@ def _describe_last(path: Path | None) -> str:
         return "none (no epoch finished yet)"
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return f"{path} (epoch {ckpt['epoch']}, step {ckpt['step']})"
+
+
+#: `torch.compile` modes (`engine.compile: MODE`); any other string names a backend (e.g. eager).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_options(value) -> dict | None:
+    """`torch.compile` keyword arguments of `engine.compile` (None: no compile). false / true
+    (inductor, default mode) | a mode of `COMPILE_MODES` | a backend name."""
+    if value is None or value is False or value == "false":
+        return None
+    if value is True or value == "true":
+        return {}
+    if not isinstance(value, str) or not value:
+        raise UserError(f"engine.compile is {value!r}; use false, true, a mode "
+                        f"({', '.join(COMPILE_MODES)}) or a backend name (inductor, eager, ...)")
+    return {"mode": value} if value in COMPILE_MODES else {"backend": value}
+
+
+def compile_module(module: nn.Module, options: dict, device: torch.device) -> nn.Module:
+    """`torch.compile(module, **options)`. On CPU inductor's layout optimisation (convolutions in
+    channels-last) is turned off: with torch 2.13 its compiled ST-GCN backward crashes in
+    `convolution_backward` (segmentation fault / heap corruption, measured on this project's CPU)."""
+    if device.type == "cpu" and options.get("backend", "inductor") == "inductor":
+        import torch._inductor.config as inductor_config
+        inductor_config.layout_optimization = False
+    return torch.compile(module, **options)
+
+
+def captures_cuda_graphs(options: dict | None) -> bool:
+    """True for the compile modes that record CUDA graphs (on CUDA): every step must then have the
+    same shapes, so the engine drops the last partial batch."""
+    return options is not None and options.get("mode") in ("reduce-overhead", "max-autotune")
 
 
 def derive_seed(seed: int, epoch: int, stream: int) -> int:

@@ -9,23 +9,63 @@ non-persistent buffer: it is rebuilt from the graph, never read from a checkpoin
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from hiclr.graph import GRAPHS
 
 
-class GraphConv(nn.Module):
-    """1x1 conv to K * out channels, then sum over the K adjacency subsets: (n, c, t, v) -> (n, out, t, v)."""
+#: `GraphConv` orders: the reference's, the cheaper one, and the per-block choice by cost.
+GRAPH_CONV_ORDERS = ("conv_first", "aggregate_first", "auto")
 
-    def __init__(self, in_channels: int, out_channels: int, num_subsets: int):
+
+def cheaper_graph_conv_order(in_channels: int, out_channels: int) -> str:
+    """The order with fewer multiply-adds per (t, v) position, the reference's on a tie.
+
+    conv first: K*in*out (1x1 conv to K*out channels) + K*out*V (aggregation over K*out channels);
+    aggregate first: K*in*V + K*in*out. Both share K*in*out, so aggregating first wins exactly when
+    in < out (ST-GCN's blocks 3->w, w->2w, 2w->4w, 4w->16w).
+    """
+    return "aggregate_first" if in_channels < out_channels else "conv_first"
+
+
+class GraphConv(nn.Module):
+    """Spatial graph convolution y = sum_k W_k x A_k + b_k (1^T A_k): (n, in, t, v) -> (n, out, t, v).
+
+    The reference computes it conv first (a 1x1 conv to K * out channels, then the sum over the K
+    adjacency subsets). `order="aggregate_first"` aggregates the input over the graph first (K * in
+    channels) and mixes channels after: the same linear map, fewer operations and a smaller
+    intermediate when in < out. The bias then enters multiplied by A's column sums, as in the
+    reference. `"auto"` picks the cheaper order (`cheaper_graph_conv_order`). The parameters are
+    the reference's (`conv.weight` (K * out, in, 1, 1), `conv.bias` (K * out,)) in every order, so
+    reference checkpoints load unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_subsets: int, order: str = "conv_first"):
         super().__init__()
+        if order not in GRAPH_CONV_ORDERS:
+            raise ValueError(f"graph conv order must be one of {', '.join(GRAPH_CONV_ORDERS)}, got {order!r}")
         self.num_subsets = num_subsets
+        self.order = cheaper_graph_conv_order(in_channels, out_channels) if order == "auto" else order
         self.conv = nn.Conv2d(in_channels, out_channels * num_subsets, kernel_size=1)
 
     def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-        x = rearrange(self.conv(x), "n (k c) t v -> n k c t v", k=self.num_subsets)
-        return torch.einsum("nkctv,kvw->nctw", x, A)
+        k = self.num_subsets
+        if self.order == "conv_first":
+            x = rearrange(self.conv(x), "n (k c) t v -> n k c t v", k=k)
+            return torch.einsum("nkctv,kvw->nctw", x, A)
+        aggregated = rearrange(torch.einsum("nctv,kvw->nkctw", x, A), "n k c t w -> n (k c) t w")
+        weight = rearrange(self.conv.weight, "(k o) c 1 1 -> o (k c) 1 1", k=k)
+        y = F.conv2d(aggregated, weight)
+        if self.conv.bias is None:
+            return y
+        # sum_v (sum_k b_k) A_k[v, w]: the bias of each subset times A_k's column sums
+        bias = torch.einsum("ko,kw->ow", self.conv.bias.view(k, -1), A.sum(dim=1))
+        return y + bias[None, :, None, :]
+
+    def extra_repr(self) -> str:
+        return f"order={self.order}"
 
 
 class STGCNBlock(nn.Module):
@@ -33,18 +73,18 @@ class STGCNBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, num_subsets: int,
                  temporal_kernel: int = 9, stride: int = 1, dropout: float = 0.0,
-                 residual: bool = True):
+                 residual: bool = True, graph_conv: str = "conv_first"):
         super().__init__()
         if temporal_kernel % 2 != 1:
             raise ValueError(f"temporal_kernel must be odd, got {temporal_kernel}")
-        self.gcn = GraphConv(in_channels, out_channels, num_subsets)
+        self.gcn = GraphConv(in_channels, out_channels, num_subsets, graph_conv)
         self.tcn = nn.Sequential(
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),          # in place, as the reference: BN backward needs only its input
             nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1),
                       ((temporal_kernel - 1) // 2, 0)),
             nn.BatchNorm2d(out_channels),
-            nn.Dropout(dropout),
+            nn.Dropout(dropout, inplace=True),
         )
         if not residual:
             self.residual = None
@@ -55,7 +95,7 @@ class STGCNBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
                 nn.BatchNorm2d(out_channels),
             )
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)   # on the fresh sum (or dropout output), never on x
 
     def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
         y = self.tcn(self.gcn(x, A))
@@ -73,7 +113,7 @@ class STGCN(nn.Module):
 
     def __init__(self, in_channels: int = 3, width: int = 16, dropout: float = 0.5,
                  edge_importance: bool = True, graph: str = "ntu", temporal_kernel: int = 9,
-                 feature_dim: int | None = None):
+                 feature_dim: int | None = None, graph_conv: str = "auto"):
         super().__init__()
         if graph not in GRAPHS:
             raise ValueError(f"unknown graph {graph!r}; known: {sorted(GRAPHS)}")
@@ -92,7 +132,7 @@ class STGCN(nn.Module):
         self.data_bn = nn.BatchNorm1d(in_channels * num_joints)
         self.st_gcn_networks = nn.ModuleList(
             STGCNBlock(c_in, c_out, num_subsets, temporal_kernel, stride,
-                       dropout=0.0 if i == 0 else dropout, residual=i > 0)
+                       dropout=0.0 if i == 0 else dropout, residual=i > 0, graph_conv=graph_conv)
             for i, (c_in, c_out, stride) in enumerate(plan)
         )
         if edge_importance:

@@ -124,7 +124,7 @@ class EquivariantContrast(nn.Module):
             key_points = canonicalize(self.points(self.key_head, inputs.key_features),
                                       key_matrix, key_singular)
             key_vec = F.normalize(key_points.flatten(1), dim=1)
-            queue = self.eq_queue.keys.clone()
+            queue, _ = self.eq_queue.snapshot()         # no copy: intact until the enqueue after next
 
         losses, canonical, valid_rows = [], {}, []
         for b in self.eq_branches:

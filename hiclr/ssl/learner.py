@@ -7,12 +7,14 @@ is one training step's loss; the engine does backward and the optimizer step.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hiclr.models.view_norm import ViewBatchNorm1d, convert_to_view_batchnorm, views_in_batch
 from hiclr.monitor import embedding_spread
 
 from .objectives import ContrastiveInputs, build_objective
@@ -20,6 +22,29 @@ from .queue import KeyQueue
 
 
 HEAD_NORMS = ("none", "batch")
+
+#: How the query views go through the encoder (`ssl.fused_views`): one call per view (the
+#: reference), one call for all with BatchNorm statistics per view (the same results), one call
+#: with statistics shared by all views (changes the results), or "auto": per_view on CUDA, separate
+#: on CPU (both exact; on CPU the fused call measured slower, `hiclr bench train`). Booleans are
+#: the older spelling.
+FUSED_VIEWS = ("auto", "separate", "per_view", "shared")
+_FUSED_ALIASES = {False: "separate", True: "shared"}
+
+
+def fused_views_mode(value) -> str:
+    """The `FUSED_VIEWS` mode named by `value` (a mode, or false / true as older configs say)."""
+    mode = _FUSED_ALIASES.get(value, value) if isinstance(value, bool) else value
+    if mode not in FUSED_VIEWS:
+        raise ValueError(f"fused_views must be one of {', '.join(FUSED_VIEWS)} (or false / true), got {value!r}")
+    return mode
+
+
+def resolve_fused_views(mode: str, device: torch.device) -> str:
+    """The mode a step runs: "auto" is per_view on CUDA and separate elsewhere."""
+    if mode != "auto":
+        return mode
+    return "per_view" if device.type == "cuda" else "separate"
 
 
 class ProjectedEncoder(nn.Module):
@@ -35,8 +60,8 @@ class ProjectedEncoder(nn.Module):
         super().__init__()
         if head_norm not in HEAD_NORMS:
             raise ValueError(f"head_norm must be one of {', '.join(HEAD_NORMS)}, got {head_norm!r}")
-        self.backbone = backbone
-        norm = [nn.BatchNorm1d(hidden)] if head_norm == "batch" else []
+        self.backbone = convert_to_view_batchnorm(backbone)     # same weights; per-view BN when fused
+        norm = [ViewBatchNorm1d(hidden)] if head_norm == "batch" else []
         self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), *norm, nn.ReLU(inplace=True),
                                   nn.Linear(hidden, dim))
 
@@ -71,8 +96,12 @@ class ContrastiveLearner(nn.Module):
         query encoder, then to the key encoder (its own draw), before `key_init: copy` copies.
         None: the `init` of an `encoder` config, else "reference" (the `model.init` default).
     head_norm: "none" (reference) or "batch": a BatchNorm in the projection head (`ProjectedEncoder`).
-    fused_views: run all query views in one encoder call (faster; BatchNorm then normalises over
-        all views together) instead of one call per view with its own batch statistics (reference).
+    fused_views: "per_view": all query views in one encoder call, each BatchNorm normalising
+        every view with its own statistics (`hiclr.models.view_norm`): the results of separate
+        calls to float tolerance; "separate": one call per view (the reference); "shared" (or
+        true): one call whose BatchNorm normalises all views together (changes the results);
+        "auto" (default): per_view on CUDA, separate on CPU (where fusing measured slower). Dropout
+        masks are drawn in another order when fused (same distribution).
     stream: "joint" | "motion" | "bone", derived from each view before the encoder.
     temperature, mining_epoch, topk go to the objective when it takes them; further keyword
         arguments are objective-specific (an objective that does not take one is an error).
@@ -81,7 +110,7 @@ class ContrastiveLearner(nn.Module):
     def __init__(self, encoder: dict | Callable[[], nn.Module], objective: str | nn.Module = "hiclr", *,
                  dim: int = 128, hidden: int = 256, queue_size: int = 32768, momentum: float = 0.999,
                  temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1,
-                 stream: str = "joint", fused_views: bool = False, key_init: str = "random",
+                 stream: str = "joint", fused_views: str | bool = "auto", key_init: str = "random",
                  init: str | None = None, head_norm: str = "none", **objective_args):
         super().__init__()
         if key_init not in ("random", "copy"):
@@ -111,6 +140,15 @@ class ContrastiveLearner(nn.Module):
         self.momentum = momentum
         self.stream = stream
         self.fused_views = fused_views
+
+    @property
+    def fused_views(self) -> str:
+        """The `FUSED_VIEWS` mode of the query views' encoder calls (settable, also as a bool)."""
+        return self._fused_views
+
+    @fused_views.setter
+    def fused_views(self, value) -> None:
+        self._fused_views = fused_views_mode(value)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ContrastiveLearner":
@@ -160,19 +198,30 @@ class ContrastiveLearner(nn.Module):
 
     def encode_queries(self, inputs: Sequence[torch.Tensor]) -> tuple[list, list]:
         """(backbone features, L2-normalised projections) of each query input, in order."""
-        if self.fused_views:
-            features, z = self.encoder_q(torch.cat(list(inputs), dim=0))
+        if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
+            with self._fused(inputs):
+                features, z = self.encoder_q(torch.cat(list(inputs), dim=0))
             sizes = [x.shape[0] for x in inputs]
             return list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)]
         outputs = [self.encoder_q(x) for x in inputs]
         return [f for f, _ in outputs], [F.normalize(z, dim=1) for _, z in outputs]
 
+    def _fused(self, inputs: Sequence[torch.Tensor]):
+        """The context of one fused call: per-view BatchNorm statistics unless the mode is "shared"."""
+        if self.fused_views == "shared":
+            return contextlib.nullcontext()
+        if len({x.shape[0] for x in inputs}) > 1:
+            raise ValueError("fused_views per_view needs query views of one batch size, got "
+                             f"{[x.shape[0] for x in inputs]}")
+        return views_in_batch(_unwrap(self.encoder_q), len(inputs))
+
     def encode_queries_with_block(self, inputs: Sequence[torch.Tensor], block: int) -> tuple[list, list, list]:
         """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
         a `feature_block`, e.g. dense pairs, variant C)."""
         encoder = _unwrap(self.encoder_q)
-        if self.fused_views:
-            features, z, blocks = encoder.forward_with_block(torch.cat(list(inputs), dim=0), block)
+        if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
+            with self._fused(inputs):
+                features, z, blocks = encoder.forward_with_block(torch.cat(list(inputs), dim=0), block)
             sizes = [x.shape[0] for x in inputs]
             return (list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)],
                     list(blocks.split(sizes)))
@@ -203,9 +252,10 @@ class ContrastiveLearner(nn.Module):
             key_features, key = self.encoder_k(self.prepare(views[self.key_index]))
             key = F.normalize(key, dim=1)
 
+        queue_keys, queue_ids = self.queue.snapshot()   # no copy: intact until the enqueue after next
         inputs = ContrastiveInputs(
-            queries=queries, key=key, queue_keys=self.queue.keys.clone(),
-            queue_ids=self.queue.ids.clone(), ids=ids, epoch=epoch,
+            queries=queries, key=key, queue_keys=queue_keys,
+            queue_ids=queue_ids, ids=ids, epoch=epoch,
             query_features=features, views=list(views), key_features=key_features,
             query_blocks=blocks)
         loss, metrics = self.objective(inputs)
