@@ -17,6 +17,7 @@ import numpy as np
 
 from data_prep.bodies import METHODS, MOTION_FIXES, select_bodies
 from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
+from data_prep.empty import empty_counts, is_empty
 from data_prep.errors import UserError
 from data_prep.memory import PeakMemory
 from data_prep.missing import load_missing_list, missing_samples
@@ -71,14 +72,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare_one(path: str, method: str, fixes: tuple, skip_bad: bool):
-    """Worker: one file -> (name, bodies (T, V, C, M), frame50 (C, 50, V, M)) or (None, message)."""
+    """Worker: one file -> (name, bodies (T, V, C, M), frame50 (C, 50, V, M)), (None, message) for a
+    malformed file, or (None, None, name) for an empty clip (`data_prep.empty`)."""
     try:
         bodies = select_bodies(read_skeleton(path), method, fixes)
     except UserError as err:
         if skip_bad:
             return None, str(err)
         raise
-    return Path(path).name[: -len(".skeleton")], bodies, frame50(bodies)
+    name = Path(path).name[: -len(".skeleton")]
+    if is_empty(bodies):
+        return None, None, name
+    return name, bodies, frame50(bodies)
 
 
 def list_samples(raw: Path, dataset: str, missing: frozenset[str], limit: int | None):
@@ -134,24 +139,29 @@ def run(args: argparse.Namespace) -> int:
     work = partial(_prepare_one, method=args.bodies, fixes=fixes, skip_bad=args.skip_bad)
     items = [str(p) for p in paths]
     bad: list[str] = []
+    empty: list[str] = []
     with PeakMemory() as memory:
         with StoreWriter(args.out, raw=True,
                          compression=None if args.compression == "none" else args.compression) as writer:
             with progress(len(items), desc=f"{dataset} parse", unit="file") as bar:
                 for out in ordered_map(work, items, args.workers):
-                    if out[0] is None:
-                        bad.append(out[1])
-                    else:
+                    if out[0] is not None:
                         writer.append(*out)
+                    elif len(out) == 3:
+                        empty.append(out[2])
+                    else:
+                        bad.append(out[1])
                     bar.update()
             if not writer.names:
-                raise UserError(f"{args.raw}: all {len(items)} files are malformed (first: {bad[0]})")
+                first = bad[0] if bad else f"{empty[0]} holds no non-zero coordinate"
+                raise UserError(f"{args.raw}: none of the {len(items)} files holds a usable clip (first: {first})")
             names = writer.names
             meta = {k: np.array([parse_ntu_name(n)[k] for n in names], dtype=np.int64) for k in META}
             labels = meta["action"] - 1
             samples = {"name": np.array(names, dtype=object), "label": labels.astype(np.int64), **meta}
             splits = ntu_splits(meta, dataset)
             counts["skipped_bad"] = len(bad)
+            counts.update(empty_counts(empty))
             if bad:
                 counts["bad_files"] = bad[:50]
             preset = {"frame50": FRAME50_PARAMS, "bodies": args.bodies, "raw": "selected bodies, all frames"}
@@ -169,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     sizes = ", ".join(f"{p} {len(s['train'])}/{len(s['test'])}" for p, s in splits.items())
     print(f"wrote {args.out}: {len(names)} samples of {dataset} ({np.unique(labels).size} classes present), "
-          f"skipped {counts['skipped_missing']} on the missing list and {len(bad)} malformed, "
+          f"skipped {counts['skipped_missing']} on the missing list, {len(empty)} empty "
+          f"and {len(bad)} malformed, "
           f"{counts['outside_dataset']} outside {dataset}; splits train/test: {sizes}")
     if args.stats is not None:
         _report_stats(args.stats, memory, items, elapsed, args.workers)
