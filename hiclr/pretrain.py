@@ -114,7 +114,7 @@ def run_dir_of(cfg: dict) -> Path:
     return Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
 
 
-def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False,
+def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force: bool = False,
              run_dir: str | Path | None = None) -> TrainResult:
     """Pre-train one encoder as `cfg` says; returns the engine's result (outputs["encoder"])."""
     data = load_training_data(cfg)
@@ -126,4 +126,4 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False,
     watch = CollapseWatch(cfg["run"].get("collapse_warning"), learner.collapse_loss())
     task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"], monitor=monitor, watch=watch)
     return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
-                 resume=resume, overwrite=overwrite)
+                 resume=resume, overwrite=overwrite, force=force)

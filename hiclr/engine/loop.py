@@ -59,6 +59,8 @@ from torch import nn
 from data_prep.errors import UserError
 from hiclr.config import save_config
 from hiclr.engine.checkpoint import FORMAT, atomic_save, capture_rng, load_checkpoint, restore_rng
+from hiclr.engine.resume import (complete_snapshot, config_changes, data_fingerprint, describe_changes,
+                                 find_checkpoint, remove_stale_partials)
 from hiclr.engine.distributed import DistInfo, any_rank, barrier, setup_distributed
 from hiclr.engine.logging import MetricsLog
 from hiclr.engine.schedule import build_optimizer, build_scheduler
@@ -108,7 +110,7 @@ class NonFiniteLoss(UserError):
 # --------------------------------------------------------------------------- the loop
 
 def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *,
-          resume: bool = False, overwrite: bool = False) -> TrainResult:
+          resume: bool = False, overwrite: bool = False, force: bool = False) -> TrainResult:
     run, opt, eng = cfg["run"], cfg["optim"], cfg["engine"]
     dist = setup_distributed(_device_kind(eng["device"]))
     device = resolve_device(eng["device"], dist)
@@ -118,6 +120,8 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     if run_dir is not None and not resume and not overwrite and last_path.exists():
         raise UserError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                         "or choose another run name / --out")
+    if run_dir is not None and dist.is_main and run_dir.is_dir():
+        remove_stale_partials(run_dir)
     if eng.get("deterministic") and device.type == "cuda":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -145,16 +149,34 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     optimizer = build_optimizer(params, opt)
     scheduler = build_scheduler(optimizer, opt, steps_per_epoch)
 
-    epoch, step, aug_state, partial = 0, 0, None, None
+    epoch, step, aug_state, partial, forced = 0, 0, None, None, {}
+    fingerprint = data_fingerprint(data.ids, data.labels, data.x)
     if resume:
-        ckpt = load_checkpoint(last_path, map_location="cpu")
+        if run_dir is None:
+            raise UserError("--resume needs a run directory")
+        ckpt, found = find_checkpoint(run_dir)
+        changes = config_changes(ckpt.get("config"), cfg)
+        if ckpt.get("data") not in (None, fingerprint):
+            changes["training data"] = (ckpt["data"], fingerprint)
+        if changes and not force:
+            raise UserError(f"{found} was written with another config: {describe_changes(changes)}; resume "
+                            f"with the run's own config ({run_dir / 'config.yaml'}) or pass --force to continue "
+                            f"with the new values (recorded in metrics.jsonl)")
+        forced = changes
         if ckpt["steps_per_epoch"] != steps_per_epoch or ckpt["world_size"] != world:
-            raise UserError(f"{last_path} was written with {ckpt['steps_per_epoch']} steps per epoch on "
+            raise UserError(f"{found} was written with {ckpt['steps_per_epoch']} steps per epoch on "
                             f"{ckpt['world_size']} rank(s), this run has {steps_per_epoch} on {world}; "
                             "resume with the same data, batch size and number of ranks")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err)[:160])
+            raise UserError(f"{found} does not fit this run's model or optimizer ({detail}); the model's "
+                            f"shape cannot change on resume, even with --force") from None
+        if dist.is_main:
+            complete_snapshot(run_dir, found, ckpt, int(run.get("save_every") or 0))
         if hasattr(task, "load_state_dict") and ckpt.get("task") is not None:
             task.load_state_dict(ckpt["task"])
         epoch, step = ckpt["epoch"], ckpt["step"]
@@ -180,6 +202,11 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
         save_config(cfg, run_dir / "config.yaml")
     log = MetricsLog(run_dir, resume_step=step if resume else None, tensorboard=eng.get("tensorboard", "auto"),
                      enabled=dist.is_main)
+    if forced:
+        if dist.is_main:
+            print(f"warning: --force: resuming with changed {describe_changes(forced)}", file=sys.stderr)
+        log.write({"kind": "resume", "epoch": epoch, "step": step, "forced": True,
+                   "changed": {k: [str(a), str(b)] for k, (a, b) in forced.items()}})
     bar = _progress(total_steps, step, enabled=bool(eng.get("progress", True)) and dist.is_main)
     log_every = max(1, int(run.get("log_every", 50)))
     outputs: dict = {}
@@ -216,8 +243,8 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                         raise NonFiniteLoss(
                             f"the loss is {loss_value.item()} at epoch {epoch + 1}, step {step + 1} "
                             f"(batch {i + 1} of {steps_per_epoch}); stopped without saving, the last good "
-                            f"checkpoint is {_describe_last(last_path)}; lower optim.lr or use "
-                            "engine.precision=fp32")
+                            f"checkpoint is {_describe_last(last_path)}; "
+                            f"{_non_finite_cause(batch, model, bf16)}")
                     lr = optimizer.param_groups[0]["lr"]   # the lr this step uses
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -244,7 +271,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     # (a stop during the epoch's last step is handled after the epoch's checkpoint)
                     if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
                         path = _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step,
-                                     steps_per_epoch, world, gen, dist,
+                                     steps_per_epoch, world, gen, dist, fingerprint=fingerprint,
                                      partial={"sums": {k: v.cpu() for k, v in sums.items()},
                                               "steps": epoch_steps})
                         name = stop.signal or "a signal on another rank"
@@ -268,12 +295,14 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                 log.write(record)
                 last_epoch_record = record
                 epoch += 1
-                _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch,
-                      world, gen, dist)
+                # the snapshot first: a kill between the two saves leaves last.pt one epoch behind,
+                # and resuming redoes that epoch (or completes the snapshot), never loses it
                 every = int(run.get("save_every") or 0)
                 if every and epoch % every == 0 and run_dir is not None:
                     _save(run_dir / f"epoch_{epoch:03d}.pt", model, optimizer, scheduler, task, cfg, epoch,
-                          step, steps_per_epoch, world, gen, dist)
+                          step, steps_per_epoch, world, gen, dist, fingerprint=fingerprint)
+                _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch,
+                      world, gen, dist, fingerprint=fingerprint)
                 if any_rank(stop.signal is not None, dist, device):
                     raise Interrupted(f"interrupted by {stop.signal or 'a signal'} after epoch {epoch}; saved "
                                       f"{last_path}; continue with --resume",
@@ -291,7 +320,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
 # --------------------------------------------------------------------------- helpers
 
 def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist,
-          partial=None):
+          partial=None, fingerprint=None):
     """Write a training checkpoint (rank 0 only); returns its path (None when not saving)."""
     if path is None or not dist.is_main:
         return path
@@ -309,6 +338,7 @@ def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_e
         "generators": {"augment": gen.get_state(), "augment_device": str(gen.device)},
         "partial_epoch": partial,
         "config": cfg,
+        "data": fingerprint,
     }, path)
     return path
 
@@ -316,8 +346,26 @@ def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_e
 def _describe_last(path: Path | None) -> str:
     if path is None or not path.exists():
         return "none (no epoch finished yet)"
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = load_checkpoint(path)
+    except UserError:
+        return f"{path} (unreadable)"
     return f"{path} (epoch {ckpt['epoch']}, step {ckpt['step']})"
+
+
+def _non_finite_cause(batch: Batch, model: nn.Module, bf16: bool) -> str:
+    """What to do about a non-finite loss: bad input, bad weights, or the numerics (lr, bf16)."""
+    bad_input = ~torch.isfinite(batch.x)
+    if bad_input.any():
+        rows = bad_input.flatten(1).any(dim=1)
+        ids = batch.ids[rows].tolist()[:5]
+        return (f"the batch itself holds {int(bad_input.sum())} non-finite input values (sample ids {ids}): "
+                f"the data is bad, check it with `hiclr-prep verify` and re-create it")
+    if any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return "the weights are already non-finite: lower optim.lr (or set optim.grad_clip)"
+    if bf16:
+        return "the input and weights are finite: lower optim.lr or use engine.precision=fp32 (this run is bf16)"
+    return "the input and weights are finite and this run is fp32: lower optim.lr or set optim.grad_clip"
 
 
 def derive_seed(seed: int, epoch: int, stream: int) -> int:

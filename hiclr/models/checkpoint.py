@@ -48,8 +48,10 @@ def save_encoder(path, model: nn.Module, cfg: dict, stream: str) -> Path:
 
 
 def atomic_torch_save(obj, path) -> Path:
-    """`torch.save` to `<path>.partial`, fsync, then rename over `path`."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    """`torch.save` (a dict with the checksum of its contents) to `<path>.partial`, fsync, then rename."""
+    from hiclr.engine.checkpoint import with_checksum
+    payload = with_checksum(obj) if isinstance(obj, dict) else obj
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _first_sentence(text: str) -> str:
@@ -74,6 +76,8 @@ def load_encoder_state(path) -> tuple[dict[str, torch.Tensor], dict | None, str 
                         "training checkpoint or a reference release checkpoint") from err
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state_dict; expected {_EXPECTED}")
+    from hiclr.engine.checkpoint import verify_checksum
+    verify_checksum(obj, path)                 # ours carry one; the reference release's do not
 
     if "format" in obj:
         if obj["format"] != FORMAT:
