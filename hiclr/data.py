@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
+from data_prep.store import damaged_store_guard
 from data_prep.store import stored_class_names
 
 FORMAT_VERSIONS = (1,)
@@ -108,7 +109,7 @@ def _read_rows(dset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
 def load_split(path, protocol: str | None, part: str, view: str = "frame50") -> Split:
     """Part "train", "test" or "all" (every sample; the protocol is then optional) of `protocol`."""
     path = Path(path)
-    with open_dataset(path) as f:
+    with damaged_store_guard(path), open_dataset(path) as f:
         views = _views(f)
         if view not in views:
             raise UserError(f"{path} has no view {view!r}; it has: {', '.join(views) or 'none'}")
@@ -144,7 +145,7 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
 def dataset_info(path, *, hash_file: bool = True) -> dict:
     """What the store holds: dataset, num_classes, protocols with part sizes, views, counts, sha256."""
     path = Path(path)
-    with open_dataset(path) as f:
+    with damaged_store_guard(path), open_dataset(path) as f:
         protocols = {p: {part: int(len(f["splits"][p][part])) for part in sorted(f["splits"][p])}
                      for p in _protocols(f)}
         views = {v: list(f["views"][v].shape) for v in _views(f)}
