@@ -229,7 +229,8 @@ class _Tokens:
     `fast` handles the grammar as the Kinect tools write it (single spaces, only number characters)
     with a few passes over the bytes and array arithmetic over the x y z tokens only; anything
     unusual (tabs, double spaces, a letter) returns None and `robust` takes over: it tokenises on
-    any whitespace, parses every token and names the line of a non-number.
+    any ASCII whitespace and names the line of a character or an x y z token that is not a number.
+    Both read only what is stored (counts, bodyIDs, x y z); the other fields need number characters.
     """
 
     def __init__(self, raw: bytes, padded: np.ndarray, line_starts: np.ndarray, per_line: np.ndarray,
@@ -345,20 +346,25 @@ class _Tokens:
         per_line = np.bincount(np.searchsorted(newlines, token_starts), minlength=len(line_starts))
         first = np.concatenate(([0], np.cumsum(per_line)[:-1]))
         safe = np.minimum(first, max(token_starts.size - 1, 0))
-        ok = not raw.translate(None, _ROBUST_CHARS)
-        if ok:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    values = np.fromstring(raw.decode("ascii"), sep=" ")
-                ok = values.size == token_starts.size
-            except (ValueError, UnicodeDecodeError):
-                ok = False
-        if not ok:
+        if raw.translate(None, _ROBUST_CHARS):
             line, token = _first_bad_token(raw)
             raise _fail(path, line, "a number", f"'{token}'")
         tokens = cls(raw, padded, line_starts, per_line, token_starts[safe], token_ends[safe])
-        tokens.xyz_fn = lambda joint_lines: values[first[joint_lines][..., None] + np.arange(3)]
+
+        def xyz(joint_lines: np.ndarray) -> np.ndarray:
+            at = (first[joint_lines][..., None] + np.arange(3)).reshape(-1)
+            values = _parse_floats(raw, padded, token_starts[at], token_ends[at])
+            if values is None:                         # name the first token that is not a number
+                for k in at.tolist():
+                    token = raw[int(token_starts[k]): int(token_ends[k])]
+                    try:
+                        float(token)
+                    except ValueError:
+                        line = int(np.searchsorted(newlines, token_starts[k])) + 1
+                        raise _fail(path, line, "a number", f"'{token.decode('ascii', 'replace')[:40]}'") from None
+            return values.reshape(joint_lines.shape + (3,))
+
+        tokens.xyz_fn = xyz
         return tokens
 
 
