@@ -94,7 +94,7 @@ def load_training_data(cfg: dict) -> TrainData:
     x, labels, ids = split.x, split.labels, split.index
     empty = ~x.flatten(1).ne(0).any(dim=1)       # clips without a non-zero coordinate (data_prep.empty)
     if empty.any():
-        names = [split.names[i] for i in torch.flatnonzero(empty).tolist()]
+        names = [split.names[i] for i in torch.nonzero(empty).flatten().tolist()]
         if is_main_process():
             print(f"note: {data['path']}: leaving out {len(names)} empty training clips (all coordinates 0: "
                   f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); re-run hiclr-prep to skip "
