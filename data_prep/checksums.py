@@ -37,13 +37,27 @@ def dataset_sha256(ds: h5py.Dataset) -> str:
     return digest.hexdigest()
 
 
+MAX_COMPRESSION = 1100          # gzip's best ratio is about 1032: a dataset cannot hold more than this per stored byte
+
+
+def implausible_size(ds: h5py.Dataset) -> str | None:
+    """Why `ds` cannot be as large as its shape says (damaged metadata), or None: reading it would
+    mean iterating over fill values for days, so such a dataset is reported, never read."""
+    nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else ds.dtype.itemsize
+    stored = ds.id.get_storage_size()
+    if nbytes > MAX_COMPRESSION * stored + (1 << 20):
+        return (f"/{ds.name.lstrip('/')} declares shape {ds.shape} ({nbytes} bytes) but stores {stored} bytes; "
+                f"the file's metadata is damaged")
+    return None
+
+
 def content_sha256(f: h5py.File) -> dict[str, str]:
     """{"/group/name": digest} for every dataset of the file."""
     out: dict[str, str] = {}
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
-            out[f"/{name}"] = dataset_sha256(obj)
+            out[f"/{name}"] = "implausible size" if implausible_size(obj) else dataset_sha256(obj)
 
     f.visititems(visit)
     return dict(sorted(out.items()))
@@ -67,7 +81,7 @@ def content_problems(f: h5py.File) -> list[str]:
     if not isinstance(stored, dict):
         return [f"the attribute {ATTR} is not a mapping; the file's metadata is damaged"]
     found = content_sha256(f)
-    problems = [f"{path} does not match its stored sha256 (a changed value or byte)"
+    problems = [implausible_size(f[path]) or f"{path} does not match its stored sha256 (a changed value or byte)"
                 for path, digest in found.items() if path in stored and stored[path] != digest]
     problems += [f"{path} is missing (it was written with a checksum)" for path in stored if path not in found]
     problems += [f"{path} has no stored sha256 (it was added after the store was written)"

@@ -19,7 +19,7 @@ import numpy as np
 
 from data_prep import __version__
 from data_prep.atomic import atomic_path
-from data_prep.checksums import content_problems, write_content_checksums
+from data_prep.checksums import content_problems, implausible_size, write_content_checksums
 from data_prep.errors import UserError
 
 FORMAT_VERSION = 1
@@ -245,7 +245,10 @@ def _attr_json(f: h5py.File, key: str, default):
 
 
 def _finite_blocks(ds: h5py.Dataset) -> int:
-    """Number of non-finite values in `ds`, read in blocks."""
+    """Number of non-finite values in `ds`, read in blocks (0 for a dataset whose size is implausible:
+    `content_problems` reports it)."""
+    if implausible_size(ds):
+        return 0
     bad = 0
     step = max(1, 16_000_000 // max(1, int(np.prod(ds.shape[1:]))))
     for lo in range(0, ds.shape[0], step):
