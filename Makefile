@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (main job on the embedded synthetic default) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-slow
+.PHONY: setup demo test test-slow test-faults
 setup:
 	bash scripts/setup.sh
 
@@ -13,3 +13,6 @@ test: setup
 
 test-slow: setup
 	$(PYTHON) -m pytest -m slow
+
+test-faults: setup
+	$(PYTHON) -m pytest tests/faults -m "slow or not slow"

@@ -19,14 +19,17 @@ labels; a name that contradicts the given dataset is an error.
 
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 
+from data_prep.empty import empty_counts, is_empty
 from data_prep.errors import UserError
 from data_prep.safe_pickle import safe_load
 
@@ -36,6 +39,9 @@ KINDS = ("stgcn", "aimclr", "ctrgcn", "pyskl")
 
 
 DATASET_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd1": 51, "pkummd2": 41}
+MAX_CLASSES = 10_000            # 0-based labels beyond this are corrupt (NTU120 has 120 classes)
+COORD_LIMIT = 1.0e4             # metres, as the raw readers (ntu.COORD_LIMIT)
+_ARCHIVE_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass
@@ -59,8 +65,16 @@ class Imported:
 def _npy_header(f) -> tuple[tuple, np.dtype, bool, int]:
     """(shape, dtype, fortran_order, data offset) of the `.npy` stream `f`, positioned at its start."""
     version = np.lib.format.read_magic(f)
-    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = reader(f)
+    reader = {(1, 0): np.lib.format.read_array_header_1_0,
+              (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if reader is None:
+        raise ValueError(f"unknown .npy format version {version}")
+    try:
+        shape, fortran, dtype = reader(f, max_header_size=10_000)
+    except (ValueError, EOFError):
+        raise
+    except Exception as err:                 # noqa: BLE001 - the header is parsed as a Python literal
+        raise ValueError(f"unreadable .npy header ({type(err).__name__})") from None
     return shape, dtype, fortran, f.tell()
 
 
@@ -72,8 +86,11 @@ def check_not_truncated(path: str, what: str) -> None:
                 return
             f.seek(0)
             shape, dtype, _, offset = _npy_header(f)
-    except (OSError, ValueError):
+    except OSError:
         return
+    except (ValueError, EOFError) as err:
+        raise UserError(f"{path}: {what} has an unreadable .npy header ({str(err)[:60]}); the file is damaged, "
+                        f"copy or download it again") from None
     if dtype.hasobject:
         return
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -95,8 +112,18 @@ def load_array(path: str | os.PathLike, what: str, mmap: bool = False) -> np.nda
     except ValueError as err:
         raise UserError(f"{path}: {what} cannot be read without pickle ({str(err)[:80]}); "
                         f"re-save it as a plain numeric .npy array") from None
-    except OSError as err:
-        raise UserError(f"{path}: {what} is not a .npy/.npz file ({str(err)[:80]}); check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: {what} is a folder, not a file; check the path") from None
+    except _ARCHIVE_ERRORS as err:
+        raise UserError(f"{path}: {what} is not a readable .npy/.npz file ({type(err).__name__}: "
+                        f"{str(err)[:80]}); it may be truncated, copy or download it again") from None
+
+
+def _numeric(path, array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.kind not in "fiu":
+        raise UserError(f"{path}: {what} holds {array.dtype} values, expected real numbers; pass the "
+                        f"numeric array that toolkit wrote")
+    return array
 
 
 def _check_shape(path, array: np.ndarray, tail: tuple, what: str) -> None:
@@ -120,17 +147,30 @@ def read_label_pickle(path, n: int | None = None) -> tuple[list[str], np.ndarray
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise UserError(f"{path}: expected a pickled pair (sample names, labels), found {type(obj).__name__}; "
                         f"pass the label .pkl written by the ST-GCN/AimCLR data generator")
-    names = [_as_name(x) for x in obj[0]]
     try:
-        labels = np.asarray([int(x) for x in obj[1]], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: the labels are not integers; pass the label .pkl of the data file") from None
+        names = [_as_name(x) for x in obj[0]]
+    except (TypeError, UnicodeError):
+        raise UserError(f"{path}: the sample names are not a list of strings; pass the label .pkl written "
+                        f"by the ST-GCN/AimCLR data generator") from None
+    try:
+        labels = np.asarray([_as_label(x) for x in obj[1]], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{path}: the labels are not integer class indices below {MAX_CLASSES}; pass the "
+                        f"label .pkl of the data file") from None
     if len(names) != labels.size:
         raise UserError(f"{path}: {len(names)} names but {labels.size} labels; the pickle is inconsistent")
     if n is not None and labels.size != n:
         raise UserError(f"{path}: {labels.size} labels for {n} samples in the data file; pass the label file "
                         f"of the same part (train or test)")
     return names, labels
+
+
+def _as_label(x) -> int:
+    """An integer class index (int, integral float, numpy scalar); anything else is a `ValueError`."""
+    value = float(x) if not isinstance(x, (int, np.integer)) else int(x)
+    if value != int(value) or not 0 <= value < MAX_CLASSES:
+        raise ValueError(f"label {x!r}")
+    return int(value)
 
 
 def _as_name(x) -> str:
@@ -156,11 +196,33 @@ def _pad_persons(x: np.ndarray) -> np.ndarray:
 
 # -------------------------------------------------------------------------------------- importers
 
+_MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, UnicodeError)
+
+
+def _one_sentence(kind: str):
+    """Turn what a malformed (but safely loaded) input raises deep inside an importer into one sentence."""
+    def wrap(importer):
+        @functools.wraps(importer)
+        def run(*args, **kwargs):
+            try:
+                return importer(*args, **kwargs)
+            except _MALFORMED as err:
+                raise UserError(f"the {kind} input is not laid out as that toolkit writes it "
+                                f"({type(err).__name__}: {str(err)[:80]}); pass the files that toolkit "
+                                f"wrote") from None
+            except _ARCHIVE_ERRORS as err:
+                raise UserError(f"the {kind} input cannot be read ({type(err).__name__}: {str(err)[:80]}); "
+                                f"it is truncated or damaged, copy or download it again") from None
+        return run
+    return wrap
+
+
+@_one_sentence("ST-GCN")
 def import_stgcn(parts: dict[str, tuple[str, str]], protocol: str) -> Imported:
     """ST-GCN `{part: (data .npy (N, 3, 300, 25, 2), label .pkl)}` -> raw bodies and frame50."""
     names, labels, arrays, split = [], [], [], {}
     for part, (data_path, label_path) in parts.items():
-        data = load_array(data_path, "ST-GCN data", mmap=True)
+        data = _numeric(data_path, load_array(data_path, "ST-GCN data", mmap=True), "ST-GCN data")
         if data.ndim != 5 or data.shape[1] != C or data.shape[3] != V or data.shape[4] < 1:
             raise UserError(f"{data_path}: ST-GCN data has shape {tuple(data.shape)}, expected (N, 3, T, 25, M) "
                             f"(e.g. (N, 3, 300, 25, 2)); pass the *_data_joint.npy file")
@@ -181,11 +243,12 @@ def import_stgcn(parts: dict[str, tuple[str, str]], protocol: str) -> Imported:
                     {k: [str(a), str(b)] for k, (a, b) in parts.items()})
 
 
+@_one_sentence("AimCLR")
 def import_aimclr(parts: dict[str, tuple[str, str]], protocol: str) -> Imported:
     """AimCLR / HiCLR `{part: (*_position.npy (N, 3, 50, 25, 2), label .pkl)}` -> frame50 as given."""
     names, labels, arrays, split = [], [], [], {}
     for part, (data_path, label_path) in parts.items():
-        data = load_array(data_path, "AimCLR position data", mmap=True)
+        data = _numeric(data_path, load_array(data_path, "AimCLR position data", mmap=True), "AimCLR position data")
         _check_shape(data_path, data, (C, 50, V, M), "AimCLR position data")
         part_names, part_labels = read_label_pickle(label_path, data.shape[0])
         split[part] = np.arange(len(names), len(names) + len(part_names), dtype=np.int64)
@@ -212,9 +275,9 @@ class NpzMember:
             except ValueError as err:
                 raise UserError(f"{path}: {key} cannot be read ({str(err)[:60]}); re-save the archive with "
                                 f"numeric arrays") from None
-        if self.dtype.hasobject:
-            raise UserError(f"{path}: {key} cannot be read without pickle (it holds Python objects); "
-                            f"re-save the archive with numeric arrays")
+        if self.dtype.kind not in "fiu":
+            raise UserError(f"{path}: {key} holds {self.dtype} values, not numbers; re-save the archive "
+                            f"with numeric arrays")
         self.ndim = len(self.shape)
 
     def blocks(self, rows: int = 256) -> Iterator[np.ndarray]:
@@ -239,6 +302,8 @@ class NpzMember:
 
 def _one_hot_labels(y: np.ndarray, path: str, key: str) -> np.ndarray:
     """CTR-GCN's one-hot rows -> class indices; a row without exactly one 1 is refused."""
+    if y.shape[1] == 0:
+        raise UserError(f"{path}: {key} has no classes (shape {tuple(y.shape)}); pass the CTR-GCN .npz file")
     ones = (y == 1).sum(axis=1)
     bad = np.flatnonzero((ones != 1) | ((y != 0) & (y != 1)).any(axis=1))
     if bad.size:
@@ -249,6 +314,7 @@ def _one_hot_labels(y: np.ndarray, path: str, key: str) -> np.ndarray:
     return y.argmax(axis=1).astype(np.int64)
 
 
+@_one_sentence("CTR-GCN")
 def import_ctrgcn(npz_path: str, protocol: str) -> Imported:
     """CTR-GCN `.npz` (x_train (N, T, 150), one-hot y_train, x_test, y_test) -> raw bodies and frame50."""
     npz_path = os.fspath(npz_path)
@@ -273,7 +339,11 @@ def import_ctrgcn(npz_path: str, protocol: str) -> Imported:
             part_labels = _one_hot_labels(y.read(), npz_path, f"y_{part}")
             width = y.shape[1]
         elif y.ndim == 1 and y.shape[0] == x.shape[0]:
-            part_labels = y.read().astype(np.int64)
+            values = y.read()
+            if not np.isfinite(values).all() or (values != np.round(values)).any():
+                raise UserError(f"{npz_path}: y_{part} holds labels that are not integers; pass the CTR-GCN "
+                                f".npz file")
+            part_labels = values.astype(np.int64)
         else:
             raise UserError(f"{npz_path}: y_{part} has shape {tuple(y.shape)}, expected one-hot "
                             f"({x.shape[0]}, classes); pass the CTR-GCN .npz file")
@@ -292,6 +362,7 @@ def import_ctrgcn(npz_path: str, protocol: str) -> Imported:
                     label_width=width)
 
 
+@_one_sentence("PYSKL")
 def import_pyskl(ann_path: str) -> Imported:
     """PYSKL annotation `.pkl` -> raw bodies and frame50; every `<protocol>_train/_val` split kept."""
     obj = safe_load(ann_path)
@@ -397,21 +468,55 @@ def write_imported(imported: Imported, out, dataset: str | None, kind: str, num_
     lacking = {p: [part for part in ("train", "test") if part not in parts] for p, parts in imported.splits.items()}
     lacking = {p: parts for p, parts in lacking.items() if parts}
     from data_prep.classes import class_names
+    kept, empty = [], []
     with StoreWriter(out, raw=imported.has_raw) as writer:
-        for i, (bodies, view) in enumerate(imported.rows()):
+        for i, (bodies, view) in enumerate(_rows(imported, kind)):
+            if is_empty(bodies if bodies is not None else view):
+                empty.append(imported.names[i])
+                continue
+            if bodies is not None and not (np.abs(bodies) <= COORD_LIMIT).all():
+                raise UserError(f"the {kind} input's sample {imported.names[i]} holds coordinates that are not "
+                                f"finite or beyond +-{COORD_LIMIT:g} m; the source file is damaged")
             if view is None:
                 view = frame50(bodies)
-            if not (np.isfinite(view).all() and (bodies is None or np.isfinite(bodies).all())):
-                raise UserError(f"the {kind} input holds non-finite coordinates (sample {imported.names[i]}); "
-                                f"check the source files")
+            if not (np.abs(view) <= COORD_LIMIT).all():
+                raise UserError(f"the {kind} input holds coordinates that are not finite or beyond "
+                                f"+-{COORD_LIMIT:g} m (sample {imported.names[i]}); check the source files")
             writer.append(imported.names[i], bodies, view)
-        writer.finish(dataset=dataset, samples=sample_columns(imported.names, imported.labels),
-                      splits=imported.splits, class_names=class_names(dataset, num_classes),
+            kept.append(i)
+        if not kept:
+            raise UserError(f"the {kind} input holds no sample with a non-zero coordinate; pass non-empty files")
+        names, labels, splits = _without_empty(imported, np.array(kept, dtype=np.int64))
+        writer.finish(dataset=dataset, samples=sample_columns(names, labels),
+                      splits=splits, class_names=class_names(dataset, num_classes),
                       attrs={"num_classes": num_classes,
                              "preset": {**FRAME50_PARAMS, "imported_from": kind,
                                         "frame50": "computed from raw" if imported.has_raw else "as given"},
                              "source": {"kind": kind, **imported.source},
-                             "counts": {"parts_missing": lacking} if lacking else {}})
-    return {"samples": n, "raw": imported.has_raw, "dataset": dataset, "num_classes": num_classes,
-            "missing_parts": lacking,
-            "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in imported.splits.items()}}
+                             "counts": {**empty_counts(empty), **({"parts_missing": lacking} if lacking else {})}})
+    return {"samples": len(kept), "raw": imported.has_raw, "dataset": dataset, "num_classes": num_classes,
+            "missing_parts": lacking, "skipped_empty": len(empty),
+            "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in splits.items()}}
+
+
+def _rows(imported: Imported, kind: str):
+    """`imported.rows()`, with what a damaged source raises while it streams as one sentence."""
+    try:
+        yield from imported.rows()
+    except _ARCHIVE_ERRORS as err:
+        raise UserError(f"the {kind} input cannot be read to its end ({type(err).__name__}: {str(err)[:80]}); "
+                        f"it is truncated or damaged, copy or download it again") from None
+    except _MALFORMED as err:
+        raise UserError(f"the {kind} input is not laid out as that toolkit writes it ({type(err).__name__}: "
+                        f"{str(err)[:80]}); pass the files that toolkit wrote") from None
+
+
+def _without_empty(imported: Imported, kept: np.ndarray):
+    """Names, labels and splits of the `kept` samples (the empty clips left out), splits re-indexed."""
+    if kept.size == len(imported.names):
+        return imported.names, imported.labels, imported.splits
+    new_index = np.full(len(imported.names), -1, dtype=np.int64)
+    new_index[kept] = np.arange(kept.size)
+    splits = {p: {part: new_index[idx][new_index[idx] >= 0] for part, idx in parts.items()}
+              for p, parts in imported.splits.items()}
+    return [imported.names[i] for i in kept.tolist()], imported.labels[kept], splits

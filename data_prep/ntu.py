@@ -19,10 +19,10 @@ fault is reported with its file, line and what was expected.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ NUM_JOINTS = 25
 BODY_FIELDS = 10
 JOINT_FIELDS = 12
 NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+COORD_LIMIT = 1.0e4             # metres: a Kinect sees under 10 m, so any larger |x|, |y|, |z| is corrupt
 
 
 @dataclass
@@ -80,19 +81,18 @@ def _fail(path: str, line: int, expected: str, found: str) -> UserError:
 
 
 def _first_bad_token(raw: bytes) -> tuple[int, str]:
-    """(1-based line, token) of the first token that is not a finite number (error path only)."""
+    """(1-based line, token) of the first token that is not a decimal number (error path only)."""
     for number, line in enumerate(raw.split(b"\n"), start=1):
         for token in line.split():
-            try:
-                value = float(token)
-            except ValueError:
-                return number, token.decode("ascii", "replace")
-            if not math.isfinite(value):
-                return number, token.decode("ascii", "replace")
-    return 1, ""
+            if token.translate(None, _NUMBER_CHARS) or not _DECIMAL_RE.fullmatch(token):
+                return number, token.decode("ascii", "replace")[:40]
+    return 1, "a token that is not a number"
 
 
 _NUMBER_CHARS = b"0123456789.-+eE \n\r"
+_ROBUST_CHARS = _NUMBER_CHARS + b"\t\x0b\x0c"          # what bytes.split() also treats as whitespace
+_DECIMAL_RE = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_COUNT_RE = re.compile(rb"[+-]?\d{1,30}")
 _POW10 = np.array([10 ** k for k in range(20)], dtype=np.uint64)
 _PAD = 24                                   # bytes of padding (newlines) around the buffer for the windows
 _PADDING = b"\n" * _PAD
@@ -230,7 +230,8 @@ class _Tokens:
     `fast` handles the grammar as the Kinect tools write it (single spaces, only number characters)
     with a few passes over the bytes and array arithmetic over the x y z tokens only; anything
     unusual (tabs, double spaces, a letter) returns None and `robust` takes over: it tokenises on
-    any whitespace, parses every token and names the line of a non-number.
+    any ASCII whitespace and names the line of a character or an x y z token that is not a number.
+    Both read only what is stored (counts, bodyIDs, x y z); the other fields need number characters.
     """
 
     def __init__(self, raw: bytes, padded: np.ndarray, line_starts: np.ndarray, per_line: np.ndarray,
@@ -346,16 +347,25 @@ class _Tokens:
         per_line = np.bincount(np.searchsorted(newlines, token_starts), minlength=len(line_starts))
         first = np.concatenate(([0], np.cumsum(per_line)[:-1]))
         safe = np.minimum(first, max(token_starts.size - 1, 0))
-        try:
-            values = np.fromstring(raw.decode("ascii"), sep=" ")
-            ok = values.size == token_starts.size and bool(np.isfinite(values).all())
-        except (ValueError, UnicodeDecodeError):
-            ok = False
-        if not ok:
+        if raw.translate(None, _ROBUST_CHARS):
             line, token = _first_bad_token(raw)
             raise _fail(path, line, "a number", f"'{token}'")
         tokens = cls(raw, padded, line_starts, per_line, token_starts[safe], token_ends[safe])
-        tokens.xyz_fn = lambda joint_lines: values[first[joint_lines][..., None] + np.arange(3)]
+
+        def xyz(joint_lines: np.ndarray) -> np.ndarray:
+            at = (first[joint_lines][..., None] + np.arange(3)).reshape(-1)
+            values = _parse_floats(raw, padded, token_starts[at], token_ends[at])
+            if values is None:                         # name the first token that is not a number
+                for k in at.tolist():
+                    token = raw[int(token_starts[k]): int(token_ends[k])]
+                    try:
+                        float(token)
+                    except ValueError:
+                        line = int(np.searchsorted(newlines, token_starts[k])) + 1
+                        raise _fail(path, line, "a number", f"'{token.decode('ascii', 'replace')[:40]}'") from None
+            return values.reshape(joint_lines.shape + (3,))
+
+        tokens.xyz_fn = xyz
         return tokens
 
 
@@ -373,8 +383,10 @@ def _layout_vectorised(tokens: _Tokens):
     if values is None:
         return None
     value_at = np.full(nlines, -1, dtype=np.int64)
-    value_at[ones] = values.astype(np.int64)
+    value_at[ones] = np.minimum(values, np.uint64(nlines + 1)).astype(np.int64)   # no count exceeds the lines
     num_frames = int(value_at[0])
+    if num_frames > nlines:
+        return None
     body_lines = np.flatnonzero(per_line == BODY_FIELDS)
     if body_lines.size and (body_lines[-1] + _LINES_PER_BODY > nlines
                             or (value_at[body_lines + 1] != NUM_JOINTS).any()):
@@ -389,6 +401,8 @@ def _layout_vectorised(tokens: _Tokens):
     if headers.size != num_frames:
         return None
     body_counts = value_at[headers]
+    if int(body_counts.sum()) * _LINES_PER_BODY > nlines:      # before anything is sized by the counts
+        return None
     step = 1 + _LINES_PER_BODY * body_counts
     expected = 1 + np.cumsum(step) - step
     if not np.array_equal(headers, expected):
@@ -410,21 +424,19 @@ def _layout_walk(tokens: _Tokens, path: str):
     def integer(line: int, what: str) -> int:
         if line >= len(counts) or counts[line] != 1:
             raise _fail(path, line + 1, what, tokens.describe(line))
-        try:
-            value = int(tokens.first_token(line))
-        except ValueError:
-            value = -1
+        token = tokens.first_token(line)
+        value = int(token) if _COUNT_RE.fullmatch(token) else -1
         if value < 0:
             raise _fail(path, line + 1, what, tokens.describe(line))
         return value
 
     num_frames = integer(0, "the number of frames (one integer)")
-    body_counts = np.zeros(num_frames, dtype=np.int64)
+    body_counts: list[int] = []            # grown per frame read: a huge count fails at the end of the file
     body_lines: list[int] = []
     line = 1
     for t in range(num_frames):
         n = integer(line, f"the number of bodies of frame {t + 1} of {num_frames} (one integer)")
-        body_counts[t] = n
+        body_counts.append(n)
         line += 1
         for m in range(n):
             if line >= len(counts) or counts[line] != BODY_FIELDS:
@@ -445,7 +457,7 @@ def _layout_walk(tokens: _Tokens, path: str):
     if rest.size:
         bad = line + int(rest[0])
         raise _fail(path, bad + 1, f"the end of the file after {num_frames} frames", tokens.describe(bad))
-    return num_frames, body_counts, np.asarray(body_lines, dtype=np.int64)
+    return num_frames, np.asarray(body_counts, dtype=np.int64), np.asarray(body_lines, dtype=np.int64)
 
 
 def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
@@ -472,7 +484,7 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
         xyz = tokens.xyz_fn(joint_lines)
         if xyz is None:                                  # an odd token among x y z: parse everything
             xyz = _Tokens.robust(raw, padded, path).xyz_fn(joint_lines)
-        joints = xyz.astype(np.float32)
+        joints = _checked_coordinates(xyz, joint_lines, path)
     else:
         joints = np.zeros((0, NUM_JOINTS, 3), dtype=np.float32)
 
@@ -495,6 +507,17 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
     slot = np.arange(frame.size, dtype=np.int64) - np.repeat(first_of_frame, body_counts)
     return SkeletonFile(name=name, body_counts=body_counts, body_ids=ids,
                         frame=frame, slot=slot, joints=joints)
+
+
+def _checked_coordinates(xyz: np.ndarray, joint_lines: np.ndarray, path: str) -> np.ndarray:
+    """float32 x y z, after checking each is a finite number within `COORD_LIMIT` metres."""
+    bad = ~(np.abs(xyz) <= COORD_LIMIT)                        # NaN and inf fail too
+    if bad.any():
+        body, joint, axis = (int(i[0]) for i in np.nonzero(bad))
+        raise _fail(path, int(joint_lines[body, joint]) + 1,
+                    f"a joint coordinate within +-{COORD_LIMIT:g} m (a Kinect sees under 10 m)",
+                    f"{'xyz'[axis]} = {xyz[body, joint, axis]!r}")
+    return xyz.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------- writer

@@ -15,6 +15,7 @@ import numpy as np
 
 from data_prep.bodies import MOTION_FIXES, select_bodies
 from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
+from data_prep.empty import empty_counts, is_empty
 from data_prep.errors import UserError
 from data_prep.missing import load_missing_list, missing_samples
 from data_prep.ntu import parse_ntu_name, read_skeleton
@@ -62,22 +63,27 @@ def prepare_ntu(dataset: str, raw, out, *, bodies: str = "file-order", motion_fi
     work = partial(_prepare_one, method=bodies, fixes=fixes, skip_bad=skip_bad)
     items = [str(p) for p in paths]
     bad: list[str] = []
+    empty: list[str] = []
     with StoreWriter(out, raw=True, compression=compression) as writer:
         with progress(len(items), desc=f"{dataset} parse", unit="file") as bar:
             for result in ordered_map(work, items, workers):
-                if result[0] is None:
-                    bad.append(result[1])
-                else:
+                if result[0] is not None:
                     writer.append(*result)
+                elif len(result) == 3:
+                    empty.append(result[2])
+                else:
+                    bad.append(result[1])
                 bar.update()
         if not writer.names:
-            raise UserError(f"{raw}: all {len(items)} files are malformed (first: {bad[0]})")
+            first = bad[0] if bad else f"{empty[0]} holds no non-zero coordinate"
+            raise UserError(f"{raw}: none of the {len(items)} files holds a usable clip (first: {first})")
         names = writer.names
         meta = {k: np.array([parse_ntu_name(n)[k] for n in names], dtype=np.int64) for k in META}
         labels = meta["action"] - 1
         samples = {"name": np.array(names, dtype=object), "label": labels.astype(np.int64), **meta}
         splits = ntu_splits(meta, dataset)
         counts["skipped_bad"] = len(bad)
+        counts.update(empty_counts(empty))
         if bad:
             counts["bad_files"] = bad[:50]
         preset = {"frame50": FRAME50_PARAMS, "bodies": bodies, "raw": "selected bodies, all frames"}
@@ -94,6 +100,7 @@ def prepare_ntu(dataset: str, raw, out, *, bodies: str = "file-order", motion_fi
                       class_names=class_names(dataset, num_classes, given_names))
     return {"out": str(out), "dataset": dataset, "samples": len(names),
             "classes_present": int(np.unique(labels).size), "counts": counts, "bad_files": len(bad),
+            "empty_files": len(empty),
             "splits": {p: {"train": len(s["train"]), "test": len(s["test"])} for p, s in splits.items()},
             "files": items}
 
@@ -103,20 +110,24 @@ def summary_line(summary: dict) -> str:
     dataset, counts = summary["dataset"], summary["counts"]
     sizes = ", ".join(f"{p} {s['train']}/{s['test']}" for p, s in summary["splits"].items())
     return (f"wrote {summary['out']}: {summary['samples']} samples of {dataset} ({summary['classes_present']} "
-            f"classes present), skipped {counts['skipped_missing']} on the missing list and "
-            f"{summary['bad_files']} malformed, {counts['outside_dataset']} outside {dataset}; "
+            f"classes present), skipped {counts['skipped_missing']} on the missing list, "
+            f"{summary['empty_files']} empty and {summary['bad_files']} malformed, {counts['outside_dataset']} outside {dataset}; "
             f"splits train/test: {sizes}")
 
 
 def _prepare_one(path: str, method: str, fixes: tuple, skip_bad: bool):
-    """Worker: one file -> (name, bodies (T, V, C, M), frame50 (C, 50, V, M)) or (None, message)."""
+    """Worker: one file -> (name, bodies (T, V, C, M), frame50 (C, 50, V, M)), (None, message) for a
+    malformed file, or (None, None, name) for an empty clip (`data_prep.empty`)."""
     try:
         bodies = select_bodies(read_skeleton(path), method, fixes)
     except UserError as err:
         if skip_bad:
             return None, str(err)
         raise
-    return Path(path).name[: -len(".skeleton")], bodies, frame50(bodies)
+    name = Path(path).name[: -len(".skeleton")]
+    if is_empty(bodies):
+        return None, None, name
+    return name, bodies, frame50(bodies)
 
 
 def list_samples(raw: Path, dataset: str, missing: frozenset[str], limit: int | None):

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.empty import empty_counts, is_empty
 from data_prep.errors import UserError
 
 V, C, M = 25, 3, 2
 ROW = V * C * M                    # 150 numbers per frame
 MAX_FRAMES = 300
 PKU_CLASSES = {1: 51, 2: 41}
+NUM_LABELS = 51                    # PKU-MMD's action ids run from 1 to 51 (both phases)
 PROTOCOL_FILES = {1: {"xsub": "cross-subject.txt", "xview": "cross-view.txt"},
                   2: {"xsub": "cross_subject_v2.txt", "xview": "cross_view_v2.txt"}}
 VIEW_CODES = {"L": 1, "M": 2, "R": 3}          # 0: the name carries no view suffix
@@ -37,27 +39,45 @@ def video_view(name: str) -> int:
     return VIEW_CODES[match.group(1)] if match else 0
 
 
+_NUMBER_CHARS = b"0123456789.-+eE \t\r\n\x0b\x0c"
+_DECIMAL_RE = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER_RE = re.compile(r"[+-]?\d{1,12}(\.0*)?")
+COORD_LIMIT = 1.0e4                # metres: a Kinect sees under 10 m, so any larger value is corrupt
+
+
+def _bad_token(raw: bytes, path: str) -> UserError:
+    """The first token that is not a decimal number, by line (error path only)."""
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        for token in line.split():
+            if token.translate(None, _NUMBER_CHARS) or not _DECIMAL_RE.fullmatch(token):
+                return UserError(f"{path}, line {number}: expected a number but found "
+                                 f"'{token.decode('ascii', 'replace')[:40]}'; re-extract the file or remove it")
+    return UserError(f"{path}: could not be parsed as numbers; re-extract the file or remove it")
+
+
+def _tokens_per_line(raw: bytes) -> np.ndarray:
+    """Whitespace-separated tokens on each line (lines split at LF; a final line without LF counts)."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    space = buf <= 32
+    starts = np.flatnonzero(~space & np.concatenate(([True], space[:-1])))
+    newlines = np.flatnonzero(buf == 10)
+    lines = newlines.size + (0 if raw.endswith(b"\n") else 1)
+    return np.bincount(np.searchsorted(newlines, starts), minlength=lines)
+
+
 def _numbers(raw: bytes, path: str) -> np.ndarray:
     """Every whitespace-separated number of the file, parsed in one call; `UserError` at a bad token."""
+    if raw.translate(None, _NUMBER_CHARS):
+        raise _bad_token(raw, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             values = np.fromstring(raw.decode("ascii"), sep=" ")
-        tokens = len(raw.split())
-        if values.size == tokens and np.isfinite(values).all():
-            return values
-    except (UnicodeDecodeError, ValueError):
-        pass
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        for token in line.split():
-            try:
-                ok = np.isfinite(float(token))
-            except ValueError:
-                ok = False
-            if not ok:
-                raise UserError(f"{path}, line {number}: expected a number but found "
-                                f"'{token.decode('ascii', 'replace')[:40]}'; re-extract the file or remove it")
-    raise UserError(f"{path}: could not be parsed as numbers; re-extract the file or remove it")
+    except ValueError:
+        values = None
+    if values is None or values.size != len(raw.split()):
+        raise _bad_token(raw, path)
+    return values
 
 
 def read_skeleton(path: str | os.PathLike) -> np.ndarray:
@@ -67,17 +87,23 @@ def read_skeleton(path: str | os.PathLike) -> np.ndarray:
         raw = Path(path).read_bytes()
     except OSError as err:
         raise UserError(f"{path}: cannot be read ({err.strerror}); check the path and permissions") from None
-    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1)
     values = _numbers(raw, path)
     if values.size == 0:
         raise UserError(f"{path}, line 1: expected {ROW} numbers per frame but the file is empty; "
                         f"re-extract it or remove it (and its label file)")
-    if values.size != lines * ROW:
-        for number, line in enumerate(raw.split(b"\n"), start=1):
-            count = len(line.split())
-            if count != ROW and (count or number < lines):
-                raise UserError(f"{path}, line {number}: expected {ROW} numbers (2 bodies x 25 joints x 3) "
-                                f"but found {count}; the file is truncated or malformed, re-extract it")
+    per_line = _tokens_per_line(raw)
+    wrong = np.flatnonzero(per_line != ROW)
+    if wrong.size:                      # every line holds one frame; only a last empty line may differ
+        number = int(wrong[0])
+        if per_line[number] or number < per_line.size - 1:
+            raise UserError(f"{path}, line {number + 1}: expected {ROW} numbers (2 bodies x 25 joints x 3) "
+                            f"but found {int(per_line[number])}; the file is truncated or malformed, re-extract it")
+    bad = ~(np.abs(values) <= COORD_LIMIT)                      # NaN and inf fail too
+    if bad.any():
+        at = int(np.argmax(bad))
+        raise UserError(f"{path}, line {at // ROW + 1}: expected joint coordinates within +-{COORD_LIMIT:g} m "
+                        f"(a Kinect sees under 10 m) but found {values[at]!r}; the file is corrupt, "
+                        f"re-extract it or remove it (and its label file)")
     frames = values.reshape(-1, M, V, C).astype(np.float32)
     return np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
 
@@ -95,17 +121,15 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         if not line:
             continue
         fields = [f.strip() for f in line.split(",")]
-        try:
-            values = [int(float(f)) for f in fields]
-            ok = len(values) == 4 and all(float(f) == int(float(f)) for f in fields)
-        except ValueError:
-            ok = False
+        ok = len(fields) == 4 and all(_INTEGER_RE.fullmatch(f) for f in fields)
         if ok:
+            values = [int(f.split(".")[0]) for f in fields]
             label, start, end, _ = values
-            ok = label >= 1 and 1 <= start <= end
+            ok = 1 <= label <= NUM_LABELS and 1 <= start <= end
         if not ok:
-            raise UserError(f"{path}, line {number}: expected 'label,start,end,confidence' (integers, label >= 1, "
-                            f"1 <= start <= end) but found '{line[:60]}'; fix or remove the line")
+            raise UserError(f"{path}, line {number}: expected 'label,start,end,confidence' (integers of up to "
+                            f"12 digits, 1 <= label <= {NUM_LABELS}, 1 <= start <= end) but found '{line[:60]}'; fix or remove "
+                            f"the line")
         rows.append(values)
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
@@ -217,6 +241,7 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
         counts["protocols_missing"] = {p: f"no {name} in {splits}" for p, name in missing_protocols.items()}
 
     names, label_col, video_col, view_col, start_col, end_col, bodies_out = [], [], [], [], [], [], []
+    empty: list[str] = []
     items = label_files
     if progress:
         from tqdm import tqdm
@@ -236,6 +261,9 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
                 counts["segments_clipped"] += 1
                 end = frames.shape[0]
             lo, hi = segment_rows(int(start), int(end))
+            if is_empty(frames[lo:hi]):
+                empty.append(f"{video}_{k + 1:03d}")
+                continue
             counts["segments_cropped_to_300"] += int(end - start + 1 > MAX_FRAMES)
             bodies_out.append(_bodies_of(frames[lo:hi], bodies))
             names.append(f"{video}_{k + 1:03d}")
@@ -247,6 +275,7 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
     samples = {"name": np.array(names, dtype=object), "label": np.array(label_col, dtype=np.int64),
                "video": np.array(video_col, dtype=np.int64), "view": np.array(view_col, dtype=np.int64),
                "start": np.array(start_col, dtype=np.int64), "end": np.array(end_col, dtype=np.int64)}
+    counts.update(empty_counts(empty))
     sample_video = np.array([labelled[v] for v in video_col], dtype=object)
     split_index = {}
     for protocol, (train, test) in protocol_lists.items():

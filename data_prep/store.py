@@ -19,6 +19,7 @@ import numpy as np
 
 from data_prep import __version__
 from data_prep.atomic import atomic_path
+from data_prep.checksums import content_problems, implausible_size, write_content_checksums
 from data_prep.errors import UserError
 
 FORMAT_VERSION = 1
@@ -171,6 +172,7 @@ class StoreWriter:
             elif isinstance(value, Path):
                 value = str(value)
             f.attrs[key] = value
+        write_content_checksums(f)
         self._stack.close()          # closes the file, fsyncs and renames `.partial` over `out`
         return self.out
 
@@ -243,7 +245,10 @@ def _attr_json(f: h5py.File, key: str, default):
 
 
 def _finite_blocks(ds: h5py.Dataset) -> int:
-    """Number of non-finite values in `ds`, read in blocks."""
+    """Number of non-finite values in `ds`, read in blocks (0 for a dataset whose size is implausible:
+    `content_problems` reports it)."""
+    if implausible_size(ds):
+        return 0
     bad = 0
     step = max(1, 16_000_000 // max(1, int(np.prod(ds.shape[1:]))))
     for lo in range(0, ds.shape[0], step):
@@ -251,97 +256,117 @@ def _finite_blocks(ds: h5py.Dataset) -> int:
     return bad
 
 
+@contextlib.contextmanager
+def damaged_store_guard(path):
+    """Whatever h5py raises while reading a store whose metadata is damaged becomes one `UserError`."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError,
+            UnicodeError) as err:
+        raise UserError(f"{path}: the HDF5 file is damaged and cannot be read ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:100] if str(err) else ''}); re-create it with hiclr-prep "
+                        f"or restore a copy") from None
+
+
 def verify_store(path: str | os.PathLike) -> list[str]:
-    """Every problem found in the store (empty list: the file is sound)."""
+    """Every problem found in the store (empty list: the file is sound), the content checksums included."""
+    with damaged_store_guard(path), open_store(path) as f:
+        problems = _problems(f)
+        return problems + content_problems(f) if problems != ["/samples/name is missing"] else problems
+
+
+def _problems(f: h5py.File) -> list[str]:
+    """`verify_store`'s structural checks on an open store."""
     problems: list[str] = []
-    with open_store(path) as f:
-        if "samples" not in f or "name" not in f["samples"]:
-            return ["/samples/name is missing"]
-        samples = f["samples"]
-        names = samples["name"].asstr()[()]
-        n = len(names)
-        for key in samples:
-            if samples[key].shape != (n,):
-                problems.append(f"/samples/{key} has shape {samples[key].shape}, expected ({n},)")
-        if len(set(names)) != n:
-            problems.append(f"/samples/name holds {n - len(set(names))} duplicate names")
-        num_classes = int(f.attrs.get("num_classes", 0))
-        if "label" not in samples:
-            problems.append("/samples/label is missing")
+    if "samples" not in f or "name" not in f["samples"]:
+        return ["/samples/name is missing"]
+    samples = f["samples"]
+    names = samples["name"].asstr()[()]
+    n = len(names)
+    for key in samples:
+        if samples[key].shape != (n,):
+            problems.append(f"/samples/{key} has shape {samples[key].shape}, expected ({n},)")
+    if len(set(names)) != n:
+        problems.append(f"/samples/name holds {n - len(set(names))} duplicate names")
+    num_classes = int(f.attrs.get("num_classes", 0))
+    if "label" not in samples:
+        problems.append("/samples/label is missing")
+    else:
+        labels = samples["label"][()]
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            problems.append(f"/samples/label spans {labels.min()}..{labels.max()}, "
+                            f"outside 0..{num_classes - 1} (num_classes = {num_classes})")
+
+    if "views/frame50" not in f:
+        problems.append("/views/frame50 is missing")
+    else:
+        ds = f["views/frame50"]
+        if ds.shape != (n,) + FRAME50_SHAPE or ds.dtype != np.float32:
+            problems.append(f"/views/frame50 is {ds.dtype} {ds.shape}, expected float32 {(n,) + FRAME50_SHAPE}")
         else:
-            labels = samples["label"][()]
-            if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-                problems.append(f"/samples/label spans {labels.min()}..{labels.max()}, "
-                                f"outside 0..{num_classes - 1} (num_classes = {num_classes})")
+            bad = _finite_blocks(ds)
+            if bad:
+                problems.append(f"/views/frame50 holds {bad} non-finite values")
 
-        if "views/frame50" not in f:
-            problems.append("/views/frame50 is missing")
+    if "raw" in f:
+        raw = f["raw"]
+        if not all(k in raw for k in ("data", "offset", "length")):
+            problems.append("/raw must hold data, offset and length")
         else:
-            ds = f["views/frame50"]
-            if ds.shape != (n,) + FRAME50_SHAPE or ds.dtype != np.float32:
-                problems.append(f"/views/frame50 is {ds.dtype} {ds.shape}, expected float32 {(n,) + FRAME50_SHAPE}")
-            else:
-                bad = _finite_blocks(ds)
-                if bad:
-                    problems.append(f"/views/frame50 holds {bad} non-finite values")
+            data, offset, length = raw["data"], raw["offset"][()], raw["length"][()]
+            if data.shape[1:] != RAW_SHAPE:
+                problems.append(f"/raw/data has rows of shape {data.shape[1:]}, expected {RAW_SHAPE}")
+            if offset.shape != (n,) or length.shape != (n,):
+                problems.append(f"/raw/offset and /raw/length must have shape ({n},)")
+            elif n:
+                expected = np.concatenate(([0], np.cumsum(length)[:-1]))
+                if (length < 0).any() or not np.array_equal(offset, expected) \
+                        or int(length.sum()) != data.shape[0]:
+                    problems.append("/raw/offset and /raw/length do not tile /raw/data")
+            bad = _finite_blocks(data)
+            if bad:
+                problems.append(f"/raw/data holds {bad} non-finite values")
 
-        if "raw" in f:
-            raw = f["raw"]
-            if not all(k in raw for k in ("data", "offset", "length")):
-                problems.append("/raw must hold data, offset and length")
-            else:
-                data, offset, length = raw["data"], raw["offset"][()], raw["length"][()]
-                if data.shape[1:] != RAW_SHAPE:
-                    problems.append(f"/raw/data has rows of shape {data.shape[1:]}, expected {RAW_SHAPE}")
-                if offset.shape != (n,) or length.shape != (n,):
-                    problems.append(f"/raw/offset and /raw/length must have shape ({n},)")
-                elif n:
-                    expected = np.concatenate(([0], np.cumsum(length)[:-1]))
-                    if (length < 0).any() or not np.array_equal(offset, expected) \
-                            or int(length.sum()) != data.shape[0]:
-                        problems.append("/raw/offset and /raw/length do not tile /raw/data")
-                bad = _finite_blocks(data)
-                if bad:
-                    problems.append(f"/raw/data holds {bad} non-finite values")
-
-        stored = _attr_json(f, "split_sha256", {})
-        declared_missing = _attr_json(f, "counts", {}).get("parts_missing", {})  # an import of one part
-        meta = {k: samples[k][()] for k in ("performer", "camera", "view") if k in samples}
-        if "splits" not in f or not len(f["splits"]):
-            problems.append("/splits holds no protocol")
-        for protocol in (f["splits"] if "splits" in f else []):
-            parts = {}
-            for part in ("train", "test"):
-                key = f"{protocol}/{part}"
-                if part not in f["splits"][protocol]:
-                    if part not in declared_missing.get(protocol, []):
-                        problems.append(f"/splits/{key} is missing")
-                    continue
-                index = f["splits"][protocol][part][()]
-                parts[part] = index
-                if index.dtype != np.int64:
-                    problems.append(f"/splits/{key} is {index.dtype}, expected int64")
-                if index.size and (np.diff(index) <= 0).any():
-                    problems.append(f"/splits/{key} is not sorted and unique")
-                if index.size and (index.min() < 0 or index.max() >= n):
-                    problems.append(f"/splits/{key} indexes outside 0..{n - 1}")
-                if key not in stored:
-                    problems.append(f"/splits/{key} has no stored sha256")
-                elif stored[key] != split_sha256(index):
-                    problems.append(f"/splits/{key} does not match its stored sha256")
-            if len(parts) == 2:
-                train, test = parts["train"], parts["test"]
-                both = np.intersect1d(train, test)
-                if both.size:
-                    problems.append(f"/splits/{protocol}: {both.size} samples are in both train and test")
-                in_range = lambda idx: idx[(idx >= 0) & (idx < n)]  # noqa: E731
-                column = {"xsub": "performer", "xview": "camera" if "camera" in meta else "view"}.get(protocol)
-                if column in meta:
-                    shared = np.intersect1d(meta[column][in_range(train)], meta[column][in_range(test)])
-                    if shared.size:
-                        what = {"performer": "subjects", "camera": "cameras", "view": "views"}[column]
-                        problems.append(f"/splits/{protocol}: {what} {shared.tolist()[:10]} are on both "
-                                        f"the train and the test side")
+    stored = _attr_json(f, "split_sha256", {})
+    declared_missing = _attr_json(f, "counts", {}).get("parts_missing", {})  # an import of one part
+    meta = {k: samples[k][()] for k in ("performer", "camera", "view") if k in samples}
+    if "splits" not in f or not len(f["splits"]):
+        problems.append("/splits holds no protocol")
+    for protocol in (f["splits"] if "splits" in f else []):
+        parts = {}
+        for part in ("train", "test"):
+            key = f"{protocol}/{part}"
+            if part not in f["splits"][protocol]:
+                if part not in declared_missing.get(protocol, []):
+                    problems.append(f"/splits/{key} is missing")
+                continue
+            index = f["splits"][protocol][part][()]
+            parts[part] = index
+            if index.dtype != np.int64:
+                problems.append(f"/splits/{key} is {index.dtype}, expected int64")
+            if index.size and (np.diff(index) <= 0).any():
+                problems.append(f"/splits/{key} is not sorted and unique")
+            if index.size and (index.min() < 0 or index.max() >= n):
+                problems.append(f"/splits/{key} indexes outside 0..{n - 1}")
+            if key not in stored:
+                problems.append(f"/splits/{key} has no stored sha256")
+            elif stored[key] != split_sha256(index):
+                problems.append(f"/splits/{key} does not match its stored sha256")
+        if len(parts) == 2:
+            train, test = parts["train"], parts["test"]
+            both = np.intersect1d(train, test)
+            if both.size:
+                problems.append(f"/splits/{protocol}: {both.size} samples are in both train and test")
+            in_range = lambda idx: idx[(idx >= 0) & (idx < n)]  # noqa: E731
+            column = {"xsub": "performer", "xview": "camera" if "camera" in meta else "view"}.get(protocol)
+            if column in meta:
+                shared = np.intersect1d(meta[column][in_range(train)], meta[column][in_range(test)])
+                if shared.size:
+                    what = {"performer": "subjects", "camera": "cameras", "view": "views"}[column]
+                    problems.append(f"/splits/{protocol}: {what} {shared.tolist()[:10]} are on both "
+                                    f"the train and the test side")
     return problems
 
 
@@ -354,7 +379,7 @@ def stored_class_names(f: h5py.File) -> list[str]:
 
 def store_summary(path: str | os.PathLike) -> dict:
     """Dataset, counts, classes, protocols with sizes, preset: what `hiclr-prep info` prints."""
-    with open_store(path) as f:
+    with damaged_store_guard(path), open_store(path) as f:
         labels = f["samples/label"][()] if "samples/label" in f else np.zeros(0, np.int64)
         protocols = {p: {part: int(f["splits"][p][part].shape[0])
                          for part in ("train", "test") if part in f["splits"][p]}

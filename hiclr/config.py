@@ -27,6 +27,7 @@ import yaml
 
 from data_prep.errors import UserError
 from data_prep.atomic import atomic_write_text
+from hiclr.config_rules import add_rules, check_values
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "run": {
@@ -135,8 +136,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
 STREAMS = ("joint", "motion", "bone")
 
 
-def extend_schema(section: str, defaults: dict[str, Any]) -> None:
-    """Add keys (with defaults) to a section, creating it if new; existing defaults are kept."""
+def extend_schema(section: str, defaults: dict[str, Any], rules: dict[str, Any] | None = None) -> None:
+    """Add keys (with defaults and their `hiclr.config_rules` rules) to a section, creating it if new;
+    existing defaults are kept."""
+    add_rules(section, defaults, rules)
     target = SCHEMA.setdefault(section, {})
     for key, value in defaults.items():
         target.setdefault(key, copy.deepcopy(value))
@@ -280,7 +283,8 @@ def apply_override(cfg: dict, item: str) -> None:
 
 
 def validate_values(cfg: dict) -> None:
-    """Cheap checks of values that would otherwise fail deep inside training."""
+    """The type and range of every key (`hiclr.config_rules`), then checks across keys."""
+    check_values(cfg, SCHEMA)
     stream = cfg["data"].get("stream")
     if stream not in STREAMS:
         raise UserError(f"data.stream is {stream!r}; use one of {', '.join(STREAMS)}")

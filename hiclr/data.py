@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
-from data_prep.store import open_store, store_summary
+from data_prep.store import damaged_store_guard, open_store, store_summary
 
 PARTS = ("train", "test", "all")
 _BLOCK = 1024  # rows read per slab: bounded memory, few HDF5 calls
@@ -84,7 +84,7 @@ def _read_rows(dset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
 def load_split(path, protocol: str | None, part: str, view: str = "frame50") -> Split:
     """Part "train", "test" or "all" (every sample; the protocol is then optional) of `protocol`."""
     path = Path(path)
-    with open_store(path) as f:
+    with damaged_store_guard(path), open_store(path) as f:
         views = _views(f)
         if view not in views:
             raise UserError(f"{path} has no view {view!r}; it has: {', '.join(views) or 'none'}")
@@ -108,7 +108,8 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
 def dataset_info(path, *, hash_file: bool = True) -> dict:
     """What the store holds (`store_summary`), as the reports record it: dataset, num_classes,
     protocols with part sizes, view shapes, counts, split checksums, class names, sha256."""
-    summary = store_summary(path)
+    with damaged_store_guard(path):
+        summary = store_summary(path)
     info = {
         "path": str(path),
         "format_version": summary["format_version"],

@@ -12,6 +12,7 @@ writes `encoder.pt` (the query backbone).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -91,6 +92,16 @@ def load_training_data(cfg: dict) -> TrainData:
     if len(split) == 0:
         raise UserError(f"{data['path']}: the {data['protocol']} training split is empty")
     x, labels, ids = split.x, split.labels, split.index
+    empty = ~x.flatten(1).ne(0).any(dim=1)       # clips without a non-zero coordinate (data_prep.empty)
+    if empty.any():
+        names = [split.names[i] for i in torch.nonzero(empty).flatten().tolist()]
+        if is_main_process():
+            print(f"note: {data['path']}: leaving out {len(names)} empty training clips (all coordinates 0: "
+                  f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); re-run hiclr-prep to skip "
+                  f"them in the store", file=sys.stderr)
+        x, labels, ids = x[~empty], labels[~empty], ids[~empty]
+        if len(x) == 0:
+            raise UserError(f"{data['path']}: every clip of the {data['protocol']} training split is empty")
     limit = data.get("max_samples")
     if limit is not None and int(limit) < len(x):
         g = torch.Generator().manual_seed(int(cfg["run"]["seed"]))
@@ -103,7 +114,7 @@ def run_dir_of(cfg: dict) -> Path:
     return Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
 
 
-def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False,
+def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force: bool = False,
              run_dir: str | Path | None = None) -> TrainResult:
     """Pre-train one encoder as `cfg` says; returns the engine's result (outputs["encoder"])."""
     data = load_training_data(cfg)
@@ -115,4 +126,4 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False,
     watch = CollapseWatch(cfg["run"].get("collapse_warning"), learner.collapse_loss())
     task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"], monitor=monitor, watch=watch)
     return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
-                 resume=resume, overwrite=overwrite)
+                 resume=resume, overwrite=overwrite, force=force)

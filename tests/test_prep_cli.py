@@ -159,7 +159,8 @@ def test_verify_reports_problems_with_exit_1(raw, tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", str(out)]) == 1
     text = capsys.readouterr().out
-    assert "non-finite" in text and "1 problem(s) found" in text
+    assert "non-finite" in text and "/views/frame50 does not match its stored sha256" in text
+    assert "2 problem(s) found" in text
 
 
 def test_info_and_verify_on_bad_files_fail_with_one_sentence(tmp_path, capsys):

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                        for p, s in summary["splits"].items())
     print(f"import {args.kind}: {summary['samples']} samples of {summary['dataset']} ({summary['num_classes']} "
           f"classes) -> {args.out} (train/test {splits}; "
-          f"{'raw + frame50' if summary['raw'] else 'frame50 only'}) in {time.perf_counter() - start:.1f} s")
+          f"{'raw + frame50' if summary['raw'] else 'frame50 only'}; skipped {summary['skipped_empty']} empty) "
+          f"in {time.perf_counter() - start:.1f} s")
     for protocol, parts in summary["missing_parts"].items():
         print(f"note: protocol {protocol} has no {' and no '.join(parts)} part (no --{parts[0]}-data given): "
               f"pre-training works, linear/kNN evaluation of {protocol} needs both parts")

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     summary = prepare_pkummd(args.phase, args.skeletons, args.labels, args.splits, args.out,
                              bodies=args.bodies, progress=True)
     splits = ", ".join(f"{p} {s['train']}/{s['test']}" for p, s in summary["splits"].items())
-    skipped = {k: v for k, v in summary["counts"].items() if v and k.startswith("segments")}
+    skipped = {k: v for k, v in summary["counts"].items() if v and k.startswith(("segments", "skipped"))}
     for protocol, why in summary["protocols_missing"].items():
         print(f"note: protocol {protocol} is not built ({why}); add its split file and re-run for it")
     print(f"pkummd: {summary['samples']} samples from {summary['videos']} videos -> {args.out} "

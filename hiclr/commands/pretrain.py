@@ -14,8 +14,9 @@ EPILOG = """examples:
   torchrun --nproc-per-node 4 -m hiclr.cli pretrain --config configs/ntu60/xsub/pretrain_joint.yaml
 
 Writes OUT/RUN/: config.yaml (resolved), metrics.jsonl, last.pt (every epoch), epoch_XXX.pt
-(every run.save_every epochs) and encoder.pt (the backbone, at the end). Ctrl-C or SIGTERM
-finishes the current step, saves last.pt and exits; --resume continues exactly from there.
+(every run.save_every epochs) and encoder.pt (the backbone, at the end), each with a checksum.
+Ctrl-C or SIGTERM finishes the current step, saves last.pt and exits; --resume continues exactly
+from the newest good checkpoint, and refuses a changed config (naming the keys) unless --force.
 optim.batch_size is the global batch: under torchrun each rank takes batch_size / ranks.
 """
 
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs (optim.epochs)")
     parser.add_argument("--out", metavar="DIR", help="output root; the run goes to DIR/<run.name> (run.out)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+    parser.add_argument("--force", action="store_true",
+                        help="with --resume: continue although config values differ from the checkpoint's "
+                             "(the changes are recorded in metrics.jsonl)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh even if the run directory already holds a checkpoint")
     parser.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (engine.device)")
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     start = time.perf_counter()
     try:
-        result = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
+        result = pretrain(cfg, resume=args.resume, overwrite=args.overwrite, force=args.force)
     except Interrupted as stop:
         print(f"hiclr: {stop}", file=sys.stderr)
         return stop.exit_code

@@ -6,11 +6,13 @@ A training checkpoint (`last.pt`, `epoch_XXX.pt`) is a dict of plain types and t
     encoder, the queue, its ids and pointer, all registered as buffers), optimizer, scheduler,
     epoch (completed epochs), step (optimizer steps done), steps_per_epoch, world_size,
     rng {torch, cuda, numpy, python}, generators {augment (the running epoch's augmentation
-    generator), augment_device}, task (the task's own state, if any), config (the resolved config).
+    generator), augment_device}, task (the task's own state, if any), config (the resolved config),
+    data (a fingerprint of the training split), checksum (sha256 of all the rest, verified on load).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -23,26 +25,78 @@ from data_prep.atomic import atomic_write
 from data_prep.errors import UserError
 
 FORMAT = "hiclr-checkpoint/1"
+CHECKSUM_KEY = "checksum"        # sha256 of everything else in the payload (`payload_sha256`)
+
+
+class DamagedCheckpoint(UserError):
+    """A checkpoint that cannot be read or whose contents do not match its checksum."""
+
+
+def payload_sha256(obj: Any) -> str:
+    """sha256 over a payload of tensors and plain types, in a fixed order: keys sorted, each tensor as
+    dtype, shape and bytes, each plain value by type and repr. Any changed bit changes it."""
+    digest = hashlib.sha256()
+
+    def feed(value) -> None:
+        if torch.is_tensor(value):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"t{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            digest.update(f"d{len(value)}".encode())
+            for key in sorted(value, key=repr):
+                digest.update(f"k{key!r}".encode())
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"{'l' if isinstance(value, list) else 'u'}{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"v{type(value).__name__}:{value!r}".encode())
+
+    feed(obj)
+    return digest.hexdigest()
+
+
+def with_checksum(obj: dict) -> dict:
+    """`obj` plus its `payload_sha256` under `CHECKSUM_KEY`."""
+    body = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+    return {**body, CHECKSUM_KEY: payload_sha256(body)}
+
+
+def verify_checksum(obj: dict, path: str | os.PathLike) -> dict:
+    """`obj` if its checksum matches (or it predates checksums), else `DamagedCheckpoint` naming `path`."""
+    stored = obj.get(CHECKSUM_KEY) if isinstance(obj, dict) else None
+    if stored is not None:
+        body = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+        if payload_sha256(body) != stored:
+            raise DamagedCheckpoint(f"{path} is damaged: its contents do not match the checksum it was "
+                                    f"saved with (a flipped or overwritten byte); use another checkpoint")
+    return obj
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to `<path>.partial`, fsync, then rename over `path` (a crash never leaves half a file)."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    """torch.save (with a checksum of the contents) to `<path>.partial`, fsync, then rename over `path`
+    (a crash never leaves half a file)."""
+    payload = with_checksum(obj) if isinstance(obj, dict) else obj
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a training checkpoint safely (weights only); a missing or foreign file is a `UserError`."""
+    """Load a training checkpoint safely (weights only) and verify its checksum; a missing, foreign
+    or damaged file is a `UserError` (`DamagedCheckpoint` for an unreadable or mismatching one)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; start the run without --resume")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets one sentence
-        raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}: {err}); "
-                        "it may be truncated or not a hiclr checkpoint") from None
+        raise DamagedCheckpoint(f"cannot read checkpoint {path} ({type(err).__name__}: "
+                                f"{str(err).strip().splitlines()[0][:100] if str(err).strip() else ''}); "
+                                "it may be truncated or not a hiclr checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a hiclr training checkpoint (format {FORMAT} expected)")
-    return ckpt
+    return verify_checksum(ckpt, path)
 
 
 def capture_rng() -> dict:

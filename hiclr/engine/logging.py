@@ -3,13 +3,16 @@
 Lines are `{"kind": "step", "epoch", "step", "loss", "lr", "samples_per_s", ...}` every
 `run.log_every` optimizer steps and `{"kind": "epoch", "epoch", "step", "loss", ..., "time_s"}` at
 the end of each epoch (means over the epoch; `epoch` counts completed epochs). On `--resume` the
-lines written after the checkpoint's step are dropped, so the file reads as one uninterrupted run.
+lines written after the checkpoint's step are dropped, so the file reads as one uninterrupted run,
+and so is a torn line (a kill mid-write); a forced resume adds `{"kind": "resume", "forced": true,
+"changed": {key: [old, new]}}`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from data_prep.atomic import atomic_write_text
 
@@ -23,8 +26,10 @@ class MetricsLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept, torn = _records_up_to(self.path, resume_step)
+            if torn:
+                print(f"note: {self.path}: dropped {torn} torn or unreadable line(s) (a kill mid-write)",
+                      file=sys.stderr)
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
@@ -53,6 +58,28 @@ class MetricsLog:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _records_up_to(path: Path, step: int) -> tuple[list[str], int]:
+    """(lines of `path` whose step is <= `step`, number of lines that are not a JSON object)."""
+    kept, torn = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn += 1
+            continue
+        if not isinstance(record, dict):
+            torn += 1
+        elif _as_step(record.get("step", 0)) <= step:
+            kept.append(line)
+    return kept, torn
+
+
+def _as_step(value) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else float("inf")
 
 
 def _plain(value):

@@ -60,6 +60,8 @@ from torch import nn
 from data_prep.errors import UserError
 from hiclr.config import save_config
 from hiclr.engine.checkpoint import FORMAT, atomic_save, capture_rng, load_checkpoint, restore_rng
+from hiclr.engine.resume import (complete_snapshot, config_changes, data_fingerprint, describe_changes,
+                                 find_checkpoint, remove_stale_partials)
 from hiclr.engine.distributed import DistInfo, any_rank, barrier, setup_distributed
 from hiclr.engine.logging import MetricsLog
 from hiclr.engine.schedule import build_optimizer, build_scheduler
@@ -109,7 +111,7 @@ class NonFiniteLoss(UserError):
 # --------------------------------------------------------------------------- the loop
 
 def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *,
-          resume: bool = False, overwrite: bool = False) -> TrainResult:
+          resume: bool = False, overwrite: bool = False, force: bool = False) -> TrainResult:
     run, opt, eng = cfg["run"], cfg["optim"], cfg["engine"]
     dist = setup_distributed(_device_kind(eng["device"]))
     device = resolve_device(eng["device"], dist)
@@ -119,6 +121,8 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     if run_dir is not None and not resume and not overwrite and last_path.exists():
         raise UserError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                         "or choose another run name / --out")
+    if run_dir is not None and dist.is_main and run_dir.is_dir():
+        remove_stale_partials(run_dir)
     if eng.get("deterministic") and device.type == "cuda":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -151,16 +155,34 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     optimizer = build_optimizer(params, opt)
     scheduler = build_scheduler(optimizer, opt, steps_per_epoch)
 
-    epoch, step, aug_state, partial = 0, 0, None, None
+    epoch, step, aug_state, partial, forced = 0, 0, None, None, {}
+    fingerprint = data_fingerprint(data.ids, data.labels, data.x)
     if resume:
-        ckpt = load_checkpoint(last_path, map_location="cpu")
+        if run_dir is None:
+            raise UserError("--resume needs a run directory")
+        ckpt, found = find_checkpoint(run_dir)
+        changes = config_changes(ckpt.get("config"), cfg)
+        if ckpt.get("data") not in (None, fingerprint):
+            changes["training data"] = (ckpt["data"], fingerprint)
+        if changes and not force:
+            raise UserError(f"{found} was written with another config: {describe_changes(changes)}; resume "
+                            f"with the run's own config ({run_dir / 'config.yaml'}) or pass --force to continue "
+                            f"with the new values (recorded in metrics.jsonl)")
+        forced = changes
         if ckpt["steps_per_epoch"] != steps_per_epoch or ckpt["world_size"] != world:
-            raise UserError(f"{last_path} was written with {ckpt['steps_per_epoch']} steps per epoch on "
+            raise UserError(f"{found} was written with {ckpt['steps_per_epoch']} steps per epoch on "
                             f"{ckpt['world_size']} rank(s), this run has {steps_per_epoch} on {world}; "
                             "resume with the same data, batch size and number of ranks")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err)[:160])
+            raise UserError(f"{found} does not fit this run's model or optimizer ({detail}); the model's "
+                            f"shape cannot change on resume, even with --force") from None
+        if dist.is_main:
+            complete_snapshot(run_dir, found, ckpt, int(run.get("save_every") or 0))
         if hasattr(task, "load_state_dict") and ckpt.get("task") is not None:
             task.load_state_dict(ckpt["task"])
         epoch, step = ckpt["epoch"], ckpt["step"]
@@ -186,6 +208,11 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
         save_config(cfg, run_dir / "config.yaml")
     log = MetricsLog(run_dir, resume_step=step if resume else None, tensorboard=eng.get("tensorboard", "auto"),
                      enabled=dist.is_main)
+    if forced:
+        if dist.is_main:
+            print(f"warning: --force: resuming with changed {describe_changes(forced)}", file=sys.stderr)
+        log.write({"kind": "resume", "epoch": epoch, "step": step, "forced": True,
+                   "changed": {k: [str(a), str(b)] for k, (a, b) in forced.items()}})
     bar = _progress(total_steps, step, enabled=bool(eng.get("progress", True)) and dist.is_main)
     log_every = max(1, int(run.get("log_every", 50)))
     finite = FiniteWatch(device)
@@ -218,7 +245,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     with autocast():
                         loss, metrics = task.step(wrapped, batch, gen, epoch)
                     loss_value = loss.detach().float()
-                    finite.record(loss_value, step + 1)     # on the device: no host sync per step
+                    finite.record(loss_value, step + 1, batch.x)   # on the device: no host sync per step
                     lr = optimizer.param_groups[0]["lr"]   # the lr this step uses
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -235,7 +262,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     for key, value in values.items():
                         sums[key] = sums.get(key, 0.0) + value
                     if step % log_every == 0:
-                        finite.check(dist, device, steps_per_epoch, last_path)
+                        finite.check(dist, device, steps_per_epoch, last_path, model, bf16)
                         rate = samples_window / max(1e-9, time.perf_counter() - t_window)
                         log.write({"kind": "step", "epoch": epoch, "step": step, "lr": lr,
                                    "samples_per_s": rate, **{k: float(v) for k, v in values.items()}})
@@ -245,9 +272,9 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     bar.update(1)
                     # (a stop during the epoch's last step is handled after the epoch's checkpoint)
                     if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
-                        finite.check(dist, device, steps_per_epoch, last_path)
+                        finite.check(dist, device, steps_per_epoch, last_path, model, bf16)
                         path = _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step,
-                                     steps_per_epoch, world, gen, dist,
+                                     steps_per_epoch, world, gen, dist, fingerprint=fingerprint,
                                      partial={"sums": {k: v.cpu() for k, v in sums.items()},
                                               "steps": epoch_steps})
                         name = stop.signal or "a signal on another rank"
@@ -256,7 +283,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                                           exit_code=143 if stop.signal == "SIGTERM" else 130)
 
                 # end of epoch: means, the task's own epoch metrics, then checkpoints
-                finite.check(dist, device, steps_per_epoch, last_path)
+                finite.check(dist, device, steps_per_epoch, last_path, model, bf16)
                 elapsed = time.perf_counter() - t_epoch
                 record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
                           "lr": lr if epoch_steps else optimizer.param_groups[0]["lr"], "time_s": elapsed,
@@ -272,12 +299,14 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                 log.write(record)
                 last_epoch_record = record
                 epoch += 1
-                _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch,
-                      world, gen, dist)
+                # the snapshot first: a kill between the two saves leaves last.pt one epoch behind,
+                # and resuming redoes that epoch (or completes the snapshot), never loses it
                 every = int(run.get("save_every") or 0)
                 if every and epoch % every == 0 and run_dir is not None:
                     _save(run_dir / f"epoch_{epoch:03d}.pt", model, optimizer, scheduler, task, cfg, epoch,
-                          step, steps_per_epoch, world, gen, dist)
+                          step, steps_per_epoch, world, gen, dist, fingerprint=fingerprint)
+                _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch,
+                      world, gen, dist, fingerprint=fingerprint)
                 if any_rank(stop.signal is not None, dist, device):
                     raise Interrupted(f"interrupted by {stop.signal or 'a signal'} after epoch {epoch}; saved "
                                       f"{last_path}; continue with --resume",
@@ -306,14 +335,19 @@ class FiniteWatch:
     def __init__(self, device: torch.device):
         self.step = torch.full((), -1, dtype=torch.long, device=device)
         self.value = torch.zeros((), device=device)
+        self.bad_inputs = torch.zeros((), dtype=torch.long, device=device)   # at that step
 
-    def record(self, loss_value: torch.Tensor, step: int) -> None:
+    def record(self, loss_value: torch.Tensor, step: int, x: torch.Tensor | None = None) -> None:
         first = ~torch.isfinite(loss_value) & (self.step < 0)
         self.step.masked_fill_(first, step)
         self.value = torch.where(first, loss_value, self.value)
+        if x is not None:
+            self.bad_inputs = torch.where(first, (~torch.isfinite(x)).sum(), self.bad_inputs)
 
-    def check(self, dist: DistInfo, device: torch.device, steps_per_epoch: int, last_path) -> None:
-        """Raise `NonFiniteLoss` (on every rank) if any rank has seen a non-finite loss."""
+    def check(self, dist: DistInfo, device: torch.device, steps_per_epoch: int, last_path,
+              model: nn.Module | None = None, bf16: bool = False) -> None:
+        """Raise `NonFiniteLoss` (on every rank) if any rank has seen a non-finite loss, naming the
+        cause (`_non_finite_cause`)."""
         step = int(self.step)
         if not any_rank(step >= 0, dist, device):
             return
@@ -324,11 +358,11 @@ class FiniteWatch:
         raise NonFiniteLoss(
             f"the loss is {float(self.value)} at epoch {epoch + 1}, step {step} (batch {batch + 1} of "
             f"{steps_per_epoch}); stopped without saving, the last good checkpoint is "
-            f"{_describe_last(last_path)}; lower optim.lr or use engine.precision=fp32")
+            f"{_describe_last(last_path)}; {_non_finite_cause(int(self.bad_inputs), model, bf16)}")
 
 
 def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist,
-          partial=None):
+          partial=None, fingerprint=None):
     """Write a training checkpoint (rank 0 only); returns its path (None when not saving)."""
     if path is None or not dist.is_main:
         return path
@@ -346,6 +380,7 @@ def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_e
         "generators": {"augment": gen.get_state(), "augment_device": str(gen.device)},
         "partial_epoch": partial,
         "config": cfg,
+        "data": fingerprint,
     }, path)
     return path
 
@@ -353,7 +388,10 @@ def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_e
 def _describe_last(path: Path | None) -> str:
     if path is None or not path.exists():
         return "none (no epoch finished yet)"
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = load_checkpoint(path)
+    except UserError:
+        return f"{path} (unreadable)"
     return f"{path} (epoch {ckpt['epoch']}, step {ckpt['step']})"
 
 
@@ -388,6 +426,19 @@ def captures_cuda_graphs(options: dict | None) -> bool:
     """True for the compile modes that record CUDA graphs (on CUDA): every step must then have the
     same shapes, so the engine drops the last partial batch."""
     return options is not None and options.get("mode") in ("reduce-overhead", "max-autotune")
+
+
+def _non_finite_cause(bad_inputs: int, model: nn.Module | None, bf16: bool) -> str:
+    """What to do about a non-finite loss: bad input, bad weights, or the numerics (lr, bf16).
+    bad_inputs: the number of non-finite input values of the step whose loss was not finite."""
+    if bad_inputs:
+        return (f"that step's batch itself holds {bad_inputs} non-finite input values: the data is bad, "
+                f"check it with `hiclr-prep verify` and re-create it")
+    if model is not None and any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return "the weights are already non-finite: lower optim.lr (or set optim.grad_clip)"
+    if bf16:
+        return "the input and weights are finite: lower optim.lr or use engine.precision=fp32 (this run is bf16)"
+    return "the input and weights are finite and this run is fp32: lower optim.lr or set optim.grad_clip"
 
 
 def derive_seed(seed: int, epoch: int, stream: int) -> int:

@@ -136,6 +136,7 @@ def load_logits(run: str | os.PathLike) -> dict:
 from dataclasses import dataclass  # noqa: E402
 
 from hiclr.config import extend_schema  # noqa: E402
+from hiclr.config_rules import Flag, Int, ListOf, Stages, Text  # noqa: E402
 
 #: evaluation keys beyond the base schema (`eval.augment`: the augmentation of the fine-tune and
 #: of `--through-encoder`, stages in the format of configs/augment/; null or []: none).
@@ -146,7 +147,9 @@ EVAL_KEYS = {
     "augment": [[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
     "ensemble_runs": [],
 }
-extend_schema("eval", EVAL_KEYS)
+extend_schema("eval", EVAL_KEYS, rules={
+    "feature_batch_size": Int(1, 2**20), "through_encoder": Flag(), "standardize": Flag(),
+    "augment": Stages(), "ensemble_runs": ListOf(Text())})
 
 _SHA_CACHE: dict[tuple, str] = {}
 

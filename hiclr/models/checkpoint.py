@@ -69,6 +69,8 @@ def load_encoder_state(path) -> tuple[dict[str, torch.Tensor], dict | None, str 
                         "training checkpoint or a reference release checkpoint") from err
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state_dict; expected {_EXPECTED}")
+    from hiclr.engine.checkpoint import verify_checksum
+    verify_checksum(obj, path)                 # ours carry one; the reference release's do not
 
     if "format" in obj:
         if obj["format"] != FORMAT:
