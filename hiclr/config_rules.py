@@ -180,11 +180,12 @@ RULES: dict[str, dict[str, Any]] = {
         "name": Text(), "in_channels": Int(1, 1024), "width": Int(1, 4096), "dropout": Num(0, 1, ),
         "edge_importance": Flag(), "graph": Text(), "temporal_kernel": Int(1, 99),
         "init": Choice(("reference", "torch")),
+        "graph_conv": Choice(("auto", "conv_first", "aggregate_first")),
     },
     "ssl": {
         "objective": Text(), "dim": Int(1, 65536), "hidden": Int(1, 65536), "queue_size": Int(1, 2**24),
         "momentum": Num(0, 1), "temperature": Num(0, 100, lo_open=True), "mining_epoch": COUNT,
-        "fused_views": Flag(), "topk": POSITIVE, "key_init": Choice(("random", "copy")),
+        "fused_views": Either(Choice(("auto", "separate", "per_view", "shared")), Flag()), "topk": POSITIVE, "key_init": Choice(("random", "copy")),
         "head_norm": Choice(("none", "batch")), "options": Mapping(),
     },
     "augment": {
