@@ -9,7 +9,7 @@ import json
 BENCHES = {
     "prep": "parse raw .skeleton files: vectorised reader vs a per-line Python reader",
     "aug": "four-view growing augmentation: batched on-device vs per-sample numpy",
-    "train": "full pre-training steps, split into data / augmentation / model time",
+    "train": "pre-training steps: the reference formulation vs ours and each switch on / off",
     "linear": "100-epoch linear probe: cached features vs the frozen encoder every epoch",
 }
 
