@@ -132,10 +132,11 @@ def test_bad_dim_is_a_clear_error():
         GrowingPolicy.from_config([[{"name": "skele_adain", "axis": 1}]])
 
 
-@pytest.mark.parametrize("concat", [True, False])
-def test_views_concatenated_along_the_batch_each_roll_within_their_own_batch(concat):
+@pytest.mark.parametrize("concat, fuse", [(True, True), (True, False), (False, True)])
+def test_views_concatenated_along_the_batch_each_roll_within_their_own_batch(concat, fuse):
     x = clip()
-    policy = GrowingPolicy.from_config([[{"name": "skele_adain"}]], concat_views=concat, record=True)
+    policy = GrowingPolicy.from_config([[{"name": "skele_adain"}]], concat_views=concat,
+                                       fuse_linear=fuse, record=True)
     views = policy.views(x, gen(2), [0, 0, 0])
     for view in views:
         p = view.params["skele_adain"]
@@ -154,10 +155,12 @@ def test_the_strong_adain_config_puts_it_on_the_strongest_view_only():
 def test_the_planned_path_gives_the_views_of_the_plain_one():
     x = clip()
     planned = GrowingPolicy.from_yaml(MASK_ADAIN, record=True).views(x, gen(4), HICLR_VIEWS)
-    plain = GrowingPolicy.from_yaml(MASK_ADAIN, fuse_linear=False, record=True).views(x, gen(4), HICLR_VIEWS)
+    plain = GrowingPolicy.from_yaml(MASK_ADAIN, fuse_linear=False, record=True).views(x, gen(4),
+                                                                                      HICLR_VIEWS)
     for f, p in zip(planned, plain):
         torch.testing.assert_close(f.x, p.x, rtol=1e-10, atol=1e-10)
-    assert torch.equal(planned[3].params["skele_adain"]["partner"], plain[3].params["skele_adain"]["partner"])
+    drawn = [v.params["skele_adain"]["partner"] for v in (planned[3], plain[3])]
+    assert torch.equal(*drawn)
     assert torch.equal(planned[3].mask, plain[3].mask)  # the joint mask still rides along
 
 

@@ -28,8 +28,8 @@ Each op declares its ``kind``; the growing policy plans a whole view from the ki
 Defaults reproduce the reference release, quirks included; each quirk has a flag that fixes it
 (``SpatialFlip(mirror=True)``, ``Rotate(symmetric=True)``, ``GaussianBlur(normalize=True)``,
 ``JointMask(per_sample=True)``). Strong (S) augmentations: ``JointMask`` (model-side) and
-``SkeleAdaIN`` (a ``values`` op that mixes samples of one view's batch, hence batch-shared draws). ``register_augmentation(name)`` adds an op to ``AUGMENTATIONS``
-(the names the YAML policy uses).
+``SkeleAdaIN`` (a ``values`` op that mixes samples of one view's batch, hence batch-shared draws).
+``register_augmentation(name)`` adds an op to ``AUGMENTATIONS`` (the names the YAML policy uses).
 """
 
 from __future__ import annotations
