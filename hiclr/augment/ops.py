@@ -40,8 +40,8 @@ import torch
 
 __all__ = [
     "Augmentation", "TemporalCrop", "Shear", "SpatialFlip", "Rotate", "GaussianNoise",
-    "GaussianBlur", "AxisMask", "JointMask", "SkeleAdaIN", "apply_matrix", "take_indices", "NTU_FLIP_ORDER",
-    "AUGMENTATIONS", "KINDS", "register_augmentation",
+    "GaussianBlur", "AxisMask", "JointMask", "SkeleAdaIN", "apply_matrix", "take_indices",
+    "NTU_FLIP_ORDER", "AUGMENTATIONS", "KINDS", "register_augmentation",
 ]
 
 KINDS = ("index", "linear", "values", "model_side", "general")
