@@ -8,16 +8,16 @@ Build the released policy and draw HiCLR's four views::
 """
 
 from .ops import (AUGMENTATIONS, KINDS, NTU_FLIP_ORDER, Augmentation, AxisMask, GaussianBlur,
-                  GaussianNoise, JointMask, Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix,
-                  register_augmentation, take_indices)
+                  GaussianNoise, JointMask, Rotate, Shear, SkeleAdaIN, SpatialFlip, TemporalCrop,
+                  apply_matrix, register_augmentation, take_indices)
 from .policy import (HICLR_VIEWS, QUIRK_FIXES, SKELETONCLR_VIEWS, GrowingPolicy, View, ViewLayout,
                      build_augmentation)
 from .streams import NTU_BONES, NTU_PARENT, STREAMS, to_stream
 
 __all__ = [
     "AUGMENTATIONS", "KINDS", "NTU_FLIP_ORDER", "Augmentation", "AxisMask", "GaussianBlur",
-    "GaussianNoise", "JointMask", "Rotate", "Shear", "SpatialFlip", "TemporalCrop", "apply_matrix",
-    "register_augmentation", "take_indices",
+    "GaussianNoise", "JointMask", "Rotate", "Shear", "SkeleAdaIN", "SpatialFlip", "TemporalCrop",
+    "apply_matrix", "register_augmentation", "take_indices",
     "HICLR_VIEWS", "QUIRK_FIXES", "SKELETONCLR_VIEWS", "GrowingPolicy", "View", "ViewLayout",
     "build_augmentation",
     "NTU_BONES", "NTU_PARENT", "STREAMS", "to_stream",

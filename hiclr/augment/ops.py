@@ -27,8 +27,9 @@ Each op declares its ``kind``; the growing policy plans a whole view from the ki
 
 Defaults reproduce the reference release, quirks included; each quirk has a flag that fixes it
 (``SpatialFlip(mirror=True)``, ``Rotate(symmetric=True)``, ``GaussianBlur(normalize=True)``,
-``JointMask(per_sample=True)``). ``register_augmentation(name)`` adds an op to ``AUGMENTATIONS``
-(the names the YAML policy uses).
+``JointMask(per_sample=True)``). Strong (S) augmentations: ``JointMask`` (model-side) and
+``SkeleAdaIN`` (a ``values`` op that mixes samples of one view's batch, hence batch-shared draws).
+``register_augmentation(name)`` adds an op to ``AUGMENTATIONS`` (the names the YAML policy uses).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ import torch
 
 __all__ = [
     "Augmentation", "TemporalCrop", "Shear", "SpatialFlip", "Rotate", "GaussianNoise",
-    "GaussianBlur", "AxisMask", "JointMask", "apply_matrix", "take_indices", "NTU_FLIP_ORDER",
-    "AUGMENTATIONS", "KINDS", "register_augmentation",
+    "GaussianBlur", "AxisMask", "JointMask", "SkeleAdaIN", "apply_matrix", "take_indices",
+    "NTU_FLIP_ORDER", "AUGMENTATIONS", "KINDS", "register_augmentation",
 ]
 
 KINDS = ("index", "linear", "values", "model_side", "general")
@@ -512,3 +513,58 @@ class JointMask(Augmentation):
         mask = torch.zeros(groups, T, V, dtype=torch.bool, device=like.device)
         mask.scatter_(-1, chosen, True)
         return {"mask": mask[:, None, :, :, None].expand(n, 1, T, V, 1)}
+
+
+@register_augmentation("skele_adain")
+class SkeleAdaIN(Augmentation):
+    """SkeleAdaIN (S): every sample takes the per-channel "style" (mean, std) of another sample.
+
+    For every (sample, person) and channel, ``x`` is normalised by its own mean and standard
+    deviation over (T, V) and rescaled with those of its partner, the same person slot of the
+    batch rolled by ``n ~ U{1 .. N-2}`` (the reference's recipe: partner of sample i is
+    ``(i - n) mod N``, i.e. ``torch.roll(x, n, 0)[i]``)::
+
+        y = (x - mean_i) / std_i * std_p + mean_p,   std = sqrt(var + eps), var unbiased
+
+    ``dim="V"`` normalises over the joints only, per frame (statistics per (sample, channel,
+    frame, person)). One offset per batch, so the op is ``shared_across_batch``: concatenated
+    views each roll within their own block. A batch of 2 uses n = 1, a batch of 1 its own style
+    (``y = x`` up to rounding). Params ``offset`` (B,) (the same n in every row), ``partner``
+    (B,) (index of the partner in the batch); ``shift`` (B,) = partner - row (not recorded) is
+    what ``apply_`` reads, so the draw stays valid for the rows of concatenated views.
+    """
+
+    kind = "values"
+    shared_across_batch = True
+    not_recorded = ("shift",)
+
+    def __init__(self, dim: str = "TV", eps: float = 1e-5, record: bool = False):
+        super().__init__(record)
+        if dim not in ("TV", "V"):
+            raise ValueError(f"SkeleAdaIN dim must be 'TV' or 'V', not {dim!r}")
+        self.dim, self.eps = dim, float(eps)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim!r}, eps={self.eps}"
+
+    def draw(self, n, generator, like):
+        device = like.device
+        high = max(n - 2, 1) if n > 1 else 0  # the last valid offset, inclusive
+        offset = torch.randint(min(1, high), high + 1, (1,), generator=generator, device=device)
+        rows = torch.arange(n, device=device)
+        partner = (rows - offset) % n
+        return {"offset": offset.expand(n).clone(), "partner": partner, "shift": partner - rows}
+
+    def stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) of ``x`` (B, C, T, V, M) over (T, V) or V, kept as broadcastable dims."""
+        dims = (2, 3) if self.dim == "TV" else (3,)
+        var, mean = torch.var_mean(x, dim=dims, keepdim=True)  # unbiased, as torch.var
+        return mean, (var + self.eps).sqrt()
+
+    def apply_(self, x, params):
+        """Restyles every row of ``x`` in place; all statistics are taken before any write."""
+        mean, std = self.stats(x)
+        source = torch.arange(x.shape[0], device=x.device) + params["shift"]
+        scale = std.index_select(0, source) / std
+        x.sub_(mean).mul_(scale).add_(mean.index_select(0, source))
+        return x
