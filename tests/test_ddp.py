@@ -1,5 +1,7 @@
 """Two CPU processes (gloo) train a few steps with DDP: every queue receives both ranks' keys."""
 
+import datetime
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -29,7 +31,9 @@ class TinyBackbone(nn.Module):
 
 def train_rank(rank, init_file, out_dir):
     torch.set_num_threads(1)  # two processes on a shared CPU
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    # a bounded wait: a rank stuck in a collective fails the test instead of hanging the suite
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=120))
     try:
         torch.manual_seed(rank)  # different inits per rank: DDP must broadcast rank 0's state
         learner = ContrastiveLearner(TinyBackbone, "hiclr", dim=6, hidden=10, queue_size=QUEUE)
