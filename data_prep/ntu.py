@@ -363,6 +363,9 @@ class _Tokens:
                     except ValueError:
                         line = int(np.searchsorted(newlines, token_starts[k])) + 1
                         raise _fail(path, line, "a number", f"'{token.decode('ascii', 'replace')[:40]}'") from None
+                # every token is a number Python reads, but not the fast parser (e.g. 0.1e390): read
+                # them one by one; `_checked_coordinates` then refuses what is not finite or too large
+                values = np.array([float(raw[int(token_starts[k]): int(token_ends[k])]) for k in at.tolist()])
             return values.reshape(joint_lines.shape + (3,))
 
         tokens.xyz_fn = xyz
@@ -516,7 +519,7 @@ def _checked_coordinates(xyz: np.ndarray, joint_lines: np.ndarray, path: str) ->
         body, joint, axis = (int(i[0]) for i in np.nonzero(bad))
         raise _fail(path, int(joint_lines[body, joint]) + 1,
                     f"a joint coordinate within +-{COORD_LIMIT:g} m (a Kinect sees under 10 m)",
-                    f"{'xyz'[axis]} = {xyz[body, joint, axis]!r}")
+                    f"{'xyz'[axis]} = {float(xyz[body, joint, axis])!r}")
     return xyz.astype(np.float32)
 
 

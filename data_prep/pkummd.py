@@ -102,7 +102,7 @@ def read_skeleton(path: str | os.PathLike) -> np.ndarray:
     if bad.any():
         at = int(np.argmax(bad))
         raise UserError(f"{path}, line {at // ROW + 1}: expected joint coordinates within +-{COORD_LIMIT:g} m "
-                        f"(a Kinect sees under 10 m) but found {values[at]!r}; the file is corrupt, "
+                        f"(a Kinect sees under 10 m) but found {float(values[at])!r}; the file is corrupt, "
                         f"re-extract it or remove it (and its label file)")
     frames = values.reshape(-1, M, V, C).astype(np.float32)
     return np.ascontiguousarray(frames.transpose(0, 2, 3, 1))

@@ -241,3 +241,12 @@ def test_a_very_long_line_is_still_checked(tmp_path):
     lines = _lines(tmp_path)
     lines[6] = lines[6] + " 1" * 300
     _expect_error(tmp_path, "\n".join(lines), 7, ["12 joint fields"])
+
+
+def test_a_coordinate_only_python_reads_as_a_number_is_refused_in_one_sentence(tmp_path):
+    """`0.1e390` is a number to Python (inf) but not to the fast parser: one sentence naming the line."""
+    row = b"0.0 0.0 0.0 256.5 212.1 960.2 540.3 1 0 0 0 2\r\n"
+    path = tmp_path / "S001C001P001R001A001.skeleton"
+    path.write_bytes(b"1\r\n1\r\n0 0 1 1 1 1 0 0.01 -0.02 2\r\n25\r\n" + row * 6 + b"0.1e390" + row[3:] + row * 18)
+    with pytest.raises(UserError, match=r"line 11: expected a joint coordinate within \+-10000 m .* x = inf"):
+        read_skeleton(path)
