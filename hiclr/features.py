@@ -21,13 +21,15 @@ def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 2
     device = torch.device(device)
     was_training = encoder.training
     encoder.to(device).eval()
+    from data_prep.progress import progress as progress_of   # a bar on a terminal, lines in a log
+
     batches = range(0, len(x), batch_size)
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(batches, desc="features", unit="batch", leave=False)
+    out = []
     try:
-        out = [encoder(to_stream(x[i:i + batch_size].to(device, torch.float32), stream)).float().cpu()
-               for i in batches]
+        with progress_of(len(batches), desc="features", unit="batch", enabled=progress) as bar:
+            for i in batches:
+                out.append(encoder(to_stream(x[i:i + batch_size].to(device, torch.float32), stream)).float().cpu())
+                bar.update(1)
     finally:
         encoder.train(was_training)
     if not out:

@@ -58,3 +58,22 @@ def test_a_file_gets_lines_and_switched_off_progress_prints_nothing():
 
 def test_durations_read_as_hours_minutes_seconds():
     assert [format_duration(s) for s in (4.2, 75, 3725)] == ["4 s", "1 min 15 s", "1 h 2 min"]
+
+
+def test_feature_extraction_in_a_log_prints_lines_not_a_carriage_return_bar(monkeypatch, capsys):
+    import torch
+    from torch import nn
+
+    from hiclr.features import extract_features
+
+    class Mean(nn.Module):
+        feature_dim = 3
+
+        def forward(self, x):
+            return x.mean(dim=(2, 3, 4))
+
+    monkeypatch.setenv("HICLR_PROGRESS_SECONDS", "0")        # a line on every batch
+    features = extract_features(Mean(), torch.randn(10, 3, 4, 5, 2), batch_size=4, progress=True)
+    err = capsys.readouterr().err
+    assert features.shape == (10, 3)
+    assert "\r" not in err and "features: 3/3 batch" in err
