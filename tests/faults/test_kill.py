@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -40,16 +41,18 @@ def data(tmp_path_factory):
                             test_performer=4, num_classes=4)
 
 
-WALL_SECONDS: dict[str, float] = {}
+class Reference(NamedTuple):
+    """The uninterrupted run: its folder, and how long it took on this machine now."""
+    run: Path
+    seconds: float
 
 
 @pytest.fixture(scope="module")
-def reference(data, tmp_path_factory):
+def reference(data, tmp_path_factory) -> Reference:
     out = tmp_path_factory.mktemp("straight")
     start = time.perf_counter()
     subprocess.run(pretrain_cmd(data, out), env=ENV, check=True, capture_output=True, timeout=600)
-    WALL_SECONDS["run"] = time.perf_counter() - start   # what a whole run takes on this machine now
-    return out / "r"
+    return Reference(out / "r", time.perf_counter() - start)
 
 
 def kill_then_resume(data, out: Path, delay: float) -> int:
@@ -78,18 +81,14 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert not list(b.glob("*.partial"))
 
 
-def reference_seconds() -> float:
-    return WALL_SECONDS.get("run", 10.0)
-
-
-def run_kills(data, reference, tmp_path, count: int, seed: int) -> None:
+def run_kills(data, reference: Reference, tmp_path, count: int, seed: int) -> None:
     rng = random.Random(seed)
     kills = 0
     for k in range(count):
         out = tmp_path / f"kill{k}"
         # a moment inside the run, measured on this machine (start-up is about 40 % of it)
-        kills += kill_then_resume(data, out, rng.uniform(0.3, 0.95) * reference_seconds())
-        assert_same_run(reference, out / "r")
+        kills += kill_then_resume(data, out, rng.uniform(0.3, 0.95) * reference.seconds)
+        assert_same_run(reference.run, out / "r")
     assert kills >= 1                                                   # the runs were really cut
 
 
