@@ -21,14 +21,17 @@ Each op declares its ``kind``; the growing policy plans a whole view from the ki
 - ``values``: rewrites the values of (some) samples; implements ``apply_(x, params)``, in place on
   an ``x`` the caller owns. ``commutes_with_linear`` says whether a pending per-joint linear map
   may be applied after it.
-- ``model_side``: leaves the data alone; params ``mask`` (n, 1, T, V, 1) bool, True where the model
-  puts its learnable mask token.
+- ``model_side``: leaves the data alone; either params ``mask`` (n, 1, T, V, 1) bool, True where
+  the model puts its learnable mask token, or a method ``edges(params)`` giving the view's graph
+  perturbation, which the encoder applies to each block's adjacency (``DropAddEdges``,
+  ``hiclr/augment/edges.py``).
 - ``general``: anything else (implements ``apply``); the policy runs it as it is.
 
 Defaults reproduce the reference release, quirks included; each quirk has a flag that fixes it
 (``SpatialFlip(mirror=True)``, ``Rotate(symmetric=True)``, ``GaussianBlur(normalize=True)``,
-``JointMask(per_sample=True)``). Strong (S) augmentations: ``JointMask`` (model-side) and
-``SkeleAdaIN`` (a ``values`` op that mixes samples of one view's batch, hence batch-shared draws).
+``JointMask(per_sample=True)``). Strong (S) augmentations: ``JointMask`` (model-side),
+``SkeleAdaIN`` (a ``values`` op that mixes samples of one view's batch, hence batch-shared draws)
+and ``DropAddEdges`` (model-side, in ``edges.py``).
 ``register_augmentation(name)`` adds an op to ``AUGMENTATIONS`` (the names the YAML policy uses).
 """
 

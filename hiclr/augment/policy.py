@@ -74,7 +74,9 @@ QUIRK_FIXES: dict[str, dict[str, Any]] = {
 @dataclass
 class View:
     """One augmented view: ``x`` (B, C, T, V, M); ``mask`` None or bool (B, 1, T, V, 1), True where
-    the model puts its mask token; ``params`` (when recording) what was drawn, per sample:
+    the model puts its mask token; ``edges`` None or the view's graph perturbation (an object with
+    ``perturb(adjacency, block)``, e.g. ``EdgePerturbation`` of ``drop_add_edges``), handed to the
+    encoder call; ``params`` (when recording) what was drawn, per sample:
 
     - ``matrix`` (B, 3, 3): the composed geometric map A (x' = A x over all linear ops of the
       view, in order: e.g. Rz Ry Rx H); identity when the view has none.
@@ -87,6 +89,7 @@ class View:
     x: torch.Tensor
     mask: torch.Tensor | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    edges: Any = None
 
 
 def build_augmentation(item: Mapping[str, Any], reference_quirks: bool = True) -> Augmentation:
@@ -282,19 +285,26 @@ class GrowingPolicy:
 
 
 class _State:
-    """Per-sample bookkeeping of the views being built: mask, composed matrix, records."""
+    """Per-sample bookkeeping of the views being built: mask, graph perturbation, composed matrix,
+    records."""
 
     def __init__(self, record: bool, n: int, like: torch.Tensor):
         self.record = record
         self.n = n
         self.mask: torch.Tensor | None = None
+        self.edges: tuple[Augmentation, dict] | None = None  # the model-side op giving `edges`, its params
         self.matrix = torch.eye(3, dtype=like.dtype, device=like.device).expand(n, 3, 3) if record else None
         self.singular = torch.zeros(n, dtype=torch.bool, device=like.device) if record else None
         self.ops: list[tuple[str, dict]] = []
 
     def update(self, op: Augmentation, params: dict) -> None:
-        if op.kind == "model_side":
+        if op.kind == "model_side" and "mask" in params:
             self.mask = params["mask"] if self.mask is None else self.mask | params["mask"]
+        if op.kind == "model_side" and hasattr(op, "edges"):
+            if self.edges is not None:
+                raise ValueError(f"a view can carry one graph perturbation, but {_name(self.edges[0])} "
+                                 f"and {_name(op)} both apply to it; keep one of them in the stages")
+            self.edges = (op, params)
         if not self.record:
             return
         A = params.get("matrix") if op.kind in ("index", "linear") else None
@@ -310,6 +320,9 @@ class _State:
         new.n = index.numel()
         if self.mask is not None:
             new.mask = self.mask[index]
+        if self.edges is not None:
+            op, params = self.edges
+            new.edges = (op, {k: v[index] for k, v in params.items()})
         if self.record:
             new.matrix, new.singular = self.matrix[index], self.singular[index]
             new.ops = [(name, {k: v[index] for k, v in d.items()}) for name, d in self.ops]
@@ -321,7 +334,7 @@ class _State:
     def view(self, cur: torch.Tensor | None, j: int, B: int, stage: int, device=None) -> View:
         """View j (rows j*B .. (j+1)*B) of ``cur``; ``cur=None`` leaves ``x`` for the caller."""
         device = cur.device if cur is not None else device
-        if not self.record and self.mask is None:
+        if not self.record and self.mask is None and self.edges is None:
             sub = self
         else:
             sub = self._sliced(torch.arange(j * B, (j + 1) * B, device=device))
@@ -330,7 +343,8 @@ class _State:
             params = {"matrix": sub.matrix, "singular": sub.singular, "stage": stage, "ops": sub.ops}
             for name, draws in sub.ops:
                 params.setdefault(name, draws)
-        return View(None if cur is None else cur[j * B:(j + 1) * B], sub.mask, params)
+        edges = None if sub.edges is None else sub.edges[0].edges(sub.edges[1])
+        return View(None if cur is None else cur[j * B:(j + 1) * B], sub.mask, params, edges)
 
 
 class _Lazy:
@@ -368,7 +382,7 @@ class _Lazy:
             elif op.kind == "values":
                 self.flush()
                 op.apply_(self.cur[r0:], params)
-            # model_side: the data are untouched
+            # model_side: the data are untouched (the mask or graph perturbation rides on the view)
         self.flush()
         return self.cur
 

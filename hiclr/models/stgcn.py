@@ -141,21 +141,34 @@ class STGCN(nn.Module):
         else:
             self.edge_importance = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, V, M) -> (N, feature_dim): the pooled features of `forward_features`."""
-        return self.forward_features(x)[0]
+    #: The release's Drop/Add-edges settings for ST-GCN, filled into a perturbation that leaves
+    #: them unset (`EdgePerturbation.with_defaults`): the drop only (its add call is commented
+    #: out), and an added edge weighs 1.
+    edge_defaults = {"add": 0.0, "add_value": 1.0}
 
-    def forward_features(self, x: torch.Tensor, return_block: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, edges=None) -> torch.Tensor:
+        """(N, C, T, V, M) -> (N, feature_dim): the pooled features of `forward_features`."""
+        return self.forward_features(x, edges=edges)[0]
+
+    def forward_features(self, x: torch.Tensor, return_block: int = 4,
+                         edges=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `forward`, also returning the output of block `return_block` (1-based), persons
-        unfolded: ((N, feature_dim), (N, M, C_b, T_b, V)). For dense objectives (block 4: stride 1)."""
+        unfolded: ((N, feature_dim), (N, M, C_b, T_b, V)). For dense objectives (block 4: stride 1).
+
+        `edges`: None (the graph as it is) or a graph perturbation (`view.edges`, an object with
+        `perturb(adjacency, block)`): block i (0-based) uses `edges.perturb(A, i)`, before the edge
+        importance multiplies it, as the release's drop-graph branch does."""
         if not 1 <= return_block <= len(self.st_gcn_networks):
             raise ValueError(f"return_block must be in 1..{len(self.st_gcn_networks)}, got {return_block}")
+        if edges is not None and hasattr(edges, "with_defaults"):
+            edges = edges.with_defaults(**self.edge_defaults)
         n, c, t, v, m = x.shape
         x = self.data_bn(rearrange(x, "n c t v m -> (n m) (v c) t"))
         x = rearrange(x, "nm (v c) t -> nm c t v", v=v, c=c)
         block = None
         for i, layer in enumerate(self.st_gcn_networks):
-            A = self.A if self.edge_importance is None else self.A * self.edge_importance[i]
+            A = self.A if edges is None else edges.perturb(self.A, i)
+            A = A if self.edge_importance is None else A * self.edge_importance[i]
             x = layer(x, A)
             if i + 1 == return_block:
                 block = rearrange(x, "(n m) c t v -> n m c t v", n=n, m=m)

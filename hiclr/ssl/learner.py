@@ -65,14 +65,19 @@ class ProjectedEncoder(nn.Module):
         self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), *norm, nn.ReLU(inplace=True),
                                   nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(x)
+    def forward(self, x: torch.Tensor, edges=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`edges`: None, or the view's graph perturbation, passed on to the backbone (which then
+        must take `forward(x, edges=...)`, as ST-GCN)."""
+        features = self.backbone(x) if edges is None else self.backbone(x, edges=edges)
         return features, self.head(features)
 
-    def forward_with_block(self, x: torch.Tensor, block: int):
+    def forward_with_block(self, x: torch.Tensor, block: int, edges=None):
         """(features, projection, output of backbone block `block`): the backbone must have
-        `forward_features(x, return_block)` (e.g. ST-GCN)."""
-        features, block_out = self.backbone.forward_features(x, return_block=block)
+        `forward_features(x, return_block, edges=None)` (e.g. ST-GCN)."""
+        if edges is None:
+            features, block_out = self.backbone.forward_features(x, return_block=block)
+        else:
+            features, block_out = self.backbone.forward_features(x, return_block=block, edges=edges)
         return features, self.head(features), block_out
 
 
@@ -101,7 +106,8 @@ class ContrastiveLearner(nn.Module):
         calls to float tolerance; "separate": one call per view (the reference); "shared" (or
         true): one call whose BatchNorm normalises all views together (changes the results);
         "auto" (default): per_view on CUDA, separate on CPU (where fusing measured slower). Dropout
-        masks are drawn in another order when fused (same distribution).
+        masks are drawn in another order when fused (same distribution). A view that carries a
+        graph perturbation (`view.edges`, Drop/Add edges) always gets a call of its own.
     stream: "joint" | "motion" | "bone", derived from each view before the encoder.
     temperature, mining_epoch, topk go to the objective when it takes them; further keyword
         arguments are objective-specific (an objective that does not take one is an error).
@@ -196,15 +202,38 @@ class ContrastiveLearner(nn.Module):
             x = torch.where(mask, self.mask_token.to(x.dtype), x)
         return x
 
-    def encode_queries(self, inputs: Sequence[torch.Tensor]) -> tuple[list, list]:
-        """(backbone features, L2-normalised projections) of each query input, in order."""
-        if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
-            with self._fused(inputs):
-                features, z = self.encoder_q(torch.cat(list(inputs), dim=0))
-            sizes = [x.shape[0] for x in inputs]
-            return list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)]
-        outputs = [self.encoder_q(x) for x in inputs]
+    def encode_queries(self, inputs: Sequence[torch.Tensor], edges: Sequence | None = None) -> tuple[list, list]:
+        """(backbone features, L2-normalised projections) of each query input, in order.
+
+        `edges`: per input None or its view's graph perturbation (`view.edges`)."""
+        def call(x, view_edges):
+            return self.encoder_q(x) if view_edges is None else self.encoder_q(x, edges=view_edges)
+
+        outputs = self._query_calls(inputs, edges, call)
         return [f for f, _ in outputs], [F.normalize(z, dim=1) for _, z in outputs]
+
+    def _query_calls(self, inputs: Sequence[torch.Tensor], edges: Sequence | None, call) -> list[tuple]:
+        """`call(x, edges)` (a tuple of per-sample tensors) for every input, in input order.
+
+        Fused modes put the inputs without a graph perturbation into one call; an input with one
+        gets a call of its own, since its perturbation holds for its whole call (ST-GCN's graph is
+        shared by the batch; the release's sums run over the whole tensor). With per_view
+        statistics that is what separate calls compute; under "shared" such a view keeps its own
+        BatchNorm statistics."""
+        edges = [None] * len(inputs) if edges is None else list(edges)
+        outputs: list[tuple | None] = [None] * len(inputs)
+        plain = [i for i, e in enumerate(edges) if e is None]
+        if len(plain) > 1 and resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
+            group = [inputs[i] for i in plain]
+            with self._fused(group):
+                fused = call(torch.cat(group, dim=0), None)
+            sizes = [x.shape[0] for x in group]
+            for i, parts in zip(plain, zip(*(t.split(sizes) for t in fused))):
+                outputs[i] = parts
+        for i, x in enumerate(inputs):
+            if outputs[i] is None:
+                outputs[i] = call(x, edges[i])
+        return outputs  # type: ignore[return-value]
 
     def _fused(self, inputs: Sequence[torch.Tensor]):
         """The context of one fused call: per-view BatchNorm statistics unless the mode is "shared"."""
@@ -215,23 +244,20 @@ class ContrastiveLearner(nn.Module):
                              f"{[x.shape[0] for x in inputs]}")
         return views_in_batch(_unwrap(self.encoder_q), len(inputs))
 
-    def encode_queries_with_block(self, inputs: Sequence[torch.Tensor], block: int) -> tuple[list, list, list]:
+    def encode_queries_with_block(self, inputs: Sequence[torch.Tensor], block: int,
+                                  edges: Sequence | None = None) -> tuple[list, list, list]:
         """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
         a `feature_block`, e.g. dense pairs, variant C)."""
         encoder = _unwrap(self.encoder_q)
-        if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
-            with self._fused(inputs):
-                features, z, blocks = encoder.forward_with_block(torch.cat(list(inputs), dim=0), block)
-            sizes = [x.shape[0] for x in inputs]
-            return (list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)],
-                    list(blocks.split(sizes)))
-        outputs = [encoder.forward_with_block(x, block) for x in inputs]
+        outputs = self._query_calls(inputs, edges,
+                                    lambda x, view_edges: encoder.forward_with_block(x, block, edges=view_edges))
         return ([f for f, _, _ in outputs], [F.normalize(z, dim=1) for _, z, _ in outputs],
                 [b for _, _, b in outputs])
 
     def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
-        broadcastable) ordered as `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
+        broadcastable, optionally `.edges`: a graph perturbation for the encoder call) ordered as
+        `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
         it (mining starts when epoch > mining_epoch). Returns (loss, metrics of detached scalars):
         the objective's, plus `embed_std` / `embed_std_ratio` of the first query view's projections
         (`hiclr.monitor.embedding_spread`, the collapse indicator)."""
@@ -239,17 +265,22 @@ class ContrastiveLearner(nn.Module):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
         query_views = [v for i, v in enumerate(views) if i != self.key_index]
+        query_edges = [getattr(v, "edges", None) for v in query_views]
         block = getattr(self.objective, "feature_block", None)
         if block is None:
-            features, queries = self.encode_queries([self.prepare(v) for v in query_views])
+            features, queries = self.encode_queries([self.prepare(v) for v in query_views], query_edges)
             blocks = []
         else:
             features, queries, blocks = self.encode_queries_with_block(
-                [self.prepare(v) for v in query_views], block)
+                [self.prepare(v) for v in query_views], block, query_edges)
 
         with torch.no_grad():  # no gradient to keys; the key encoder follows the learner's mode
             self.momentum_update()  # before the key forward, as MoCo
-            key_features, key = self.encoder_k(self.prepare(views[self.key_index]))
+            key_view = views[self.key_index]
+            key_edges = getattr(key_view, "edges", None)   # only where a policy perturbs the key's stage
+            key_input = self.prepare(key_view)
+            key_features, key = (self.encoder_k(key_input) if key_edges is None
+                                 else self.encoder_k(key_input, edges=key_edges))
             key = F.normalize(key, dim=1)
 
         queue_keys, queue_ids = self.queue.snapshot()   # no copy: intact until the enqueue after next
