@@ -4,11 +4,13 @@ applies to each block's adjacency; the strong-augmentation configs."""
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from closeness import assert_relatively_close
+from data_prep.commands import run_cli
 from data_prep.errors import UserError
 from hiclr.augment import (AUGMENTATIONS, HICLR_VIEWS, DropAddEdges, EdgePerturbation, GrowingPolicy,
                            JointMask, SkeleAdaIN)
@@ -18,6 +20,7 @@ from hiclr.graph import GRAPHS
 from hiclr.models import STGCN
 from hiclr.pretrain import build_policy
 from hiclr.ssl import ContrastiveLearner
+from tiny_store import write_tiny_store
 
 ROOT = Path(__file__).resolve().parents[1]
 AUGMENT = ROOT / "configs" / "augment"
@@ -368,3 +371,59 @@ def test_strong_mask_is_the_default_policy_and_the_default_stays_the_joint_mask(
     assert (dae.drop, dae.add, dae.add_value) == (0.1, None, None)
     adain, mask = build_policy(load_config(AUGMENT / "strong_all.yaml")).stages[2][:2]
     assert isinstance(adain, SkeleAdaIN) and isinstance(mask, JointMask) and mask.ratio == 0.1
+
+
+def test_a_tiny_pretraining_with_all_three_strong_augmentations_runs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 3, 50, 25, 2)).astype(np.float32)
+    data = write_tiny_store(tmp_path / "tiny.h5", x, np.arange(24) % 3, np.arange(24) % 3,
+                            test_performer=2, num_classes=3)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"base: [{ROOT / 'configs' / 'tiny' / 'pretrain.yaml'}, {AUGMENT / 'strong_all.yaml'}]\n")
+    argv = ["pretrain", "--config", config, "--data", data, "--out", tmp_path / "out", "--epochs", 1,
+            "--device", "cpu", "--set", "model.width=2", "--set", "optim.batch_size=8", "--set",
+            "ssl.queue_size=16", "--set", "engine.progress=false", "--set", "engine.tensorboard=false",
+            "--set", "run.monitor_every=0"]
+    assert run_cli("hiclr", "", "hiclr.commands", ["pretrain"], "", list(map(str, argv))) == 0
+    assert "encoder:" in capsys.readouterr().out
+    resolved = yaml.safe_load((tmp_path / "out" / "tiny_pretrain" / "config.yaml").read_text())
+    assert [item["name"] for item in resolved["augment"]["stages"][2]] == STRONG["strong_all"]
+
+
+# ------------------------------------------------------------------ on a CUDA device (skipped without one)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+def test_the_perturbation_is_the_same_on_cuda_and_makes_no_host_device_synchronisation():
+    e = perturbation(drop=0.3, add=0.2, add_value="mean")
+    on_cuda = EdgePerturbation(e.seed.cuda(), e.drop, e.add, e.add_value)
+    adjacency, like = A_NTU.cuda(), clip().cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        outputs = [on_cuda.perturb(adjacency, block) for block in range(10)]
+        seeds = DropAddEdges().draw(B, torch.Generator(device="cuda").manual_seed(0), like)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert seeds["seed"].device.type == "cuda"
+    for block, out in enumerate(outputs):
+        assert torch.equal(on_cuda.draw_block(block, adjacency)[2].cpu(), e.draw_block(block, A_NTU)[2])
+        torch.testing.assert_close(out.cpu(), e.perturb(A_NTU, block), rtol=1e-6, atol=1e-7)
+
+
+@cuda
+def test_a_dae_step_on_cuda_fused_per_view_equals_separate_calls():
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = 0.3 * torch.randn(B, C, 50, V, M, device="cuda", generator=g)
+    views = GrowingPolicy.from_yaml(AUGMENT / "strong_all.yaml").views(x, g, HICLR_VIEWS)
+    views = [type(v)(v.x.double(), v.mask, v.params, v.edges) for v in views]
+    losses = []
+    for mode in ("separate", "per_view"):
+        learner = tiny_learner(mode, dropout=0.0).double().cuda().train()
+        loss, _ = learner(views, torch.arange(B, device="cuda"), epoch=200)
+        loss.backward()
+        losses.append(loss.detach())
+    assert_relatively_close(losses[1], losses[0], what="loss")
