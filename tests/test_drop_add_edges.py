@@ -89,8 +89,9 @@ def test_the_hashed_uniforms_are_uniform_independent_across_seeds_and_blocks_and
     assert abs(float(u.mean()) - 0.5) < 0.003 and abs(float(u.var()) - 1 / 12) < 0.001
     counts = torch.histc(u, bins=10, min=0, max=1)
     assert float((counts - 20_000).abs().max()) < 600                # about 4.5 sigma
-    others = [hashed_uniform(torch.tensor(8), 0, 200_000, "cpu"), hashed_uniform(torch.tensor(7), 1, 200_000, "cpu"),
-              u.roll(1)]
+    other_seed, other_block = (hashed_uniform(torch.tensor(8), 0, 200_000, "cpu"),
+                               hashed_uniform(torch.tensor(7), 1, 200_000, "cpu"))
+    others = [other_seed, other_block, u.roll(1)]     # and neighbouring entries of one draw
     for other in others:
         assert abs(float(torch.corrcoef(torch.stack([u, other]))[0, 1])) < 0.01
     assert torch.equal(hashed_uniform(torch.tensor(7), 0, 10, "cpu"), u[:10])
@@ -118,10 +119,10 @@ def test_add_fills_only_zero_entries_with_the_value_and_keeps_the_total_weight(v
         torch.testing.assert_close(out.sum(), A_NTU.sum(), rtol=1e-6, atol=0)   # the total is kept
         new = (A_NTU == 0) & (out != 0)
         assert torch.equal(new, grown & (A_NTU == 0))
-        scale = A_NTU.sum() / (A_NTU.sum() + new.sum() * (1.0 if value == 1.0 else A_NTU.sum() / A_NTU.numel()))
+        fill = 1.0 if value == 1.0 else float(A_NTU.sum() / A_NTU.numel())
+        scale = A_NTU.sum() / (A_NTU.sum() + new.sum() * fill)
         old = A_NTU != 0
         torch.testing.assert_close(out[old], A_NTU[old] * scale, rtol=1e-6, atol=0)  # one common factor
-        fill = 1.0 if value == 1.0 else float(A_NTU.sum() / A_NTU.numel())
         torch.testing.assert_close(out[new], torch.full_like(out[new], fill) * scale, rtol=1e-6, atol=0)
         zeros = int((A_NTU == 0).sum())
         assert abs(int(new.sum()) - float(r) * zeros) < 5 * (zeros * float(r) * (1 - float(r))) ** 0.5 + 1

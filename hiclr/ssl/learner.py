@@ -202,7 +202,8 @@ class ContrastiveLearner(nn.Module):
             x = torch.where(mask, self.mask_token.to(x.dtype), x)
         return x
 
-    def encode_queries(self, inputs: Sequence[torch.Tensor], edges: Sequence | None = None) -> tuple[list, list]:
+    def encode_queries(self, inputs: Sequence[torch.Tensor],
+                       edges: Sequence | None = None) -> tuple[list, list]:
         """(backbone features, L2-normalised projections) of each query input, in order.
 
         `edges`: per input None or its view's graph perturbation (`view.edges`)."""
@@ -249,8 +250,10 @@ class ContrastiveLearner(nn.Module):
         """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
         a `feature_block`, e.g. dense pairs, variant C)."""
         encoder = _unwrap(self.encoder_q)
-        outputs = self._query_calls(inputs, edges,
-                                    lambda x, view_edges: encoder.forward_with_block(x, block, edges=view_edges))
+        def call(x, view_edges):
+            return encoder.forward_with_block(x, block, edges=view_edges)
+
+        outputs = self._query_calls(inputs, edges, call)
         return ([f for f, _, _ in outputs], [F.normalize(z, dim=1) for _, z, _ in outputs],
                 [b for _, _, b in outputs])
 
