@@ -250,6 +250,7 @@ class ContrastiveLearner(nn.Module):
         """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
         a `feature_block`, e.g. dense pairs, variant C)."""
         encoder = _unwrap(self.encoder_q)
+
         def call(x, view_edges):
             return encoder.forward_with_block(x, block, edges=view_edges)
 
