@@ -95,6 +95,7 @@ def test_the_hashed_uniforms_are_uniform_independent_across_seeds_and_blocks_and
     for other in others:
         assert abs(float(torch.corrcoef(torch.stack([u, other]))[0, 1])) < 0.01
     assert torch.equal(hashed_uniform(torch.tensor(7), 0, 10, "cpu"), u[:10])
+    assert torch.equal(hashed_uniform(7, 0, 10, "cpu"), u[:10])                  # a plain int seed too
 
 
 def test_drop_zeroes_entries_and_scales_the_kept_ones_by_one_over_one_minus_p():

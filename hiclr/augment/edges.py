@@ -59,13 +59,13 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def hashed_uniform(seed: torch.Tensor, block: int, count: int, device) -> torch.Tensor:
+def hashed_uniform(seed: torch.Tensor | int, block: int, count: int, device) -> torch.Tensor:
     """``count`` float32 uniforms in [0, 1), entry i a pure function of (seed, block, i): a prefix
     of a longer draw is the shorter draw.
 
-    ``seed`` is a non-negative int64 scalar tensor (below 2^62); its two 32-bit halves and the
-    block are folded into one key, then every entry index is hashed with it twice."""
-    seed = seed.to(device=device, dtype=torch.int64)
+    ``seed`` is a non-negative int64 scalar (a tensor or an int, below 2^62); its two 32-bit halves
+    and the block are folded into one key, then every entry index is hashed with it twice."""
+    seed = torch.as_tensor(seed, dtype=torch.int64, device=device)
     key = _hash32(_hash32(_hash32(seed & 0xFFFFFFFF) ^ (seed >> 32)) ^ (block & 0xFFFFFFFF))
     index = torch.arange(count, device=device, dtype=torch.int64)
     bits = _hash32(_hash32(index ^ key) ^ key)
@@ -76,13 +76,13 @@ def hashed_uniform(seed: torch.Tensor, block: int, count: int, device) -> torch.
 class EdgePerturbation:
     """One view's Drop/Add-edges draw: ``perturb(adjacency, block)`` is what the encoder applies.
 
-    seed: int64 scalar tensor, drawn from the step's generator (the op's recorded ``seed``).
+    seed: int64 scalar tensor (or int), drawn from the step's generator (the op's recorded ``seed``).
     drop: the largest drop ratio (p ~ U(0, drop)); add: the largest add ratio (r ~ U(0, add)), None:
     the encoder's default; add_value: a number, ``"mean"`` (sum(A) / numel(A)) or None (the
     encoder's default). ``block`` is the 0-based index of the encoder's block.
     """
 
-    seed: torch.Tensor
+    seed: torch.Tensor | int
     drop: float = 0.1
     add: float | None = None
     add_value: float | str | None = None
