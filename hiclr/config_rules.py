@@ -181,6 +181,8 @@ RULES: dict[str, dict[str, Any]] = {
         "edge_importance": Flag(), "graph": Text(), "temporal_kernel": Int(1, 99),
         "init": Choice(("reference", "torch")),
         "graph_conv": Choice(("auto", "conv_first", "aggregate_first")),
+        "blocks": ListOf(ListOf(Int(1, 65536))), "num_subsets": Int(1, 64), "num_joints": Int(1, 1024),
+        "attention_dropout": Num(0, 1),
     },
     "ssl": {
         "objective": Text(), "dim": Int(1, 65536), "hidden": Int(1, 65536), "queue_size": Int(1, 2**24),
