@@ -349,24 +349,49 @@ def test_a_file_naming_dsta_on_an_st_gcn_base_starts_the_model_section_afresh(tm
     assert load_config(tmp_path / "s.yaml")["model"]["blocks"] == [[8, 8, 4, 1]]   # same encoder: merged
 
 
-@pytest.mark.parametrize("protocol", ["pretrain", "linear", "finetune", "semi", "knn"])
-@pytest.mark.parametrize("dataset", ["ntu60/xsub", "ntu60/xview", "ntu120/xsub", "ntu120/xset", "pku1/xsub"])
-def test_the_transformer_configs_load_and_build_the_release_encoder(dataset, protocol):
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+TRANSFORMER_CONFIGS = sorted(CONFIGS.glob("*/*/transformer_*.yaml"))
+
+
+def test_every_st_gcn_dataset_config_has_a_transformer_twin():
+    twins = [p for p in CONFIGS.glob("*/*/*.yaml") if p.parts[-3] in ("ntu60", "ntu120", "pku1", "pku2")
+             and not p.name.startswith("transformer_")]
+    assert twins and all(p.with_name(f"transformer_{p.name}").is_file() for p in twins)
+    assert len(TRANSFORMER_CONFIGS) == len(twins) == 3 * (4 * 5 + 1)   # 5 protocol folders x 4 kinds, pku1 pre-training
+
+
+@pytest.mark.parametrize("path", TRANSFORMER_CONFIGS, ids=lambda p: "/".join(p.parts[-3:]))
+def test_each_transformer_config_builds_the_release_encoder_on_its_twins_data(path):
     import hiclr.eval.common  # noqa: F401  (evaluation keys)
 
-    path = Path(__file__).resolve().parent.parent / "configs" / dataset / f"transformer_{protocol}_joint.yaml"
     cfg = load_config(path)
-    assert cfg["model"]["name"] == "dsta" and cfg["model"]["blocks"] == ENCODER_DEFAULTS["dsta"]["blocks"]
-    if protocol == "pretrain":
-        assert (cfg["optim"]["lr"], cfg["optim"]["weight_decay"], cfg["optim"]["milestones"],
-                cfg["optim"]["epochs"], cfg["optim"]["batch_size"]) == (0.1, 5e-4, [250], 300, 128)
-        assert cfg["model"]["attention_dropout"] == 0.5
-    if protocol == "finetune":
-        o = cfg["optim"]
-        assert (o["lr"], o["nesterov"], o["weight_decay"], o["batch_size"], o["epochs"], o["warmup_epochs"],
-                o["milestones"]) == (0.1, True, 5e-4, 128, 80, 5, [35, 55])
-    if protocol in ("finetune", "semi", "linear"):
-        assert cfg["eval"]["freeze"] == ["proj"]
+    twin = load_config(path.with_name(path.name.removeprefix("transformer_")))
+    kind = path.stem.split("_")[1]
+    assert cfg["model"] == {"name": "dsta", **ENCODER_DEFAULTS["dsta"], "init": "reference",
+                            "attention_dropout": 0.5 if kind == "pretrain" else 0.0}
+    assert cfg["data"] == twin["data"] and cfg["run"]["name"] != twin["run"]["name"]
+    assert cfg["eval"]["freeze"] == ([] if kind == "pretrain" else ["proj"])
+
+
+def test_the_ntu60_transformer_configs_hold_the_release_hyperparameters():
+    import hiclr.eval.common  # noqa: F401
+
+    pre = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_pretrain_joint.yaml")
+    o = pre["optim"]
+    assert (o["lr"], o["weight_decay"], o["milestones"], o["epochs"], o["batch_size"], o["nesterov"]) == \
+        (0.1, 5e-4, [250], 300, 128, False)
+    assert pre["augment"]["stages"][2] == [{"name": "joint_mask", "ratio": 0.2}]
+    assert pre["ssl"]["mining_epoch"] == 150 and pre["ssl"]["queue_size"] == 32768
+    lin = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_linear_joint.yaml")["eval"]
+    assert (lin["lr"], lin["weight_decay"], lin["epochs"], lin["milestones"]) == (3.0, 0.0, 100, [30, 80])
+    ft = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_finetune_joint.yaml")
+    o = ft["optim"]
+    assert (o["lr"], o["nesterov"], o["weight_decay"], o["batch_size"], o["epochs"], o["warmup_epochs"],
+            o["milestones"]) == (0.1, True, 5e-4, 128, 80, 5, [35, 55])
+    assert [a["name"] for a in ft["eval"]["augment"][0]] == ["temporal_crop", "shear"]
+    semi = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_semi_joint.yaml")
+    assert semi["eval"]["protocol"] == "semi" and semi["optim"]["milestones"] == [15, 25]
+    assert load_config(CONFIGS / "base" / "transformer_knn.yaml")["model"]["name"] == "dsta"
 
 
 # --- in use: pre-training, embed, protocols -----------------------------------------------------
