@@ -478,3 +478,49 @@ def test_freezing_a_module_the_encoder_lacks_is_refused_naming_its_modules():
 
     with pytest.raises(UserError, match="does not have; its modules are proj, input_map, graph_layers"):
         freeze_modules(DSTA(blocks=TINY_BLOCKS), ["conv1"])
+
+
+def test_fused_views_with_per_view_batchnorm_equal_separate_calls():
+    from hiclr.models.view_norm import convert_to_view_batchnorm, plain_batchnorm_count, views_in_batch
+
+    torch.manual_seed(8)
+    model = convert_to_view_batchnorm(DSTA(blocks=TINY_BLOCKS, attention_dropout=0.0)).train()
+    assert plain_batchnorm_count(model) == 0
+    a, b = _clips(1, n=3, t=12), _clips(2, n=3, t=12)
+    with torch.no_grad():
+        separate = torch.cat([model(a), model(b)])
+        with views_in_batch(model, 2):
+            fused = model(torch.cat([a, b]))
+    torch.testing.assert_close(fused, separate, atol=1e-5, rtol=1e-5)
+
+
+def test_the_reference_init_redraws_convs_and_batchnorms_and_keeps_the_attention_parameters():
+    from hiclr.models import init_weights
+
+    model = init_weights(DSTA(), "reference", torch.Generator().manual_seed(0))
+    convs = torch.cat([m.weight.detach().flatten() for m in model.modules() if isinstance(m, nn.Conv2d)])
+    assert abs(float(convs.std()) - 0.02) < 1e-3
+    assert all(not m.bias.detach().any() for m in model.modules() if isinstance(m, nn.Conv2d))
+    layer = model.graph_layers[5]
+    assert torch.equal(layer.alphas, torch.ones(1, 3, 1, 1)) and torch.equal(layer.attention0s, torch.full((1, 3, 25, 25), 0.04))
+
+
+def test_bench_train_puts_the_transformers_step_cost_beside_st_gcns(monkeypatch):
+    import argparse
+
+    from hiclr.bench import train as bench
+
+    monkeypatch.setitem(ENCODER_DEFAULTS["dsta"], "blocks", TINY_BLOCKS)    # a tiny DSTA: seconds, not minutes
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    result = bench.run(parser.parse_args(["--device", "cpu", "--size", "demo", "--width", "2", "--batch", "8",
+                                          "--queue", "32", "--samples", "16", "--steps", "1", "--warmup", "0",
+                                          "--threads", "1", "--repeats", "1", "--variants", "none",
+                                          "--encoder", "dsta"]))
+    rows = {v["name"]: v for v in result["variants"]}
+    assert list(rows) == ["reference", "ours", "encoder=dsta"]
+    assert rows["encoder=dsta"]["settings"]["encoder"] == "dsta" and rows["encoder=dsta"]["exact"] is False
+    cost = result["encoder_step_cost"]
+    assert cost["stgcn_ms_per_step"] == rows["ours"]["ms_per_step"]
+    assert cost["dsta_ms_per_step"] == rows["encoder=dsta"]["ms_per_step"] > 0
+    assert cost["dsta_over_stgcn"] == pytest.approx(cost["dsta_ms_per_step"] / cost["stgcn_ms_per_step"])
