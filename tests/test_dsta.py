@@ -524,3 +524,34 @@ def test_bench_train_puts_the_transformers_step_cost_beside_st_gcns(monkeypatch)
     assert cost["stgcn_ms_per_step"] == rows["ours"]["ms_per_step"]
     assert cost["dsta_ms_per_step"] == rows["encoder=dsta"]["ms_per_step"] > 0
     assert cost["dsta_over_stgcn"] == pytest.approx(cost["dsta_ms_per_step"] / cost["stgcn_ms_per_step"])
+
+
+def test_hiclr_embed_and_knn_take_a_release_transformer_checkpoint(tmp_path):
+    import h5py
+    import numpy as np
+
+    from data_prep.commands import run_cli
+    from hiclr.eval.knn import run_knn
+
+    data = _tiny_store(tmp_path, n=12)
+    ref = _randomised_release(seed=3)
+    ckpt = tmp_path / "release_transformer.pth.tar"
+    torch.save(_release_checkpoint(ref), ckpt)
+    out = tmp_path / "f.npz"
+    assert run_cli("hiclr", "test", "hiclr.commands", ["embed"], "",
+                   ["embed", "--encoder", str(ckpt), "--data", data, "--split", "all", "--out", str(out),
+                    "--device", "cpu"]) == 0
+    with h5py.File(data) as f:
+        clips = torch.from_numpy(f["views/frame50"][:])
+    with np.load(out) as z, torch.no_grad():
+        assert _relative_error(torch.from_numpy(z["features"]), ref.features(clips)) < 1e-4
+    entry = run_knn(_tiny_dsta_config(data, "eval.k=3"), str(ckpt), out=tmp_path / "knn", plots=False)
+    assert 0 <= entry["top1"] <= 100
+
+
+@pytest.mark.parametrize("sets", [["model.name=dsta", "model.attention_dropout=0.0"], ["model.width=4"]])
+def test_a_sweep_gives_the_evaluation_configs_the_pre_trained_architecture(sets):
+    from hiclr.sweep import architecture_overrides
+
+    pre = load_config(None, sets)["model"]
+    assert load_config(None, architecture_overrides(pre))["model"] == pre

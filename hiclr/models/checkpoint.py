@@ -144,10 +144,9 @@ def _dsta_state(sub: dict[str, torch.Tensor], prefix: str, path: Path) -> tuple[
         if key.endswith(".atts") and bool(value.ne(0).any()):
             raise UserError(f"{path}: the buffer {prefix}{key} is not zero, unlike the release's "
                             "DSTA-Net; its features cannot be reproduced here")
-        if key.endswith(".pes.pe"):
-            channels, joints = value.shape[1], value.shape[3]
-            expected = spatial_encoding(channels, joints)[0, :, 0]
-            if value.dim() != 4 or not torch.allclose(value[0, :, 0].float(), expected, atol=1e-5):
+        if key.endswith(".pes.pe"):          # (1, C, T, V), the same for every frame t
+            if value.dim() != 4 or value.shape[2] < 1 or not torch.allclose(
+                    value[0, :, 0].float(), spatial_encoding(value.shape[1], value.shape[3])[0, :, 0], atol=1e-5):
                 raise UserError(f"{path}: the positional encoding {prefix}{key} is not the release's "
                                 "sinusoidal encoding of the joint index; its features cannot be "
                                 "reproduced here")
