@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,24 @@ def validate_values(cfg: dict) -> None:
         raise UserError(f"run.monitor_samples is {samples!r}; use a positive number of clips or null (all)")
     if cfg["engine"]["precision"] not in ("auto", "bf16", "fp32"):
         raise UserError(f"engine.precision is {cfg['engine']['precision']!r}; use auto, bf16 or fp32")
+
+
+def model_overrides(model: dict) -> list[str]:
+    """`--set` items that give another config the encoder of this `model` section (its name first:
+    naming another encoder starts the section afresh); `model.init` is left to that config."""
+    items = [f"model.name={model.get('name', 'stgcn')}"]
+    return items + [f"model.{k}={json.dumps(v)}" for k, v in model.items() if k not in SHARED_MODEL_KEYS]
+
+
+def describe_encoder(model: dict) -> str:
+    """A few words naming the encoder of a `model` section, e.g. "ST-GCN width 4"."""
+    name = model.get("name", "stgcn")
+    if name == "stgcn":
+        return f"ST-GCN width {model.get('width', ENCODER_DEFAULTS['stgcn']['width'])}"
+    if name == "dsta":
+        blocks = model.get("blocks", ENCODER_DEFAULTS["dsta"]["blocks"])
+        return f"DSTA-Net transformer, {len(blocks)} blocks, {blocks[-1][1]}-d"
+    return str(name)
 
 
 def run_name_from_path(path: str | os.PathLike) -> str:

@@ -236,6 +236,8 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
         except UserError as err:
             raise UserError(f"{sweep.path}, {what}: {err}") from None
 
+    from hiclr.config import model_overrides
+
     runs = []
     for name in names:
         kind = "baseline" if name in BASELINES else "variant"
@@ -248,18 +250,11 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
                               [f"run.out={folder}", "run.name=pretrain"], f"variant {name}")
             else:
                 pre = resolve(sweep.pretrain, extra + common, f"baseline {name}")
-            model = architecture_overrides(pre["model"])   # the random baseline: the pre-trained shape
+            model = model_overrides(pre["model"])   # the random baseline: the pre-trained encoder
             lin = resolve(sweep.linear, common + model + [f"run.out={folder}", "run.name=eval"], "linear")
             knn = resolve(sweep.knn, common + model + [f"run.out={folder}", "run.name=eval"], "knn")
             runs.append(Run(name, seed, kind, folder, pre, lin, knn))
     return runs
-
-
-def architecture_overrides(model: dict) -> list[str]:
-    """`--set` items giving an evaluation config the encoder of a pre-training's `model` section
-    (its name first: naming another encoder starts the section afresh), `model.init` left as is."""
-    items = [f"model.name={model.get('name', 'stgcn')}"]
-    return items + [f"model.{k}={json.dumps(v)}" for k, v in model.items() if k not in ("name", "init")]
 
 
 # ---------------------------------------------------------------- one run

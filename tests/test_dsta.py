@@ -550,8 +550,9 @@ def test_hiclr_embed_and_knn_take_a_release_transformer_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("sets", [["model.name=dsta", "model.attention_dropout=0.0"], ["model.width=4"]])
-def test_a_sweep_gives_the_evaluation_configs_the_pre_trained_architecture(sets):
-    from hiclr.sweep import architecture_overrides
+def test_a_sweep_or_the_demo_gives_the_evaluation_configs_the_pre_trained_encoder(sets):
+    from hiclr.config import describe_encoder, model_overrides
 
     pre = load_config(None, sets)["model"]
-    assert load_config(None, architecture_overrides(pre))["model"] == pre
+    assert load_config(None, model_overrides(pre))["model"] == pre
+    assert describe_encoder(pre) in ("DSTA-Net transformer, 8 blocks, 256-d", "ST-GCN width 4")
