@@ -334,6 +334,10 @@ def test_naming_dsta_gives_its_defaults_and_refuses_st_gcn_keys(tmp_path):
     assert _params(build_encoder(cfg["model"])) == 1_546_480
     with pytest.raises(UserError, match="model.width .a key of stgcn. is not a key of encoder 'dsta'"):
         load_config(None, ["model.name=dsta", "model.width=4"])
+    with pytest.raises(UserError, match="block 2 takes 16 channels, block 1 gives 8"):
+        load_config(None, ["model.name=dsta", "model.blocks=[[8, 8, 4, 1], [16, 16, 4, 1]]"])
+    with pytest.raises(UserError, match="`model.blocks` is .* block 1 is not"):
+        load_config(None, ["model.name=dsta", "model.blocks=[[8, 8, 4]]"])
     path = tmp_path / "c.yaml"
     path.write_text("model: {name: dsta, blocks: [[8, 8, 4, 1]], edge_importance: true}\n")
     with pytest.raises(UserError, match="model.edge_importance"):
@@ -556,3 +560,15 @@ def test_a_sweep_or_the_demo_gives_the_evaluation_configs_the_pre_trained_encode
     pre = load_config(None, sets)["model"]
     assert load_config(None, model_overrides(pre))["model"] == pre
     assert describe_encoder(pre) in ("DSTA-Net transformer, 8 blocks, 256-d", "ST-GCN width 4")
+
+
+def test_the_random_init_baseline_of_a_transformer_config_is_a_dsta_with_recalibrated_batchnorm(tmp_path):
+    from hiclr.eval.baselines import Baseline
+    from hiclr.eval.linear import run_linear
+
+    data = _tiny_store(tmp_path)
+    cfg = _tiny_dsta_config(data, "eval.epochs=2", "eval.milestones=[1]")
+    entry = run_linear(cfg, Baseline("random"), out=tmp_path / "random", progress=False, plots=False)
+    report = json.loads((tmp_path / "random" / "report.json").read_text())
+    assert report["encoder"]["encoder_cfg"]["name"] == "dsta" and "BatchNorm re-estimated" in report["encoder"]["description"]
+    assert len(entry["history"]) == 2
