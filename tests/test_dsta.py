@@ -572,3 +572,28 @@ def test_the_random_init_baseline_of_a_transformer_config_is_a_dsta_with_recalib
     report = json.loads((tmp_path / "random" / "report.json").read_text())
     assert report["encoder"]["encoder_cfg"]["name"] == "dsta" and "BatchNorm re-estimated" in report["encoder"]["description"]
     assert len(entry["history"]) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_release_features_hold_and_fused_bf16_steps_are_finite():
+    from hiclr.augment import GrowingPolicy
+    from hiclr.bench.train import DEFAULT_POLICY
+    from hiclr.ssl import ContrastiveLearner
+
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    ref = _randomised_release(seed=4).cuda()
+    ours = DSTA().cuda().eval()
+    ours.load_state_dict({k: v for k, v in ref.state_dict().items()
+                          if not k.startswith("fc.") and not k.endswith((".atts", ".pes.pe"))})
+    x = _clips().cuda()
+    with torch.no_grad():
+        assert _relative_error(ours(x), ref.features(x)) < 1e-4
+    torch.manual_seed(0)
+    learner = ContrastiveLearner({"name": "dsta"}, "hiclr", queue_size=256, fused_views="per_view").cuda().train()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    views = GrowingPolicy.from_yaml(DEFAULT_POLICY).views(0.3 * torch.randn(8, 3, 50, 25, 2, device="cuda", generator=g),
+                                                          g, list(learner.view_stages))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss, _ = learner(views, torch.arange(8, device="cuda"), epoch=200)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(learner.encoder_q.backbone.proj.weight.grad).all()
