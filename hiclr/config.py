@@ -6,7 +6,10 @@ A config is a dict of sections (`run`, `data`, `model`, `ssl`, `augment`, `optim
     defaults  <-  base file(s) (recursively, paths relative to the file naming them)  <-  file  <-  --set
 
 and rejects any key the schema does not know with one sentence naming it (file and dotted key) and
-suggesting the closest known key. Values inside a dict-valued default (e.g. `eval.ensemble`) are
+suggesting the closest known key. The `model` keys depend on the encoder (`ENCODER_DEFAULTS`): a
+file or `--set model.name=...` that names another encoder than what it builds on starts that
+encoder's section afresh (only `model.init` is kept), the encoder's defaults fill what is not set,
+and a key of another encoder is refused. Values inside a dict-valued default (e.g. `eval.ensemble`) are
 checked the same way, except an empty-dict default (e.g. `ssl.options`), which is an open mapping;
 lists (e.g. `augment.stages`) are opaque here and validated by their owner.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,34 @@ import yaml
 from data_prep.errors import UserError
 from data_prep.atomic import atomic_write_text
 from hiclr.config_rules import add_rules, check_values
+
+#: Each encoder's `model` keys and their defaults; `model.name` picks the encoder, `model.init`
+#: (the initialisation) is shared. A config naming another encoder than its base starts that
+#: encoder's section afresh (see `load_config`). Kept equal to the constructors' defaults by a test.
+ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "stgcn": {
+        "in_channels": 3,
+        "width": 16,
+        "dropout": 0.5,
+        "edge_importance": True,
+        "graph": "ntu",
+        "temporal_kernel": 9,
+        "graph_conv": "auto",    # auto (per block, the cheaper order: aggregate over the graph first when
+        #                          channels grow; the same function) | conv_first (reference) | aggregate_first
+    },
+    "dsta": {                    # DSTA-Net, the release's transformer (hiclr/models/dsta.py)
+        "in_channels": 3,
+        "blocks": [[32, 32, 16, 1], [32, 32, 16, 1], [32, 64, 16, 2], [64, 64, 16, 1],
+                   [64, 128, 32, 2], [128, 128, 32, 1], [128, 128, 32, 1], [128, 256, 32, 1]],
+        #                          (in, out, inter channels, stride) per block
+        "num_subsets": 3,        # attention maps per block
+        "num_joints": 25,
+        "temporal_kernel": 7,
+        "attention_dropout": 0.5,  # dropout on each block's temporal residual (release: 0.5 in
+        #                            pre-training, 0 in its linear and fine-tune configs)
+    },
+}
+SHARED_MODEL_KEYS = ("name", "init")
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "run": {
@@ -51,19 +83,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "stream": "joint",       # joint | motion | bone
         "max_samples": None,     # a seeded random subset of the training split (quick runs); None: all
     },
-    "model": {
-        "name": "stgcn",
-        "in_channels": 3,
-        "width": 16,
-        "dropout": 0.5,
-        "edge_importance": True,
-        "graph": "ntu",
-        "temporal_kernel": 9,
-        "graph_conv": "auto",    # auto (per block, the cheaper order: aggregate over the graph first when
-        #                          channels grow; the same function) | conv_first (reference) | aggregate_first
-        "init": "reference",     # reference (the HiCLR release: conv / linear N(0, 0.02), BN N(1, 0.02),
-                                 # biases 0) | torch (PyTorch's default); see hiclr/models/init.py
-    },
+    "model": {"name": "stgcn", **copy.deepcopy(ENCODER_DEFAULTS["stgcn"]),
+              "init": "reference"},   # reference (the HiCLR release: conv / linear N(0, 0.02), BN
+    #                                   N(1, 0.02), biases 0) | torch (PyTorch's default); see hiclr/models/init.py
     "ssl": {
         "objective": "hiclr",
         "dim": 128,
@@ -154,13 +176,65 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     """Defaults <- file (with its bases) <- `--set` overrides, validated; `None` path: defaults only."""
     cfg = defaults()
     if path is not None:
-        cfg = merge(cfg, _read_with_bases(Path(path), chain=()))
+        cfg = layer(cfg, _read_with_bases(Path(path), chain=()))
     for item in overrides or []:
         apply_override(cfg, item)
     if cfg["run"].get("name") is None:
         cfg["run"]["name"] = run_name_from_path(path) if path is not None else "run"
+    fill_model_defaults(cfg)
     validate_values(cfg)
     return cfg
+
+
+def key_schema() -> dict[str, dict[str, Any]]:
+    """The keys a config may name: `SCHEMA`, with the `model` keys of every encoder."""
+    model = {key: None for key in SHARED_MODEL_KEYS}
+    for keys in ENCODER_DEFAULTS.values():
+        model.update(dict.fromkeys(keys))
+    return {**SCHEMA, "model": {**model, **SCHEMA["model"]}}
+
+
+def layer(base: dict, update: dict) -> dict:
+    """`merge(base, update)`, except that a `model` section naming another encoder than `base`'s
+    replaces `base`'s (keeping only `model.init`): another encoder's keys never leak into it."""
+    model = update.get("model")
+    if isinstance(model, dict) and _switches_encoder(base, model.get("name")):
+        base = {**base, "model": {k: v for k, v in base["model"].items() if k == "init"}}
+    return merge(base, update)
+
+
+def _switches_encoder(cfg: dict, name) -> bool:
+    current = cfg.get("model")
+    return name is not None and isinstance(current, dict) and current.get("name", "stgcn") != name
+
+
+def fill_model_defaults(cfg: dict) -> None:
+    """Give the `model` section the defaults of its encoder (`ENCODER_DEFAULTS[model.name]`) for the
+    keys it does not set, in place."""
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        return
+    name = model.get("name", "stgcn")
+    if isinstance(name, str) and name in ENCODER_DEFAULTS:
+        cfg["model"] = {"name": name, **copy.deepcopy(ENCODER_DEFAULTS[name]), **model}
+
+
+def check_model_keys(cfg: dict) -> None:
+    """Refuse a `model` key that the named encoder does not take, in one sentence."""
+    model = cfg.get("model") or {}
+    name = model.get("name", "stgcn")
+    if not isinstance(name, str) or name not in ENCODER_DEFAULTS:
+        close = difflib.get_close_matches(str(name), list(ENCODER_DEFAULTS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"model.name is {name!r}{hint}; known encoders: {', '.join(ENCODER_DEFAULTS)}")
+    known = set(ENCODER_DEFAULTS[name]) | set(SHARED_MODEL_KEYS)
+    for key in model:
+        if key not in known:
+            owners = [other for other, keys in ENCODER_DEFAULTS.items() if key in keys]
+            whose = f" (a key of {', '.join(owners)})" if owners else ""
+            raise UserError(f"model.{key}{whose} is not a key of encoder {name!r}; its keys are "
+                            f"{', '.join(sorted(known))}. Remove it, or set model.name first: "
+                            "naming another encoder starts its model section afresh")
 
 
 def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
@@ -183,13 +257,13 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     bases = raw.pop("base", None)
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else (bases or []):
-        merged = merge(merged, _read_with_bases(path.parent / base, chain + (path,)))
+        merged = layer(merged, _read_with_bases(path.parent / base, chain + (path,)))
     try:
-        check_keys(raw, SCHEMA, source="")
+        check_keys(raw, key_schema(), source="")
     except UnknownKey as err:
         line = _line_of(path.read_text(encoding="utf-8"), err.dotted)
         raise UserError(f"{path}{f' line {line}' if line else ''}{err}") from None
-    return merge(merged, raw)
+    return layer(merged, raw)
 
 
 class UnknownKey(UserError):
@@ -261,8 +335,10 @@ def apply_override(cfg: dict, item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    schema: Any = SCHEMA
+    schema: Any = key_schema()
     node = cfg
+    if parts == ["model", "name"] and _switches_encoder(cfg, value):
+        cfg["model"] = {k: v for k, v in cfg["model"].items() if k == "init"}  # another encoder's section
     for depth, part in enumerate(parts):
         prefix = ".".join(parts[:depth]) + ("." if depth else "")
         last = depth == len(parts) - 1
@@ -284,7 +360,8 @@ def apply_override(cfg: dict, item: str) -> None:
 
 def validate_values(cfg: dict) -> None:
     """The type and range of every key (`hiclr.config_rules`), then checks across keys."""
-    check_values(cfg, SCHEMA)
+    check_values(cfg, key_schema())
+    check_model_keys(cfg)
     stream = cfg["data"].get("stream")
     if stream not in STREAMS:
         raise UserError(f"data.stream is {stream!r}; use one of {', '.join(STREAMS)}")
@@ -307,6 +384,24 @@ def validate_values(cfg: dict) -> None:
         raise UserError(f"run.monitor_samples is {samples!r}; use a positive number of clips or null (all)")
     if cfg["engine"]["precision"] not in ("auto", "bf16", "fp32"):
         raise UserError(f"engine.precision is {cfg['engine']['precision']!r}; use auto, bf16 or fp32")
+
+
+def model_overrides(model: dict) -> list[str]:
+    """`--set` items that give another config the encoder of this `model` section (its name first:
+    naming another encoder starts the section afresh); `model.init` is left to that config."""
+    items = [f"model.name={model.get('name', 'stgcn')}"]
+    return items + [f"model.{k}={json.dumps(v)}" for k, v in model.items() if k not in SHARED_MODEL_KEYS]
+
+
+def describe_encoder(model: dict) -> str:
+    """A few words naming the encoder of a `model` section, e.g. "ST-GCN width 4"."""
+    name = model.get("name", "stgcn")
+    if name == "stgcn":
+        return f"ST-GCN width {model.get('width', ENCODER_DEFAULTS['stgcn']['width'])}"
+    if name == "dsta":
+        blocks = model.get("blocks", ENCODER_DEFAULTS["dsta"]["blocks"])
+        return f"DSTA-Net transformer, {len(blocks)} blocks, {blocks[-1][1]}-d"
+    return str(name)
 
 
 def run_name_from_path(path: str | os.PathLike) -> str:

@@ -146,6 +146,26 @@ class Either:
                 raise ValueError(f"{one} or {other}") from None
 
 
+@dataclass(frozen=True)
+class BlockPlan:
+    """A DSTA block plan: a list of [in, out, inter channels, stride], each of four positive integers,
+    each block's in equal to the previous block's out."""
+    none: bool = False
+
+    def check(self, value):
+        what = ("a non-empty list of blocks [in, out, inter channels, stride] (four positive integers "
+                "each, every block's in equal to the previous block's out)")
+        if not isinstance(value, list) or not value:
+            raise ValueError(what)
+        for i, block in enumerate(value):
+            if not (isinstance(block, list) and len(block) == 4 and
+                    all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 65536 for n in block)):
+                raise ValueError(f"{what}; block {i + 1} is not")
+            if i and block[0] != value[i - 1][1]:
+                raise ValueError(f"{what}; block {i + 1} takes {block[0]} channels, block {i} gives {value[i - 1][1]}")
+        return value
+
+
 def _bounds(lo, hi) -> str:
     if lo is not None and hi is not None:
         return f" from {lo} to {hi}"
@@ -181,6 +201,8 @@ RULES: dict[str, dict[str, Any]] = {
         "edge_importance": Flag(), "graph": Text(), "temporal_kernel": Int(1, 99),
         "init": Choice(("reference", "torch")),
         "graph_conv": Choice(("auto", "conv_first", "aggregate_first")),
+        "blocks": BlockPlan(), "num_subsets": Int(1, 64), "num_joints": Int(1, 1024),
+        "attention_dropout": Num(0, 1),
     },
     "ssl": {
         "objective": Text(), "dim": Int(1, 65536), "hidden": Int(1, 65536), "queue_size": Int(1, 2**24),

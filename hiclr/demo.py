@@ -49,6 +49,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     from hiclr.eval.finetune import run_finetune
     from hiclr.eval.knn import run_knn
     from hiclr.eval.linear import run_linear
+    from hiclr.config import describe_encoder, model_overrides
     from hiclr.pretrain import pretrain
     from hiclr.report import write_pretrain_curve
 
@@ -75,7 +76,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
         pre_overrides.append(f"optim.epochs={epochs}")
     cfg = demo_config("pretrain", pre_overrides)
     model = cfg["model"]
-    print(f"[3/4] HiCLR pre-training: ST-GCN width {model['width']}, "
+    print(f"[3/4] HiCLR pre-training: {describe_encoder(model)}, "
           f"{cfg['optim']['epochs']} epochs, batch {cfg['optim']['batch_size']}")
     encoder_path = out / "pretrain" / "encoder.pt"
     if not encoder_path.exists():
@@ -85,7 +86,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
 
     print("[4/4] linear probe and kNN: pre-trained encoder, raw input, random init"
           + (", supervised" if supervised else ""))
-    eval_common = common + [f"model.{key}={model[key]}" for key in ("width", "dropout", "init")]
+    eval_common = common + model_overrides(model) + [f"model.init={model['init']}"]
     rows = []
     for label, encoder in (("pretrained", encoder_path), ("raw", Baseline("raw")), ("random", Baseline("random"))):
         run_dir = out / f"eval_{label}"
@@ -124,12 +125,14 @@ def results_table(rows: list) -> str:
 
 
 def _summary(table: str, rows: list, cfg: dict, curve: dict, minutes: float) -> str:
+    from hiclr.config import describe_encoder
+
     details = "\n".join(f"- {ROW_NAMES[label]}: `{run_dir}/report.md`" for label, _, _, run_dir in rows)
     picture = f"\n![pre-training curve](pretrain/{curve['png'].name})\n" if curve.get("png") else ""
     return f"""# HiCLR demo
 
 Synthetic NTU-format skeletons (data_prep.synth defaults), NTU60 cross-subject split,
-HiCLR pre-training of an ST-GCN of width {cfg['model']['width']} for {cfg['optim']['epochs']} epochs,
+HiCLR pre-training ({describe_encoder(cfg['model'])}) for {cfg['optim']['epochs']} epochs,
 then a linear probe (SGD on features standardised by the training mean / std) and a cosine kNN
 (k = 20) on frozen features. Baselines: the same protocols on the raw frame50 coordinates, and on
 the same architecture at random initialisation (its BatchNorm statistics re-estimated on the

@@ -236,6 +236,8 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
         except UserError as err:
             raise UserError(f"{sweep.path}, {what}: {err}") from None
 
+    from hiclr.config import model_overrides
+
     runs = []
     for name in names:
         kind = "baseline" if name in BASELINES else "variant"
@@ -248,9 +250,9 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
                               [f"run.out={folder}", "run.name=pretrain"], f"variant {name}")
             else:
                 pre = resolve(sweep.pretrain, extra + common, f"baseline {name}")
-            width = [f"model.width={pre['model']['width']}"]
-            lin = resolve(sweep.linear, common + width + [f"run.out={folder}", "run.name=eval"], "linear")
-            knn = resolve(sweep.knn, common + width + [f"run.out={folder}", "run.name=eval"], "knn")
+            model = model_overrides(pre["model"])   # the random baseline: the pre-trained encoder
+            lin = resolve(sweep.linear, common + model + [f"run.out={folder}", "run.name=eval"], "linear")
+            knn = resolve(sweep.knn, common + model + [f"run.out={folder}", "run.name=eval"], "knn")
             runs.append(Run(name, seed, kind, folder, pre, lin, knn))
     return runs
 

@@ -1,7 +1,7 @@
 """The GPU check behind scripts/device_check.sh: each part under a time limit, one JSON line at the end.
 
 Parts: the CUDA tests; `hiclr bench train --device cuda` at full size for bf16 / fp32 x fused
-(per-view BN) / separate x compile off / on; one epoch of full-size pre-training on synthetic data
+(per-view BN) / separate x compile off / on, with the transformer (`--encoder dsta`) beside; one epoch of full-size pre-training on synthetic data
 (bf16, device-resident data); a 1-process NCCL run (DDP-wrapped learner, queue gather, 2 steps).
 Not yet run on a GPU by the session that wrote it: run it when a device is lent, put the figures in
 the README.
@@ -66,10 +66,11 @@ def nccl_part() -> None:
 def main() -> int:
     report: dict = {"parts": {}}
     py = sys.executable
-    tests = _run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"], 90)
+    tests = _run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py",
+                  "tests/test_dsta.py", "-k", "cuda"], 90)
     report["parts"]["cuda_tests"] = {k: v for k, v in tests.items() if k != "_stdout"}
     bench = _run([py, "-m", "hiclr.cli", "bench", "train", "--device", "cuda", "--size", "full", "--json",
-                  "--repeats", "3", "--steps", "3", "--variants", ",".join(GRID)], 240)
+                  "--repeats", "3", "--steps", "3", "--variants", ",".join(GRID), "--encoder", "dsta"], 240)
     try:
         result = json.loads(bench["_stdout"].strip().splitlines()[-1])
         report["bench_train_cuda_full"] = {
@@ -77,7 +78,8 @@ def main() -> int:
             "variants": {v["name"]: {"samples_per_s": round(v["samples_per_s"], 1),
                                      "speedup_vs_reference": round(v["speedup"], 2),
                                      "projected_300_epochs_ntu60_xsub_min": round(300 * 40091 / v["samples_per_s"] / 60, 1)}
-                         for v in result["variants"]}}
+                         for v in result["variants"]},
+            "encoder_step_cost": result.get("encoder_step_cost")}
     except (ValueError, IndexError, KeyError):
         report["parts"]["bench_train"] = {k: v for k, v in bench.items() if k != "_stdout"}
     with tempfile.TemporaryDirectory() as tmp:

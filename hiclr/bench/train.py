@@ -23,7 +23,12 @@ on (the costlier part of training). On CPU both phases share the cores, so a ste
 sum; on CUDA the reference overlaps augmentation (DataLoader workers) with the GPU, so a numpy
 step costs max(model, augmentation / workers), which favours it (workers scale perfectly here).
 `--size full` is the reference recipe (width 16, batch 128, K 32768, dropout 0.5);
-`--size demo` is `configs/demo/pretrain.yaml` (width 4, batch 32, K 512). The projection is 300
+`--size demo` is `configs/demo/pretrain.yaml` (width 4, batch 32, K 512).
+
+`--encoder dsta` adds the transformer (DSTA-Net at the release's configuration, whatever the size's
+width) to the same interleaved repetitions: the variant `encoder=dsta` is our step with that
+encoder, and `encoder_step_cost` puts its ms per step beside ST-GCN's (`ours`). Its `exact` is
+false: it is another model, not the reference's ST-GCN step. The projection is 300
 epochs of NTU60 xsub (40,091 training clips) at the measured rate, meaningful at full size only.
 """
 
@@ -48,12 +53,13 @@ SIZES = {  # name -> (config file or None for the reference defaults, width, bat
     "demo": (ROOT / "configs" / "demo" / "pretrain.yaml", 4, 32, 512),
 }
 REFERENCE = {"augment": "numpy", "fused_views": "separate", "graph_conv": "conv_first",
-             "precision": "fp32", "compile": False}
+             "precision": "fp32", "compile": False, "encoder": "stgcn"}
 OURS = {"augment": "batched", "fused_views": "auto", "graph_conv": "auto", "precision": "auto",
-        "compile": False}
+        "compile": False, "encoder": "stgcn"}
 EXACT_VALUES = {"augment": {"numpy", "batched"}, "fused_views": {"auto", "separate", "per_view"},
                 "graph_conv": {"conv_first", "aggregate_first", "auto"}, "precision": {"fp32"},
-                "compile": {False}}
+                "compile": {False}, "encoder": {"stgcn"}}
+ENCODER_NAMES = ("stgcn", "dsta")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the table (fused_views=separate, graph_conv=conv_first, augment=numpy, "
                              "fused_views=shared, compile, precision=...) or switches joined by '+', "
                              "e.g. precision=fp32+compile=reduce-overhead (default all; 'none': just the two)")
+    parser.add_argument("--encoder", choices=ENCODER_NAMES, default="stgcn",
+                        help="dsta: also time the transformer (DSTA-Net, the release's configuration) "
+                             "beside ST-GCN, as the variant encoder=dsta (default stgcn: ST-GCN only)")
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile mode of the compile variant: default, reduce-overhead "
                              "(CUDA graphs), max-autotune (default default)")
@@ -86,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("examples:\n  hiclr bench train --json                      # full size, CPU: ~1 h on 2 cores\n"
                      "  hiclr bench train --size demo --json\n"
                      "  hiclr bench train --device cuda --json --repeats 5 --steps 5\n"
-                     "  hiclr bench train --size demo --variants none --repeats 1   # quick")
+                     "  hiclr bench train --size demo --variants none --repeats 1   # quick\n"
+                     "  hiclr bench train --encoder dsta --variants none --json   # the transformer beside ST-GCN")
 
 
 def variants(device: torch.device, compile_mode: str) -> dict[str, dict]:
@@ -108,7 +118,7 @@ def variants(device: torch.device, compile_mode: str) -> dict[str, dict]:
 
 _SWITCH_VALUES = {"augment": ("numpy", "batched"), "fused_views": ("auto", "separate", "per_view", "shared"),
                   "graph_conv": ("conv_first", "aggregate_first", "auto"),
-                  "precision": ("auto", "fp32", "bf16"), "compile": None}
+                  "precision": ("auto", "fp32", "bf16"), "compile": None, "encoder": ENCODER_NAMES}
 
 
 def parse_variant(spec: str) -> dict:
@@ -157,9 +167,11 @@ class _Variant:
 def _config(args, settings: dict) -> dict:
     from hiclr.config import load_config
     path = SIZES[args.size][0]
-    return load_config(path, [f"model.width={args.width}", f"ssl.queue_size={args.queue}",
-                              f"optim.batch_size={args.batch}", f"ssl.fused_views={settings['fused_views']}",
-                              f"model.graph_conv={settings['graph_conv']}"])
+    common = [f"ssl.queue_size={args.queue}", f"optim.batch_size={args.batch}",
+              f"ssl.fused_views={settings['fused_views']}"]
+    if settings.get("encoder", "stgcn") == "dsta":      # the release's DSTA-Net; width and graph_conv are ST-GCN's
+        return load_config(path, ["model.name=dsta", *common])
+    return load_config(path, [f"model.width={args.width}", f"model.graph_conv={settings['graph_conv']}", *common])
 
 
 def _build(name: str, settings: dict, args, device: torch.device) -> _Variant:
@@ -251,6 +263,9 @@ def run(args: argparse.Namespace) -> dict:
             if name not in table:
                 table[name] = parse_variant(name)
             chosen.append(name)
+    if args.encoder != "stgcn":
+        table.setdefault(f"encoder={args.encoder}", {**OURS, "encoder": args.encoder})
+        chosen.append(f"encoder={args.encoder}")
     chosen = list(dict.fromkeys(chosen))
     threads = args.threads or len(os.sched_getaffinity(0))
     workers = args.workers or len(os.sched_getaffinity(0))
@@ -299,6 +314,10 @@ def _report(args, device, runs: list[_Variant], threads: int, workers: int) -> d
                      "model_ms_per_step": 1000 * v.phases["model"] / timed,
                      "ms_per_step_each_repetition": [1000 * t for t in v.times]})
     ours_row, base_row = rows[runs.index(ours)], rows[runs.index(base)]
+    encoders = {"stgcn": ours_row["ms_per_step"]}
+    for row in rows:                                  # the other encoders at our settings
+        if row["name"].startswith("encoder=") and "+" not in row["name"]:
+            encoders[row["settings"]["encoder"]] = row["ms_per_step"]
     split = ours_row["augment_ms_per_step"] + ours_row["model_ms_per_step"]
     full = (args.width, args.batch, args.queue) == SIZES["full"][1:]
     return {
@@ -319,6 +338,9 @@ def _report(args, device, runs: list[_Variant], threads: int, workers: int) -> d
         "baseline_augment_ms_per_step": base_row["augment_ms_per_step"],
         "baseline_model_ms_per_step": base_row["model_ms_per_step"],
         "variants": rows,
+        "encoder_step_cost": {  # ms per step of each encoder timed, our settings, and its ratio to ST-GCN's
+            **{f"{name}_ms_per_step": ms for name, ms in encoders.items()},
+            **{f"{name}_over_stgcn": ms / encoders["stgcn"] for name, ms in encoders.items() if name != "stgcn"}},
         "baseline_workers": workers if device.type == "cuda" else 1,
         "precision": ours.precision,
         "width": args.width,

@@ -39,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
                     print("  " + ", ".join(f"{k} {_shown(v)}" for k, v in row.items()
                                            if not isinstance(v, (dict, list))))
                 continue
+            if isinstance(value, dict):    # a group of scalars on one line
+                value = ", ".join(f"{k} {_shown(v)}" for k, v in value.items())
             print(f"{key:<{width}}  {_shown(value)}")
     return 0
 

@@ -146,10 +146,31 @@ EVAL_KEYS = {
     "standardize": False,     # linear probe on features standardised by the training mean / std
     "augment": [[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
     "ensemble_runs": [],
+    "freeze": [],             # encoder sub-modules (e.g. [proj]: the release's fix_conv1) whose
+    #                           parameters stay fixed in the fine-tune / semi protocols
 }
 extend_schema("eval", EVAL_KEYS, rules={
     "feature_batch_size": Int(1, 2**20), "through_encoder": Flag(), "standardize": Flag(),
-    "augment": Stages(), "ensemble_runs": ListOf(Text())})
+    "augment": Stages(), "ensemble_runs": ListOf(Text()), "freeze": ListOf(Text())})
+
+
+def freeze_modules(encoder: torch.nn.Module, names) -> list[str]:
+    """Fix the parameters of the named sub-modules of `encoder` (`eval.freeze`: dotted names as in
+    its state_dict, e.g. "proj", the release's `fix_conv1`; "graph_layers.0"); returns the names of
+    the frozen parameters. BatchNorm statistics inside them still follow the data in training mode,
+    as in the release. An unknown name is a `UserError` listing the encoder's top-level modules."""
+    frozen = []
+    for name in names or []:
+        try:
+            module = encoder.get_submodule(name)
+        except AttributeError:
+            known = ", ".join(n for n, _ in encoder.named_children()) or "none"
+            raise UserError(f"eval.freeze names {name!r}, which {type(encoder).__name__} does not have; "
+                            f"its modules are {known} (dotted names reach inside them)") from None
+        for pname, p in module.named_parameters():
+            p.requires_grad_(False)
+            frozen.append(f"{name}.{pname}")
+    return frozen
 
 _SHA_CACHE: dict[tuple, str] = {}
 

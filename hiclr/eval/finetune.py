@@ -106,7 +106,7 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
 
     from hiclr.engine import TrainData, train as engine_train
     from hiclr.eval.baselines import Baseline, check_protocol
-    from hiclr.eval.common import classification_summary, prepare_encoder
+    from hiclr.eval.common import classification_summary, freeze_modules, prepare_encoder
     from hiclr.eval.linear import new_linear_head
 
     device = torch.device("cpu")   # the engine moves the model to its device
@@ -117,6 +117,8 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     module, meta = prepare_encoder(encoder, cfg, device)
     for p in module.parameters():
         p.requires_grad_(True)
+    frozen = freeze_modules(module, cfg["eval"].get("freeze"))
+    _set_training_dropout(module, cfg.get("model", {}))
     dim = meta["feature_dim"] or int(module(torch.zeros(1, *train.x.shape[1:])).shape[1])
     head = new_linear_head(dim, num_classes, int(cfg["run"].get("seed", 0)),
                            cfg.get("model", {}).get("init", "reference"), "finetune")
@@ -134,9 +136,20 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
         "schedule": {k: opt[k] for k in ("lr", "momentum", "weight_decay", "nesterov", "batch_size",
                                          "epochs", "schedule", "milestones", "gamma", "warmup_epochs")},
         "history": task.history, "per_class": summary["per_class"], "confusion": summary["confusion"],
-        "mode": "whole network, engine loop" + (", augmented" if task.augment is not None else ""),
+        "mode": ("whole network" + (f" but {', '.join(cfg['eval']['freeze'])} (frozen)" if frozen else "")
+                 + ", engine loop" + (", augmented" if task.augment is not None else "")),
+        "frozen_parameters": frozen,
         "logits_last": task.logits_last, "encoder_meta": meta,
     }
+
+
+def _set_training_dropout(module: nn.Module, model_cfg: dict) -> None:
+    """A loaded DSTA trains with the attention dropout of the protocol's `model` section (the
+    release: 0 in its fine-tune configs, 0.5 in pre-training, which its checkpoint records)."""
+    from hiclr.models import DSTA
+
+    if isinstance(module, DSTA) and model_cfg.get("name") == "dsta" and "attention_dropout" in model_cfg:
+        module.set_attention_dropout(float(model_cfg["attention_dropout"]))
 
 
 def run_finetune(cfg: dict, encoder, *, out=None, resume: bool = False, plots: bool = True) -> dict:

@@ -204,7 +204,7 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     training split).
     out: the run folder (default `run.out/run.name`).
     """
-    from hiclr.eval.common import finish_run, frozen_features, save_logits, start_frozen_run
+    from hiclr.eval.common import finish_run, freeze_modules, frozen_features, save_logits, start_frozen_run
 
     ev = cfg["eval"]
     through_encoder = bool(ev.get("through_encoder")) if through_encoder is None else through_encoder
@@ -212,6 +212,7 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     device, run_dir, data, model, meta = run.device, run.run_dir, run.data, run.model, run.meta
     for p in model.parameters():
         p.requires_grad_(False)
+    freeze_modules(model, ev.get("freeze"))     # all frozen already; the names are checked all the same
     schedule = schedule_from_config(cfg)
     seed = int(cfg["run"].get("seed", 0))
     init = cfg.get("model", {}).get("init", "reference")

@@ -1,6 +1,7 @@
 """Encoders built from config through a registry (timm-style), and their checkpoints.
 
     encoder = build_encoder({"name": "stgcn", "width": 16, "dropout": 0.5, "edge_importance": True})
+    encoder = build_encoder({"name": "dsta"})            # the release's transformer (DSTA-Net)
     encoder = build_encoder(cfg["model"])     # its `init` (model.init) re-initialises the weights
 """
 
@@ -13,6 +14,7 @@ from typing import Callable
 from torch import nn
 
 from data_prep.errors import UserError
+from hiclr.models.dsta import DSTA
 from hiclr.models.init import INIT_SCHEMES, check_init, init_weights
 from hiclr.models.raw import RawInput
 from hiclr.models.stgcn import STGCN
@@ -32,6 +34,7 @@ def register_encoder(name: str):
 
 
 register_encoder("stgcn")(STGCN)
+register_encoder("dsta")(DSTA)
 
 
 def build_encoder(cfg: dict) -> nn.Module:
@@ -57,7 +60,10 @@ def build_encoder(cfg: dict) -> nn.Module:
             if key not in params:
                 raise UserError(f"unknown key model.{key} for encoder {name!r}"
                                 f"{_suggest(key, params)}; known keys: {', '.join(params)}")
-    encoder = factory(**cfg)
+    try:
+        encoder = factory(**cfg)
+    except ValueError as err:          # a value the constructor refuses (e.g. a bad block plan)
+        raise UserError(f"model section of encoder {name!r}: {err}") from None
     return encoder if scheme is None else init_weights(encoder, scheme)
 
 
@@ -70,6 +76,6 @@ from hiclr.models.checkpoint import (  # noqa: E402  (checkpoint uses build_enco
     infer_encoder_cfg, load_encoder, load_encoder_state, save_encoder,
 )
 
-__all__ = ["ENCODERS", "STGCN", "RawInput", "build_encoder", "register_encoder", "save_encoder",
+__all__ = ["ENCODERS", "STGCN", "DSTA", "RawInput", "build_encoder", "register_encoder", "save_encoder",
            "load_encoder_state", "load_encoder", "infer_encoder_cfg", "INIT_SCHEMES", "init_weights",
            "check_init"]

@@ -7,11 +7,16 @@ Accepted by `load_encoder_state` (all through `torch.load(weights_only=True)`):
   state_dict with the query backbone under ``encoder_q.backbone.``; the encoder cfg and stream are
   taken from ``"config"`` (``config["model"]``, ``config["data"]["stream"]``) when present;
 - the reference release (AimCLR / HiCLR): a state_dict, bare or wrapped in ``{"state_dict": ...}`` or
-  ``{"model": ...}``, with ``encoder_q.data_bn.*``, ``encoder_q.st_gcn_networks.<i>.*`` and
-  ``encoder_q.edge_importance.<i>`` (also written ``edge_importance<i>``); everything else
-  (``fc``, ``encoder_k``, ``queue``, ``queue_ptr``, ``mask_param``) is ignored, and the buffer ``A``
-  is only checked to be a known graph (ours is rebuilt from the graph, never loaded);
-- a plain backbone state_dict (`STGCN().state_dict()`), possibly under ``module.``.
+  ``{"model": ...}``, of either encoder, told apart by its keys:
+  - ST-GCN (`net.st_gcn.Model`): ``encoder_q.data_bn.*``, ``encoder_q.st_gcn_networks.<i>.*`` and
+    ``encoder_q.edge_importance.<i>`` (also written ``edge_importance<i>``); the buffer ``A`` is only
+    checked to be a known graph (ours is rebuilt from the graph, never loaded);
+  - the transformer (`net.dsta.DSTANet`): ``encoder_q.proj.*``, ``encoder_q.input_map.*`` and
+    ``encoder_q.graph_layers.<i>.*``; its buffers ``atts`` (checked to be zero) and ``pes.pe`` (the
+    joint encoding, checked against ours; its frame count gives the block strides, which the
+    weights do not record) are not loaded; a checkpoint with temporal attention is refused;
+  everything else (``fc``, ``encoder_k``, ``queue``, ``queue_ptr``, ``mask_param``) is ignored;
+- a plain backbone state_dict (`STGCN().state_dict()`, `DSTA().state_dict()`), possibly under ``module.``.
 """
 
 from __future__ import annotations
@@ -24,15 +29,20 @@ from torch import nn
 
 from data_prep.errors import UserError
 from hiclr.graph import GRAPHS
+from hiclr.models.dsta import DSTA_BLOCKS, spatial_encoding
 
 FORMAT = "hiclr-encoder/1"
 
 # Where the backbone may sit inside a state_dict, most specific first.
 _PREFIXES = ("encoder_q.backbone.", "encoder_q.", "backbone.", "")
-_BACKBONE_KEYS = ("data_bn.", "st_gcn_networks.", "edge_importance")
+#: encoder family -> (a key it always has, the prefix of its blocks), as the release names them.
+_FAMILIES = {"stgcn": ("data_bn.weight", "st_gcn_networks."), "dsta": ("proj.weight", "graph_layers.")}
 _EXPECTED = ("encoder_q.data_bn.*, encoder_q.st_gcn_networks.<i>.*, encoder_q.edge_importance.<i> "
-             "(reference release), encoder_q.backbone.* under 'model' (our last.pt), or "
-             f"{{'format': '{FORMAT}', 'state_dict': ...}} (our encoder.pt)")
+             "(reference release, ST-GCN), encoder_q.proj.*, encoder_q.input_map.*, "
+             "encoder_q.graph_layers.<i>.* (reference release, transformer), encoder_q.backbone.* "
+             f"under 'model' (our last.pt), or {{'format': '{FORMAT}', 'state_dict': ...}} (our encoder.pt)")
+#: keys of the release's DSTA-Net blocks with temporal attention, which `DSTA` does not implement
+_TEMPORAL_ATTENTION = ("in_nett.", "attention0t", "ff_nett.", "downt1.", "pet.", "attt", "alphat")
 
 
 def save_encoder(path, model: nn.Module, cfg: dict, stream: str) -> Path:
@@ -92,29 +102,63 @@ def load_encoder_state(path) -> tuple[dict[str, torch.Tensor], dict | None, str 
         if isinstance(obj.get(wrapper), dict):
             inner = obj[wrapper]
             break
-    return _backbone_state(inner, path), (dict(cfg) if cfg else None), stream
+    state, inferred = _backbone_state(inner, path)
+    return state, (dict(cfg) if cfg else inferred), stream
 
 
-def _backbone_state(state: dict, path: Path) -> dict[str, torch.Tensor]:
-    """The backbone's entries of `state`, renamed to `STGCN`'s keys."""
+def _backbone_state(state: dict, path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(the backbone's entries of `state` with our key names, the encoder cfg they imply when only
+    the release's extra buffers say it (a DSTA's strides), else None)."""
     tensors = {k: v for k, v in state.items() if isinstance(k, str) and torch.is_tensor(v)}
     if tensors and all(k.startswith("module.") for k in tensors):  # saved from DDP
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    for prefix in _PREFIXES:
-        if f"{prefix}data_bn.weight" in tensors and \
-                any(k.startswith(f"{prefix}st_gcn_networks.") for k in tensors):
-            break
-    else:
+    found = next(((family, prefix) for prefix in _PREFIXES for family, (key, blocks) in _FAMILIES.items()
+                  if f"{prefix}{key}" in tensors and any(k.startswith(f"{prefix}{blocks}") for k in tensors)),
+                 None)
+    if found is None:
         shown = ", ".join(sorted(tensors)[:6]) or "none"
         raise UserError(f"{path} holds no encoder weights: expected {_EXPECTED}; "
                         f"found keys: {shown}{' ...' if len(tensors) > 6 else ''}")
+    family, prefix = found
     sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if family == "dsta":
+        return _dsta_state(sub, prefix, path)
     if "A" in sub and not any(_same_graph(sub["A"], build()) for build in GRAPHS.values()):
         raise UserError(f"{path} was trained on a graph (its buffer {prefix}A) that is none of the "
                         f"known graphs ({', '.join(GRAPHS)}); its features cannot be reproduced here")
     out = {k: v for k, v in sub.items() if k.startswith(("data_bn.", "st_gcn_networks."))}
     out.update(_edge_importance(sub))
-    return out
+    return out, None
+
+
+def _dsta_state(sub: dict[str, torch.Tensor], prefix: str, path: Path) -> tuple[dict, dict | None]:
+    """A DSTA backbone's entries (ours or the release's `net.dsta.DSTANet`) and, for the release's,
+    the cfg its buffers imply: the release's `atts` and `pes.pe` are checked, then left out."""
+    temporal = sorted(k for k in sub if k.startswith("graph_layers.") and
+                      k.split(".", 2)[2].startswith(_TEMPORAL_ATTENTION))
+    if temporal:
+        raise UserError(f"{path} is a DSTA-Net with temporal attention ({prefix}{temporal[0]} ...); "
+                        "hiclr's dsta encoder has the release's spatial attention with a temporal "
+                        "convolution only (use_temporal_att: False), so it cannot reproduce these features")
+    for key, value in sub.items():
+        if key.endswith(".atts") and bool(value.ne(0).any()):
+            raise UserError(f"{path}: the buffer {prefix}{key} is not zero, unlike the release's "
+                            "DSTA-Net; its features cannot be reproduced here")
+        if key.endswith(".pes.pe"):          # (1, C, T, V), the same for every frame t
+            if value.dim() != 4 or value.shape[2] < 1 or not torch.allclose(
+                    value[0, :, 0].float(), spatial_encoding(value.shape[1], value.shape[3])[0, :, 0], atol=1e-5):
+                raise UserError(f"{path}: the positional encoding {prefix}{key} is not the release's "
+                                "sinusoidal encoding of the joint index; its features cannot be "
+                                "reproduced here")
+    encodings = {int(k.split(".")[1]): v for k, v in sub.items()
+                 if re.fullmatch(r"graph_layers\.\d+\.pes\.pe", k)}
+    out = {k: v for k, v in sub.items() if k.startswith(("proj.", "input_map.", "graph_layers."))
+           and not k.endswith((".atts", ".pes.pe"))}
+    if not encodings:
+        return out, None
+    frames = [encodings[i].shape[2] for i in sorted(encodings)]
+    strides = [max(1, round(a / b)) for a, b in zip(frames, frames[1:])] + [1]  # the last: not recorded
+    return out, infer_encoder_cfg(out, strides)
 
 
 def _same_graph(A: torch.Tensor, known) -> bool:
@@ -134,8 +178,14 @@ def _edge_importance(sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {f"edge_importance.{i}": v for i, v in plain.items()}
 
 
-def infer_encoder_cfg(state: dict[str, torch.Tensor]) -> dict:
-    """The `build_encoder` cfg of an ST-GCN backbone state_dict (for checkpoints without one)."""
+def infer_encoder_cfg(state: dict[str, torch.Tensor], strides: list[int] | None = None) -> dict:
+    """The `build_encoder` cfg of an ST-GCN or DSTA backbone state_dict (for checkpoints without one).
+
+    A DSTA's strides are not in its weights: `strides` (one per block) gives them, else the
+    release's plan's when the channels are the release's (`DSTA_BLOCKS`), else a `UserError`.
+    """
+    if "proj.weight" in state:
+        return _infer_dsta_cfg(state, strides)
     first = state["st_gcn_networks.0.gcn.conv.weight"]          # (K * width, in_channels, 1, 1)
     blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("st_gcn_networks.")})
     last_tcn = state[f"st_gcn_networks.{blocks[-1]}.tcn.2.weight"]  # (D, D, kernel, 1)
@@ -147,6 +197,26 @@ def infer_encoder_cfg(state: dict[str, torch.Tensor]) -> dict:
     if last_tcn.shape[0] != 16 * width:
         cfg["feature_dim"] = int(last_tcn.shape[0])
     return cfg
+
+
+def _infer_dsta_cfg(state: dict[str, torch.Tensor], strides: list[int] | None) -> dict:
+    blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("graph_layers.")})
+    subsets = int(state["graph_layers.0.alphas"].shape[1])
+    channels = []
+    for i in blocks:
+        in_nets = state[f"graph_layers.{i}.in_nets.weight"]                  # (2 * S * inter, in, 1, 1)
+        out = state[f"graph_layers.{i}.out_nets.0.weight"].shape[0]
+        channels.append([int(in_nets.shape[1]), int(out), int(in_nets.shape[0]) // (2 * subsets)])
+    if strides is None:
+        if channels != [list(b[:3]) for b in DSTA_BLOCKS]:
+            raise UserError("a DSTA state_dict without its config records no strides and its channels "
+                            f"{channels} are not the release's; save it with save_encoder (encoder.pt)")
+        strides = [b[3] for b in DSTA_BLOCKS]
+    temporal_kernel = int(state[f"graph_layers.{blocks[0]}.out_nett.0.weight"].shape[2])
+    return {"name": "dsta", "in_channels": int(state["proj.weight"].shape[1]),
+            "blocks": [c + [int(s)] for c, s in zip(channels, strides)], "num_subsets": subsets,
+            "num_joints": int(state["graph_layers.0.attention0s"].shape[-1]),
+            "temporal_kernel": temporal_kernel}
 
 
 def load_encoder(path, device="cpu") -> tuple[nn.Module, dict, str | None]:
