@@ -188,9 +188,10 @@ def real_build_encoder():
 
 def test_from_config_reads_the_ssl_section():
     real_build_encoder()
-    cfg = {"model": {"name": "stgcn", "width": 4}, "data": {"stream": "joint"},
-           "ssl": {"objective": "skeletonclr", "dim": 5, "hidden": 7, "queue_size": 12,
-                   "momentum": 0.99, "temperature": 0.2, "mining_epoch": 3, "fused_views": True}}
+    from hiclr.config import load_config
+    cfg = load_config(None, ["model.width=4", "data.stream=joint", "ssl.objective=skeletonclr", "ssl.dim=5",
+                             "ssl.hidden=7", "ssl.queue_size=12", "ssl.momentum=0.99", "ssl.temperature=0.2",
+                             "ssl.mining_epoch=3", "ssl.fused_views=true"])
     learner = ContrastiveLearner.from_config(cfg)
     assert learner.queue.keys.shape == (12, 5) and learner.fused_views and learner.momentum == 0.99
     assert learner.objective.temperature == 0.2 and learner.view_stages == (0, 0)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hiclr.config import STREAMS
 from hiclr.models.view_norm import ViewBatchNorm1d, convert_to_view_batchnorm, views_in_batch
 from hiclr.monitor import embedding_spread
 
@@ -102,7 +103,7 @@ class ContrastiveLearner(nn.Module):
         true): one call whose BatchNorm normalises all views together (changes the results);
         "auto" (default): per_view on CUDA, separate on CPU (where fusing measured slower). Dropout
         masks are drawn in another order when fused (same distribution).
-    stream: "joint" | "motion" | "bone", derived from each view before the encoder.
+    stream: one of `hiclr.config.STREAMS` (joint, motion, bone), derived from each view before the encoder.
     temperature, mining_epoch, topk go to the objective when it takes them; further keyword
         arguments are objective-specific (an objective that does not take one is an error).
     """
@@ -115,8 +116,8 @@ class ContrastiveLearner(nn.Module):
         super().__init__()
         if key_init not in ("random", "copy"):
             raise ValueError(f"key_init must be 'random' or 'copy', got {key_init!r}")
-        if stream not in ("joint", "motion", "bone"):
-            raise ValueError(f"stream must be 'joint', 'motion' or 'bone', got {stream!r}")
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
         from hiclr.models.init import check_init, init_weights
 
         if init is None:
@@ -154,12 +155,11 @@ class ContrastiveLearner(nn.Module):
     def from_config(cls, cfg: dict) -> "ContrastiveLearner":
         """Build from a resolved run config: sections `model` (`model.init`: the initialisation),
         `ssl` (its `options` mapping goes to the objective) and `data.stream`."""
-        ssl = dict(cfg.get("ssl", {}))
-        options = ssl.pop("options", None) or {}
+        ssl = dict(cfg["ssl"])
+        options = ssl.pop("options")
         model = dict(cfg["model"])
-        init = model.pop("init", None) or "reference"
-        return cls(model, ssl.pop("objective", "hiclr"),
-                   stream=cfg.get("data", {}).get("stream", "joint"), init=init, **ssl, **options)
+        init = model.pop("init")
+        return cls(model, ssl.pop("objective"), stream=cfg["data"]["stream"], init=init, **ssl, **options)
 
     @property
     def view_stages(self) -> tuple[int, ...]:
@@ -196,15 +196,24 @@ class ContrastiveLearner(nn.Module):
             x = torch.where(mask, self.mask_token.to(x.dtype), x)
         return x
 
-    def encode_queries(self, inputs: Sequence[torch.Tensor]) -> tuple[list, list]:
-        """(backbone features, L2-normalised projections) of each query input, in order."""
+    def encode_queries(self, inputs: Sequence[torch.Tensor], block: int | None = None) -> tuple[list, list, list]:
+        """(backbone features, L2-normalised projections, outputs of backbone block `block`) of each
+        query input, in order; the block outputs only for an objective with a `feature_block` (e.g.
+        dense pairs, variant C: the backbone needs `forward_features`), else an empty list."""
+        encoder = _unwrap(self.encoder_q)
+
+        def encode(x):
+            return (*self.encoder_q(x), None) if block is None else encoder.forward_with_block(x, block)
+
         if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
             with self._fused(inputs):
-                features, z = self.encoder_q(torch.cat(list(inputs), dim=0))
+                features, z, blocks = encode(torch.cat(list(inputs), dim=0))
             sizes = [x.shape[0] for x in inputs]
-            return list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)]
-        outputs = [self.encoder_q(x) for x in inputs]
-        return [f for f, _ in outputs], [F.normalize(z, dim=1) for _, z in outputs]
+            return (list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)],
+                    [] if blocks is None else list(blocks.split(sizes)))
+        outputs = [encode(x) for x in inputs]
+        return ([f for f, _, _ in outputs], [F.normalize(z, dim=1) for _, z, _ in outputs],
+                [b for _, _, b in outputs if b is not None])
 
     def _fused(self, inputs: Sequence[torch.Tensor]):
         """The context of one fused call: per-view BatchNorm statistics unless the mode is "shared"."""
@@ -214,20 +223,6 @@ class ContrastiveLearner(nn.Module):
             raise ValueError("fused_views per_view needs query views of one batch size, got "
                              f"{[x.shape[0] for x in inputs]}")
         return views_in_batch(_unwrap(self.encoder_q), len(inputs))
-
-    def encode_queries_with_block(self, inputs: Sequence[torch.Tensor], block: int) -> tuple[list, list, list]:
-        """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
-        a `feature_block`, e.g. dense pairs, variant C)."""
-        encoder = _unwrap(self.encoder_q)
-        if resolve_fused_views(self.fused_views, inputs[0].device) != "separate":
-            with self._fused(inputs):
-                features, z, blocks = encoder.forward_with_block(torch.cat(list(inputs), dim=0), block)
-            sizes = [x.shape[0] for x in inputs]
-            return (list(features.split(sizes)), [F.normalize(p, dim=1) for p in z.split(sizes)],
-                    list(blocks.split(sizes)))
-        outputs = [encoder.forward_with_block(x, block) for x in inputs]
-        return ([f for f, _, _ in outputs], [F.normalize(z, dim=1) for _, z, _ in outputs],
-                [b for _, _, b in outputs])
 
     def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
@@ -239,13 +234,8 @@ class ContrastiveLearner(nn.Module):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
         query_views = [v for i, v in enumerate(views) if i != self.key_index]
-        block = getattr(self.objective, "feature_block", None)
-        if block is None:
-            features, queries = self.encode_queries([self.prepare(v) for v in query_views])
-            blocks = []
-        else:
-            features, queries, blocks = self.encode_queries_with_block(
-                [self.prepare(v) for v in query_views], block)
+        features, queries, blocks = self.encode_queries([self.prepare(v) for v in query_views],
+                                                        getattr(self.objective, "feature_block", None))
 
         with torch.no_grad():  # no gradient to keys; the key encoder follows the learner's mode
             self.momentum_update()  # before the key forward, as MoCo
