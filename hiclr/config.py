@@ -212,7 +212,8 @@ def _complete_model(model: dict) -> dict:
     a key of another encoder is refused."""
     name = model["name"]
     if not isinstance(name, str) or name not in ENCODER_KEYS:
-        raise UserError(f"unknown encoder {name!r} in model.name{_suggest(str(name), ENCODER_KEYS, '')}"
+        close = difflib.get_close_matches(str(name), list(ENCODER_KEYS), n=1)
+        raise UserError(f"unknown encoder {name!r} in model.name{f' (did you mean {close[0]!r}?)' if close else ''}"
                         f"; known encoders: {', '.join(sorted(ENCODER_KEYS))}")
     schema = schema_for(name)["model"]
     for key in model:

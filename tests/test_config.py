@@ -224,7 +224,7 @@ def test_the_model_section_holds_the_named_encoders_keys_only(monkeypatch):
         load_config(None, ["model.name=toy", "model.width=3"])
     with pytest.raises(UserError, match=r"`model.depth` is 9; it must be an integer from 1 to 8"):
         load_config(None, ["model.name=toy", "model.depth=9"])
-    with pytest.raises(UserError, match=r"unknown encoder 'stgnc' in model.name; did you mean `stgcn`\?"):
+    with pytest.raises(UserError, match=r"unknown encoder 'stgnc' in model.name \(did you mean 'stgcn'\?\); known encoders: stgcn"):
         load_config(None, ["model.name=stgnc"])
 
 
