@@ -217,6 +217,25 @@ def test_a_step_with_the_real_stgcn_encoder():
         assert torch.equal(full[f"encoder_q.backbone.{name}"], value)
 
 
+@pytest.mark.parametrize("fused", ["separate", "per_view"])
+def test_encode_queries_returns_the_block_outputs_only_when_asked_and_the_same_embeddings_either_way(fused):
+    real_build_encoder()
+    torch.manual_seed(0)
+    learner = ContrastiveLearner({"name": "stgcn", "width": 4}, "hiclr", queue_size=32, fused_views=fused).eval()
+    gen = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(2, 3, 50, 25, 2, generator=gen) for _ in range(3)]
+    with torch.no_grad():
+        features, queries, blocks = learner.encode_queries(inputs)
+        block_features, block_queries, block_outputs = learner.encode_queries(inputs, block=4)
+        alone = [learner.encoder_q.backbone.forward_features(x, return_block=4)[1] for x in inputs]
+    assert blocks == [] and len(block_outputs) == len(inputs) == len(queries)
+    for a, b in zip(features + queries, block_features + block_queries):
+        torch.testing.assert_close(a, b)
+    for got, expected in zip(block_outputs, alone):
+        torch.testing.assert_close(got, expected)
+    assert all(torch.allclose(q.norm(dim=1), torch.ones(2)) for q in queries)
+
+
 def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_common_component():
     from hiclr.monitor import embedding_spread
     from hiclr.ssl.learner import ProjectedEncoder
