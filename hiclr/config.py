@@ -1,26 +1,29 @@
-"""Run configuration: YAML files with `base:` inheritance, `--set` overrides, a schema of known keys.
+"""Run configuration: YAML files with `base:` inheritance, `--set` overrides, one schema of every key.
 
 A config is a dict of sections (`run`, `data`, `model`, `ssl`, `augment`, `optim`, `engine`,
-`eval`). `SCHEMA` below holds every known key with its default; `load_config` merges, in order,
+`eval`). `SCHEMA` below declares every key once, as a `Key`: its default, its rule (type and
+range, `hiclr.config_rules`) and what it means. The `model` section holds the keys of every
+encoder (`name`, `init`) and those of the encoder it names, declared in `ENCODER_KEYS` (a new
+encoder adds its table there; `hiclr.models.build_encoder` checks them against its constructor).
+`load_config` merges, in order,
 
     defaults  <-  base file(s) (recursively, paths relative to the file naming them)  <-  file  <-  --set
 
-and rejects any key the schema does not know with one sentence naming it (file and dotted key) and
-suggesting the closest known key. The `model` keys depend on the encoder (`ENCODER_DEFAULTS`): a
-file or `--set model.name=...` that names another encoder than what it builds on starts that
-encoder's section afresh (only `model.init` is kept), the encoder's defaults fill what is not set,
-and a key of another encoder is refused. Values inside a dict-valued default (e.g. `eval.ensemble`) are
+rejects any key the schema does not know with one sentence naming it (file and dotted key) and
+suggesting the closest known key, and returns a complete config: every key of the schema is
+present, so code reads `cfg[section][key]` and never repeats a default. A file or `--set
+model.name=...` that names another encoder than what it builds on starts that encoder's `model`
+section afresh (only `model.init` is kept), the encoder's defaults fill what is not set, and a key
+of another encoder is refused. Values inside a dict-valued default (e.g. `eval.ensemble`) are
 checked the same way, except an empty-dict default (e.g. `ssl.options`), which is an open mapping;
-lists (e.g. `augment.stages`) are opaque here and validated by their owner.
-
-Other modules may add a section or keys with `extend_schema(section, defaults)` at import time
-(e.g. an evaluation module with protocol-specific keys); the resolved config, saved with every run
-by `save_config`, then holds them too.
+lists (e.g. `augment.stages`) are opaque here and validated by their owner. The resolved config is
+saved with every run by `save_config`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import os
@@ -31,210 +34,229 @@ import yaml
 
 from data_prep.errors import UserError
 from data_prep.atomic import atomic_write_text
-from hiclr.config_rules import add_rules, check_values
+from hiclr.config_rules import (COUNT, MAX_SEED, ONOFF, POSITIVE, BlockPlan, Choice, Either, Flag, Int, Key,
+                                ListOf, Mapping, Num, Stages, Text, check_values)
 
-#: Each encoder's `model` keys and their defaults; `model.name` picks the encoder, `model.init`
-#: (the initialisation) is shared. A config naming another encoder than its base starts that
-#: encoder's section afresh (see `load_config`). Kept equal to the constructors' defaults by a test.
-ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "stgcn": {
-        "in_channels": 3,
-        "width": 16,
-        "dropout": 0.5,
-        "edge_importance": True,
-        "graph": "ntu",
-        "temporal_kernel": 9,
-        "graph_conv": "auto",    # auto (per block, the cheaper order: aggregate over the graph first when
-        #                          channels grow; the same function) | conv_first (reference) | aggregate_first
-    },
-    "dsta": {                    # DSTA-Net, the release's transformer (hiclr/models/dsta.py)
-        "in_channels": 3,
-        "blocks": [[32, 32, 16, 1], [32, 32, 16, 1], [32, 64, 16, 2], [64, 64, 16, 1],
-                   [64, 128, 32, 2], [128, 128, 32, 1], [128, 128, 32, 1], [128, 256, 32, 1]],
-        #                          (in, out, inter channels, stride) per block
-        "num_subsets": 3,        # attention maps per block
-        "num_joints": 25,
-        "temporal_kernel": 7,
-        "attention_dropout": 0.5,  # dropout on each block's temporal residual (release: 0.5 in
-        #                            pre-training, 0 in its linear and fine-tune configs)
-    },
-}
-SHARED_MODEL_KEYS = ("name", "init")
-
-SCHEMA: dict[str, dict[str, Any]] = {
-    "run": {
-        "name": None,            # run directory name under `out`; None: derived from the config path
-        "out": "checkpoints",    # output root; the run writes <out>/<name>/
-        "seed": 0,
-        "save_every": 50,        # epoch_XXX.pt every N epochs (0: never); last.pt every epoch
-        "log_every": 50,         # one metrics.jsonl line every N steps (plus one per epoch)
-        "monitor_every": 2,      # pre-training: kNN top-1 of the query backbone every N epochs and after
-        #                          the last (`monitor_knn_top1`; 0: off). One look costs about 6 % of a
-        #                          demo epoch on CPU (643 clips; negligible at NTU scale): every 2, 2.7 %
-        "monitor_samples": 256,  # ... on this many fixed (seeded) training clips and as many test clips
-        #                          of data.protocol; None: all of both
-        "collapse_warning": 0.2,  # warn once when an epoch's embed_std * sqrt(dim) falls below this
-        #                           (about 1 when spread, 0 at collapse); 0: never
-    },
-    "data": {
-        "path": "data/ntu60.h5",
-        "protocol": "xsub",
-        "view": "frame50",
-        "stream": "joint",       # joint | motion | bone
-        "max_samples": None,     # a seeded random subset of the training split (quick runs); None: all
-    },
-    "model": {"name": "stgcn", **copy.deepcopy(ENCODER_DEFAULTS["stgcn"]),
-              "init": "reference"},   # reference (the HiCLR release: conv / linear N(0, 0.02), BN
-    #                                   N(1, 0.02), biases 0) | torch (PyTorch's default); see hiclr/models/init.py
-    "ssl": {
-        "objective": "hiclr",
-        "dim": 128,
-        "hidden": 256,
-        "queue_size": 32768,
-        "momentum": 0.999,
-        "temperature": 0.07,
-        "mining_epoch": 150,
-        "fused_views": "auto",   # auto: per_view on CUDA, separate on CPU (fusing measured slower there) |
-        #                          per_view: the query views in one encoder call, BatchNorm statistics per
-        #                          view (separate calls' results) | separate (reference: a call per view) |
-        #                          shared (one call, statistics shared: changes results)
-        "topk": 1,               # mined positives per branch
-        "key_init": "random",    # random (reference: own init) | copy (key encoder = query encoder)
-        "head_norm": "none",     # none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)
-        "options": {},           # objective-specific extras (the further objectives), passed through
-    },
-    "augment": {
-        "stages": None,          # list of stages (see configs/augment/); None: the policy's default
-        "reference_quirks": True,
-        "concat_views": True,    # run each stage once on all views that need it
-        "fuse_linear": True,     # compose consecutive per-joint linear maps into one
-        "record": False,         # keep what each augmentation drew (on when the objective needs it)
-    },
-    "optim": {
-        "name": "sgd",
-        "lr": 0.1,
-        "momentum": 0.9,
-        "weight_decay": 1.0e-4,
-        "nesterov": False,
-        "batch_size": 128,       # global batch; each of W DDP ranks takes batch_size // W
-        "epochs": 300,
-        "schedule": "step",      # step | cosine | constant
-        "milestones": [250],     # epochs after which lr *= gamma (schedule: step)
-        "gamma": 0.1,
-        "warmup_epochs": 0,      # linear warm-up, per step, before any schedule
-        "min_lr": 0.0,           # cosine floor
-        "drop_last": True,
-        "grad_clip": 0.0,        # max gradient norm; 0: off
-    },
-    "engine": {
-        "device": "auto",        # auto | cpu | cuda | cuda:N
-        "precision": "auto",     # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-        "compile": False,        # false | true (inductor) | default | reduce-overhead (CUDA graphs: needs
-        #                          optim.drop_last) | max-autotune | a backend name (eager, ...)
-        "resident": "auto",      # training split on the device: auto (if it fits) | true | false
-        "resident_fraction": 0.5,  # auto: resident when the split takes under this share of free memory
-        "tensorboard": "auto",   # auto (when installed) | true | false
-        "progress": True,        # tqdm bar (only on a terminal, only on rank 0)
-        "deterministic": False,  # torch.use_deterministic_algorithms on CUDA
-        "find_unused_parameters": False,  # DDP
-    },
-    "eval": {
-        "protocol": None,
-        "k": 20,                 # kNN neighbours (InstDisc used 200)
-        "knn_temperature": 0.1,
-        "lr": 3.0,
-        "weight_decay": 0.0,
-        "batch_size": 128,
-        "epochs": 100,
-        "milestones": [80],
-        "fractions": [0.01, 0.1],
-        "seeds": [0],
-        "streams": ["joint", "bone", "motion"],
-        "ensemble": {"joint": 0.6, "bone": 0.6, "motion": 0.4},
-        "cache_features": True,
-    },
-}
-
+#: The input streams (`data.stream`, `eval.streams`; `hiclr.augment.streams.to_stream` derives them).
 STREAMS = ("joint", "motion", "bone")
 
+SCHEMA: dict[str, dict[str, Key]] = {
+    "run": {
+        "name": Key(None, Text(none=True), "run directory name under `out`; None: derived from the config path"),
+        "out": Key("checkpoints", Text(), "output root; the run writes <out>/<name>/"),
+        "seed": Key(0, Int(0, MAX_SEED)),
+        "save_every": Key(50, COUNT, "epoch_XXX.pt every N epochs (0: never); last.pt every epoch"),
+        "log_every": Key(50, POSITIVE, "one metrics.jsonl line every N steps (plus one per epoch)"),
+        "monitor_every": Key(2, COUNT, "pre-training: kNN top-1 of the query backbone every N epochs and "
+                             "after the last (`monitor_knn_top1`; 0: off). One look costs about 6 % of a "
+                             "demo epoch on CPU (643 clips; negligible at NTU scale): every 2, 2.7 %"),
+        "monitor_samples": Key(256, Int(1, none=True), "... on this many fixed (seeded) training clips and "
+                               "as many test clips of data.protocol; None: all of both"),
+        "collapse_warning": Key(0.2, Num(0, 1), "warn once when an epoch's embed_std * sqrt(dim) falls "
+                                "below this (about 1 when spread, 0 at collapse); 0: never"),
+    },
+    "data": {
+        "path": Key("data/ntu60.h5", Text()),
+        "protocol": Key("xsub", Text()),
+        "view": Key("frame50", Text()),
+        "stream": Key("joint", Choice(STREAMS), " | ".join(STREAMS)),
+        "max_samples": Key(None, Int(1, none=True),
+                           "a seeded random subset of the training split (quick runs); None: all"),
+    },
+    "model": {                   # the keys of every encoder; the named encoder's own: ENCODER_KEYS
+        "name": Key("stgcn", Text(), "the encoder (`hiclr.models.ENCODERS`), whose keys follow"),
+        "init": Key("reference", Text(), "reference (the HiCLR release: conv / linear N(0, 0.02), BN "
+                    "N(1, 0.02), biases 0) | torch (PyTorch's default); see hiclr/models/init.py"),
+    },
+    "ssl": {
+        "objective": Key("hiclr", Text(), "a registered objective (`hiclr.ssl.OBJECTIVES`)"),
+        "dim": Key(128, Int(1, 65536)),
+        "hidden": Key(256, Int(1, 65536)),
+        "queue_size": Key(32768, Int(1, 2**24)),
+        "momentum": Key(0.999, Num(0, 1)),
+        "temperature": Key(0.07, Num(0, 100, lo_open=True)),
+        "mining_epoch": Key(150, COUNT),
+        "fused_views": Key("auto", Either(Choice(("auto", "separate", "per_view", "shared")), Flag()),
+                           "auto: per_view on CUDA, separate on CPU (fusing measured slower there) | "
+                           "per_view: the query views in one encoder call, BatchNorm statistics per view "
+                           "(separate calls' results) | separate (reference: a call per view) | shared "
+                           "(one call, statistics shared: changes results)"),
+        "topk": Key(1, POSITIVE, "mined positives per branch"),
+        "key_init": Key("random", Choice(("random", "copy")),
+                        "random (reference: own init) | copy (key encoder = query encoder)"),
+        "head_norm": Key("none", Choice(("none", "batch")),
+                         "none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)"),
+        "options": Key({}, Mapping(), "objective-specific extras (the further objectives), passed through"),
+    },
+    "augment": {
+        "stages": Key(None, Stages(), "list of stages (see configs/augment/); None: the policy's default"),
+        "reference_quirks": Key(True, Flag()),
+        "concat_views": Key(True, Flag(), "run each stage once on all views that need it"),
+        "fuse_linear": Key(True, Flag(), "compose consecutive per-joint linear maps into one"),
+        "record": Key(False, Flag(), "keep what each augmentation drew (on when the objective needs it)"),
+    },
+    "optim": {
+        "name": Key("sgd", Choice(("sgd",))),
+        "lr": Key(0.1, Num(0, 1e4, lo_open=True)),
+        "momentum": Key(0.9, Num(0, 1)),
+        "weight_decay": Key(1.0e-4, Num(0, 1)),
+        "nesterov": Key(False, Flag()),
+        "batch_size": Key(128, Int(1, 2**20), "global batch; each of W DDP ranks takes batch_size // W"),
+        "epochs": Key(300, Int(1, 100_000)),
+        "schedule": Key("step", Choice(("step", "cosine", "constant")), "step | cosine | constant"),
+        "milestones": Key([250], ListOf(COUNT), "epochs after which lr *= gamma (schedule: step)"),
+        "gamma": Key(0.1, Num(0, 1e4, lo_open=True)),
+        "warmup_epochs": Key(0, COUNT, "linear warm-up, per step, before any schedule"),
+        "min_lr": Key(0.0, Num(0, 1e4), "cosine floor"),
+        "drop_last": Key(True, Flag()),
+        "grad_clip": Key(0.0, Num(0), "max gradient norm; 0: off"),
+    },
+    "engine": {
+        "device": Key("auto", Text(), "auto | cpu | cuda | cuda:N"),
+        "precision": Key("auto", Choice(("auto", "bf16", "fp32")), "auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32"),
+        "compile": Key(False, Either(Flag(), Text()), "false | true (inductor) | default | reduce-overhead "
+                       "(CUDA graphs: needs optim.drop_last) | max-autotune | a backend name (eager, ...)"),
+        "resident": Key("auto", ONOFF, "training split on the device: auto (if it fits) | true | false"),
+        "resident_fraction": Key(0.5, Num(0, 1, lo_open=True),
+                                 "auto: resident when the split takes under this share of free memory"),
+        "tensorboard": Key("auto", ONOFF, "auto (when installed) | true | false"),
+        "progress": Key(True, Flag(), "tqdm bar (only on a terminal, only on rank 0)"),
+        "deterministic": Key(False, Flag(), "torch.use_deterministic_algorithms on CUDA"),
+        "find_unused_parameters": Key(False, Flag(), "DDP"),
+    },
+    "eval": {
+        "protocol": Key(None, Text(none=True)),
+        "k": Key(20, POSITIVE, "kNN neighbours (InstDisc used 200)"),
+        "knn_temperature": Key(0.1, Num(0, 100, lo_open=True)),
+        "lr": Key(3.0, Num(0, 1e4, lo_open=True)),
+        "weight_decay": Key(0.0, Num(0, 1)),
+        "batch_size": Key(128, Int(1, 2**20)),
+        "epochs": Key(100, Int(1, 100_000)),
+        "milestones": Key([80], ListOf(COUNT)),
+        "fractions": Key([0.01, 0.1], ListOf(Num(0, 1, lo_open=True))),
+        "seeds": Key([0], ListOf(Int(0, MAX_SEED))),
+        "streams": Key(["joint", "bone", "motion"], ListOf(Choice(STREAMS))),
+        "ensemble": Key({"joint": 0.6, "bone": 0.6, "motion": 0.4}, Mapping(Num(0))),
+        "cache_features": Key(True, Flag()),
+        "feature_batch_size": Key(256, Int(1, 2**20), "clips per forward when extracting features"),
+        "through_encoder": Key(False, Flag(), "linear probe through the frozen encoder every epoch"),
+        "standardize": Key(False, Flag(), "linear probe on features standardised by the training mean / std"),
+        "augment": Key([[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
+                       Stages(), "the augmentation of the fine-tune and of `--through-encoder`, stages "
+                       "in the format of configs/augment/; null or []: none"),
+        "ensemble_runs": Key([], ListOf(Text())),
+        "freeze": Key([], ListOf(Text()), "encoder sub-modules (e.g. [proj]: the release's fix_conv1) whose "
+                      "parameters stay fixed in the fine-tune / semi protocols; dotted names as in its "
+                      "state_dict"),
+    },
+}
 
-def extend_schema(section: str, defaults: dict[str, Any], rules: dict[str, Any] | None = None) -> None:
-    """Add keys (with defaults and their `hiclr.config_rules` rules) to a section, creating it if new;
-    existing defaults are kept."""
-    add_rules(section, defaults, rules)
-    target = SCHEMA.setdefault(section, {})
-    for key, value in defaults.items():
-        target.setdefault(key, copy.deepcopy(value))
+#: The `model` keys of each encoder of `hiclr.models.ENCODERS` (its constructor's keyword arguments).
+ENCODER_KEYS: dict[str, dict[str, Key]] = {
+    "stgcn": {
+        "in_channels": Key(3, Int(1, 1024)),
+        "width": Key(16, Int(1, 4096)),
+        "dropout": Key(0.5, Num(0, 1)),
+        "edge_importance": Key(True, Flag()),
+        "graph": Key("ntu", Text()),
+        "temporal_kernel": Key(9, Int(1, 99)),
+        "graph_conv": Key("auto", Choice(("auto", "conv_first", "aggregate_first")),
+                          "auto (per block, the cheaper order: aggregate over the graph first when channels "
+                          "grow; the same function) | conv_first (reference) | aggregate_first"),
+    },
+    "dsta": {                    # DSTA-Net, the release's transformer (hiclr/models/dsta.py)
+        "in_channels": Key(3, Int(1, 1024)),
+        "blocks": Key([[32, 32, 16, 1], [32, 32, 16, 1], [32, 64, 16, 2], [64, 64, 16, 1],
+                       [64, 128, 32, 2], [128, 128, 32, 1], [128, 128, 32, 1], [128, 256, 32, 1]],
+                      BlockPlan(), "(in, out, inter channels, stride) per block (the release's plan)"),
+        "num_subsets": Key(3, Int(1, 64), "attention maps per block"),
+        "num_joints": Key(25, Int(1, 1024)),
+        "temporal_kernel": Key(7, Int(1, 99), "the 7x1 temporal convolution of each block"),
+        "attention_dropout": Key(0.5, Num(0, 1), "dropout on each block's temporal residual (release: 0.5 "
+                                 "in pre-training, 0 in its linear and fine-tune configs)"),
+    },
+}
 
 
-def defaults() -> dict[str, Any]:
-    """A fresh copy of every default."""
-    return copy.deepcopy(SCHEMA)
+def schema_for(encoder: str) -> dict[str, dict[str, Key]]:
+    """`SCHEMA` with the `model` section of `encoder`: its name (defaulting to `encoder`), its own
+    keys, then `init` (the order of a resolved config)."""
+    common = SCHEMA["model"]
+    model = {"name": dataclasses.replace(common["name"], default=encoder), **ENCODER_KEYS[encoder],
+             **{k: v for k, v in common.items() if k != "name"}}
+    return {**SCHEMA, "model": model}
+
+
+def defaults(encoder: str = "stgcn") -> dict[str, Any]:
+    """A fresh copy of every default (the `model` section of `encoder`)."""
+    return {section: {key: copy.deepcopy(declared.default) for key, declared in keys.items()}
+            for section, keys in schema_for(encoder).items()}
+
+
+def known_keys() -> dict[str, dict[str, Any]]:
+    """The tree of key names a config may hold (every encoder's `model` keys), as `check_keys` reads
+    it: a dict-valued default stands for its own keys."""
+    model = dict(SCHEMA["model"])
+    for keys in ENCODER_KEYS.values():
+        model.update(keys)
+    return {section: {key: declared.default for key, declared in keys.items()}
+            for section, keys in {**SCHEMA, "model": model}.items()}
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- file (with its bases) <- `--set` overrides, validated; `None` path: defaults only."""
-    cfg = defaults()
+    """Defaults <- file (with its bases) <- `--set` overrides, validated and complete (every key of
+    the schema, with the named encoder's `model` keys); `None` path: defaults only."""
+    cfg = {section: {key: copy.deepcopy(declared.default) for key, declared in keys.items()}
+           for section, keys in SCHEMA.items()}          # the encoder's own keys follow its name
     if path is not None:
         cfg = layer(cfg, _read_with_bases(Path(path), chain=()))
     for item in overrides or []:
         apply_override(cfg, item)
-    if cfg["run"].get("name") is None:
+    _check_sections(cfg)
+    if cfg["run"]["name"] is None:
         cfg["run"]["name"] = run_name_from_path(path) if path is not None else "run"
-    fill_model_defaults(cfg)
+    cfg["model"] = _complete_model(cfg["model"])
     validate_values(cfg)
     return cfg
-
-
-def key_schema() -> dict[str, dict[str, Any]]:
-    """The keys a config may name: `SCHEMA`, with the `model` keys of every encoder."""
-    model = {key: None for key in SHARED_MODEL_KEYS}
-    for keys in ENCODER_DEFAULTS.values():
-        model.update(dict.fromkeys(keys))
-    return {**SCHEMA, "model": {**model, **SCHEMA["model"]}}
 
 
 def layer(base: dict, update: dict) -> dict:
     """`merge(base, update)`, except that a `model` section naming another encoder than `base`'s
     replaces `base`'s (keeping only `model.init`): another encoder's keys never leak into it."""
-    model = update.get("model")
-    if isinstance(model, dict) and _switches_encoder(base, model.get("name")):
-        base = {**base, "model": {k: v for k, v in base["model"].items() if k == "init"}}
+    model, current = update.get("model"), base.get("model")
+    if isinstance(model, dict) and isinstance(current, dict) and _switches_encoder(current, model.get("name")):
+        base = {**base, "model": {k: v for k, v in current.items() if k == "init"}}
     return merge(base, update)
 
 
-def _switches_encoder(cfg: dict, name) -> bool:
-    current = cfg.get("model")
-    return name is not None and isinstance(current, dict) and current.get("name", "stgcn") != name
+def _switches_encoder(current: dict, name) -> bool:
+    """Whether setting `model.name` to `name` changes the encoder of the (partial: a base file's)
+    `model` section `current`; a section without a name is the default encoder's."""
+    return name is not None and current.get("name", SCHEMA["model"]["name"].default) != name
 
 
-def fill_model_defaults(cfg: dict) -> None:
-    """Give the `model` section the defaults of its encoder (`ENCODER_DEFAULTS[model.name]`) for the
-    keys it does not set, in place."""
-    model = cfg.get("model")
-    if not isinstance(model, dict):
-        return
-    name = model.get("name", "stgcn")
-    if isinstance(name, str) and name in ENCODER_DEFAULTS:
-        cfg["model"] = {"name": name, **copy.deepcopy(ENCODER_DEFAULTS[name]), **model}
+def _check_sections(cfg: dict) -> None:
+    for section in SCHEMA:
+        if not isinstance(cfg[section], dict):
+            raise UserError(f"config section `{section}` is {cfg[section]!r}; it must be a mapping of keys")
 
 
-def check_model_keys(cfg: dict) -> None:
-    """Refuse a `model` key that the named encoder does not take, in one sentence."""
-    model = cfg.get("model") or {}
-    name = model.get("name", "stgcn")
-    if not isinstance(name, str) or name not in ENCODER_DEFAULTS:
-        close = difflib.get_close_matches(str(name), list(ENCODER_DEFAULTS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"model.name is {name!r}{hint}; known encoders: {', '.join(ENCODER_DEFAULTS)}")
-    known = set(ENCODER_DEFAULTS[name]) | set(SHARED_MODEL_KEYS)
+def _complete_model(model: dict) -> dict:
+    """The `model` section in schema order, the named encoder's missing keys at their defaults;
+    a key of another encoder is refused."""
+    name = model["name"]
+    if not isinstance(name, str) or name not in ENCODER_KEYS:
+        close = difflib.get_close_matches(str(name), list(ENCODER_KEYS), n=1)
+        raise UserError(f"unknown encoder {name!r} in model.name{f' (did you mean {close[0]!r}?)' if close else ''}"
+                        f"; known encoders: {', '.join(sorted(ENCODER_KEYS))}")
+    schema = schema_for(name)["model"]
     for key in model:
-        if key not in known:
-            owners = [other for other, keys in ENCODER_DEFAULTS.items() if key in keys]
-            whose = f" (a key of {', '.join(owners)})" if owners else ""
-            raise UserError(f"model.{key}{whose} is not a key of encoder {name!r}; its keys are "
-                            f"{', '.join(sorted(known))}. Remove it, or set model.name first: "
-                            "naming another encoder starts its model section afresh")
+        if key not in schema:
+            owners = " / ".join(e for e, keys in ENCODER_KEYS.items() if key in keys)
+            raise UserError(f"model.{key} is a key of encoder {owners}, not of model.name {name!r}; "
+                            f"remove it or change model.name")
+    return {key: model[key] if key in model else copy.deepcopy(declared.default)
+            for key, declared in schema.items()}
 
 
 def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
@@ -259,7 +281,7 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     for base in [bases] if isinstance(bases, str) else (bases or []):
         merged = layer(merged, _read_with_bases(path.parent / base, chain + (path,)))
     try:
-        check_keys(raw, key_schema(), source="")
+        check_keys(raw, known_keys(), source="")
     except UnknownKey as err:
         line = _line_of(path.read_text(encoding="utf-8"), err.dotted)
         raise UserError(f"{path}{f' line {line}' if line else ''}{err}") from None
@@ -335,9 +357,9 @@ def apply_override(cfg: dict, item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    schema: Any = key_schema()
+    schema: Any = known_keys()
     node = cfg
-    if parts == ["model", "name"] and _switches_encoder(cfg, value):
+    if parts == ["model", "name"] and isinstance(cfg["model"], dict) and _switches_encoder(cfg["model"], value):
         cfg["model"] = {k: v for k, v in cfg["model"].items() if k == "init"}  # another encoder's section
     for depth, part in enumerate(parts):
         prefix = ".".join(parts[:depth]) + ("." if depth else "")
@@ -359,49 +381,27 @@ def apply_override(cfg: dict, item: str) -> None:
 
 
 def validate_values(cfg: dict) -> None:
-    """The type and range of every key (`hiclr.config_rules`), then checks across keys."""
-    check_values(cfg, key_schema())
-    check_model_keys(cfg)
-    stream = cfg["data"].get("stream")
-    if stream not in STREAMS:
-        raise UserError(f"data.stream is {stream!r}; use one of {', '.join(STREAMS)}")
-    optim = cfg["optim"]
-    if optim["schedule"] not in ("step", "cosine", "constant"):
-        raise UserError(f"optim.schedule is {optim['schedule']!r}; use step, cosine or constant")
-    if optim["name"] != "sgd":
-        raise UserError(f"optim.name is {optim['name']!r}; only sgd is available")
-    for key in ("epochs", "batch_size"):
-        if not isinstance(optim[key], int) or optim[key] < 1:
-            raise UserError(f"optim.{key} is {optim[key]!r}; it must be a positive integer")
-    if "init" in cfg.get("model", {}):
-        from hiclr.models.init import check_init   # the registry of schemes (INIT_SCHEMES)
-        check_init(cfg["model"]["init"])
-    run = cfg["run"]
-    every, samples = run.get("monitor_every"), run.get("monitor_samples")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-        raise UserError(f"run.monitor_every is {every!r}; use a number of epochs (0: off)")
-    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-        raise UserError(f"run.monitor_samples is {samples!r}; use a positive number of clips or null (all)")
-    if cfg["engine"]["precision"] not in ("auto", "bf16", "fp32"):
-        raise UserError(f"engine.precision is {cfg['engine']['precision']!r}; use auto, bf16 or fp32")
+    """The type and range of every key (its `Key`'s rule), and `model.init` by its registry."""
+    _check_sections(cfg)
+    check_values(cfg, schema_for(_complete_model(cfg["model"])["name"]))
+    from hiclr.models.init import check_init   # the registry of schemes (INIT_SCHEMES)
+    check_init(cfg["model"]["init"])
 
 
 def model_overrides(model: dict) -> list[str]:
-    """`--set` items that give another config the encoder of this `model` section (its name first:
-    naming another encoder starts the section afresh); `model.init` is left to that config."""
-    items = [f"model.name={model.get('name', 'stgcn')}"]
-    return items + [f"model.{k}={json.dumps(v)}" for k, v in model.items() if k not in SHARED_MODEL_KEYS]
+    """`--set` items that give another config the encoder of this (resolved) `model` section, its
+    name first (naming another encoder starts the section afresh); `model.init` is left to that config."""
+    items = [f"model.name={model['name']}"]
+    return items + [f"model.{k}={json.dumps(v)}" for k, v in model.items() if k not in SCHEMA["model"]]
 
 
 def describe_encoder(model: dict) -> str:
-    """A few words naming the encoder of a `model` section, e.g. "ST-GCN width 4"."""
-    name = model.get("name", "stgcn")
-    if name == "stgcn":
-        return f"ST-GCN width {model.get('width', ENCODER_DEFAULTS['stgcn']['width'])}"
-    if name == "dsta":
-        blocks = model.get("blocks", ENCODER_DEFAULTS["dsta"]["blocks"])
-        return f"DSTA-Net transformer, {len(blocks)} blocks, {blocks[-1][1]}-d"
-    return str(name)
+    """A few words naming the encoder of a (resolved) `model` section, e.g. "ST-GCN width 4"."""
+    if model["name"] == "stgcn":
+        return f"ST-GCN width {model['width']}"
+    if model["name"] == "dsta":
+        return f"DSTA-Net transformer, {len(model['blocks'])} blocks, {model['blocks'][-1][1]}-d"
+    return str(model["name"])
 
 
 def run_name_from_path(path: str | os.PathLike) -> str:

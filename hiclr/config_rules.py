@@ -1,9 +1,10 @@
-"""The type and range of every config key, checked when a config is loaded.
+"""The rules of config values (type and range), and `Key`, one schema entry (default, rule, meaning).
 
-Each rule says what a value must be (`Int`, `Num`, `Flag`, `Choice`, `Text`, `ListOf`, `Mapping`,
-`Stages`) and, on failure, gives one sentence naming the dotted key, the value and what is allowed,
-so that `optim.lr=-1` or `model.width=0` stops at load instead of deep inside training (or, worse,
-runs: a negative `optim.grad_clip` would flip every gradient). `check_values(cfg)` applies `RULES`;
+`hiclr.config.SCHEMA` declares every key once as a `Key`. Each rule (`Int`, `Num`, `Flag`,
+`Choice`, `Text`, `ListOf`, `Mapping`, `Stages`, `Either`, `BlockPlan`) says what a value must be
+and, on failure, gives one sentence naming the dotted key, the value and what is allowed, so that
+`optim.lr=-1` or `model.width=0` stops at load instead of deep inside training (or, worse, runs: a
+negative `optim.grad_clip` would flip every gradient). `check_values(cfg, SCHEMA)` applies them;
 a number written as text (`--set optim.lr=1e-3`, which YAML reads as a string) becomes the number.
 """
 
@@ -14,9 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_prep.errors import UserError
-
-_MAX_SEED = 2**63 - 1
-
 
 @dataclass(frozen=True)
 class Int:
@@ -185,106 +183,28 @@ def _what(rule) -> str:
 POSITIVE = Int(1)
 COUNT = Int(0)
 ONOFF = Choice(("auto", True, False, "true", "false"))
-
-RULES: dict[str, dict[str, Any]] = {
-    "run": {
-        "name": Text(none=True), "out": Text(), "seed": Int(0, _MAX_SEED), "save_every": COUNT,
-        "log_every": POSITIVE, "monitor_every": COUNT, "monitor_samples": Int(1, none=True),
-        "collapse_warning": Num(0, 1),
-    },
-    "data": {
-        "path": Text(), "protocol": Text(), "view": Text(), "stream": Choice(("joint", "motion", "bone")),
-        "max_samples": Int(1, none=True),
-    },
-    "model": {
-        "name": Text(), "in_channels": Int(1, 1024), "width": Int(1, 4096), "dropout": Num(0, 1, ),
-        "edge_importance": Flag(), "graph": Text(), "temporal_kernel": Int(1, 99),
-        "init": Choice(("reference", "torch")),
-        "graph_conv": Choice(("auto", "conv_first", "aggregate_first")),
-        "blocks": BlockPlan(), "num_subsets": Int(1, 64), "num_joints": Int(1, 1024),
-        "attention_dropout": Num(0, 1),
-    },
-    "ssl": {
-        "objective": Text(), "dim": Int(1, 65536), "hidden": Int(1, 65536), "queue_size": Int(1, 2**24),
-        "momentum": Num(0, 1), "temperature": Num(0, 100, lo_open=True), "mining_epoch": COUNT,
-        "fused_views": Either(Choice(("auto", "separate", "per_view", "shared")), Flag()), "topk": POSITIVE, "key_init": Choice(("random", "copy")),
-        "head_norm": Choice(("none", "batch")), "options": Mapping(),
-    },
-    "augment": {
-        "stages": Stages(), "reference_quirks": Flag(), "concat_views": Flag(), "fuse_linear": Flag(),
-        "record": Flag(),
-    },
-    "optim": {
-        "name": Choice(("sgd",)), "lr": Num(0, 1e4, lo_open=True), "momentum": Num(0, 1),
-        "weight_decay": Num(0, 1), "nesterov": Flag(), "batch_size": Int(1, 2**20),
-        "epochs": Int(1, 100_000), "schedule": Choice(("step", "cosine", "constant")),
-        "milestones": ListOf(COUNT), "gamma": Num(0, 1e4, lo_open=True), "warmup_epochs": COUNT,
-        "min_lr": Num(0, 1e4), "drop_last": Flag(), "grad_clip": Num(0),
-    },
-    "engine": {
-        "device": Text(), "precision": Choice(("auto", "bf16", "fp32")),
-        "compile": Either(Flag(), Text()),                   # true / false, or a torch.compile backend
-        "resident": ONOFF, "resident_fraction": Num(0, 1, lo_open=True), "tensorboard": ONOFF,
-        "progress": Flag(), "deterministic": Flag(), "find_unused_parameters": Flag(),
-    },
-    "eval": {
-        "protocol": Text(none=True), "k": POSITIVE, "knn_temperature": Num(0, 100, lo_open=True),
-        "lr": Num(0, 1e4, lo_open=True), "weight_decay": Num(0, 1), "batch_size": Int(1, 2**20),
-        "epochs": Int(1, 100_000), "milestones": ListOf(COUNT), "fractions": ListOf(Num(0, 1, lo_open=True)),
-        "seeds": ListOf(Int(0, _MAX_SEED)), "streams": ListOf(Choice(("joint", "motion", "bone"))),
-        "ensemble": Mapping(Num(0)), "cache_features": Flag(),
-    },
-}
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
-class Anything:
-    none: bool = True
-
-    def check(self, value):
-        return value
-
-
-def rule_from_default(value) -> Any:
-    """The rule a key added without one gets: the type of its default (any value for a null default)."""
-    if isinstance(value, bool):
-        return Flag()
-    if isinstance(value, int):
-        return Int()
-    if isinstance(value, float):
-        return Num()
-    if isinstance(value, str):
-        return Text()
-    if isinstance(value, list):
-        return ListOf(Anything())
-    if isinstance(value, dict):
-        return Mapping()
-    return Anything()
+class Key:
+    """One config key of `hiclr.config.SCHEMA`: its default, its rule (type and range), what it means."""
+    default: Any
+    rule: Any
+    doc: str = ""
 
 
-def add_rules(section: str, defaults: dict[str, Any], rules: dict[str, Any] | None = None) -> None:
-    """Rules for keys another module adds to the schema (`hiclr.config.extend_schema`): the ones
-    given, else one from each default's type; a key that already has a rule keeps it."""
-    target = RULES.setdefault(section, {})
-    for key, value in defaults.items():
-        target.setdefault(key, (rules or {}).get(key) or rule_from_default(value))
-
-
-def check_values(cfg: dict, schema: dict) -> None:
-    """Check every value of `cfg` with its rule, in place (numbers written as text become numbers);
-    a `UserError` names the first bad key, its value and what is allowed."""
+def check_values(cfg: dict, schema: dict[str, dict[str, Key]]) -> None:
+    """Check every value of `cfg` with its `Key`'s rule, in place (numbers written as text become
+    numbers); a `UserError` names the first bad key, its value and what is allowed."""
     for section, keys in schema.items():
-        values = cfg.get(section)
+        values = cfg[section]
         if not isinstance(values, dict):
             raise UserError(f"config section `{section}` is {values!r}; it must be a mapping of keys")
-        for key in keys:
-            rule = RULES.get(section, {}).get(key)
-            if rule is None:
-                raise UserError(f"config key `{section}.{key}` has no rule in hiclr/config_rules.py; "
-                                f"add one (a bug of the module that added the key)")
-            if key not in values:
+        for key, declared in keys.items():
+            if key not in values:       # a key of another encoder (`hiclr.config.ENCODER_KEYS`)
                 continue
-            value = values[key]
+            rule, value = declared.rule, values[key]
             if value is None and rule.none:
                 continue
             try:

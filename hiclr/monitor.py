@@ -70,12 +70,12 @@ class LearningMonitor:
         the run) and the test split of `data.protocol`; None when off, or (with a note) when the
         store has no test split or an empty one."""
         run, data = cfg["run"], cfg["data"]
-        every = int(run.get("monitor_every") or 0)
+        every = int(run["monitor_every"])
         if every <= 0:
             return None
         from hiclr.data import load_split
         try:
-            test = load_split(data["path"], data["protocol"], "test", data.get("view", "frame50"))
+            test = load_split(data["path"], data["protocol"], "test", data["view"])
         except UserError as err:
             _note(f"the learning monitor is off: no test split to score it on ({err})")
             return None
@@ -85,11 +85,11 @@ class LearningMonitor:
         if (train.labels < 0).any() or (test.labels < 0).any():
             _note("the learning monitor is off: the store has unlabelled clips")
             return None
-        samples = run.get("monitor_samples")
+        samples = run["monitor_samples"]
         return cls(train.x, train.labels, test.x, test.labels, every=every,
                    epochs=int(cfg["optim"]["epochs"]), samples=None if samples is None else int(samples),
                    seed=int(run["seed"]), k=int(cfg["eval"]["k"]),
-                   temperature=float(cfg["eval"]["knn_temperature"]), stream=data.get("stream", "joint"))
+                   temperature=float(cfg["eval"]["knn_temperature"]), stream=data["stream"])
 
     def due(self, epoch: int) -> bool:
         """Whether the monitor scores after 0-based `epoch`: every `every` epochs and after the last."""

@@ -72,14 +72,14 @@ def build_policy(cfg: dict, record: bool = False):
     e.g. for an objective with `needs_view_params`)."""
     from hiclr.augment import GrowingPolicy
     aug = cfg["augment"]
-    if not aug.get("stages"):
+    if not aug["stages"]:
         raise UserError("augment.stages is empty; inherit configs/augment/hiclr_default.yaml "
                         "(base: ...) or list the stages in the config")
     try:
         return GrowingPolicy.from_config(aug["stages"], bool(aug["reference_quirks"]),
                                          concat_views=bool(aug["concat_views"]),
                                          fuse_linear=bool(aug["fuse_linear"]),
-                                         record=bool(aug.get("record")) or record)
+                                         record=bool(aug["record"]) or record)
     except ValueError as err:
         raise UserError(f"augment section: {err}") from None
 
@@ -88,7 +88,7 @@ def load_training_data(cfg: dict) -> TrainData:
     """The training split of `data` (optionally a seeded subset of `data.max_samples`)."""
     from hiclr.data import load_split
     data = cfg["data"]
-    split = load_split(data["path"], data["protocol"], "train", data.get("view", "frame50"))
+    split = load_split(data["path"], data["protocol"], "train", data["view"])
     if len(split) == 0:
         raise UserError(f"{data['path']}: the {data['protocol']} training split is empty")
     x, labels, ids = split.x, split.labels, split.index
@@ -102,7 +102,7 @@ def load_training_data(cfg: dict) -> TrainData:
         x, labels, ids = x[~empty], labels[~empty], ids[~empty]
         if len(x) == 0:
             raise UserError(f"{data['path']}: every clip of the {data['protocol']} training split is empty")
-    limit = data.get("max_samples")
+    limit = data["max_samples"]
     if limit is not None and int(limit) < len(x):
         g = torch.Generator().manual_seed(int(cfg["run"]["seed"]))
         keep = torch.randperm(len(x), generator=g)[: int(limit)].sort().values
@@ -123,7 +123,7 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force:
     policy = build_policy(cfg, record=bool(getattr(learner.objective, "needs_view_params", False)))
     from hiclr.monitor import CollapseWatch, LearningMonitor
     monitor = LearningMonitor.from_config(cfg, data)
-    watch = CollapseWatch(cfg["run"].get("collapse_warning"), learner.collapse_loss())
+    watch = CollapseWatch(cfg["run"]["collapse_warning"], learner.collapse_loss())
     task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"], monitor=monitor, watch=watch)
     return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
                  resume=resume, overwrite=overwrite, force=force)

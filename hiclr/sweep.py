@@ -215,7 +215,6 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
          device: str | None = None) -> list[Run]:
     """Every run of the sweep (baselines first, then the variants in file order, seed by seed),
     all configs resolved, so that a bad override fails before anything runs."""
-    import hiclr.eval.common  # noqa: F401  (the evaluation keys of the schema)
     from hiclr.config import load_config
 
     seeds = sweep.seeds if seeds is None else check_seeds(list(seeds), "--seeds")

@@ -1,14 +1,18 @@
-"""Run configuration: inheritance, overrides, validation, the shipped configs."""
+"""Run configuration: one schema, inheritance, overrides, validation, the shipped configs."""
 
+import ast
+import inspect
 from pathlib import Path
 
 import pytest
 import yaml
 
 from data_prep.errors import UserError
-from hiclr.config import SCHEMA, defaults, extend_schema, load_config, save_config
+from hiclr.config import ENCODER_KEYS, SCHEMA, STREAMS, defaults, load_config, save_config, schema_for
+from hiclr.config_rules import Choice, Either, Int, Key, ListOf, Mapping, Num
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
 
 
 def write(path: Path, text: str) -> Path:
@@ -101,15 +105,6 @@ def test_resolved_config_round_trips_through_the_saved_file(tmp_path):
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["optim"]["lr"] == 0.2
 
 
-def test_extend_schema_adds_keys_without_touching_existing_defaults():
-    extend_schema("eval", {"test_only_key_for_schema": 3, "k": 5})
-    try:
-        assert load_config(None, ["eval.test_only_key_for_schema=4"])["eval"]["test_only_key_for_schema"] == 4
-        assert defaults()["eval"]["k"] == 20    # the issue's kNN default, not the extension's 5
-    finally:
-        SCHEMA["eval"].pop("test_only_key_for_schema")
-
-
 @pytest.mark.parametrize("dataset,protocol", [("ntu60", "xsub"), ("ntu60", "xview"), ("ntu120", "xsub"),
                                               ("ntu120", "xset"), ("pku1", "xsub"), ("pku2", "xsub")])
 def test_every_shipped_pretraining_config_loads_with_the_reference_schedule(dataset, protocol):
@@ -130,3 +125,149 @@ def test_tiny_and_demo_configs_load_small():
     for cfg in (tiny, demo):
         assert cfg["augment"]["stages"] and cfg["data"]["max_samples"] is not None
     assert tiny["model"]["width"] < 16 and tiny["optim"]["epochs"] <= 3
+
+
+# ---------------------------------------------------------------- the schema
+
+def every_key():
+    """(dotted name, Key) of every declared key: the sections', then each encoder's model keys."""
+    yield from ((f"{section}.{name}", key) for section, keys in SCHEMA.items() for name, key in keys.items())
+    yield from ((f"model.{name} ({encoder})", key) for encoder, keys in ENCODER_KEYS.items()
+                for name, key in keys.items())
+
+
+def numeric_rules(rule):
+    """The Int / Num rules inside `rule` (lists, mappings and alternatives included)."""
+    if isinstance(rule, (Int, Num)):
+        yield rule
+    elif isinstance(rule, ListOf):
+        yield from numeric_rules(rule.item)
+    elif isinstance(rule, Mapping) and rule.values is not None:
+        yield from numeric_rules(rule.values)
+    elif isinstance(rule, Either):
+        yield from numeric_rules(rule.first)
+        yield from numeric_rules(rule.second)
+
+
+def test_every_key_is_declared_once_with_a_default_its_rule_accepts_and_a_range_when_numeric():
+    for dotted, key in every_key():
+        assert isinstance(key, Key), dotted
+        accepted = (key.default is None and key.rule.none) or key.rule.check(key.default) == key.default
+        assert accepted, f"{dotted}: the default {key.default!r} breaks its own rule"
+        for rule in numeric_rules(key.rule):
+            assert rule.lo is not None or rule.hi is not None, f"{dotted}: a number without a range"
+    for encoder, keys in ENCODER_KEYS.items():      # an encoder key never shadows a key of every encoder
+        assert not set(keys) & set(SCHEMA["model"]), encoder
+
+
+def test_evaluation_keys_are_in_the_schema_without_importing_the_evaluation_modules():
+    assert {"feature_batch_size", "through_encoder", "standardize", "augment", "ensemble_runs"} <= set(SCHEMA["eval"])
+    assert SCHEMA["eval"]["feature_batch_size"].default == 256 and SCHEMA["run"]["seed"].default == 0
+    assert load_config(None, ["eval.feature_batch_size=64"])["eval"]["feature_batch_size"] == 64
+
+
+def test_the_stream_names_are_the_ones_every_stream_key_allows():
+    assert STREAMS == ("joint", "motion", "bone")
+    assert SCHEMA["data"]["stream"].rule == Choice(STREAMS)
+    assert SCHEMA["eval"]["streams"].rule == ListOf(Choice(STREAMS))
+    from hiclr.augment.streams import STREAMS as converted
+    assert converted is STREAMS
+
+
+@pytest.mark.parametrize("path", [None, CONFIGS / "ntu60" / "xsub" / "pretrain_bone.yaml",
+                                  CONFIGS / "demo" / "pretrain.yaml", CONFIGS / "tiny" / "pretrain.yaml"])
+def test_a_loaded_config_holds_every_key_of_the_schema_and_nothing_else(path):
+    cfg = load_config(path)
+    schema = schema_for(cfg["model"]["name"])
+    assert list(cfg) == list(schema)
+    for section, keys in schema.items():
+        assert list(cfg[section]) == list(keys), section          # every key, in the schema's order
+    untouched = load_config(None)
+    assert untouched == {**defaults(), "run": {**defaults()["run"], "name": "run"}}
+
+
+@pytest.mark.parametrize("override", ["eval.feature_batch_size=0", "model.width=abc", "eval.through_encoder=3",
+                                      "run.seed=1.5", "optim.lr=0", "engine.resident_fraction=2",
+                                      "eval.streams=[joint, skeleton]", "eval.ensemble.joint=-1"])
+def test_a_wrong_type_or_range_is_one_sentence_naming_the_key(override):
+    dotted = override.split("=")[0]
+    section, key = dotted.split(".")[:2]
+    with pytest.raises(UserError) as err:
+        load_config(None, [override])
+    message = str(err.value)
+    assert "\n" not in message and message.count(". ") == 0
+    assert f"`{section}.{key}` is" in message and "must be" in message and f"--set {section}.{key}=" in message
+
+
+def test_a_section_that_is_not_a_mapping_is_named():
+    with pytest.raises(UserError, match="config section `optim` is 5; it must be a mapping of keys"):
+        load_config(None, ["optim=5"])
+
+
+def test_the_encoder_tables_match_the_registry_and_the_constructors():
+    from hiclr.models import ENCODERS, build_encoder
+    assert set(ENCODER_KEYS) == set(ENCODERS)
+    for name, keys in ENCODER_KEYS.items():
+        parameters = inspect.signature(ENCODERS[name]).parameters
+        assert set(keys) <= set(parameters), name
+        assert build_encoder({k: v for k, v in defaults(name)["model"].items() if k != "init"}) is not None
+
+
+def test_the_model_section_holds_the_named_encoders_keys_only(monkeypatch):
+    monkeypatch.setitem(ENCODER_KEYS, "toy", {"depth": Key(2, Int(1, 8), "blocks")})
+    toy = load_config(None, ["model.name=toy"])
+    assert toy["model"] == {"name": "toy", "depth": 2, "init": "reference"}
+    assert load_config(None, ["model.name=toy", "model.depth=5"])["model"]["depth"] == 5
+    with pytest.raises(UserError, match=r"model.depth is a key of encoder toy, not of model.name 'stgcn'"):
+        load_config(None, ["model.depth=3"])
+    with pytest.raises(UserError, match=r"model.width is a key of encoder stgcn, not of model.name 'toy'"):
+        load_config(None, ["model.name=toy", "model.width=3"])
+    with pytest.raises(UserError, match=r"`model.depth` is 9; it must be an integer from 1 to 8"):
+        load_config(None, ["model.name=toy", "model.depth=9"])
+    with pytest.raises(UserError, match=r"unknown encoder 'stgnc' in model.name \(did you mean 'stgcn'\?\); known encoders: dsta, stgcn"):
+        load_config(None, ["model.name=stgnc"])
+
+
+def config_reads_with_get(path: Path) -> list[str]:
+    """`.get(` calls on a resolved config: on `cfg`, on `cfg[...]`, or on a name a function bound to
+    `cfg[...]` (e.g. `ev = cfg["eval"]`), as "file:line: call"."""
+    def on_config(node, bound):
+        if isinstance(node, ast.Name):
+            return node.id == "cfg" or node.id in bound
+        if isinstance(node, ast.Subscript):
+            return on_config(node.value, bound)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and node.args:
+            return on_config(node.args[0], bound)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            return on_config(node.func.value, bound)
+        return False
+
+    found = []
+    for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        bound = {a.arg for a in function.args.args if a.arg in SCHEMA}      # e.g. `optim` of lr_factor_fn
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assign):
+                targets = node.targets[0].elts if isinstance(node.targets[0], ast.Tuple) else node.targets
+                values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value] * len(targets)
+                bound |= {t.id for t, v in zip(targets, values)
+                          if isinstance(t, ast.Name) and isinstance(v, ast.Subscript) and on_config(v, set())}
+        found += [f"{path.as_posix()}:{node.lineno}: {ast.unparse(node)}" for node in ast.walk(function)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr == "get" and on_config(node.func.value, bound)]
+    return found
+
+
+def test_config_reads_with_get_are_found(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f(cfg, optim):\n    ev = cfg['eval']\n    return (ev.get('k', 20), cfg['run'].get('seed'),"
+                          " optim.get('gamma', 0.1), cfg.get('data', {}), report.get('stream'))\n")
+    assert len(config_reads_with_get(sample)) == 4          # all but the report's
+
+
+def test_no_code_reads_a_resolved_config_with_get_and_a_repeated_default():
+    """The loaded config is complete, so `cfg[section][key]`; a `.get(key, default)` would state a
+    default a second time (and mask a key missing from the schema)."""
+    found = [hit for path in sorted((ROOT / "hiclr").rglob("*.py")) for hit in config_reads_with_get(path)]
+    assert found == []

@@ -318,12 +318,9 @@ def test_fused_views_with_a_perturbed_view_compute_what_separate_calls_do(block)
     separate, fused = tiny_learner("separate", dropout=0.0), tiny_learner("per_view", dropout=0.0)
     inputs = [separate.prepare(v) for i, v in enumerate(views) if i != separate.key_index]
     edges = [None, None, views[3].edges]
-    if block is None:
-        out_separate = separate.encode_queries(inputs, edges)
-        out_fused = fused.encode_queries(inputs, edges)
-    else:
-        out_separate = separate.encode_queries_with_block(inputs, block, edges)
-        out_fused = fused.encode_queries_with_block(inputs, block, edges)
+    out_separate = separate.encode_queries(inputs, block, edges)
+    out_fused = fused.encode_queries(inputs, block, edges)
+    assert len(out_fused[2]) == (0 if block is None else len(inputs))
     for got, want in zip(out_fused, out_separate):
         assert_relatively_close(list(got), list(want), what="fused vs separate")
     # and a whole step: loss and every gradient

@@ -13,12 +13,17 @@ import torch
 import torch.nn as nn
 
 from data_prep.errors import UserError
-from hiclr.config import ENCODER_DEFAULTS, load_config
-from hiclr.config_rules import RULES
+from hiclr.config import ENCODER_KEYS, load_config
+from hiclr.config_rules import Key
 from hiclr.models import DSTA, ENCODERS, build_encoder, load_encoder, load_encoder_state, save_encoder
 from hiclr.models.dsta import DSTA_BLOCKS, SpatialAttentionBlock
 
 TINY_BLOCKS = [[8, 8, 4, 1], [8, 16, 4, 2]]
+
+
+def _defaults(encoder):
+    """The `model` defaults of `encoder` (`hiclr.config.ENCODER_KEYS`), by key."""
+    return {key: declared.default for key, declared in ENCODER_KEYS[encoder].items()}
 
 
 def _params(model):
@@ -149,7 +154,7 @@ def test_the_release_configuration_has_exactly_1546480_parameters():
     model = build_encoder({"name": "dsta"})
     assert isinstance(model, DSTA) and ENCODERS["dsta"] is DSTA
     assert _params(model) == 1_546_480 and model.feature_dim == 256
-    assert [list(b) for b in DSTA_BLOCKS] == ENCODER_DEFAULTS["dsta"]["blocks"]
+    assert [list(b) for b in DSTA_BLOCKS] == _defaults("dsta")["blocks"]
 
 
 def test_blocks_follow_the_plan_with_7x1_temporal_convs_and_1_over_v_global_attention():
@@ -318,21 +323,21 @@ def test_a_file_without_either_encoder_names_both_layouts(tmp_path):
 
 # --- config --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(ENCODER_DEFAULTS))
+@pytest.mark.parametrize("name", sorted(ENCODER_KEYS))
 def test_config_defaults_are_the_constructors_and_every_key_has_a_rule(name):
     signature = inspect.signature(ENCODERS[name]).parameters
-    for key, value in ENCODER_DEFAULTS[name].items():
+    for key, declared in ENCODER_KEYS[name].items():
         default = signature[key].default
-        assert (list(map(list, default)) if key == "blocks" else default) == value, key
-        assert key in RULES["model"], key
+        assert (list(map(list, default)) if key == "blocks" else default) == declared.default, key
+        assert declared.rule.check(declared.default) == declared.default, key
 
 
 def test_naming_dsta_gives_its_defaults_and_refuses_st_gcn_keys(tmp_path):
     cfg = load_config(None, ["model.name=dsta", "model.attention_dropout=0.0"])
-    assert cfg["model"] == {"name": "dsta", **ENCODER_DEFAULTS["dsta"], "attention_dropout": 0.0,
+    assert cfg["model"] == {"name": "dsta", **_defaults("dsta"), "attention_dropout": 0.0,
                             "init": "reference"}
     assert _params(build_encoder(cfg["model"])) == 1_546_480
-    with pytest.raises(UserError, match="model.width .a key of stgcn. is not a key of encoder 'dsta'"):
+    with pytest.raises(UserError, match="model.width is a key of encoder stgcn, not of model.name 'dsta'"):
         load_config(None, ["model.name=dsta", "model.width=4"])
     with pytest.raises(UserError, match="block 2 takes 16 channels, block 1 gives 8"):
         load_config(None, ["model.name=dsta", "model.blocks=[[8, 8, 4, 1], [16, 16, 4, 1]]"])
@@ -366,20 +371,16 @@ def test_every_st_gcn_dataset_config_has_a_transformer_twin():
 
 @pytest.mark.parametrize("path", TRANSFORMER_CONFIGS, ids=lambda p: "/".join(p.parts[-3:]))
 def test_each_transformer_config_builds_the_release_encoder_on_its_twins_data(path):
-    import hiclr.eval.common  # noqa: F401  (evaluation keys)
-
     cfg = load_config(path)
     twin = load_config(path.with_name(path.name.removeprefix("transformer_")))
     kind = path.stem.split("_")[1]
-    assert cfg["model"] == {"name": "dsta", **ENCODER_DEFAULTS["dsta"], "init": "reference",
+    assert cfg["model"] == {"name": "dsta", **_defaults("dsta"), "init": "reference",
                             "attention_dropout": 0.5 if kind == "pretrain" else 0.0}
     assert cfg["data"] == twin["data"] and cfg["run"]["name"] != twin["run"]["name"]
     assert cfg["eval"]["freeze"] == ([] if kind == "pretrain" else ["proj"])
 
 
 def test_the_ntu60_transformer_configs_hold_the_release_hyperparameters():
-    import hiclr.eval.common  # noqa: F401
-
     pre = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_pretrain_joint.yaml")
     o = pre["optim"]
     assert (o["lr"], o["weight_decay"], o["milestones"], o["epochs"], o["batch_size"], o["nesterov"]) == \
@@ -406,7 +407,6 @@ def _tiny_store(tmp_path, n=24):
 
 
 def _tiny_dsta_config(data, *sets, base=None):
-    import hiclr.eval.common  # noqa: F401
     return load_config(base, [f"data.path={data}", "model.name=dsta", f"model.blocks={json.dumps(TINY_BLOCKS)}",
                               "engine.device=cpu", "engine.progress=false", "engine.tensorboard=false",
                               *sets])
@@ -514,7 +514,8 @@ def test_bench_train_puts_the_transformers_step_cost_beside_st_gcns(monkeypatch)
 
     from hiclr.bench import train as bench
 
-    monkeypatch.setitem(ENCODER_DEFAULTS["dsta"], "blocks", TINY_BLOCKS)    # a tiny DSTA: seconds, not minutes
+    blocks = ENCODER_KEYS["dsta"]["blocks"]                                  # a tiny DSTA: seconds, not minutes
+    monkeypatch.setitem(ENCODER_KEYS["dsta"], "blocks", Key(TINY_BLOCKS, blocks.rule, blocks.doc))
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     result = bench.run(parser.parse_args(["--device", "cpu", "--size", "demo", "--width", "2", "--batch", "8",

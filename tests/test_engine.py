@@ -72,18 +72,23 @@ def assert_same_weights(a, b):
 
 # ------------------------------------------------------------------ schedule
 
+def optim_section(**values) -> dict:
+    """A resolved `optim` section (the defaults) with `values`."""
+    return {**load_config(None)["optim"], **values}
+
+
 def test_step_schedule_drops_lr_after_each_milestone_epoch():
-    f = lr_factor_fn({"epochs": 300, "lr": 0.1, "milestones": [250], "gamma": 0.1, "schedule": "step"}, 10)
+    f = lr_factor_fn(optim_section(epochs=300, lr=0.1, milestones=[250], gamma=0.1, schedule="step"), 10)
     assert f(0) == 1.0 and f(2499) == 1.0
     assert f(2500) == pytest.approx(0.1) and f(2999) == pytest.approx(0.1)
-    g = lr_factor_fn({"epochs": 70, "lr": 0.1, "milestones": [30, 55], "gamma": 0.1, "schedule": "step",
-                      "warmup_epochs": 5}, 4)
+    g = lr_factor_fn(optim_section(epochs=70, lr=0.1, milestones=[30, 55], gamma=0.1, schedule="step",
+                                   warmup_epochs=5), 4)
     assert [g(s) for s in range(4)] == pytest.approx([1 / 20, 2 / 20, 3 / 20, 4 / 20])
     assert g(19) == 1.0 and g(20) == 1.0 and g(120) == pytest.approx(0.1) and g(220) == pytest.approx(0.01)
 
 
 def test_cosine_schedule_runs_from_lr_to_min_lr_after_warmup():
-    optim = {"epochs": 10, "lr": 0.1, "min_lr": 0.001, "schedule": "cosine", "warmup_epochs": 2}
+    optim = optim_section(epochs=10, lr=0.1, min_lr=0.001, schedule="cosine", warmup_epochs=2)
     f = lr_factor_fn(optim, 5)
     assert f(0) == pytest.approx(1 / 10) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0)

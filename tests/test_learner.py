@@ -188,9 +188,10 @@ def real_build_encoder():
 
 def test_from_config_reads_the_ssl_section():
     real_build_encoder()
-    cfg = {"model": {"name": "stgcn", "width": 4}, "data": {"stream": "joint"},
-           "ssl": {"objective": "skeletonclr", "dim": 5, "hidden": 7, "queue_size": 12,
-                   "momentum": 0.99, "temperature": 0.2, "mining_epoch": 3, "fused_views": True}}
+    from hiclr.config import load_config
+    cfg = load_config(None, ["model.width=4", "data.stream=joint", "ssl.objective=skeletonclr", "ssl.dim=5",
+                             "ssl.hidden=7", "ssl.queue_size=12", "ssl.momentum=0.99", "ssl.temperature=0.2",
+                             "ssl.mining_epoch=3", "ssl.fused_views=true"])
     learner = ContrastiveLearner.from_config(cfg)
     assert learner.queue.keys.shape == (12, 5) and learner.fused_views and learner.momentum == 0.99
     assert learner.objective.temperature == 0.2 and learner.view_stages == (0, 0)
@@ -214,6 +215,25 @@ def test_a_step_with_the_real_stgcn_encoder():
     full = learner.state_dict()
     for name, value in learner.encoder_q.backbone.state_dict().items():
         assert torch.equal(full[f"encoder_q.backbone.{name}"], value)
+
+
+@pytest.mark.parametrize("fused", ["separate", "per_view"])
+def test_encode_queries_returns_the_block_outputs_only_when_asked_and_the_same_embeddings_either_way(fused):
+    real_build_encoder()
+    torch.manual_seed(0)
+    learner = ContrastiveLearner({"name": "stgcn", "width": 4}, "hiclr", queue_size=32, fused_views=fused).eval()
+    gen = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(2, 3, 50, 25, 2, generator=gen) for _ in range(3)]
+    with torch.no_grad():
+        features, queries, blocks = learner.encode_queries(inputs)
+        block_features, block_queries, block_outputs = learner.encode_queries(inputs, block=4)
+        alone = [learner.encoder_q.backbone.forward_features(x, return_block=4)[1] for x in inputs]
+    assert blocks == [] and len(block_outputs) == len(inputs) == len(queries)
+    for a, b in zip(features + queries, block_features + block_queries):
+        torch.testing.assert_close(a, b)
+    for got, expected in zip(block_outputs, alone):
+        torch.testing.assert_close(got, expected)
+    assert all(torch.allclose(q.norm(dim=1), torch.ones(2)) for q in queries)
 
 
 def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_common_component():

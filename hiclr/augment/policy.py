@@ -151,11 +151,11 @@ class GrowingPolicy:
         import yaml
 
         with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f) or {}
-        cfg = cfg.get("augment", cfg)
-        if "stages" not in cfg:
+            raw = yaml.safe_load(f) or {}      # a policy file, not a resolved config: keys may be absent
+        raw = raw.get("augment", raw)
+        if "stages" not in raw:
             raise ValueError(f"{path}: no 'augment.stages' list; see configs/augment/hiclr_default.yaml")
-        return cls.from_config(cfg["stages"], cfg.get("reference_quirks", True), **options)
+        return cls.from_config(raw["stages"], raw.get("reference_quirks", True), **options)
 
     def __repr__(self) -> str:
         lines = [f"  stage {i}: {', '.join(map(repr, s))}" for i, s in enumerate(self.stages)]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["to_stream", "STREAMS", "NTU_BONES", "NTU_PARENT"]
+from hiclr.config import STREAMS
 
-STREAMS = ("joint", "motion", "bone")
+__all__ = ["to_stream", "STREAMS", "NTU_BONES", "NTU_PARENT"]
 
 # (child, parent), 1-based: the 24 NTU RGB+D edges (docs/method.md, streams) plus (21, 21), so that the
 # centre joint's bone is zero, as the reference's `Bone` list.

@@ -10,6 +10,7 @@ import numpy as np
 
 from data_prep.atomic import atomic_write
 from data_prep.errors import UserError
+from hiclr.config import STREAMS
 
 EPILOG = """examples:
   hiclr embed --encoder checkpoints/RUN/encoder.pt --data data/ntu60.h5 --split xsub/test --out feats.npz
@@ -21,7 +22,6 @@ int64 (rows of /samples). Checkpoints: our encoder.pt and last.pt, or the refere
 The stream is the checkpoint's own unless --stream is given (reference checkpoints: joint).
 """
 
-STREAMS = ("joint", "motion", "bone")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     encoder, cfg, ckpt_stream = load_encoder(args.encoder, device)
     stream = args.stream or ckpt_stream or "joint"
     if stream not in STREAMS:
-        raise UserError(f"{args.encoder} names stream {stream!r}; pass --stream joint|motion|bone")
+        raise UserError(f"{args.encoder} names stream {stream!r}; pass --stream {'|'.join(STREAMS)}")
     split = load_split(args.data, protocol, part, view=args.view)
     features = extract_features(encoder, split.x, batch_size=args.batch_size, device=device,
                                 stream=stream, progress=True)

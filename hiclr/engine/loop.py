@@ -123,7 +123,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                         "or choose another run name / --out")
     if run_dir is not None and dist.is_main and run_dir.is_dir():
         remove_stale_partials(run_dir)
-    if eng.get("deterministic") and device.type == "cuda":
+    if eng["deterministic"] and device.type == "cuda":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     # -- data: resident on the device when it fits, batches by index gather
@@ -135,14 +135,14 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     if global_batch < opt["batch_size"] and dist.is_main:
         print(f"note: {n} training samples < optim.batch_size {opt['batch_size']}; "
               f"using batches of {global_batch}", file=sys.stderr)
-    drop_last = bool(opt.get("drop_last", True))
-    if not drop_last and captures_cuda_graphs(compile_options(eng.get("compile"))):
+    drop_last = bool(opt["drop_last"])
+    if not drop_last and captures_cuda_graphs(compile_options(eng["compile"])):
         raise UserError(f"engine.compile={eng['compile']} captures CUDA graphs, which need every batch "
                         "of one shape; set optim.drop_last=true (the last partial batch is dropped, as "
                         "the reference does)")
     steps_per_epoch = n // global_batch if drop_last else math.ceil(n / global_batch)
     total_steps = steps_per_epoch * opt["epochs"]
-    x, resident = place_data(data.x, device, eng.get("resident", "auto"), eng.get("resident_fraction", 0.5))
+    x, resident = place_data(data.x, device, eng["resident"], eng["resident_fraction"])
     labels, ids = data.labels.to(x.device), data.ids.to(x.device)
 
     # -- model, optimizer, schedule
@@ -182,7 +182,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
             raise UserError(f"{found} does not fit this run's model or optimizer ({detail}); the model's "
                             f"shape cannot change on resume, even with --force") from None
         if dist.is_main:
-            complete_snapshot(run_dir, found, ckpt, int(run.get("save_every") or 0))
+            complete_snapshot(run_dir, found, ckpt, int(run["save_every"]))
         if hasattr(task, "load_state_dict") and ckpt.get("task") is not None:
             task.load_state_dict(ckpt["task"])
         epoch, step = ckpt["epoch"], ckpt["step"]
@@ -197,24 +197,24 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
     if dist.enabled:
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=bool(eng.get("find_unused_parameters", False)),
+            find_unused_parameters=bool(eng["find_unused_parameters"]),
             broadcast_buffers=False)  # BN statistics per rank (as the reference); the queue syncs itself
-    compile_kwargs = compile_options(eng.get("compile"))
+    compile_kwargs = compile_options(eng["compile"])
     if compile_kwargs is not None:
         wrapped = compile_module(wrapped, compile_kwargs, device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
     if run_dir is not None and dist.is_main:
         save_config(cfg, run_dir / "config.yaml")
-    log = MetricsLog(run_dir, resume_step=step if resume else None, tensorboard=eng.get("tensorboard", "auto"),
+    log = MetricsLog(run_dir, resume_step=step if resume else None, tensorboard=eng["tensorboard"],
                      enabled=dist.is_main)
     if forced:
         if dist.is_main:
             print(f"warning: --force: resuming with changed {describe_changes(forced)}", file=sys.stderr)
         log.write({"kind": "resume", "epoch": epoch, "step": step, "forced": True,
                    "changed": {k: [str(a), str(b)] for k, (a, b) in forced.items()}})
-    bar = _progress(total_steps, step, enabled=bool(eng.get("progress", True)) and dist.is_main)
-    log_every = max(1, int(run.get("log_every", 50)))
+    bar = _progress(total_steps, step, enabled=bool(eng["progress"]) and dist.is_main)
+    log_every = max(1, int(run["log_every"]))
     finite = FiniteWatch(device)
     outputs: dict = {}
     last_epoch_record: dict = {}
@@ -249,7 +249,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                     lr = optimizer.param_groups[0]["lr"]   # the lr this step uses
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    if opt.get("grad_clip"):
+                    if opt["grad_clip"]:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), float(opt["grad_clip"]))
                     optimizer.step()
                     scheduler.step()
@@ -301,7 +301,7 @@ def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *
                 epoch += 1
                 # the snapshot first: a kill between the two saves leaves last.pt one epoch behind,
                 # and resuming redoes that epoch (or completes the snapshot), never loses it
-                every = int(run.get("save_every") or 0)
+                every = int(run["save_every"])
                 if every and epoch % every == 0 and run_dir is not None:
                     _save(run_dir / f"epoch_{epoch:03d}.pt", model, optimizer, scheduler, task, cfg, epoch,
                           step, steps_per_epoch, world, gen, dist, fingerprint=fingerprint)

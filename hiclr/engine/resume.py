@@ -80,7 +80,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def config_changes(saved: dict, current: dict) -> dict[str, tuple]:
     """{dotted key: (saved value, current value)} for the keys that differ and matter (a key only one
-    side has comes from a module the other process did not import, e.g. the eval keys: not a change)."""
+    side has was added to the schema after the checkpoint was written: not a change)."""
     old, new = _flat(saved or {}), _flat(current)
     allowed = set(RESUMABLE_KEYS)
     if new.get("optim.schedule") != "cosine":        # the step and constant schedules do not read epochs

@@ -18,11 +18,11 @@ import torch
 def lr_factor_fn(optim: dict, steps_per_epoch: int) -> Callable[[int], float]:
     """The factor applied to the base lr at optimizer step `step` (0-based), from the `optim` section."""
     total = optim["epochs"] * steps_per_epoch
-    warm = int(round(optim.get("warmup_epochs", 0) * steps_per_epoch))
-    milestones = sorted(int(m) for m in (optim.get("milestones") or []))
-    gamma = float(optim.get("gamma", 0.1))
-    floor = float(optim.get("min_lr", 0.0)) / float(optim["lr"]) if optim["lr"] else 0.0
-    schedule = optim.get("schedule", "step")
+    warm = int(round(optim["warmup_epochs"] * steps_per_epoch))
+    milestones = sorted(int(m) for m in optim["milestones"])
+    gamma = float(optim["gamma"])
+    floor = float(optim["min_lr"]) / float(optim["lr"]) if optim["lr"] else 0.0
+    schedule = optim["schedule"]
 
     def factor(step: int) -> float:
         if step < warm:

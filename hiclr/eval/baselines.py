@@ -52,8 +52,8 @@ def build_baseline(name: str, cfg: dict, train_split=None, device="cpu") -> tupl
     `random` leaves them as built (training from scratch).
     """
     Baseline(name)
-    data = cfg.get("data", {})
-    stream = data.get("stream", "joint")
+    data = cfg["data"]
+    stream = data["stream"]
     device = torch.device(device)
     if name == "raw":
         from hiclr.models import RawInput
@@ -62,14 +62,14 @@ def build_baseline(name: str, cfg: dict, train_split=None, device="cpu") -> tupl
             raise UserError("the raw-input baseline needs the protocol's training split (for its clip "
                             "shape); it is a baseline of hiclr linear and hiclr knn only.")
         module = RawInput(tuple(train_split.x.shape[1:])).to(device).eval()
-        return module, f"raw input ({data.get('view', 'frame50')}, {stream})"
+        return module, f"raw input ({data['view']}, {stream})"
 
     from hiclr.features import recalibrate_batchnorm
     from hiclr.models import build_encoder
 
     model = dict(cfg["model"])
     scheme = model.setdefault("init", "reference")
-    torch.manual_seed(int(cfg["run"].get("seed", 0)))
+    torch.manual_seed(int(cfg["run"]["seed"]))
     module = build_encoder(model)
     if train_split is None:
         return module.to(device).eval(), f"random init ({scheme})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,27 +134,6 @@ def load_logits(run: str | os.PathLike) -> dict:
 
 # ---------------------------------------------------------------- what every protocol run needs
 
-from dataclasses import dataclass  # noqa: E402
-
-from hiclr.config import extend_schema  # noqa: E402
-from hiclr.config_rules import Flag, Int, ListOf, Stages, Text  # noqa: E402
-
-#: evaluation keys beyond the base schema (`eval.augment`: the augmentation of the fine-tune and
-#: of `--through-encoder`, stages in the format of configs/augment/; null or []: none).
-EVAL_KEYS = {
-    "feature_batch_size": 256,
-    "through_encoder": False,
-    "standardize": False,     # linear probe on features standardised by the training mean / std
-    "augment": [[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
-    "ensemble_runs": [],
-    "freeze": [],             # encoder sub-modules (e.g. [proj]: the release's fix_conv1) whose
-    #                           parameters stay fixed in the fine-tune / semi protocols
-}
-extend_schema("eval", EVAL_KEYS, rules={
-    "feature_batch_size": Int(1, 2**20), "through_encoder": Flag(), "standardize": Flag(),
-    "augment": Stages(), "ensemble_runs": ListOf(Text()), "freeze": ListOf(Text())})
-
-
 def freeze_modules(encoder: torch.nn.Module, names) -> list[str]:
     """Fix the parameters of the named sub-modules of `encoder` (`eval.freeze`: dotted names as in
     its state_dict, e.g. "proj", the release's `fix_conv1`; "graph_layers.0"); returns the names of
@@ -171,6 +151,7 @@ def freeze_modules(encoder: torch.nn.Module, names) -> list[str]:
             p.requires_grad_(False)
             frozen.append(f"{name}.{pname}")
     return frozen
+
 
 _SHA_CACHE: dict[tuple, str] = {}
 
@@ -199,7 +180,7 @@ def load_eval_data(cfg: dict) -> EvalData:
     from hiclr.data import dataset_info, load_split
 
     data = cfg["data"]
-    path, protocol, view = data["path"], data["protocol"], data.get("view", "frame50")
+    path, protocol, view = data["path"], data["protocol"], data["view"]
     info = dataset_info(path, hash_file=False)
     train = load_split(path, protocol, "train", view)
     test = load_split(path, protocol, "test", view)
@@ -256,16 +237,16 @@ def frozen_features(run_dir: Path, encoder: torch.nn.Module, encoder_meta: dict,
     """
     from hiclr.features import extract_features
 
-    ev = cfg.get("eval", {})
+    ev = cfg["eval"]
     out = []
     for part, split in (("train", data.train), ("test", data.test)):
         key = {"part": part, "encoder": encoder_meta["checksum"], "data": data.info["sha256"],
                "protocol": data.info["protocol"], "view": data.info["view"],
                "stream": encoder_meta["stream"], "encoder_class": type(encoder).__name__}
         compute = lambda s=split: extract_features(  # noqa: E731
-            encoder, s.x, batch_size=int(ev.get("feature_batch_size", 256)), device=device,
+            encoder, s.x, batch_size=int(ev["feature_batch_size"]), device=device,
             stream=encoder_meta["stream"], progress=progress)
-        if ev.get("cache_features", True):
+        if ev["cache_features"]:
             out.append(cached_features(run_dir, key, compute))
         else:
             out.append(compute().float())
@@ -277,7 +258,7 @@ def make_run_dir(cfg: dict, out: str | os.PathLike | None, protocol: str) -> Pat
     `config_<protocol>.yaml` (several protocols may share a run folder and its feature cache)."""
     from hiclr.config import save_config
 
-    run_dir = Path(out) if out else Path(cfg["run"].get("out") or "checkpoints") / str(cfg["run"]["name"])
+    run_dir = Path(out) if out else Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / f"config_{protocol}.yaml")
     return run_dir
@@ -297,7 +278,7 @@ class FrozenRun:
 def start_frozen_run(cfg: dict, encoder, out, protocol: str) -> FrozenRun:
     """Device (`engine.device`), run folder, the protocol's data, and the encoder prepared on the
     training split (a `random` baseline re-estimates its BatchNorm statistics there)."""
-    device = resolve_device(cfg["engine"].get("device"))
+    device = resolve_device(cfg["engine"]["device"])
     run_dir = make_run_dir(cfg, out, protocol)
     data = load_eval_data(cfg)
     model, meta = prepare_encoder(encoder, cfg, device, data.train)

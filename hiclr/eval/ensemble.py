@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
+from hiclr.config import SCHEMA
 from hiclr.eval.common import classification_summary, load_logits
 
-DEFAULT_WEIGHTS = (0.6, 0.6, 0.4)                 # (joint, bone, motion)
-STREAM_WEIGHTS = {"joint": 0.6, "bone": 0.6, "motion": 0.4}
+STREAM_WEIGHTS = SCHEMA["eval"]["ensemble"].default   # {"joint": 0.6, "bone": 0.6, "motion": 0.4}
+DEFAULT_WEIGHTS = tuple(STREAM_WEIGHTS.values())     # (joint, bone, motion)
 
 
 def check_aligned(runs: list[dict], sources: list[str]) -> None:

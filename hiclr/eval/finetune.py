@@ -88,10 +88,10 @@ def build_augment(cfg: dict):
     """The fine-tune's augmentation policy from `eval.augment` (None when empty)."""
     from hiclr.augment import GrowingPolicy
 
-    stages = cfg["eval"].get("augment") or None
+    stages = cfg["eval"]["augment"] or None
     if not stages:
         return None
-    return GrowingPolicy.from_config(stages, cfg.get("augment", {}).get("reference_quirks", True))
+    return GrowingPolicy.from_config(stages, cfg["augment"]["reference_quirks"])
 
 
 def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Path, *,
@@ -117,13 +117,13 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     module, meta = prepare_encoder(encoder, cfg, device)
     for p in module.parameters():
         p.requires_grad_(True)
-    frozen = freeze_modules(module, cfg["eval"].get("freeze"))
-    _set_training_dropout(module, cfg.get("model", {}))
+    frozen = freeze_modules(module, cfg["eval"]["freeze"])
+    _set_training_dropout(module, cfg["model"])
     dim = meta["feature_dim"] or int(module(torch.zeros(1, *train.x.shape[1:])).shape[1])
-    head = new_linear_head(dim, num_classes, int(cfg["run"].get("seed", 0)),
-                           cfg.get("model", {}).get("init", "reference"), "finetune")
+    head = new_linear_head(dim, num_classes, int(cfg["run"]["seed"]),
+                           cfg["model"]["init"], "finetune")
     task = FineTuneTask(Classifier(module, head), meta["stream"], test.x, test.labels, build_augment(cfg),
-                        int(cfg["eval"].get("feature_batch_size", 256)))
+                        int(cfg["eval"]["feature_batch_size"]))
     engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)
     if task.logits_last is None:          # resumed a run that had already finished
         task.logits_last = task.test_logits()
@@ -148,7 +148,7 @@ def _set_training_dropout(module: nn.Module, model_cfg: dict) -> None:
     release: 0 in its fine-tune configs, 0.5 in pre-training, which its checkpoint records)."""
     from hiclr.models import DSTA
 
-    if isinstance(module, DSTA) and model_cfg.get("name") == "dsta" and "attention_dropout" in model_cfg:
+    if isinstance(module, DSTA) and model_cfg["name"] == "dsta":
         module.set_attention_dropout(float(model_cfg["attention_dropout"]))
 
 

@@ -207,22 +207,22 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     from hiclr.eval.common import finish_run, freeze_modules, frozen_features, save_logits, start_frozen_run
 
     ev = cfg["eval"]
-    through_encoder = bool(ev.get("through_encoder")) if through_encoder is None else through_encoder
+    through_encoder = bool(ev["through_encoder"]) if through_encoder is None else through_encoder
     run = start_frozen_run(cfg, encoder, out, "linear")
     device, run_dir, data, model, meta = run.device, run.run_dir, run.data, run.model, run.meta
     for p in model.parameters():
         p.requires_grad_(False)
-    freeze_modules(model, ev.get("freeze"))     # all frozen already; the names are checked all the same
+    freeze_modules(model, ev["freeze"])     # all frozen already; the names are checked all the same
     schedule = schedule_from_config(cfg)
-    seed = int(cfg["run"].get("seed", 0))
-    init = cfg.get("model", {}).get("init", "reference")
+    seed = int(cfg["run"]["seed"])
+    init = cfg["model"]["init"]
     metrics = run_dir / "metrics_linear.jsonl"
     metrics.write_text("")
     log = lambda row: append_jsonl(metrics, row)  # noqa: E731
 
     test_features = None
     if through_encoder:
-        if ev.get("standardize"):
+        if ev["standardize"]:
             raise UserError("eval.standardize works on cached features; drop --through-encoder "
                             "(eval.through_encoder) or set eval.standardize=false")
         train_fn, test_fn = encoder_feature_fns(model, data.train.x, data.test.x, meta["stream"],
@@ -230,11 +230,11 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
         result = fit_linear(train_fn, data.train.labels, test_fn, data.test.labels, data.num_classes,
                             meta["feature_dim"] or _probe_dim(model, data.train.x, meta["stream"], device),
                             schedule, seed, device, progress, log, init)
-        mode = "through the frozen encoder every epoch" + (" with augmentation" if ev.get("augment") else "")
+        mode = "through the frozen encoder every epoch" + (" with augmentation" if ev["augment"] else "")
     else:
         train_features, test_features = frozen_features(run_dir, model, meta, data, cfg, device, progress)
         mode = "cached frozen features"
-        if ev.get("standardize"):
+        if ev["standardize"]:
             train_features, test_features = standardize(train_features, test_features)
             mode += ", standardised by the training mean / std"
         result = fit_linear(train_features, data.train.labels, test_features, data.test.labels,
@@ -243,7 +243,7 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     save_logits(run_dir, result.logits_last, data.test.labels, data.test.names, epoch=schedule.epochs)
     if plots and test_features is None:
         from hiclr.features import extract_features
-        test_features = extract_features(model, data.test.x, batch_size=int(ev.get("feature_batch_size", 256)),
+        test_features = extract_features(model, data.test.x, batch_size=int(ev["feature_batch_size"]),
                                          device=device, stream=meta["stream"])
     return finish_run(run_dir, "linear", entry, cfg, data, meta, plots=plots,
                       embedding=(test_features, data.test.labels))
@@ -256,13 +256,13 @@ def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-5):
 
 
 def schedule_from_config(cfg: dict) -> LinearSchedule:
-    ev, optim = cfg["eval"], cfg.get("optim", {})
+    ev, optim = cfg["eval"], cfg["optim"]
     return LinearSchedule(epochs=int(ev["epochs"]), lr=float(ev["lr"]),
-                          momentum=float(optim.get("momentum", 0.9)),
-                          weight_decay=float(ev["weight_decay"]), nesterov=bool(optim.get("nesterov", False)),
+                          momentum=float(optim["momentum"]),
+                          weight_decay=float(ev["weight_decay"]), nesterov=bool(optim["nesterov"]),
                           batch_size=int(ev["batch_size"]),
-                          milestones=tuple(int(m) for m in ev.get("milestones") or ()),
-                          gamma=float(optim.get("gamma", 0.1)))
+                          milestones=tuple(int(m) for m in ev["milestones"]),
+                          gamma=float(optim["gamma"]))
 
 
 def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.Tensor, stream: str,
@@ -272,12 +272,12 @@ def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.T
     from hiclr.augment import GrowingPolicy, to_stream
     from hiclr.features import extract_features
 
-    stages = cfg["eval"].get("augment") or None
-    policy = GrowingPolicy.from_config(stages, cfg.get("augment", {}).get("reference_quirks", True)) \
+    stages = cfg["eval"]["augment"] or None
+    policy = GrowingPolicy.from_config(stages, cfg["augment"]["reference_quirks"]) \
         if stages else None
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     train_x = train_x.to(device)
-    batch = int(cfg["eval"].get("feature_batch_size", 256))
+    batch = int(cfg["eval"]["feature_batch_size"])
 
     @torch.no_grad()
     def train_fn(idx: torch.Tensor) -> torch.Tensor:

@@ -88,7 +88,6 @@ class EncoderProtocol(Protocol):
 
     def config(self, args: argparse.Namespace) -> dict:
         """The resolved config: file <- --set <- --data / --protocol <- the protocol's flags."""
-        import hiclr.eval.common  # noqa: F401  (adds the evaluation keys to the schema)
         from hiclr.config import load_config
 
         overrides = list(args.overrides)

@@ -111,7 +111,7 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
             subset = Split(x=train.x[pos_t], labels=train.labels[pos_t],
                            names=[train.names[i] for i in pos], index=train.index[pos_t])
             sub_cfg = copy.deepcopy(cfg)
-            sub_cfg["run"]["seed"] = int(cfg["run"].get("seed", 0)) + seed
+            sub_cfg["run"]["seed"] = int(cfg["run"]["seed"]) + seed
             sub_dir = run_dir / stem
             result = finetune_once(sub_cfg, encoder, subset, data.test, data.num_classes, sub_dir,
                                    resume=resume and (sub_dir / "last.pt").exists())

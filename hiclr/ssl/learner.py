@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hiclr.config import STREAMS
 from hiclr.models.view_norm import ViewBatchNorm1d, convert_to_view_batchnorm, views_in_batch
 from hiclr.monitor import embedding_spread
 
@@ -108,7 +109,7 @@ class ContrastiveLearner(nn.Module):
         "auto" (default): per_view on CUDA, separate on CPU (where fusing measured slower). Dropout
         masks are drawn in another order when fused (same distribution). A view that carries a
         graph perturbation (`view.edges`, Drop/Add edges) always gets a call of its own.
-    stream: "joint" | "motion" | "bone", derived from each view before the encoder.
+    stream: one of `hiclr.config.STREAMS` (joint, motion, bone), derived from each view before the encoder.
     temperature, mining_epoch, topk go to the objective when it takes them; further keyword
         arguments are objective-specific (an objective that does not take one is an error).
     """
@@ -121,8 +122,8 @@ class ContrastiveLearner(nn.Module):
         super().__init__()
         if key_init not in ("random", "copy"):
             raise ValueError(f"key_init must be 'random' or 'copy', got {key_init!r}")
-        if stream not in ("joint", "motion", "bone"):
-            raise ValueError(f"stream must be 'joint', 'motion' or 'bone', got {stream!r}")
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
         from hiclr.models.init import check_init, init_weights
 
         if init is None:
@@ -160,12 +161,11 @@ class ContrastiveLearner(nn.Module):
     def from_config(cls, cfg: dict) -> "ContrastiveLearner":
         """Build from a resolved run config: sections `model` (`model.init`: the initialisation),
         `ssl` (its `options` mapping goes to the objective) and `data.stream`."""
-        ssl = dict(cfg.get("ssl", {}))
-        options = ssl.pop("options", None) or {}
+        ssl = dict(cfg["ssl"])
+        options = ssl.pop("options")
         model = dict(cfg["model"])
-        init = model.pop("init", None) or "reference"
-        return cls(model, ssl.pop("objective", "hiclr"),
-                   stream=cfg.get("data", {}).get("stream", "joint"), init=init, **ssl, **options)
+        init = model.pop("init")
+        return cls(model, ssl.pop("objective"), stream=cfg["data"]["stream"], init=init, **ssl, **options)
 
     @property
     def view_stages(self) -> tuple[int, ...]:
@@ -202,16 +202,24 @@ class ContrastiveLearner(nn.Module):
             x = torch.where(mask, self.mask_token.to(x.dtype), x)
         return x
 
-    def encode_queries(self, inputs: Sequence[torch.Tensor],
-                       edges: Sequence | None = None) -> tuple[list, list]:
-        """(backbone features, L2-normalised projections) of each query input, in order.
+    def encode_queries(self, inputs: Sequence[torch.Tensor], block: int | None = None,
+                       edges: Sequence | None = None) -> tuple[list, list, list]:
+        """(backbone features, L2-normalised projections, outputs of backbone block `block`) of each
+        query input, in order; the block outputs only for an objective with a `feature_block` (e.g.
+        dense pairs, variant C: the backbone needs `forward_features`), else an empty list.
 
-        `edges`: per input None or its view's graph perturbation (`view.edges`)."""
+        `edges`: per input None or its view's graph perturbation (`view.edges`); an input with one
+        gets an encoder call of its own (`_query_calls`)."""
+        encoder = _unwrap(self.encoder_q)
+
         def call(x, view_edges):
+            if block is not None:
+                return encoder.forward_with_block(x, block, edges=view_edges)
             return self.encoder_q(x) if view_edges is None else self.encoder_q(x, edges=view_edges)
 
         outputs = self._query_calls(inputs, edges, call)
-        return [f for f, _ in outputs], [F.normalize(z, dim=1) for _, z in outputs]
+        return ([out[0] for out in outputs], [F.normalize(out[1], dim=1) for out in outputs],
+                [] if block is None else [out[2] for out in outputs])
 
     def _query_calls(self, inputs: Sequence[torch.Tensor], edges: Sequence | None, call) -> list[tuple]:
         """`call(x, edges)` (a tuple of per-sample tensors) for every input, in input order.
@@ -245,19 +253,6 @@ class ContrastiveLearner(nn.Module):
                              f"{[x.shape[0] for x in inputs]}")
         return views_in_batch(_unwrap(self.encoder_q), len(inputs))
 
-    def encode_queries_with_block(self, inputs: Sequence[torch.Tensor], block: int,
-                                  edges: Sequence | None = None) -> tuple[list, list, list]:
-        """As `encode_queries`, plus each input's output of backbone block `block` (objectives with
-        a `feature_block`, e.g. dense pairs, variant C)."""
-        encoder = _unwrap(self.encoder_q)
-
-        def call(x, view_edges):
-            return encoder.forward_with_block(x, block, edges=view_edges)
-
-        outputs = self._query_calls(inputs, edges, call)
-        return ([f for f, _, _ in outputs], [F.normalize(z, dim=1) for _, z, _ in outputs],
-                [b for _, _, b in outputs])
-
     def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable, optionally `.edges`: a graph perturbation for the encoder call) ordered as
@@ -269,14 +264,9 @@ class ContrastiveLearner(nn.Module):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
         query_views = [v for i, v in enumerate(views) if i != self.key_index]
-        query_edges = [getattr(v, "edges", None) for v in query_views]
-        block = getattr(self.objective, "feature_block", None)
-        if block is None:
-            features, queries = self.encode_queries([self.prepare(v) for v in query_views], query_edges)
-            blocks = []
-        else:
-            features, queries, blocks = self.encode_queries_with_block(
-                [self.prepare(v) for v in query_views], block, query_edges)
+        features, queries, blocks = self.encode_queries(
+            [self.prepare(v) for v in query_views], getattr(self.objective, "feature_block", None),
+            [getattr(v, "edges", None) for v in query_views])
 
         with torch.no_grad():  # no gradient to keys; the key encoder follows the learner's mode
             self.momentum_update()  # before the key forward, as MoCo
