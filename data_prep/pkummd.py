@@ -356,12 +356,14 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
 
 
 def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "file-order",
-                   progress: bool = False, workers: int = 1, block: int | None = None) -> dict:
+                   progress: bool = False, workers: int = 1, block: int | None = None,
+                   class_names_file=None) -> dict:
     """Read a PKU-MMD phase and write the HDF5 store `out`; return a summary.
 
     The samples stream into the store (`StoreWriter`) as the videos are read, `workers` processes
     reading videos in parallel: memory stays bounded by a few videos and one block of `block`
-    samples whatever the number of videos.
+    samples whatever the number of videos. `class_names_file`: one action name per line (default:
+    `class_names.txt` beside the label folder if present, else the bundled names: phase 1 only).
     """
     from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
     from data_prep.presets import FRAME50_PARAMS
@@ -371,8 +373,8 @@ def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "fi
     if workers < 1:
         raise UserError(f"--workers {workers}: give 1 or more worker processes")
     plan = _plan(phase, skeletons, labels, splits)
-    names_file = Path(labels).parent / CLASS_NAMES_FILE         # synthetic data's own names
-    given = read_class_names(names_file) if names_file.is_file() else None
+    names_file = Path(class_names_file) if class_names_file else Path(labels).parent / CLASS_NAMES_FILE
+    given = read_class_names(names_file) if class_names_file or names_file.is_file() else None
     num_classes = PKU_CLASSES[phase]
     columns, empty, counts = [], [], dict(plan.counts)
     with StoreWriter(out, raw=True, block=block) as writer:

@@ -262,3 +262,17 @@ def test_prep_holds_one_block_and_one_video_whatever_the_number_of_videos(tmp_pa
     assert held["large"][0] == 4 * held["small"][0]            # four times the videos ...
     for videos, buffered, videos_held in held.values():
         assert buffered <= 5 and videos_held <= 1              # ... the same bound: one block, one video
+
+
+def test_class_names_come_from_a_file_when_given(pku, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"action number {k + 1}\n" for k in range(41)))
+    root = _copy(pku, tmp_path)
+    for split in (root / "split").iterdir():                    # the synthetic set as phase 2
+        split.rename(split.with_name(pkummd.PROTOCOL_FILES[2][
+            {v: k for k, v in pkummd.PROTOCOL_FILES[1].items()}[split.name]]))
+    out = tmp_path / "pku2.h5"
+    assert main(_args(root, out, phase=2, extra=["--class-names", str(names)])) == 0
+    with h5py.File(out) as f:
+        stored = [n.decode() if isinstance(n, bytes) else n for n in f["classes/name"][()]]
+    assert stored == [f"action number {k + 1}" for k in range(41)]

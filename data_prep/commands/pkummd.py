@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output HDF5 file")
     p.add_argument("--bodies", choices=("file-order", "motion"), default="file-order",
                    help="body selection: the file's two slots (default) or motion ranking")
+    p.add_argument("--class-names", type=Path, default=None,
+                   help="text file, one action name per line (default: class_names.txt beside --labels if "
+                        "present, else the official names of phase 1; phase 2's are not bundled)")
     p.add_argument("--workers", type=int, default=1, help="parallel reader processes, one video each (default 1)")
     p.add_argument("--stats", type=Path, nargs="?", const=Path("-"), default=None, metavar="JSON",
                    help="print (or write to JSON) peak memory of all processes, time and per-video cost")
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with PeakMemory() as memory:
         summary = prepare_pkummd(args.phase, args.skeletons, args.labels, args.splits, args.out,
-                                 bodies=args.bodies, progress=True, workers=args.workers)
+                                 bodies=args.bodies, progress=True, workers=args.workers,
+                                 class_names_file=args.class_names)
     elapsed = time.perf_counter() - start
     splits = ", ".join(f"{p} {s['train']}/{s['test']}" for p, s in summary["splits"].items())
     skipped = {k: v for k, v in summary["counts"].items() if v and k.startswith(("segments", "skipped"))}
