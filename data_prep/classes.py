@@ -1,8 +1,10 @@
 """Action names of the datasets, stored in every store as `/classes/name` (one per label).
 
 NTU RGB+D 60 / 120: the official titles of actions A001-A120 (the first 60 are NTU60's);
-PKU-MMD phase 1: its 51 actions in label order. Synthetic data writes its own `class_names.txt`
-beside the files, and `hiclr-prep ntu60|ntu120` takes names from there (or `--class-names`).
+PKU-MMD phase 1: its 51 actions in label order. PKU-MMD phase 2 has none bundled: the dataset's
+page and paper give its count (41 actions) but not their names, which come only with the download;
+pass them with `hiclr-prep pkummd --class-names FILE`. Synthetic data writes its own
+`class_names.txt` beside the files, and the preparers take names from there (or `--class-names`).
 Where no names are known, classes are called `class 0`, `class 1`, ...
 """
 

@@ -3,11 +3,19 @@
 `Pool.imap` reads its whole input at once and keeps every finished result until the consumer takes
 it, so a slow consumer (the HDF5 writer) lets results pile up. Here the pool is fed through a
 semaphore that the consumer releases per result taken: at most `in_flight` results are ever held.
+
+Signals: the workers ignore SIGINT and die at once on SIGTERM (the default action). Ctrl-C reaches
+the whole process group; only this process turns it into `KeyboardInterrupt`, which stops the pool
+(`terminate`: SIGTERM to every worker) and unwinds the caller, whose `.partial` file is removed.
+A worker with Python-level handlers would print a traceback per Ctrl-C, lose its task (the map
+would wait for it forever), or miss the SIGTERM that arrives just before it blocks on the task
+queue (the pool's join would then hang).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 import threading
 from typing import Callable, Iterable, Iterator, Sequence
@@ -33,7 +41,7 @@ def ordered_map(fn: Callable, items: Sequence, workers: int, in_flight: int | No
             yield item
 
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    pool = ctx.Pool(workers)
+    pool = ctx.Pool(workers, initializer=_worker_signals)
     try:
         for out in pool.imap(fn, feed(items), chunksize=chunksize):
             slots.release()
@@ -45,3 +53,9 @@ def ordered_map(fn: Callable, items: Sequence, workers: int, in_flight: int | No
             slots.release()
         pool.terminate()
         pool.join()
+
+
+def _worker_signals() -> None:
+    """Pool initializer: Ctrl-C is the parent's to handle; SIGTERM kills without running Python."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

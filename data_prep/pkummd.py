@@ -13,7 +13,9 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -209,9 +211,21 @@ def _bodies_of(frames: np.ndarray, method: str) -> np.ndarray:
     return select_bodies(skel, method)
 
 
-def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathLike,
-                splits: str | os.PathLike, bodies: str = "file-order", progress: bool = False) -> PKUDataset:
-    """Read a PKU-MMD phase: every labelled segment of every labelled video becomes a sample."""
+@dataclass
+class _Plan:
+    """What the checks before reading find: the label files to read, the split lists, first counts."""
+    skeletons: Path
+    label_files: list[Path]
+    protocol_lists: dict[str, tuple[list[str], list[str]]]
+    counts: dict
+
+    @property
+    def videos(self) -> list[str]:
+        return [p.stem for p in self.label_files]
+
+
+def _plan(phase: int, skeletons, labels, splits) -> _Plan:
+    """Check the folders and split files before anything is read; `UserError` names what is wrong."""
     if phase not in PROTOCOL_FILES:
         raise UserError(f"--phase {phase}: PKU-MMD has phases 1 and 2; pass --phase 1 or --phase 2")
     skeletons, labels, splits = Path(skeletons), Path(labels), Path(splits)
@@ -239,79 +253,155 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
               "segments_clipped": 0, "segments_beyond_the_recording": 0, "segments_cropped_to_300": 0}
     if missing_protocols:
         counts["protocols_missing"] = {p: f"no {name} in {splits}" for p, name in missing_protocols.items()}
+    return _Plan(skeletons=skeletons, label_files=label_files, protocol_lists=protocol_lists, counts=counts)
 
-    names, label_col, video_col, view_col, start_col, end_col, bodies_out = [], [], [], [], [], [], []
-    empty: list[str] = []
-    items = label_files
-    if progress:
-        from tqdm import tqdm
-        items = tqdm(label_files, desc="pkummd", unit="video", leave=False, disable=None)
-    for vi, label_path in enumerate(items):
-        video = label_path.stem
-        skeleton_path = skeletons / f"{video}.txt"
-        if not skeleton_path.is_file():
-            raise UserError(f"{label_path}: no skeleton file {skeleton_path.name} in {skeletons} for this "
-                            f"label file; pass the matching --skeletons folder or remove the label file")
-        frames = read_skeleton(skeleton_path)
-        for k, (label, start, end, _conf) in enumerate(read_labels(label_path)):
-            if start > frames.shape[0]:
-                counts["segments_beyond_the_recording"] += 1
-                continue
-            if end > frames.shape[0]:
-                counts["segments_clipped"] += 1
-                end = frames.shape[0]
-            lo, hi = segment_rows(int(start), int(end))
-            if is_empty(frames[lo:hi]):
-                empty.append(f"{video}_{k + 1:03d}")
-                continue
-            counts["segments_cropped_to_300"] += int(end - start + 1 > MAX_FRAMES)
-            bodies_out.append(_bodies_of(frames[lo:hi], bodies))
-            names.append(f"{video}_{k + 1:03d}")
-            label_col.append(label - 1)
-            video_col.append(vi)
-            view_col.append(video_view(video))
-            start_col.append(start)
-            end_col.append(end)
-    samples = {"name": np.array(names, dtype=object), "label": np.array(label_col, dtype=np.int64),
-               "video": np.array(video_col, dtype=np.int64), "view": np.array(view_col, dtype=np.int64),
-               "start": np.array(start_col, dtype=np.int64), "end": np.array(end_col, dtype=np.int64)}
+
+@dataclass
+class VideoSegments:
+    """The samples of one video (`video_segments`): per segment its columns, bodies and frame50."""
+    names: list[str] = field(default_factory=list)
+    columns: list[tuple[int, int, int, int, int]] = field(default_factory=list)   # label, video, view, start, end
+    bodies: list[np.ndarray] = field(default_factory=list)                        # (T_i, V, C, M) float32
+    frame50: list[np.ndarray] = field(default_factory=list)                       # (C, 50, V, M) float32
+    empty: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=lambda: dict.fromkeys(
+        ("segments_clipped", "segments_beyond_the_recording", "segments_cropped_to_300"), 0))
+
+
+def video_segments(task: tuple[int, str, str], bodies: str = "file-order") -> VideoSegments:
+    """Worker: one video `(index, label file, skeletons folder)` -> its labelled segments.
+
+    A segment starting after the recording is counted and left out, one running past it is clipped,
+    one longer than 300 frames keeps its centre 300, an all-zero one is named in `empty`.
+    """
+    from data_prep.presets import frame50
+
+    vi, label_path, skeletons = task
+    label_path, skeletons = Path(label_path), Path(skeletons)
+    video = label_path.stem
+    skeleton_path = skeletons / f"{video}.txt"
+    if not skeleton_path.is_file():
+        raise UserError(f"{label_path}: no skeleton file {skeleton_path.name} in {skeletons} for this "
+                        f"label file; pass the matching --skeletons folder or remove the label file")
+    frames = read_skeleton(skeleton_path)
+    out = VideoSegments()
+    for k, (label, start, end, _conf) in enumerate(read_labels(label_path)):
+        if start > frames.shape[0]:
+            out.counts["segments_beyond_the_recording"] += 1
+            continue
+        if end > frames.shape[0]:
+            out.counts["segments_clipped"] += 1
+            end = frames.shape[0]
+        lo, hi = segment_rows(int(start), int(end))
+        if is_empty(frames[lo:hi]):
+            out.empty.append(f"{video}_{k + 1:03d}")
+            continue
+        out.counts["segments_cropped_to_300"] += int(end - start + 1 > MAX_FRAMES)
+        selected = _bodies_of(frames[lo:hi], bodies)
+        out.names.append(f"{video}_{k + 1:03d}")
+        out.columns.append((int(label) - 1, vi, video_view(video), int(start), int(end)))
+        out.bodies.append(selected)
+        out.frame50.append(frame50(selected))
+    return out
+
+
+def _segment_videos(plan: _Plan, bodies: str, workers: int) -> Iterator[VideoSegments]:
+    """The videos' segments in label-file order; a few videos in flight whatever their number."""
+    from data_prep.parallel import ordered_map
+
+    tasks = [(vi, str(path), str(plan.skeletons)) for vi, path in enumerate(plan.label_files)]
+    # one video's samples are a few MB: one task per chunk and a few per worker in flight
+    return ordered_map(partial(video_segments, bodies=bodies), tasks, workers, in_flight=4 * workers, chunksize=1)
+
+
+def _columns(names: list[str], columns: list[tuple], counts: dict, empty: list[str], plan: _Plan):
+    """The sample table, the protocol splits and the final counts of the collected samples."""
+    table = np.array(columns, dtype=np.int64).reshape(-1, 5)
+    samples = {"name": np.array(names, dtype=object), "label": table[:, 0], "video": table[:, 1],
+               "view": table[:, 2], "start": table[:, 3], "end": table[:, 4]}
     counts.update(empty_counts(empty))
-    sample_video = np.array([labelled[v] for v in video_col], dtype=object)
+    videos = plan.videos
+    sample_video = np.array([videos[v] for v in table[:, 1]], dtype=object)
     split_index = {}
-    for protocol, (train, test) in protocol_lists.items():
+    for protocol, (train, test) in plan.protocol_lists.items():
         split_index[protocol] = {
             "train": np.flatnonzero(np.isin(sample_video, np.array(train, dtype=object))).astype(np.int64),
             "test": np.flatnonzero(np.isin(sample_video, np.array(test, dtype=object))).astype(np.int64)}
         counts[f"{protocol}_unassigned"] = int(len(names) - split_index[protocol]["train"].size
                                                - split_index[protocol]["test"].size)
-    return PKUDataset(samples=samples, bodies=bodies_out, splits=split_index, videos=labelled, counts=counts)
+    return samples, split_index, counts
+
+
+def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathLike,
+                splits: str | os.PathLike, bodies: str = "file-order", progress: bool = False) -> PKUDataset:
+    """Read a PKU-MMD phase into memory: every labelled segment of every labelled video is a sample.
+
+    For a small set or a look at the data; `prepare_pkummd` streams to the store instead.
+    """
+    from data_prep.progress import progress as progress_bar
+
+    plan = _plan(phase, skeletons, labels, splits)
+    names, columns, bodies_out, empty, counts = [], [], [], [], dict(plan.counts)
+    with progress_bar(len(plan.label_files), desc="pkummd", unit="video", enabled=progress) as bar:
+        for part in _segment_videos(plan, bodies, workers=1):
+            names += part.names
+            columns += part.columns
+            bodies_out += part.bodies
+            empty += part.empty
+            for key, value in part.counts.items():
+                counts[key] += value
+            bar.update()
+    samples, split_index, counts = _columns(names, columns, counts, empty, plan)
+    return PKUDataset(samples=samples, bodies=bodies_out, splits=split_index, videos=plan.videos, counts=counts)
 
 
 def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "file-order",
-                   progress: bool = False) -> dict:
-    """Read a PKU-MMD phase and write the HDF5 store `out`; return a summary."""
-    from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
-    from data_prep.presets import FRAME50_PARAMS, frame50
-    from data_prep.store import write_store
+                   progress: bool = False, workers: int = 1, block: int | None = None,
+                   class_names_file=None) -> dict:
+    """Read a PKU-MMD phase and write the HDF5 store `out`; return a summary.
 
-    names_file = Path(labels).parent / CLASS_NAMES_FILE         # synthetic data's own names
-    given = read_class_names(names_file) if names_file.is_file() else None
-    data = load_pkummd(phase, skeletons, labels, splits, bodies=bodies, progress=progress)
-    if not data.bodies:
-        raise UserError(f"--labels {labels}: the label files hold no segment inside its recording; "
-                        f"check that --labels and --skeletons belong together")
-    views = np.stack([frame50(b) for b in data.bodies]) if data.bodies else np.zeros((0, C, 50, V, M), np.float32)
+    The samples stream into the store (`StoreWriter`) as the videos are read, `workers` processes
+    reading videos in parallel: memory stays bounded by a few videos and one block of `block`
+    samples whatever the number of videos. `class_names_file`: one action name per line (default:
+    `class_names.txt` beside the label folder if present, else the bundled names: phase 1 only).
+    """
+    from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
+    from data_prep.presets import FRAME50_PARAMS
+    from data_prep.progress import progress as progress_bar
+    from data_prep.store import StoreWriter
+
+    if workers < 1:
+        raise UserError(f"--workers {workers}: give 1 or more worker processes")
+    plan = _plan(phase, skeletons, labels, splits)
+    names_file = Path(class_names_file) if class_names_file else Path(labels).parent / CLASS_NAMES_FILE
+    given = read_class_names(names_file) if class_names_file or names_file.is_file() else None
     num_classes = PKU_CLASSES[phase]
-    top = int(data.samples["label"].max()) if data.bodies else -1
-    if top >= num_classes:
-        raise UserError(f"--labels {labels}: label {top + 1} is above the {num_classes} actions of PKU-MMD "
-                        f"phase {phase}; check --phase")
-    write_store(out, dataset=f"pkummd{phase}", samples=data.samples, bodies=data.bodies, frame50=views,
-                splits=data.splits, class_names=class_names(f"pkummd{phase}", num_classes, given),
-                attrs={"num_classes": num_classes, "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": MAX_FRAMES},
-                       "counts": data.counts, "videos": data.videos,
-                       "source": {"skeletons": str(skeletons), "labels": str(labels), "splits": str(splits),
-                                  "phase": phase}})
-    return {"samples": len(data.bodies), "videos": len(data.videos), "counts": data.counts,
-            "protocols_missing": data.counts.get("protocols_missing", {}),
-            "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in data.splits.items()}}
+    columns, empty, counts = [], [], dict(plan.counts)
+    with StoreWriter(out, raw=True, block=block) as writer:
+        with progress_bar(len(plan.label_files), desc="pkummd", unit="video", enabled=progress) as bar:
+            for part in _segment_videos(plan, bodies, workers):
+                for name, row, selected, view in zip(part.names, part.columns, part.bodies, part.frame50):
+                    if row[0] >= num_classes:
+                        raise UserError(f"--labels {labels}: label {row[0] + 1} is above the {num_classes} "
+                                        f"actions of PKU-MMD phase {phase}; check --phase")
+                    writer.append(name, selected, view)
+                    columns.append(row)
+                empty += part.empty
+                for key, value in part.counts.items():
+                    counts[key] += value
+                bar.update()
+        if not writer.names:
+            raise UserError(f"--labels {labels}: the label files hold no segment inside its recording; "
+                            f"check that --labels and --skeletons belong together")
+        samples, split_index, counts = _columns(writer.names, columns, counts, empty, plan)
+        writer.finish(dataset=f"pkummd{phase}", samples=samples, splits=split_index,
+                      class_names=class_names(f"pkummd{phase}", num_classes, given),
+                      attrs={"num_classes": num_classes,
+                             "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": MAX_FRAMES},
+                             "counts": counts, "videos": plan.videos,
+                             "source": {"skeletons": str(skeletons), "labels": str(labels), "splits": str(splits),
+                                        "phase": phase}})
+    return {"samples": len(columns), "videos": len(plan.videos), "counts": counts,
+            "protocols_missing": counts.get("protocols_missing", {}),
+            "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in split_index.items()},
+            "files": [str(plan.skeletons / f"{v}.txt") for v in plan.videos]}

@@ -11,12 +11,23 @@ the bytes that remain is refused before CPython's unpickler would allocate it), 
 callable is charged against a budget of `BUDGET_PER_BYTE` bytes per input byte (plus
 `BUDGET_FLOOR`), and the array state numpy restores is checked against its shape before numpy sees
 it (a mismatched object array would crash numpy).
+
+numpy dtypes arrive as `numpy.dtype(spec, align, copy)` plus a state tuple applied by the BUILD
+opcode (`dtype.__setstate__`). numpy applies states it cannot check: a field beyond the itemsize, a
+subarray longer than its dtype, or flags claiming object references in a float64 are accepted and
+would make later reads run past an array's memory. So this unpickler is `pickle`'s Python
+implementation with BUILD taken over for dtypes: a dtype gets its state at most once and only
+before anything in the pickle has used it, and the result must equal the dtype numpy's own
+constructor builds from the same fields, itemsize, flags and alignment; anything else is refused in
+one sentence. The Python unpickler costs about what the opcode scan costs (both are small beside
+reading the arrays' bytes).
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import threading
 import math
 import os
 import pickle
@@ -41,12 +52,146 @@ BUDGET_FLOOR = 64 << 20         # ... plus this much, whatever the input
 _ENCODINGS = {"latin1", "latin-1", "iso-8859-1", "iso8859-1", "utf-8", "utf8", "ascii"}
 
 
+_ACTIVE = threading.local()     # the `_Dtypes` of the load in progress on this thread
+
+
 class SafeArray(np.ndarray):
     """The ndarray the unpickler builds: its `__setstate__` checks the state against the shape first."""
 
     def __setstate__(self, state):
         _check_array_state(state)
+        dtypes = getattr(_ACTIVE, "dtypes", None)
+        if dtypes is not None:
+            dtypes.use(state[-3])
         super().__setstate__(state)
+
+
+class _Dtypes:
+    """The dtypes one load has made: which are still waiting for their state (BUILD)."""
+
+    def __init__(self):
+        self.unbuilt: dict[int, np.dtype] = {}       # id -> dtype; holding it keeps the id unique
+
+    def make(self, spec, align=False, copy=True):
+        """`numpy.dtype(...)` as numpy's pickles call it: a type string; always a fresh dtype."""
+        if not isinstance(spec, str) or len(spec) > 64:
+            raise _Refused(f"a numpy dtype built from {type(spec).__name__} {str(spec)[:30]!r} (numpy pickles "
+                           f"dtypes from a short type string)")
+        try:
+            dtype = np.dtype(spec, bool(align), True)
+        except (TypeError, ValueError) as err:
+            raise _Refused(f"a numpy dtype of type string {spec[:30]!r} ({str(err)[:60]})") from None
+        self.unbuilt[id(dtype)] = dtype
+        return dtype
+
+    def use(self, dtype) -> None:
+        """`dtype` is used (by an array, a scalar, a field): its state can no longer change."""
+        if isinstance(dtype, np.dtype):
+            self.unbuilt.pop(id(dtype), None)
+
+    def build(self, dtype: np.dtype, state) -> None:
+        """Apply a pickled state to a dtype of this load that nothing has used yet, then check it."""
+        if self.unbuilt.pop(id(dtype), None) is not dtype:
+            raise _Refused("a second numpy dtype state, or one for a dtype already in use")
+        _check_dtype_state(state, dtype.kind in "mM")
+        for part in state[2:5]:                          # subarray base, fields: dtypes used by this one
+            for inner in (part if isinstance(part, tuple) else part.values() if isinstance(part, dict) else ()):
+                for item in (inner if isinstance(inner, tuple) else (inner,)):
+                    self.use(item)
+        try:
+            dtype.__setstate__(state)
+        except (TypeError, ValueError, OverflowError, KeyError, IndexError) as err:
+            raise _Refused(f"a numpy dtype state that numpy cannot apply ({str(err)[:80]})") from None
+        check_dtype(dtype)
+
+
+def _is_int(value, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and lo <= value <= hi
+
+
+def _check_dtype_state(state, datetime: bool) -> None:
+    """`_Refused` unless `state` has the form numpy (1.x and 2.x) writes: a malformed one can crash
+    numpy's `dtype.__setstate__` outright (a wrong type where it expects a tuple or a dtype).
+
+    (version 3, byte order, subarray, names, fields, itemsize, alignment, flags), version 4 adding
+    the metadata: subarray None or (dtype, non-empty shape), never beside fields; names None or a tuple of str; fields None or
+    {name or title: (dtype, offset[, title])}; metadata None or a dict, and for a datetime64 or
+    timedelta64 dtype (`datetime`) always (dict or None, (unit bytes, num, den, events)): numpy
+    crashes on a datetime state without it.
+    """
+    def refuse(what: str):
+        raise _Refused(f"a numpy dtype state whose {what} is not of the form numpy writes")
+
+    if not isinstance(state, tuple):
+        raise _Refused(f"a numpy dtype state that is a {type(state).__name__}, not a tuple")
+    if not (len(state) in (8, 9) and state[0] == len(state) - 5 and type(state[0]) is int):
+        refuse(f"version or length ({str(state[0])[:10]}, {len(state)} items)")
+    _, order, subarray, names, fields, itemsize, alignment, flags = state[:8]
+    if not (isinstance(order, str) and len(order) == 1 and order in "<>|="):
+        refuse("byte order")
+    if subarray is not None and not (
+            isinstance(subarray, tuple) and len(subarray) == 2 and isinstance(subarray[0], np.dtype)
+            and isinstance(subarray[1], tuple) and subarray[1] and all(_is_int(n, 0, 2**31) for n in subarray[1])
+            and names is None):
+        refuse("subarray")
+    if (names is None) != (fields is None):
+        refuse("names and fields")
+    if names is not None:
+        if not (isinstance(names, tuple) and all(isinstance(n, str) for n in names) and isinstance(fields, dict)):
+            refuse("names or fields")
+        titles = set()
+        for key, value in fields.items():
+            if not (isinstance(key, str) and isinstance(value, tuple) and len(value) in (2, 3)
+                    and isinstance(value[0], np.dtype) and _is_int(value[1], 0, 2**31)
+                    and (len(value) == 2 or value[2] is None or isinstance(value[2], str))):
+                refuse(f"field {str(key)[:20]!r}")
+            if len(value) == 3 and value[2] is not None:
+                titles.add(value[2])
+        if not set(names) <= set(fields) or not set(fields) <= set(names) | titles:
+            refuse("names and fields")
+    if not (_is_int(itemsize, -1, 2**31) and _is_int(alignment, -1, 4096) and _is_int(flags, 0, 255)):
+        refuse("itemsize, alignment or flags")
+    metadata = state[8] if len(state) == 9 else None
+    if datetime != isinstance(metadata, tuple):
+        refuse("datetime metadata" if datetime else "metadata")
+    if metadata is not None:
+        if datetime:
+            if not (len(metadata) == 2 and (metadata[0] is None or isinstance(metadata[0], dict))
+                    and isinstance(metadata[1], tuple) and len(metadata[1]) == 4
+                    and isinstance(metadata[1][0], bytes) and all(_is_int(v, -2**31, 2**31) for v in metadata[1][1:])):
+                refuse("datetime metadata")
+        elif not isinstance(metadata, dict):
+            refuse("metadata")
+
+
+def check_dtype(dtype: np.dtype, depth: int = 0) -> None:
+    """`_Refused` unless `dtype` equals what numpy's constructor makes of its fields (itemsize, flags,
+    alignment included), nested dtypes too: a pickled state can describe a dtype numpy would never build."""
+    if depth > 32:
+        raise _Refused("a numpy dtype nested more than 32 levels deep")
+    try:
+        if dtype.names is not None:
+            fields = [dtype.fields[name] for name in dtype.names]
+            for field_dtype, *_ in fields:
+                check_dtype(field_dtype, depth + 1)
+            spec = {"names": list(dtype.names), "formats": [f[0] for f in fields],
+                    "offsets": [f[1] for f in fields], "itemsize": dtype.itemsize}
+            if any(len(f) > 2 for f in fields):
+                spec["titles"] = [f[2] if len(f) > 2 else None for f in fields]
+            fresh = np.dtype(spec, align=dtype.isalignedstruct)
+        elif dtype.subdtype is not None:
+            check_dtype(dtype.subdtype[0], depth + 1)
+            fresh = np.dtype(dtype.subdtype)
+        else:
+            fresh = np.dtype(dtype.str)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise _Refused(f"a numpy dtype whose pickled state numpy's constructor rejects ({str(err)[:80]})") from None
+    # the plain attributes first: comparing with `==` a dtype whose flags lie (objects not flagged) crashes numpy
+    if not ((fresh.str, fresh.itemsize, fresh.flags, fresh.alignment)
+            == (dtype.str, dtype.itemsize, dtype.flags, dtype.alignment) and fresh == dtype):
+        raise _Refused(f"a numpy dtype whose pickled state is inconsistent ({str(dtype)[:60]} with itemsize "
+                       f"{dtype.itemsize}, flags {dtype.flags}, alignment {dtype.alignment}; numpy builds "
+                       f"itemsize {fresh.itemsize}, flags {fresh.flags}, alignment {fresh.alignment})")
 
 
 def _check_array_state(state) -> None:
@@ -57,6 +202,7 @@ def _check_array_state(state) -> None:
         raise _Refused(f"an array shape {str(shape)[:40]}")
     if not isinstance(dtype, np.dtype):
         raise _Refused("an array state without a dtype")
+    check_dtype(dtype)
     count = math.prod(shape)
     if dtype.hasobject:
         if not isinstance(data, list) or len(data) != count:
@@ -89,8 +235,9 @@ def _sized(obj) -> int:
         return 1
 
 
-def _guarded(budget: _Budget) -> dict:
-    """The allowed globals, each charging what it would allocate against `budget`."""
+def _guarded(budget: _Budget, dtypes: _Dtypes) -> dict:
+    """The allowed globals, each charging what it would allocate against `budget` (and telling
+    `dtypes` which dtypes it uses)."""
 
     def containers(kind):
         def build(*args):
@@ -118,21 +265,31 @@ def _guarded(budget: _Budget) -> dict:
     def reconstruct(subtype, shape, dtype):
         if subtype is not ndarray:
             raise _Refused("an array of a subtype")
+        dtypes.use(dtype)
         _charge_array(shape, dtype)
         return _multiarray._reconstruct(SafeArray, shape, dtype)
 
     def ndarray(shape, dtype=float, *args, **kwargs):
+        dtypes.use(dtype)
         _charge_array(shape, dtype)
         return np.ndarray.__new__(SafeArray, shape, dtype, *args, **kwargs)
 
     def scalar(dtype, *args):
+        dtypes.use(dtype)
         dtype = np.dtype(dtype)
+        check_dtype(dtype)
         budget.charge(dtype.itemsize, f"a scalar of {dtype.itemsize} bytes")
         return _multiarray.scalar(dtype, *args)
+
+    def frombuffer(buffer, dtype, shape, order):
+        dtypes.use(dtype)
+        check_dtype(np.dtype(dtype))
+        return _numeric._frombuffer(buffer, dtype, shape, order)
 
     def _charge_array(shape, dtype):
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         dtype = np.dtype(dtype)
+        check_dtype(dtype)
         if not all(isinstance(s, int) and s >= 0 for s in shape):
             raise _Refused(f"an array shape {str(shape)[:40]}")
         budget.charge(math.prod(shape) * max(1, dtype.itemsize), f"an array of shape {shape[:6]}")
@@ -147,7 +304,7 @@ def _guarded(budget: _Budget) -> dict:
         ("collections", "OrderedDict"): containers(collections.OrderedDict),
         ("_codecs", "encode"): encode,                  # bytes in protocol 2 pickles (numpy arrays too)
         ("numpy", "ndarray"): ndarray,                  # the subtype argument of _reconstruct
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "dtype"): dtypes.make,
     }
     for (module, attr), obj in list(table.items()):     # protocol <= 2 spells builtins "__builtin__"
         if module == "builtins":
@@ -155,20 +312,33 @@ def _guarded(budget: _Budget) -> dict:
     for prefix in ("numpy.core", "numpy._core"):
         table[(f"{prefix}.multiarray", "_reconstruct")] = reconstruct
         table[(f"{prefix}.multiarray", "scalar")] = scalar
-        table[(f"{prefix}.numeric", "_frombuffer")] = _numeric._frombuffer
+        table[(f"{prefix}.numeric", "_frombuffer")] = frombuffer
     return table
 
 
-ALLOWED = frozenset(_guarded(_Budget(0)))              # the (module, name) pairs a pickle may name
+ALLOWED = frozenset(_guarded(_Budget(0), _Dtypes()))  # the (module, name) pairs a pickle may name
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """`pickle.Unpickler` whose `find_class` answers only from the allow-list, with a memory budget."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """`pickle`'s Python unpickler whose `find_class` answers only from the allow-list, with a
+    memory budget, and whose BUILD of a numpy dtype goes through `_Dtypes.build`."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, source: str, size: int):
         super().__init__(file, encoding="latin1")        # latin1: Python 2 pickles with numpy arrays
         self.source = source
-        self.table = _guarded(_Budget(size))
+        self.dtypes = _Dtypes()
+        self.table = _guarded(_Budget(size), self.dtypes)
+
+    def load_build(self):
+        if isinstance(self.stack[-2] if len(self.stack) > 1 else None, np.dtype):
+            state = self.stack.pop()
+            self.dtypes.build(self.stack[-1], state)
+        else:
+            super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module: str, name: str):
         try:
@@ -204,8 +374,10 @@ def _short(err: Exception) -> str:
 def safe_loads(data: bytes, source: str = "<bytes>"):
     """Unpickle `data` with the restricted unpickler; `source` names it in error messages."""
     _scan_opcodes(data, source)
+    unpickler = RestrictedUnpickler(io.BytesIO(data), source, len(data))
+    _ACTIVE.dtypes = unpickler.dtypes
     try:
-        return RestrictedUnpickler(io.BytesIO(data), source, len(data)).load()
+        return unpickler.load()
     except UserError:
         raise
     except _Refused as err:
@@ -214,6 +386,8 @@ def safe_loads(data: bytes, source: str = "<bytes>"):
     except (Exception, RecursionError) as err:             # truncated or not a pickle at all
         raise UserError(f"{source}: not a readable pickle ({_short(err)}); check the file (it may be "
                         f"truncated or of another format)") from None
+    finally:
+        _ACTIVE.dtypes = None
 
 
 def safe_load(path: str | os.PathLike):

@@ -184,3 +184,95 @@ def test_label_without_skeleton_and_empty_skeleton_are_reported(pku, tmp_path):
     empty.write_text("")
     with pytest.raises(UserError, match="line 1: expected 150 numbers"):
         pkummd.read_skeleton(empty)
+
+
+def _store_contents(path) -> tuple[dict, dict]:
+    """Every dataset of a store as an array and every attribute but the creation time."""
+    arrays = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda key, item: arrays.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
+        attrs = {k: v for k, v in f.attrs.items() if k != "created"}
+    return arrays, attrs
+
+
+def _in_memory_store(root, out, bodies="file-order"):
+    """The store as prep wrote it before streaming: every segment read first, then written in one go."""
+    from data_prep.classes import class_names, read_class_names
+    from data_prep.presets import FRAME50_PARAMS
+    from data_prep.store import write_store
+
+    data = pkummd.load_pkummd(1, root / "skeleton", root / "label", root / "split", bodies=bodies)
+    write_store(out, dataset="pkummd1", samples=data.samples, bodies=data.bodies,
+                frame50=np.stack([frame50(b) for b in data.bodies]), splits=data.splits,
+                class_names=class_names("pkummd1", 51, read_class_names(root / "class_names.txt")),
+                attrs={"num_classes": 51, "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": 300},
+                       "counts": data.counts, "videos": data.videos,
+                       "source": {"skeletons": str(root / "skeleton"), "labels": str(root / "label"),
+                                  "splits": str(root / "split"), "phase": 1}})
+
+
+@pytest.mark.parametrize("bodies", ["file-order", "motion"])
+def test_streamed_store_is_identical_to_the_store_built_in_memory(pku, tmp_path, bodies):
+    streamed, in_memory = tmp_path / "streamed.h5", tmp_path / "in_memory.h5"
+    pkummd.prepare_pkummd(1, pku / "skeleton", pku / "label", pku / "split", streamed, bodies=bodies,
+                          workers=2, block=4)                 # several blocks, videos from two processes
+    _in_memory_store(pku, in_memory, bodies)
+    (got, got_attrs), (want, want_attrs) = _store_contents(streamed), _store_contents(in_memory)
+    assert sorted(got) == sorted(want) and got_attrs.keys() == want_attrs.keys()
+    for key, array in want.items():
+        assert got[key].dtype == array.dtype and got[key].shape == array.shape, key
+        if array.dtype == object:
+            assert list(got[key]) == list(array), key
+        else:
+            assert got[key].tobytes() == array.tobytes(), key
+    for key, value in want_attrs.items():
+        assert got_attrs[key] == value, key
+    assert got["views/frame50"].shape[0] > 4 * 3                # more samples than three blocks
+
+
+def _held_while_streaming(root, out, monkeypatch, block):
+    """Run prep in this process and record, at every sample written, how many samples the writer
+    buffers and how many videos have been read but not yet written out."""
+    from data_prep.store import StoreWriter
+
+    reads, seen = [], []
+    read_skeleton, append = pkummd.read_skeleton, StoreWriter.append
+
+    def counting_read(path):
+        reads.append(path)
+        return read_skeleton(path)
+
+    def watching_append(writer, name, bodies, view):
+        append(writer, name, bodies, view)
+        videos_written = len({n.rsplit("_", 1)[0] for n in writer.names})
+        seen.append((len(writer._pending), len(reads) - videos_written))
+
+    monkeypatch.setattr(pkummd, "read_skeleton", counting_read)
+    monkeypatch.setattr(StoreWriter, "append", watching_append)
+    pkummd.prepare_pkummd(1, root / "skeleton", root / "label", root / "split", out, block=block)
+    return len(reads), max(b for b, _ in seen), max(v for _, v in seen)
+
+
+def test_prep_holds_one_block_and_one_video_whatever_the_number_of_videos(tmp_path, monkeypatch):
+    small, large = tmp_path / "small", tmp_path / "large"
+    synth.write_pkummd(small, synth.SynthConfig(subjects=1, classes=6), phase=1)
+    synth.write_pkummd(large, synth.SynthConfig(subjects=4, classes=6), phase=1)
+    held = {root.name: _held_while_streaming(root, tmp_path / f"{root.name}.h5", monkeypatch, block=5)
+            for root in (small, large)}
+    assert held["large"][0] == 4 * held["small"][0]            # four times the videos ...
+    for videos, buffered, videos_held in held.values():
+        assert buffered <= 5 and videos_held <= 1              # ... the same bound: one block, one video
+
+
+def test_class_names_come_from_a_file_when_given(pku, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"action number {k + 1}\n" for k in range(41)))
+    root = _copy(pku, tmp_path)
+    for split in (root / "split").iterdir():                    # the synthetic set as phase 2
+        split.rename(split.with_name(pkummd.PROTOCOL_FILES[2][
+            {v: k for k, v in pkummd.PROTOCOL_FILES[1].items()}[split.name]]))
+    out = tmp_path / "pku2.h5"
+    assert main(_args(root, out, phase=2, extra=["--class-names", str(names)])) == 0
+    with h5py.File(out) as f:
+        stored = [n.decode() if isinstance(n, bytes) else n for n in f["classes/name"][()]]
+    assert stored == [f"action number {k + 1}" for k in range(41)]

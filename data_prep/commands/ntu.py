@@ -6,13 +6,11 @@ A thin command on `data_prep.ntu_prepare.prepare_ntu` (plus `--stats`: peak memo
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
 from data_prep.bodies import METHODS, MOTION_FIXES
-from data_prep.memory import PeakMemory
+from data_prep.memory import PeakMemory, report_stats
 from data_prep.ntu_prepare import prepare_ntu, summary_line
 
 EPILOG = """examples:
@@ -67,19 +65,5 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     print(summary_line(summary))
     if args.stats is not None:
-        _report_stats(args.stats, memory, summary["files"], elapsed, args.workers)
+        report_stats(args.stats, memory, summary["files"], elapsed, args.workers)
     return 0
-
-
-def _report_stats(dest: Path, memory: PeakMemory, items: list[str], elapsed: float, workers: int) -> None:
-    """`--stats`: peak memory of every process, wall time, files/s, MB/s and CPU time per file."""
-    megabytes = sum(os.path.getsize(p) for p in items) / 1e6
-    stats = {"files": len(items), "workers": workers, "input_mb": round(megabytes, 1),
-             "wall_s": round(elapsed, 2), "files_per_s": round(len(items) / elapsed, 2),
-             "mb_per_s": round(megabytes / elapsed, 2),
-             "cpu_ms_per_file": round(1000 * memory.cpu_s() / len(items), 3), **memory.summary()}
-    if str(dest) == "-":
-        print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
-    else:
-        from data_prep.atomic import atomic_write_text
-        atomic_write_text(dest, json.dumps(stats, indent=1) + "\n", durable=False)

@@ -6,12 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
+from data_prep.memory import PeakMemory, report_stats
 from data_prep.pkummd import PROTOCOL_FILES, prepare_pkummd
 
 EPILOG = """examples:
   hiclr-prep pkummd --phase 1 --skeletons PKU/PKU_Skeleton_Renew --labels PKU/Train_Label_PKU_final \\
       --splits PKU/Split --out data/pku1.h5
-  hiclr-prep pkummd --phase 2 --skeletons PKU2/skeleton --labels PKU2/label --splits PKU2/split --out data/pku2.h5
+  hiclr-prep pkummd --phase 2 --skeletons PKU2/skeleton --labels PKU2/label --splits PKU2/split --out data/pku2.h5 \\
+      --workers 4 --stats
   hiclr-prep synth --out data/synth_pku --format pkummd && hiclr-prep pkummd --phase 1 \\
       --skeletons data/synth_pku/skeleton --labels data/synth_pku/label --splits data/synth_pku/split --out data/pku.h5
 """
@@ -31,18 +33,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output HDF5 file")
     p.add_argument("--bodies", choices=("file-order", "motion"), default="file-order",
                    help="body selection: the file's two slots (default) or motion ranking")
+    p.add_argument("--class-names", type=Path, default=None,
+                   help="text file, one action name per line (default: class_names.txt beside --labels if "
+                        "present, else the official names of phase 1; phase 2's are not bundled)")
+    p.add_argument("--workers", type=int, default=1, help="parallel reader processes, one video each (default 1)")
+    p.add_argument("--stats", type=Path, nargs="?", const=Path("-"), default=None, metavar="JSON",
+                   help="print (or write to JSON) peak memory of all processes, time and per-video cost")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    summary = prepare_pkummd(args.phase, args.skeletons, args.labels, args.splits, args.out,
-                             bodies=args.bodies, progress=True)
+    with PeakMemory() as memory:
+        summary = prepare_pkummd(args.phase, args.skeletons, args.labels, args.splits, args.out,
+                                 bodies=args.bodies, progress=True, workers=args.workers,
+                                 class_names_file=args.class_names)
+    elapsed = time.perf_counter() - start
     splits = ", ".join(f"{p} {s['train']}/{s['test']}" for p, s in summary["splits"].items())
     skipped = {k: v for k, v in summary["counts"].items() if v and k.startswith(("segments", "skipped"))}
     for protocol, why in summary["protocols_missing"].items():
         print(f"note: protocol {protocol} is not built ({why}); add its split file and re-run for it")
     print(f"pkummd: {summary['samples']} samples from {summary['videos']} videos -> {args.out} "
           f"(train/test {splits}{'; ' + ', '.join(f'{k} {v}' for k, v in skipped.items()) if skipped else ''}) "
-          f"in {time.perf_counter() - start:.1f} s")
+          f"in {elapsed:.1f} s")
+    if args.stats is not None:
+        report_stats(args.stats, memory, summary["files"], elapsed, args.workers)
     return 0
