@@ -4,11 +4,15 @@ A kinematic 25-joint body (NTU joint numbering) with per-subject bone lengths is
 joint-angle programs, one per action class, then seen by up to three Kinect-like cameras (yaw,
 distance, height and tilt per camera and setup) with sensor noise, in metres, camera space.
 
-Classes are built so that no trivial cue gives them away: most come in pairs that play the same
-poses in opposite time order (raise / lower the arms, squat down / stand up, punch / pull back,
-push / pull the partner ...), so the mean pose of a clip says little, and every clip length is drawn
-from one distribution for all classes. Every random choice flows from `seed` (and the name of the
-sample), so one seed always gives the same bytes.
+Classes differ in what moves and how (which limbs, a rhythm, a single movement there and back,
+two persons), as in real NTU, not in a static pose alone; one pair plays the same poses in opposite
+time order (kneel down / rise from kneeling). Each clip carries the nuisance that defeats template
+matching on the coordinates and that a skeleton encoder must learn to ignore: per-subject bone
+lengths, posture and handedness, the movement's timing, speed and amplitude, idle sway, a distractor
+motion of a free limb in a third of the clips, the cameras' residual tilt and roll, sensor jitter and
+tracking glitches, and, for two persons, their spacing and who is listed first. Every clip length is
+drawn from one distribution for all classes. Every random choice flows from `seed` (and the name of
+the sample), so one seed always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -283,6 +287,86 @@ def _handshake(u, amp, rng, pair, style):
         pair[0].angles[:, L_FORE, PITCH] += 0.8 * e
 
 
+
+def _there_and_back(program):
+    """The program played to its peak and back within the window (raise and lower, down and up)."""
+    def cycle(u, amp, rng, m, style):
+        return program(np.minimum(u, 1.0 - u) * 2.0, amp, rng, m, style)
+    cycle.__name__ = program.__name__ + "_cycle"
+    return cycle
+
+
+def _osc(u, rng, low=2.0, high=4.0):
+    """A rhythm of a few cycles over the movement window."""
+    return np.sin(2 * np.pi * rng.uniform(low, high) * u + rng.uniform(0, 2 * np.pi))
+
+
+def _window(u):
+    return ramp(u, 0.0, 0.15) * (1.0 - ramp(u, 0.85, 1.0))
+
+
+def _march(u, amp, rng, m, style):
+    e = _window(u)
+    phase = 2 * np.pi * rng.uniform(2.0, 3.5) * u
+    for k, (thigh, shank, upper) in enumerate(((L_THIGH, L_SHANK, R_UPPER), (R_THIGH, R_SHANK, L_UPPER))):
+        lift = np.clip(np.sin(phase + np.pi * k), 0.0, None)
+        m.angles[:, thigh, PITCH] += 1.2 * amp * lift * e
+        m.angles[:, shank, PITCH] -= 1.3 * amp * lift * e
+        if style == 0:                                              # arms swing along
+            m.angles[:, upper, PITCH] += 0.6 * np.sin(phase + np.pi * k) * e
+
+
+def _arm_circles(u, amp, rng, m, style):
+    e = _window(u)
+    phase = 2 * np.pi * rng.uniform(1.5, 3.0) * u
+    arms = (R_UPPER,) if style == 0 else (L_UPPER, R_UPPER)
+    for upper in arms:
+        side = 1.0 if upper == R_UPPER else -1.0
+        m.angles[:, upper, ROLL] += side * (1.5 + 0.8 * amp * np.sin(phase)) * e
+        m.angles[:, upper, PITCH] += 0.8 * amp * np.cos(phase) * e
+
+
+def _side_bend(u, amp, rng, m, style):
+    e = _window(u)
+    sway = _osc(u, rng, 1.0, 2.0)
+    m.angles[:, SPINE_LOW, ROLL] += 0.45 * amp * sway * e
+    m.angles[:, SPINE_UP, ROLL] += 0.25 * amp * sway * e
+    if style == 0:                                                  # hands on the hips
+        m.angles[:, [L_FORE, R_FORE], PITCH] += 1.4 * e[:, None]
+        m.angles[:, L_UPPER, ROLL] -= 0.5 * e
+        m.angles[:, R_UPPER, ROLL] += 0.5 * e
+    else:                                                           # arms overhead
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 2.6 * e[:, None]
+
+
+def _jumping_jacks(u, amp, rng, m, style):
+    e = _window(u)
+    open_ = 0.5 * (1.0 - np.cos(2 * np.pi * rng.uniform(2.0, 3.5) * u))
+    m.angles[:, L_UPPER, ROLL] -= 2.6 * amp * open_ * e
+    m.angles[:, R_UPPER, ROLL] += 2.6 * amp * open_ * e
+    m.angles[:, L_THIGH, ROLL] -= 0.35 * open_ * e
+    m.angles[:, R_THIGH, ROLL] += 0.35 * open_ * e
+    m.lift += 0.08 * amp * np.abs(np.sin(np.pi * open_)) * e
+
+
+def _shake_head(u, amp, rng, m, style):
+    e = _window(u)
+    m.angles[:, NECK, YAW] += 0.9 * amp * _osc(u, rng, 2.5, 4.5) * e
+    if style == 1:                                                  # arms crossed
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 0.5 * e[:, None]
+        m.angles[:, [L_FORE, R_FORE], PITCH] += 1.6 * e[:, None]
+        m.angles[:, L_FORE, YAW] -= 0.8 * e
+        m.angles[:, R_FORE, YAW] += 0.8 * e
+
+
+def _swipe(u, amp, rng, m, style):
+    e = _window(u)
+    sweep = _osc(u, rng, 1.5, 3.0)
+    m.angles[:, R_UPPER, PITCH] += (1.4 if style == 0 else 0.9) * e         # the arm ahead, or lower
+    m.angles[:, R_UPPER, YAW] += 0.9 * amp * sweep * e                      # sweeping across the body
+    m.angles[:, R_FORE, PITCH] += 0.2 * e
+
+
 @dataclass(frozen=True)
 class Action:
     """One class: a program that adds its movement to the rest motion(s), maybe played backwards.
@@ -298,22 +382,26 @@ class Action:
 
 
 ARMS, LEGS_TORSO = frozenset({"left_arm", "right_arm"}), frozenset({"legs", "torso"})
-# Pairs first (same poses, opposite time order), then the classes without a twin.
+# One class per row; `reverse` plays a program backwards (the one time-reversed pair).
 ACTIONS: tuple[Action, ...] = (
-    Action("raise arms", _raise_arms, uses=ARMS), Action("lower arms", _raise_arms, reverse=True, uses=ARMS),
-    Action("squat down", _squat, uses=ARMS | LEGS_TORSO),
-    Action("stand up", _squat, reverse=True, uses=ARMS | LEGS_TORSO),
-    Action("bow down", _bend_down, uses=ARMS | {"torso", "head"}),
-    Action("straighten up", _bend_down, reverse=True, uses=ARMS | {"torso", "head"}),
+    Action("raise and lower arms", _there_and_back(_raise_arms), uses=ARMS),
+    Action("squat", _there_and_back(_squat), uses=ARMS | LEGS_TORSO),
+    Action("bow", _there_and_back(_bend_down), uses=ARMS | {"torso", "head"}),
     Action("kneel down", _kneel, uses=LEGS_TORSO),
     Action("rise from kneeling", _kneel, reverse=True, uses=LEGS_TORSO),
-    Action("punch", _punch, uses=ARMS | {"torso"}), Action("pull back", _punch, reverse=True, uses=ARMS | {"torso"}),
-    Action("kick", _kick, uses=LEGS_TORSO), Action("stomp", _kick, reverse=True, uses=LEGS_TORSO),
-    Action("push", _push, persons=2, uses=ARMS | {"torso"}),
-    Action("pull partner", _push, persons=2, reverse=True, uses=ARMS | {"torso"}),
-    Action("handshake", _handshake, persons=2, uses=frozenset({"right_arm"})),
-    Action("wave", _wave, uses=frozenset({"right_arm"})), Action("clap", _clap, uses=ARMS),
+    Action("punch", _punch, uses=ARMS | {"torso"}),
+    Action("kick", _kick, uses=LEGS_TORSO),
+    Action("wave", _wave, uses=frozenset({"right_arm"})),
+    Action("clap", _clap, uses=ARMS),
     Action("jump", _jump, uses=ARMS | LEGS_TORSO),
+    Action("march in place", _march, uses=ARMS | LEGS_TORSO),
+    Action("arm circles", _arm_circles, uses=ARMS),
+    Action("side bend", _side_bend, uses=ARMS | {"torso"}),
+    Action("shake head", _shake_head, uses=ARMS | {"head"}),
+    Action("swipe", _swipe, uses=frozenset({"right_arm"})),
+    Action("jumping jacks", _jumping_jacks, uses=ARMS | LEGS_TORSO),
+    Action("push", _push, persons=2, uses=ARMS | {"torso"}),
+    Action("handshake", _handshake, persons=2, uses=frozenset({"right_arm"})),
 )
 
 
@@ -441,10 +529,10 @@ def perform(action: Action, T: int, rng: np.random.Generator,
         s = s[::-1]
     warp = np.clip(who[0].tempo + rng.normal(0, 0.08), -0.3, 0.3)
     s = s + warp * np.sin(np.pi * s) / np.pi                     # monotone: speed 1 + warp cos(pi s) > 0
-    span = rng.uniform(0.3, 0.75)
+    span = rng.uniform(0.55, 0.9)
     start = rng.uniform(0.0, 1.0 - span)
     u = np.clip((s - start) / span, 0.0, 1.0)
-    amp = rng.uniform(0.6, 1.25) * who[0].vigour
+    amp = rng.uniform(0.75, 1.2) * who[0].vigour
     zero = lambda: Motion(np.zeros((T, V, 3)), np.zeros(T), np.zeros((T, 3)), np.zeros(T))  # noqa: E731
     moves = [zero() for _ in range(action.persons)]
     style = int(rng.random() < who[0].habit)
@@ -465,11 +553,9 @@ def perform(action: Action, T: int, rng: np.random.Generator,
                 2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 6.3))
         m.shift[:, 0] += 0.03 * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t + rng.uniform(0, 6.3))
         free = [(fn, limb) for fn, limbs in DISTRACTORS for limb in limbs if limb not in (uses if k == 0 else ())]
-        for _ in range(2):                                       # up to two distractors
-            if free and rng.random() < 0.75:
-                fn, limb = free.pop(int(rng.integers(len(free))))
-                fn(_envelope(T, rng), rng, m, limb)
-                free = [(f, l) for f, l in free if l != limb]
+        if free and rng.random() < 0.34:                         # a third of the clips: a distractor
+            fn, limb = free[int(rng.integers(len(free)))]
+            fn(0.6 * _envelope(T, rng), rng, m, limb)
         out.append(m)
     return out
 
@@ -521,7 +607,7 @@ def camera(seed: int, setup: int, camera_id: int, yaw_deg: float | None = None, 
     rng = np.random.default_rng([seed, setup, camera_id, 2] + ([session] if session else []))
     yaw = np.deg2rad(CAMERA_YAW_DEG[camera_id] if yaw_deg is None else yaw_deg) + rng.normal(0, np.deg2rad(4))
     return Camera(yaw=float(yaw), distance=float(rng.uniform(2.5, 3.5)), height=float(height),
-                  tilt=float(rng.uniform(-0.5, 0.5)), roll=float(rng.normal(0.0, 0.15)))
+                  tilt=float(rng.uniform(-0.5, 0.5)), roll=float(rng.normal(0.0, 0.3)))
 
 
 def draw_length(rng: np.random.Generator, longest: int = 300) -> int:
