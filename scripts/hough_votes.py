@@ -24,7 +24,8 @@ parser.add_argument("checkpoint", nargs="?", help="a pre-training's last.pt (def
 parser.add_argument("--batches", type=int, default=8)
 args = parser.parse_args()
 torch.set_num_threads(1)
-cfg = load_config(CONFIG_ROOT / "demo" / "pretrain.yaml", [f"data.path={args.store}", "ssl.objective=hough_dense"])
+cfg = load_config(CONFIG_ROOT / "demo" / "pretrain.yaml",
+                  [f"data.path={args.store}", "ssl.objective=hough_dense"])
 data = load_training_data(cfg)
 policy = build_policy(cfg, record=True)
 torch.manual_seed(0)
@@ -57,5 +58,6 @@ for name, rows in found.items():
     line = f"{name:14s} agreement {agree.sum() / counted.sum():.3f}"
     for c in THRESHOLDS:
         kept = counted & (confidence >= c)
-        line += f" | conf>={c}: kept {kept.sum() / counted.sum():.2f} at {(agree & kept).sum() / kept.sum().clamp_min(1):.3f}"
+        kept_agreement = (agree & kept).sum() / kept.sum().clamp_min(1)
+        line += f" | conf>={c}: kept {kept.sum() / counted.sum():.2f} at {kept_agreement:.3f}"
     print(line)

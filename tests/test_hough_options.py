@@ -154,7 +154,8 @@ def test_the_coordinates_voted_on_have_their_masked_entries_zeroed():
     mask[:, :, :, :2] = True
     coords = view_coordinates(SimpleNamespace(x=x, mask=mask), T)
     assert coords.shape == (2, M, 3, T, V)
-    assert (coords[..., :2] == 0).all() and torch.equal(coords[..., 2:], rearrange(x, "n c t v m -> n m c t v")[..., 2:])
+    shown = rearrange(x, "n c t v m -> n m c t v")
+    assert (coords[..., :2] == 0).all() and torch.equal(coords[..., 2:], shown[..., 2:])
     with pytest.raises(ValueError, match="stride 1"):
         view_coordinates(SimpleNamespace(x=x, mask=None), T // 2)
 
@@ -171,8 +172,9 @@ def test_a_learner_voting_with_key_features_trains_and_leaves_the_key_encoders_s
     assert torch.isfinite(loss) and "vote_confidence" in metrics
     assert learner.encoder_q.backbone.st_gcn_networks[0].gcn.conv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in learner.encoder_k.parameters())
-    for (name, buffer), (_, reference) in zip(learner.encoder_k.named_buffers(), default.encoder_k.named_buffers()):
-        assert torch.equal(buffer, reference), name
+    reference = dict(default.encoder_k.named_buffers())
+    for name, buffer in learner.encoder_k.named_buffers():
+        assert torch.equal(buffer, reference[name]), name
 
 
 # -------------------------------------------------------------------- warm-up, lambda by agreement
@@ -261,7 +263,8 @@ def test_pair_with_neighbour_pairs_view_1_with_view_2_of_the_nearest_other_sampl
                            inputs.query_blocks[1].detach().mean(1)[partners])
     assert torch.round(hough.beta).tolist() == [-4.0] * N
     q1, q2 = neighbour.tokens(inputs.query_blocks[0]), neighbour.tokens(inputs.query_blocks[1])
-    torch.testing.assert_close(metrics["loss_dense"], neighbour.dense_nce(q1, q2, hough.pairs, partners).detach())
+    expected = neighbour.dense_nce(q1, q2, hough.pairs, partners)
+    torch.testing.assert_close(metrics["loss_dense"], expected.detach())
     assert "pair_agreement" not in metrics and metrics["vote_confidence"] > 0.9
     assert metrics["loss_dense"] != objective()(inputs)[1]["loss_dense"]
 
