@@ -11,7 +11,8 @@ transform (robust to clutter, outliers and mirrored duplicate frames), with no l
 (with alpha = 1 and bandwidth 1: the sums of the diagonals of the T1 x T2 similarity matrix). The
 mode is refitted by weighted least squares on its inliers (each t's best s within `tolerance`), and
 t is paired with round(alpha t + beta); pairs outside view 2, or with a fully masked frame, are
-dropped. All of it runs under no_grad on the block-4 features (stride 1) of the query encoder.
+dropped. All of it runs under no_grad, on the block-4 features (stride 1) of the query encoder
+by default (`vote_with`: the key encoder's, or the views' coordinates).
 
     L_dense = InfoNCE over paired frame tokens (dense head: 1x1 conv, ReLU, 1x1 conv to `dense_dim`,
               L2-normalised), negatives = frame tokens of the other samples
@@ -19,8 +20,11 @@ dropped. All of it runs under no_grad on the block-4 features (stride 1) of the 
 
 `oracle_pairs` gives the exact pairing from the recorded crop offsets (and `flipped`); the agreement
 of the Hough pairing with it is logged (`pair_agreement`) and `pairing: oracle` trains with it.
+Options for getting the votes right early and for pairing with a mined neighbour (vote_with,
+dense_warmup_epochs, lambda_by_agreement, min_confidence, pair_with): `HoughDenseHiCLR`.
 Config: `ssl.objective: hough_dense`, `ssl.options: {lambda_dense, dense_views, pairing, scales,
-bandwidth, tolerance, centre, dense_dim, dense_hidden, dense_temperature, negative_stride, block_channels}`.
+bandwidth, tolerance, centre, dense_dim, dense_hidden, dense_temperature, negative_stride, block_channels,
+vote_with, dense_warmup_epochs, lambda_by_agreement, min_confidence, pair_with}`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from hiclr.augment.ops import NTU_FLIP_ORDER
 from hiclr.augment.policy import HICLR_VIEWS
 
 from .objectives import HiCLR, register_objective
+from .transitive import intra_edges
 
 
 @dataclass
@@ -49,6 +54,7 @@ class HoughResult:
     alpha: torch.Tensor
     beta: torch.Tensor
     pairs: torch.Tensor
+    confidence: torch.Tensor    # (B, T1) in [0, 1]: see `pair_confidence`; 0 where no pair
 
 
 def match_strength(u1: torch.Tensor, u2: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
@@ -135,9 +141,20 @@ class HoughPairing(nn.Module):
         alpha = torch.where(trusted, alpha, mode_alpha)
         beta = torch.where(trusted, beta, mode_beta)
 
-        pairs = torch.round(alpha[:, None] * t + beta[:, None]).long()
-        return HoughResult(mode_alpha, mode_beta, perm, alpha, beta,
-                           drop_invalid_pairs(pairs, t2, mask1, mask2))
+        pairs = drop_invalid_pairs(torch.round(alpha[:, None] * t + beta[:, None]).long(), t2, mask1, mask2)
+        return HoughResult(mode_alpha, mode_beta, perm, alpha, beta, pairs, pair_confidence(a, pairs))
+
+
+def pair_confidence(strength: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """How strongly each token's own matches back its pair: a(t, p(t)) / max_s a(t, s), strength
+    (B, T1, T2) of the voted permutation, pairs (B, T1) -> (B, T1) in [0, 1], 0 where no pair or
+    no match. 1: the paired frame is (one of) t's best matches; near 0: t's votes went elsewhere.
+    A peak ratio rather than a share of the row's sum: mirrored duplicate frames (reflect-padded
+    crops) both score 1, and it does not shrink with the length of view 2."""
+    paired = torch.gather(strength, 2, pairs.clamp_min(0)[..., None])[..., 0]
+    peak = strength.amax(dim=2)
+    ratio = torch.where(peak > 0, paired / peak.clamp_min(torch.finfo(strength.dtype).tiny), 0.0)
+    return torch.where(pairs >= 0, ratio, 0.0)
 
 
 def _weighted_line_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
@@ -198,6 +215,34 @@ def oracle_flip(params1: dict, params2: dict, batch: int, device) -> torch.Tenso
     return (flipped(params1) ^ flipped(params2)).long()
 
 
+def view_coordinates(view, t: int) -> torch.Tensor:
+    """The joint coordinates a view shows, (N, C, T, V, M) -> (N, M, C, T, V) as a block, with its
+    masked entries 0 (what the encoder sees there is its mask token); `t`: the token count the
+    votes must pair (block 4 has stride 1, so the view's T)."""
+    x = view.x.detach()
+    mask = getattr(view, "mask", None)
+    if mask is not None:
+        x = x.masked_fill(mask, 0.0)
+    if x.shape[2] != t:
+        raise ValueError(f"vote_with: input pairs the views' {x.shape[2]} frames, but the dense tokens "
+                         f"have {t}; use a feature block of stride 1 (block 4 of ST-GCN)")
+    return rearrange(x, "n c t v m -> n m c t v")
+
+
+@torch.no_grad()
+def nearest_other_sample(embeddings: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """(B,) index of each sample's most similar other sample of the batch by the cosine of its
+    L2-normalised global embedding (B, D), never itself nor a row of the same sample id (as the
+    intra edges of `transitive` block them); -1 where there is none (a batch of one)."""
+    sim = embeddings.float() @ embeddings.float().T
+    values, index = sim.masked_fill(intra_edges(ids), float("-inf")).max(dim=1)
+    return torch.where(torch.isfinite(values), index, -1)
+
+
+VOTE_WITH = ("query", "key", "input")
+PAIR_WITH = ("view", "neighbour")
+
+
 @register_objective("hough_dense")
 class HoughDenseHiCLR(nn.Module):
     """HiCLR plus a dense InfoNCE between the frame tokens (block 4) of two query views, paired by
@@ -205,6 +250,30 @@ class HoughDenseHiCLR(nn.Module):
 
     dense_views: the two query views (0 = v0, 1 = v1, 2 = v2). block_channels: channels of the
     backbone's block 4 (None: feature_dim // 16, ST-GCN's plan).
+
+    Options for getting the votes right early (the defaults are the method as first written):
+    vote_with: "query" (the query encoder's block 4, as the tokens), "key": the momentum
+        encoder's block 4 on the same two views (no gradient; the learner runs it because the
+        objective names the views in `key_block_views`): smoother, slower-moving features; or
+        "input": the views' own joint coordinates (`view_coordinates`; joints whatever the
+        stream), which carry the geometry from the first step (on the demo store at init: 81.5 %
+        of the tokens agree with the exact pairing, on block 4 of the random encoder 7.5 %).
+    dense_warmup_epochs: lambda is 0 for epochs < this (0-based, as the engine counts), so the
+        first epochs train HiCLR only while the votes' agreement is still logged.
+    lambda_by_agreement: lambda x the batch's measured agreement with the oracle pairing (logged
+        as `pair_agreement`; needs recorded crops) or, without the oracle (no recorded crops, or
+        pair_with: neighbour), x the mean vote confidence of the paired tokens. A diagnostic:
+        with the oracle recorded it uses privileged information that a real run without recorded
+        augmentations would not have; the warm-up needs none.
+    min_confidence: tokens whose `pair_confidence` is below it are left out of the dense loss
+        (0: none); the share of paired tokens kept is logged (`dense_kept`), and with the oracle
+        recorded the agreement of the kept pairs (`kept_agreement`).
+    pair_with: "view" (two views of one clip: the exact pairing exists) or "neighbour": view 1 of
+        each sample against view 2 of its nearest other sample of the batch, by the cosine of the
+        momentum keys (`nearest_other_sample`; the key queue holds global keys only, no dense
+        tokens, so the neighbour is mined inside the batch). A different clip: no exact pairing
+        exists, Hough voting is the only pairing (`pairing: oracle` is refused), no agreement is
+        logged, and the tokens of both the sample and its neighbour are left out of the negatives.
     """
 
     views = HICLR_VIEWS
@@ -215,12 +284,27 @@ class HoughDenseHiCLR(nn.Module):
                  pairing: str = "hough", scales: Sequence[float] = (0.8, 1.0, 1.25),
                  bandwidth: float = 1.0, tolerance: float = 1.0, centre: bool = True, dense_dim: int = 128,
                  dense_hidden: int | None = None, dense_temperature: float = 0.2,
-                 negative_stride: int = 4, block_channels: int | None = None):
+                 negative_stride: int = 4, block_channels: int | None = None, vote_with: str = "query",
+                 dense_warmup_epochs: int = 0, lambda_by_agreement: bool = False,
+                 min_confidence: float = 0.0, pair_with: str = "view"):
         super().__init__()
         if pairing not in ("hough", "oracle"):
             raise ValueError(f"pairing must be 'hough' or 'oracle', got {pairing!r}")
         if len(dense_views) != 2 or dense_views[0] == dense_views[1]:
             raise ValueError(f"dense_views must name two different query views, got {dense_views!r}")
+        if vote_with not in VOTE_WITH:
+            raise ValueError(f"vote_with must be one of {', '.join(VOTE_WITH)}, got {vote_with!r}")
+        if pair_with not in PAIR_WITH:
+            raise ValueError(f"pair_with must be one of {', '.join(PAIR_WITH)}, got {pair_with!r}")
+        if pair_with == "neighbour" and pairing == "oracle":
+            raise ValueError("pair_with: neighbour pairs two different clips, for which no exact "
+                             "pairing exists; use pairing: hough")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+        if min_confidence and pairing == "oracle":
+            raise ValueError("min_confidence filters Hough pairs; with pairing: oracle set it to 0")
+        if int(dense_warmup_epochs) < 0:
+            raise ValueError(f"dense_warmup_epochs must be >= 0, got {dense_warmup_epochs!r}")
         self.hiclr = HiCLR(temperature, mining_epoch, topk)
         self.lambda_dense = float(lambda_dense)
         self.dense_views = tuple(int(v) for v in dense_views)
@@ -229,6 +313,11 @@ class HoughDenseHiCLR(nn.Module):
         self.pairing = HoughPairing(scales, bandwidth, tolerance, centre=centre)
         self.dense_temperature = float(dense_temperature)
         self.negative_stride = max(1, int(negative_stride))
+        self.vote_with, self.pair_with = vote_with, pair_with
+        self.key_block_views = self.dense_views if vote_with == "key" else ()   # read by the learner
+        self.dense_warmup_epochs = int(dense_warmup_epochs)
+        self.lambda_by_agreement = bool(lambda_by_agreement)
+        self.min_confidence = float(min_confidence)
         channels = block_channels or max(1, feature_dim // 16)
         hidden = dense_hidden or channels
         self.dense_head = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True),
@@ -239,22 +328,51 @@ class HoughDenseHiCLR(nn.Module):
         L2-normalised (N, dense_dim, T)."""
         return F.normalize(self.dense_head(block.mean(dim=(1, 4))), dim=1)
 
-    def dense_nce(self, q1: torch.Tensor, q2: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """InfoNCE of each paired token of view 1 (N, D, T1) with its partner in view 2 (N, D, T2);
-        negatives: every `negative_stride`-th token of view 2 of the other samples."""
+    def dense_nce(self, q1: torch.Tensor, q2: torch.Tensor, pairs: torch.Tensor,
+                  partners: torch.Tensor | None = None) -> torch.Tensor:
+        """InfoNCE of each paired token of view 1 (N, D, T1) with its partner in view 2 (N, D, T2)
+        of sample `partners[n]` (N,) (None: the same sample); negatives: every
+        `negative_stride`-th token of view 2 of the samples other than the anchor's and its partner's."""
         n, _, t1 = q1.shape
         valid = pairs >= 0
         if not valid.any():
             return q1.sum() * 0.0
         anchors = q1.permute(0, 2, 1)[valid].float()                        # (P, D)
         sample = torch.arange(n, device=q1.device)[:, None].expand(n, t1)[valid]
-        partner = q2.permute(0, 2, 1)[sample, pairs[valid]].float()         # (P, D)
+        partner_sample = sample if partners is None else partners[sample]
+        partner = q2.permute(0, 2, 1)[partner_sample, pairs[valid]].float()  # (P, D)
         negatives = q2[:, :, ::self.negative_stride].permute(0, 2, 1)       # (N, T', D)
         owner = torch.arange(n, device=q1.device)[:, None].expand(negatives.shape[:2]).reshape(-1)
         neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).float().T
-        neg_logits = neg_logits.masked_fill(owner[None, :] == sample[:, None], float("-inf"))
+        excluded = owner[None, :] == sample[:, None]
+        if partners is not None:
+            excluded = excluded | (owner[None, :] == partner_sample[:, None])
+        neg_logits = neg_logits.masked_fill(excluded, float("-inf"))
         logits = torch.cat([(anchors * partner).sum(1, keepdim=True), neg_logits], 1)
         return -F.log_softmax(logits / self.dense_temperature, dim=1)[:, 0].mean()
+
+    def vote_blocks(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two features (N, M, C, T, V) the votes are cast on (`vote_with`), detached: block 4
+        of the query or the key encoder, or the views' coordinates."""
+        i, j = self.dense_views
+        if self.vote_with == "query":
+            return inputs.query_blocks[i].detach(), inputs.query_blocks[j].detach()
+        if self.vote_with == "input":
+            query_views = [v for k, v in enumerate(inputs.views) if k != self.views.key_index]
+            return tuple(view_coordinates(query_views[k], inputs.query_blocks[k].shape[3]) for k in (i, j))
+        if i not in inputs.key_blocks or j not in inputs.key_blocks:
+            raise ValueError("vote_with: key needs the key encoder's block features of the dense views "
+                             "(ContrastiveInputs.key_blocks; the learner fills it from key_block_views)")
+        return inputs.key_blocks[i], inputs.key_blocks[j]
+
+    def dense_weight(self, inputs, agreement: torch.Tensor | None, confidence: torch.Tensor):
+        """lambda of this step: 0 during the warm-up, else lambda_dense, times the measured
+        agreement (or the mean confidence) with `lambda_by_agreement`."""
+        if inputs.epoch < self.dense_warmup_epochs:
+            return 0.0
+        if not self.lambda_by_agreement:
+            return self.lambda_dense
+        return self.lambda_dense * (confidence if agreement is None else agreement)
 
     def forward(self, inputs):
         loss_hiclr, metrics = self.hiclr(inputs)
@@ -267,15 +385,29 @@ class HoughDenseHiCLR(nn.Module):
         view1, view2 = query_views[i], query_views[j]
         t1, t2 = block1.shape[3], block2.shape[3]
         mask1, mask2 = frame_mask(view1, t1), frame_mask(view2, t2)
+        partners = None
         with torch.no_grad():
-            hough = self.pairing(block1.detach().mean(dim=1), block2.detach().mean(dim=1), mask1, mask2)
+            vote1, vote2 = self.vote_blocks(inputs)
+            if self.pair_with == "neighbour":
+                partners = nearest_other_sample(inputs.key, inputs.ids)
+                chosen = partners.clamp_min(0)
+                vote2 = vote2[chosen]
+                mask2 = None if mask2 is None else mask2[chosen]
+            hough = self.pairing(vote1.mean(dim=1), vote2.mean(dim=1), mask1, mask2)
+            if partners is not None:
+                hough.pairs = torch.where((partners >= 0)[:, None], hough.pairs, -1)
+                hough.confidence = torch.where(hough.pairs >= 0, hough.confidence, 0.0)
+            paired = hough.pairs >= 0
+            confidence = (hough.confidence * paired).sum() / paired.sum().clamp_min(1)
+            metrics["vote_confidence"] = confidence
             params1, params2 = getattr(view1, "params", None) or {}, getattr(view2, "params", None) or {}
-            oracle = None
-            if "temporal_crop" in params1 and "temporal_crop" in params2:
+            oracle = agreement = None
+            if partners is None and "temporal_crop" in params1 and "temporal_crop" in params2:
                 oracle = drop_invalid_pairs(oracle_pairs(params1, params2, t1, t2), t2, mask1, mask2)
                 counted = oracle >= 0
-                metrics["pair_agreement"] = ((hough.pairs == oracle) & counted).sum().float() / \
+                agreement = ((hough.pairs == oracle) & counted).sum().float() / \
                     counted.sum().clamp_min(1).float()
+                metrics["pair_agreement"] = agreement
                 flip = oracle_flip(params1, params2, block1.shape[0], block1.device)
                 metrics["flip_agreement"] = (hough.perm == flip).float().mean()
         if self.pairing_mode == "oracle":
@@ -284,8 +416,19 @@ class HoughDenseHiCLR(nn.Module):
             pairs = oracle
         else:
             pairs = hough.pairs
-        loss_dense = self.dense_nce(self.tokens(block1), self.tokens(block2), pairs)
-        loss = (1 - self.lambda_dense) * loss_hiclr + self.lambda_dense * loss_dense
+            if self.min_confidence > 0:
+                kept = paired & (hough.confidence >= self.min_confidence)
+                pairs = torch.where(kept, pairs, -1)
+                metrics["dense_kept"] = kept.sum().float() / paired.sum().clamp_min(1).float()
+                if oracle is not None:  # of the kept tokens that have an exact partner
+                    judged = kept & (oracle >= 0)
+                    metrics["kept_agreement"] = ((pairs == oracle) & judged).sum().float() / \
+                        judged.sum().clamp_min(1).float()
+        loss_dense = self.dense_nce(self.tokens(block1), self.tokens(block2), pairs, partners)
+        lambda_dense = self.dense_weight(inputs, agreement, confidence)
+        loss = (1 - lambda_dense) * loss_hiclr + lambda_dense * loss_dense
         metrics.update(loss=loss.detach(), loss_hiclr=loss_hiclr.detach(), loss_dense=loss_dense.detach(),
                        paired_tokens=(pairs >= 0).float().mean())
+        if self.dense_warmup_epochs or self.lambda_by_agreement:
+            metrics["lambda_dense"] = torch.as_tensor(lambda_dense, dtype=torch.float32).detach()
         return loss, metrics

@@ -253,6 +253,21 @@ class ContrastiveLearner(nn.Module):
                              f"{[x.shape[0] for x in inputs]}")
         return views_in_batch(_unwrap(self.encoder_q), len(inputs))
 
+    @torch.no_grad()
+    def encode_key_blocks(self, inputs: dict[int, torch.Tensor], block: int | None) -> dict[int, torch.Tensor]:
+        """{view index: the key encoder's output of backbone block `block`} for each query input the
+        objective asks for (`key_block_views`; e.g. Hough votes from momentum features): one call
+        per input, no gradient. The key encoder's buffers (BatchNorm running statistics) are put
+        back afterwards, so its state is what the key view's own forward left."""
+        if not inputs:
+            return {}
+        encoder = _unwrap(self.encoder_k)
+        kept = [buffer.clone() for buffer in encoder.buffers()]
+        blocks = {i: encoder.forward_with_block(x, block)[2] for i, x in inputs.items()}
+        for buffer, saved in zip(encoder.buffers(), kept):
+            buffer.copy_(saved)
+        return blocks
+
     def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable, optionally `.edges`: a graph perturbation for the encoder call) ordered as
@@ -264,9 +279,14 @@ class ContrastiveLearner(nn.Module):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
         query_views = [v for i, v in enumerate(views) if i != self.key_index]
+        query_inputs = [self.prepare(v) for v in query_views]
+        block = getattr(self.objective, "feature_block", None)
+        key_block_views = tuple(getattr(self.objective, "key_block_views", ()))
+        if key_block_views and block is None:
+            raise ValueError(f"objective {type(self.objective).__name__} asks for key blocks "
+                             "(key_block_views) but sets no feature_block")
         features, queries, blocks = self.encode_queries(
-            [self.prepare(v) for v in query_views], getattr(self.objective, "feature_block", None),
-            [getattr(v, "edges", None) for v in query_views])
+            query_inputs, block, [getattr(v, "edges", None) for v in query_views])
 
         with torch.no_grad():  # no gradient to keys; the key encoder follows the learner's mode
             self.momentum_update()  # before the key forward, as MoCo
@@ -276,13 +296,14 @@ class ContrastiveLearner(nn.Module):
             key_features, key = (self.encoder_k(key_input) if key_edges is None
                                  else self.encoder_k(key_input, edges=key_edges))
             key = F.normalize(key, dim=1)
+            key_blocks = self.encode_key_blocks({i: query_inputs[i] for i in key_block_views}, block)
 
         queue_keys, queue_ids = self.queue.snapshot()   # no copy: intact until the enqueue after next
         inputs = ContrastiveInputs(
             queries=queries, key=key, queue_keys=queue_keys,
             queue_ids=queue_ids, ids=ids, epoch=epoch,
             query_features=features, views=list(views), key_features=key_features,
-            query_blocks=blocks)
+            query_blocks=blocks, key_blocks=key_blocks)
         loss, metrics = self.objective(inputs)
         metrics = {**metrics, **embedding_spread(queries[0])}
         if not any(getattr(v, "mask", None) is not None for v in query_views):

@@ -67,6 +67,9 @@ class ContrastiveInputs:
     key_features: torch.Tensor | None = None   # key backbone output (N, feature_dim), no grad
     query_blocks: list[torch.Tensor] = field(default_factory=list)  # (N, M, C_b, T_b, V) per query view,
     #                                          when the objective sets `feature_block` (e.g. 4)
+    key_blocks: dict[int, torch.Tensor] = field(default_factory=dict)  # query view index -> the key
+    #   encoder's block `feature_block` on that query view's input (N, M, C_b, T_b, V), no grad, for
+    #   the views the objective names in `key_block_views`
 
 
 def contrastive_logits(z: torch.Tensor, key: torch.Tensor, queue_keys: torch.Tensor,
