@@ -199,3 +199,21 @@ def test_a_tiny_sweep_end_to_end_then_resumed_without_pretraining_again(tmp_path
     assert hiclr("sweep", sweep, "--data", store, "--out", out, *sets, "--set", "optim.lr=0.5") == 1
     err = capsys.readouterr().err
     assert "another pretrain config (optim.lr" in err and err.count("\n") == 1
+
+
+def test_the_strong_augmentation_ablation_changes_only_the_strong_stage_of_the_demo():
+    from hiclr.config import load_config
+
+    sweep = load_sweep(ROOT / "configs" / "demo" / "strong_ablation.yaml")
+    demo = load_config(ROOT / "configs" / "demo" / "pretrain.yaml")
+    strong = {}
+    for name, variant in sweep.variants.items():
+        cfg = load_config(variant.config, variant.overrides)
+        strong[name] = [item["name"] for item in cfg["augment"]["stages"][2]]
+        assert cfg["augment"]["stages"][:2] == demo["augment"]["stages"][:2]
+        assert {k: v for k, v in cfg.items() if k not in ("augment", "run")} == \
+            {k: v for k, v in demo.items() if k not in ("augment", "run")}
+    assert strong == {"joint_mask": ["joint_mask"], "drop_add_edges": ["drop_add_edges"],
+                      "skele_adain": ["skele_adain"],
+                      "all_three": ["skele_adain", "joint_mask", "drop_add_edges"]}
+    assert sweep.reference == "joint_mask" and sweep.seeds == [0, 1, 2]
