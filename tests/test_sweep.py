@@ -31,10 +31,10 @@ def write_sweep(folder: Path, **changes) -> Path:
 
 # ---------------------------------------------------------------- the sweep file
 
-def test_the_demo_ablation_file_is_valid_and_names_the_seven_variants():
+def test_the_demo_ablation_file_is_valid_and_names_the_eight_variants():
     sweep = load_sweep(ROOT / "configs" / "demo" / "ablation.yaml")
     assert list(sweep.variants) == ["hiclr", "skeletonclr", "equivariant", "transitive", "hough_dense",
-                                    "hough_dense_oracle", "hough_dense_votes"]
+                                    "hough_dense_oracle", "hough_dense_votes", "hough_dense_neighbour"]
     assert sweep.baselines == ["raw", "random"] and sweep.seeds == [0, 1, 2]
     assert sweep.pretrain == (ROOT / "configs" / "demo" / "pretrain.yaml").resolve()
     assert "ssl.objective=\"hough_dense\"" in sweep.variants["hough_dense_oracle"].overrides
