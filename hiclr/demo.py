@@ -129,6 +129,8 @@ def _summary(table: str, rows: list, cfg: dict, curve: dict, minutes: float) -> 
 
     details = "\n".join(f"- {ROW_NAMES[label]}: `{run_dir}/report.md`" for label, _, _, run_dir in rows)
     picture = f"\n![pre-training curve](pretrain/{curve['png'].name})\n" if curve.get("png") else ""
+    if curve.get("diagnostics_png"):
+        picture += f"\n![objective diagnostics](pretrain/{curve['diagnostics_png'].name})\n"
     return f"""# HiCLR demo
 
 Synthetic NTU-format skeletons (data_prep.synth defaults), NTU60 cross-subject split,

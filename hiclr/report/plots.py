@@ -1,4 +1,5 @@
-"""PNG figures of a run: pre-training loss, accuracy curves, confusion matrix, 2-D feature map.
+"""PNG figures of a run: pre-training loss and diagnostics, accuracy curves, confusion matrix, 2-D
+feature map.
 
 matplotlib is an optional extra: `plots_available()` says whether it is installed, and every plot
 function raises `PlotsUnavailable` without it (the report writer then skips plots with a note).
@@ -137,6 +138,33 @@ def plot_pretrain_curve(epochs: list[dict], out: str | os.PathLike, title: str =
     ax.set_title(f"{title}{last}")
     fig.tight_layout()
     _save(fig, out, data)
+    return fig
+
+
+def plot_pretrain_diagnostics(series: dict[str, dict], out: str | os.PathLike, title: str = "pre-training"):
+    """The objective's own diagnostics per epoch: one panel with the shares (agreements, kept share,
+    edge precision, in %), and one panel for each other value (e.g. the equivariance error, which
+    should fall). series: {key: {"title", "share": bool, "epoch": [...], "value": [...]}} as
+    `hiclr.report.pretrain.diagnostic_series` gives it; returns the Figure."""
+    shares = {k: s for k, s in series.items() if s["share"]}
+    panels = ([("shares (%)", shares)] if shares else []) + \
+        [(s["title"], {k: s}) for k, s in series.items() if not s["share"]]
+    fig = _figure(5.0 * len(panels) + 1.0, 4.0)
+    for i, (ylabel, members) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for key, s in members.items():
+            ax.plot(s["epoch"], s["value"], marker="o", markersize=3, linewidth=1, label=s["title"])
+        if len(members) == 1:
+            (s,) = members.values()
+            ax.set_title(f"{s['title']}: {s['value'][0]:.3g} -> {s['value'][-1]:.3g}", fontsize=9)
+        else:
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}: objective diagnostics", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out, {"kind": "pretrain_diagnostics", "series": series})
     return fig
 
 
