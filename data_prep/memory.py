@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process `pid` (Linux /proc; empty elsewhere or when it has exited)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -29,7 +30,7 @@ def _tree(pid: int) -> list[int]:
     while stack:
         p = stack.pop()
         pids.append(p)
-        stack += _children(p)
+        stack += child_pids(p)
     return pids
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.memory import child_pids
 from data_prep.parallel import ordered_map
 
 
@@ -30,16 +31,6 @@ def test_one_worker_maps_in_this_process_and_stopping_early_is_clean():
     first = [next(results)[0] for _ in range(3)]
     results.close()                              # the pool stops although most items were never fed
     assert first == [0, 1, 4]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
 
 
 def _running(pid: int) -> bool:
@@ -72,10 +63,10 @@ def test_sigint_during_a_two_worker_prep_stops_the_workers_and_leaves_no_file(ma
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not (partial.exists() and len(_children(proc.pid)) >= 2):    # the store is being written
+        while not (partial.exists() and len(child_pids(proc.pid)) >= 2):    # the store is being written
             assert proc.poll() is None and time.monotonic() < deadline, "prep ended before it could be interrupted"
             time.sleep(0.05)
-        workers = _children(proc.pid)
+        workers = child_pids(proc.pid)
         time.sleep(0.3)
         if target.startswith("process group"):
             os.killpg(proc.pid, signal.SIGINT)
