@@ -96,7 +96,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "record": Key(False, Flag(), "keep what each augmentation drew (on when the objective needs it)"),
     },
     "optim": {
-        "name": Key("sgd", Choice(("sgd",))),
+        "name": Key("sgd", Choice(("sgd", "adamw")), "sgd (reference) | adamw (momentum is beta1)"),
         "lr": Key(0.1, Num(0, 1e4, lo_open=True)),
         "momentum": Key(0.9, Num(0, 1)),
         "weight_decay": Key(1.0e-4, Num(0, 1)),

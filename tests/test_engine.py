@@ -365,3 +365,17 @@ def test_cuda_graphs_need_static_shapes_so_a_partial_last_batch_is_refused():
     task.step = lambda model, batch, g, e: (sizes.append(len(batch.ids)), original(model, batch, g, e))[1]
     train(task, short, toy_cfg(epochs=1), None)                         # drop_last: 4 whole batches
     assert sizes == [8, 8, 8, 8]
+
+
+def test_the_optimizer_is_the_one_the_config_names_with_its_settings():
+    from hiclr.config import SCHEMA
+    from hiclr.engine.schedule import OPTIMIZERS, build_optimizer
+    assert set(OPTIMIZERS) == set(SCHEMA["optim"]["name"].rule.options)
+    params = [nn.Parameter(torch.zeros(3))]
+    base = load_config(None)["optim"]
+    sgd = build_optimizer(params, base)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == base["momentum"]
+    adamw = build_optimizer(params, {**base, "name": "adamw", "lr": 1e-3, "momentum": 0.8, "weight_decay": 0.05})
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert adamw.defaults["betas"] == (0.8, 0.999) and adamw.defaults["weight_decay"] == 0.05
+    assert adamw.defaults["lr"] == 1e-3

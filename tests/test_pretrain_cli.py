@@ -44,9 +44,12 @@ def test_tiny_pretraining_writes_the_run_folder_and_says_where_the_encoder_is(da
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     run = tmp_path / "tiny_pretrain"
-    assert len(out) == 1 and out[0].endswith(f"encoder: {run / 'encoder.pt'}") and "2 epochs" in out[0]
-    assert {"config.yaml", "last.pt", "epoch_001.pt", "epoch_002.pt", "encoder.pt", "metrics.jsonl"} <= \
-        {p.name for p in run.iterdir()}
+    assert len(out) == 2 and out[0].endswith(f"encoder: {run / 'encoder.pt'}") and "2 epochs" in out[0]
+    assert out[1] == f"curves: {run / 'pretrain_curve.md'}"
+    assert {"config.yaml", "last.pt", "epoch_001.pt", "epoch_002.pt", "encoder.pt", "metrics.jsonl",
+            "pretrain_curve.md"} <= {p.name for p in run.iterdir()}
+    curve = (run / "pretrain_curve.md").read_text()
+    assert "| epoch |" in curve and "\n| 2 |" in curve
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["data"]["path"] == str(data) and cfg["optim"]["lr"] == 0.02 and cfg["optim"]["epochs"] == 2
     assert cfg["engine"]["device"] == "cpu" and cfg["model"]["width"] == 2

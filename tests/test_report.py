@@ -69,6 +69,32 @@ def test_report_files_and_figures_match_the_runs_numbers(tmp_path):
     assert "| 0 | 75.00 |" in md and "![embedding](embedding.png)" in md
 
 
+def test_an_evaluation_report_draws_the_objectives_diagnostics_of_its_pretraining_run(tmp_path):
+    pre, rows = pretrain_run(tmp_path)
+    epochs = [{"kind": "epoch", "epoch": e, "step": 8 * e, "loss": 4.6, "eq_error": 0.8 - 0.1 * e,
+               "pair_agreement": 0.2 * e} for e in (1, 2, 3)]
+    with open(pre / "metrics.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in epochs))
+    run = tmp_path / "run"
+    write_report(run, {"linear": linear_entry([40.0, 50.0])}, config={}, data={"num_classes": 2},
+                 encoder={"pretrain_run": str(pre)}, stream="joint")
+    report = json.loads((run / "report.json").read_text())
+    assert report["figures"]["pretrain_diagnostics"] == "pretrain_diagnostics.png"
+    drawn = read_png_data(run / "pretrain_diagnostics.png")["series"]
+    assert drawn["eq_error"]["value"] == pytest.approx([0.7, 0.6, 0.5])
+    assert drawn["pair_agreement"]["value"] == pytest.approx([20.0, 40.0, 60.0])
+    assert drawn["eq_error"]["epoch"] == [1, 2, 3]
+
+
+def test_a_pretraining_run_without_diagnostics_draws_no_diagnostics_figure(tmp_path):
+    pre, _ = pretrain_run(tmp_path)
+    run = tmp_path / "run"
+    write_report(run, {"linear": linear_entry([40.0, 50.0])}, config={}, data={"num_classes": 2},
+                 encoder={"pretrain_run": str(pre)}, stream="joint")
+    assert "pretrain_diagnostics" not in json.loads((run / "report.json").read_text())["figures"]
+    assert not (run / "pretrain_diagnostics.png").exists()
+
+
 def test_accuracy_figure_draws_the_history(tmp_path):
     from hiclr.report.plots import plot_accuracy_curves
 

@@ -14,7 +14,10 @@ EPILOG = """examples:
   torchrun --nproc-per-node 4 -m hiclr.cli pretrain --config configs/ntu60/xsub/pretrain_joint.yaml
 
 Writes OUT/RUN/: config.yaml (resolved), metrics.jsonl, last.pt (every epoch), epoch_XXX.pt
-(every run.save_every epochs) and encoder.pt (the backbone, at the end), each with a checksum.
+(every run.save_every epochs) and encoder.pt (the backbone, at the end), each with a checksum,
+then pretrain_curve.md: loss, monitor kNN and embedding spread per epoch, with the objective's own
+diagnostics (eq_error, Hough agreements, edge precision) when it logs any, and their figures
+(pretrain_curve.png, pretrain_diagnostics.png) when matplotlib is installed.
 Ctrl-C or SIGTERM finishes the current step, saves last.pt and exits; --resume continues exactly
 from the newest good checkpoint, and refuses a changed config (naming the keys) unless --force.
 optim.batch_size is the global batch: under torchrun each rank takes batch_size / ranks.
@@ -58,8 +61,9 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hiclr.engine import Interrupted
+    from hiclr.engine import Interrupted, is_main_process
     from hiclr.pretrain import pretrain, run_dir_of
+    from hiclr.report import write_pretrain_curve
 
     cfg = config_from_args(args)
     start = time.perf_counter()
@@ -74,4 +78,6 @@ def run(args: argparse.Namespace) -> int:
     shown = f", last epoch loss {loss:.4f}" if isinstance(loss, float) else ""
     print(f"pretrain: {result.epoch} epochs ({result.step} steps) in {minutes:.1f} min{shown}; "
           f"encoder: {encoder}")
+    if is_main_process():
+        print(f"curves: {write_pretrain_curve(run_dir_of(cfg))['markdown']}")
     return 0

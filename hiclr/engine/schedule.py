@@ -43,7 +43,21 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: dict, steps_per_epo
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(optim, steps_per_epoch))
 
 
-def build_optimizer(params, optim: dict) -> torch.optim.Optimizer:
-    """SGD as the reference (weight decay on every parameter); `params` may be param groups."""
+def _sgd(params, optim: dict) -> torch.optim.Optimizer:
+    """The reference's: SGD with momentum, weight decay on every parameter."""
     return torch.optim.SGD(params, lr=optim["lr"], momentum=optim["momentum"],
                            weight_decay=optim["weight_decay"], nesterov=bool(optim["nesterov"]))
+
+
+def _adamw(params, optim: dict) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay); `momentum` is its beta1, beta2 0.999."""
+    return torch.optim.AdamW(params, lr=optim["lr"], betas=(optim["momentum"], 0.999),
+                             weight_decay=optim["weight_decay"])
+
+
+OPTIMIZERS = {"sgd": _sgd, "adamw": _adamw}
+
+
+def build_optimizer(params, optim: dict) -> torch.optim.Optimizer:
+    """The optimizer named by `optim.name` (OPTIMIZERS); `params` may be param groups."""
+    return OPTIMIZERS[optim["name"]](params, optim)

@@ -133,7 +133,7 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
         "top1_last": task.history[-1]["top1"], "top5_last": task.history[-1]["top5"],
         "top1_best": task.best["top1"], "top5_best": task.best["top5"], "best_epoch": task.best["epoch"],
         "epochs": int(opt["epochs"]), "train_samples": len(train.labels),
-        "schedule": {k: opt[k] for k in ("lr", "momentum", "weight_decay", "nesterov", "batch_size",
+        "schedule": {k: opt[k] for k in ("name", "lr", "momentum", "weight_decay", "nesterov", "batch_size",
                                          "epochs", "schedule", "milestones", "gamma", "warmup_epochs")},
         "history": task.history, "per_class": summary["per_class"], "confusion": summary["confusion"],
         "mode": ("whole network" + (f" but {', '.join(cfg['eval']['freeze'])} (frozen)" if frozen else "")

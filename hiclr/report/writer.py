@@ -23,6 +23,7 @@ import torch
 
 from data_prep.atomic import atomic_write_text
 from hiclr.report import plots as P
+from hiclr.report.pretrain import diagnostic_series, epoch_records
 
 FORMAT = "hiclr-report/1"
 PROTOCOL_TITLES = {"linear": "Linear probe", "knn": "kNN", "semi": "Semi-supervised",
@@ -99,6 +100,11 @@ def _draw(run_dir: Path, report: dict, protocols: dict, embedding) -> dict:
     if pretrain and (Path(pretrain) / "metrics.jsonl").exists():
         if P.plot_loss_curve(Path(pretrain) / "metrics.jsonl", run_dir / "pretrain_loss.png") is not None:
             figures["pretrain_loss"] = "pretrain_loss.png"
+        series = diagnostic_series(epoch_records(pretrain))
+        if series:
+            P.plot_pretrain_diagnostics(series, run_dir / "pretrain_diagnostics.png",
+                                        title=f"pre-training {Path(pretrain).name}")
+            figures["pretrain_diagnostics"] = "pretrain_diagnostics.png"
     return figures
 
 
