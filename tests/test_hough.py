@@ -5,8 +5,8 @@ import torch
 
 from hiclr.augment import NTU_FLIP_ORDER, GrowingPolicy
 from hiclr.ssl import ContrastiveLearner
-from hiclr.ssl.hough import (HoughDenseHiCLR, HoughPairing, drop_invalid_pairs, oracle_pairs,
-                             winner_take_all_pairs)
+from hiclr.ssl.hough import (HoughDenseHiCLR, HoughPairing, drop_invalid_pairs, line_strength,
+                             oracle_pairs, vote_kernel, winner_take_all_pairs)
 
 C, T, V = 16, 50, 25
 
@@ -39,6 +39,75 @@ def test_known_offset_and_scale_with_distractors_is_recovered_within_one_bin():
         hits += bool(result.mode_alpha.item() == pytest.approx(alpha)
                      and abs(result.mode_beta.item() - beta) <= 1.0)
     assert hits >= 0.95 * seeds
+
+
+def drifting_track(gen, channels=C, joints=V):
+    """A random track (C, len(pos), V) with a slow drift under its faster motion: frames a few apart
+    are nearly alike, as in a clip's still stretches, so a wrong line that stays longer inside
+    view 2 gathers many moderately good matches."""
+    def waves(low, high):
+        freq = torch.rand(channels, joints, 4, generator=gen) * (high - low) + low
+        phase = torch.rand(channels, joints, 4, generator=gen) * 6.28
+        return lambda pos: torch.cos(freq[..., None, :] * pos[None, None, :, None] + phase[..., None, :]).sum(-1)
+    slow, fast = waves(0.02, 0.08), waves(0.1, 0.3)
+    return lambda pos: (slow(pos) + 1.2 * fast(pos)).permute(0, 2, 1)
+
+
+def test_mean_votes_find_a_large_shift_that_summed_votes_lose_to_a_longer_line():
+    found = {"mean": 0, "sum": 0}
+    frames = torch.arange(T, dtype=torch.float32)
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        shift = int(torch.randint(10, 15, (1,), generator=gen))
+        track = drifting_track(gen)
+        u1, u2 = track(frames), track(frames + shift)                  # s = t - shift
+        for votes in found:
+            result = HoughPairing(votes=votes)(u1[None], u2[None])
+            found[votes] += bool(result.mode_alpha.item() == 1.0 and result.mode_beta.item() == -shift)
+    assert found["mean"] == 20 and found["sum"] <= 10, found
+
+
+def test_a_mean_vote_is_the_lines_summed_kernel_over_its_length_and_short_lines_get_none():
+    summed, betas = vote_kernel(20, 20, (0.8, 1.0, 1.25), 1.0, torch.device("cpu"), "sum")
+    mean, _ = vote_kernel(20, 20, (0.8, 1.0, 1.25), 1.0, torch.device("cpu"), "mean", 0.5)
+    length = summed.sum(dim=1)                                   # (S, J): the line's length
+    long = length >= 10
+    torch.testing.assert_close(mean.sum(dim=1)[long], torch.ones(int(long.sum())))
+    assert torch.all(mean.sum(dim=1)[~long] == 0)
+    identity = int((betas == 0).nonzero())
+    assert length[1, identity] == 20                             # alpha 1, beta 0: the diagonal
+    with pytest.raises(ValueError, match="votes"):
+        HoughPairing(votes="max")
+    with pytest.raises(ValueError, match="min_overlap"):
+        HoughPairing(min_overlap=0)
+
+
+def test_line_strength_is_the_mean_match_along_the_rounded_line_inside_view_two():
+    gen = torch.Generator().manual_seed(0)
+    strength = torch.rand(3, 12, 10, generator=gen)
+    alpha, beta = torch.tensor([1.0, 0.8, 1.25]), torch.tensor([-2.0, 1.4, 0.3])
+    got = line_strength(strength, alpha, beta)
+    for b in range(3):
+        values = [strength[b, t, round(alpha[b].item() * t + beta[b].item())].item() for t in range(12)
+                  if 0 <= round(alpha[b].item() * t + beta[b].item()) < 10]
+        assert got[b].item() == pytest.approx(sum(values) / len(values), rel=1e-6)
+    assert line_strength(strength[:1], torch.tensor([1.0]), torch.tensor([50.0])).item() == -1.0
+
+
+def test_the_refit_is_kept_only_where_it_matches_at_least_as_strongly_as_the_mode():
+    for seed in range(10):
+        gen = torch.Generator().manual_seed(seed)
+        track = smooth_features(gen)
+        frames = torch.arange(T, dtype=torch.float32)
+        u1, u2 = track(frames + 20), track((frames + 2.5) / 1.1 + 20)
+        pairing = HoughPairing(scales=(0.8, 1.0, 1.25))
+        result = pairing(u1[None], u2[None])
+        a = torch.einsum("ctv,csv->ts", torch.nn.functional.normalize(u1 - u1.mean(1, keepdim=True), dim=0),
+                         torch.nn.functional.normalize(u2 - u2.mean(1, keepdim=True), dim=0))
+        strength = a.clamp_min(0).pow(3)[None] / V
+        kept = line_strength(strength, result.alpha, result.beta)
+        mode = line_strength(strength, result.mode_alpha, result.mode_beta)
+        assert kept.item() >= mode.item() - 1e-6
 
 
 def padded_views(offsets, gen):

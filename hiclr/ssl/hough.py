@@ -5,13 +5,16 @@ frame of view 2 is decided by Hough voting over one transform between the views,
 in time and a joint permutation pi (identity or left/right), so that all pairs agree with one
 transform (robust to clutter, outliers and mirrored duplicate frames), with no learnable parameter:
 
-    H(alpha, beta, pi) = sum_{t, s} K(s - alpha t - beta) sum_v a(t, v; s, pi(v)),
-    a = relu(cos(u1, u2))^3,  K(r) = max(0, 1 - |r| / bandwidth)
+    H(alpha, beta, pi) = 1 / n(alpha, beta) sum_{t, s} K(s - alpha t - beta) sum_v a(t, v; s, pi(v)),
+    a = relu(cos(u1, u2))^3,  K(r) = max(0, 1 - |r| / bandwidth),  n = sum_{t, s} K(s - alpha t - beta)
 
-(with alpha = 1 and bandwidth 1: the sums of the diagonals of the T1 x T2 similarity matrix). The
-mode is refitted by weighted least squares on its inliers (each t's best s within `tolerance`), and
-t is paired with round(alpha t + beta); pairs outside view 2, or with a fully masked frame, are
-dropped. All of it runs under no_grad, on the block-4 features (stride 1) of the query encoder
+(with alpha = 1 and bandwidth 1: the means of the diagonals of the T1 x T2 similarity matrix). n
+is the line's length inside view 2: a plain sum (`votes: sum`, as first written) favours the
+longest lines, so a shift between two crops lost to the flattest scale on 19 % of the demo's clips;
+lines shorter than `min_overlap` x T1 get no vote. The mode is refitted by weighted least squares
+on its inliers (each t's best s within `tolerance`) and the refit kept when its line matches at
+least as strongly as the mode's; t is paired with round(alpha t + beta); pairs outside view 2, or
+with a fully masked frame, are dropped. All of it runs under no_grad, on the block-4 features (stride 1) of the query encoder
 by default (`vote_with`: the key encoder's, or the views' coordinates).
 
     L_dense = InfoNCE over paired frame tokens (dense head: 1x1 conv, ReLU, 1x1 conv to `dense_dim`,
@@ -23,8 +26,9 @@ of the Hough pairing with it is logged (`pair_agreement`) and `pairing: oracle` 
 Options for getting the votes right early and for pairing with a mined neighbour (vote_with,
 dense_warmup_epochs, lambda_by_agreement, min_confidence, pair_with): `HoughDenseHiCLR`.
 Config: `ssl.objective: hough_dense`, `ssl.options: {lambda_dense, dense_views, pairing, scales,
-bandwidth, tolerance, centre, dense_dim, dense_hidden, dense_temperature, negative_stride, block_channels,
-vote_with, dense_warmup_epochs, lambda_by_agreement, min_confidence, pair_with}`.
+bandwidth, tolerance, centre, votes, min_overlap, dense_dim, dense_hidden, dense_temperature,
+negative_stride, block_channels, vote_with, dense_warmup_epochs, lambda_by_agreement, min_confidence,
+pair_with}`.
 """
 
 from __future__ import annotations
@@ -70,9 +74,14 @@ def match_strength(u1: torch.Tensor, u2: torch.Tensor, perms: torch.Tensor) -> t
     return torch.stack(out, dim=1)
 
 
+VOTES = ("mean", "sum")
+
+
 @functools.lru_cache(maxsize=16)
-def vote_kernel(t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, device) -> tuple:
-    """(kernel (S, T1 * T2, J), beta bins (J,)): K(s - alpha t - beta) for every (t, s), scale, bin.
+def vote_kernel(t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, device,
+                votes: str = "mean", min_overlap: float = 0.5) -> tuple:
+    """(kernel (S, T1 * T2, J), beta bins (J,)): K(s - alpha t - beta) for every (t, s), scale, bin,
+    divided by the bin's line length n (`votes: mean`; 0 for bins shorter than min_overlap x T1).
     Fixed by the shapes (cached): the voting has no learnable parameter."""
     t = torch.arange(t1, device=device, dtype=torch.float32)
     s = torch.arange(t2, device=device, dtype=torch.float32)
@@ -81,8 +90,11 @@ def vote_kernel(t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, d
     betas = torch.arange(low, t2 + 1, device=device, dtype=torch.float32)
     residual = (s[None, None, :, None] - alphas[:, None, None, None] * t[None, :, None, None]
                 - betas[None, None, None, :])                               # (S, T1, T2, J)
-    kernel = (1 - residual.abs() / bandwidth).clamp_min(0)
-    return kernel.reshape(len(scales), t1 * t2, -1), betas
+    kernel = (1 - residual.abs() / bandwidth).clamp_min(0).reshape(len(scales), t1 * t2, -1)
+    if votes == "mean":
+        length = kernel.sum(dim=1, keepdim=True)                           # (S, 1, J)
+        kernel = torch.where(length >= min_overlap * t1, kernel / length.clamp_min(1e-6), 0.0)
+    return kernel, betas
 
 
 class HoughPairing(nn.Module):
@@ -91,13 +103,20 @@ class HoughPairing(nn.Module):
     scales: candidate alphas; bandwidth: kernel half-width (frames); tolerance: inlier band of the
     refit (frames); flip_order: the left/right joint permutation (None: identity only); centre:
     subtract each track's temporal mean first (centred skeletons and smooth features look alike in
-    every frame, so the raw cosine votes for the longest line instead of the right one).
+    every frame, so the raw cosine votes for the longest line instead of the right one); votes:
+    "mean" (each line's votes over its length) or "sum"; min_overlap: the shortest line voted for,
+    as a share of T1 (votes: mean).
     """
 
     def __init__(self, scales: Sequence[float] = (0.8, 1.0, 1.25), bandwidth: float = 1.0,
                  tolerance: float = 1.0, flip_order: Sequence[int] | None = NTU_FLIP_ORDER,
-                 centre: bool = True):
+                 centre: bool = True, votes: str = "mean", min_overlap: float = 0.5):
         super().__init__()
+        if votes not in VOTES:
+            raise ValueError(f"votes must be one of {', '.join(VOTES)}, got {votes!r}")
+        if not 0.0 < float(min_overlap) <= 1.0:
+            raise ValueError(f"min_overlap must be in (0, 1], got {min_overlap!r}")
+        self.votes, self.min_overlap = votes, float(min_overlap)
         self.centre = bool(centre)
         self.scales = tuple(float(a) for a in scales)
         self.bandwidth, self.tolerance = float(bandwidth), float(tolerance)
@@ -118,7 +137,8 @@ class HoughPairing(nn.Module):
         if self.centre:
             u1, u2 = u1 - u1.mean(dim=2, keepdim=True), u2 - u2.mean(dim=2, keepdim=True)
         strength = match_strength(u1, u2, self.permutations(V, u1.device))  # (B, P, T1, T2)
-        kernel, betas = vote_kernel(t1, t2, self.scales, self.bandwidth, u1.device)
+        kernel, betas = vote_kernel(t1, t2, self.scales, self.bandwidth, u1.device, self.votes,
+                                    self.min_overlap)
         votes = torch.einsum("bpn,anj->bpaj", strength.flatten(2), kernel)  # (B, P, S, J)
         P, S, J = votes.shape[1:]
         best = votes.flatten(1).argmax(dim=1)
@@ -138,11 +158,25 @@ class HoughPairing(nn.Module):
         lo, hi = min(self.scales), max(self.scales)
         trusted = torch.isfinite(alpha) & (alpha >= lo * 0.9) & (alpha <= hi * 1.1)
         trusted &= ((alpha[:, None] * t + beta[:, None]) - predicted).abs().amax(dim=1) <= self.tolerance + 0.5
+        trusted &= line_strength(a, alpha, beta) >= line_strength(a, mode_alpha, mode_beta)
         alpha = torch.where(trusted, alpha, mode_alpha)
         beta = torch.where(trusted, beta, mode_beta)
 
         pairs = drop_invalid_pairs(torch.round(alpha[:, None] * t + beta[:, None]).long(), t2, mask1, mask2)
         return HoughResult(mode_alpha, mode_beta, perm, alpha, beta, pairs, pair_confidence(a, pairs))
+
+
+def line_strength(strength: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Mean match strength a(t, round(alpha t + beta)) over the t whose pair lies inside view 2:
+    strength (B, T1, T2), alpha, beta (B,) -> (B,); -1 where no t does (non-finite lines too)."""
+    t1, t2 = strength.shape[1:]
+    t = torch.arange(t1, device=strength.device, dtype=torch.float32)
+    line = alpha[:, None].float() * t + beta[:, None].float()
+    inside = torch.isfinite(line) & (line > -0.5) & (line < t2 - 0.5)
+    s = torch.where(inside, line, 0.0).round().long()
+    value = torch.gather(strength, 2, s[..., None])[..., 0].masked_fill(~inside, 0.0)
+    count = inside.sum(dim=1)
+    return torch.where(count > 0, value.sum(dim=1) / count.clamp_min(1), -1.0)
 
 
 def pair_confidence(strength: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -282,7 +316,8 @@ class HoughDenseHiCLR(nn.Module):
     def __init__(self, feature_dim: int = 256, temperature: float = 0.07, mining_epoch: int = 150,
                  topk: int = 1, lambda_dense: float = 0.5, dense_views: Sequence[int] = (0, 1),
                  pairing: str = "hough", scales: Sequence[float] = (0.8, 1.0, 1.25),
-                 bandwidth: float = 1.0, tolerance: float = 1.0, centre: bool = True, dense_dim: int = 128,
+                 bandwidth: float = 1.0, tolerance: float = 1.0, centre: bool = True, votes: str = "mean",
+                 min_overlap: float = 0.5, dense_dim: int = 128,
                  dense_hidden: int | None = None, dense_temperature: float = 0.2,
                  negative_stride: int = 4, block_channels: int | None = None, vote_with: str = "query",
                  dense_warmup_epochs: int = 0, lambda_by_agreement: bool = False,
@@ -310,7 +345,8 @@ class HoughDenseHiCLR(nn.Module):
         self.dense_views = tuple(int(v) for v in dense_views)
         self.pairing_mode = pairing
         self.needs_view_params = pairing == "oracle"  # hough pairing logs its agreement when recorded
-        self.pairing = HoughPairing(scales, bandwidth, tolerance, centre=centre)
+        self.pairing = HoughPairing(scales, bandwidth, tolerance, centre=centre, votes=votes,
+                                    min_overlap=min_overlap)
         self.dense_temperature = float(dense_temperature)
         self.negative_stride = max(1, int(negative_stride))
         self.vote_with, self.pair_with = vote_with, pair_with
