@@ -20,6 +20,7 @@ labels; a name that contradicts the given dataset is an error.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import zipfile
 import zlib
@@ -75,6 +76,8 @@ def _npy_header(f) -> tuple[tuple, np.dtype, bool, int]:
         raise
     except Exception as err:                 # noqa: BLE001 - the header is parsed as a Python literal
         raise ValueError(f"unreadable .npy header ({type(err).__name__})") from None
+    if any(d < 0 for d in shape) or math.prod(shape) * max(1, dtype.itemsize) >= 2 ** 62:
+        raise ValueError(f"impossible shape {tuple(shape)[:6]} in the .npy header")
     return shape, dtype, fortran, f.tell()
 
 

@@ -381,5 +381,14 @@ def test_an_npy_header_claiming_more_than_the_file_holds_is_refused():
     assert isinstance(err, UserError) and "holds" in str(err)
 
 
+@pytest.mark.parametrize("shape", [b"(999999999999999999992, 3, 4)", b"(2, 3, 99999999999999999999999)",
+                                   b"(4611686018427387904, 3, 4)", b"(-2, 3, 4)"])
+def test_an_npy_header_with_a_shape_beyond_any_file_is_one_sentence(shape):
+    """Found by the long campaign: a dimension past int64 made the size check itself overflow."""
+    raw = _npy_bytes().replace(b"(2, 3, 4)", shape)
+    err = run_reader(lambda p: importers.load_array(p, "ST-GCN data"), raw, "huge.npy")
+    assert isinstance(err, UserError) and "impossible shape" in str(err)
+
+
 def test_nasty_tokens_are_a_list_of_bytes():
     assert all(isinstance(t, bytes) and t for t in NASTY)
