@@ -1,6 +1,6 @@
 """Options of the hough_dense objective for getting the votes right early (vote_with, the dense
-warm-up and lambda by agreement, min_confidence, pair_with: neighbour); the defaults are the method
-as first written, to the bit."""
+warm-up and lambda by agreement, min_confidence, pair_with: neighbour); at the defaults the step is
+the objective as first written, to the bit, for the same pairs."""
 
 from types import SimpleNamespace
 
