@@ -6,7 +6,7 @@ import torch
 from hiclr.augment import NTU_FLIP_ORDER, GrowingPolicy
 from hiclr.ssl import ContrastiveLearner
 from hiclr.ssl.hough import (HoughDenseHiCLR, HoughPairing, drop_invalid_pairs, line_strength,
-                             oracle_pairs, vote_kernel, winner_take_all_pairs)
+                             match_strength, oracle_pairs, vote_kernel, winner_take_all_pairs)
 
 C, T, V = 16, 50, 25
 
@@ -102,9 +102,8 @@ def test_the_refit_is_kept_only_where_it_matches_at_least_as_strongly_as_the_mod
         u1, u2 = track(frames + 20), track((frames + 2.5) / 1.1 + 20)
         pairing = HoughPairing(scales=(0.8, 1.0, 1.25))
         result = pairing(u1[None], u2[None])
-        a = torch.einsum("ctv,csv->ts", torch.nn.functional.normalize(u1 - u1.mean(1, keepdim=True), dim=0),
-                         torch.nn.functional.normalize(u2 - u2.mean(1, keepdim=True), dim=0))
-        strength = a.clamp_min(0).pow(3)[None] / V
+        centred1, centred2 = (u - u.mean(dim=1, keepdim=True) for u in (u1[None], u2[None]))
+        strength = match_strength(centred1, centred2, pairing.permutations(V, u1.device))[:, result.perm.item()]
         kept = line_strength(strength, result.alpha, result.beta)
         mode = line_strength(strength, result.mode_alpha, result.mode_beta)
         assert kept.item() >= mode.item() - 1e-6

@@ -14,8 +14,9 @@ longest lines, so a shift between two crops lost to the flattest scale on 19 % o
 lines shorter than `min_overlap` x T1 get no vote. The mode is refitted by weighted least squares
 on its inliers (each t's best s within `tolerance`) and the refit kept when its line matches at
 least as strongly as the mode's; t is paired with round(alpha t + beta); pairs outside view 2, or
-with a fully masked frame, are dropped. All of it runs under no_grad, on the block-4 features (stride 1) of the query encoder
-by default (`vote_with`: the key encoder's, or the views' coordinates).
+with a fully masked frame, are dropped. All of it runs under no_grad, on the block-4 features
+(stride 1) of the query encoder by default (`vote_with`: the key encoder's, or the views'
+coordinates).
 
     L_dense = InfoNCE over paired frame tokens (dense head: 1x1 conv, ReLU, 1x1 conv to `dense_dim`,
               L2-normalised), negatives = frame tokens of the other samples
@@ -285,7 +286,8 @@ class HoughDenseHiCLR(nn.Module):
     dense_views: the two query views (0 = v0, 1 = v1, 2 = v2). block_channels: channels of the
     backbone's block 4 (None: feature_dim // 16, ST-GCN's plan).
 
-    Options for getting the votes right early (the defaults are the method as first written):
+    Options for getting the votes right early (at their defaults the step is the objective as
+    first written, for the same pairs; `votes` and `min_overlap` are HoughPairing's):
     vote_with: "query" (the query encoder's block 4, as the tokens), "key": the momentum
         encoder's block 4 on the same two views (no gradient; the learner runs it because the
         objective names the views in `key_block_views`): smoother, slower-moving features; or
@@ -387,15 +389,15 @@ class HoughDenseHiCLR(nn.Module):
         logits = torch.cat([(anchors * partner).sum(1, keepdim=True), neg_logits], 1)
         return -F.log_softmax(logits / self.dense_temperature, dim=1)[:, 0].mean()
 
-    def vote_blocks(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def vote_blocks(self, inputs, view1, view2) -> tuple[torch.Tensor, torch.Tensor]:
         """The two features (N, M, C, T, V) the votes are cast on (`vote_with`), detached: block 4
-        of the query or the key encoder, or the views' coordinates."""
+        of the query or the key encoder, or the coordinates of the dense views `view1`, `view2`."""
         i, j = self.dense_views
         if self.vote_with == "query":
             return inputs.query_blocks[i].detach(), inputs.query_blocks[j].detach()
         if self.vote_with == "input":
-            query_views = [v for k, v in enumerate(inputs.views) if k != self.views.key_index]
-            return tuple(view_coordinates(query_views[k], inputs.query_blocks[k].shape[3]) for k in (i, j))
+            return (view_coordinates(view1, inputs.query_blocks[i].shape[3]),
+                    view_coordinates(view2, inputs.query_blocks[j].shape[3]))
         if i not in inputs.key_blocks or j not in inputs.key_blocks:
             raise ValueError("vote_with: key needs the key encoder's block features of the dense views "
                              "(ContrastiveInputs.key_blocks; the learner fills it from key_block_views)")
@@ -423,7 +425,7 @@ class HoughDenseHiCLR(nn.Module):
         mask1, mask2 = frame_mask(view1, t1), frame_mask(view2, t2)
         partners = None
         with torch.no_grad():
-            vote1, vote2 = self.vote_blocks(inputs)
+            vote1, vote2 = self.vote_blocks(inputs, view1, view2)
             if self.pair_with == "neighbour":
                 partners = nearest_other_sample(inputs.key, inputs.ids)
                 chosen = partners.clamp_min(0)
