@@ -7,13 +7,19 @@ many test clips (the queries) of the same `data.protocol`, drawn once from a gen
 seeded by `run.seed`, so that the training's random draws are the same with the monitor on or off.
 Features are the backbone's in eval mode, without gradients (`hiclr.features.extract_features`),
 which leaves BatchNorm statistics and every RNG untouched; the train mode is restored afterwards.
+Before training, `score_initial` scores the encoder as built (a copy, its BatchNorm statistics
+re-estimated on the bank, as the random-init baseline's are): the level that pre-training must
+rise above, logged beside every score as `monitor_knn_top1_init`.
 
     monitor = LearningMonitor.from_config(cfg, train_data)     # None when off or without a test split
+    monitor.score_initial(backbone)                            # before the first step (and on resume:
+                                                               # the same seed builds the same weights)
     record.update(monitor(backbone, epoch))                    # {"monitor_knn_top1": 41.2, ...}
 
 `CollapseWatch` reads an epoch's means of the step metrics (`embed_std_ratio`, the loss; the
-engine's, handed to the task's `end_epoch`) and prints one warning line to stderr, once per run,
-when the embedding is collapsing.
+engine's, handed to the task's `end_epoch`) and the monitor's scores, and prints one warning line
+to stderr, once per run and rule, when the embedding is collapsing or the features are getting
+worse than the initial encoder's.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from data_prep.errors import UserError
 
 MONITOR_STREAM = 1_000_003   # derive_seed stream of the subset draw (the loop uses 0 and 1 + rank)
 COLLAPSE_LOSS_TOLERANCE = 0.02   # the loss rule: epoch mean within 2 % of the uniform-logits loss
+KNN_DROP = 5.0   # the kNN rule: points below the initial encoder's monitor score (256 clips: ~3 points of noise)
 
 
 def _note(message: str) -> None:
@@ -63,6 +70,7 @@ class LearningMonitor:
         self.k, self.temperature = int(k), float(temperature)
         self.stream, self.batch_size = stream, batch_size
         self.seconds = 0.0          # time spent in evaluations, in all
+        self.initial: float | None = None   # score of the encoder as built (score_initial)
 
     @classmethod
     def from_config(cls, cfg: dict, train) -> "LearningMonitor | None":
@@ -104,7 +112,27 @@ class LearningMonitor:
         top1 = self.evaluate(backbone)
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
-        return {"monitor_knn_top1": top1, "monitor_s": elapsed}
+        record = {"monitor_knn_top1": top1, "monitor_s": elapsed}
+        if self.initial is not None:
+            record["monitor_knn_top1_init"] = self.initial
+        return record
+
+    def score_initial(self, backbone: torch.nn.Module) -> float:
+        """kNN top-1 (%) of `backbone` as it is now, before training, with its BatchNorm statistics
+        re-estimated on the bank (fresh BatchNorms hold mean 0, var 1 and would map every clip to
+        nearly the same feature); scored on a copy, so `backbone` and every RNG stay untouched."""
+        import copy
+
+        from hiclr.features import recalibrate_batchnorm
+        started = time.perf_counter()
+        device = next(backbone.parameters()).device
+        clone = copy.deepcopy(backbone)
+        with torch.autocast(device.type, enabled=False):
+            recalibrate_batchnorm(clone, self.bank_x, batch_size=self.batch_size or 64, device=device,
+                                  stream=self.stream)
+        self.initial = self.evaluate(clone)
+        self.seconds += time.perf_counter() - started
+        return self.initial
 
     def features(self, backbone: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """(bank features, query features) of `backbone` in eval mode, on the backbone's device."""
@@ -138,6 +166,10 @@ class CollapseWatch:
       clip, key and queue entry the same vector), when the objective knows it. The first epoch is
       not judged by this rule: a fresh queue of random keys and untrained encoders also give
       nearly uniform logits.
+    - knn: the learning monitor's score (`monitor_knn_top1`) more than `KNN_DROP` points below the
+      initial encoder's (`monitor_knn_top1_init`), from the monitor's second score on (the first
+      may still dip while the features leave their random start). This catches runs that fail
+      without a uniform loss: the encoder learns something, but not the classes.
     """
 
     def __init__(self, threshold: float | None = 0.2, collapse_loss: float | None = None,
@@ -146,6 +178,7 @@ class CollapseWatch:
         self.collapse_loss = collapse_loss
         self.stream = stream
         self.warned: set[str] = set()
+        self.scored = 0     # monitor scores seen
 
     def end_epoch(self, epoch: int, means: dict, quiet: bool = False) -> list[str]:
         """Judge 0-based `epoch` by its means ({"loss": ..., "embed_std_ratio": ...}); returns the
@@ -169,6 +202,17 @@ class CollapseWatch:
                 "embedding is collapsing (or not learning), every clip maps to nearly the same vector; "
                 "try a lower optim.lr, a higher ssl.temperature or a larger ssl.queue_size")
             self.warned.add("loss")
+        knn, init = means.get("monitor_knn_top1"), means.get("monitor_knn_top1_init")
+        if knn is not None:
+            self.scored += 1
+        if (knn is not None and init is not None and self.scored > 1 and knn < init - KNN_DROP
+                and "knn" not in self.warned):
+            printed.append(
+                f"warning: epoch {epoch + 1}: the learning monitor's kNN top-1 is {knn:.1f} %, "
+                f"{init - knn:.1f} points below the {init:.1f} % of the encoder at its initialisation "
+                "(BatchNorm re-estimated): pre-training is making the features worse, not better; try a "
+                "lower optim.lr, a higher ssl.temperature or another run.seed")
+            self.warned.add("knn")
         for line in [] if quiet else printed:
             print(line, file=self.stream or sys.stderr)
         return printed

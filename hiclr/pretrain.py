@@ -43,11 +43,10 @@ class PretrainTask:
 
     def end_epoch(self, epoch: int, means: dict) -> dict:
         main = is_main_process()
+        record = self.monitor(self.model.encoder_q.backbone, epoch) if self.monitor is not None and main else {}
         if self.watch is not None:
-            self.watch.end_epoch(epoch, means, quiet=not main)
-        if self.monitor is None or not main:
-            return {}
-        return self.monitor(self.model.encoder_q.backbone, epoch)
+            self.watch.end_epoch(epoch, {**means, **record}, quiet=not main)
+        return record
 
     def finish(self, run_dir: Path | None) -> dict:
         if run_dir is None:
@@ -123,6 +122,9 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force:
     policy = build_policy(cfg, record=bool(getattr(learner.objective, "needs_view_params", False)))
     from hiclr.monitor import CollapseWatch, LearningMonitor
     monitor = LearningMonitor.from_config(cfg, data)
+    if monitor is not None and is_main_process():
+        # the weights as built from run.seed: the same on a resumed run, whose checkpoint loads later
+        monitor.score_initial(learner.encoder_q.backbone)
     watch = CollapseWatch(cfg["run"]["collapse_warning"], learner.collapse_loss())
     task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"], monitor=monitor, watch=watch)
     return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),

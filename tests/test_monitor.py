@@ -97,6 +97,29 @@ def test_the_monitor_equals_a_knn_computed_by_hand_on_the_fixed_subsets(run, dat
     assert monitor(encoder, 0) == {} and monitor.due(1) and monitor.due(2)
 
 
+def test_the_initial_score_is_the_built_encoders_knn_with_batchnorm_re_estimated_on_the_bank(run):
+    import copy
+
+    from hiclr.engine import seed_everything
+    from hiclr.features import recalibrate_batchnorm
+    cfg, result = run
+    epochs = records(result.run_dir, "epoch")
+    initial = epochs[1]["monitor_knn_top1_init"]
+    assert all(r["monitor_knn_top1_init"] == initial for r in epochs[1:])
+    # by hand: run.seed builds the same weights; BatchNorm re-estimated on the bank's 10 clips
+    monitor = LearningMonitor.from_config(cfg, load_training_data(cfg))
+    seed_everything(int(cfg["run"]["seed"]))
+    backbone = build_learner(cfg).encoder_q.backbone
+    clone = recalibrate_batchnorm(copy.deepcopy(backbone), monitor.bank_x)
+    bank_f, test_f = extract_features(clone, monitor.bank_x), extract_features(clone, monitor.query_x)
+    scores = knn_scores(bank_f, monitor.bank_labels, test_f, 3, k=20, temperature=0.1)
+    assert initial == pytest.approx((scores.argmax(1) == monitor.query_labels).float().mean().item() * 100,
+                                    abs=1e-9)
+    before = copy.deepcopy(backbone.state_dict())
+    assert monitor.score_initial(backbone) == pytest.approx(initial, abs=1e-9)
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())   # scored on a copy
+
+
 def test_the_monitor_does_not_change_the_training(data, tmp_path):
     finals = {}
     for every in (0, 1):
@@ -188,6 +211,27 @@ def test_the_loss_warning_fires_once_near_the_uniform_logits_loss_after_the_firs
     assert capsys.readouterr().err == ""
 
 
+def test_the_knn_warning_fires_once_when_the_monitor_falls_below_the_initial_encoder(capsys):
+    watch = CollapseWatch(0.2)
+    spread = {"loss": 1.0, "embed_std_ratio": 0.8}
+    # the first score may dip; the second, 6 points below the initial 25, warns; later ones are quiet
+    for epoch, knn in enumerate([10.0, 19.0, 12.0, 11.0]):
+        watch.end_epoch(epoch, {**spread, "monitor_knn_top1": knn, "monitor_knn_top1_init": 25.0})
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: epoch 2:")
+    assert "19.0 %" in lines[0] and "25.0 %" in lines[0] and "initialisation" in lines[0]
+    # within KNN_DROP points of the initial score, without a monitor score or an initial score: quiet
+    for scores in ([24.0, 21.0, 20.5], [None, None, None]):
+        watch = CollapseWatch(0.2)
+        for epoch, knn in enumerate(scores):
+            watch.end_epoch(epoch, {**spread, **({} if knn is None else {"monitor_knn_top1": knn,
+                                                                       "monitor_knn_top1_init": 25.0})})
+    watch = CollapseWatch(0.2)
+    for epoch in range(3):
+        watch.end_epoch(epoch, {**spread, "monitor_knn_top1": 5.0})
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------ report
 
 def test_the_pretrain_curve_reads_the_runs_epoch_records(run):
@@ -199,6 +243,7 @@ def test_the_pretrain_curve_reads_the_runs_epoch_records(run):
     assert lines[2].split(" | ")[2] == "-"                           # epoch 1 was not scored
     assert lines[4].split(" | ")[2] == f"{epochs[2]['monitor_knn_top1']:.2f}"
     assert out["table"] in out["markdown"].read_text()
+    assert f"scores {epochs[1]['monitor_knn_top1_init']:.2f} % on the monitor" in out["markdown"].read_text()
     try:
         from hiclr.report.plots import plots_available, read_png_data
         import PIL  # noqa: F401
@@ -207,6 +252,7 @@ def test_the_pretrain_curve_reads_the_runs_epoch_records(run):
     if plots_available():
         figure = read_png_data(out["png"])
         assert figure["knn_epoch"] == [2, 3] and figure["loss"] == [r["loss"] for r in epochs]
+        assert figure["knn_top1_init"] == epochs[1]["monitor_knn_top1_init"]
 
 
 def test_the_pretrain_curve_skips_the_figure_quietly_without_matplotlib(run, monkeypatch, capsys):

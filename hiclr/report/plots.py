@@ -113,8 +113,8 @@ def plot_loss_curve(metrics_path: str | os.PathLike, out: str | os.PathLike, tit
 
 
 def plot_pretrain_curve(epochs: list[dict], out: str | os.PathLike, title: str = "pre-training"):
-    """Monitor kNN top-1 (left axis) and the mean loss (right axis) per epoch of a pre-training run,
-    from its epoch records (`kind` "epoch" rows of metrics.jsonl); returns the Figure."""
+    """Monitor kNN top-1 (left axis; dotted: the initial encoder's score) and the mean loss (right
+    axis) per epoch of a pre-training run, from its epoch records (`kind` "epoch" rows of metrics.jsonl); returns the Figure."""
     x = [int(r["epoch"]) for r in epochs]
     loss = [r.get("loss") for r in epochs]
     knn = [(int(r["epoch"]), float(r["monitor_knn_top1"])) for r in epochs
@@ -123,8 +123,14 @@ def plot_pretrain_curve(epochs: list[dict], out: str | os.PathLike, title: str =
     ax = fig.add_subplot()
     data = {"kind": "pretrain_curve", "epoch": x, "loss": loss,
             "knn_epoch": [e for e, _ in knn], "knn_top1": [v for _, v in knn]}
+    init = [float(r["monitor_knn_top1_init"]) for r in epochs
+            if isinstance(r.get("monitor_knn_top1_init"), (int, float))]
     if knn:
         ax.plot(data["knn_epoch"], data["knn_top1"], marker="o", color="C0", label="monitor kNN top-1")
+    if init:
+        data["knn_top1_init"] = init[0]
+        ax.axhline(init[0], color="C0", linestyle=":", linewidth=1,
+                   label="monitor kNN top-1 at initialisation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("monitor kNN top-1 (%)")
     ax.grid(alpha=0.3)

@@ -115,6 +115,10 @@ def write_pretrain_curve(run_dir: str | os.PathLike, *, plots: bool = True) -> d
             diagnostics_png = run_dir / "pretrain_diagnostics.png"
             P.plot_pretrain_diagnostics(series, diagnostics_png, title=f"pre-training {run_dir.name}")
     text = f"# Pre-training curve: {run_dir.name}\n\n{table}"
+    init = next((r["monitor_knn_top1_init"] for r in epochs if _number(r.get("monitor_knn_top1_init"))), None)
+    if init is not None:
+        text += (f"\nThe encoder as built (before the first step, BatchNorm re-estimated on the monitor's "
+                 f"clips) scores {init:.2f} % on the monitor: the level pre-training has to rise above.\n")
     if png is not None:
         text += f"\n![pretrain_curve]({png.name})\n"
     if diagnostics_png is not None:
