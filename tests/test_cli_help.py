@@ -41,3 +41,33 @@ def test_unknown_command_exits_with_usage_error(capsys):
         hiclr_main(["no-such-command"])
     assert exit_.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_sigterm_that_a_library_swallows_during_the_imports_still_ends_the_command(tmp_path, monkeypatch,
+                                                                                     capsys):
+    import signal
+    import textwrap
+
+    from data_prep.commands import run_cli
+    (tmp_path / "swallowing").mkdir()
+    (tmp_path / "swallowing" / "__init__.py").write_text("")
+    (tmp_path / "swallowing" / "cmd.py").write_text(textwrap.dedent("""
+        import os, signal
+        RAN = []
+
+        def register(sub):
+            try:                      # as an extension's import that catches every error would
+                os.kill(os.getpid(), signal.SIGTERM)
+                sum(range(10))        # the handler runs here, between bytecodes
+            except BaseException:
+                pass
+            sub.add_parser("go").set_defaults(func=lambda args: RAN.append(1) or 0)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = signal.getsignal(signal.SIGTERM)
+    assert run_cli("tool", "doc", "swallowing", ["cmd"], "", ["go"]) == 143
+    import swallowing.cmd
+    assert swallowing.cmd.RAN == []                              # the command itself never started
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "tool: terminated (SIGTERM); no half-written file is left under its final name"]
+    assert signal.getsignal(signal.SIGTERM) is previous          # the handler is restored

@@ -170,6 +170,16 @@ def test_sigterm_saves_after_the_current_step_and_resume_is_exact(tmp_path):
     assert history("cut") == history("straight")   # one uninterrupted history, same losses
 
 
+def test_a_sigterm_the_commands_start_up_received_stops_the_loop_after_its_first_step(tmp_path, monkeypatch):
+    from data_prep import commands
+    monkeypatch.setattr(commands, "_TERMINATED", True)     # received, and swallowed by a library
+    with pytest.raises(Interrupted) as stop:
+        train(ToyTask(), toy_data(), toy_cfg(epochs=2), tmp_path / "r")
+    assert stop.value.exit_code == 143 and "SIGTERM" in str(stop.value)
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["epoch"] == 0 and ckpt["step"] == 1
+
+
 def test_ctrl_c_on_the_last_step_of_an_epoch_saves_the_finished_epoch(tmp_path):
     with pytest.raises(Interrupted) as stop:
         train(ToyTask(signal_at=5, signum=signal.SIGINT), toy_data(), toy_cfg(epochs=3), tmp_path / "r")

@@ -18,13 +18,18 @@ class Terminated(BaseException):
 
 
 _MAIN_PID = os.getpid()
+# Set by the handler: a library that swallows the raised exception (C++ code of an extension's
+# import catching every error, say) cannot make the command forget the signal.
+_TERMINATED = False
 
 
 def _terminate(signum, frame):
+    global _TERMINATED
     if os.getpid() != _MAIN_PID:               # a forked worker (e.g. a Pool's, on terminate): die quietly
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
+    _TERMINATED = True
     raise Terminated
 
 
@@ -35,8 +40,8 @@ def run_cli(prog: str, description: str, package: str, modules: list[str], epilo
     A `UserError` is printed as one line and gives exit status 1; Ctrl-C (130) and SIGTERM (143)
     at any moment, start-up included, print one line too; `--debug` re-raises to show the traceback.
     """
-    global _MAIN_PID
-    _MAIN_PID = os.getpid()
+    global _MAIN_PID, _TERMINATED
+    _MAIN_PID, _TERMINATED = os.getpid(), False
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
@@ -48,6 +53,8 @@ def run_cli(prog: str, description: str, package: str, modules: list[str], epilo
         for name in modules:
             importlib.import_module(f"{package}.{name}").register(sub)
         args = parser.parse_args(argv)
+        if _TERMINATED:                        # received during the imports, and swallowed there
+            raise Terminated
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -507,6 +507,9 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
+        from data_prep import commands
+        if commands._TERMINATED:      # a SIGTERM the command's start-up received and a library swallowed
+            self.signal = "SIGTERM"
         return self
 
     def _handle(self, signum, frame):
