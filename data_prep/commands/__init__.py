@@ -75,5 +75,6 @@ def run_cli(prog: str, description: str, package: str, modules: list[str], epilo
         print(f"{prog}: terminated (SIGTERM); no half-written file is left under its final name", file=sys.stderr)
         return 143
     finally:
+        _TERMINATED = False                     # the signal was this command's, not the next one's
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
