@@ -114,7 +114,8 @@ def plot_loss_curve(metrics_path: str | os.PathLike, out: str | os.PathLike, tit
 
 def plot_pretrain_curve(epochs: list[dict], out: str | os.PathLike, title: str = "pre-training"):
     """Monitor kNN top-1 (left axis; dotted: the initial encoder's score) and the mean loss (right
-    axis) per epoch of a pre-training run, from its epoch records (`kind` "epoch" rows of metrics.jsonl); returns the Figure."""
+    axis) per epoch of a pre-training run, from its epoch records (`kind` "epoch" rows of
+    metrics.jsonl); returns the Figure."""
     x = [int(r["epoch"]) for r in epochs]
     loss = [r.get("loss") for r in epochs]
     knn = [(int(r["epoch"]), float(r["monitor_knn_top1"])) for r in epochs
