@@ -33,6 +33,12 @@ def _terminate(signum, frame):
     raise Terminated
 
 
+def sigterm_received() -> bool:
+    """Whether the running command has received SIGTERM (even if a library swallowed the exception
+    its handler raised); False outside a command."""
+    return _TERMINATED
+
+
 def run_cli(prog: str, description: str, package: str, modules: list[str], epilog: str,
             argv: list[str] | None = None) -> int:
     """Build the parser from `package.<module>.register(subparsers)` and run the chosen handler.
@@ -41,7 +47,7 @@ def run_cli(prog: str, description: str, package: str, modules: list[str], epilo
     at any moment, start-up included, print one line too; `--debug` re-raises to show the traceback.
     """
     global _MAIN_PID, _TERMINATED
-    _MAIN_PID, _TERMINATED = os.getpid(), False
+    _MAIN_PID = os.getpid()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)

@@ -507,8 +507,8 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
-        from data_prep import commands
-        if commands._TERMINATED:      # a SIGTERM the command's start-up received and a library swallowed
+        from data_prep.commands import sigterm_received
+        if sigterm_received():        # a SIGTERM the command's start-up received and a library swallowed
             self.signal = "SIGTERM"
         return self
 
