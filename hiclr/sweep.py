@@ -1,52 +1,8 @@
 """Ablation sweeps: every (variant, seed) pre-trained, probed (linear + kNN) and tabulated (`hiclr sweep`).
 
-A sweep file is a YAML mapping (paths are relative to the sweep file):
-
-    pretrain: pretrain.yaml          # required: the pre-training config every variant starts from
-    linear: linear.yaml              # required: the linear-probe config
-    knn: knn.yaml                    # required: the kNN config
-    seeds: [0, 1, 2]                 # required, non-empty: run.seed of pre-training and evaluation
-    baselines: [raw, random]         # optional: frozen baseline encoders, evaluated once per seed
-    reference: hiclr                 # optional (default hiclr): the variant step costs are relative to
-    variants:                        # required, non-empty: name -> {config, set} (or empty)
-      hiclr: {}
-      skeletonclr: {set: [ssl.objective=skeletonclr]}
-      dense_oracle:
-        config: ../variants/x.yaml   # optional: another pre-training config instead of `pretrain`
-        set:                         # optional: overrides, a list of KEY=VALUE (as --set) ...
-          ssl.objective: hough_dense #   ... or a mapping of dotted key -> YAML value
-          ssl.options: {pairing: oracle}
-
-A variant name (also a folder name) is letters, digits, `_`, `-` and `.`; `raw` and `random` are
-reserved for the baselines: `raw` is the flattened input clip (no parameters), `random` the
-pre-training config's encoder at random initialisation (seeded by the seed) with its BatchNorm
-statistics re-estimated on the training split (see hiclr/demo.py). Every mistake in the file is one
-`UserError` sentence naming the file (unknown key, missing file, empty seeds, bad override, ...); all
-configs are resolved before anything runs.
-
-Layout of the output folder DIR:
-
-    DIR/<variant>/seed<s>/pretrain/   the pre-training run (encoder.pt, metrics.jsonl, last.pt, config.yaml)
-    DIR/<variant>/seed<s>/eval/       linear probe + kNN of its encoder.pt (report.json/.md)
-    DIR/<variant>/seed<s>/result.json the run's record (written last: its presence means done)
-    DIR/<baseline>/seed<s>/eval/, result.json
-    DIR/results.json                  every record of the table, DIR/results.md the table
-
-A (variant, seed) whose result.json exists is skipped (an interrupted sweep continues where it
-stopped); an interrupted pre-training resumes from its last.pt. A finished or started run whose
-saved config differs from the one the sweep now resolves is refused (e.g. a smoke run with
-`--set optim.epochs=1` into the same DIR) rather than silently mixed into the table. The table
-covers every variant and baseline of the file for the seeds of the invocation that has a record in
-DIR, so `--only` runs add rows to the same table.
-
-Per run, results.json holds: variant, kind (variant | baseline), seed, knn_top1, linear_top1_last,
-linear_top1_best (best epoch, chosen on the test set as the reference reports it), pretrain_wall_s
-(this invocation's pre-training wall clock; null when encoder.pt was already there), step_s (seconds
-per optimizer step from metrics.jsonl's epoch records, time_s / steps, leaving out the first epoch
-when there are several: it carries the process's warm-up), final_loss (last epoch's mean loss).
-The table (results.md, printed at the end): one row per variant, baselines first, columns kNN top-1
-and linear top-1 (last epoch) as mean ± sample std over seeds (n = 1: the value alone), step cost in
-ms/step (mean over seeds) and relative to the `reference` variant, and the seeds (n shown).
+The sweep file format, the output folder's layout and the table's columns: docs/configs.md, "Sweep files".
+A finished (variant, seed) is skipped, an interrupted pre-training resumes from its last.pt, and a run
+whose saved config differs from the one the sweep now resolves is refused rather than mixed in.
 """
 
 from __future__ import annotations

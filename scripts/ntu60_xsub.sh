@@ -2,7 +2,7 @@
 # The whole NTU60 cross-subject pipeline on real data, three streams, as in the paper:
 #   prep -> pre-train (joint, bone, motion) -> linear probe, kNN, semi 1 %/10 %, fine-tune -> ensemble.
 # Usage: scripts/ntu60_xsub.sh /path/to/nturgb+d_skeletons [DEVICE]
-# Expect about 3 x (pre-training) on one GPU; see the README's throughput table.
+# Expect about 3 x (pre-training) on one GPU; see docs/benchmarks.md.
 # PRETRAIN_ARGS / EVAL_ARGS (environment) are appended to every pre-training / evaluation command,
 # e.g. PRETRAIN_ARGS="--epochs 1 --set model.width=4" for a smoke run (tests/test_pipeline_script.py).
 set -euo pipefail

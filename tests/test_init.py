@@ -169,7 +169,7 @@ def test_classifier_heads_follow_the_reference_per_protocol():
     assert float(finetune.weight.detach().abs().max()) <= bound
     assert float(finetune.weight.detach().std()) == pytest.approx(bound / 3 ** 0.5, rel=0.03)
     assert torch.count_nonzero(finetune.bias) > 0 and float(finetune.bias.detach().abs().max()) <= bound
-    for protocol in ("linear", "finetune"):              # torch: the earlier N(0, 0.01) head
+    for protocol in ("linear", "finetune"):              # torch: an N(0, 0.01) head
         head = new_linear_head(256, 60, seed=0, init="torch", protocol=protocol)
         assert float(head.weight.detach().std()) == pytest.approx(0.01, rel=0.03)
         assert torch.count_nonzero(head.bias) == 0

@@ -1,7 +1,7 @@
 """BatchNorm with per-view statistics inside one fused encoder call.
 
-Calling an encoder once on the concatenation of several views is faster than one call per view,
-but a plain BatchNorm would then normalise all views with one batch statistic, which changes the
+Calling an encoder once on the concatenation of several views launches fewer, larger kernels (it
+can be faster on CUDA), but a plain BatchNorm would then normalise all views with one batch statistic, which changes the
 results. `ViewBatchNorm*` layers split the batch back into its `views` equal chunks (view-major,
 as `torch.cat(views)` lays them out) and normalise each with its own statistics, updating the
 running statistics once per view in view order: exactly what separate calls do.

@@ -18,7 +18,7 @@ _TRIED = {"inputs": 0}
 
 
 def tried() -> int:
-    """How many inputs this process has fed to readers (for the measured table in the README)."""
+    """How many inputs this process has fed to readers (reported by the campaign)."""
     return _TRIED["inputs"]
 
 

@@ -1,8 +1,8 @@
 """Config values from hostile hands: every key, any value, through `--set` and through a YAML file.
 
 The loader either accepts a value its rule allows (and the resolved config holds it) or gives one
-sentence naming the key and what is allowed; never another exception. The issue's own list of bad
-values is checked one by one.
+sentence naming the key and what is allowed; never another exception. A list of known bad values
+is checked one by one.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def test_any_value_in_a_config_file_is_accepted_by_its_rule_or_named_in_one_sent
                                       "optim.milestones=[a]", "model.width=0", "run.seed=-1",
                                       "run.seed=100000000000000000000000", "optim.grad_clip=-1",
                                       "data.max_samples=-5", "ssl.momentum=2", "run.save_every=-1"])
-def test_the_issues_bad_values_are_refused_naming_key_and_value(override):
+def test_known_bad_values_are_refused_naming_key_and_value(override):
     key, value = override.split("=")
     with pytest.raises(UserError) as err:
         load_config(None, [override])

@@ -5,7 +5,7 @@ For every input, valid or hostile, a reader either returns what the grammar says
 value against the plain-Python oracles of `reference_readers.py`) or raises the tool's own
 one-sentence `UserError`; never another exception, never a hang, never more memory than a small
 multiple of the input. The default run tries a few hundred inputs per reader; `-m slow` runs the
-long campaign (over 100,000 inputs in all, see README "Faults").
+long campaign (docs/faults.md).
 """
 
 from __future__ import annotations
@@ -384,7 +384,7 @@ def test_an_npy_header_claiming_more_than_the_file_holds_is_refused():
 @pytest.mark.parametrize("shape", [b"(999999999999999999992, 3, 4)", b"(2, 3, 99999999999999999999999)",
                                    b"(4611686018427387904, 3, 4)", b"(-2, 3, 4)"])
 def test_an_npy_header_with_a_shape_beyond_any_file_is_one_sentence(shape):
-    """Found by the long campaign: a dimension past int64 made the size check itself overflow."""
+    """A dimension past int64 is an impossible shape in one sentence, not an overflow."""
     raw = _npy_bytes().replace(b"(2, 3, 4)", shape)
     err = run_reader(lambda p: importers.load_array(p, "ST-GCN data"), raw, "huge.npy")
     assert isinstance(err, UserError) and "impossible shape" in str(err)

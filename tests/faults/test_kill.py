@@ -86,7 +86,7 @@ def run_kills(data, reference: Reference, tmp_path, count: int, seed: int) -> No
     kills = 0
     for k in range(count):
         out = tmp_path / f"kill{k}"
-        # a moment inside the run, measured on this machine (start-up is about 40 % of it)
+        # a moment inside the reference run's duration
         kills += kill_then_resume(data, out, rng.uniform(0.3, 0.95) * reference.seconds)
         assert_same_run(reference.run, out / "r")
     assert kills >= 1                                                   # the runs were really cut
