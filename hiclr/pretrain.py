@@ -85,9 +85,9 @@ def build_policy(cfg: dict, record: bool = False):
 
 def load_training_data(cfg: dict) -> TrainData:
     """The training split of `data` (optionally a seeded subset of `data.max_samples`)."""
-    from hiclr.data import load_split
+    from hiclr.data import load_split, verify_wanted
     data = cfg["data"]
-    split = load_split(data["path"], data["protocol"], "train", data["view"])
+    split = load_split(data["path"], data["protocol"], "train", data["view"], verify=verify_wanted(cfg))
     if len(split) == 0:
         raise UserError(f"{data['path']}: the {data['protocol']} training split is empty")
     x, labels, ids = split.x, split.labels, split.index

@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="start afresh even if the run directory already holds a checkpoint")
     parser.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (engine.device)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (engine.compile)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="do not check the store's stored sha256 before training (data.verify=false)")
     parser.set_defaults(func=run)
 
 
@@ -56,6 +58,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
             cfg[section][key] = value
     if getattr(args, "compile", False):
         cfg["engine"]["compile"] = True
+    if getattr(args, "no_verify", False):
+        cfg["data"]["verify"] = False
     validate_values(cfg)
     return cfg
 
