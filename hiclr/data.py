@@ -202,6 +202,7 @@ def dataset_info(path, *, hash_file: bool = True) -> dict:
         "counts": summary["counts"],
         "split_sha256": summary["split_sha256"],
         "class_names": summary["class_names"],
+        "labels_present": summary["labels_present"],
     }
     if hash_file:
         info["sha256"] = store_sha256(path)
