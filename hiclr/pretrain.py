@@ -127,5 +127,9 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force:
         monitor.score_initial(learner.encoder_q.backbone)
     watch = CollapseWatch(cfg["run"]["collapse_warning"], learner.collapse_loss())
     task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"], monitor=monitor, watch=watch)
-    return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
-                 resume=resume, overwrite=overwrite, force=force)
+    out = run_dir if run_dir is not None else run_dir_of(cfg)
+    result = train(task, data, cfg, out, resume=resume, overwrite=overwrite, force=force)
+    if is_main_process() and result.outputs.get("encoder") is not None:
+        from hiclr.provenance import write_pretrain_report
+        write_pretrain_report(out, cfg, result, train_samples=len(data.x))    # provenance of encoder.pt
+    return result

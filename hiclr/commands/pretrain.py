@@ -15,6 +15,7 @@ EPILOG = """examples:
 
 Writes OUT/RUN/: config.yaml (resolved), metrics.jsonl, last.pt (every epoch), epoch_XXX.pt
 (every run.save_every epochs) and encoder.pt (the backbone, at the end), each with a checksum,
+report.json (provenance: the store's and encoder.pt's sha256, the config, the versions),
 then pretrain_curve.md: loss, monitor kNN and embedding spread per epoch, with the objective's own
 diagnostics (eq_error, Hough agreements, edge precision) when it logs any, and their figures
 (pretrain_curve.png, pretrain_diagnostics.png) when matplotlib is installed.

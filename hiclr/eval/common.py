@@ -283,9 +283,12 @@ def start_frozen_run(cfg: dict, encoder, out, protocol: str) -> FrozenRun:
 def finish_run(run_dir: Path, protocol: str, entry: dict, cfg: dict, data: EvalData, meta: dict, *,
                plots: bool = True, embedding: tuple | None = None) -> dict:
     """Writes the protocol's report (report.json, report.md, figures) into its run folder and
-    returns the entry with its `run_dir`."""
+    returns the entry with its `run_dir` and its `provenance` (`hiclr.provenance`)."""
+    from hiclr.provenance import provenance
     from hiclr.report import write_report
 
+    entry["provenance"] = provenance(cfg, store=data.info["path"], encoder=meta.get("path"),
+                                     baseline=meta.get("baseline"))
     write_report(run_dir, {protocol: entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
                  stream=meta["stream"], embedding=embedding if plots else None, plots=plots)
     entry["run_dir"] = str(run_dir)
