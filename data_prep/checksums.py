@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 
 ATTR = "content_sha256"          # root attribute: JSON {dataset path: hex digest}
-_BLOCK_BYTES = 64 << 20
+_BLOCK_BYTES = 4 << 20            # per read: small blocks stay in cache and read faster than large ones
 
 
 def dataset_sha256(ds: h5py.Dataset) -> str:
-    """sha256 of one dataset's dtype, shape and values, read in blocks of about 64 MiB."""
+    """sha256 of one dataset's dtype, shape and values, read in blocks of about 4 MiB."""
     digest = hashlib.sha256(f"{ds.dtype.str if ds.dtype.kind != 'O' else 'str'}{ds.shape}".encode())
     if ds.dtype.kind == "O" or h5py.check_string_dtype(ds.dtype) is not None:
         for value in ds.asstr()[()].reshape(-1).tolist():
@@ -103,7 +103,7 @@ def stored_checksums(f: h5py.File) -> dict[str, str] | None:
 def check_datasets(f: h5py.File, paths) -> tuple[list[str], list[str]]:
     """(mismatched, unchecked) among the datasets `paths` ("/views/frame50" ...) of an open store.
 
-    Each dataset is hashed as `dataset_sha256` does (blocks of about 64 MiB: memory stays bounded
+    Each dataset is hashed as `dataset_sha256` does (blocks of about 4 MiB: memory stays bounded
     whatever its size) and compared with its stored digest. Mismatched: a digest that differs, a
     dataset whose size is implausible, or a checksummed dataset that is gone. Unchecked: no stored
     digest to compare with (a store of an older hiclr-prep, or a dataset added later); a split

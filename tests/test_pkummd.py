@@ -338,11 +338,12 @@ def test_a_phase_2_store_reports_only_the_classes_present_with_51_outputs(pku, t
     argv = ["linear", "--encoder", "raw", "--data", str(out), "--out", str(run), "--no-plots",
             "--set", "eval.epochs=2", "--set", "eval.milestones=[1]", "--set", "engine.device=cpu"]
     assert run_cli("hiclr", "", "hiclr.commands", ["evaluate"], "", argv) == 0
-    assert np.load(run / "logits.npz")["logits"].shape[1] == 51
+    logits = np.load(run / "logits.npz")
+    assert logits["logits"].shape[1] == 51                     # the head has an output per action id
     report = json.loads((run / "report.json").read_text())
     assert report["data"]["num_classes"] == 51
     per_class = report["protocols"]["linear"]["per_class"]
-    assert [k for k, v in enumerate(per_class) if v is not None] == sorted(set(np.load(run / "logits.npz")["labels"].tolist()))
+    assert [k for k, v in enumerate(per_class) if v is not None] == sorted(set(logits["labels"].tolist()))
     rows = [line for line in (run / "report.md").read_text().splitlines() if line.startswith("| 4") or
             line.startswith("| 5")]
     assert rows and all(int(r.split("|")[1]) >= 45 for r in rows)

@@ -96,4 +96,5 @@ def run(args: argparse.Namespace) -> dict:
         "file_sha256_s": sha_s,
         "verify_over_read": verify_s / read_s if read_s else float("inf"),
         "verify_peak_mb": peak / 1e6,
+        "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
     }
