@@ -185,3 +185,14 @@ def test_the_cache_key_is_the_files_identity_size_and_modification_time(tmp_path
     copy = tmp_path / "copy.h5"
     copy.write_bytes(data.read_bytes())
     assert store_identity(copy) != store_identity(data)
+
+
+def test_a_sweeps_no_verify_reaches_its_evaluations_too(tmp_path):
+    from hiclr.sweep import load_sweep, plan
+
+    data = store(tmp_path / "s.h5")
+    sweep = load_sweep(ROOT / "configs" / "demo" / "ablation.yaml")
+    runs = plan(sweep, data, tmp_path / "out", seeds=[0], overrides=["data.verify=false"])
+    assert runs and all(not cfg["data"]["verify"] for r in runs for cfg in (r.pretrain_cfg, r.linear_cfg, r.knn_cfg))
+    runs = plan(sweep, data, tmp_path / "out", seeds=[0])
+    assert all(cfg["data"]["verify"] for r in runs for cfg in (r.pretrain_cfg, r.linear_cfg, r.knn_cfg))
