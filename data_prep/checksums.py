@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 
 ATTR = "content_sha256"          # root attribute: JSON {dataset path: hex digest}
-_BLOCK_BYTES = 64 << 20
+_BLOCK_BYTES = 4 << 20            # per read: small blocks stay in cache and read faster than large ones
 
 
 def dataset_sha256(ds: h5py.Dataset) -> str:
-    """sha256 of one dataset's dtype, shape and values, read in blocks of about 64 MiB."""
+    """sha256 of one dataset's dtype, shape and values, read in blocks of about 4 MiB."""
     digest = hashlib.sha256(f"{ds.dtype.str if ds.dtype.kind != 'O' else 'str'}{ds.shape}".encode())
     if ds.dtype.kind == "O" or h5py.check_string_dtype(ds.dtype) is not None:
         for value in ds.asstr()[()].reshape(-1).tolist():
@@ -32,8 +32,8 @@ def dataset_sha256(ds: h5py.Dataset) -> str:
     row = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
     step = max(1, _BLOCK_BYTES // row)
     little = ds.dtype.newbyteorder("<")
-    for lo in range(0, ds.shape[0], step):
-        digest.update(np.ascontiguousarray(ds[lo: lo + step], dtype=little).tobytes())
+    for lo in range(0, ds.shape[0], step):          # the block itself is hashed: no copy of its bytes
+        digest.update(memoryview(np.ascontiguousarray(ds[lo: lo + step], dtype=little)).cast("B"))
     return digest.hexdigest()
 
 
@@ -87,3 +87,49 @@ def content_problems(f: h5py.File) -> list[str]:
     problems += [f"{path} has no stored sha256 (it was added after the store was written)"
                  for path in found if path not in stored]
     return problems
+
+
+def stored_checksums(f: h5py.File) -> dict[str, str] | None:
+    """The root attribute `ATTR` as {dataset path: digest}; None when the store has none (an older
+    hiclr-prep) or it is unreadable (`content_problems` says which)."""
+    raw = f.attrs.get(ATTR)
+    try:
+        stored = json.loads(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
+def check_datasets(f: h5py.File, paths) -> tuple[list[str], list[str]]:
+    """(mismatched, unchecked) among the datasets `paths` ("/views/frame50" ...) of an open store.
+
+    Each dataset is hashed as `dataset_sha256` does (blocks of about 4 MiB: memory stays bounded
+    whatever its size) and compared with its stored digest. Mismatched: a digest that differs, a
+    dataset whose size is implausible, or a checksummed dataset that is gone. Unchecked: no stored
+    digest to compare with (a store of an older hiclr-prep, or a dataset added later); a split
+    index of such a store is still compared with the `split_sha256` attribute it has always had.
+    """
+    stored = stored_checksums(f) or {}
+    raw = f.attrs.get("split_sha256")
+    try:
+        splits = json.loads(raw) if raw is not None else {}
+    except (TypeError, ValueError):
+        splits = {}
+    mismatched, unchecked = [], []
+    for path in paths:
+        key = "/" + path.lstrip("/")
+        if key.lstrip("/") not in f:
+            if key in stored:
+                mismatched.append(key)
+            continue
+        ds = f[key]
+        if key in stored:
+            if implausible_size(ds) or dataset_sha256(ds) != stored[key]:
+                mismatched.append(key)
+        elif key.startswith("/splits/") and isinstance(splits, dict) and key[len("/splits/"):] in splits:
+            index = np.ascontiguousarray(ds[()], dtype="<i8")
+            if hashlib.sha256(index.tobytes()).hexdigest() != splits[key[len("/splits/"):]]:
+                mismatched.append(key)
+        else:
+            unchecked.append(key)
+    return mismatched, unchecked

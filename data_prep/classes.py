@@ -1,9 +1,10 @@
 """Action names of the datasets, stored in every store as `/classes/name` (one per label).
 
 NTU RGB+D 60 / 120: the official titles of actions A001-A120 (the first 60 are NTU60's);
-PKU-MMD phase 1: its 51 actions in label order. PKU-MMD phase 2 has none bundled: the dataset's
-page and paper give its count (41 actions) but not their names, which come only with the download;
-pass them with `hiclr-prep pkummd --class-names FILE`. Synthetic data writes its own
+PKU-MMD: the 51 actions of phase 1 in label order. Phase 2's 41 actions keep phase 1's ids (its
+label files use the same 1..51 id space), so the same table names them by id; a store records
+which ids occur, and reports show only those. `hiclr-prep pkummd --class-names FILE` gives other
+names (line k for label k). Synthetic data writes its own
 `class_names.txt` beside the files, and the preparers take names from there (or `--class-names`).
 Where no names are known, classes are called `class 0`, `class 1`, ...
 """
@@ -18,7 +19,7 @@ from data_prep.errors import UserError
 
 CLASS_NAMES_FILE = "class_names.txt"
 _RESOURCES = {"ntu60": ("ntu120_class_names.txt", 60), "ntu120": ("ntu120_class_names.txt", 120),
-              "pkummd1": ("pkummd1_class_names.txt", 51)}
+              "pkummd1": ("pkummd1_class_names.txt", 51), "pkummd2": ("pkummd1_class_names.txt", 51)}
 
 
 def _bundled(filename: str) -> list[str]:

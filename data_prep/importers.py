@@ -39,7 +39,8 @@ NTU_META = ("setup", "camera", "performer", "replication", "action")
 KINDS = ("stgcn", "aimclr", "ctrgcn", "pyskl")
 
 
-DATASET_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd1": 51, "pkummd2": 41}
+# PKU-MMD phase 2 holds 41 actions but labels them by phase 1's ids 1..51 (data_prep.pkummd)
+DATASET_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd1": 51, "pkummd2": 51}
 MAX_CLASSES = 10_000            # 0-based labels beyond this are corrupt (NTU120 has 120 classes)
 COORD_LIMIT = 1.0e4             # metres, as the raw readers (ntu.COORD_LIMIT)
 _ARCHIVE_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)

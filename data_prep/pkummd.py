@@ -5,6 +5,11 @@ body 2 all zeros when absent), `labels/NAME.txt` (`label,start,end,confidence` p
 1-based inclusive), split files (`Training videos:` line, a comma-separated list, `Validation
 videos:` line, a list; the originals spell it `Validataion`). Each labelled segment is a sample:
 rows start-1 .. end-1, the centre 300 frames when longer, label - 1.
+
+Both phases write action ids of one id space, 1..51: phase 2's 41 actions keep the ids they have
+in phase 1, so its label files hold ids above 41. A store of either phase therefore has 51 classes
+(heads of 51 outputs, as the public phase-2 pipelines build them) and records the ids present
+(`action_ids_present`); reports show only the classes that occur.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from data_prep.errors import UserError
 V, C, M = 25, 3, 2
 ROW = V * C * M                    # 150 numbers per frame
 MAX_FRAMES = 300
-PKU_CLASSES = {1: 51, 2: 41}
-NUM_LABELS = 51                    # PKU-MMD's action ids run from 1 to 51 (both phases)
+PKU_CLASSES = {1: 51, 2: 41}       # actions each phase holds
+NUM_LABELS = 51                    # PKU-MMD's action ids run from 1 to 51 (both phases): the stores' classes
 PROTOCOL_FILES = {1: {"xsub": "cross-subject.txt", "xview": "cross-view.txt"},
                   2: {"xsub": "cross_subject_v2.txt", "xview": "cross_view_v2.txt"}}
 VIEW_CODES = {"L": 1, "M": 2, "R": 3}          # 0: the name carries no view suffix
@@ -127,7 +132,10 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         if ok:
             values = [int(f.split(".")[0]) for f in fields]
             label, start, end, _ = values
-            ok = 1 <= label <= NUM_LABELS and 1 <= start <= end
+            if not 1 <= label <= NUM_LABELS:
+                raise UserError(f"{path}, line {number}: action id {label} is outside 1..{NUM_LABELS}, the action "
+                                f"ids of PKU-MMD (both phases); fix or remove the line")
+            ok = 1 <= start <= end
         if not ok:
             raise UserError(f"{path}, line {number}: expected 'label,start,end,confidence' (integers of up to "
                             f"12 digits, 1 <= label <= {NUM_LABELS}, 1 <= start <= end) but found '{line[:60]}'; fix or remove "
@@ -362,8 +370,10 @@ def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "fi
 
     The samples stream into the store (`StoreWriter`) as the videos are read, `workers` processes
     reading videos in parallel: memory stays bounded by a few videos and one block of `block`
-    samples whatever the number of videos. `class_names_file`: one action name per line (default:
-    `class_names.txt` beside the label folder if present, else the bundled names: phase 1 only).
+    samples whatever the number of videos. `class_names_file`: one action name per line, line k
+    for action id k + 1 (default: `class_names.txt` beside the label folder if present, else the
+    bundled names of the ids 1..51, which both phases share). Labels are stored as id - 1, with 51
+    classes for either phase; the attribute `action_ids_present` lists the ids that occur.
     """
     from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
     from data_prep.presets import FRAME50_PARAMS
@@ -375,15 +385,15 @@ def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "fi
     plan = _plan(phase, skeletons, labels, splits)
     names_file = Path(class_names_file) if class_names_file else Path(labels).parent / CLASS_NAMES_FILE
     given = read_class_names(names_file) if class_names_file or names_file.is_file() else None
-    num_classes = PKU_CLASSES[phase]
+    num_classes = NUM_LABELS
+    if given is not None and len(given) > num_classes:
+        raise UserError(f"{names_file}: {len(given)} class names, but PKU-MMD's action ids run from 1 to "
+                        f"{num_classes}; give one name per line, line k for action id k")
     columns, empty, counts = [], [], dict(plan.counts)
     with StoreWriter(out, raw=True, block=block) as writer:
         with progress_bar(len(plan.label_files), desc="pkummd", unit="video", enabled=progress) as bar:
             for part in _segment_videos(plan, bodies, workers):
                 for name, row, selected, view in zip(part.names, part.columns, part.bodies, part.frame50):
-                    if row[0] >= num_classes:
-                        raise UserError(f"--labels {labels}: label {row[0] + 1} is above the {num_classes} "
-                                        f"actions of PKU-MMD phase {phase}; check --phase")
                     writer.append(name, selected, view)
                     columns.append(row)
                 empty += part.empty
@@ -394,14 +404,15 @@ def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "fi
             raise UserError(f"--labels {labels}: the label files hold no segment inside its recording; "
                             f"check that --labels and --skeletons belong together")
         samples, split_index, counts = _columns(writer.names, columns, counts, empty, plan)
+        present = sorted(int(k) + 1 for k in np.unique(samples["label"]))
         writer.finish(dataset=f"pkummd{phase}", samples=samples, splits=split_index,
                       class_names=class_names(f"pkummd{phase}", num_classes, given),
-                      attrs={"num_classes": num_classes,
+                      attrs={"num_classes": num_classes, "action_ids_present": present,
                              "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": MAX_FRAMES},
                              "counts": counts, "videos": plan.videos,
                              "source": {"skeletons": str(skeletons), "labels": str(labels), "splits": str(splits),
                                         "phase": phase}})
-    return {"samples": len(columns), "videos": len(plan.videos), "counts": counts,
+    return {"samples": len(columns), "videos": len(plan.videos), "counts": counts, "action_ids_present": present,
             "protocols_missing": counts.get("protocols_missing", {}),
             "splits": {p: {k: int(v.size) for k, v in parts.items()} for p, parts in split_index.items()},
             "files": [str(plan.skeletons / f"{v}.txt") for v in plan.videos]}

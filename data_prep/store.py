@@ -393,6 +393,7 @@ def store_summary(path: str | os.PathLike) -> dict:
             "samples": int(f["samples/name"].shape[0]) if "samples/name" in f else 0,
             "num_classes": int(f.attrs.get("num_classes", 0)),
             "classes_present": int(np.unique(labels).size),
+            "labels_present": [int(k) for k in np.unique(labels)],
             "class_names": stored_class_names(f),
             "views": sorted(f["views"]) if "views" in f else [],
             "view_shapes": {v: list(f["views"][v].shape) for v in f["views"]} if "views" in f else {},

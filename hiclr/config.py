@@ -62,6 +62,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stream": Key("joint", Choice(STREAMS), " | ".join(STREAMS)),
         "max_samples": Key(None, Int(1, none=True),
                            "a seeded random subset of the training split (quick runs); None: all"),
+        "verify": Key(True, Flag(), "check the stored sha256 of every dataset read before training or "
+                      "evaluating, once per process (false or --no-verify: skip; docs/data_integrity.md)"),
     },
     "model": {                   # the keys of every encoder; the named encoder's own: ENCODER_KEYS
         "name": Key("stgcn", Text(), "the encoder (`hiclr.models.ENCODERS`), whose keys follow"),

@@ -81,9 +81,9 @@ class LearningMonitor:
         every = int(run["monitor_every"])
         if every <= 0:
             return None
-        from hiclr.data import load_split
+        from hiclr.data import load_split, verify_wanted
         try:
-            test = load_split(data["path"], data["protocol"], "test", data["view"])
+            test = load_split(data["path"], data["protocol"], "test", data["view"], verify=verify_wanted(cfg))
         except UserError as err:
             _note(f"the learning monitor is off: no test split to score it on ({err})")
             return None

@@ -85,9 +85,9 @@ def build_policy(cfg: dict, record: bool = False):
 
 def load_training_data(cfg: dict) -> TrainData:
     """The training split of `data` (optionally a seeded subset of `data.max_samples`)."""
-    from hiclr.data import load_split
+    from hiclr.data import load_split, verify_wanted
     data = cfg["data"]
-    split = load_split(data["path"], data["protocol"], "train", data["view"])
+    split = load_split(data["path"], data["protocol"], "train", data["view"], verify=verify_wanted(cfg))
     if len(split) == 0:
         raise UserError(f"{data['path']}: the {data['protocol']} training split is empty")
     x, labels, ids = split.x, split.labels, split.index
@@ -127,5 +127,9 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force:
         monitor.score_initial(learner.encoder_q.backbone)
     watch = CollapseWatch(cfg["run"]["collapse_warning"], learner.collapse_loss())
     task = PretrainTask(learner, policy, cfg["model"], cfg["data"]["stream"], monitor=monitor, watch=watch)
-    return train(task, data, cfg, run_dir if run_dir is not None else run_dir_of(cfg),
-                 resume=resume, overwrite=overwrite, force=force)
+    out = run_dir if run_dir is not None else run_dir_of(cfg)
+    result = train(task, data, cfg, out, resume=resume, overwrite=overwrite, force=force)
+    if is_main_process() and result.outputs.get("encoder") is not None:
+        from hiclr.provenance import write_pretrain_report
+        write_pretrain_report(out, cfg, result, train_samples=len(data.x))    # provenance of encoder.pt
+    return result

@@ -184,6 +184,7 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
     store, out = Path(store), Path(out)
     extra = list(overrides or [])
     dev = [f"engine.device={device}"] if device else []
+    dev += [o for o in extra if o.replace(" ", "").startswith("data.verify=")]   # evaluations read the store too
 
     def resolve(file: Path, sets: list[str], what: str) -> dict:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -205,7 +206,8 @@ def _in_memory_store(root, out, bodies="file-order"):
     write_store(out, dataset="pkummd1", samples=data.samples, bodies=data.bodies,
                 frame50=np.stack([frame50(b) for b in data.bodies]), splits=data.splits,
                 class_names=class_names("pkummd1", 51, read_class_names(root / "class_names.txt")),
-                attrs={"num_classes": 51, "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": 300},
+                attrs={"num_classes": 51, "action_ids_present": sorted(set(int(k) + 1 for k in data.samples["label"])),
+                       "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": 300},
                        "counts": data.counts, "videos": data.videos,
                        "source": {"skeletons": str(root / "skeleton"), "labels": str(root / "label"),
                                   "splits": str(root / "split"), "phase": 1}})
@@ -264,15 +266,84 @@ def test_prep_holds_one_block_and_one_video_whatever_the_number_of_videos(tmp_pa
         assert buffered <= 5 and videos_held <= 1              # ... the same bound: one block, one video
 
 
+def _as_phase_2(pku, tmp_path, shift=0):
+    """The synthetic set laid out as phase 2 (the _v2 split files), every action id raised by `shift`."""
+    root = _copy(pku, tmp_path)
+    for split in (root / "split").iterdir():
+        split.rename(split.with_name(pkummd.PROTOCOL_FILES[2][
+            {v: k for k, v in pkummd.PROTOCOL_FILES[1].items()}[split.name]]))
+    for label in (root / "label").glob("*.txt"):
+        rows = [line.split(",") for line in label.read_text().splitlines() if line.strip()]
+        label.write_text("".join(",".join([str(int(r[0]) + shift)] + r[1:]) + "\n" for r in rows))
+    return root
+
+
 def test_class_names_come_from_a_file_when_given(pku, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("".join(f"action number {k + 1}\n" for k in range(41)))
-    root = _copy(pku, tmp_path)
-    for split in (root / "split").iterdir():                    # the synthetic set as phase 2
-        split.rename(split.with_name(pkummd.PROTOCOL_FILES[2][
-            {v: k for k, v in pkummd.PROTOCOL_FILES[1].items()}[split.name]]))
+    root = _as_phase_2(pku, tmp_path)
     out = tmp_path / "pku2.h5"
     assert main(_args(root, out, phase=2, extra=["--class-names", str(names)])) == 0
     with h5py.File(out) as f:
         stored = [n.decode() if isinstance(n, bytes) else n for n in f["classes/name"][()]]
-    assert stored == [f"action number {k + 1}" for k in range(41)]
+    assert stored == [f"action number {k + 1}" for k in range(41)] + [f"class {k}" for k in range(41, 51)]
+
+
+def test_phase_2_keeps_the_action_ids_above_41_as_labels_of_51_classes(pku, tmp_path, capsys):
+    root = _as_phase_2(pku, tmp_path, shift=45)                 # ids 46..51, as phase 2's files write them
+    (root / "class_names.txt").unlink()                         # the synthetic set's own names: not wanted here
+    rows = pkummd.read_labels(sorted((root / "label").glob("*.txt"))[0])
+    assert rows[:, 0].min() > 41 and rows[:, 0].max() <= 51
+    out = tmp_path / "pku2.h5"
+    assert main(_args(root, out, phase=2)) == 0
+    assert "6 of the action ids 1-51 occur (51 classes)" in capsys.readouterr().out
+    assert verify_store(out) == []
+    with h5py.File(out) as f:
+        labels = f["samples/label"][()]
+        assert f.attrs["num_classes"] == 51 and f.attrs["dataset"] == "pkummd2"
+        assert json.loads(f.attrs["action_ids_present"]) == [46, 47, 48, 49, 50, 51]
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["classes/name"][()]]
+    assert sorted(set(labels.tolist())) == [45, 46, 47, 48, 49, 50]          # stored as id - 1
+    bundled = [line for line in (Path(pkummd.__file__).parent / "resources" / "pkummd1_class_names.txt")
+               .read_text().splitlines() if line.strip()]
+    assert names == bundled and len(names) == 51                 # phase 1's table names the shared ids
+    phase_1 = tmp_path / "pku1.h5"
+    main(_args(pku, phase_1))
+    with h5py.File(phase_1) as f, h5py.File(out) as g:       # the same clips, the same ids shifted
+        np.testing.assert_array_equal(f["views/frame50"][()], g["views/frame50"][()])
+        np.testing.assert_array_equal(f["samples/label"][()] + 45, labels)
+
+
+@pytest.mark.parametrize("action", ["52", "0", "-3"])
+def test_an_action_id_outside_1_to_51_names_file_and_line(pku, tmp_path, capsys, action):
+    root = _as_phase_2(pku, tmp_path)
+    label = sorted((root / "label").glob("*.txt"))[1]
+    lines = label.read_text().splitlines()
+    lines[1] = ",".join([action] + lines[1].split(",")[1:])
+    label.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.h5"
+    assert main(_args(root, out, phase=2)) == 1
+    err = _one_error(capsys)
+    assert f"{label}, line 2: action id {action} is outside 1..51" in err
+    assert not out.exists() and not out.with_name("o.h5.partial").exists()
+
+
+def test_a_phase_2_store_reports_only_the_classes_present_with_51_outputs(pku, tmp_path, capsys):
+    from data_prep.commands import run_cli
+
+    root = _as_phase_2(pku, tmp_path, shift=45)
+    out = tmp_path / "pku2.h5"
+    assert main(_args(root, out, phase=2)) == 0
+    run = tmp_path / "run"
+    argv = ["linear", "--encoder", "raw", "--data", str(out), "--out", str(run), "--no-plots",
+            "--set", "eval.epochs=2", "--set", "eval.milestones=[1]", "--set", "engine.device=cpu"]
+    assert run_cli("hiclr", "", "hiclr.commands", ["evaluate"], "", argv) == 0
+    logits = np.load(run / "logits.npz")
+    assert logits["logits"].shape[1] == 51                     # the head has an output per action id
+    report = json.loads((run / "report.json").read_text())
+    assert report["data"]["num_classes"] == 51
+    per_class = report["protocols"]["linear"]["per_class"]
+    assert [k for k, v in enumerate(per_class) if v is not None] == sorted(set(logits["labels"].tolist()))
+    rows = [line for line in (run / "report.md").read_text().splitlines() if line.startswith("| 4") or
+            line.startswith("| 5")]
+    assert rows and all(int(r.split("|")[1]) >= 45 for r in rows)

@@ -119,6 +119,7 @@ def test_summary_reports_counts_and_protocols(tmp_path):
     summary = store_summary(out)
     assert summary["dataset"] == "ntu60" and summary["samples"] == 6
     assert summary["num_classes"] == 60 and summary["classes_present"] == 3
+    assert len(summary["labels_present"]) == 3 and summary["labels_present"] == sorted(summary["labels_present"])
     assert summary["protocols"]["xsub"] == {"train": len(args["splits"]["xsub"]["train"]),
                                             "test": len(args["splits"]["xsub"]["test"])}
     assert summary["preset"] == {"name": "frame50"} and summary["raw_frames"] == 298

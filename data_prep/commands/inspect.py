@@ -41,8 +41,9 @@ def info(args: argparse.Namespace) -> int:
     print(f"{summary['path']}: {summary['dataset']} (format {summary['format_version']}, "
           f"{summary['tool_version']}, created {summary['created']})")
     print(f"  samples   {summary['samples']} ({summary['raw_frames']} raw frames)")
+    present = [summary["class_names"][k] for k in summary["labels_present"] if 0 <= k < len(summary["class_names"])]
     print(f"  classes   {summary['num_classes']} ({summary['classes_present']} present): "
-          + ", ".join(summary["class_names"][:5]) + (" ..." if len(summary["class_names"]) > 5 else ""))
+          + ", ".join(present[:5]) + (" ..." if len(present) > 5 else ""))
     print(f"  views     {', '.join(summary['views'])}")
     for protocol, parts in summary["protocols"].items():
         print(f"  {protocol:<9} " + ", ".join(f"{k} {v}" for k, v in parts.items()))

@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bodies", choices=("file-order", "motion"), default="file-order",
                    help="body selection: the file's two slots (default) or motion ranking")
     p.add_argument("--class-names", type=Path, default=None,
-                   help="text file, one action name per line (default: class_names.txt beside --labels if "
-                        "present, else the official names of phase 1; phase 2's are not bundled)")
+                   help="text file, one action name per line, line k for action id k (default: "
+                        "class_names.txt beside --labels if present, else the bundled names of ids 1-51, "
+                        "which phase 2 shares with phase 1)")
     p.add_argument("--workers", type=int, default=1, help="parallel reader processes, one video each (default 1)")
     p.add_argument("--stats", type=Path, nargs="?", const=Path("-"), default=None, metavar="JSON",
                    help="print (or write to JSON) peak memory of all processes, time and per-video cost")
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: protocol {protocol} is not built ({why}); add its split file and re-run for it")
     print(f"pkummd: {summary['samples']} samples from {summary['videos']} videos -> {args.out} "
           f"(train/test {splits}{'; ' + ', '.join(f'{k} {v}' for k, v in skipped.items()) if skipped else ''}) "
-          f"in {elapsed:.1f} s")
+          f"in {elapsed:.1f} s; {len(summary['action_ids_present'])} of the action ids 1-51 occur (51 classes)")
     if args.stats is not None:
         report_stats(args.stats, memory, summary["files"], elapsed, args.workers)
     return 0

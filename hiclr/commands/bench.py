@@ -11,6 +11,7 @@ BENCHES = {
     "aug": "four-view growing augmentation: batched on-device vs per-sample numpy",
     "train": "pre-training steps: the reference formulation vs ours and each switch on / off",
     "linear": "100-epoch linear probe: cached features vs the frozen encoder every epoch",
+    "verify": "checking a store's stored sha256 (first and cached) vs reading its training split",
 }
 
 

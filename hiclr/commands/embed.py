@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="input stream (default: the checkpoint's, else joint)")
     parser.add_argument("--batch-size", type=int, default=256, help="clips per forward (default 256)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="do not check the stored sha256 of what is read (docs/data_integrity.md)")
     parser.set_defaults(func=run)
 
 
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     stream = args.stream or ckpt_stream or "joint"
     if stream not in STREAMS:
         raise UserError(f"{args.encoder} names stream {stream!r}; pass --stream {'|'.join(STREAMS)}")
-    split = load_split(args.data, protocol, part, view=args.view)
+    split = load_split(args.data, protocol, part, view=args.view, verify=not args.no_verify)
     features = extract_features(encoder, split.x, batch_size=args.batch_size, device=device,
                                 stream=stream, progress=True)
     save_npz_atomic(args.out, features=features.numpy().astype(np.float32),

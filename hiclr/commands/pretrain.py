@@ -15,6 +15,7 @@ EPILOG = """examples:
 
 Writes OUT/RUN/: config.yaml (resolved), metrics.jsonl, last.pt (every epoch), epoch_XXX.pt
 (every run.save_every epochs) and encoder.pt (the backbone, at the end), each with a checksum,
+report.json (provenance: the store's and encoder.pt's sha256, the config, the versions),
 then pretrain_curve.md: loss, monitor kNN and embedding spread per epoch, with the objective's own
 diagnostics (eq_error, Hough agreements, edge precision) when it logs any, and their figures
 (pretrain_curve.png, pretrain_diagnostics.png) when matplotlib is installed.
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="start afresh even if the run directory already holds a checkpoint")
     parser.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (engine.device)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (engine.compile)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="do not check the store's stored sha256 before training (data.verify=false)")
     parser.set_defaults(func=run)
 
 
@@ -56,6 +59,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
             cfg[section][key] = value
     if getattr(args, "compile", False):
         cfg["engine"]["compile"] = True
+    if getattr(args, "no_verify", False):
+        cfg["data"]["verify"] = False
     validate_values(cfg)
     return cfg
 

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a key of every pre-training config, e.g. --set optim.epochs=2 (repeatable)")
     p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (engine.device of every run)")
     p.add_argument("--plots", action="store_true", help="also draw each evaluation's PNG figures")
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not check the store's stored sha256 before the runs (data.verify=false)")
     p.set_defaults(func=_run)
 
 
@@ -41,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         result = run_sweep(args.sweep, args.data, args.out, seeds=args.seeds, only=args.only,
-                           overrides=args.overrides, device=args.device, plots=args.plots,
+                           overrides=args.overrides + (["data.verify=false"] if args.no_verify else []),
+                           device=args.device, plots=args.plots,
                            echo=lambda line: print(line, flush=True))
     except Interrupted as stop:
         print(f"hiclr: {stop}; run the same command again to continue the sweep", file=sys.stderr)

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from data_prep.errors import UserError
-from hiclr.data import file_sha256
 from hiclr.engine.checkpoint import atomic_save
 
 LOGITS_FILE = "logits.npz"
@@ -153,9 +152,6 @@ def freeze_modules(encoder: torch.nn.Module, names) -> list[str]:
     return frozen
 
 
-_SHA_CACHE: dict[tuple, str] = {}
-
-
 @dataclass
 class EvalData:
     """Train and test parts of a protocol, with what the report says about the data file."""
@@ -167,23 +163,20 @@ class EvalData:
 
 
 def data_sha256(path: str | os.PathLike) -> str:
-    """sha256 of the data file, computed once per process per (path, size, mtime)."""
-    stat = os.stat(path)
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
+    """sha256 of the data file, computed once per process per file identity (`store_sha256`)."""
+    from hiclr.data import store_sha256
+    return store_sha256(path)
 
 
 def load_eval_data(cfg: dict) -> EvalData:
     """The `data.path` file's `data.protocol` train and test parts (`data.view`)."""
-    from hiclr.data import dataset_info, load_split
+    from hiclr.data import dataset_info, load_split, verify_wanted
 
     data = cfg["data"]
     path, protocol, view = data["path"], data["protocol"], data["view"]
     info = dataset_info(path, hash_file=False)
-    train = load_split(path, protocol, "train", view)
-    test = load_split(path, protocol, "test", view)
+    train = load_split(path, protocol, "train", view, verify=verify_wanted(cfg))
+    test = load_split(path, protocol, "test", view, verify=verify_wanted(cfg))
     num_classes = int(info.get("num_classes") or int(max(train.labels.max(), test.labels.max())) + 1)
     return EvalData(train, test, num_classes, {
         "path": str(path), "sha256": data_sha256(path), "dataset": info.get("dataset"),
@@ -257,7 +250,9 @@ def make_run_dir(cfg: dict, out: str | os.PathLike | None, protocol: str) -> Pat
     """`out`, else `run.out/run.name`; created, with the resolved config saved as
     `config_<protocol>.yaml` (several protocols may share a run folder and its feature cache)."""
     from hiclr.config import save_config
+    from hiclr.data import verify_store_of
 
+    verify_store_of(cfg)                  # a damaged store is refused before the folder is made
     run_dir = Path(out) if out else Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / f"config_{protocol}.yaml")
@@ -288,9 +283,12 @@ def start_frozen_run(cfg: dict, encoder, out, protocol: str) -> FrozenRun:
 def finish_run(run_dir: Path, protocol: str, entry: dict, cfg: dict, data: EvalData, meta: dict, *,
                plots: bool = True, embedding: tuple | None = None) -> dict:
     """Writes the protocol's report (report.json, report.md, figures) into its run folder and
-    returns the entry with its `run_dir`."""
+    returns the entry with its `run_dir` and its `provenance` (`hiclr.provenance`)."""
+    from hiclr.provenance import provenance
     from hiclr.report import write_report
 
+    entry["provenance"] = provenance(cfg, store=data.info["path"], encoder=meta.get("path"),
+                                     baseline=meta.get("baseline"))
     write_report(run_dir, {protocol: entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
                  stream=meta["stream"], embedding=embedding if plots else None, plots=plots)
     entry["run_dir"] = str(run_dir)

@@ -118,6 +118,8 @@ def run_ensemble(runs: list[str], weights=None, *, out=None, plots: bool = True)
     entry = {"weights": result["weights"], "streams": result["streams"], "top1": summary["top1"],
              "top5": summary["top5"], "per_class": summary["per_class"], "confusion": summary["confusion"],
              "runs": [str(r) for r in runs]}
+    from hiclr.provenance import ensemble_provenance
+    entry["provenance"] = ensemble_provenance(runs)
     data = None
     if (first / "report.json").exists():
         data = read_report(first).get("data")

@@ -70,6 +70,8 @@ class EncoderProtocol(Protocol):
                             help="override a config key, e.g. --set eval.epochs=10 (repeatable)")
         parser.add_argument("--out", metavar="DIR", help="run folder (default: run.out/run.name)")
         parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+        parser.add_argument("--no-verify", action="store_true",
+                            help="do not check the store's stored sha256 before evaluating (data.verify=false)")
         self.add_protocol_arguments(parser)
 
     def add_protocol_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -95,6 +97,8 @@ class EncoderProtocol(Protocol):
             overrides.append(f"data.path={args.data}")
         if args.protocol:
             overrides.append(f"data.protocol={args.protocol}")
+        if getattr(args, "no_verify", False):
+            overrides.append("data.verify=false")
         cfg = load_config(args.config, overrides + self.overrides(args))
         if args.config is None and not any(o.startswith("run.name=") for o in args.overrides):
             source = Path(args.encoder)
