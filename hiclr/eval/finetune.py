@@ -1,10 +1,13 @@
-"""Fine-tune protocol: the whole encoder plus a new linear layer, trained by the engine's loop.
+"""Fine-tune protocol: the whole network plus a new linear layer, trained by the engine's loop.
 
-Reference schedule (configs/base/finetune.yaml): nesterov SGD lr 0.1, weight decay 1e-4, batch 64,
-70 epochs, 5 warm-up epochs, lr x0.1 at epoch 30 and x0.01 at 55. The training clips are
-augmented by `eval.augment` (the reference's shear + temporal crop; null: none). Test accuracy is
-measured after every epoch; top-1/top-5 are reported at the LAST and at the BEST epoch (labelled).
-Checkpoints, `--resume`, Ctrl-C and metrics.jsonl are the engine's.
+Reference schedule (configs/base/finetune.yaml, the release's gcn_ntu60/finetune): nesterov SGD
+lr 0.1, weight decay 1e-4, batch 64, 70 epochs in fp32, the release's warm-up (lr x E / 5 for its
+1-based epochs E = 1..4) and steps (x0.1 from E = 30, x0.01 from E = 55: `optim.schedule: release`),
+no augmentation. `eval.augment` adds one (stages as in configs/augment/); an item `{name: stream}`
+first in it derives the stream (bone, motion) before the augmentations instead of after them, as
+the release's transformer fine-tune does. Test accuracy is measured after every epoch; top-1/top-5
+are reported at the LAST and at the BEST epoch (labelled). Checkpoints, `--resume`, Ctrl-C and
+metrics.jsonl are the engine's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_prep.errors import UserError
 from hiclr.eval.common import topk_accuracy
 
 
@@ -33,8 +37,9 @@ class FineTuneTask:
     """The engine's task: augment, derive the stream, cross-entropy; test accuracy every epoch."""
 
     def __init__(self, model: Classifier, stream: str, test_x: torch.Tensor, test_labels: torch.Tensor,
-                 augment=None, test_batch_size: int = 256):
+                 augment=None, test_batch_size: int = 256, augment_after_stream: bool = False):
         self.model, self.stream, self.augment = model, stream, augment
+        self.augment_after_stream = augment_after_stream
         self.test_x, self.test_labels = test_x, test_labels.long()
         self.test_batch_size = test_batch_size
         self.history: list[dict] = []
@@ -45,9 +50,11 @@ class FineTuneTask:
         from hiclr.augment import to_stream
 
         x = batch.x
+        if self.augment_after_stream:
+            x = to_stream(x, self.stream)
         if self.augment is not None:
             x = self.augment.apply(x, generator).x
-        logits = model(to_stream(x, self.stream))
+        logits = model(x if self.augment_after_stream else to_stream(x, self.stream))
         loss = F.cross_entropy(logits.float(), batch.labels)
         acc = (logits.detach().argmax(dim=1) == batch.labels).float().mean() * 100
         return loss, {"train_top1": acc}
@@ -84,14 +91,34 @@ class FineTuneTask:
         self.logits_best = state.get("logits_best")
 
 
+STREAM_ITEM = "stream"      # `{name: stream}` in eval.augment: the stream is derived at that point
+
+
+def split_stream_item(stages) -> tuple[list, bool]:
+    """(`eval.augment` without the `{name: stream}` item, whether it was there). The item may only
+    open the first stage (the stream is derived before every augmentation); elsewhere it is refused."""
+    stages = [list(stage) for stage in (stages or [])]
+    found = [(i, j) for i, stage in enumerate(stages) for j, item in enumerate(stage)
+             if isinstance(item, dict) and item.get("name") == STREAM_ITEM]
+    if not found:
+        return stages, False
+    if found != [(0, 0)] or len(stages[0][0]) != 1:
+        raise UserError("eval.augment holds {name: stream} elsewhere than as the first item of the first "
+                        "stage (or with parameters); put it first to derive the stream before the "
+                        "augmentations, or remove it to derive it after them")
+    stages[0] = stages[0][1:]
+    return [stage for stage in stages if stage], True
+
+
 def build_augment(cfg: dict):
-    """The fine-tune's augmentation policy from `eval.augment` (None when empty)."""
+    """(the fine-tune's augmentation policy from `eval.augment` or None when empty, whether it acts
+    on the derived stream rather than on the joints)."""
     from hiclr.augment import GrowingPolicy
 
-    stages = cfg["eval"]["augment"] or None
+    stages, after_stream = split_stream_item(cfg["eval"]["augment"])
     if not stages:
-        return None
-    return GrowingPolicy.from_config(stages, cfg["augment"]["reference_quirks"])
+        return None, after_stream
+    return GrowingPolicy.from_config(stages, cfg["augment"]["reference_quirks"]), after_stream
 
 
 def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Path, *,
@@ -122,8 +149,9 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     dim = meta["feature_dim"] or int(module(torch.zeros(1, *train.x.shape[1:])).shape[1])
     head = new_linear_head(dim, num_classes, int(cfg["run"]["seed"]),
                            cfg["model"]["init"], "finetune")
-    task = FineTuneTask(Classifier(module, head), meta["stream"], test.x, test.labels, build_augment(cfg),
-                        int(cfg["eval"]["feature_batch_size"]))
+    augment, after_stream = build_augment(cfg)
+    task = FineTuneTask(Classifier(module, head), meta["stream"], test.x, test.labels, augment,
+                        int(cfg["eval"]["feature_batch_size"]), after_stream)
     engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)
     if task.logits_last is None:          # resumed a run that had already finished
         task.logits_last = task.test_logits()
@@ -137,7 +165,8 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
                                          "epochs", "schedule", "milestones", "gamma", "warmup_epochs")},
         "history": task.history, "per_class": summary["per_class"], "confusion": summary["confusion"],
         "mode": ("whole network" + (f" but {', '.join(cfg['eval']['freeze'])} (frozen)" if frozen else "")
-                 + ", engine loop" + (", augmented" if task.augment is not None else "")),
+                 + ", engine loop" + (", augmented" + (" after the stream" if after_stream else "")
+                                      if task.augment is not None else ", no augmentation")),
         "frozen_parameters": frozen,
         "logits_last": task.logits_last, "encoder_meta": meta,
     }

@@ -1,9 +1,11 @@
 """Linear probe: a new Linear(feature_dim, classes) on a frozen encoder (reference schedule).
 
 By default the encoder runs once over the data and the linear layer trains on the cached features
-(the whole cache on the device, batches are index gathers, shuffling from a seeded generator).
+(the whole cache on the device, batches are index gathers, shuffling from a seeded generator;
+the last partial batch is dropped, as the release's loader does: `optim.drop_last`).
 `through_encoder=True` instead runs the frozen encoder (eval mode) on every batch of every epoch,
-optionally after augmentation, as the reference does.
+after `eval.augment` when that is set: an option of ours, the release's probe never augments (its
+result equals the cached one without augmentation).
 
 Reported: top-1/top-5 at the LAST epoch and at the BEST epoch (labelled as such; the best epoch is
 chosen on the test set, as the reference reports it), the per-epoch curve, per-class accuracy and
@@ -44,6 +46,7 @@ class LinearSchedule:
     batch_size: int = 128
     milestones: tuple[int, ...] = (80,)
     gamma: float = 0.1
+    drop_last: bool = True            # the release's loader drops the last partial batch
 
 
 @dataclass
@@ -116,6 +119,9 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
     train_labels = train_labels.long().to(device)
     test_labels = test_labels.long().to(device)
     n = train_labels.shape[0]
+    batch = min(schedule.batch_size, n)       # a split smaller than a batch is one batch
+    stop = n - n % batch if schedule.drop_last else n
+    seen = stop                                # samples per epoch
 
     head = new_linear_head(feature_dim, num_classes, seed, init, "linear").to(device)
     optimizer = torch.optim.SGD(head.parameters(), lr=schedule.lr, momentum=schedule.momentum,
@@ -130,8 +136,8 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
         lr = optimizer.param_groups[0]["lr"]
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)
-        for start in range(0, n, schedule.batch_size):
-            idx = order[start:start + schedule.batch_size]
+        for start in range(0, stop, batch):
+            idx = order[start:start + batch]
             x = train_features[idx] if cached else train_features(idx)
             loss = F.cross_entropy(head(x), train_labels[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -145,7 +151,7 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
             feats = test_features if torch.is_tensor(test_features) else test_features()
             logits = head(feats.to(device).float())
         acc = topk_accuracy(logits, test_labels)
-        row = {"epoch": epoch, "lr": lr, "loss": float(loss_sum) / n, **acc}
+        row = {"epoch": epoch, "lr": lr, "loss": float(loss_sum) / seen, **acc}
         result.history.append(row)
         if not result.best or acc["top1"] > result.best["top1"]:
             result.best = {"epoch": epoch, **acc}
@@ -199,7 +205,8 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
 
     cfg: a resolved config (`hiclr.config.load_config`); the probe's schedule is `eval.lr`,
     `eval.weight_decay`, `eval.batch_size`, `eval.epochs`, `eval.milestones` with `optim.momentum`,
-    `optim.nesterov` and `optim.gamma`; the head is initialised by `model.init`. encoder: a
+    `optim.nesterov`, `optim.gamma` and `optim.drop_last` (the release drops the last partial
+    batch); the head is initialised by `model.init`. encoder: a
     checkpoint path, an `nn.Module` or a `Baseline` (`raw`, `random`: built on the loaded
     training split).
     out: the run folder (default `run.out/run.name`).
@@ -262,19 +269,19 @@ def schedule_from_config(cfg: dict) -> LinearSchedule:
                           weight_decay=float(ev["weight_decay"]), nesterov=bool(optim["nesterov"]),
                           batch_size=int(ev["batch_size"]),
                           milestones=tuple(int(m) for m in ev["milestones"]),
-                          gamma=float(optim["gamma"]))
+                          gamma=float(optim["gamma"]), drop_last=bool(optim["drop_last"]))
 
 
 def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.Tensor, stream: str,
                         cfg: dict, device: torch.device, seed: int):
-    """(idx -> features of augmented train clips, () -> test features): the frozen encoder on
-    every batch, as the reference's linear evaluation runs it."""
-    from hiclr.augment import GrowingPolicy, to_stream
+    """(idx -> features of train clips, augmented by `eval.augment` when set, () -> test features):
+    the frozen encoder on every batch, as the release's linear evaluation runs it (without
+    augmentation)."""
+    from hiclr.augment import to_stream
+    from hiclr.eval.finetune import build_augment
     from hiclr.features import extract_features
 
-    stages = cfg["eval"]["augment"] or None
-    policy = GrowingPolicy.from_config(stages, cfg["augment"]["reference_quirks"]) \
-        if stages else None
+    policy, after_stream = build_augment(cfg)
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     train_x = train_x.to(device)
     batch = int(cfg["eval"]["feature_batch_size"])
@@ -282,9 +289,11 @@ def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.T
     @torch.no_grad()
     def train_fn(idx: torch.Tensor) -> torch.Tensor:
         x = train_x[idx]
+        if after_stream:
+            x = to_stream(x, stream)
         if policy is not None:
             x = policy.apply(x, generator).x
-        return model(to_stream(x, stream)).float()
+        return model(x if after_stream else to_stream(x, stream)).float()
 
     def test_fn() -> torch.Tensor:
         return extract_features(model, test_x, batch_size=batch, device=device, stream=stream)

@@ -4,6 +4,10 @@ A subset keeps round(p * n_c) samples of every class c (rounding half up, at lea
 a seed; it is saved beside the run as `semi_<p>pct_seed<s>.npy` (indices into the data file's
 /samples) with a `.json` recording the seed, fraction, protocol and data checksum, so that it can
 be reproduced and reused. Several seeds run in one call; the report gives mean and std.
+
+Epoch length (`eval.epoch_length`): `dataset` (the release's semi feeder, whose length is that of
+the whole training split and which takes sample `index % len(subset)`) makes every epoch as many
+steps as the whole split would, the subset cycled; `subset` makes one pass over the subset.
 """
 
 from __future__ import annotations
@@ -73,6 +77,20 @@ def fraction_key(fraction: float) -> str:
     return subset_stem(fraction, 0).split("_")[1]
 
 
+def cycled(subset, length: int):
+    """`subset` (a `hiclr.data.Split`) repeated to `length` samples, position i holding subset
+    sample i % len(subset): the release's semi feeder, seen by a loader that shuffles it."""
+    import torch
+
+    from hiclr.data import Split
+
+    if length == len(subset.labels):
+        return subset
+    idx = torch.arange(length) % len(subset.labels)
+    return Split(x=subset.x[idx], labels=subset.labels[idx], names=[subset.names[i] for i in idx.tolist()],
+                 index=subset.index[idx])
+
+
 def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume: bool = False,
              plots: bool = True) -> dict:
     """`hiclr semi`: for each fraction and seed, draw and save the subset, fine-tune on it.
@@ -113,8 +131,11 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
             sub_cfg = copy.deepcopy(cfg)
             sub_cfg["run"]["seed"] = int(cfg["run"]["seed"]) + seed
             sub_dir = run_dir / stem
-            result = finetune_once(sub_cfg, encoder, subset, data.test, data.num_classes, sub_dir,
-                                   resume=resume and (sub_dir / "last.pt").exists())
+            epoch_samples = len(train.labels) if cfg["eval"]["epoch_length"] == "dataset" else len(pos)
+            result = finetune_once(sub_cfg, encoder, cycled(subset, epoch_samples), data.test,
+                                   data.num_classes, sub_dir, resume=resume and (sub_dir / "last.pt").exists())
+            result.update(train_samples=int(len(pos)), epoch_samples=int(epoch_samples),
+                          epoch_length=cfg["eval"]["epoch_length"])
             save_logits(sub_dir, result.pop("logits_last"), data.test.labels, data.test.names)
             meta = result.pop("encoder_meta")
             result.pop("confusion")
