@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_prep.errors import UserError
-from hiclr.eval.common import topk_accuracy
+from hiclr.eval.common import ReleaseBest, release_eval_interval, topk_accuracy
 
 
 class Classifier(nn.Module):
@@ -37,9 +37,11 @@ class FineTuneTask:
     """The engine's task: augment, derive the stream, cross-entropy; test accuracy every epoch."""
 
     def __init__(self, model: Classifier, stream: str, test_x: torch.Tensor, test_labels: torch.Tensor,
-                 augment=None, test_batch_size: int = 256, augment_after_stream: bool = False):
+                 augment=None, test_batch_size: int = 256, augment_after_stream: bool = False,
+                 release_best: ReleaseBest | None = None):
         self.model, self.stream, self.augment = model, stream, augment
         self.augment_after_stream = augment_after_stream
+        self.release_best = release_best
         self.test_x, self.test_labels = test_x, test_labels.long()
         self.test_batch_size = test_batch_size
         self.history: list[dict] = []
@@ -80,15 +82,20 @@ class FineTuneTask:
         if not self.best or acc["top1"] > self.best["top1"]:
             self.best = dict(row)
             self.logits_best = logits
+        if self.release_best is not None:
+            self.release_best.update(epoch + 1, acc, logits)
         return {"test_top1": acc["top1"], "test_top5": acc["top5"]}
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best": self.best, "logits_best": self.logits_best}
+        return {"history": self.history, "best": self.best, "logits_best": self.logits_best,
+                "release_best": self.release_best.state_dict() if self.release_best is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.history = list(state.get("history", []))
         self.best = dict(state.get("best", {}))
         self.logits_best = state.get("logits_best")
+        if self.release_best is not None:
+            self.release_best.load_state_dict(state.get("release_best"))
 
 
 STREAM_ITEM = "stream"      # `{name: stream}` in eval.augment: the stream is derived at that point
@@ -122,12 +129,13 @@ def build_augment(cfg: dict):
 
 
 def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Path, *,
-                  resume: bool = False) -> dict:
+                  resume: bool = False, protocol: str = "finetune") -> dict:
     """Fine-tune `encoder` (checkpoint path, module (copied) or `Baseline("random")`: built from
     `model.*` and `run.seed`, trained from scratch) on `train`, test on `test` every epoch.
 
     train/test: `hiclr.data.Split`-like (x, labels, index, names). Returns the protocol entry plus
-    "logits_last" (Tensor) for the caller to save.
+    "logits_last" (Tensor) for the caller to save, and "release_best" (`ReleaseBest`: the epoch the
+    release would report, chosen on the test set, with its logits) for `--report paper`.
     """
     import copy
 
@@ -150,8 +158,9 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     head = new_linear_head(dim, num_classes, int(cfg["run"]["seed"]),
                            cfg["model"]["init"], "finetune")
     augment, after_stream = build_augment(cfg)
+    release_best = ReleaseBest(release_eval_interval(protocol, cfg["model"]["name"]), int(cfg["optim"]["epochs"]))
     task = FineTuneTask(Classifier(module, head), meta["stream"], test.x, test.labels, augment,
-                        int(cfg["eval"]["feature_batch_size"]), after_stream)
+                        int(cfg["eval"]["feature_batch_size"]), after_stream, release_best)
     engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)
     if task.logits_last is None:          # resumed a run that had already finished
         task.logits_last = task.test_logits()
@@ -168,7 +177,8 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
                  + ", engine loop" + (", augmented" + (" after the stream" if after_stream else "")
                                       if task.augment is not None else ", no augmentation")),
         "frozen_parameters": frozen,
-        "logits_last": task.logits_last, "encoder_meta": meta,
+        "precision": cfg["engine"]["precision"],
+        "logits_last": task.logits_last, "encoder_meta": meta, "release_best": release_best,
     }
 
 
@@ -181,12 +191,21 @@ def _set_training_dropout(module: nn.Module, model_cfg: dict) -> None:
         module.set_attention_dropout(float(model_cfg["attention_dropout"]))
 
 
-def run_finetune(cfg: dict, encoder, *, out=None, resume: bool = False, plots: bool = True) -> dict:
-    """`hiclr finetune`: fine-tune, write logits.npz and the report; return the protocol entry."""
-    from hiclr.eval.common import finish_run, load_eval_data, make_run_dir, save_logits
+def run_finetune(cfg: dict, encoder, *, out=None, resume: bool = False, plots: bool = True,
+                 report: str = "standard") -> dict:
+    """`hiclr finetune`: fine-tune, write logits.npz and the report; return the protocol entry.
+    report `paper`: the entry also holds `paper`, the release's best epoch chosen on the test set
+    (labelled so; its logits in logits_best.npz)."""
+    from hiclr.eval.common import LOGITS_BEST_FILE, check_report, finish_run, load_eval_data, make_run_dir, save_logits
 
+    check_report(report)
     run_dir = make_run_dir(cfg, out, "finetune")
     data = load_eval_data(cfg)
     entry = finetune_once(cfg, encoder, data.train, data.test, data.num_classes, run_dir, resume=resume)
     save_logits(run_dir, entry.pop("logits_last"), data.test.labels, data.test.names, epoch=entry["epochs"])
+    best = entry.pop("release_best")
+    if report == "paper":
+        save_logits(run_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE,
+                    epoch=best.best["epoch"])
+        entry["paper"] = {"best_epoch": best.entry()}
     return finish_run(run_dir, "finetune", entry, cfg, data, entry.pop("encoder_meta"), plots=plots)

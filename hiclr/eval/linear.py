@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data_prep.errors import UserError
-from hiclr.eval.common import classification_summary, topk_accuracy
+from hiclr.eval.common import SELECTED_ON_TEST, ReleaseBest, classification_summary, release_eval_interval, topk_accuracy
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -57,6 +57,7 @@ class LinearResult:
     logits_last: torch.Tensor | None = None             # (N_test, classes)
     logits_best: torch.Tensor | None = None
     head: nn.Linear | None = None                       # the linear layer at the last epoch
+    release_best: "ReleaseBest | None" = None           # the paper's best epoch (`--report paper`)
 
 
 HEAD_PROTOCOLS = ("linear", "finetune")
@@ -129,7 +130,7 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones),
                                                      schedule.gamma)
     shuffle = torch.Generator().manual_seed(seed)
-    result = LinearResult()
+    result = LinearResult(release_best=ReleaseBest(release_eval_interval("linear"), schedule.epochs))
     bar = _progress(schedule.epochs, progress, "linear probe")
     for epoch in range(1, schedule.epochs + 1):
         head.train()
@@ -156,6 +157,7 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
         if not result.best or acc["top1"] > result.best["top1"]:
             result.best = {"epoch": epoch, **acc}
             result.logits_best = logits.cpu()
+        result.release_best.update(epoch, acc, logits)
         if on_epoch:
             on_epoch(row)
         if bar is not None:
@@ -200,8 +202,12 @@ def append_jsonl(path: Path, row: dict) -> None:
 # ---------------------------------------------------------------- the protocol run
 
 def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = None,
-               progress: bool = True, plots: bool = True) -> dict:
+               progress: bool = True, plots: bool = True, report: str = "standard") -> dict:
     """`hiclr linear`: train and evaluate the probe, write logits.npz and the report; return the entry.
+
+    report: `standard`, or `paper`: the entry also holds `paper`, the figures the release reports,
+    each chosen on the test set and labelled so: its best epoch (logits in logits_best.npz) and,
+    for a joint or motion encoder of a pre-training run, the probe of that run's epoch_290.pt.
 
     cfg: a resolved config (`hiclr.config.load_config`); the probe's schedule is `eval.lr`,
     `eval.weight_decay`, `eval.batch_size`, `eval.epochs`, `eval.milestones` with `optim.momentum`,
@@ -211,8 +217,10 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     training split).
     out: the run folder (default `run.out/run.name`).
     """
-    from hiclr.eval.common import finish_run, freeze_modules, frozen_features, save_logits, start_frozen_run
+    from hiclr.eval.common import (LOGITS_BEST_FILE, check_report, finish_run, freeze_modules, frozen_features,
+                                   save_logits, start_frozen_run)
 
+    check_report(report)
     ev = cfg["eval"]
     through_encoder = bool(ev["through_encoder"]) if through_encoder is None else through_encoder
     run = start_frozen_run(cfg, encoder, out, "linear")
@@ -248,12 +256,50 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
                             data.num_classes, None, schedule, seed, device, progress, log, init)
     entry = linear_summary(result, data.test.labels, data.num_classes, schedule, mode)
     save_logits(run_dir, result.logits_last, data.test.labels, data.test.names, epoch=schedule.epochs)
+    if report == "paper":
+        best = result.release_best
+        save_logits(run_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE,
+                    epoch=best.best["epoch"])
+        entry["paper"] = {"best_epoch": best.entry(),
+                          "checkpoint_290": _probe_epoch_290(cfg, meta, data, schedule, seed, device,
+                                                             run_dir, progress, init, through_encoder)}
     if plots and test_features is None:
         from hiclr.features import extract_features
         test_features = extract_features(model, data.test.x, batch_size=int(ev["feature_batch_size"]),
                                          device=device, stream=meta["stream"])
     return finish_run(run_dir, "linear", entry, cfg, data, meta, plots=plots,
                       embedding=(test_features, data.test.labels))
+
+
+#: The pre-training epoch whose checkpoint the release's linear configs probe, per stream (bone: the
+#: last, 300, which is the encoder itself).
+RELEASE_PROBE_EPOCH = {"joint": 290, "motion": 290}
+
+
+def _probe_epoch_290(cfg, meta, data, schedule, seed, device, run_dir, progress, init, through_encoder) -> dict:
+    """The probe of the pre-training run's `epoch_290.pt` (`--report paper`), as the release's joint
+    and motion linear configs load it; a note where it does not apply or the file is missing."""
+    from hiclr.eval.common import frozen_features, prepare_encoder
+
+    stream, pretrain = meta["stream"], meta.get("pretrain_run")
+    if stream not in RELEASE_PROBE_EPOCH:
+        return {"note": f"the release probes the last pre-training epoch for the {stream} stream: the "
+                        f"figures above"}
+    if through_encoder or cfg["eval"]["standardize"]:
+        return {"note": "not run: the release's probe runs on cached features without standardisation"}
+    if not pretrain:
+        return {"note": "not run: the encoder is not in a pre-training run folder (metrics.jsonl beside it)"}
+    path = Path(pretrain) / f"epoch_{RELEASE_PROBE_EPOCH[stream]:03d}.pt"
+    if not path.exists():
+        return {"note": f"not run: {path} does not exist (pre-train with run.save_every 10, as "
+                        f"configs/base/pretrain.yaml does)"}
+    model, meta290 = prepare_encoder(str(path), cfg, device)
+    train_f, test_f = frozen_features(run_dir, model, meta290, data, cfg, device, progress)
+    result = fit_linear(train_f, data.train.labels, test_f, data.test.labels, data.num_classes, None,
+                        schedule, seed, device, False, None, init)
+    return {"checkpoint": str(path), "selection": SELECTED_ON_TEST,
+            "top1_last": result.last["top1"], "top5_last": result.last["top5"],
+            **{f"best_{k}": v for k, v in result.release_best.entry().items() if k in ("epoch", "top1", "top5")}}
 
 
 def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-5):
