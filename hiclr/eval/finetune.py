@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_prep.errors import UserError
-from hiclr.eval.common import ReleaseBest, release_eval_interval, topk_accuracy
+from hiclr.eval.common import ReleaseBest, classification_summary, release_eval_interval, topk_accuracy
 
 
 class Classifier(nn.Module):
@@ -141,7 +141,7 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
 
     from hiclr.engine import TrainData, train as engine_train
     from hiclr.eval.baselines import Baseline, check_protocol
-    from hiclr.eval.common import classification_summary, freeze_modules, prepare_encoder
+    from hiclr.eval.common import freeze_modules, prepare_encoder
     from hiclr.eval.linear import new_linear_head
 
     device = torch.device("cpu")   # the engine moves the model to its device
@@ -164,15 +164,12 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)
     if task.logits_last is None:          # resumed a run that had already finished
         task.logits_last = task.test_logits()
-    summary = classification_summary(task.logits_last, test.labels, num_classes)
     opt = cfg["optim"]
     return {
-        "top1_last": task.history[-1]["top1"], "top5_last": task.history[-1]["top5"],
-        "top1_best": task.best["top1"], "top5_best": task.best["top5"], "best_epoch": task.best["epoch"],
+        **finetune_summary(task, num_classes),
         "epochs": int(opt["epochs"]), "train_samples": len(train.labels),
         "schedule": {k: opt[k] for k in ("name", "lr", "momentum", "weight_decay", "nesterov", "batch_size",
                                          "epochs", "schedule", "milestones", "gamma", "warmup_epochs")},
-        "history": task.history, "per_class": summary["per_class"], "confusion": summary["confusion"],
         "mode": ("whole network" + (f" but {', '.join(cfg['eval']['freeze'])} (frozen)" if frozen else "")
                  + ", engine loop" + (", augmented" + (" after the stream" if after_stream else "")
                                       if task.augment is not None else ", no augmentation")),
@@ -180,6 +177,15 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
         "precision": cfg["engine"]["precision"],
         "logits_last": task.logits_last, "encoder_meta": meta, "release_best": release_best,
     }
+
+
+def finetune_summary(task: FineTuneTask, num_classes: int) -> dict:
+    """The report's figures of a fine-tune: top-1/top-5 of the last and the best epoch, the curve,
+    and per-class accuracy and confusion matrix of the last epoch's test logits."""
+    summary = classification_summary(task.logits_last, task.test_labels, num_classes)
+    return {"top1_last": task.history[-1]["top1"], "top5_last": task.history[-1]["top5"],
+            "top1_best": task.best["top1"], "top5_best": task.best["top5"], "best_epoch": task.best["epoch"],
+            "history": task.history, "per_class": summary["per_class"], "confusion": summary["confusion"]}
 
 
 def _set_training_dropout(module: nn.Module, model_cfg: dict) -> None:
