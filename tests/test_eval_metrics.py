@@ -122,3 +122,17 @@ def test_a_probe_report_equals_the_figures_of_its_saved_logits(tmp_path):
         assert figures["per_class"] == pytest.approx(again["per_class"])
         assert figures["confusion"] == again["confusion"]
     assert again["top5"] > again["top1"] or again["top1"] == 100.0   # top-5 is not top-1 here
+
+
+def test_the_release_best_epoch_is_the_best_tested_epoch_ties_to_the_later():
+    from hiclr.eval.common import ReleaseBest
+
+    # top-1 by 1-based epoch; the release tests epochs 5, 10 and the last (12)
+    curve = {1: 90.0, 2: 10.0, 3: 10.0, 4: 10.0, 5: 40.0, 6: 95.0, 7: 10.0, 8: 10.0, 9: 10.0, 10: 60.0,
+             11: 10.0, 12: 60.0}
+    best = ReleaseBest(interval=5, last_epoch=12)
+    for epoch, top1 in curve.items():
+        best.update(epoch, {"top1": top1, "top5": top1 + 1}, logits=f"logits of {epoch}")
+    assert best.best == {"epoch": 12, "top1": 60.0, "top5": 61.0}          # not 6 (95) nor 1 (90): untested
+    assert best.logits == "logits of 12"                                   # 10 and 12 tie: the later
+    assert best.entry()["selection"] == "selected on the test set"
