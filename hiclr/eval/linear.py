@@ -57,7 +57,7 @@ class LinearResult:
     logits_last: torch.Tensor | None = None             # (N_test, classes)
     logits_best: torch.Tensor | None = None
     head: nn.Linear | None = None                       # the linear layer at the last epoch
-    release_best: "ReleaseBest | None" = None           # the paper's best epoch (`--report paper`)
+    release_best: ReleaseBest | None = None           # the paper's best epoch (`--report paper`)
 
 
 HEAD_PROTOCOLS = ("linear", "finetune")

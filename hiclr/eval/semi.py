@@ -138,7 +138,7 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
             result = finetune_once(sub_cfg, encoder, cycled(subset, epoch_samples), data.test,
                                    data.num_classes, sub_dir, resume=resume and (sub_dir / "last.pt").exists(),
                                    protocol="semi")
-            result.update(train_samples=int(len(pos)), epoch_samples=int(epoch_samples),
+            result.update(train_samples=len(pos), epoch_samples=epoch_samples,
                           epoch_length=cfg["eval"]["epoch_length"])
             save_logits(sub_dir, result.pop("logits_last"), data.test.labels, data.test.names)
             best = result.pop("release_best")

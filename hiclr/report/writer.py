@@ -186,8 +186,8 @@ def _protocol_table(name: str, e: dict) -> list[str]:
 
 def paper_rows(paper: dict) -> list[str]:
     """The `--report paper` figures of an entry, every one labelled as selected on the test set."""
-    rows = ["", "As the paper reports it (`--report paper`): **selected on the test set**, not a held-out "
-            "estimate.", "", "| figure (selected on the test set) | top-1 | top-5 | epoch / weights |",
+    rows = ["", ("As the paper reports it (`--report paper`): **selected on the test set**, not a held-out "
+                 "estimate."), "", "| figure (selected on the test set) | top-1 | top-5 | epoch / weights |",
             "|---|---|---|---|"]
     best = paper.get("best_epoch")
     if best:
