@@ -105,7 +105,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "nesterov": Key(False, Flag()),
         "batch_size": Key(128, Int(1, 2**20), "global batch; each of W DDP ranks takes batch_size // W"),
         "epochs": Key(300, Int(1, 100_000)),
-        "schedule": Key("step", Choice(("step", "cosine", "constant")), "step | cosine | constant"),
+        "schedule": Key("step", Choice(("step", "cosine", "constant", "release")),
+                        "step | cosine | constant | release (the HiCLR release's fine-tune rule: per-epoch "
+                        "warm-up, milestones in 1-based epochs; hiclr/engine/schedule.py)"),
         "milestones": Key([250], ListOf(COUNT), "epochs after which lr *= gamma (schedule: step)"),
         "gamma": Key(0.1, Num(0, 1e4, lo_open=True)),
         "warmup_epochs": Key(0, COUNT, "linear warm-up, per step, before any schedule"),
@@ -136,6 +138,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "epochs": Key(100, Int(1, 100_000)),
         "milestones": Key([80], ListOf(COUNT)),
         "fractions": Key([0.01, 0.1], ListOf(Num(0, 1, lo_open=True))),
+        "epoch_length": Key("dataset", Choice(("dataset", "subset")),
+                            "semi: dataset (the release: an epoch as long as the training split, the "
+                            "labelled subset cycled) | subset (one pass over the subset)"),
         "seeds": Key([0], ListOf(Int(0, MAX_SEED))),
         "streams": Key(["joint", "bone", "motion"], ListOf(Choice(STREAMS))),
         "ensemble": Key({"joint": 0.6, "bone": 0.6, "motion": 0.4}, Mapping(Num(0))),

@@ -393,7 +393,7 @@ def test_the_ntu60_transformer_configs_hold_the_release_hyperparameters():
     o = ft["optim"]
     assert (o["lr"], o["nesterov"], o["weight_decay"], o["batch_size"], o["epochs"], o["warmup_epochs"],
             o["milestones"]) == (0.1, True, 5e-4, 128, 80, 5, [35, 55])
-    assert [a["name"] for a in ft["eval"]["augment"][0]] == ["temporal_crop", "shear"]
+    assert [a["name"] for a in ft["eval"]["augment"][0]] == ["stream", "temporal_crop", "shear"]  # after the stream
     semi = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_semi_joint.yaml")
     assert semi["eval"]["protocol"] == "semi" and semi["optim"]["milestones"] == [15, 25]
     assert load_config(CONFIGS / "base" / "transformer_knn.yaml")["model"]["name"] == "dsta"

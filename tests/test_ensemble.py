@@ -78,3 +78,47 @@ def test_run_ensemble_writes_its_report(tmp_path, three_runs):
     assert report["protocols"]["ensemble"]["weights"] == [0.6, 0.6, 0.4]
     assert report["protocols"]["ensemble"]["top1"] == entry["top1"]
     assert "| **ensemble** |" in (tmp_path / "ens" / "report.md").read_text()
+
+
+def best_run(folder, best_logits, stream):
+    """A run folder with last-epoch logits (all wrong) and best-epoch logits (logits_best.npz)."""
+    from hiclr.eval.common import LOGITS_BEST_FILE
+
+    wrong = [[0, 0, 9]] * 4
+    path = make_run(folder, wrong, stream)
+    save_logits(folder, torch.tensor(best_logits, dtype=torch.float32), LABELS, NAMES, file=LOGITS_BEST_FILE)
+    return path
+
+
+def test_paper_report_searches_the_release_two_weight_sets_on_best_epoch_logits(tmp_path):
+    # sample 2 (label 2) decides: (0.5, 0.5, 0.5) sums [0.625, 0, 0.5] -> wrong, (0.6, 0.6, 0.4)
+    # sums [0.5, 0, 0.6] -> right; the other three are right under both
+    joint = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
+    bone = [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 1, 0]]
+    motion = [[1, 0, 0], [0, 1, 0], [1.25, 0, 0], [0, 1, 0]]
+    runs = [best_run(tmp_path / "j", joint, "joint"), best_run(tmp_path / "b", bone, "bone"),
+            best_run(tmp_path / "m", motion, "motion")]
+    default = run_ensemble(runs, out=tmp_path / "plain", plots=False)
+    assert "paper" not in default and default["top1"] == pytest.approx(25.0)    # last-epoch logits, fixed weights
+    entry = run_ensemble(runs, out=tmp_path / "paper", plots=False, report="paper")
+    paper = entry["paper"]
+    assert paper["selection"] == "selected on the test set"
+    assert [t["weights"] for t in paper["tried"]] == [[0.5, 0.5, 0.5], [0.6, 0.6, 0.4]]
+    assert [t["top1"] for t in paper["tried"]] == pytest.approx([75.0, 100.0])
+    assert paper["weights"] == [0.6, 0.6, 0.4] and paper["top1"] == pytest.approx(100.0)
+    assert entry["top1"] == default["top1"]                                  # the default figure unchanged
+    assert "selected on the test set" in (tmp_path / "paper" / "report.md").read_text()
+    stored = json.loads((tmp_path / "paper" / "report.json").read_text())["protocols"]["ensemble"]["paper"]
+    assert stored["selection"] == "selected on the test set" and stored["top1"] == pytest.approx(100.0)
+
+
+def test_paper_search_keeps_the_average_on_a_tie(tmp_path):
+    same = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
+    runs = [best_run(tmp_path / s, same, s) for s in ("joint", "bone", "motion")]
+    paper = run_ensemble(runs, out=tmp_path / "e", plots=False, report="paper")["paper"]
+    assert paper["weights"] == [0.5, 0.5, 0.5]                     # the second replaces only when better
+
+
+def test_paper_report_needs_the_runs_best_epoch_logits(three_runs, tmp_path):
+    with pytest.raises(UserError, match="report paper"):
+        run_ensemble(three_runs[0], out=tmp_path / "e", plots=False, report="paper")

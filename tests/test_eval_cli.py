@@ -94,3 +94,23 @@ def test_every_registered_protocol_is_a_subcommand_and_a_new_one_needs_no_comman
     line = capsys.readouterr().out.strip()
     assert line.startswith("train-size: ") and int(line.split()[1].rstrip(";")) % 2 == 0
     assert line.endswith(f"report: {tmp_path / 'report.md'}")
+
+
+def test_report_paper_adds_the_release_figures_labelled_and_leaves_the_default_alone(tmp_path, store, capsys):
+    runs = []
+    for stream in ("joint", "bone", "motion"):
+        runs.append(str(tmp_path / stream))
+        assert main(["linear", "--encoder", encoder_file(tmp_path, stream), "--data", store, "--out", runs[-1],
+                     "--set", f"data.stream={stream}", "--report", "paper", *FAST]) == 0
+        assert "selected on the test set" in capsys.readouterr().out
+    assert main(["ensemble", *runs, "--out", str(tmp_path / "ens"), "--no-plots", "--report", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble (weights 0.6 0.6 0.4)" in out and "selected on the test set" in out
+    report = json.loads((tmp_path / "ens" / "report.json").read_text())["protocols"]["ensemble"]
+    assert report["paper"]["selection"] == "selected on the test set"
+    assert main(["report", runs[0], str(tmp_path / "ens")]) == 0
+    assert "(paper, selected on the test set)" in capsys.readouterr().out
+    assert main(["linear", "--encoder", encoder_file(tmp_path), "--data", store, "--out", str(tmp_path / "std"),
+                 *FAST]) == 0
+    assert "selected on the test set" not in capsys.readouterr().out
+    assert "paper" not in json.loads((tmp_path / "std" / "report.json").read_text())["protocols"]["linear"]

@@ -66,3 +66,69 @@ def test_view_alignment_puts_shoulders_on_the_x_axis():
     shoulders = out[:, :, 8, :] - out[:, :, 4, :]                 # (C, 50, M)
     np.testing.assert_allclose(shoulders[2], 0, atol=1e-3)
     assert (shoulders[0] > 0.9).all()
+
+
+def release_frame50(bodies: np.ndarray) -> np.ndarray:
+    """An independent statement of the release's preprocessing, loop by loop: (T, V, C, M) ->
+    (C, 50, V, M). Valid length from joint 1 of body 0; each body of each frame centred on its
+    joint 21; linear resize with half-pixel centres; each body of each frame turned about y by the
+    angle of its shoulders (joints 5 -> 9), the sign of every angle of a body fixed once, by the sum
+    over the 50 frames of that body's shoulder z."""
+    T, V, C, M = bodies.shape
+    length = sum(1 for t in range(T) if np.abs(bodies[t, 0, :, 0]).sum() != 0)
+    x = bodies[:length].astype(np.float64).copy()
+    for t in range(length):
+        for m in range(M):
+            x[t, :, :, m] = x[t, :, :, m] - x[t, 20, :, m]
+    out = np.zeros((50, V, C, M))
+    for d in range(50):
+        s = min(max((d + 0.5) * length / 50 - 0.5, 0.0), length - 1)
+        lo = int(np.floor(s))
+        hi = min(lo + 1, length - 1)
+        out[d] = x[lo] * (1 - (s - lo)) + x[hi] * (s - lo)
+    for m in range(M):
+        shoulders = [out[d, 8, :, m] - out[d, 4, :, m] for d in range(50)]
+        facing_z = sum(u[2] for u in shoulders)
+        for d in range(50):
+            u = shoulders[d].copy()
+            u[1] = 0.0
+            theta = np.arccos(u[0] / (np.sqrt(u @ u) + 1e-4))
+            if facing_z >= 0:
+                theta = -theta
+            rot = np.array([[np.cos(theta), 0, -np.sin(theta)], [0, 1, 0], [np.sin(theta), 0, np.cos(theta)]])
+            out[d, :, :, m] = out[d, :, :, m] @ rot.T
+    return out.transpose(2, 0, 1, 3).astype(np.float32)
+
+
+def turning_bodies(frames: int, seed: int, z_sign_by_body=(1.0, -1.0), flip_at=None) -> np.ndarray:
+    """Two bodies (T, V, C, 2) with every frame valid; body m's shoulders point to z_sign_by_body[m]
+    in z, and, from frame `flip_at` on, to the other side (a clip whose facing flips over time)."""
+    rng = np.random.default_rng(seed)
+    bodies = rng.normal(size=(frames, 25, 3, 2))
+    bodies[:, 0, :, 0] += 3.0
+    angle = rng.uniform(0.2, 1.2, size=(frames, 2))
+    sign = np.tile(np.asarray(z_sign_by_body, dtype=float), (frames, 1))
+    if flip_at is not None:
+        sign[flip_at:] *= -1
+    bodies[:, 8] = bodies[:, 4] + np.stack([np.cos(angle), np.full_like(angle, 0.3), sign * np.sin(angle)], axis=1)
+    return bodies.astype(np.float32)
+
+
+def test_frame50_of_two_persons_facing_opposite_ways_matches_the_release():
+    bodies = turning_bodies(64, seed=2, z_sign_by_body=(1.0, -1.0))
+    out = frame50(bodies)
+    np.testing.assert_allclose(out, release_frame50(bodies), rtol=0, atol=1e-4)
+    shoulders = out[:, :, 8, :] - out[:, :, 4, :]                  # (C, 50, M): both on the x axis
+    np.testing.assert_allclose(shoulders[2], 0, atol=1e-3)
+
+
+@pytest.mark.parametrize("flip_at", [20, 45])
+def test_frame50_decides_the_facing_once_per_body_when_it_flips_over_time(flip_at):
+    bodies = turning_bodies(60, seed=3, z_sign_by_body=(1.0, 1.0), flip_at=flip_at)
+    bodies[:, :, :, 1] *= 0.5
+    out = frame50(bodies)
+    np.testing.assert_allclose(out, release_frame50(bodies), rtol=0, atol=1e-4)
+    # the rotation's sign is the body's, not the frame's: the frames facing against the body's
+    # majority keep their shoulders off the x axis, the others have them on it
+    z = np.abs(out[2, :, 8, 0] - out[2, :, 4, 0])
+    assert (z < 1e-3).any() and (z > 0.1).any()

@@ -28,11 +28,19 @@ def test_similarity_weighting_beats_a_plain_majority():
 
 
 def test_cosine_similarity_ignores_feature_norms():
-    train = torch.tensor([unit(10), unit(100)])
-    labels = torch.tensor([0, 1])
-    test = torch.tensor([unit(20), unit(95)]) * torch.tensor([[50.0], [0.01]])
-    scores = knn_scores(train, labels, test, num_classes=2, k=1)
-    assert scores.argmax(1).tolist() == [0, 1]
+    # k = 2: both the choice of neighbours and their weights depend on the norms unless both the
+    # bank and the queries are normalised (a dot product would pick the two long class-1 vectors)
+    train = torch.tensor([unit(10), unit(100), unit(120)]) * torch.tensor([[1.0], [100.0], [100.0]])
+    labels = torch.tensor([0, 1, 1])
+    test = torch.tensor([unit(20), unit(110)]) * torch.tensor([[50.0], [0.01]])
+    scores = knn_scores(train, labels, test, num_classes=2, k=2, temperature=0.1)
+    cos = lambda deg: math.cos(math.radians(deg))  # noqa: E731
+    expected = torch.tensor([[math.exp(cos(10) / 0.1), math.exp(cos(80) / 0.1)],
+                             [0.0, 2 * math.exp(cos(10) / 0.1)]])
+    torch.testing.assert_close(scores, expected)
+    unit_norm = knn_scores(torch.nn.functional.normalize(train, dim=1), labels,
+                           torch.nn.functional.normalize(test, dim=1), num_classes=2, k=2, temperature=0.1)
+    torch.testing.assert_close(scores, unit_norm)
 
 
 def test_knn_evaluate_reports_top1_and_top5_on_clusters():

@@ -198,3 +198,71 @@ def test_run_linear_labels_the_standardised_mode_and_refuses_it_through_the_enco
     with pytest.raises(UserError, match="standardize"):
         linear.run_linear(tiny_config(data, standardize=True, through_encoder=True), encoder,
                           out=tmp_path / "run2", progress=False, plots=False)
+
+
+def test_the_probe_drops_the_last_partial_batch(monkeypatch):
+    steps = []
+
+    class CountingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            steps.append(1)
+            return super().step(closure)
+
+    def count(**schedule) -> int:
+        steps.clear()
+        fit_linear(train_x, train_y, train_x, train_y, 2, schedule=LinearSchedule(epochs=3, **schedule))
+        return len(steps)
+
+    monkeypatch.setattr(torch.optim, "SGD", CountingSGD)
+    train_x, train_y = separable(n_per_class=5, classes=2, dim=4, seed=0)      # 10 training clips
+    assert count(batch_size=4) == 3 * 2                   # two full batches an epoch, 2 clips left out
+    assert count(batch_size=4, drop_last=False) == 3 * 3
+    assert count(batch_size=64) == 3 * 1                  # a split smaller than a batch is one batch
+
+
+def test_the_reference_linear_configs_hold_the_release_probe():
+    from hiclr.config import load_config
+    from hiclr.eval.linear import schedule_from_config
+
+    for path in ("configs/ntu60/xsub/linear_joint.yaml", "configs/ntu60/xsub/transformer_linear_bone.yaml",
+                 "configs/pku2/xsub/linear_motion.yaml", "configs/transfer/ntu120_to_pku2_linear.yaml"):
+        cfg = load_config(path)
+        schedule = schedule_from_config(cfg)
+        assert schedule.drop_last and schedule.lr == 3.0 and schedule.weight_decay == 0.0
+        assert not cfg["eval"]["augment"] and not cfg["eval"]["through_encoder"]
+
+
+def test_paper_report_adds_the_release_best_epoch_and_the_epoch_290_checkpoint(tmp_path):
+    from hiclr.eval.linear import run_linear
+    from hiclr.models import build_encoder, save_encoder
+
+    data = write_tiny_store(tmp_path / "tiny.h5", n=40)
+    pre = tmp_path / "pretrain"
+    torch.manual_seed(0)
+    save_encoder(pre / "encoder.pt", build_encoder({"name": "stgcn", "width": 4}), {"name": "stgcn", "width": 4}, "joint")
+    torch.manual_seed(1)
+    save_encoder(pre / "epoch_290.pt", build_encoder({"name": "stgcn", "width": 4}), {"name": "stgcn", "width": 4}, "joint")
+    (pre / "metrics.jsonl").write_text("")
+    cfg = tiny_config(data, epochs=6, milestones=[4])
+
+    plain = run_linear(cfg, str(pre / "encoder.pt"), out=tmp_path / "plain", progress=False, plots=False)
+    assert "paper" not in plain
+    entry = run_linear(cfg, str(pre / "encoder.pt"), out=tmp_path / "paper", progress=False, plots=False,
+                       report="paper")
+    assert {k: entry[k] for k in ("top1_last", "top1_best")} == {k: plain[k] for k in ("top1_last", "top1_best")}
+    best = entry["paper"]["best_epoch"]
+    tested = [h for h in entry["history"] if h["epoch"] in (5, 6)]        # every 5th epoch and the last
+    top = max(h["top1"] for h in tested)
+    assert best["selection"] == "selected on the test set"
+    assert best["top1"] == top and best["epoch"] == max(h["epoch"] for h in tested if h["top1"] == top)
+    saved = np.load(tmp_path / "paper" / "logits_best.npz")
+    assert (saved["logits"].argmax(1) == saved["labels"]).mean() * 100 == pytest.approx(best["top1"])
+
+    at_290 = entry["paper"]["checkpoint_290"]
+    direct = run_linear(cfg, str(pre / "epoch_290.pt"), out=tmp_path / "e290", progress=False, plots=False)
+    assert at_290["selection"] == "selected on the test set" and at_290["checkpoint"].endswith("epoch_290.pt")
+    assert at_290["top1_last"] == pytest.approx(direct["top1_last"])
+    report_md = (tmp_path / "paper" / "report.md").read_text()
+    assert "selected on the test set" in report_md and "epoch-290" in report_md
+    stored = json.loads((tmp_path / "paper" / "report.json").read_text())["protocols"]["linear"]["paper"]
+    assert stored["best_epoch"]["selection"] == "selected on the test set"

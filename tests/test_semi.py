@@ -90,3 +90,65 @@ def test_run_semi_trains_one_model_per_seed_and_reports_mean_and_std(tmp_path):
         assert (tmp_path / "semi" / subset_stem(0.25, run["seed"]) / "logits.npz").exists()
     report = json.loads((tmp_path / "semi" / "report.json").read_text())
     assert report["protocols"]["semi"]["fractions"]["25pct"]["top1_last_mean"] == frac["top1_last_mean"]
+
+
+def semi_steps(tmp_path, epoch_length: str) -> tuple[list[int], dict]:
+    """The engine's step count at the end of each epoch of a 2-epoch semi run at 25 %."""
+    import torch
+
+    from hiclr.eval.semi import run_semi
+    from hiclr.models import build_encoder
+    from test_linear import tiny_config, write_tiny_store
+
+    data = write_tiny_store(tmp_path / "tiny.h5", n=48)                 # 36 training clips
+    cfg = tiny_config(data)
+    cfg["optim"].update({"epochs": 2, "batch_size": 4, "milestones": [], "warmup_epochs": 0, "lr": 0.01})
+    cfg["engine"].update({"progress": False, "precision": "fp32", "tensorboard": False})
+    cfg["eval"]["epoch_length"] = epoch_length
+    cfg["run"]["save_every"] = 0
+    torch.manual_seed(0)
+    out = tmp_path / epoch_length
+    entry = run_semi(cfg, build_encoder({"name": "stgcn", "width": 4}), out=out, fractions=[0.25], seeds=[0],
+                     plots=False)
+    metrics = (out / subset_stem(0.25, 0) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(l)["step"] for l in metrics if json.loads(l)["kind"] == "epoch"], entry
+
+
+def test_a_semi_epoch_is_as_long_as_the_training_split_with_the_subset_cycled(tmp_path):
+    steps, entry = semi_steps(tmp_path, "dataset")
+    assert steps == [36 // 4, 2 * 36 // 4]                  # the whole split's batches, not the subset's
+    run = entry["fractions"]["25pct"]["runs"][0]
+    assert run["train_samples"] == 9 and run["epoch_samples"] == 36
+    steps, entry = semi_steps(tmp_path, "subset")
+    assert steps == [9 // 4, 2 * (9 // 4)]                  # one pass over the 9 labelled clips
+    assert entry["fractions"]["25pct"]["runs"][0]["epoch_samples"] == 9
+
+
+def test_the_cycled_subset_holds_each_labelled_clip_equally_often():
+    import torch
+
+    from hiclr.data import Split
+    from hiclr.eval.semi import cycled
+
+    subset = Split(x=torch.arange(4.0).view(4, 1, 1, 1, 1), labels=torch.tensor([0, 1, 2, 0]),
+                   names=["a", "b", "c", "d"], index=torch.tensor([10, 11, 12, 13]))
+    full = cycled(subset, 10)                                # the release: sample i % len(subset)
+    assert full.index.tolist() == [10, 11, 12, 13, 10, 11, 12, 13, 10, 11]
+    assert full.labels.tolist() == [0, 1, 2, 0, 0, 1, 2, 0, 0, 1] and full.names[4] == "a"
+    assert cycled(subset, 4) is subset
+
+
+@pytest.mark.parametrize("stream, epochs, milestones", [("joint", 60, [20, 40]), ("bone", 42, [15, 30]),
+                                                       ("motion", 42, [15, 30])])
+def test_the_reference_semi_configs_hold_the_release_schedule_per_stream(stream, epochs, milestones):
+    from hiclr.config import load_config
+    from hiclr.eval.finetune import build_augment
+
+    for dataset in ("ntu60/xsub", "ntu60/xview", "ntu120/xsub", "ntu120/xset", "pku2/xsub"):
+        cfg = load_config(f"configs/{dataset}/semi_{stream}.yaml")
+        assert (cfg["optim"]["epochs"], cfg["optim"]["milestones"]) == (epochs, milestones)
+        assert cfg["optim"]["schedule"] == "release" and cfg["eval"]["epoch_length"] == "dataset"
+        assert build_augment(cfg) == (None, False) and cfg["engine"]["precision"] == "fp32"
+        dsta = load_config(f"configs/{dataset}/transformer_semi_{stream}.yaml")
+        assert (dsta["optim"]["epochs"], dsta["optim"]["milestones"]) == (50, [15, 25])
+        assert build_augment(dsta) == (None, False) and dsta["eval"]["epoch_length"] == "dataset"

@@ -3,8 +3,10 @@
 `step` (reference): lr * gamma ** (number of milestones <= the current epoch), i.e. "x0.1 after epoch
 250" is `milestones: [250]`; `cosine`: half a cosine from the base lr down to `min_lr` over the steps
 after warm-up; `constant`. A linear warm-up over `warmup_epochs` (per step, from lr / warm-up steps
-to lr) precedes any of them. The factor is a pure function of the global step, so a resumed run
-recomputes exactly the same lr.
+to lr) precedes any of them. `release`: the HiCLR release's fine-tune rule, constant within an
+epoch and written with its 1-based epoch E = epoch + 1: lr * E / warmup_epochs while E <
+warmup_epochs, then lr * gamma ** (number of milestones <= E). The factor is a pure function of
+the global step, so a resumed run recomputes exactly the same lr.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def lr_factor_fn(optim: dict, steps_per_epoch: int) -> Callable[[int], float]:
     schedule = optim["schedule"]
 
     def factor(step: int) -> float:
+        if schedule == "release":
+            return release_factor(step // steps_per_epoch + 1, optim["warmup_epochs"], milestones, gamma)
         if step < warm:
             return (step + 1) / warm
         if schedule == "step":
@@ -36,6 +40,14 @@ def lr_factor_fn(optim: dict, steps_per_epoch: int) -> Callable[[int], float]:
         return 1.0
 
     return factor
+
+
+def release_factor(epoch_1based: int, warmup_epochs: int, milestones, gamma: float) -> float:
+    """The release's fine-tune lr factor at its 1-based epoch (its `adjust_lr`): E / warm-up while
+    E < warm-up, else gamma ** #(milestones <= E)."""
+    if epoch_1based < warmup_epochs:
+        return epoch_1based / warmup_epochs
+    return gamma ** sum(epoch_1based >= m for m in milestones)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, optim: dict, steps_per_epoch: int):

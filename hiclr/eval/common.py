@@ -19,6 +19,16 @@ from data_prep.errors import UserError
 from hiclr.engine.checkpoint import atomic_save
 
 LOGITS_FILE = "logits.npz"
+LOGITS_BEST_FILE = "logits_best.npz"     # `--report paper`: the logits of the epoch chosen on the test set
+
+#: `--report`: `standard` (the last epoch, fixed ensemble weights) or `paper` (also the figures
+#: the release reports, each chosen on the test set and labelled so).
+REPORTS = ("standard", "paper")
+SELECTED_ON_TEST = "selected on the test set"
+
+#: How often the release tests (its configs' eval_interval, in epochs; also after the last epoch):
+#: the paper's best epoch is the best of these (ties to the later one, as its `>=` keeps).
+RELEASE_EVAL_INTERVAL = {"linear": 5, "finetune": 5, "semi": 3, "semi_transformer": 5}
 
 
 # ---------------------------------------------------------------- metrics
@@ -56,6 +66,51 @@ def classification_summary(scores: torch.Tensor, labels: torch.Tensor, num_class
     cm = confusion_matrix(scores.argmax(dim=1), labels, num_classes)
     return {**topk_accuracy(scores, labels), "per_class": per_class_accuracy(cm),
             "confusion": cm.tolist()}
+
+
+def check_report(report: str) -> str:
+    if report not in REPORTS:
+        raise UserError(f"--report {report!r} is not one of {', '.join(REPORTS)}")
+    return report
+
+
+def release_eval_interval(protocol: str, model_name: str = "stgcn") -> int:
+    """The release's test interval for a protocol (its transformer semi config tests every 5th)."""
+    if protocol == "semi" and model_name == "dsta":
+        return RELEASE_EVAL_INTERVAL["semi_transformer"]
+    return RELEASE_EVAL_INTERVAL[protocol]
+
+
+class ReleaseBest:
+    """The release's best epoch on the test set: of the epochs it tests (every `interval`-th, 1-based,
+    and the last), the highest top-1, a tie going to the later epoch; with that epoch's logits."""
+
+    def __init__(self, interval: int, last_epoch: int):
+        self.interval, self.last_epoch = int(interval), int(last_epoch)
+        self.best: dict = {}
+        self.logits = None
+
+    def tested(self, epoch: int) -> bool:
+        return epoch % self.interval == 0 or epoch == self.last_epoch
+
+    def update(self, epoch: int, acc: dict, logits) -> None:
+        """`epoch` 1-based, `acc` {"top1", "top5"}."""
+        if self.tested(epoch) and (not self.best or acc["top1"] >= self.best["top1"]):
+            self.best = {"epoch": epoch, "top1": acc["top1"], "top5": acc["top5"]}
+            self.logits = logits
+
+    def entry(self) -> dict:
+        """The report's `paper` figures of this run."""
+        return {"selection": SELECTED_ON_TEST, "rule": f"best top-1 of the epochs tested every "
+                f"{self.interval} (and the last), ties to the later epoch, as the release reports it",
+                "epoch": self.best.get("epoch"), "top1": self.best.get("top1"), "top5": self.best.get("top5")}
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "logits": self.logits}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        state = state or {}
+        self.best, self.logits = dict(state.get("best") or {}), state.get("logits")
 
 
 # ---------------------------------------------------------------- checksums
@@ -104,10 +159,11 @@ def cached_features(run_dir: str | os.PathLike, key: dict, compute) -> torch.Ten
 # ---------------------------------------------------------------- logits for the ensemble
 
 def save_logits(run_dir: str | os.PathLike, logits: torch.Tensor, labels: torch.Tensor,
-                names: list[str], **extra) -> Path:
-    """Write `logits.npz` (test logits (N, classes), labels (N,), names (N,)) into the run folder."""
-    path = Path(run_dir) / LOGITS_FILE
-    tmp = path.with_name("logits.partial.npz")
+                names: list[str], file: str = LOGITS_FILE, **extra) -> Path:
+    """Write `logits.npz` (test logits (N, classes), labels (N,), names (N,)) into the run folder
+    (`file`: another name, e.g. `LOGITS_BEST_FILE`)."""
+    path = Path(run_dir) / file
+    tmp = path.with_name(path.stem + ".partial.npz")
     np.savez(tmp, logits=logits.detach().float().cpu().numpy(),
              labels=labels.detach().long().cpu().numpy(),
              names=np.asarray(list(names), dtype=str), **extra)
@@ -115,14 +171,15 @@ def save_logits(run_dir: str | os.PathLike, logits: torch.Tensor, labels: torch.
     return path
 
 
-def load_logits(run: str | os.PathLike) -> dict:
-    """Read `logits.npz` from a run folder (or the file itself): logits, labels, names."""
+def load_logits(run: str | os.PathLike, file: str = LOGITS_FILE) -> dict:
+    """Read `logits.npz` (or `file`) from a run folder (or the file itself): logits, labels, names."""
     path = Path(run)
     if path.is_dir():
-        path = path / LOGITS_FILE
+        path = path / file
     if not path.exists():
+        how = " with --report paper" if file == LOGITS_BEST_FILE else ""
         raise UserError(f"{path} does not exist; run an evaluation protocol (hiclr linear / finetune) "
-                        f"for this run first, it writes {LOGITS_FILE}.")
+                        f"for this run first{how}, it writes {file}.")
     with np.load(path, allow_pickle=False) as z:
         for key in ("logits", "labels", "names"):
             if key not in z:

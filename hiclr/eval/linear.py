@@ -1,9 +1,11 @@
 """Linear probe: a new Linear(feature_dim, classes) on a frozen encoder (reference schedule).
 
 By default the encoder runs once over the data and the linear layer trains on the cached features
-(the whole cache on the device, batches are index gathers, shuffling from a seeded generator).
+(the whole cache on the device, batches are index gathers, shuffling from a seeded generator;
+the last partial batch is dropped, as the release's loader does: `optim.drop_last`).
 `through_encoder=True` instead runs the frozen encoder (eval mode) on every batch of every epoch,
-optionally after augmentation, as the reference does.
+after `eval.augment` when that is set: an option of ours, the release's probe never augments (its
+result equals the cached one without augmentation).
 
 Reported: top-1/top-5 at the LAST epoch and at the BEST epoch (labelled as such; the best epoch is
 chosen on the test set, as the reference reports it), the per-epoch curve, per-class accuracy and
@@ -27,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data_prep.errors import UserError
-from hiclr.eval.common import classification_summary, topk_accuracy
+from hiclr.eval.common import SELECTED_ON_TEST, ReleaseBest, classification_summary, release_eval_interval, topk_accuracy
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,6 +46,7 @@ class LinearSchedule:
     batch_size: int = 128
     milestones: tuple[int, ...] = (80,)
     gamma: float = 0.1
+    drop_last: bool = True            # the release's loader drops the last partial batch
 
 
 @dataclass
@@ -54,6 +57,7 @@ class LinearResult:
     logits_last: torch.Tensor | None = None             # (N_test, classes)
     logits_best: torch.Tensor | None = None
     head: nn.Linear | None = None                       # the linear layer at the last epoch
+    release_best: ReleaseBest | None = None           # the paper's best epoch (`--report paper`)
 
 
 HEAD_PROTOCOLS = ("linear", "finetune")
@@ -116,6 +120,9 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
     train_labels = train_labels.long().to(device)
     test_labels = test_labels.long().to(device)
     n = train_labels.shape[0]
+    batch = min(schedule.batch_size, n)       # a split smaller than a batch is one batch
+    stop = n - n % batch if schedule.drop_last else n
+    seen = stop                                # samples per epoch
 
     head = new_linear_head(feature_dim, num_classes, seed, init, "linear").to(device)
     optimizer = torch.optim.SGD(head.parameters(), lr=schedule.lr, momentum=schedule.momentum,
@@ -123,15 +130,15 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones),
                                                      schedule.gamma)
     shuffle = torch.Generator().manual_seed(seed)
-    result = LinearResult()
+    result = LinearResult(release_best=ReleaseBest(release_eval_interval("linear"), schedule.epochs))
     bar = _progress(schedule.epochs, progress, "linear probe")
     for epoch in range(1, schedule.epochs + 1):
         head.train()
         lr = optimizer.param_groups[0]["lr"]
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)
-        for start in range(0, n, schedule.batch_size):
-            idx = order[start:start + schedule.batch_size]
+        for start in range(0, stop, batch):
+            idx = order[start:start + batch]
             x = train_features[idx] if cached else train_features(idx)
             loss = F.cross_entropy(head(x), train_labels[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -145,11 +152,12 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
             feats = test_features if torch.is_tensor(test_features) else test_features()
             logits = head(feats.to(device).float())
         acc = topk_accuracy(logits, test_labels)
-        row = {"epoch": epoch, "lr": lr, "loss": float(loss_sum) / n, **acc}
+        row = {"epoch": epoch, "lr": lr, "loss": float(loss_sum) / seen, **acc}
         result.history.append(row)
         if not result.best or acc["top1"] > result.best["top1"]:
             result.best = {"epoch": epoch, **acc}
             result.logits_best = logits.cpu()
+        result.release_best.update(epoch, acc, logits)
         if on_epoch:
             on_epoch(row)
         if bar is not None:
@@ -194,18 +202,25 @@ def append_jsonl(path: Path, row: dict) -> None:
 # ---------------------------------------------------------------- the protocol run
 
 def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = None,
-               progress: bool = True, plots: bool = True) -> dict:
+               progress: bool = True, plots: bool = True, report: str = "standard") -> dict:
     """`hiclr linear`: train and evaluate the probe, write logits.npz and the report; return the entry.
+
+    report: `standard`, or `paper`: the entry also holds `paper`, the figures the release reports,
+    each chosen on the test set and labelled so: its best epoch (logits in logits_best.npz) and,
+    for a joint or motion encoder of a pre-training run, the probe of that run's epoch_290.pt.
 
     cfg: a resolved config (`hiclr.config.load_config`); the probe's schedule is `eval.lr`,
     `eval.weight_decay`, `eval.batch_size`, `eval.epochs`, `eval.milestones` with `optim.momentum`,
-    `optim.nesterov` and `optim.gamma`; the head is initialised by `model.init`. encoder: a
+    `optim.nesterov`, `optim.gamma` and `optim.drop_last` (the release drops the last partial
+    batch); the head is initialised by `model.init`. encoder: a
     checkpoint path, an `nn.Module` or a `Baseline` (`raw`, `random`: built on the loaded
     training split).
     out: the run folder (default `run.out/run.name`).
     """
-    from hiclr.eval.common import finish_run, freeze_modules, frozen_features, save_logits, start_frozen_run
+    from hiclr.eval.common import (LOGITS_BEST_FILE, check_report, finish_run, freeze_modules, frozen_features,
+                                   save_logits, start_frozen_run)
 
+    check_report(report)
     ev = cfg["eval"]
     through_encoder = bool(ev["through_encoder"]) if through_encoder is None else through_encoder
     run = start_frozen_run(cfg, encoder, out, "linear")
@@ -241,12 +256,50 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
                             data.num_classes, None, schedule, seed, device, progress, log, init)
     entry = linear_summary(result, data.test.labels, data.num_classes, schedule, mode)
     save_logits(run_dir, result.logits_last, data.test.labels, data.test.names, epoch=schedule.epochs)
+    if report == "paper":
+        best = result.release_best
+        save_logits(run_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE,
+                    epoch=best.best["epoch"])
+        entry["paper"] = {"best_epoch": best.entry(),
+                          "checkpoint_290": _probe_epoch_290(cfg, meta, data, schedule, seed, device,
+                                                             run_dir, progress, init, through_encoder)}
     if plots and test_features is None:
         from hiclr.features import extract_features
         test_features = extract_features(model, data.test.x, batch_size=int(ev["feature_batch_size"]),
                                          device=device, stream=meta["stream"])
     return finish_run(run_dir, "linear", entry, cfg, data, meta, plots=plots,
                       embedding=(test_features, data.test.labels))
+
+
+#: The pre-training epoch whose checkpoint the release's linear configs probe, per stream (bone: the
+#: last, 300, which is the encoder itself).
+RELEASE_PROBE_EPOCH = {"joint": 290, "motion": 290}
+
+
+def _probe_epoch_290(cfg, meta, data, schedule, seed, device, run_dir, progress, init, through_encoder) -> dict:
+    """The probe of the pre-training run's `epoch_290.pt` (`--report paper`), as the release's joint
+    and motion linear configs load it; a note where it does not apply or the file is missing."""
+    from hiclr.eval.common import frozen_features, prepare_encoder
+
+    stream, pretrain = meta["stream"], meta.get("pretrain_run")
+    if stream not in RELEASE_PROBE_EPOCH:
+        return {"note": f"the release probes the last pre-training epoch for the {stream} stream: the "
+                        f"figures above"}
+    if through_encoder or cfg["eval"]["standardize"]:
+        return {"note": "not run: the release's probe runs on cached features without standardisation"}
+    if not pretrain:
+        return {"note": "not run: the encoder is not in a pre-training run folder (metrics.jsonl beside it)"}
+    path = Path(pretrain) / f"epoch_{RELEASE_PROBE_EPOCH[stream]:03d}.pt"
+    if not path.exists():
+        return {"note": f"not run: {path} does not exist (pre-train with run.save_every 10, as "
+                        f"configs/base/pretrain.yaml does)"}
+    model, meta290 = prepare_encoder(str(path), cfg, device)
+    train_f, test_f = frozen_features(run_dir, model, meta290, data, cfg, device, progress)
+    result = fit_linear(train_f, data.train.labels, test_f, data.test.labels, data.num_classes, None,
+                        schedule, seed, device, False, None, init)
+    return {"checkpoint": str(path), "selection": SELECTED_ON_TEST,
+            "top1_last": result.last["top1"], "top5_last": result.last["top5"],
+            **{f"best_{k}": v for k, v in result.release_best.entry().items() if k in ("epoch", "top1", "top5")}}
 
 
 def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-5):
@@ -262,19 +315,19 @@ def schedule_from_config(cfg: dict) -> LinearSchedule:
                           weight_decay=float(ev["weight_decay"]), nesterov=bool(optim["nesterov"]),
                           batch_size=int(ev["batch_size"]),
                           milestones=tuple(int(m) for m in ev["milestones"]),
-                          gamma=float(optim["gamma"]))
+                          gamma=float(optim["gamma"]), drop_last=bool(optim["drop_last"]))
 
 
 def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.Tensor, stream: str,
                         cfg: dict, device: torch.device, seed: int):
-    """(idx -> features of augmented train clips, () -> test features): the frozen encoder on
-    every batch, as the reference's linear evaluation runs it."""
-    from hiclr.augment import GrowingPolicy, to_stream
+    """(idx -> features of train clips, augmented by `eval.augment` when set, () -> test features):
+    the frozen encoder on every batch, as the release's linear evaluation runs it (without
+    augmentation)."""
+    from hiclr.augment import to_stream
+    from hiclr.eval.finetune import build_augment
     from hiclr.features import extract_features
 
-    stages = cfg["eval"]["augment"] or None
-    policy = GrowingPolicy.from_config(stages, cfg["augment"]["reference_quirks"]) \
-        if stages else None
+    policy, after_stream = build_augment(cfg)
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     train_x = train_x.to(device)
     batch = int(cfg["eval"]["feature_batch_size"])
@@ -282,9 +335,11 @@ def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.T
     @torch.no_grad()
     def train_fn(idx: torch.Tensor) -> torch.Tensor:
         x = train_x[idx]
+        if after_stream:
+            x = to_stream(x, stream)
         if policy is not None:
             x = policy.apply(x, generator).x
-        return model(to_stream(x, stream)).float()
+        return model(x if after_stream else to_stream(x, stream)).float()
 
     def test_fn() -> torch.Tensor:
         return extract_features(model, test_x, batch_size=batch, device=device, stream=stream)

@@ -49,6 +49,14 @@ class Protocol:
 
 
 _CKPT = "encoder.pt, last.pt / epoch_XXX.pt, a reference release checkpoint"
+_REPORT_HELP = ("standard (the last epoch; the best epoch labelled) | paper: also the figures the release "
+                "reports, each chosen on the test set and labelled 'selected on the test set'")
+
+
+def add_report_argument(parser: argparse.ArgumentParser, extra: str = "") -> None:
+    """`--report standard | paper` (`hiclr.eval.common.REPORTS`)."""
+    parser.add_argument("--report", choices=("standard", "paper"), default="standard",
+                        help=_REPORT_HELP + extra)
 _RANDOM_FROZEN = ("'random' (model.* at random init by model.init, seeded by run.seed, BatchNorm "
                   "statistics re-estimated on the training split)")
 _RAW = "'raw' (no model: the flattened input coordinates of the stream)"
@@ -124,6 +132,13 @@ def _last_and_best(name: str, e: dict) -> str:
             f"{e['top1_best']:.2f} (best epoch {e['best_epoch']})")
 
 
+def _paper(name: str, e: dict) -> str:
+    best = (e.get("paper") or {}).get("best_epoch")
+    if not best:
+        return ""
+    return f"; as the paper reports it, selected on the test set: {best['top1']:.2f} (epoch {best['epoch']})"
+
+
 @register_protocol
 class LinearProbe(EncoderProtocol):
     name = "linear"
@@ -138,7 +153,10 @@ class LinearProbe(EncoderProtocol):
 
 The frozen encoder runs once and the linear layer trains on cached features (run folder
 features/, keyed by the encoder's and the data file's checksums); --through-encoder runs the
-encoder on every augmented batch instead. Top-1/top-5 are reported at the last and the best epoch.
+encoder on every batch instead (augmented by eval.augment when set: the release's probe never
+augments). Top-1/top-5 are reported at the last and the best epoch; --report paper adds the
+figures the release reports (its best epoch, its epoch-290 checkpoint), labelled as chosen on the
+test set.
 Baselines: --encoder random is the config's architecture at random init (model.init, run.seed)
 with its BatchNorm statistics re-estimated on the training split; --encoder raw is the probe on
 the flattened input coordinates of the stream, no model.
@@ -146,15 +164,17 @@ the flattened input coordinates of the stream, no model.
 
     def add_protocol_arguments(self, parser):
         parser.add_argument("--through-encoder", action="store_true",
-                            help="run the frozen encoder on every (augmented) batch instead of caching")
+                            help="run the frozen encoder on every batch (augmented by eval.augment when set) "
+                                 "instead of caching")
+        add_report_argument(parser, " (the best epoch; the pre-training run's epoch_290.pt for joint and motion)")
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.linear import run_linear
         return run_linear(cfg, encoder, out=args.out, through_encoder=args.through_encoder or None,
-                          plots=not args.no_plots)
+                          plots=not args.no_plots, report=args.report)
 
     def summary(self, entry):
-        return _last_and_best("linear", entry)
+        return _last_and_best("linear", entry) + _paper("linear", entry)
 
 
 @register_protocol
@@ -197,6 +217,8 @@ class SemiSupervised(EncoderProtocol):
   hiclr semi --config configs/ntu60/xsub/semi_joint.yaml --encoder random
 
 Each subset is saved as <run>/semi_<p>pct_seed<s>.npy (indices into /samples) with a .json record.
+Every epoch is as long as the whole training split, the subset cycled, as in the release
+(--set eval.epoch_length=subset: one pass over the subset).
 --encoder random trains the architecture from scratch on each subset (supervised baseline), from
 an init seeded by that subset's training seed.
 """
@@ -207,11 +229,12 @@ an init seeded by that subset's training seed.
         parser.add_argument("--fractions", type=float, nargs="+", help="labelled fractions (eval.fractions)")
         parser.add_argument("--seeds", type=int, nargs="+", help="subset seeds (eval.seeds)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+        add_report_argument(parser)
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.semi import run_semi
         return run_semi(cfg, encoder, out=args.out, fractions=args.fractions, seeds=args.seeds,
-                        resume=args.resume, plots=not args.no_plots)
+                        resume=args.resume, plots=not args.no_plots, report=args.report)
 
     def summary(self, entry):
         return "semi: " + ", ".join(
@@ -235,13 +258,15 @@ class FineTune(EncoderProtocol):
 
     def add_protocol_arguments(self, parser):
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+        add_report_argument(parser)
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.finetune import run_finetune
-        return run_finetune(cfg, encoder, out=args.out, resume=args.resume, plots=not args.no_plots)
+        return run_finetune(cfg, encoder, out=args.out, resume=args.resume, plots=not args.no_plots,
+                            report=args.report)
 
     def summary(self, entry):
-        return _last_and_best("finetune", entry)
+        return _last_and_best("finetune", entry) + _paper("finetune", entry)
 
 
 @register_protocol
@@ -253,7 +278,9 @@ class StreamEnsemble(Protocol):
   hiclr ensemble RUN_J RUN_B RUN_M --weights 0.6 0.6 0.4 --out checkpoints/ntu60_xsub_ensemble
 
 Default weights come from each run's stream: joint 0.6, bone 0.6, motion 0.4 (fixed in advance,
-never searched on the test set).
+never searched on the test set). --report paper adds the release's procedure, labelled as chosen
+on the test set: the runs' best-epoch logits (written by their own --report paper) under the
+better of (0.5, 0.5, 0.5) and (0.6, 0.6, 0.4).
 """
 
     def add_arguments(self, parser):
@@ -261,12 +288,16 @@ never searched on the test set).
         parser.add_argument("--weights", type=float, nargs="+", help="one weight per run (default: by stream)")
         parser.add_argument("--out", metavar="DIR", help="report folder (default: <first run>_ensemble)")
         parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+        add_report_argument(parser, " (the streams' best-epoch logits, the better of two weight sets)")
 
     def run(self, args):
         from hiclr.eval.ensemble import run_ensemble
-        return run_ensemble(args.runs, args.weights, out=args.out, plots=not args.no_plots)
+        return run_ensemble(args.runs, args.weights, out=args.out, plots=not args.no_plots, report=args.report)
 
     def summary(self, entry):
         streams = ", ".join(f"{k} {s['top1']:.2f}" for k, s in entry["streams"].items())
         weights = " ".join(f"{w:g}" for w in entry["weights"])
-        return f"ensemble (weights {weights}): top-1 {entry['top1']:.2f} ({streams})"
+        paper = entry.get("paper") or {}
+        extra = (f"; as the paper reports it, selected on the test set: {paper['top1']:.2f} (weights "
+                 f"{' '.join(f'{w:g}' for w in paper['weights'])})" if "top1" in paper else "")
+        return f"ensemble (weights {weights}): top-1 {entry['top1']:.2f} ({streams})" + extra

@@ -4,6 +4,10 @@ A subset keeps round(p * n_c) samples of every class c (rounding half up, at lea
 a seed; it is saved beside the run as `semi_<p>pct_seed<s>.npy` (indices into the data file's
 /samples) with a `.json` recording the seed, fraction, protocol and data checksum, so that it can
 be reproduced and reused. Several seeds run in one call; the report gives mean and std.
+
+Epoch length (`eval.epoch_length`): `dataset` (the release's semi feeder, whose length is that of
+the whole training split and which takes sample `index % len(subset)`) makes every epoch as many
+steps as the whole split would, the subset cycled; `subset` makes one pass over the subset.
 """
 
 from __future__ import annotations
@@ -73,23 +77,40 @@ def fraction_key(fraction: float) -> str:
     return subset_stem(fraction, 0).split("_")[1]
 
 
+def cycled(subset, length: int):
+    """`subset` (a `hiclr.data.Split`) repeated to `length` samples, position i holding subset
+    sample i % len(subset): the release's semi feeder, seen by a loader that shuffles it."""
+    import torch
+
+    from hiclr.data import Split
+
+    if length == len(subset.labels):
+        return subset
+    idx = torch.arange(length) % len(subset.labels)
+    return Split(x=subset.x[idx], labels=subset.labels[idx], names=[subset.names[i] for i in idx.tolist()],
+                 index=subset.index[idx])
+
+
 def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume: bool = False,
-             plots: bool = True) -> dict:
+             plots: bool = True, report: str = "standard") -> dict:
     """`hiclr semi`: for each fraction and seed, draw and save the subset, fine-tune on it.
 
     Subsets come from `eval.fractions` x `eval.seeds` (or the arguments); sub-run `<stem>/`
     (engine checkpoints, metrics, logits.npz) sits beside its index file `<stem>.npy`. Training
     of the sub-run with subset seed s uses `run.seed + s`. Returns the protocol entry (mean and std
-    over seeds per fraction).
+    over seeds per fraction). report `paper`: each fraction also holds `paper`, the mean and std
+    over seeds of the release's best epoch, chosen on the test set (labelled so).
     """
     import copy
 
     import torch
 
     from hiclr.data import Split
-    from hiclr.eval.common import finish_run, load_eval_data, make_run_dir, save_logits
+    from hiclr.eval.common import (LOGITS_BEST_FILE, SELECTED_ON_TEST, check_report, finish_run, load_eval_data,
+                                   make_run_dir, save_logits)
     from hiclr.eval.finetune import finetune_once
 
+    check_report(report)
     fractions = [float(f) for f in (fractions or cfg["eval"]["fractions"])]
     seeds = [int(s) for s in (seeds if seeds is not None else cfg["eval"]["seeds"])]
     run_dir = make_run_dir(cfg, out, "semi")
@@ -113,9 +134,18 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
             sub_cfg = copy.deepcopy(cfg)
             sub_cfg["run"]["seed"] = int(cfg["run"]["seed"]) + seed
             sub_dir = run_dir / stem
-            result = finetune_once(sub_cfg, encoder, subset, data.test, data.num_classes, sub_dir,
-                                   resume=resume and (sub_dir / "last.pt").exists())
+            epoch_samples = len(train.labels) if cfg["eval"]["epoch_length"] == "dataset" else len(pos)
+            result = finetune_once(sub_cfg, encoder, cycled(subset, epoch_samples), data.test,
+                                   data.num_classes, sub_dir, resume=resume and (sub_dir / "last.pt").exists(),
+                                   protocol="semi")
+            result.update(train_samples=len(pos), epoch_samples=epoch_samples,
+                          epoch_length=cfg["eval"]["epoch_length"])
             save_logits(sub_dir, result.pop("logits_last"), data.test.labels, data.test.names)
+            best = result.pop("release_best")
+            if report == "paper":
+                save_logits(sub_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE,
+                            epoch=best.best["epoch"])
+                result["paper"] = {"best_epoch": best.entry()}
             meta = result.pop("encoder_meta")
             result.pop("confusion")
             runs.append({"seed": seed, "train_seed": sub_cfg["run"]["seed"], "size": int(len(pos)),
@@ -123,5 +153,11 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
         summary = {"fraction": fraction, "runs": runs}
         for metric in ("top1_last", "top5_last", "top1_best", "top5_best"):
             summary[f"{metric}_mean"], summary[f"{metric}_std"] = mean_std([r[metric] for r in runs])
+        if report == "paper":
+            bests = [r["paper"]["best_epoch"] for r in runs]
+            summary["paper"] = {"selection": SELECTED_ON_TEST, "rule": bests[0]["rule"]}
+            for metric in ("top1", "top5"):
+                summary["paper"][f"{metric}_mean"], summary["paper"][f"{metric}_std"] = \
+                    mean_std([b[metric] for b in bests])
         entry["fractions"][fraction_key(fraction)] = summary
     return finish_run(run_dir, "semi", entry, cfg, data, meta, plots=plots)

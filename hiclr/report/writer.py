@@ -180,6 +180,43 @@ def per_class_table(per_class: dict[str, list], names: list[str] | None) -> list
 
 
 def _protocol_table(name: str, e: dict) -> list[str]:
+    rows = _standard_table(name, e)
+    return rows + paper_rows(e["paper"]) if e.get("paper") else rows
+
+
+def paper_rows(paper: dict) -> list[str]:
+    """The `--report paper` figures of an entry, every one labelled as selected on the test set."""
+    rows = ["", ("As the paper reports it (`--report paper`): **selected on the test set**, not a held-out "
+                 "estimate."), "", "| figure (selected on the test set) | top-1 | top-5 | epoch / weights |",
+            "|---|---|---|---|"]
+    best = paper.get("best_epoch")
+    if best:
+        rows.append(f"| best epoch, selected on the test set | {_pct(best.get('top1'))} | {_pct(best.get('top5'))} "
+                    f"| {best.get('epoch')} |")
+    ckpt = paper.get("checkpoint_290")
+    if ckpt is not None:
+        if "note" in ckpt:
+            rows.append(f"| epoch-290 checkpoint, selected on the test set | - | - | {ckpt['note']} |")
+        else:
+            rows.append(f"| epoch-290 checkpoint, best epoch selected on the test set | {_pct(ckpt['best_top1'])} "
+                        f"| {_pct(ckpt['best_top5'])} | {ckpt['best_epoch']} |")
+            rows.append(f"| epoch-290 checkpoint, last epoch | {_pct(ckpt['top1_last'])} | {_pct(ckpt['top5_last'])} "
+                        f"| last |")
+    if "top1_mean" in paper:                                # semi: one fraction
+        rows.append(f"| best epoch per seed, selected on the test set (mean ± std) | {_pct(paper['top1_mean'])} ± "
+                    f"{_pct(paper['top1_std'])} | {_pct(paper['top5_mean'])} ± {_pct(paper['top5_std'])} | |")
+    if "tried" in paper:                                    # ensemble
+        for t in paper["tried"]:
+            rows.append(f"| ensemble of best-epoch logits, weights tried on the test set | {_pct(t['top1'])} "
+                        f"| {_pct(t['top5'])} | {' '.join(f'{w:g}' for w in t['weights'])} |")
+        rows.append(f"| **ensemble, weights selected on the test set** | **{_pct(paper['top1'])}** "
+                    f"| {_pct(paper['top5'])} | {' '.join(f'{w:g}' for w in paper['weights'])} |")
+    if "note" in paper and "tried" not in paper:
+        rows.append(f"| - | - | - | {paper['note']} |")
+    return rows
+
+
+def _standard_table(name: str, e: dict) -> list[str]:
     if "top1_last" in e:                                    # linear, finetune
         rows = ["| | top-1 | top-5 | epoch |", "|---|---|---|---|",
                 f"| last epoch | {_pct(e['top1_last'])} | {_pct(e['top5_last'])} | {e.get('epochs')} |",
@@ -199,6 +236,9 @@ def _protocol_table(name: str, e: dict) -> list[str]:
             sizes = ", ".join(str(r.get("size", "?")) for r in f.get("runs", []))
             rows.append(f"| {key} | {seeds} | {_pct(f['top1_last_mean'])} ± {_pct(f['top1_last_std'])} "
                         f"| {_pct(f['top1_best_mean'])} ± {_pct(f['top1_best_std'])} | {sizes} |")
+        for key, f in e["fractions"].items():
+            if f.get("paper"):
+                rows += [f"\n{key}:"] + paper_rows(f["paper"])
         return rows
     if "streams" in e:                                      # ensemble
         weights = e.get("weights", [])
