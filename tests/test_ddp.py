@@ -9,6 +9,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from hiclr.engine.distributed import shutdown_distributed
 from hiclr.ssl import ContrastiveLearner
 
 WORLD, BATCH, STEPS, QUEUE = 2, 4, 3, 16
@@ -53,8 +54,10 @@ def train_rank(rank, init_file, out_dir):
             if step == 0:  # half the queue still holds its initial keys, which DDP synced at wrap time
                 torch.save(learner.queue.keys.clone(), f"{out_dir}/rank{rank}_queue_step0.pt")
         torch.save({k: v.clone() for k, v in learner.state_dict().items()}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()           # no barrier: the other rank may never reach one
+        raise
+    shutdown_distributed()                     # together, so no rank exits while the other tears down
 
 
 def run_ranks(tmp_path, limit: float = 300.0, grace: float = 20.0) -> None:

@@ -245,6 +245,8 @@ def _ddp_rank(rank, tmp):
                       MASTER_PORT=os.environ["TEST_DDP_PORT"])
     torch.set_num_threads(1)
     import torch.distributed as dist
+
+    from hiclr.engine.distributed import shutdown_distributed
     task = ToyTask()
     sizes = []
     original = task.step
@@ -257,8 +259,10 @@ def _ddp_rank(rank, tmp):
     try:
         train(task, toy_data(), toy_cfg(epochs=2), f"{tmp}/run")
         torch.save({"state": task.model.state_dict(), "sizes": sizes}, f"{tmp}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()           # no barrier: the other rank may never reach one
+        raise
+    shutdown_distributed()                     # together, so no rank exits while the other tears down
 
 
 def test_ddp_ranks_split_each_global_batch_and_stay_in_sync(tmp_path):
