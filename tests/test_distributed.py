@@ -102,8 +102,30 @@ def scenarios(rank: int, world: int, tmp: str) -> None:
             norm = NormTask()
             train(norm, data, toy_cfg(epochs=1, **{"optim.batch_size": 8, "model.sync_bn": sync}), None)
             out[f"norm_sync_{sync}"] = state_of(norm)
+        out["view_norm"] = per_view_norm(rank, world, sync=True)
     torch.save(out, f"{tmp}/rank{rank}.pt")
     shutdown_distributed()
+
+
+VIEWS, CLIPS = 2, 3          # per rank: 2 views of 3 clips, view-major as a fused encoder call lays them
+
+
+def view_clips(world: int) -> torch.Tensor:
+    """(VIEWS, world * CLIPS, 4, 5, 3): every rank's clips of every view."""
+    return torch.randn(VIEWS, world * CLIPS, 4, 5, 3, generator=torch.Generator().manual_seed(5))
+
+
+def per_view_norm(rank: int, world: int, sync: bool) -> dict:
+    """A per-view BatchNorm (`ViewBatchNorm2d`) on this rank's share of `view_clips`, synchronised or not."""
+    from hiclr.engine.sync_bn import convert_sync_batchnorm
+    from hiclr.models.view_norm import ViewBatchNorm2d, views_in_batch
+    norm = ViewBatchNorm2d(4)
+    if sync:
+        convert_sync_batchnorm(norm)
+    x = view_clips(world)[:, rank * CLIPS:(rank + 1) * CLIPS].reshape(VIEWS * CLIPS, 4, 5, 3)
+    with views_in_batch(norm, VIEWS):
+        y = norm(x)
+    return {"y": y.detach(), "running_mean": norm.running_mean.clone(), "running_var": norm.running_var.clone()}
 
 
 def run_ranks(tmp_path, world: int, limit: float = 300.0) -> list[dict]:
@@ -187,6 +209,19 @@ def test_sync_bn_on_two_ranks_equals_one_rank_with_the_whole_batch(two_ranks):
         assert_same_state(r["norm_sync_True"], alone, rtol=1e-5, atol=1e-6)
     with pytest.raises(AssertionError):       # per-rank statistics (the default) are another computation
         assert_same_state(ranks[0]["norm_sync_False"], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_sync_bn_keeps_one_statistic_per_view_over_all_ranks(two_ranks):
+    from hiclr.models.view_norm import ViewBatchNorm2d, views_in_batch
+    _, ranks = two_ranks
+    whole = ViewBatchNorm2d(4)                     # one process, each view's clips of both ranks
+    with views_in_batch(whole, VIEWS):
+        y = whole(view_clips(2).reshape(VIEWS * 2 * CLIPS, 4, 5, 3)).view(VIEWS, 2 * CLIPS, 4, 5, 3)
+    for rank, r in enumerate(ranks):
+        share = y[:, rank * CLIPS:(rank + 1) * CLIPS].reshape(VIEWS * CLIPS, 4, 5, 3)
+        torch.testing.assert_close(r["view_norm"]["y"], share, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(r["view_norm"]["running_mean"], whole.running_mean)
+        torch.testing.assert_close(r["view_norm"]["running_var"], whole.running_var)
 
 
 def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused_in_one_sentence():

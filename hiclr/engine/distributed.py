@@ -52,8 +52,26 @@ def setup_distributed(device_kind: str) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend)
+    store = _restart_store()
+    if store is None:
+        dist.init_process_group(backend=backend)
+    else:
+        dist.init_process_group(backend=backend, store=store, rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def _restart_store():
+    """Under torchrun's shared rendezvous store (`TORCHELASTIC_USE_AGENT_STORE`), which outlives a
+    restart, the store of this attempt under a prefix of its own; None elsewhere. Without the prefix
+    the workers of a restarted attempt can read the addresses the dead attempt's workers published
+    (the same keys), connect to ports nobody listens on and fail with "Connection refused"."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in os.environ:
+        return None
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                           int(os.environ["WORLD_SIZE"]), is_master=False)
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
+    return dist.PrefixStore(f"hiclr/{run_id}/attempt_{os.environ['TORCHELASTIC_RESTART_COUNT']}", client)
 
 
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
