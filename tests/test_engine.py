@@ -439,6 +439,7 @@ def test_the_cuda_settings_apply_on_cuda_only_and_the_run_records_them(tmp_path)
 
 def test_a_compiled_run_records_its_compile_time_in_the_epoch_metrics(tmp_path):
     from hiclr.engine import Task
+    torch._dynamo.reset()               # nothing cached from earlier tests: this run compiles
     task = ToyTask()
     assert isinstance(task, Task)
     train(task, toy_data(), toy_cfg(epochs=2, **{"engine.compile": "eager"}), tmp_path / "r")
