@@ -14,9 +14,9 @@ EPILOG = """examples:
   torchrun --nproc-per-node 4 -m hiclr.cli pretrain --config configs/ntu60/xsub/pretrain_joint.yaml
   torchrun --nproc-per-node 4 --max-restarts 3 -m hiclr.cli pretrain --config ... --auto-resume
 
-Writes OUT/RUN/: config.yaml (resolved), metrics.jsonl, last.pt (every epoch), epoch_XXX.pt
-(every run.save_every epochs) and encoder.pt (the backbone, at the end), each with a checksum,
-then pretrain_curve.md: loss, monitor kNN and embedding spread per epoch, with the objective's own
+Writes OUT/RUN/: config.yaml (resolved), metrics.jsonl, engine.json (the device settings in force),
+last.pt (every run.checkpoint_every epochs), epoch_XXX.pt (every run.save_every epochs) and
+encoder.pt (the backbone, at the end), each with a checksum, then pretrain_curve.md: loss, monitor kNN and embedding spread per epoch, with the objective's own
 diagnostics (eq_error, Hough agreements, edge precision) when it logs any, and their figures
 (pretrain_curve.png, pretrain_diagnostics.png) when matplotlib is installed.
 Ctrl-C or SIGTERM finishes the current step, saves last.pt and exits; --resume continues exactly

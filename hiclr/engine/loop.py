@@ -18,7 +18,6 @@ before the next save (`hiclr/engine/finite.py`). Checkpoint contents: `hiclr/eng
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
