@@ -18,6 +18,7 @@ before the next save (`hiclr/engine/finite.py`). Checkpoint contents: `hiclr/eng
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from data_prep.atomic import atomic_write_text
 from data_prep.errors import UserError
 from hiclr.config import save_config
 from hiclr.engine.checkpoint import FORMAT, atomic_save, capture_rng, rank_entry, restore_rng, to_host
@@ -285,7 +287,6 @@ def _end_epoch(r: Run, state: Progress, done: EpochSteps) -> dict:
     return record
 
 
-
 # --------------------------------------------------------------------------- set-up
 
 def _check_run_dir(run_dir: Path | None, resume: bool, overwrite: bool, dist: DistInfo) -> None:
@@ -374,9 +375,6 @@ def _write_setup(r: Run, backends: dict, sync_bn: bool) -> None:
     force, SyncBatchNorm, compile), rewritten by each start or resume."""
     if r.run_dir is None or not r.dist.is_main:
         return
-    import json
-
-    from data_prep.atomic import atomic_write_text
     eng = r.cfg["engine"]
     atomic_write_text(r.run_dir / "engine.json", json.dumps({
         "device": str(r.device), "world_size": r.dist.world_size, "precision": "bf16" if r.bf16 else "fp32",
