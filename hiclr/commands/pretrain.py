@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         result = pretrain(cfg, resume=resume, overwrite=overwrite, force=args.force)
     except Interrupted as stop:
         print(f"hiclr: {stop}", file=sys.stderr)
+        shutdown_distributed()      # every rank stops at the same step, so all of them get here
         return stop.exit_code
     minutes = (time.perf_counter() - start) / 60
     encoder = result.outputs.get("encoder", run_dir_of(cfg) / "encoder.pt")
