@@ -13,7 +13,7 @@ rejects any key the schema does not know with one sentence naming it (file and d
 suggesting the closest known key, and returns a complete config: every key of the schema is
 present, so code reads `cfg[section][key]` and never repeats a default. A file or `--set
 model.name=...` that names another encoder than what it builds on starts that encoder's `model`
-section afresh (only `model.init` is kept), the encoder's defaults fill what is not set, and a key
+section afresh (only `model.init` and `model.sync_bn` are kept), the encoder's defaults fill what is not set, and a key
 of another encoder is refused. Values inside a dict-valued default (e.g. `eval.ensemble`) are
 checked the same way, except an empty-dict default (e.g. `ssl.options`), which is an open mapping;
 lists (e.g. `augment.stages`) are opaque here and validated by their owner. The resolved config is
@@ -45,7 +45,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "name": Key(None, Text(none=True), "run directory name under `out`; None: derived from the config path"),
         "out": Key("checkpoints", Text(), "output root; the run writes <out>/<name>/"),
         "seed": Key(0, Int(0, MAX_SEED)),
-        "save_every": Key(50, COUNT, "epoch_XXX.pt every N epochs (0: never); last.pt every epoch"),
+        "save_every": Key(50, COUNT, "epoch_XXX.pt every N epochs (0: never)"),
+        "checkpoint_every": Key(1, POSITIVE, "last.pt every N epochs, and after the last one or a stop "
+                                "(each write hashes, copies and fsyncs the whole state: on a GPU, where "
+                                "an epoch is short, a larger N is cheaper; a kill loses up to N epochs)"),
         "log_every": Key(50, POSITIVE, "one metrics.jsonl line every N steps (plus one per epoch)"),
         "monitor_every": Key(2, COUNT, "pre-training: kNN top-1 of the query backbone every N epochs and "
                              "after the last (`monitor_knn_top1`; 0: off). One look costs about 6 % of a "
@@ -67,6 +70,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "model": {                   # the keys of every encoder; the named encoder's own: ENCODER_KEYS
         "name": Key("stgcn", Text(), "the encoder (`hiclr.models.ENCODERS`), whose keys follow"),
+        "sync_bn": Key(False, Flag(), "under DDP, BatchNorm statistics over all ranks' clips (false: "
+                       "per rank, as on one GPU and in the reference)"),
         "init": Key("reference", Text(), "reference (the HiCLR release: conv / linear N(0, 0.02), BN "
                     "N(1, 0.02), biases 0) | torch (PyTorch's default); see hiclr/models/init.py"),
     },
@@ -126,6 +131,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tensorboard": Key("auto", ONOFF, "auto (when installed) | true | false"),
         "progress": Key(True, Flag(), "tqdm bar (only on a terminal, only on rank 0)"),
         "deterministic": Key(False, Flag(), "torch.use_deterministic_algorithms on CUDA"),
+        "cudnn_benchmark": Key(True, Flag(), "CUDA: cuDNN picks the fastest convolution algorithm per "
+                               "shape (off under deterministic)"),
+        "tf32": Key(True, Flag(), "CUDA: TensorFloat-32 tensor cores for fp32 matmuls and convolutions"),
         "find_unused_parameters": Key(False, Flag(), "DDP"),
     },
     "eval": {
@@ -232,7 +240,7 @@ def layer(base: dict, update: dict) -> dict:
     replaces `base`'s (keeping only `model.init`): another encoder's keys never leak into it."""
     model, current = update.get("model"), base.get("model")
     if isinstance(model, dict) and isinstance(current, dict) and _switches_encoder(current, model.get("name")):
-        base = {**base, "model": {k: v for k, v in current.items() if k == "init"}}
+        base = {**base, "model": {k: v for k, v in current.items() if k in ("init", "sync_bn")}}
     return merge(base, update)
 
 
@@ -367,7 +375,7 @@ def apply_override(cfg: dict, item: str) -> None:
     schema: Any = known_keys()
     node = cfg
     if parts == ["model", "name"] and isinstance(cfg["model"], dict) and _switches_encoder(cfg["model"], value):
-        cfg["model"] = {k: v for k, v in cfg["model"].items() if k == "init"}  # another encoder's section
+        cfg["model"] = {k: v for k, v in cfg["model"].items() if k in ("init", "sync_bn")}  # another encoder's section
     for depth, part in enumerate(parts):
         prefix = ".".join(parts[:depth]) + ("." if depth else "")
         last = depth == len(parts) - 1

@@ -216,7 +216,7 @@ def test_the_encoder_tables_match_the_registry_and_the_constructors():
 def test_the_model_section_holds_the_named_encoders_keys_only(monkeypatch):
     monkeypatch.setitem(ENCODER_KEYS, "toy", {"depth": Key(2, Int(1, 8), "blocks")})
     toy = load_config(None, ["model.name=toy"])
-    assert toy["model"] == {"name": "toy", "depth": 2, "init": "reference"}
+    assert toy["model"] == {"name": "toy", "depth": 2, "sync_bn": False, "init": "reference"}
     assert load_config(None, ["model.name=toy", "model.depth=5"])["model"]["depth"] == 5
     with pytest.raises(UserError, match=r"model.depth is a key of encoder toy, not of model.name 'stgcn'"):
         load_config(None, ["model.depth=3"])

@@ -245,6 +245,8 @@ def _ddp_rank(rank, tmp):
                       MASTER_PORT=os.environ["TEST_DDP_PORT"])
     torch.set_num_threads(1)
     import torch.distributed as dist
+
+    from hiclr.engine.distributed import shutdown_distributed
     task = ToyTask()
     sizes = []
     original = task.step
@@ -257,8 +259,10 @@ def _ddp_rank(rank, tmp):
     try:
         train(task, toy_data(), toy_cfg(epochs=2), f"{tmp}/run")
         torch.save({"state": task.model.state_dict(), "sizes": sizes}, f"{tmp}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()           # no barrier: the other rank may never reach one
+        raise
+    shutdown_distributed()                     # together, so no rank exits while the other tears down
 
 
 def test_ddp_ranks_split_each_global_batch_and_stay_in_sync(tmp_path):
@@ -389,3 +393,60 @@ def test_the_optimizer_is_the_one_the_config_names_with_its_settings():
     assert isinstance(adamw, torch.optim.AdamW)
     assert adamw.defaults["betas"] == (0.8, 0.999) and adamw.defaults["weight_decay"] == 0.05
     assert adamw.defaults["lr"] == 1e-3
+
+
+def test_last_pt_is_written_every_checkpoint_every_epochs_and_after_the_last(tmp_path, monkeypatch):
+    from hiclr.engine import loop
+    written = []
+    original = loop._write_checkpoint
+
+    def spy(r, path, state, *args):
+        written.append((path.name, state.epoch))
+        return original(r, path, state, *args)
+
+    monkeypatch.setattr(loop, "_write_checkpoint", spy)
+    train(ToyTask(), toy_data(), toy_cfg(epochs=3, **{"run.checkpoint_every": 2, "run.save_every": 0}),
+          tmp_path / "r")
+    assert written == [("last.pt", 2), ("last.pt", 3)]
+    written.clear()
+    with pytest.raises(Interrupted):                 # a stop saves whatever the cadence
+        train(ToyTask(signal_at=2), toy_data(), toy_cfg(epochs=3, **{"run.checkpoint_every": 2}),
+              tmp_path / "s")
+    assert written == [("last.pt", 0)]
+
+
+def test_the_cuda_settings_apply_on_cuda_only_and_the_run_records_them(tmp_path):
+    from hiclr.engine.device import configure_backends
+    eng = toy_cfg()["engine"]
+    assert eng["cudnn_benchmark"] is True and eng["tf32"] is True          # the defaults
+    assert configure_backends(torch.device("cpu"), eng) == {"cudnn_benchmark": False, "tf32": False,
+                                                            "deterministic": False}
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        assert configure_backends(torch.device("cuda"), eng) == {"cudnn_benchmark": True, "tf32": True,
+                                                                 "deterministic": False}
+        assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+        assert configure_backends(torch.device("cuda"), {**eng, "tf32": False})["tf32"] is False
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = saved
+    train(ToyTask(), toy_data(), toy_cfg(epochs=1), tmp_path / "r")
+    setup = json.loads((tmp_path / "r" / "engine.json").read_text())
+    assert setup["device"] == "cpu" and setup["world_size"] == 1 and setup["precision"] == "fp32"
+    assert (setup["cudnn_benchmark"], setup["tf32"], setup["sync_bn"]) == (False, False, False)
+
+
+def test_a_compiled_run_records_its_compile_time_in_the_epoch_metrics(tmp_path):
+    from hiclr.engine import Task
+    torch._dynamo.reset()               # nothing cached from earlier tests: this run compiles
+    task = ToyTask()
+    assert isinstance(task, Task)
+    train(task, toy_data(), toy_cfg(epochs=2, **{"engine.compile": "eager"}), tmp_path / "r")
+    epochs = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+              if json.loads(x)["kind"] == "epoch"]
+    assert epochs[0]["compile_s"] > 0 and epochs[0]["compiled_frames"] >= 1
+    assert epochs[1]["compile_s"] >= epochs[0]["compile_s"]              # cumulative over the run
+    train(ToyTask(), toy_data(), toy_cfg(epochs=1), tmp_path / "p")
+    plain = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert not any("compile_s" in r for r in plain)

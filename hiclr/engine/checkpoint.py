@@ -5,9 +5,14 @@ A training checkpoint (`last.pt`, `epoch_XXX.pt`) is a dict of plain types and t
     format "hiclr-checkpoint/1", model (state_dict: for pre-training this includes the EMA key
     encoder, the queue, its ids and pointer, all registered as buffers), optimizer, scheduler,
     epoch (completed epochs), step (optimizer steps done), steps_per_epoch, world_size,
-    rng {torch, cuda, numpy, python}, generators {augment (the running epoch's augmentation
-    generator), augment_device}, task (the task's own state, if any), config (the resolved config),
+    rng {torch, cuda, numpy, python} (rank 0's), rng_ranks [one such dict per rank],
+    generators {augment (rank 0's running augmentation generator), augment_ranks [one state per
+    rank], augment_device}, task (the task's own state, if any), config (the resolved config),
     data (a fingerprint of the training split), checksum (sha256 of all the rest, verified on load).
+
+Under DDP each rank draws its own augmentations and dropout, so each rank's states are saved and
+a resumed rank r restores entry r (`rank_entry`); a checkpoint without the per-rank lists gives
+every rank rank 0's states.
 """
 
 from __future__ import annotations
@@ -97,6 +102,59 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a hiclr training checkpoint (format {FORMAT} expected)")
     return verify_checksum(ckpt, path)
+
+
+def to_host(tree: Any) -> Any:
+    """`tree` (dicts, lists, tuples of tensors and plain values) with every tensor on the CPU, the
+    device tensors copied in one transfer per dtype (one concatenation on the device, one copy,
+    then host views cloned apart) rather than one small copy per tensor."""
+    found: list[torch.Tensor] = []
+
+    def collect(value):
+        if torch.is_tensor(value):
+            if value.device.type != "cpu":
+                found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    collect(tree)
+    if not found:
+        return tree
+    host: dict[int, torch.Tensor] = {}
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in found:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for dtype, group in by_dtype.items():
+        flat = torch.cat([t.detach().reshape(-1) for t in group]).cpu()
+        for t, piece in zip(group, flat.split([t.numel() for t in group])):
+            host[id(t)] = piece.view(t.shape).clone()
+
+    def rebuild(value):
+        if torch.is_tensor(value):
+            return host.get(id(value), value)
+        if isinstance(value, dict):
+            return {k: rebuild(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rebuild(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(rebuild(v) for v in value)
+        return value
+
+    return rebuild(tree)
+
+
+def rank_entry(ckpt: dict, rank: int, world: int) -> tuple[dict, Any]:
+    """(rng states, augmentation generator state) of `rank` in `ckpt`: its own entry when the
+    checkpoint holds one per rank of this world size, else rank 0's."""
+    rngs = ckpt.get("rng_ranks")
+    gens = ckpt.get("generators", {}).get("augment_ranks")
+    if isinstance(rngs, list) and len(rngs) == world and isinstance(gens, list) and len(gens) == world:
+        return rngs[rank], gens[rank]
+    return ckpt["rng"], ckpt.get("generators", {}).get("augment")
 
 
 def capture_rng() -> dict:

@@ -1,528 +1,427 @@
 """The one training loop, for pre-training and fine-tuning alike.
 
-API (`from hiclr.engine import train, TrainData, Batch`):
-
     result = train(task, TrainData(x, labels, ids), cfg, run_dir, resume=False)
 
-- `cfg`: a resolved config (`hiclr.config.load_config`); the loop reads `run` (seed, save_every,
-  log_every), `optim` (SGD, batch size, epochs, schedule, warm-up) and `engine` (device, precision,
-  compile, resident data, TensorBoard, progress bar). It is saved as `run_dir/config.yaml`.
-- `data`: the training split as CPU tensors: `x` (N, C, T, V, M) float32, `labels` (N,) and `ids`
-  (N,) (sample ids, e.g. `Split.index`; default 0..N-1). The loop puts `x` on the device when it
-  fits (`engine.resident`) and forms each batch by an index gather from a permutation drawn from a
-  `torch.Generator` seeded by (seed, epoch).
-- `task`: a small object with
-    `model: nn.Module` - everything that is trained and checkpointed (moved to the device here);
-    `step(model, batch: Batch, generator: torch.Generator, epoch: int) -> (loss, metrics: dict)` -
-        one forward pass: `model` is `task.model` as wrapped by the engine (DDP and/or compiled),
-        call it rather than `task.model`; `generator` is the epoch's augmentation generator on the
-        device (seeded by (seed, epoch, rank), so a resumed run draws the same augmentations);
-        `epoch` is 0-based. Runs under bf16 autocast on CUDA. Return the scalar loss and any
-        scalar metrics (tensors or floats); the engine does backward, clipping, step and schedule.
-  and optionally
-    `param_groups() -> iterable` - what the optimizer updates (default: parameters with grad);
-    `end_epoch(epoch: int, means: dict) -> dict` - after each epoch, given the epoch's means of the
-        step metrics (loss, the task's metrics); returns extra values (e.g. a test accuracy) logged
-        with the epoch;
-    `postfix_keys: dict` - {epoch metric: label} of `end_epoch` values shown in the progress bar;
-    `state_dict()` / `load_state_dict(d)` - extra task state to checkpoint (tensors, plain types);
-    `finish(run_dir) -> dict` - once at the end on rank 0 (pre-training writes `encoder.pt`).
-- `result`: `TrainResult(run_dir, epoch, step, last_epoch_metrics, outputs)`.
+`task` follows `hiclr.engine.task.Task` (a model and one forward pass). `cfg` is a resolved config
+(`hiclr.config.load_config`): the loop reads `run` (seed, save_every, checkpoint_every, log_every),
+`optim` (optimizer, global batch size, epochs, schedule, warm-up), `engine` (device, precision,
+CUDA settings, compile, resident data, TensorBoard, progress bar) and `model.sync_bn`; it is saved
+as `run_dir/config.yaml`. The split goes to the device when it fits (`engine.resident`); each
+batch is an index gather from a permutation drawn from (seed, epoch), the same on every rank,
+each rank taking its slice (`hiclr/engine/distributed.py`).
 
-Fine-tuning, for example, is a task whose `model` is encoder + `nn.Linear`, whose `step` augments
-(or not) and returns `F.cross_entropy(model(batch.x), batch.labels)`, and whose `end_epoch` measures
-test accuracy; its config's `optim` section says nesterov, lr 0.1, 5 warm-up epochs, milestones.
-
-Stopping: SIGINT / SIGTERM finish the current step, save `last.pt` and raise `Interrupted` (a
-`UserError` carrying `exit_code` 130 / 143). A non-finite loss raises `NonFiniteLoss` naming epoch
-and step, found within `run.log_every` steps (the step itself has no host-device synchronisation:
-`FiniteWatch`) and always before the next save, so the last good checkpoint stays untouched.
-Checkpoint contents: `hiclr/engine/checkpoint.py`; DDP: `hiclr/engine/distributed.py`.
+Stopping: SIGINT / SIGTERM finish the current step, save `last.pt` and raise `Interrupted` (exit
+status 130 / 143); under DDP the ranks agree on a stop every `run.log_every` steps. A non-finite
+loss raises `NonFiniteLoss` naming epoch and step, found within `run.log_every` steps and always
+before the next save (`hiclr/engine/finite.py`). Checkpoint contents: `hiclr/engine/checkpoint.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import random
-import signal
+import json
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from data_prep.atomic import atomic_write_text
 from data_prep.errors import UserError
 from hiclr.config import save_config
-from hiclr.engine.checkpoint import FORMAT, atomic_save, capture_rng, load_checkpoint, restore_rng
+from hiclr.engine.checkpoint import FORMAT, atomic_save, capture_rng, rank_entry, restore_rng, to_host
+from hiclr.engine.compiling import (COMPILE_MODES, CompileClock, captures_cuda_graphs,  # noqa: F401
+                                    compile_module, compile_options)
+from hiclr.engine.device import (autocast_for, configure_backends, device_kind,  # noqa: F401
+                                 place_data, resolve_device, resolve_precision)
+from hiclr.engine.distributed import DistInfo, any_rank, barrier, gather_objects, setup_distributed
+from hiclr.engine.finite import FiniteWatch, NonFiniteLoss  # noqa: F401
+from hiclr.engine.logging import MetricsLog
 from hiclr.engine.resume import (complete_snapshot, config_changes, data_fingerprint, describe_changes,
                                  find_checkpoint, remove_stale_partials)
-from hiclr.engine.distributed import DistInfo, any_rank, barrier, setup_distributed
-from hiclr.engine.logging import MetricsLog
 from hiclr.engine.schedule import build_optimizer, build_scheduler
+from hiclr.engine.seeding import derive_seed, seed_everything  # noqa: F401
+from hiclr.engine.signals import Interrupted, StopRequest, exit_code_of
+from hiclr.engine.sync_bn import convert_sync_batchnorm
+from hiclr.engine.task import Batch, Task, TrainData, TrainResult, optional, parameters_of  # noqa: F401
 
 
 @dataclass
-class TrainData:
-    x: torch.Tensor                         # (N, C, T, V, M) float32
-    labels: torch.Tensor | None = None      # (N,) int64
-    ids: torch.Tensor | None = None         # (N,) int64 sample ids
+class BatchPlan:
+    """How an epoch splits into steps: `global_batch` samples a step over all ranks, each rank
+    `global_batch // world`; with `drop_last` false a last partial batch is cut to a multiple of
+    the world size (at most world - 1 samples of the epoch left out), so every rank's batch has
+    the same size, as the queue's all-gather needs."""
+    n: int
+    global_batch: int
+    world: int
+    drop_last: bool
 
-    def __post_init__(self):
-        if self.ids is None:
-            self.ids = torch.arange(len(self.x))
-        if self.labels is None:
-            self.labels = torch.full((len(self.x),), -1, dtype=torch.long)
+    @property
+    def last_batch(self) -> int:
+        rest = 0 if self.drop_last else self.n % self.global_batch
+        return rest - rest % self.world
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.global_batch + (1 if self.last_batch else 0)
+
+    def indices(self, perm: torch.Tensor, i: int, rank: int) -> torch.Tensor:
+        """Rank `rank`'s sample indices of step `i` of the epoch whose permutation is `perm`."""
+        size = self.global_batch if (i + 1) * self.global_batch <= self.n else self.last_batch
+        return perm[i * self.global_batch:i * self.global_batch + size].view(self.world, -1)[rank]
 
 
 @dataclass
-class Batch:
-    x: torch.Tensor        # (B, C, T, V, M) on the device
-    labels: torch.Tensor   # (B,)
-    ids: torch.Tensor      # (B,) sample ids
+class Progress:
+    """Where the run stands: completed epochs, optimizer steps, and what a mid-epoch checkpoint
+    carries into the epoch it stopped in (the augmentation state, the metric sums so far)."""
+    epoch: int = 0
+    step: int = 0
+    augment_state: Any = None
+    partial: dict | None = None
 
 
 @dataclass
-class TrainResult:
+class Run:
+    """Everything the epoch body and the saves share."""
+    task: Task
+    cfg: dict
+    dist: DistInfo
+    device: torch.device
+    model: nn.Module            # task.model on the device
+    wrapped: nn.Module          # what the step calls: DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    plan: BatchPlan
+    x: torch.Tensor
+    labels: torch.Tensor
+    ids: torch.Tensor
     run_dir: Path | None
-    epoch: int
-    step: int
-    metrics: dict = field(default_factory=dict)
-    outputs: dict = field(default_factory=dict)
+    fingerprint: dict
+    bf16: bool
+    log: Any = None
+    bar: Any = None
+    stop: StopRequest | None = None
+    finite: FiniteWatch | None = None
+    compile_clock: CompileClock | None = None
+    postfix: dict = field(default_factory=dict)     # the progress bar's: last logged step + epoch metrics
 
-
-class Interrupted(UserError):
-    """Stopped by a signal after saving `last.pt`."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class NonFiniteLoss(UserError):
-    """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
+    @property
+    def last_path(self) -> Path | None:
+        return self.run_dir / "last.pt" if self.run_dir is not None else None
 
 
 # --------------------------------------------------------------------------- the loop
 
-def train(task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *,
+def train(task: Task, data: TrainData, cfg: dict, run_dir: str | Path | None = None, *,
           resume: bool = False, overwrite: bool = False, force: bool = False) -> TrainResult:
     run, opt, eng = cfg["run"], cfg["optim"], cfg["engine"]
-    dist = setup_distributed(_device_kind(eng["device"]))
+    dist = setup_distributed(device_kind(eng["device"]))
     device = resolve_device(eng["device"], dist)
+    backends = configure_backends(device, eng)
     bf16 = resolve_precision(eng["precision"], device) == "bf16"
     run_dir = Path(run_dir) if run_dir is not None else None
-    last_path = run_dir / "last.pt" if run_dir is not None else None
-    if run_dir is not None and not resume and not overwrite and last_path.exists():
+    _check_run_dir(run_dir, resume, overwrite, dist)
+
+    plan = _plan_batches(len(data.x), opt, eng, dist)
+    x, _ = place_data(data.x, device, eng["resident"], eng["resident_fraction"])
+    labels, ids = data.labels.to(x.device), data.ids.to(x.device)
+
+    if not resume:
+        seed_everything(int(run["seed"]) + dist.rank)
+    model: nn.Module = task.model.to(device)
+    sync_bn = bool(cfg["model"]["sync_bn"]) and dist.enabled
+    if sync_bn:
+        convert_sync_batchnorm(model)
+    optimizer = build_optimizer(parameters_of(task), opt)
+    scheduler = build_scheduler(optimizer, opt, plan.steps_per_epoch)
+    r = Run(task, cfg, dist, device, model, model, optimizer, scheduler, plan, x, labels, ids, run_dir,
+            data_fingerprint(data.ids, data.labels, data.x), bf16)
+    state, forced = _resume(r, force) if resume else (Progress(), {})
+    r.wrapped = _wrap(model, dist, device, eng)
+
+    if run_dir is not None and dist.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+    r.log = MetricsLog(run_dir, resume_step=state.step if resume else None, tensorboard=eng["tensorboard"],
+                       enabled=dist.is_main)
+    if forced:
+        if dist.is_main:
+            print(f"warning: --force: resuming with changed {describe_changes(forced)}", file=sys.stderr)
+        r.log.write({"kind": "resume", "epoch": state.epoch, "step": state.step, "forced": True,
+                     "changed": {k: [str(a), str(b)] for k, (a, b) in forced.items()}})
+    _write_setup(r, backends, sync_bn)
+    r.bar = _progress(plan.steps_per_epoch * opt["epochs"], state.step,
+                      enabled=bool(eng["progress"]) and dist.is_main)
+    r.finite = FiniteWatch(device)
+    r.compile_clock = CompileClock() if compile_options(eng["compile"]) is not None else None
+    outputs, record = {}, {}
+    with StopRequest() as r.stop:
+        try:
+            while state.epoch < opt["epochs"]:
+                record = _end_epoch(r, state, _run_epoch(r, state))
+            finish = optional(task, "finish")
+            if dist.is_main and finish is not None:
+                outputs = finish(run_dir) or {}
+            barrier(dist)
+        finally:
+            r.bar.close()
+            r.log.close()
+    return TrainResult(run_dir, state.epoch, state.step, record, outputs)
+
+
+@dataclass
+class EpochSteps:
+    """What an epoch's steps leave for its end: the augmentation generator (checkpointed), the
+    metric sums on the device and how many steps they sum, the lr of the last step, the time."""
+    generator: torch.Generator
+    sums: dict
+    steps: int
+    lr: float
+    seconds: float
+
+
+def _run_epoch(r: Run, state: Progress) -> EpochSteps:
+    """Train the rest of epoch `state.epoch` (all of it, or what a mid-epoch checkpoint left)."""
+    seed, epoch, plan, dist = int(r.cfg["run"]["seed"]), state.epoch, r.plan, r.dist
+    opt = r.cfg["optim"]
+    log_every = max(1, int(r.cfg["run"]["log_every"]))
+    # one permutation per epoch, the same on every rank; each rank takes its slice
+    perm = torch.randperm(plan.n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 0)))
+    perm = perm.to(r.x.device)
+    gen = torch.Generator(device=r.device)
+    gen.manual_seed(derive_seed(seed, epoch, 1 + dist.rank))
+    if state.augment_state is not None:
+        gen.set_state(state.augment_state)
+        state.augment_state = None
+    sums: dict[str, torch.Tensor] = {}
+    steps, t_epoch = 0, time.perf_counter()
+    if state.partial is not None:                 # resumed inside this epoch: the sums so far
+        sums = {k: v.to(r.device) for k, v in state.partial["sums"].items()}
+        steps, state.partial = int(state.partial["steps"]), None
+    lr = r.optimizer.param_groups[0]["lr"]
+    r.model.train()
+    t_window, samples_window = time.perf_counter(), 0
+    for i in range(state.step - epoch * plan.steps_per_epoch, plan.steps_per_epoch):
+        idx = plan.indices(perm, i, dist.rank)
+        batch = Batch(r.x[idx].to(r.device, non_blocking=True), r.labels[idx].to(r.device),
+                      r.ids[idx].to(r.device))
+        with autocast_for(r.device, r.bf16)():
+            loss, metrics = r.task.step(r.wrapped, batch, gen, epoch)
+        loss_value = loss.detach().float()
+        r.finite.record(loss_value, state.step + 1, batch.x)   # on the device: no host sync per step
+        lr = r.optimizer.param_groups[0]["lr"]                # the lr this step uses
+        r.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(r.model.parameters(), float(opt["grad_clip"]))
+        r.optimizer.step()
+        r.scheduler.step()
+        state.step += 1
+        steps += 1
+        samples_window += len(idx) * dist.world_size
+
+        values = {"loss": loss_value, **{k: torch.as_tensor(v).detach().float() for k, v in metrics.items()}}
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value
+        at_log_point = state.step % log_every == 0
+        if at_log_point:
+            _check_finite(r)
+            rate = samples_window / max(1e-9, time.perf_counter() - t_window)
+            r.log.write({"kind": "step", "epoch": epoch, "step": state.step, "lr": lr,
+                         "samples_per_s": rate, **{k: float(v) for k, v in values.items()}})
+            t_window, samples_window = time.perf_counter(), 0
+            r.postfix.update(loss=f"{loss_value.item():.4f}", lr=f"{lr:.3g}", samples_s=f"{rate:.0f}")
+            r.bar.set_postfix(r.postfix, refresh=False)
+        r.bar.update(1)
+        # a stop during the epoch's last step is handled after the epoch's checkpoint; under DDP
+        # the ranks agree on it at log points only (one all-reduce), alone it costs nothing
+        if i + 1 < plan.steps_per_epoch and (at_log_point or not dist.enabled) and \
+                any_rank(r.stop.signal is not None, dist, r.device):
+            _stop_inside_epoch(r, state, gen, sums, steps)
+    return EpochSteps(gen, sums, steps, lr, time.perf_counter() - t_epoch)
+
+
+def _stop_inside_epoch(r: Run, state: Progress, gen, sums: dict, steps: int):
+    _check_finite(r)
+    path = _save(r, r.last_path, state, gen, partial={"sums": {k: v.cpu() for k, v in sums.items()},
+                                                      "steps": steps})
+    name = r.stop.signal or "a signal on another rank"
+    raise Interrupted(f"interrupted by {name} at epoch {state.epoch + 1}, step {state.step}; saved {path}; "
+                      "continue with --resume", exit_code=exit_code_of(r.stop.signal))
+
+
+def _end_epoch(r: Run, state: Progress, done: EpochSteps) -> dict:
+    """The epoch's means and the task's own epoch metrics, logged; then the checkpoints."""
+    _check_finite(r)
+    record = {"kind": "epoch", "epoch": state.epoch + 1, "step": state.step, "lr": done.lr,
+              "time_s": done.seconds, "samples_per_s": done.steps * r.plan.global_batch / max(1e-9, done.seconds),
+              **{k: float(v) / max(1, done.steps) for k, v in done.sums.items()}}
+    if r.compile_clock is not None:
+        record.update(r.compile_clock.metrics())
+    end_epoch = optional(r.task, "end_epoch")
+    if end_epoch is not None:
+        record.update(end_epoch(state.epoch, dict(record)) or {})
+        shown = {label: f"{record[key]:.1f}" for key, label in
+                 getattr(r.task, "postfix_keys", {}).items() if key in record}
+        if shown:
+            r.postfix.update(shown)
+            r.bar.set_postfix(r.postfix, refresh=False)
+    r.log.write(record)
+    state.epoch += 1
+    run, epochs = r.cfg["run"], r.cfg["optim"]["epochs"]
+    stopping = any_rank(r.stop.signal is not None, r.dist, r.device)
+    # the snapshot first: a kill between the two saves leaves last.pt behind, and resuming redoes
+    # the epochs since (or completes the snapshot), never loses them
+    every = int(run["save_every"])
+    if every and state.epoch % every == 0 and r.run_dir is not None:
+        _save(r, r.run_dir / f"epoch_{state.epoch:03d}.pt", state, done.generator)
+    cadence = int(run["checkpoint_every"])
+    if stopping or state.epoch == epochs or (cadence and state.epoch % cadence == 0):
+        _save(r, r.last_path, state, done.generator)
+    if stopping:
+        raise Interrupted(f"interrupted by {r.stop.signal or 'a signal'} after epoch {state.epoch}; saved "
+                          f"{r.last_path}; continue with --resume", exit_code=exit_code_of(r.stop.signal))
+    return record
+
+
+# --------------------------------------------------------------------------- set-up
+
+def _check_run_dir(run_dir: Path | None, resume: bool, overwrite: bool, dist: DistInfo) -> None:
+    if run_dir is not None and not resume and not overwrite and (run_dir / "last.pt").exists():
         raise UserError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                         "or choose another run name / --out")
     if run_dir is not None and dist.is_main and run_dir.is_dir():
         remove_stale_partials(run_dir)
-    if eng["deterministic"] and device.type == "cuda":
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
-    # -- data: resident on the device when it fits, batches by index gather
-    n = len(data.x)
-    world = dist.world_size
-    global_batch = min(int(opt["batch_size"]), n - n % world)
+
+def _plan_batches(n: int, opt: dict, eng: dict, dist: DistInfo) -> BatchPlan:
+    world, asked = dist.world_size, int(opt["batch_size"])
+    if asked % world:
+        raise UserError(f"optim.batch_size {asked} does not split evenly over the {world} DDP ranks; "
+                        f"use a multiple of {world} (e.g. {asked - asked % world or world})")
+    global_batch = min(asked, n - n % world)
     if global_batch < world:
         raise UserError(f"the training split has {n} samples, fewer than the {world} DDP ranks")
-    if global_batch < opt["batch_size"] and dist.is_main:
-        print(f"note: {n} training samples < optim.batch_size {opt['batch_size']}; "
-              f"using batches of {global_batch}", file=sys.stderr)
+    if global_batch < asked and dist.is_main:
+        print(f"note: {n} training samples < optim.batch_size {asked}; using batches of {global_batch}",
+              file=sys.stderr)
     drop_last = bool(opt["drop_last"])
     if not drop_last and captures_cuda_graphs(compile_options(eng["compile"])):
         raise UserError(f"engine.compile={eng['compile']} captures CUDA graphs, which need every batch "
                         "of one shape; set optim.drop_last=true (the last partial batch is dropped, as "
                         "the reference does)")
-    steps_per_epoch = n // global_batch if drop_last else math.ceil(n / global_batch)
-    total_steps = steps_per_epoch * opt["epochs"]
-    x, resident = place_data(data.x, device, eng["resident"], eng["resident_fraction"])
-    labels, ids = data.labels.to(x.device), data.ids.to(x.device)
+    return BatchPlan(n, global_batch, world, drop_last)
 
-    # -- model, optimizer, schedule
-    seed = int(run["seed"])
-    if not resume:
-        seed_everything(seed + dist.rank)
-    model: nn.Module = task.model.to(device)
-    params = task.param_groups() if hasattr(task, "param_groups") else \
-        [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, opt)
-    scheduler = build_scheduler(optimizer, opt, steps_per_epoch)
 
-    epoch, step, aug_state, partial, forced = 0, 0, None, None, {}
-    fingerprint = data_fingerprint(data.ids, data.labels, data.x)
-    if resume:
-        if run_dir is None:
-            raise UserError("--resume needs a run directory")
-        ckpt, found = find_checkpoint(run_dir)
-        changes = config_changes(ckpt.get("config"), cfg)
-        if ckpt.get("data") not in (None, fingerprint):
-            changes["training data"] = (ckpt["data"], fingerprint)
-        if changes and not force:
-            raise UserError(f"{found} was written with another config: {describe_changes(changes)}; resume "
-                            f"with the run's own config ({run_dir / 'config.yaml'}) or pass --force to continue "
-                            f"with the new values (recorded in metrics.jsonl)")
-        forced = changes
-        if ckpt["steps_per_epoch"] != steps_per_epoch or ckpt["world_size"] != world:
-            raise UserError(f"{found} was written with {ckpt['steps_per_epoch']} steps per epoch on "
-                            f"{ckpt['world_size']} rank(s), this run has {steps_per_epoch} on {world}; "
-                            "resume with the same data, batch size and number of ranks")
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err)[:160])
-            raise UserError(f"{found} does not fit this run's model or optimizer ({detail}); the model's "
-                            f"shape cannot change on resume, even with --force") from None
-        if dist.is_main:
-            complete_snapshot(run_dir, found, ckpt, int(run["save_every"]))
-        if hasattr(task, "load_state_dict") and ckpt.get("task") is not None:
-            task.load_state_dict(ckpt["task"])
-        epoch, step = ckpt["epoch"], ckpt["step"]
-        restore_rng(ckpt["rng"])
-        if step > epoch * steps_per_epoch:   # stopped inside an epoch: continue its augmentation stream
-            aug_state = ckpt["generators"]["augment"]
-            partial = ckpt.get("partial_epoch")   # metric sums of the steps already done
-        if dist.is_main:
-            print(f"resuming {run_dir} at epoch {epoch}, step {step}", file=sys.stderr)
+def _resume(r: Run, force: bool) -> tuple[Progress, dict]:
+    """Load the newest good checkpoint into the model, optimizer, schedule, task and this rank's
+    RNGs; return where the run stands and the config changes that --force let through."""
+    if r.run_dir is None:
+        raise UserError("--resume needs a run directory")
+    ckpt, found = find_checkpoint(r.run_dir)
+    changes = config_changes(ckpt.get("config"), r.cfg)
+    if ckpt.get("data") not in (None, r.fingerprint):
+        changes["training data"] = (ckpt["data"], r.fingerprint)
+    if changes and not force:
+        raise UserError(f"{found} was written with another config: {describe_changes(changes)}; resume "
+                        f"with the run's own config ({r.run_dir / 'config.yaml'}) or pass --force to continue "
+                        f"with the new values (recorded in metrics.jsonl)")
+    steps_per_epoch, world = r.plan.steps_per_epoch, r.dist.world_size
+    if ckpt["steps_per_epoch"] != steps_per_epoch or ckpt["world_size"] != world:
+        raise UserError(f"{found} was written with {ckpt['steps_per_epoch']} steps per epoch on "
+                        f"{ckpt['world_size']} rank(s), this run has {steps_per_epoch} on {world}; "
+                        "resume with the same data, batch size and number of ranks")
+    try:
+        r.model.load_state_dict(ckpt["model"])
+        r.optimizer.load_state_dict(ckpt["optimizer"])
+        r.scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err)[:160])
+        raise UserError(f"{found} does not fit this run's model or optimizer ({detail}); the model's "
+                        f"shape cannot change on resume, even with --force") from None
+    if r.dist.is_main:
+        complete_snapshot(r.run_dir, found, ckpt, int(r.cfg["run"]["save_every"]))
+    load_task_state = optional(r.task, "load_state_dict")
+    if load_task_state is not None and ckpt.get("task") is not None:
+        load_task_state(ckpt["task"])
+    state = Progress(ckpt["epoch"], ckpt["step"])
+    rng, augment = rank_entry(ckpt, r.dist.rank, world)
+    restore_rng(rng)
+    if state.step > state.epoch * steps_per_epoch:   # stopped inside an epoch: continue its streams
+        state.augment_state = augment
+        state.partial = ckpt.get("partial_epoch")    # metric sums of the steps already done
+    if r.dist.is_main:
+        print(f"resuming {r.run_dir} at epoch {state.epoch}, step {state.step}", file=sys.stderr)
+    return state, changes
 
+
+def _wrap(model: nn.Module, dist: DistInfo, device: torch.device, eng: dict) -> nn.Module:
+    """What the step calls: `model` in DDP when there are several ranks, then compiled if asked."""
     wrapped = model
     if dist.enabled:
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=bool(eng["find_unused_parameters"]),
             broadcast_buffers=False)  # BN statistics per rank (as the reference); the queue syncs itself
-    compile_kwargs = compile_options(eng["compile"])
-    if compile_kwargs is not None:
-        wrapped = compile_module(wrapped, compile_kwargs, device)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-
-    if run_dir is not None and dist.is_main:
-        save_config(cfg, run_dir / "config.yaml")
-    log = MetricsLog(run_dir, resume_step=step if resume else None, tensorboard=eng["tensorboard"],
-                     enabled=dist.is_main)
-    if forced:
-        if dist.is_main:
-            print(f"warning: --force: resuming with changed {describe_changes(forced)}", file=sys.stderr)
-        log.write({"kind": "resume", "epoch": epoch, "step": step, "forced": True,
-                   "changed": {k: [str(a), str(b)] for k, (a, b) in forced.items()}})
-    bar = _progress(total_steps, step, enabled=bool(eng["progress"]) and dist.is_main)
-    log_every = max(1, int(run["log_every"]))
-    finite = FiniteWatch(device)
-    outputs: dict = {}
-    last_epoch_record: dict = {}
-    postfix: dict = {}                      # the progress bar's: last logged step + epoch metrics
-    with StopRequest() as stop:
-        try:
-            while epoch < opt["epochs"]:
-                # one permutation per epoch, the same on every rank; each rank takes its slice
-                perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 0)))
-                perm = perm.to(x.device)
-                gen = torch.Generator(device=device)
-                gen.manual_seed(derive_seed(seed, epoch, 1 + dist.rank))
-                if aug_state is not None:
-                    gen.set_state(aug_state)
-                    aug_state = None
-                model.train()
-                sums: dict[str, torch.Tensor] = {}
-                epoch_steps, t_epoch = 0, time.perf_counter()
-                if partial is not None:
-                    sums = {k: v.to(device) for k, v in partial["sums"].items()}
-                    epoch_steps, partial = int(partial["steps"]), None
-                t_window, samples_window = time.perf_counter(), 0
-                for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
-                    chunk = perm[i * global_batch:(i + 1) * global_batch]
-                    idx = torch.tensor_split(chunk, world)[dist.rank]
-                    batch = Batch(x[idx].to(device, non_blocking=True), labels[idx].to(device), ids[idx].to(device))
-
-                    with autocast():
-                        loss, metrics = task.step(wrapped, batch, gen, epoch)
-                    loss_value = loss.detach().float()
-                    finite.record(loss_value, step + 1, batch.x)   # on the device: no host sync per step
-                    lr = optimizer.param_groups[0]["lr"]   # the lr this step uses
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if opt["grad_clip"]:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), float(opt["grad_clip"]))
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    epoch_steps += 1
-                    samples_window += len(idx) * world
-
-                    values = {"loss": loss_value, **{k: torch.as_tensor(v).detach().float()
-                                                     for k, v in metrics.items()}}
-                    for key, value in values.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                    if step % log_every == 0:
-                        finite.check(dist, device, steps_per_epoch, last_path, model, bf16)
-                        rate = samples_window / max(1e-9, time.perf_counter() - t_window)
-                        log.write({"kind": "step", "epoch": epoch, "step": step, "lr": lr,
-                                   "samples_per_s": rate, **{k: float(v) for k, v in values.items()}})
-                        t_window, samples_window = time.perf_counter(), 0
-                        postfix.update(loss=f"{loss_value.item():.4f}", lr=f"{lr:.3g}", samples_s=f"{rate:.0f}")
-                        bar.set_postfix(postfix, refresh=False)
-                    bar.update(1)
-                    # (a stop during the epoch's last step is handled after the epoch's checkpoint)
-                    if i + 1 < steps_per_epoch and any_rank(stop.signal is not None, dist, device):
-                        finite.check(dist, device, steps_per_epoch, last_path, model, bf16)
-                        path = _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step,
-                                     steps_per_epoch, world, gen, dist, fingerprint=fingerprint,
-                                     partial={"sums": {k: v.cpu() for k, v in sums.items()},
-                                              "steps": epoch_steps})
-                        name = stop.signal or "a signal on another rank"
-                        raise Interrupted(f"interrupted by {name} at epoch {epoch + 1}, step {step}; saved "
-                                          f"{path}; continue with --resume",
-                                          exit_code=143 if stop.signal == "SIGTERM" else 130)
-
-                # end of epoch: means, the task's own epoch metrics, then checkpoints
-                finite.check(dist, device, steps_per_epoch, last_path, model, bf16)
-                elapsed = time.perf_counter() - t_epoch
-                record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
-                          "lr": lr if epoch_steps else optimizer.param_groups[0]["lr"], "time_s": elapsed,
-                          "samples_per_s": epoch_steps * global_batch / max(1e-9, elapsed),
-                          **{k: float(v) / max(1, epoch_steps) for k, v in sums.items()}}
-                if hasattr(task, "end_epoch"):
-                    record.update(task.end_epoch(epoch, dict(record)) or {})
-                    shown = {label: f"{record[key]:.1f}" for key, label in
-                             getattr(task, "postfix_keys", {}).items() if key in record}
-                    if shown:
-                        postfix.update(shown)
-                        bar.set_postfix(postfix, refresh=False)
-                log.write(record)
-                last_epoch_record = record
-                epoch += 1
-                # the snapshot first: a kill between the two saves leaves last.pt one epoch behind,
-                # and resuming redoes that epoch (or completes the snapshot), never loses it
-                every = int(run["save_every"])
-                if every and epoch % every == 0 and run_dir is not None:
-                    _save(run_dir / f"epoch_{epoch:03d}.pt", model, optimizer, scheduler, task, cfg, epoch,
-                          step, steps_per_epoch, world, gen, dist, fingerprint=fingerprint)
-                _save(last_path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch,
-                      world, gen, dist, fingerprint=fingerprint)
-                if any_rank(stop.signal is not None, dist, device):
-                    raise Interrupted(f"interrupted by {stop.signal or 'a signal'} after epoch {epoch}; saved "
-                                      f"{last_path}; continue with --resume",
-                                      exit_code=143 if stop.signal == "SIGTERM" else 130)
-
-            if dist.is_main and hasattr(task, "finish"):
-                outputs = task.finish(run_dir) or {}
-            barrier(dist)
-        finally:
-            bar.close()
-            log.close()
-    return TrainResult(run_dir, epoch, step, last_epoch_record, outputs)
+    options = compile_options(eng["compile"])
+    return compile_module(wrapped, options, device) if options is not None else wrapped
 
 
-# --------------------------------------------------------------------------- helpers
-
-class FiniteWatch:
-    """The first step whose loss is not finite, remembered on the device.
-
-    `record` runs every step without a host-device synchronisation; `check` (one sync) runs every
-    `run.log_every` steps, at the end of each epoch and before a save on a signal, so a bad loss
-    is found before anything is saved after it and named by its epoch and step (the optimizer has
-    taken up to `log_every` steps with it by then; nothing of them is kept).
-    """
-
-    def __init__(self, device: torch.device):
-        self.step = torch.full((), -1, dtype=torch.long, device=device)
-        self.value = torch.zeros((), device=device)
-        self.bad_inputs = torch.zeros((), dtype=torch.long, device=device)   # at that step
-
-    def record(self, loss_value: torch.Tensor, step: int, x: torch.Tensor | None = None) -> None:
-        first = ~torch.isfinite(loss_value) & (self.step < 0)
-        self.step.masked_fill_(first, step)
-        self.value = torch.where(first, loss_value, self.value)
-        if x is not None:
-            self.bad_inputs = torch.where(first, (~torch.isfinite(x)).sum(), self.bad_inputs)
-
-    def check(self, dist: DistInfo, device: torch.device, steps_per_epoch: int, last_path,
-              model: nn.Module | None = None, bf16: bool = False) -> None:
-        """Raise `NonFiniteLoss` (on every rank) if any rank has seen a non-finite loss, naming the
-        cause (`_non_finite_cause`)."""
-        step = int(self.step)
-        if not any_rank(step >= 0, dist, device):
-            return
-        if step < 0:
-            raise NonFiniteLoss(f"the loss is not finite on another rank; stopped without saving, the "
-                                f"last good checkpoint is {_describe_last(last_path)}")
-        epoch, batch = divmod(step - 1, steps_per_epoch)
-        raise NonFiniteLoss(
-            f"the loss is {float(self.value)} at epoch {epoch + 1}, step {step} (batch {batch + 1} of "
-            f"{steps_per_epoch}); stopped without saving, the last good checkpoint is "
-            f"{_describe_last(last_path)}; {_non_finite_cause(int(self.bad_inputs), model, bf16)}")
+def _write_setup(r: Run, backends: dict, sync_bn: bool) -> None:
+    """`run_dir/engine.json`: how this process runs (device, ranks, precision, the CUDA settings in
+    force, SyncBatchNorm, compile), rewritten by each start or resume."""
+    if r.run_dir is None or not r.dist.is_main:
+        return
+    eng = r.cfg["engine"]
+    atomic_write_text(r.run_dir / "engine.json", json.dumps({
+        "device": str(r.device), "world_size": r.dist.world_size, "precision": "bf16" if r.bf16 else "fp32",
+        **backends, "sync_bn": sync_bn, "compile": eng["compile"], "torch": torch.__version__,
+        "global_batch": r.plan.global_batch, "steps_per_epoch": r.plan.steps_per_epoch,
+    }, indent=1) + "\n")
 
 
-def _save(path, model, optimizer, scheduler, task, cfg, epoch, step, steps_per_epoch, world, gen, dist,
-          partial=None, fingerprint=None):
-    """Write a training checkpoint (rank 0 only); returns its path (None when not saving)."""
-    if path is None or not dist.is_main:
+# --------------------------------------------------------------------------- checks and saves
+
+def _check_finite(r: Run) -> None:
+    r.finite.check(r.dist, r.device, r.plan.steps_per_epoch, r.last_path, r.model, r.bf16)
+
+
+def _save(r: Run, path: Path | None, state: Progress, gen: torch.Generator, partial: dict | None = None):
+    """Write a training checkpoint: every rank's RNG states travel to rank 0 (a collective: every
+    rank calls this), which alone writes; no rank returns before the file is in place (so that a
+    rank may read it at once). Returns the path (None when the run has no folder)."""
+    if path is None:
         return path
-    atomic_save({
-        "format": FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "task": task.state_dict() if hasattr(task, "state_dict") else None,
-        "epoch": epoch,
-        "step": step,
-        "steps_per_epoch": steps_per_epoch,
-        "world_size": world,
-        "rng": capture_rng(),
-        "generators": {"augment": gen.get_state(), "augment_device": str(gen.device)},
-        "partial_epoch": partial,
-        "config": cfg,
-        "data": fingerprint,
-    }, path)
+    ranks = gather_objects({"rng": capture_rng(), "augment": gen.get_state()}, r.dist)
+    if r.dist.is_main:
+        _write_checkpoint(r, path, state, gen, partial, ranks)
+    barrier(r.dist)
     return path
 
 
-def _describe_last(path: Path | None) -> str:
-    if path is None or not path.exists():
-        return "none (no epoch finished yet)"
-    try:
-        ckpt = load_checkpoint(path)
-    except UserError:
-        return f"{path} (unreadable)"
-    return f"{path} (epoch {ckpt['epoch']}, step {ckpt['step']})"
-
-
-#: `torch.compile` modes (`engine.compile: MODE`); any other string names a backend (e.g. eager).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def compile_options(value) -> dict | None:
-    """`torch.compile` keyword arguments of `engine.compile` (None: no compile). false / true
-    (inductor, default mode) | a mode of `COMPILE_MODES` | a backend name."""
-    if value is None or value is False or value == "false":
-        return None
-    if value is True or value == "true":
-        return {}
-    if not isinstance(value, str) or not value:
-        raise UserError(f"engine.compile is {value!r}; use false, true, a mode "
-                        f"({', '.join(COMPILE_MODES)}) or a backend name (inductor, eager, ...)")
-    return {"mode": value} if value in COMPILE_MODES else {"backend": value}
-
-
-def compile_module(module: nn.Module, options: dict, device: torch.device) -> nn.Module:
-    """`torch.compile(module, **options)`. On CPU inductor's layout optimisation (convolutions in
-    channels-last) is turned off: with torch 2.13 its compiled ST-GCN backward crashes in
-    `convolution_backward` (segmentation fault / heap corruption, measured on this project's CPU)."""
-    if device.type == "cpu" and options.get("backend", "inductor") == "inductor":
-        import torch._inductor.config as inductor_config
-        inductor_config.layout_optimization = False
-    return torch.compile(module, **options)
-
-
-def captures_cuda_graphs(options: dict | None) -> bool:
-    """True for the compile modes that record CUDA graphs (on CUDA): every step must then have the
-    same shapes, so the engine drops the last partial batch."""
-    return options is not None and options.get("mode") in ("reduce-overhead", "max-autotune")
-
-
-def _non_finite_cause(bad_inputs: int, model: nn.Module | None, bf16: bool) -> str:
-    """What to do about a non-finite loss: bad input, bad weights, or the numerics (lr, bf16).
-    bad_inputs: the number of non-finite input values of the step whose loss was not finite."""
-    if bad_inputs:
-        return (f"that step's batch itself holds {bad_inputs} non-finite input values: the data is bad, "
-                f"check it with `hiclr-prep verify` and re-create it")
-    if model is not None and any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
-        return "the weights are already non-finite: lower optim.lr (or set optim.grad_clip)"
-    if bf16:
-        return "the input and weights are finite: lower optim.lr or use engine.precision=fp32 (this run is bf16)"
-    return "the input and weights are finite and this run is fp32: lower optim.lr or set optim.grad_clip"
-
-
-def derive_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 63-bit seed per (run seed, epoch, stream): data order is stream 0, augmentation 1 + rank."""
-    words = np.random.SeedSequence([int(seed), int(epoch), int(stream)]).generate_state(2, np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), numpy and python `random`."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def _device_kind(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(name).split(":")[0]
-
-
-def resolve_device(name: str, dist: DistInfo = DistInfo()) -> torch.device:
-    """`auto` -> cuda when available else cpu; under DDP each rank takes cuda:LOCAL_RANK."""
-    kind = _device_kind(str(name))
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"engine.device is {name!r} but CUDA is not available; use --device cpu")
-        if dist.enabled:
-            return torch.device("cuda", dist.local_rank)
-        return torch.device(name if ":" in str(name) else "cuda")
-    if kind != "cpu":
-        raise UserError(f"engine.device is {name!r}; use auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto`: bf16 autocast on CUDA (when supported), fp32 on CPU."""
-    if name == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return name
-
-
-def place_data(x: torch.Tensor, device: torch.device, mode: Any = "auto", fraction: float = 0.5):
-    """(tensor, resident): the split on the device when asked or when it fits, else pinned CPU memory."""
-    if device.type == "cpu":
-        return x.contiguous(), True
-    if mode == "auto":
-        free, _ = torch.cuda.mem_get_info(device)
-        mode = x.numel() * x.element_size() < fraction * free
-    if mode is True or mode == "true":
-        return x.to(device), True
-    return x.pin_memory(), False
-
-
-class StopRequest:
-    """SIGINT / SIGTERM set `signal` (its name); the loop saves and stops after the current step.
-
-    A second Ctrl-C aborts at once. Handlers are installed only in the main thread and restored on exit.
-    """
-
-    def __init__(self):
-        self.signal: str | None = None
-        self._previous: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        from data_prep.commands import sigterm_received
-        if sigterm_received():        # a SIGTERM the command's start-up received and a library swallowed
-            self.signal = "SIGTERM"
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-        print(f"\n{self.signal} received: finishing the current step, then saving last.pt "
-              "(Ctrl-C again aborts without saving)", file=sys.stderr)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        return False
+def _write_checkpoint(r: Run, path: Path, state: Progress, gen: torch.Generator, partial: dict | None,
+                      ranks: list[dict]) -> None:
+    task_state = optional(r.task, "state_dict")
+    atomic_save({
+        "format": FORMAT,
+        **to_host({"model": r.model.state_dict(), "optimizer": r.optimizer.state_dict(),
+                   "task": task_state() if task_state is not None else None}),
+        "scheduler": r.scheduler.state_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "steps_per_epoch": r.plan.steps_per_epoch,
+        "world_size": r.dist.world_size,
+        "rng": ranks[0]["rng"],
+        "rng_ranks": [entry["rng"] for entry in ranks],
+        "generators": {"augment": ranks[0]["augment"], "augment_ranks": [entry["augment"] for entry in ranks],
+                       "augment_device": str(gen.device)},
+        "partial_epoch": partial,
+        "config": r.cfg,
+        "data": r.fingerprint,
+    }, path)
 
 
 def _progress(total: int, initial: int, enabled: bool):

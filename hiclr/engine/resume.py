@@ -24,8 +24,9 @@ from hiclr.engine.checkpoint import load_checkpoint
 # Keys that may change on resume: where the run lives and what it prints, never what it computes.
 RESUMABLE_KEYS = frozenset({
     "run.name", "run.out", "run.log_every", "run.save_every", "run.monitor_every", "run.monitor_samples",
-    "run.collapse_warning", "data.path", "data.verify", "engine.device", "engine.compile", "engine.resident",
-    "engine.resident_fraction", "engine.tensorboard", "engine.progress",
+    "run.collapse_warning", "run.checkpoint_every", "data.path", "data.verify", "engine.device",
+    "engine.compile", "engine.resident", "engine.resident_fraction", "engine.tensorboard", "engine.progress",
+    "engine.cudnn_benchmark", "engine.tf32",
 })
 _SNAPSHOT = re.compile(r"^epoch_(\d+)\.pt$")
 

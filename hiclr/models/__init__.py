@@ -49,6 +49,7 @@ def build_encoder(cfg: dict) -> nn.Module:
     scheme = cfg.pop("init", None)
     if scheme is not None:
         check_init(scheme)
+    cfg.pop("sync_bn", None)            # model.sync_bn: how the engine trains it, not an argument
     name = cfg.pop("name", "stgcn")
     if name not in ENCODERS:
         raise UserError(f"unknown encoder {name!r} in model.name{_suggest(name, ENCODERS)}; "
