@@ -53,4 +53,4 @@ class Registry(dict):
         where = f" in {self.config_key}" if self.config_key else ""
         close = difflib.get_close_matches(str(name), list(self), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{where}{hint}; known: {', '.join(sorted(self))}"
+        return f"unknown {self.kind} {name!r}{where}{hint}; known {self.kind}s: {', '.join(sorted(self))}"

@@ -335,7 +335,7 @@ def test_config_defaults_are_the_constructors_and_every_key_has_a_rule(name):
 def test_naming_dsta_gives_its_defaults_and_refuses_st_gcn_keys(tmp_path):
     cfg = load_config(None, ["model.name=dsta", "model.attention_dropout=0.0"])
     assert cfg["model"] == {"name": "dsta", **_defaults("dsta"), "attention_dropout": 0.0,
-                            "init": "reference"}
+                            "init": "reference", "sync_bn": False}
     assert _params(build_encoder(cfg["model"])) == 1_546_480
     with pytest.raises(UserError, match="model.width is a key of encoder stgcn, not of model.name 'dsta'"):
         load_config(None, ["model.name=dsta", "model.width=4"])

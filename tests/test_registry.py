@@ -30,7 +30,7 @@ def test_an_unknown_name_names_the_closest_entry_and_lists_every_known_one():
     with pytest.raises(UnknownName) as err:
         things.lookup("stgnc")
     assert str(err.value) == ("unknown encoder 'stgnc' in model.name (did you mean 'stgcn'?); "
-                              "known: dsta, stgcn")
+                              "known encoders: dsta, stgcn")
     assert isinstance(err.value, ValueError)
 
 

@@ -16,15 +16,14 @@ import argparse
 from pathlib import Path
 
 from data_prep.errors import UserError
+from hiclr.registry import Registry
 
-PROTOCOLS: dict[str, "Protocol"] = {}
+PROTOCOLS = Registry("protocol")
 
 
 def register_protocol(cls: type["Protocol"]) -> type["Protocol"]:
     """Class decorator: add one instance of the protocol to `PROTOCOLS` under `cls.name`."""
-    if cls.name in PROTOCOLS:
-        raise ValueError(f"protocol {cls.name!r} is already registered")
-    PROTOCOLS[cls.name] = cls()
+    PROTOCOLS.register(cls.name)(cls())
     return cls
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Callable
 
 from torch import nn
 
@@ -18,19 +17,11 @@ from hiclr.models.dsta import DSTA
 from hiclr.models.init import INIT_SCHEMES, check_init, init_weights
 from hiclr.models.raw import RawInput
 from hiclr.models.stgcn import STGCN
+from hiclr.registry import Registry
 
 #: name -> encoder class (or factory) taking the config's keys as keyword arguments.
-ENCODERS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_encoder(name: str):
-    """Class decorator (or plain call) that adds an encoder to `ENCODERS` under `name`."""
-    def add(factory):
-        if name in ENCODERS and ENCODERS[name] is not factory:
-            raise ValueError(f"encoder {name!r} is already registered")
-        ENCODERS[name] = factory
-        return factory
-    return add
+ENCODERS = Registry("encoder", config_key="model.name")
+register_encoder = ENCODERS.register
 
 
 register_encoder("stgcn")(STGCN)
@@ -52,8 +43,7 @@ def build_encoder(cfg: dict) -> nn.Module:
     cfg.pop("sync_bn", None)            # model.sync_bn: how the engine trains it, not an argument
     name = cfg.pop("name", "stgcn")
     if name not in ENCODERS:
-        raise UserError(f"unknown encoder {name!r} in model.name{_suggest(name, ENCODERS)}; "
-                        f"known encoders: {', '.join(sorted(ENCODERS))}")
+        raise UserError(ENCODERS.unknown(name))
     factory = ENCODERS[name]
     params = inspect.signature(factory).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
