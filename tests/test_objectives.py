@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from hiclr.ssl.objectives import (OBJECTIVES, ContrastiveInputs, HierarchicalConsistencyLoss,
-                                  build_objective, mine_positives)
+                                  build_objective, contrastive_logits, mine_positives)
 
 TAU = 0.07
 
@@ -161,3 +161,36 @@ def test_mining_with_topk_two_adds_two_entries_per_branch():
         for branch in logits:
             expected |= {int(j) + 1 for j in branch[row, 1:].topk(2).indices}
         assert set(positives[row].nonzero().flatten().tolist()) == expected
+
+
+def bf16_step_inputs(seed, n=6, dim=16, size=64):
+    """Query and key embeddings as a bf16 encoder leaves them under autocast, a float32 queue."""
+    gen = torch.Generator().manual_seed(seed)
+    queries = [F.normalize(torch.randn(n, dim, generator=gen), dim=1).bfloat16() for _ in range(3)]
+    key = F.normalize(torch.randn(n, dim, generator=gen), dim=1).bfloat16()
+    return queries, key, F.normalize(torch.randn(size, dim, generator=gen), dim=1)
+
+
+def test_logits_under_bf16_autocast_are_float32_and_equal_the_float32_computation():
+    queries, key, queue = bf16_step_inputs(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = contrastive_logits(queries[0], key, queue, TAU)
+    z = queries[0].float()
+    expected = torch.cat([(z * key.float()).sum(1, keepdim=True), z @ queue.T], dim=1) / TAU
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("objective,mining", [("hiclr", False), ("hiclr", True), ("skeletonclr", False)])
+def test_loss_and_mining_under_bf16_autocast_equal_the_float32_computation(objective, mining):
+    queries, key, queue = bf16_step_inputs(1)
+    queries = queries[:len(OBJECTIVES[objective].views.stages) - 1]
+    loss_fn = build_objective(objective, {"temperature": TAU, "mining_epoch": 0 if mining else 10**6})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = loss_fn(make_inputs(queries, key, queue, epoch=1))
+    expected, expected_metrics = loss_fn(make_inputs([q.float() for q in queries], key.float(), queue, epoch=1))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-4)
+    assert metrics.keys() == expected_metrics.keys()
+    for name, value in expected_metrics.items():   # num_positives too: mining chose the same entries
+        torch.testing.assert_close(metrics[name], value, rtol=0, atol=1e-4)

@@ -158,3 +158,21 @@ def test_gradients_reach_every_query_branch_but_not_the_key():
     loss, _ = build_objective("transitive", {"mining_epoch": 10})(inputs)
     loss.backward()
     assert all(q.grad.abs().sum() > 0 for q in inputs.queries)
+
+
+@pytest.mark.parametrize("edges", ["mutual_knn", "query_topk"])
+def test_loss_and_mining_under_bf16_autocast_equal_the_float32_computation(edges):
+    inputs = make_inputs(4, epoch=20, n=6, size=32, dim=16)
+    low = make_inputs(4, epoch=20, n=6, size=32, dim=16)
+    low.queries, low.key = [q.bfloat16() for q in low.queries], low.key.bfloat16()
+    exact = make_inputs(4, epoch=20, n=6, size=32, dim=16)
+    exact.queries, exact.key = [q.float() for q in low.queries], low.key.float()
+    exact.queue_keys = low.queue_keys = inputs.queue_keys.float()
+    objective = build_objective("transitive", {"mining_epoch": 10}, edges=edges)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = objective(low)
+    expected, expected_metrics = objective(exact)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-4)
+    for name, value in expected_metrics.items():   # the same edges and positives were mined
+        torch.testing.assert_close(metrics[name], value, rtol=0, atol=1e-4)

@@ -46,7 +46,7 @@ from torch import nn
 from hiclr.augment.ops import NTU_FLIP_ORDER
 from hiclr.augment.policy import HICLR_VIEWS
 
-from .objectives import HiCLR, register_objective
+from .objectives import HiCLR, at_least_float32, full_precision, register_objective
 from .transitive import intra_edges
 
 
@@ -64,15 +64,17 @@ class HoughResult:
 
 def match_strength(u1: torch.Tensor, u2: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
     """sum_v relu(cos(u1[t, v], u2[s, pi(v)]))^3 for each permutation pi: u1 (B, C, T1, V),
-    u2 (B, C, T2, V), perms (P, V) -> (B, P, T1, T2)."""
+    u2 (B, C, T2, V), perms (P, V) -> (B, P, T1, T2); float32 (float64 inputs stay), autocast off."""
     B, _, t1, V = u1.shape
-    u1 = rearrange(F.normalize(u1.float(), dim=1), "b c t v -> (b v) t c")
-    u2 = F.normalize(u2.float(), dim=1)
-    out = []
-    for perm in perms:  # one batched matmul per joint pair (v, pi(v))
-        cos = torch.bmm(u1, rearrange(u2[..., perm], "b c s v -> (b v) c s"))
-        out.append(cos.clamp_min(0).pow(3).view(B, V, t1, -1).sum(dim=1))
-    return torch.stack(out, dim=1)
+    with full_precision(u1):
+        u1, u2 = at_least_float32(u1, u2)
+        u1 = rearrange(F.normalize(u1, dim=1), "b c t v -> (b v) t c")
+        u2 = F.normalize(u2, dim=1)
+        out = []
+        for perm in perms:  # one batched matmul per joint pair (v, pi(v))
+            cos = torch.bmm(u1, rearrange(u2[..., perm], "b c s v -> (b v) c s"))
+            out.append(cos.clamp_min(0).pow(3).view(B, V, t1, -1).sum(dim=1))
+        return torch.stack(out, dim=1)
 
 
 VOTES = ("mean", "sum")
@@ -269,7 +271,9 @@ def nearest_other_sample(embeddings: torch.Tensor, ids: torch.Tensor) -> torch.T
     """(B,) index of each sample's most similar other sample of the batch by the cosine of its
     L2-normalised global embedding (B, D), never itself nor a row of the same sample id (as the
     intra edges of `transitive` block them); -1 where there is none (a batch of one)."""
-    sim = embeddings.float() @ embeddings.float().T
+    with full_precision(embeddings):
+        (embeddings,) = at_least_float32(embeddings)
+        sim = embeddings @ embeddings.T
     values, index = sim.masked_fill(intra_edges(ids), float("-inf")).max(dim=1)
     return torch.where(torch.isfinite(values), index, -1)
 
@@ -370,18 +374,23 @@ class HoughDenseHiCLR(nn.Module):
                   partners: torch.Tensor | None = None) -> torch.Tensor:
         """InfoNCE of each paired token of view 1 (N, D, T1) with its partner in view 2 (N, D, T2)
         of sample `partners[n]` (N,) (None: the same sample); negatives: every
-        `negative_stride`-th token of view 2 of the samples other than the anchor's and its partner's."""
+        `negative_stride`-th token of view 2 of the samples other than the anchor's and its partner's.
+        Logits and loss in float32 (float64 tokens stay float64), autocast off."""
+        with full_precision(q1):
+            return self._dense_nce(*at_least_float32(q1, q2), pairs, partners)
+
+    def _dense_nce(self, q1, q2, pairs, partners):
         n, _, t1 = q1.shape
         valid = pairs >= 0
         if not valid.any():
             return q1.sum() * 0.0
-        anchors = q1.permute(0, 2, 1)[valid].float()                        # (P, D)
+        anchors = q1.permute(0, 2, 1)[valid]                                # (P, D)
         sample = torch.arange(n, device=q1.device)[:, None].expand(n, t1)[valid]
         partner_sample = sample if partners is None else partners[sample]
-        partner = q2.permute(0, 2, 1)[partner_sample, pairs[valid]].float()  # (P, D)
+        partner = q2.permute(0, 2, 1)[partner_sample, pairs[valid]]  # (P, D)
         negatives = q2[:, :, ::self.negative_stride].permute(0, 2, 1)       # (N, T', D)
         owner = torch.arange(n, device=q1.device)[:, None].expand(negatives.shape[:2]).reshape(-1)
-        neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).float().T
+        neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).T
         excluded = owner[None, :] == sample[:, None]
         if partners is not None:
             excluded = excluded | (owner[None, :] == partner_sample[:, None])

@@ -8,6 +8,11 @@ a `ContrastiveInputs` and returns `(loss, metrics)`, metrics being detached scal
 `hiclr` (the reference release), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
 L = L_nce + (L_1<-0 + L_2<-1) / 2, L_nce = -mean log p_0[0] (multi-positive from mining_epoch on),
 L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j]. The method and the further objectives: docs/method.md.
+
+Logits, losses and mining run with autocast off, in float32 (float64 inputs stay float64): under
+bf16 the positive column and the queue columns would be rounded differently and top-1 mining would
+see ties. An objective whose loss depends on the epoch says how in `switches(epoch)`, which the
+task evaluates outside the compiled step and passes to the learner as fixed flags.
 """
 
 from __future__ import annotations
@@ -72,12 +77,27 @@ class ContrastiveInputs:
     #   the views the objective names in `key_block_views`
 
 
+def full_precision(like: torch.Tensor):
+    """Autocast off on the device of `like`: the context of every logit, loss and mining step."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
+def at_least_float32(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors in float32, or in float64 where one of them is float64."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(t.to(dtype) for t in tensors)
+
+
 def contrastive_logits(z: torch.Tensor, key: torch.Tensor, queue_keys: torch.Tensor,
                        temperature: float) -> torch.Tensor:
-    """(N, 1 + K) logits [z.k, z.q_1, ..., z.q_K] / tau, computed in float32."""
-    z, key, queue_keys = z.float(), key.float(), queue_keys.float()
-    positive = (z * key).sum(dim=1, keepdim=True)
-    return torch.cat([positive, z @ queue_keys.T], dim=1) / temperature
+    """(N, 1 + K) logits [z.k, z.q_1, ..., z.q_K] / tau in float32 (float64 for float64 inputs),
+    autocast off: the positive column and the queue columns are computed alike."""
+    with full_precision(z):
+        z, key, queue_keys = at_least_float32(z, key, queue_keys)
+        positive = (z * key).sum(dim=1, keepdim=True)
+        return torch.cat([positive, z @ queue_keys.T], dim=1) / temperature
 
 
 def info_nce(logits: torch.Tensor) -> torch.Tensor:
@@ -99,9 +119,10 @@ def mine_positives(logits: list[torch.Tensor], topk: int = 1) -> torch.Tensor:
     first = logits[0]
     positives = torch.zeros(first.shape, dtype=torch.bool, device=first.device)
     positives[:, 0] = True
-    for branch in logits:
-        nearest = branch[:, 1:].topk(topk, dim=1).indices + 1
-        positives.scatter_(1, nearest, True)
+    with full_precision(first):
+        for branch in logits:
+            nearest = branch[:, 1:].topk(topk, dim=1).indices + 1
+            positives.scatter_(1, nearest, True)
     return positives
 
 
@@ -136,8 +157,9 @@ class SkeletonCLR(nn.Module):
 
     def forward(self, inputs: ContrastiveInputs):
         (z0,) = inputs.queries
-        logits = contrastive_logits(z0, inputs.key, inputs.queue_keys, self.temperature)
-        loss = info_nce(logits)
+        with full_precision(z0):
+            logits = contrastive_logits(z0, inputs.key, inputs.queue_keys, self.temperature)
+            loss = info_nce(logits)
         return loss, {"loss": loss.detach(), "loss_nce": loss.detach(),
                       "positive_acc": positive_accuracy(logits)}
 
@@ -167,18 +189,19 @@ class HiCLR(nn.Module):
         return 2 * math.log(num_logits)
 
     def forward(self, inputs: ContrastiveInputs):
-        logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
-                  for z in inputs.queries]
-        metrics = {}
-        if inputs.epoch > self.mining_epoch:
-            positives = mine_positives(logits, self.topk)
-            loss_nce = multi_positive_nce(logits[0], positives)
-            metrics["num_positives"] = positives.sum(dim=1).float().mean()
-        else:
-            loss_nce = info_nce(logits[0])
-        loss_1_0 = self.consistency(logits[1], logits[0])
-        loss_2_1 = self.consistency(logits[2], logits[1])
-        loss = loss_nce + (loss_1_0 + loss_2_1) / 2
+        with full_precision(inputs.key):
+            logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
+                      for z in inputs.queries]
+            metrics = {}
+            if inputs.epoch > self.mining_epoch:
+                positives = mine_positives(logits, self.topk)
+                loss_nce = multi_positive_nce(logits[0], positives)
+                metrics["num_positives"] = positives.sum(dim=1).float().mean()
+            else:
+                loss_nce = info_nce(logits[0])
+            loss_1_0 = self.consistency(logits[1], logits[0])
+            loss_2_1 = self.consistency(logits[2], logits[1])
+            loss = loss_nce + (loss_1_0 + loss_2_1) / 2
         metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
                        loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]))
         return loss, metrics

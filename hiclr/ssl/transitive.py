@@ -25,8 +25,8 @@ from torch import nn
 
 from hiclr.augment.policy import HICLR_VIEWS
 
-from .objectives import (HiCLR, HierarchicalConsistencyLoss, contrastive_logits, multi_positive_nce,
-                         positive_accuracy, register_objective)
+from .objectives import (HiCLR, HierarchicalConsistencyLoss, at_least_float32, contrastive_logits,
+                         full_precision, multi_positive_nce, positive_accuracy, register_objective)
 
 
 # ---------------------------------------------------------------------------------------- graph
@@ -39,8 +39,10 @@ def intra_edges(ids: torch.Tensor) -> torch.Tensor:
 def mutual_knn_edges(keys: torch.Tensor, ids: torch.Tensor, k: int = 1, mutual: bool = True,
                      valid: torch.Tensor | None = None) -> torch.Tensor:
     """E: (n, n) bool over the nodes `keys` (n, d): w in kNN(u) among valid nodes of another id,
-    kept only if also u in kNN(w) (`mutual`); symmetric."""
-    sim = keys @ keys.T
+    kept only if also u in kNN(w) (`mutual`); symmetric. Similarities in float32, autocast off."""
+    with full_precision(keys):
+        (keys,) = at_least_float32(keys)
+        sim = keys @ keys.T
     blocked = intra_edges(ids)
     if valid is not None:
         blocked = blocked | ~valid[None, :] | ~valid[:, None]
@@ -75,8 +77,14 @@ def mutual_neighbours(keys: torch.Tensor, ids: torch.Tensor, queue_keys: torch.T
     Nodes: the batch keys (N) then the queue (K); empty queue slots (id < 0) are no nodes. Sources
     of anchor i: its key and the queue entries with its id. Returns (sources (N, S), neighbours
     (N, S * k)) node indices, -1 where there is none (edge dropped or no such source).
+    Similarities in float32 (float64 for float64 keys), autocast off.
     """
-    nodes = torch.cat([keys, queue_keys.to(keys.dtype)])
+    with full_precision(keys):
+        return _mutual_neighbours(*at_least_float32(keys, queue_keys), ids, queue_ids, k, mutual)
+
+
+def _mutual_neighbours(keys, queue_keys, ids, queue_ids, k, mutual):
+    nodes = torch.cat([keys, queue_keys])
     node_ids = torch.cat([ids, queue_ids])
     valid = node_ids >= 0
     n = keys.shape[0]
@@ -188,21 +196,22 @@ class TransitiveHiCLR(nn.Module):
         return same.sum().float() / kept.sum().clamp_min(1).float()
 
     def forward(self, inputs):
-        logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
-                  for z in inputs.queries]
-        metrics = {}
-        if inputs.epoch > self.mining_epoch:
-            positives, neighbours, _ = self.mine(inputs, logits)
-            metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
-            precision = self.edge_precision(inputs, neighbours)
-            if precision is not None:
-                metrics["edge_precision"] = precision
-        else:
-            positives = positive_columns(inputs.ids, inputs.queue_ids, None)
-        loss_nce = multi_positive_nce(logits[0], positives)
-        loss_1_0 = self.consistency(logits[1], logits[0])
-        loss_2_1 = self.consistency(logits[2], logits[1])
-        loss = loss_nce + (loss_1_0 + loss_2_1) / 2
+        with full_precision(inputs.key):
+            logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
+                      for z in inputs.queries]
+            metrics = {}
+            if inputs.epoch > self.mining_epoch:
+                positives, neighbours, _ = self.mine(inputs, logits)
+                metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
+                precision = self.edge_precision(inputs, neighbours)
+                if precision is not None:
+                    metrics["edge_precision"] = precision
+            else:
+                positives = positive_columns(inputs.ids, inputs.queue_ids, None)
+            loss_nce = multi_positive_nce(logits[0], positives)
+            loss_1_0 = self.consistency(logits[1], logits[0])
+            loss_2_1 = self.consistency(logits[2], logits[1])
+            loss = loss_nce + (loss_1_0 + loss_2_1) / 2
         metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
                        loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]),
                        num_positives=positives.sum(dim=1).float().mean())
