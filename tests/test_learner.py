@@ -272,3 +272,37 @@ def test_a_step_reads_nothing_back_to_the_host(monkeypatch, epoch):
     loss, metrics = learner(make_views(seed=1), torch.arange(4, 8), epoch=epoch)
     loss.backward()
     assert reads == [] and "loss" in metrics
+
+
+def test_after_steps_the_queue_shares_no_storage_with_what_the_steps_produced():
+    from test_queue import held_tensors, storages
+    learner = make_learner()
+    produced = []                                       # kept alive: no storage is reused
+    enqueue = learner.queue.enqueue
+    learner.queue.enqueue = lambda keys, ids: (produced.extend([keys, ids]), enqueue(keys, ids))[1]
+    learner.encoder_k.register_forward_hook(lambda module, args, out: produced.extend(out))
+    for step in range(4):
+        loss, metrics = learner(make_views(seed=step), torch.arange(4) + 4 * step, epoch=0)
+        loss.backward()
+        produced += [loss, *metrics.values()]
+        assert not storages(held_tensors(learner.queue)) & storages(produced), step
+
+
+def test_compiled_steps_leave_the_queue_and_weights_of_eager_steps():
+    torch.manual_seed(0)
+    eager = make_learner()
+    compiled_learner = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_learner, backend="aot_eager")
+    optimizers = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+                  for m in (eager, compiled_learner)]
+    for step in range(4):
+        for model, optimizer in zip((eager, compiled), optimizers):
+            loss, _ = model(make_views(seed=step), torch.arange(4) + 4 * step, epoch=0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for name, value in eager.state_dict().items():
+        torch.testing.assert_close(compiled_learner.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    queue, expected = compiled_learner.queue, eager.queue
+    assert torch.equal(queue.ids, expected.ids) and torch.equal(queue.ptr, expected.ptr)
+    assert torch.equal(expected.ids, torch.arange(16))  # the 4 steps filled the queue once
