@@ -61,7 +61,26 @@ def test_build_objective_filters_shared_settings_but_not_specific_ones():
         build_objective("hiclr", lambda_eq=0.5)
 
 
-@pytest.mark.parametrize("epoch,mining", [(0, False), (150, False), (151, True), (300, True)])
+# (the project's 0-based epoch, the release's 1-based epoch of the same pass, mining): the release
+# mines when its epoch > mining_epoch (150), so from its 151st epoch, the project's epoch 150
+MINING_RULE = [(0, 1, False), (149, 150, False), (150, 151, True), (151, 152, True), (299, 300, True)]
+
+
+@pytest.mark.parametrize("epoch,release_epoch,mining", MINING_RULE)
+def test_hiclr_mines_from_the_epoch_the_release_mines_from(epoch, release_epoch, mining):
+    assert (release_epoch > 150) == mining and release_epoch == epoch + 1
+    gen = torch.Generator().manual_seed(0)
+    z0, z1, z2, key = (unit(4, 8, gen=gen) for _ in range(4))
+    for name in ("hiclr", "transitive", "equivariant", "hough_dense"):
+        objective = build_objective(name, {"temperature": TAU, "mining_epoch": 150})
+        hiclr = getattr(objective, "hiclr", objective)
+        _, metrics = hiclr(make_inputs([z0, z1, z2], key, unit(16, 8, gen=gen), epoch))
+        assert ("num_positives" in metrics) == mining or name == "transitive", name
+        if name == "transitive":
+            assert ("edges_per_anchor" in metrics) == mining
+
+
+@pytest.mark.parametrize("epoch,mining", [(0, False), (149, False), (150, True), (300, True)])
 def test_hiclr_loss_equals_the_formula_evaluated_directly(epoch, mining):
     gen = torch.Generator().manual_seed(epoch)
     n, dim, size = 6, 8, 32

@@ -272,7 +272,7 @@ class ContrastiveLearner(nn.Module):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable, optionally `.edges`: a graph perturbation for the encoder call) ordered as
         `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
-        it (mining starts when epoch > mining_epoch). Returns (loss, metrics of detached scalars):
+        it (0-based; mining from epoch mining_epoch on). Returns (loss, metrics of detached scalars):
         the objective's, plus `embed_std` / `embed_std_ratio` of the first query view's projections
         (`hiclr.monitor.embedding_spread`, the collapse indicator)."""
         if len(views) != len(self.view_stages):

@@ -168,9 +168,10 @@ class SkeletonCLR(nn.Module):
 class HiCLR(nn.Module):
     """HiCLR: InfoNCE on the basic branch v0 plus hierarchical consistency v1 <- v0 and v2 <- v1.
 
-    Views, in order: v0 (stage 0), the key v0' (stage 0), v1 (stages 0-1), v2 (stages 0-2). For
-    epoch > mining_epoch the InfoNCE term takes as extra positives each branch's `topk` nearest
-    queue entries (the reference's nearest-neighbour mining, top-1 by default).
+    Views, in order: v0 (stage 0), the key v0' (stage 0), v1 (stages 0-1), v2 (stages 0-2). From
+    the 0-based epoch `mining_epoch` on the InfoNCE term takes as extra positives each branch's
+    `topk` nearest queue entries (the reference's nearest-neighbour mining, top-1 by default). The
+    release counts epochs from 1 and mines when its epoch > mining_epoch: the same epochs.
     """
 
     views = HICLR_VIEWS
@@ -193,7 +194,7 @@ class HiCLR(nn.Module):
             logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
                       for z in inputs.queries]
             metrics = {}
-            if inputs.epoch > self.mining_epoch:
+            if inputs.epoch >= self.mining_epoch:
                 positives = mine_positives(logits, self.topk)
                 loss_nce = multi_positive_nce(logits[0], positives)
                 metrics["num_positives"] = positives.sum(dim=1).float().mean()

@@ -6,9 +6,9 @@ the same sample id (the key, the queries, queue entries that still hold an older
 inter-instance edges E join mutual k-nearest neighbours among momentum keys of different samples.
 Positives of an anchor are P = [(I E I) > 0] or I, one inter hop only ("another instance, another
 viewpoint"; the full closure would chain clusters together), the anchor itself excluded. HiCLR's
-InfoNCE term becomes the multi-positive -(1/|P|) sum_p log softmax(s / tau)_p from `mining_epoch`
-on; before it P = I. Queue entries holding the anchor's own id are never negatives. The
-hierarchical consistency terms are HiCLR's.
+InfoNCE term becomes the multi-positive -(1/|P|) sum_p log softmax(s / tau)_p from the 0-based
+epoch `mining_epoch` on (as HiCLR); before it P = I. Queue entries holding the anchor's own id are
+never negatives. The hierarchical consistency terms are HiCLR's.
 
 With E empty (and no older key of the anchor in the queue) the loss is HiCLR's InfoNCE; with E =
 each branch's top-1 queue entry (`edges: query_topk`) and `intra_hop: false` it is HiCLR's mining
@@ -200,7 +200,7 @@ class TransitiveHiCLR(nn.Module):
             logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
                       for z in inputs.queries]
             metrics = {}
-            if inputs.epoch > self.mining_epoch:
+            if inputs.epoch >= self.mining_epoch:
                 positives, neighbours, _ = self.mine(inputs, logits)
                 metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
                 precision = self.edge_precision(inputs, neighbours)
