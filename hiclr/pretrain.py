@@ -39,7 +39,9 @@ class PretrainTask:
     def step(self, model, batch, generator: torch.Generator, epoch: int):
         with torch.autocast(batch.x.device.type, enabled=False):
             views = self.policy.views(batch.x, generator, self.view_stages)
-        return model(views, batch.ids, epoch)
+        # the epoch's flags (mining = epoch >= mining_epoch) are decided here, outside the compiled
+        # learner: fixed bools, so the graph compiles once per set of flags, never per epoch
+        return model(views, batch.ids, **self.model.switches(epoch))
 
     def end_epoch(self, epoch: int, means: dict) -> dict:
         main = is_main_process()

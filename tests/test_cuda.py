@@ -45,7 +45,7 @@ def test_per_view_fusion_equals_separate_calls_on_cuda():
     views = [type(v)(v.x.double(), v.mask) for v in _views()]
     losses = []
     for learner in (separate, fused):
-        loss, _ = learner(views, torch.arange(8, device="cuda"), epoch=200)
+        loss, _ = learner(views, torch.arange(8, device="cuda"), mining=True)
         loss.backward()
         losses.append(loss)
     assert_relatively_close(losses[1], losses[0], what="loss")
@@ -55,7 +55,7 @@ def test_per_view_fusion_equals_separate_calls_on_cuda():
 def test_a_bf16_step_is_finite():
     learner = _learner("per_view")
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss, metrics = learner(_views(), torch.arange(8, device="cuda"), epoch=200)
+        loss, metrics = learner(_views(), torch.arange(8, device="cuda"), mining=True)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(learner.mask_token.grad)
 
@@ -67,8 +67,8 @@ def test_a_step_compiled_with_cuda_graphs_gives_the_eager_loss():
     views = _views()
     for step in range(3):            # warm-up, record, replay
         ids = torch.arange(8, device="cuda") + 8 * step
-        loss_eager, _ = eager(views, ids, epoch=0)
-        loss_compiled, _ = compiled(views, ids, epoch=0)
+        loss_eager, _ = eager(views, ids)
+        loss_compiled, _ = compiled(views, ids)
         torch.testing.assert_close(loss_compiled.detach().clone(), loss_eager.detach(), rtol=1e-4, atol=1e-4)
 
 
@@ -89,7 +89,7 @@ def test_training_steps_compiled_with_cuda_graphs_follow_the_eager_steps():
         ids = torch.arange(8, device="cuda") + 8 * step
         losses = []
         for model, optimizer in zip((eager, compiled), optimizers):
-            loss, _ = model(views, ids, epoch=0)
+            loss, _ = model(views, ids)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -105,3 +105,49 @@ def test_six_steps_around_the_mining_epoch_follow_the_release_loop_in_float64():
     torch.testing.assert_close(learner.mask_token.detach(), release.mask_param.detach(), rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(learner.queue.keys, release.queue.T, rtol=1e-12, atol=1e-13)
     assert int(learner.queue.ptr) == release.queue_ptr
+
+
+class EinopsBackbone(torch.nn.Module):
+    """A tiny encoder that, as ST-GCN does, rearranges its input and a parameter with einops."""
+
+    feature_dim = 8
+
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm1d(3)
+        self.weight = torch.nn.Parameter(0.1 * torch.randn(8, 3))
+
+    def forward(self, x):
+        from einops import rearrange
+        pooled = rearrange(x, "n c t v m -> n c (t v m)").mean(dim=2)
+        return self.bn(pooled) @ rearrange(self.weight, "o c -> c o")
+
+
+def test_the_compiled_step_compiles_once_while_the_epoch_changes_and_once_more_when_mining_starts():
+    from hiclr.ssl import ContrastiveLearner
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    learner = ContrastiveLearner(EinopsBackbone, "hiclr", dim=6, hidden=10, queue_size=16, mining_epoch=3)
+    compiled = torch.compile(learner, backend=counting_backend)
+    epochs = (0, 0, 1, 1, 2, 2, 3, 3, 4, 5)
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in epochs:
+        views = [View(torch.randn(4, 3, 6, 5, 2, generator=gen)) for _ in range(4)]
+        views[3].mask = torch.rand(4, 1, 6, 5, 1, generator=gen) < 0.3
+        batches.append(views)
+    task = PretrainTask(learner, FixedViews(batches), {}, "joint")
+    counts = []
+    for step, epoch in enumerate(epochs):
+        loss, _ = task.step(compiled, SimpleNamespace(x=batches[step][0].x, ids=torch.arange(4) + 4 * step),
+                            gen, epoch)
+        loss.backward()
+        counts.append(len(graphs))
+    first = counts[0]
+    assert first > 0 and counts[:6] == [first] * 6, counts            # epochs 0, 1, 2: no new graph
+    assert counts[6] <= 2 * first and counts[6:] == [counts[6]] * 4, counts   # one more set at epoch 3

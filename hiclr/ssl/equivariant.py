@@ -100,6 +100,9 @@ class EquivariantContrast(nn.Module):
         self.key_head = copy.deepcopy(self.head).requires_grad_(False)
         self.eq_queue = KeyQueue(queue_size, 3 * self.num_points)
 
+    def switches(self, epoch: int) -> dict[str, bool]:
+        return self.hiclr.switches(epoch)
+
     def points(self, head: nn.Module, features: torch.Tensor) -> torch.Tensor:
         """Z = reshape(head(h), K, 3): (N, feature_dim) -> (N, K, 3)."""
         return rearrange(head(features), "n (k c) -> n k c", c=3)

@@ -365,6 +365,10 @@ class HoughDenseHiCLR(nn.Module):
         self.dense_head = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True),
                                         nn.Conv1d(hidden, dense_dim, 1))
 
+    def switches(self, epoch: int) -> dict[str, bool]:
+        """HiCLR's mining, and `warmup` (lambda 0) for epochs < dense_warmup_epochs."""
+        return {**self.hiclr.switches(epoch), "warmup": epoch < self.dense_warmup_epochs}
+
     def tokens(self, block: torch.Tensor) -> torch.Tensor:
         """Frame tokens: block (N, M, C, T, V) -> dense head over the persons' and joints' mean ->
         L2-normalised (N, dense_dim, T)."""
@@ -415,7 +419,7 @@ class HoughDenseHiCLR(nn.Module):
     def dense_weight(self, inputs, agreement: torch.Tensor | None, confidence: torch.Tensor):
         """lambda of this step: 0 during the warm-up, else lambda_dense, times the measured
         agreement (or the mean confidence) with `lambda_by_agreement`."""
-        if inputs.epoch < self.dense_warmup_epochs:
+        if inputs.warmup:
             return 0.0
         if not self.lambda_by_agreement:
             return self.lambda_dense

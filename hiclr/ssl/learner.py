@@ -24,6 +24,18 @@ from .queue import KeyQueue
 
 HEAD_NORMS = ("none", "batch")
 
+
+def _cache_einops_backends() -> None:
+    """einops looks its backend up per tensor type and caches it on first use; a first use inside
+    a compiled step changes a dict the graph guards on, and the step compiles again. The encoders
+    pass tensors and parameters (ST-GCN's fused graph convolution): cached here, once."""
+    from einops import rearrange
+    for tensor in (torch.zeros(1), nn.Parameter(torch.zeros(1))):
+        rearrange(tensor, "a -> a")
+
+
+_cache_einops_backends()
+
 #: How the query views go through the encoder (`ssl.fused_views`): one call per view (the
 #: reference), one call for all with BatchNorm statistics per view (the same results), one call
 #: with statistics shared by all views (changes the results), or "auto": per_view on CUDA, separate
@@ -268,13 +280,20 @@ class ContrastiveLearner(nn.Module):
             buffer.copy_(saved)
         return blocks
 
-    def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
+    def switches(self, epoch: int) -> dict[str, bool]:
+        """The keyword flags of `forward` at the 0-based `epoch` (the objective's `switches`, e.g.
+        {"mining": epoch >= mining_epoch}). Evaluated by the caller, outside a compiled step, so that
+        the epoch never reaches the graph: it compiles once per set of flags."""
+        switches = getattr(self.objective, "switches", None)
+        return {} if switches is None else dict(switches(epoch))
+
+    def forward(self, views: Sequence, ids: torch.Tensor, mining: bool = False, warmup: bool = False):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable, optionally `.edges`: a graph perturbation for the encoder call) ordered as
-        `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
-        it (0-based; mining from epoch mining_epoch on). Returns (loss, metrics of detached scalars):
-        the objective's, plus `embed_std` / `embed_std_ratio` of the first query view's projections
-        (`hiclr.monitor.embedding_spread`, the collapse indicator)."""
+        `view_stages`; `ids`: (B,) sample ids; `mining`, `warmup`: the step's flags (`switches`).
+        Returns (loss, metrics of detached scalars): the objective's, plus `embed_std` /
+        `embed_std_ratio` of the first query view's projections (`embedding_spread`, the collapse
+        indicator)."""
         if len(views) != len(self.view_stages):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
@@ -301,7 +320,7 @@ class ContrastiveLearner(nn.Module):
         queue_keys, queue_ids = self.queue.snapshot()   # no copy: intact until the enqueue after next
         inputs = ContrastiveInputs(
             queries=queries, key=key, queue_keys=queue_keys,
-            queue_ids=queue_ids, ids=ids, epoch=epoch,
+            queue_ids=queue_ids, ids=ids, mining=bool(mining), warmup=bool(warmup),
             query_features=features, views=list(views), key_features=key_features,
             query_blocks=blocks, key_blocks=key_blocks)
         loss, metrics = self.objective(inputs)

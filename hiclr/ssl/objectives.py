@@ -66,7 +66,8 @@ class ContrastiveInputs:
     queue_keys: torch.Tensor             # (K, dim), a snapshot taken before this step's enqueue
     queue_ids: torch.Tensor              # (K,) sample id of each queue entry, -1 = empty
     ids: torch.Tensor                    # (N,) sample ids of the batch
-    epoch: int
+    mining: bool = False                 # nearest-neighbour mining on (the objective's `switches`)
+    warmup: bool = False                 # the objective's warm-up epochs run (its `switches`)
     query_features: list[torch.Tensor] = field(default_factory=list)  # backbone outputs (N, feature_dim)
     views: list = field(default_factory=list)                          # the View objects, in view order
     key_features: torch.Tensor | None = None   # key backbone output (N, feature_dim), no grad
@@ -189,12 +190,16 @@ class HiCLR(nn.Module):
         and both consistency terms are each log(1 + K), so L = 2 log(1 + K)."""
         return 2 * math.log(num_logits)
 
+    def switches(self, epoch: int) -> dict[str, bool]:
+        """The flags of a step at the 0-based `epoch`: mining from epoch `mining_epoch` on."""
+        return {"mining": epoch >= self.mining_epoch}
+
     def forward(self, inputs: ContrastiveInputs):
         with full_precision(inputs.key):
             logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
                       for z in inputs.queries]
             metrics = {}
-            if inputs.epoch >= self.mining_epoch:
+            if inputs.mining:
                 positives = mine_positives(logits, self.topk)
                 loss_nce = multi_positive_nce(logits[0], positives)
                 metrics["num_positives"] = positives.sum(dim=1).float().mean()

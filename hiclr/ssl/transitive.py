@@ -164,6 +164,7 @@ class TransitiveHiCLR(nn.Module):
             self.set_sample_labels(_labels_of_store(label_store))
 
     uniform_logits_loss = staticmethod(HiCLR.uniform_logits_loss)   # same terms: 2 log(1 + K)
+    switches = HiCLR.switches                                        # mining from mining_epoch on
 
     def set_sample_labels(self, labels) -> None:
         """Labels by sample id (used only to log the precision of mined edges)."""
@@ -200,7 +201,7 @@ class TransitiveHiCLR(nn.Module):
             logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
                       for z in inputs.queries]
             metrics = {}
-            if inputs.epoch >= self.mining_epoch:
+            if inputs.mining:
                 positives, neighbours, _ = self.mine(inputs, logits)
                 metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
                 precision = self.edge_precision(inputs, neighbours)
