@@ -237,7 +237,7 @@ def test_encode_queries_returns_the_block_outputs_only_when_asked_and_the_same_e
 
 
 def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_common_component():
-    from hiclr.monitor import embedding_spread
+    from hiclr.ssl import embedding_spread
     from hiclr.ssl.learner import ProjectedEncoder
 
     class Pooled(nn.Module):            # pooled features: a large shared mean, a small per-clip part

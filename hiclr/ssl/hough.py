@@ -9,14 +9,13 @@ transform (robust to clutter, outliers and mirrored duplicate frames), with no l
     a = relu(cos(u1, u2))^3,  K(r) = max(0, 1 - |r| / bandwidth),  n = sum_{t, s} K(s - alpha t - beta)
 
 (with alpha = 1 and bandwidth 1: the means of the diagonals of the T1 x T2 similarity matrix). n
-is the line's length inside view 2: a plain sum (`votes: sum`, as first written) favours the
-longest lines, so a shift between two crops lost to the flattest scale on 19 % of the demo's clips;
-lines shorter than `min_overlap` x T1 get no vote. The mode is refitted by weighted least squares
-on its inliers (each t's best s within `tolerance`) and the refit kept when its line matches at
-least as strongly as the mode's; t is paired with round(alpha t + beta); pairs outside view 2, or
-with a fully masked frame, are dropped. All of it runs under no_grad, on the block-4 features
-(stride 1) of the query encoder by default (`vote_with`: the key encoder's, or the views'
-coordinates).
+is the line's length inside view 2: a plain sum (`votes: sum`) favours the longest lines, so a
+shift between two crops can lose to the flattest scale; lines shorter than `min_overlap` x T1 get
+no vote. The mode is refitted by weighted least squares on its inliers (each t's best s within
+`tolerance`) and the refit kept when its line matches at least as strongly as the mode's; t is
+paired with round(alpha t + beta); pairs outside view 2, or with a fully masked frame, are
+dropped. All of it runs under no_grad, on the block-4 features (stride 1) of the query encoder by
+default (`vote_with`: the key encoder's, or the views' coordinates).
 
     L_dense = InfoNCE over paired frame tokens (dense head: 1x1 conv, ReLU, 1x1 conv to `dense_dim`,
               L2-normalised), negatives = frame tokens of the other samples
@@ -290,14 +289,14 @@ class HoughDenseHiCLR(nn.Module):
     dense_views: the two query views (0 = v0, 1 = v1, 2 = v2). block_channels: channels of the
     backbone's block 4 (None: feature_dim // 16, ST-GCN's plan).
 
-    Options for getting the votes right early (at their defaults the step is the objective as
-    first written, for the same pairs; `votes` and `min_overlap` are HoughPairing's):
+    Options for getting the votes right early (at their defaults they change nothing; `votes`
+    and `min_overlap` are HoughPairing's):
     vote_with: "query" (the query encoder's block 4, as the tokens), "key": the momentum
         encoder's block 4 on the same two views (no gradient; the learner runs it because the
         objective names the views in `key_block_views`): smoother, slower-moving features; or
         "input": the views' own joint coordinates (`view_coordinates`; joints whatever the
-        stream), which carry the geometry from the first step (on the demo store at init: 90.8 %
-        of the tokens agree with the exact pairing, on block 4 of the random encoder 8.0 %).
+        stream), which carry the geometry from the first step, when a random encoder's block 4
+        does not yet.
     dense_warmup_epochs: lambda is 0 for epochs < this (0-based, as the engine counts), so the
         first epochs train HiCLR only while the votes' agreement is still logged.
     lambda_by_agreement: lambda x the batch's measured agreement with the oracle pairing (logged

@@ -194,17 +194,21 @@ class HiCLR(nn.Module):
         """The flags of a step at the 0-based `epoch`: mining from epoch `mining_epoch` on."""
         return {"mining": epoch >= self.mining_epoch}
 
+    def positives(self, inputs: ContrastiveInputs, logits: list[torch.Tensor]):
+        """(positive mask, metrics) of the InfoNCE term: the mask is None (the key alone) or a bool
+        (N, 1 + K) over the logit columns. HiCLR mines each branch's `topk` nearest queue entries
+        when mining is on; a variant that chooses positives otherwise overrides only this."""
+        if not inputs.mining:
+            return None, {}
+        positives = mine_positives(logits, self.topk)
+        return positives, {"num_positives": positives.sum(dim=1).float().mean()}
+
     def forward(self, inputs: ContrastiveInputs):
         with full_precision(inputs.key):
             logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
                       for z in inputs.queries]
-            metrics = {}
-            if inputs.mining:
-                positives = mine_positives(logits, self.topk)
-                loss_nce = multi_positive_nce(logits[0], positives)
-                metrics["num_positives"] = positives.sum(dim=1).float().mean()
-            else:
-                loss_nce = info_nce(logits[0])
+            positives, metrics = self.positives(inputs, logits)
+            loss_nce = info_nce(logits[0]) if positives is None else multi_positive_nce(logits[0], positives)
             loss_1_0 = self.consistency(logits[1], logits[0])
             loss_2_1 = self.consistency(logits[2], logits[1])
             loss = loss_nce + (loss_1_0 + loss_2_1) / 2

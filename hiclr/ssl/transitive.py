@@ -21,12 +21,8 @@ Config: `ssl.objective: transitive`, `ssl.options: {k, mutual, edges, intra_hop,
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from hiclr.augment.policy import HICLR_VIEWS
-
-from .objectives import (HiCLR, HierarchicalConsistencyLoss, at_least_float32, contrastive_logits,
-                         full_precision, multi_positive_nce, positive_accuracy, register_objective)
+from .objectives import HiCLR, at_least_float32, full_precision, register_objective
 
 
 # ---------------------------------------------------------------------------------------- graph
@@ -137,8 +133,9 @@ def positive_columns(ids: torch.Tensor, queue_ids: torch.Tensor, neighbour_nodes
 
 # ------------------------------------------------------------------------------------ objective
 @register_objective("transitive")
-class TransitiveHiCLR(nn.Module):
-    """HiCLR with transitive multi-positive InfoNCE (views v0, key, v1, v2 as HiCLR).
+class TransitiveHiCLR(HiCLR):
+    """HiCLR with transitive multi-positive InfoNCE: HiCLR's views, logits and consistency terms,
+    other positives (`positives`).
 
     k: inter-edge neighbours per node; mutual: keep an edge u -> w only if u is also among w's k
     nearest (else every w in kNN(u) of the anchor's nodes u); edges: "mutual_knn"
@@ -146,25 +143,18 @@ class TransitiveHiCLR(nn.Module):
     HiCLR's mining, for comparison); intra_hop: add the other nodes of a neighbour's id (I E I).
     """
 
-    views = HICLR_VIEWS
-
     def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, k: int = 1,
                  mutual: bool = True, edges: str = "mutual_knn", intra_hop: bool = True,
                  label_store: str | None = None):
-        super().__init__()
+        super().__init__(temperature, mining_epoch)
         if edges not in ("mutual_knn", "query_topk"):
             raise ValueError(f"edges must be 'mutual_knn' or 'query_topk', got {edges!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        self.temperature, self.mining_epoch = temperature, mining_epoch
         self.k, self.mutual, self.edges, self.intra_hop = int(k), bool(mutual), edges, bool(intra_hop)
-        self.consistency = HierarchicalConsistencyLoss()
         self.register_buffer("sample_labels", torch.empty(0, dtype=torch.long), persistent=False)
         if label_store is not None:
             self.set_sample_labels(_labels_of_store(label_store))
-
-    uniform_logits_loss = staticmethod(HiCLR.uniform_logits_loss)   # same terms: 2 log(1 + K)
-    switches = HiCLR.switches                                        # mining from mining_epoch on
 
     def set_sample_labels(self, labels) -> None:
         """Labels by sample id (used only to log the precision of mined edges)."""
@@ -196,27 +186,20 @@ class TransitiveHiCLR(nn.Module):
         same = (anchor == other) & kept
         return same.sum().float() / kept.sum().clamp_min(1).float()
 
-    def forward(self, inputs):
-        with full_precision(inputs.key):
-            logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
-                      for z in inputs.queries]
-            metrics = {}
-            if inputs.mining:
-                positives, neighbours, _ = self.mine(inputs, logits)
-                metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
-                precision = self.edge_precision(inputs, neighbours)
-                if precision is not None:
-                    metrics["edge_precision"] = precision
-            else:
-                positives = positive_columns(inputs.ids, inputs.queue_ids, None)
-            loss_nce = multi_positive_nce(logits[0], positives)
-            loss_1_0 = self.consistency(logits[1], logits[0])
-            loss_2_1 = self.consistency(logits[2], logits[1])
-            loss = loss_nce + (loss_1_0 + loss_2_1) / 2
-        metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
-                       loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]),
-                       num_positives=positives.sum(dim=1).float().mean())
-        return loss, metrics
+    def positives(self, inputs, logits: list[torch.Tensor]):
+        """P = [(I E I) > 0] or I when mining is on, else I (the key and the queue entries of the
+        anchor's id), as a bool (N, 1 + K) mask; with the mined edges' count (and label precision)."""
+        metrics = {}
+        if inputs.mining:
+            positives, neighbours, _ = self.mine(inputs, logits)
+            metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
+            precision = self.edge_precision(inputs, neighbours)
+            if precision is not None:
+                metrics["edge_precision"] = precision
+        else:
+            positives = positive_columns(inputs.ids, inputs.queue_ids, None)
+        metrics["num_positives"] = positives.sum(dim=1).float().mean()
+        return positives, metrics
 
 
 def _labels_of_store(path: str) -> torch.Tensor:
