@@ -7,5 +7,5 @@ from .queue import KeyQueue
 from . import equivariant, hough, transitive  # noqa: F401, E402  (register the further objectives)
 
 __all__ = ["ContrastiveLearner", "ProjectedEncoder", "embedding_spread", "KeyQueue", "OBJECTIVES",
-           "ContrastiveInputs", "HierarchicalConsistencyLoss", "build_objective", "contrastive_logits", "mine_positives",
-           "multi_positive_nce", "register_objective"]
+           "ContrastiveInputs", "HierarchicalConsistencyLoss", "build_objective", "contrastive_logits",
+           "mine_positives", "multi_positive_nce", "register_objective"]

@@ -129,9 +129,9 @@ class ContrastiveLearner(nn.Module):
         every view with its own statistics (`hiclr.models.view_norm`): the results of separate
         calls to float tolerance; "separate": one call per view (the reference); "shared" (or
         true): one call whose BatchNorm normalises all views together (changes the results);
-        "auto" (default): per_view on CUDA, separate on CPU. Dropout
-        masks are drawn in another order when fused (same distribution). A view that carries a
-        graph perturbation (`view.edges`, Drop/Add edges) always gets a call of its own.
+        "auto" (default): per_view on CUDA, separate on CPU. Dropout masks are drawn in another
+        order when fused (same distribution). A view that carries a graph perturbation
+        (`view.edges`, Drop/Add edges) always gets a call of its own.
     stream: one of `hiclr.config.STREAMS` (joint, motion, bone), derived from each view before the encoder.
     temperature, mining_epoch, topk go to the objective when it takes them; further keyword
         arguments are objective-specific (an objective that does not take one is an error).
