@@ -24,7 +24,6 @@ worse than the initial encoder's.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -219,13 +218,3 @@ class CollapseWatch:
             print(line, file=self.stream or sys.stderr)
         return printed
 
-
-def embedding_spread(z: torch.Tensor) -> dict[str, torch.Tensor]:
-    """SimSiam's collapse indicator of a batch of projections z (N, dim), detached tensors:
-    `embed_std`, the mean over dimensions of the per-dimension (population) standard deviation of
-    the L2-normalised rows (about 1/sqrt(dim) when spread, 0 at collapse), and `embed_std_ratio`
-    = embed_std * sqrt(dim)."""
-    with torch.no_grad():
-        z = torch.nn.functional.normalize(z.detach().float(), dim=1)
-        std = z.std(dim=0, correction=0).mean()
-        return {"embed_std": std, "embed_std_ratio": std * math.sqrt(z.shape[1])}

@@ -30,7 +30,7 @@ class PretrainTask:
     def __init__(self, learner, policy, encoder_cfg: dict, stream: str, *, monitor=None, watch=None):
         self.model = learner
         self.policy = policy
-        self.view_stages = list(learner.view_stages)
+        self.layout = learner.objective.views     # the views the objective takes, in its order
         self.encoder_cfg = dict(encoder_cfg)
         self.stream = stream
         self.monitor = monitor
@@ -38,8 +38,10 @@ class PretrainTask:
 
     def step(self, model, batch, generator: torch.Generator, epoch: int):
         with torch.autocast(batch.x.device.type, enabled=False):
-            views = self.policy.views(batch.x, generator, self.view_stages)
-        return model(views, batch.ids, epoch)
+            views = self.policy.views(batch.x, generator, self.layout)
+        # the epoch's flags (mining = epoch >= mining_epoch) are decided here, outside the compiled
+        # learner: fixed bools, so the graph compiles once per set of flags, never per epoch
+        return model(views, batch.ids, **self.model.switches(epoch))
 
     def end_epoch(self, epoch: int, means: dict) -> dict:
         main = is_main_process()

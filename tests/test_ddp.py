@@ -58,7 +58,7 @@ def train_rank(rank, init_file, out_dir):
             views = [View(torch.randn(BATCH, 3, 6, 5, 2, generator=gen)) for _ in range(4)]
             views[3].mask = torch.rand(BATCH, 1, 6, 5, 1, generator=gen) < 0.3
             ids = 1000 * rank + BATCH * step + torch.arange(BATCH)
-            loss, _ = model(views, ids, epoch=step)
+            loss, _ = model(views, ids, **learner.switches(step))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -268,7 +268,7 @@ def step(learner, views, epoch=0):
     """One training step from a fixed global RNG (the encoder's dropout): loss and gradients."""
     learner.train()
     torch.manual_seed(9)
-    loss, _ = learner(views, torch.arange(B), epoch=epoch)
+    loss, _ = learner(views, torch.arange(B), **learner.switches(epoch))
     loss.backward()
     return loss.detach(), {k: p.grad.clone() for k, p in learner.named_parameters() if p.grad is not None}
 
@@ -301,7 +301,7 @@ def test_the_strong_views_perturbation_reaches_only_its_own_encoder_call():
     spy = Spy()
     views[3].edges = spy
     learner = tiny_learner()
-    learner(views, torch.arange(B), epoch=0)
+    learner(views, torch.arange(B))
     assert [b for b, _ in spy.calls] == list(range(10))    # one forward call, each block once
     assert all(a is learner.encoder_q.backbone.A for _, a in spy.calls)
     views[3].edges = None
@@ -335,7 +335,7 @@ def test_under_shared_statistics_the_perturbed_view_still_gets_its_own_call():
     views = hiclr_policy([{"name": "drop_add_edges"}]).views(clip(), gen(6), HICLR_VIEWS)
     learner = tiny_learner("shared")
     learner.train()
-    learner(views, torch.arange(B), epoch=0)
+    learner(views, torch.arange(B))
     assert int(learner.encoder_q.backbone.data_bn.num_batches_tracked) == 2   # v0 + v1 fused, v2 alone
 
 
@@ -422,7 +422,7 @@ def test_a_dae_step_on_cuda_fused_per_view_equals_separate_calls():
     losses = []
     for mode in ("separate", "per_view"):
         learner = tiny_learner(mode, dropout=0.0).double().cuda().train()
-        loss, _ = learner(views, torch.arange(B, device="cuda"), epoch=200)
+        loss, _ = learner(views, torch.arange(B, device="cuda"), mining=True)
         loss.backward()
         losses.append(loss.detach())
     assert_relatively_close(losses[1], losses[0], what="loss")

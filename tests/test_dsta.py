@@ -595,6 +595,6 @@ def test_on_cuda_the_release_features_hold_and_fused_bf16_steps_are_finite():
     views = GrowingPolicy.from_yaml(DEFAULT_POLICY).views(0.3 * torch.randn(8, 3, 50, 25, 2, device="cuda", generator=g),
                                                           g, list(learner.view_stages))
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss, _ = learner(views, torch.arange(8, device="cuda"), epoch=200)
+        loss, _ = learner(views, torch.arange(8, device="cuda"), mining=True)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(learner.encoder_q.backbone.proj.weight.grad).all()

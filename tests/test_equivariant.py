@@ -82,7 +82,7 @@ def inputs_for(views, queries, key, queue, ids):
     """ContrastiveInputs of HiCLR's four views (v0, key, v1, v2) with joint-feature backbones."""
     feats = [joint_features(v.x) for v in views]
     return ContrastiveInputs(queries=queries, key=key, queue_keys=queue, queue_ids=torch.full((16,), -1),
-                             ids=ids, epoch=0, query_features=[feats[0], feats[2], feats[3]],
+                             ids=ids, query_features=[feats[0], feats[2], feats[3]],
                              key_features=feats[1], views=views)
 
 
@@ -157,7 +157,7 @@ def test_a_learner_step_trains_the_aux_head_and_fills_its_queue():
     assert learner.objective.needs_view_params
     x = torch.randn(4, 3, 12, V, 2, generator=torch.Generator().manual_seed(0))
     views = policy.views(x, torch.Generator().manual_seed(1), learner.view_stages)
-    loss, metrics = learner(views, torch.arange(4), epoch=0)
+    loss, metrics = learner(views, torch.arange(4))
     assert torch.isfinite(loss) and {"loss_eq", "eq_error", "eq_valid"} <= set(metrics)
     loss.backward()
     assert learner.objective.head[0].weight.grad.abs().sum() > 0
@@ -166,4 +166,4 @@ def test_a_learner_step_trains_the_aux_head_and_fills_its_queue():
     unrecorded = GrowingPolicy.from_yaml("configs/augment/hiclr_default.yaml")
     with pytest.raises(ValueError, match="record=True"):
         learner(unrecorded.views(x, torch.Generator().manual_seed(1), learner.view_stages),
-                torch.arange(4), epoch=0)
+                torch.arange(4))

@@ -30,7 +30,7 @@ def _views(batch=3, frames=20, seed=0):
 
 def _step(learner, views, epoch):
     learner.train()
-    loss, metrics = learner(views, torch.arange(len(views[0].x)), epoch=epoch)
+    loss, metrics = learner(views, torch.arange(len(views[0].x)), **learner.switches(epoch))
     loss.backward()
     return loss, {k: p.grad for k, p in learner.named_parameters() if p.requires_grad}
 

@@ -211,7 +211,7 @@ def test_a_learner_step_with_dense_pairs(pairing):
                                  queue_size=8, pairing=pairing, dense_dim=16)
     x = torch.randn(4, 3, T, V, 2, generator=torch.Generator().manual_seed(0)).cumsum(2) * 0.1
     views = policy.views(x, torch.Generator().manual_seed(1), learner.view_stages)
-    loss, metrics = learner(views, torch.arange(4), epoch=0)
+    loss, metrics = learner(views, torch.arange(4))
     assert torch.isfinite(loss) and {"loss_dense", "pair_agreement", "paired_tokens"} <= set(metrics)
     loss.backward()
     assert learner.objective.dense_head[0].weight.grad.abs().sum() > 0
@@ -228,5 +228,21 @@ def test_with_lambda_zero_the_loss_is_hiclrs():
         learner = ContrastiveLearner(lambda: STGCN(width=2, dropout=0.0), objective, dim=8, hidden=16,
                                      queue_size=8, **extra)
         views = policy.views(x, torch.Generator().manual_seed(1), learner.view_stages)
-        losses.append(learner(views, torch.arange(4), epoch=0)[0])
+        losses.append(learner(views, torch.arange(4))[0])
     torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+
+
+def test_votes_and_the_dense_loss_under_bf16_autocast_equal_the_float32_computation():
+    gen = torch.Generator().manual_seed(0)
+    u1, u2 = torch.randn(2, 8, 12, 5, generator=gen).bfloat16(), torch.randn(2, 8, 10, 5, generator=gen).bfloat16()
+    perms = torch.stack([torch.arange(5), torch.tensor([1, 0, 2, 4, 3])])
+    q1 = torch.nn.functional.normalize(torch.randn(3, 16, 12, generator=gen), dim=1).bfloat16()
+    q2 = torch.nn.functional.normalize(torch.randn(3, 16, 10, generator=gen), dim=1).bfloat16()
+    pairs = torch.randint(-1, 10, (3, 12), generator=gen)
+    objective = HoughDenseHiCLR(feature_dim=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        strength = match_strength(u1, u2, perms)
+        loss = objective.dense_nce(q1, q2, pairs)
+    assert strength.dtype == loss.dtype == torch.float32
+    torch.testing.assert_close(strength, match_strength(u1.float(), u2.float(), perms), rtol=0, atol=1e-4)
+    torch.testing.assert_close(loss, objective.dense_nce(q1.float(), q2.float(), pairs), rtol=0, atol=1e-4)

@@ -30,7 +30,7 @@ def track_block(tracks, offsets):
         -1, M, -1, -1, -1).contiguous()
 
 
-def step_inputs(query_offsets, key_offsets=None, recorded_offsets=None, epoch=0, seed=0, keys=None):
+def step_inputs(query_offsets, key_offsets=None, recorded_offsets=None, switches=None, seed=0, keys=None):
     """ContrastiveInputs of one step whose query views 0 and 1 show each sample's feature track at
     offsets query_offsets = (offsets of view 0, offsets of view 1), the key encoder's blocks at
     key_offsets (None: no key blocks), the views recording crops recorded_offsets (None: none)."""
@@ -46,7 +46,7 @@ def step_inputs(query_offsets, key_offsets=None, recorded_offsets=None, epoch=0,
     unit = lambda *shape: F.normalize(torch.randn(*shape, generator=gen), dim=1)  # noqa: E731
     inputs = ContrastiveInputs(queries=[unit(N, 8).requires_grad_() for _ in range(3)],
                                key=unit(N, 8) if keys is None else keys, queue_keys=unit(6, 8),
-                               queue_ids=torch.arange(10, 16), ids=torch.arange(N), epoch=epoch,
+                               queue_ids=torch.arange(10, 16), ids=torch.arange(N), **(switches or {}),
                                views=views, query_blocks=[b.requires_grad_() for b in blocks],
                                key_blocks=key_blocks)
     return inputs, tracks
@@ -93,7 +93,7 @@ def learner_step(seed_views=1, forward=None, key_calls=None, **options):
                                                                key_calls)
     x = torch.randn(4, 3, T, V, 2, generator=torch.Generator().manual_seed(0)).cumsum(2) * 0.1
     views = policy.views(x, torch.Generator().manual_seed(seed_views), learner.view_stages)
-    loss, metrics = learner(views, torch.arange(4), epoch=0)
+    loss, metrics = learner(views, torch.arange(4))
     loss.backward()
     return loss, metrics, learner
 
@@ -181,13 +181,13 @@ def test_a_learner_voting_with_key_features_trains_and_leaves_the_key_encoders_s
 def test_before_the_warm_up_ends_the_loss_is_hiclrs_alone_and_the_agreement_is_still_logged():
     shifted = dict(query_offsets=([2] * N, [0] * N), recorded_offsets=([2] * N, [0] * N))
     warm = objective(dense_warmup_epochs=2)
-    inputs, _ = step_inputs(**shifted, epoch=1)
+    inputs, _ = step_inputs(**shifted, switches=warm.switches(1))   # 0-based epoch 1 < 2
     loss, metrics = warm(inputs)
     assert torch.equal(loss, metrics["loss_hiclr"]) and metrics["lambda_dense"] == 0
     assert metrics["pair_agreement"] > 0.95
     loss.backward()
     assert warm.dense_head[0].weight.grad.abs().sum() == 0
-    inputs, _ = step_inputs(**shifted, epoch=2)
+    inputs, _ = step_inputs(**shifted, switches=warm.switches(2))
     loss, metrics = warm(inputs)
     assert metrics["lambda_dense"] == 0.5
     torch.testing.assert_close(loss, 0.5 * metrics["loss_hiclr"] + 0.5 * metrics["loss_dense"])

@@ -47,7 +47,7 @@ def make_views(n_views=4, batch=4, seed=0, masked_last=True):
 def test_step_returns_loss_and_metrics_and_enqueues_the_batch():
     learner = make_learner()
     ids = torch.tensor([10, 11, 12, 13])
-    loss, metrics = learner(make_views(), ids, epoch=0)
+    loss, metrics = learner(make_views(), ids)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert {"loss", "loss_nce", "loss_1_0", "loss_2_1", "positive_acc"} <= set(metrics)
     assert all(not v.requires_grad for v in metrics.values())
@@ -58,7 +58,7 @@ def test_step_returns_loss_and_metrics_and_enqueues_the_batch():
 
 def test_backward_updates_only_the_query_side():
     learner = make_learner()
-    loss, _ = learner(make_views(), torch.arange(4), epoch=0)
+    loss, _ = learner(make_views(), torch.arange(4))
     loss.backward()
     assert all(p.grad is not None for p in learner.encoder_q.parameters())
     assert all(p.grad is None and not p.requires_grad for p in learner.encoder_k.parameters())
@@ -86,7 +86,7 @@ def test_ema_runs_before_the_key_forward_and_is_exactly_m_weighted():
         seen["training"] = module.training
 
     learner.encoder_k.register_forward_pre_hook(record)
-    learner(make_views(), torch.arange(4), epoch=0)
+    learner(make_views(), torch.arange(4))
     for at_forward, k, q in zip(seen["params"], k_before, q_before):
         torch.testing.assert_close(at_forward, 0.9 * k + 0.1 * q, rtol=0, atol=1e-7)
     assert seen["training"]  # keys come from the key encoder in train mode, as MoCo
@@ -135,8 +135,8 @@ def test_fused_views_normalise_all_query_views_with_one_batch_statistic():
     separate = make_learner()
     fused = copy.deepcopy(separate)
     fused.fused_views = True
-    separate(views, torch.arange(4), epoch=0)
-    fused(views, torch.arange(4), epoch=0)
+    separate(views, torch.arange(4))
+    fused(views, torch.arange(4))
     pooled = [v.x.mean(dim=(2, 3, 4)) for v in views]
     query_pooled = [pooled[0], pooled[2], pooled[3]]  # views 0, 2, 3 are queries; 1 is the key
     bn_separate, bn_fused = separate.encoder_q.backbone.bn, fused.encoder_q.backbone.bn
@@ -154,8 +154,8 @@ def test_fused_views_give_the_same_loss_without_batch_statistics():
     separate = make_learner(batch_norm=False)
     fused = copy.deepcopy(separate)
     fused.fused_views = True
-    loss_separate, _ = separate(views, torch.arange(4), epoch=200)
-    loss_fused, _ = fused(views, torch.arange(4), epoch=200)
+    loss_separate, _ = separate(views, torch.arange(4), mining=True)
+    loss_fused, _ = fused(views, torch.arange(4), mining=True)
     torch.testing.assert_close(loss_fused, loss_separate)
 
 
@@ -171,12 +171,12 @@ def test_backbone_weights_live_under_encoder_q_backbone():
 
 def test_skeletonclr_takes_two_views_and_wrong_counts_are_refused():
     learner = make_learner("skeletonclr")
-    loss, metrics = learner(make_views(n_views=2, masked_last=False), torch.arange(4), epoch=0)
+    loss, metrics = learner(make_views(n_views=2, masked_last=False), torch.arange(4))
     loss.backward()
     assert set(metrics) == {"loss", "loss_nce", "positive_acc", "embed_std", "embed_std_ratio"}
     assert learner.mask_token.grad is not None and float(learner.mask_token.grad) == 0.0
     with pytest.raises(ValueError, match="view_stages"):
-        learner(make_views(n_views=4), torch.arange(4), epoch=0)
+        learner(make_views(n_views=4), torch.arange(4))
 
 
 def real_build_encoder():
@@ -207,7 +207,7 @@ def test_a_step_with_the_real_stgcn_encoder():
     views = [View(torch.randn(2, 3, 50, 25, 2, generator=gen)) for _ in range(4)]
     views[3].mask = torch.zeros(2, 1, 50, 25, 1, dtype=torch.bool)
     views[3].mask[:, :, :, :2] = True
-    loss, metrics = learner(views, torch.tensor([0, 1]), epoch=0)
+    loss, metrics = learner(views, torch.tensor([0, 1]))
     loss.backward()
     assert torch.isfinite(loss) and set(metrics) >= {"loss_nce", "loss_1_0", "loss_2_1"}
     assert learner.mask_token.grad is not None
@@ -237,7 +237,7 @@ def test_encode_queries_returns_the_block_outputs_only_when_asked_and_the_same_e
 
 
 def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_common_component():
-    from hiclr.monitor import embedding_spread
+    from hiclr.ssl import embedding_spread
     from hiclr.ssl.learner import ProjectedEncoder
 
     class Pooled(nn.Module):            # pooled features: a large shared mean, a small per-clip part
@@ -259,16 +259,50 @@ def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_commo
         ProjectedEncoder(Pooled(), 32, 8, head_norm="layer")
 
 
-@pytest.mark.parametrize("epoch", [0, 200], ids=["infonce", "mining"])
-def test_a_step_reads_nothing_back_to_the_host(monkeypatch, epoch):
+@pytest.mark.parametrize("mining", [False, True], ids=["infonce", "mining"])
+def test_a_step_reads_nothing_back_to_the_host(monkeypatch, mining):
     """No item / int / float / bool of a tensor in the forward: on a GPU each would wait for it."""
     learner = make_learner()
-    learner(make_views(), torch.arange(4), epoch=epoch)          # the first enqueue syncs nothing either
+    learner(make_views(), torch.arange(4), mining=mining)          # the first enqueue syncs nothing either
     reads = []
     for name in ("item", "__int__", "__float__", "__bool__"):
         original = getattr(torch.Tensor, name)
         monkeypatch.setattr(torch.Tensor, name,
                             lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1])
-    loss, metrics = learner(make_views(seed=1), torch.arange(4, 8), epoch=epoch)
+    loss, metrics = learner(make_views(seed=1), torch.arange(4, 8), mining=mining)
     loss.backward()
     assert reads == [] and "loss" in metrics
+
+
+def test_after_steps_the_queue_shares_no_storage_with_what_the_steps_produced():
+    from test_queue import held_tensors, storages
+    learner = make_learner()
+    produced = []                                       # kept alive: no storage is reused
+    enqueue = learner.queue.enqueue
+    learner.queue.enqueue = lambda keys, ids: (produced.extend([keys, ids]), enqueue(keys, ids))[1]
+    learner.encoder_k.register_forward_hook(lambda module, args, out: produced.extend(out))
+    for step in range(4):
+        loss, metrics = learner(make_views(seed=step), torch.arange(4) + 4 * step)
+        loss.backward()
+        produced += [loss, *metrics.values()]
+        assert not storages(held_tensors(learner.queue)) & storages(produced), step
+
+
+def test_compiled_steps_leave_the_queue_and_weights_of_eager_steps():
+    torch.manual_seed(0)
+    eager = make_learner()
+    compiled_learner = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_learner, backend="aot_eager")
+    optimizers = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+                  for m in (eager, compiled_learner)]
+    for step in range(4):
+        for model, optimizer in zip((eager, compiled), optimizers):
+            loss, _ = model(make_views(seed=step), torch.arange(4) + 4 * step)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for name, value in eager.state_dict().items():
+        torch.testing.assert_close(compiled_learner.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    queue, expected = compiled_learner.queue, eager.queue
+    assert torch.equal(queue.ids, expected.ids) and torch.equal(queue.ptr, expected.ptr)
+    assert torch.equal(expected.ids, torch.arange(16))  # the 4 steps filled the queue once

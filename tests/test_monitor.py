@@ -15,7 +15,8 @@ from hiclr.engine import derive_seed, load_checkpoint
 from hiclr.eval.knn import knn_scores
 from hiclr.features import extract_features
 from hiclr.models import load_encoder
-from hiclr.monitor import MONITOR_STREAM, CollapseWatch, LearningMonitor, embedding_spread
+from hiclr.monitor import MONITOR_STREAM, CollapseWatch, LearningMonitor
+from hiclr.ssl import embedding_spread
 from hiclr.pretrain import build_learner, load_training_data, pretrain
 from hiclr.report import write_pretrain_curve
 from tiny_store import write_tiny_store

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from hiclr.ssl.objectives import (OBJECTIVES, ContrastiveInputs, HierarchicalConsistencyLoss,
-                                  build_objective, mine_positives)
+                                  build_objective, contrastive_logits, mine_positives)
 
 TAU = 0.07
 
@@ -14,10 +14,10 @@ def unit(*shape, gen):
     return F.normalize(torch.randn(*shape, generator=gen, dtype=torch.float64), dim=-1)
 
 
-def make_inputs(queries, key, queue, epoch=0):
+def make_inputs(queries, key, queue, mining=False):
     n = key.shape[0]
     return ContrastiveInputs(queries=list(queries), key=key, queue_keys=queue,
-                             queue_ids=torch.arange(queue.shape[0]), ids=torch.arange(n), epoch=epoch)
+                             queue_ids=torch.arange(queue.shape[0]), ids=torch.arange(n), mining=mining)
 
 
 def naive_probabilities(z, key, queue):
@@ -61,14 +61,32 @@ def test_build_objective_filters_shared_settings_but_not_specific_ones():
         build_objective("hiclr", lambda_eq=0.5)
 
 
-@pytest.mark.parametrize("epoch,mining", [(0, False), (150, False), (151, True), (300, True)])
+# (the project's 0-based epoch, the release's 1-based epoch of the same pass, mining): the release
+# mines when its epoch > mining_epoch (150), so from its 151st epoch, the project's epoch 150
+MINING_RULE = [(0, 1, False), (149, 150, False), (150, 151, True), (151, 152, True), (299, 300, True)]
+
+
+@pytest.mark.parametrize("epoch,release_epoch,mining", MINING_RULE)
+def test_hiclr_mines_from_the_epoch_the_release_mines_from(epoch, release_epoch, mining):
+    assert (release_epoch > 150) == mining and release_epoch == epoch + 1
+    for name in ("hiclr", "transitive", "equivariant", "hough_dense"):
+        objective = build_objective(name, {"temperature": TAU, "mining_epoch": 150})
+        assert objective.switches(epoch)["mining"] == mining, name
+    gen = torch.Generator().manual_seed(0)
+    z0, z1, z2, key = (unit(4, 8, gen=gen) for _ in range(4))
+    hiclr = build_objective("hiclr", {"temperature": TAU, "mining_epoch": 150})
+    _, metrics = hiclr(make_inputs([z0, z1, z2], key, unit(16, 8, gen=gen), **hiclr.switches(epoch)))
+    assert ("num_positives" in metrics) == mining
+
+
+@pytest.mark.parametrize("epoch,mining", [(0, False), (149, False), (150, True), (300, True)])
 def test_hiclr_loss_equals_the_formula_evaluated_directly(epoch, mining):
     gen = torch.Generator().manual_seed(epoch)
     n, dim, size = 6, 8, 32
     z0, z1, z2, key = (unit(n, dim, gen=gen) for _ in range(4))
     queue = unit(size, dim, gen=gen)
     objective = build_objective("hiclr", {"temperature": TAU, "mining_epoch": 150})
-    loss, metrics = objective(make_inputs([z0, z1, z2], key, queue, epoch))
+    loss, metrics = objective(make_inputs([z0, z1, z2], key, queue, **objective.switches(epoch)))
     expected = naive_hiclr(z0, z1, z2, key, queue, mining)
     for name, value in zip(["loss", "loss_nce", "loss_1_0", "loss_2_1"], expected):
         torch.testing.assert_close(metrics[name].double(), value, rtol=1e-5, atol=1e-5)
@@ -145,7 +163,7 @@ def test_mining_takes_each_branch_top1_queue_entry_and_merges_duplicates():
     assert positives[1].nonzero().flatten().tolist() == [0, 4]
 
     objective = build_objective("hiclr", {"temperature": TAU, "mining_epoch": 0})
-    loss, metrics = objective(make_inputs([z0, z1, z2], key, queue, epoch=1))
+    loss, metrics = objective(make_inputs([z0, z1, z2], key, queue, mining=True))
     torch.testing.assert_close(metrics["num_positives"], torch.tensor(2.5))
     log_p0 = F.log_softmax(logits[0], 1)
     expected_nce = -((log_p0[0, [0, 3, 6]].sum() / 3) + (log_p0[1, [0, 4]].sum() / 2)) / 2
@@ -161,3 +179,36 @@ def test_mining_with_topk_two_adds_two_entries_per_branch():
         for branch in logits:
             expected |= {int(j) + 1 for j in branch[row, 1:].topk(2).indices}
         assert set(positives[row].nonzero().flatten().tolist()) == expected
+
+
+def bf16_step_inputs(seed, n=6, dim=16, size=64):
+    """Query and key embeddings as a bf16 encoder leaves them under autocast, a float32 queue."""
+    gen = torch.Generator().manual_seed(seed)
+    queries = [F.normalize(torch.randn(n, dim, generator=gen), dim=1).bfloat16() for _ in range(3)]
+    key = F.normalize(torch.randn(n, dim, generator=gen), dim=1).bfloat16()
+    return queries, key, F.normalize(torch.randn(size, dim, generator=gen), dim=1)
+
+
+def test_logits_under_bf16_autocast_are_float32_and_equal_the_float32_computation():
+    queries, key, queue = bf16_step_inputs(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = contrastive_logits(queries[0], key, queue, TAU)
+    z = queries[0].float()
+    expected = torch.cat([(z * key.float()).sum(1, keepdim=True), z @ queue.T], dim=1) / TAU
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("objective,mining", [("hiclr", False), ("hiclr", True), ("skeletonclr", False)])
+def test_loss_and_mining_under_bf16_autocast_equal_the_float32_computation(objective, mining):
+    queries, key, queue = bf16_step_inputs(1)
+    queries = queries[:len(OBJECTIVES[objective].views.stages) - 1]
+    loss_fn = build_objective(objective, {"temperature": TAU})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = loss_fn(make_inputs(queries, key, queue, mining))
+    expected, expected_metrics = loss_fn(make_inputs([q.float() for q in queries], key.float(), queue, mining))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-4)
+    assert metrics.keys() == expected_metrics.keys()
+    for name, value in expected_metrics.items():   # num_positives too: mining chose the same entries
+        torch.testing.assert_close(metrics[name], value, rtol=0, atol=1e-4)

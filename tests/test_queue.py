@@ -101,3 +101,34 @@ def test_double_buffering_keeps_the_fifo_even_when_the_state_is_written_from_out
         torch.testing.assert_close(queue.keys, expected_keys)
         assert torch.equal(queue.ids, expected_ids) and int(queue.ptr) == ptr
     assert set(queue.state_dict()) == {"keys", "ids", "ptr"}
+
+
+def held_tensors(obj) -> list[torch.Tensor]:
+    """Every tensor an object keeps in its attributes (buffers, tuples, dicts included)."""
+    found, todo = [], [vars(obj)]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            todo.extend(value)
+        elif isinstance(value, dict):
+            todo.extend(value.values())
+    return found
+
+
+def storages(tensors) -> set[int]:
+    return {t.untyped_storage().data_ptr() for t in tensors}
+
+
+def test_the_queue_keeps_copies_never_the_keys_and_ids_passed_in():
+    """A CUDA graph replay overwrites a step's outputs in place: the queue must not hold them."""
+    queue = KeyQueue(7, 3)
+    passed = []                                         # kept alive: no storage is reused
+    g = torch.Generator().manual_seed(0)
+    for step in range(5):
+        keys = F.normalize(torch.randn(3, 3, generator=g), dim=1)
+        ids = torch.arange(3) + 3 * step
+        queue.enqueue(keys, ids)
+        passed += [keys, ids]
+        assert not storages(held_tensors(queue)) & storages(passed), step

@@ -89,7 +89,7 @@ def test_queue_entries_of_the_anchor_are_never_negatives():
 
 
 # ----------------------------------------------------------------------- the loss's two limits
-def make_inputs(seed, epoch, n=5, size=20, dim=6, shared_ids=False):
+def make_inputs(seed, mining, n=5, size=20, dim=6, shared_ids=False):
     gen = torch.Generator().manual_seed(seed)
     queries = [unit(n, dim, gen=gen) for _ in range(3)]
     key, queue = unit(n, dim, gen=gen), unit(size, dim, gen=gen)
@@ -97,27 +97,27 @@ def make_inputs(seed, epoch, n=5, size=20, dim=6, shared_ids=False):
     if shared_ids:
         queue_ids[4] = 2
     return ContrastiveInputs(queries=queries, key=key, queue_keys=queue, queue_ids=queue_ids,
-                             ids=torch.arange(n), epoch=epoch)
+                             ids=torch.arange(n), mining=mining)
 
 
 def test_with_no_inter_edges_the_loss_is_hiclrs_infonce():
-    inputs = make_inputs(0, epoch=0)
+    inputs = make_inputs(0, mining=False)
     loss, metrics = build_objective("transitive", {"mining_epoch": 10})(inputs)
     expected, expected_metrics = build_objective("hiclr", {"mining_epoch": 10})(inputs)
     torch.testing.assert_close(loss, expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(metrics["loss_nce"], expected_metrics["loss_nce"], rtol=0, atol=1e-12)
     # mining on, but there is no node of another sample (one anchor, empty queue): E is empty
-    inputs = make_inputs(0, epoch=20, n=1)
+    inputs = make_inputs(0, mining=True, n=1)
     inputs.queue_ids[:] = -1
     loss, metrics = build_objective("transitive", {"mining_epoch": 10})(inputs)
     assert metrics["edges_per_anchor"] == 0
-    torch.testing.assert_close(loss, build_objective("hiclr", {"mining_epoch": 1000})(inputs)[0],
-                               rtol=0, atol=1e-12)
+    inputs.mining = False                                           # HiCLR's plain InfoNCE
+    torch.testing.assert_close(loss, build_objective("hiclr")(inputs)[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_with_hiclrs_top1_edges_and_no_intra_hop_the_loss_is_hiclrs_mining_loss(seed):
-    inputs = make_inputs(seed, epoch=20)
+    inputs = make_inputs(seed, mining=True)
     ours = build_objective("transitive", {"mining_epoch": 10}, edges="query_topk", intra_hop=False)
     loss, metrics = ours(inputs)
     expected, expected_metrics = build_objective("hiclr", {"mining_epoch": 10})(inputs)
@@ -126,7 +126,7 @@ def test_with_hiclrs_top1_edges_and_no_intra_hop_the_loss_is_hiclrs_mining_loss(
 
 
 def test_an_older_key_of_the_anchor_is_a_positive_not_a_negative():
-    inputs = make_inputs(1, epoch=0, shared_ids=True)
+    inputs = make_inputs(1, mining=False, shared_ids=True)
     loss, metrics = build_objective("transitive")(inputs)
     hiclr, _ = build_objective("hiclr")(inputs)
     assert metrics["num_positives"] == pytest.approx(1 + 1 / 5)
@@ -134,7 +134,7 @@ def test_an_older_key_of_the_anchor_is_a_positive_not_a_negative():
 
 
 def test_edge_label_precision_is_logged_and_never_changes_the_loss():
-    inputs = make_inputs(2, epoch=20)
+    inputs = make_inputs(2, mining=True)
     inputs.key = inputs.queue_keys[:5] + 0.01  # every key has a clear mutual neighbour in the queue
     inputs.key = F.normalize(inputs.key, dim=1)
     plain = build_objective("transitive", {"mining_epoch": 10})
@@ -152,9 +152,27 @@ def test_edge_label_precision_is_logged_and_never_changes_the_loss():
 
 
 def test_gradients_reach_every_query_branch_but_not_the_key():
-    inputs = make_inputs(3, epoch=20)
+    inputs = make_inputs(3, mining=True)
     inputs.queries = [q.clone().requires_grad_() for q in inputs.queries]
     inputs.key.requires_grad_()
     loss, _ = build_objective("transitive", {"mining_epoch": 10})(inputs)
     loss.backward()
     assert all(q.grad.abs().sum() > 0 for q in inputs.queries)
+
+
+@pytest.mark.parametrize("edges", ["mutual_knn", "query_topk"])
+def test_loss_and_mining_under_bf16_autocast_equal_the_float32_computation(edges):
+    inputs = make_inputs(4, mining=True, n=6, size=32, dim=16)
+    low = make_inputs(4, mining=True, n=6, size=32, dim=16)
+    low.queries, low.key = [q.bfloat16() for q in low.queries], low.key.bfloat16()
+    exact = make_inputs(4, mining=True, n=6, size=32, dim=16)
+    exact.queries, exact.key = [q.float() for q in low.queries], low.key.float()
+    exact.queue_keys = low.queue_keys = inputs.queue_keys.float()
+    objective = build_objective("transitive", {"mining_epoch": 10}, edges=edges)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = objective(low)
+    expected, expected_metrics = objective(exact)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-4)
+    for name, value in expected_metrics.items():   # the same edges and positives were mined
+        torch.testing.assert_close(metrics[name], value, rtol=0, atol=1e-4)

@@ -31,7 +31,7 @@ from torch import nn
 from hiclr.augment.ops import apply_matrix
 from hiclr.augment.policy import HICLR_VIEWS
 
-from .objectives import HiCLR, contrastive_logits, register_objective
+from .objectives import HiCLR, contrastive_logits, full_precision, register_objective
 from .queue import KeyQueue
 
 
@@ -100,6 +100,9 @@ class EquivariantContrast(nn.Module):
         self.key_head = copy.deepcopy(self.head).requires_grad_(False)
         self.eq_queue = KeyQueue(queue_size, 3 * self.num_points)
 
+    def switches(self, epoch: int) -> dict[str, bool]:
+        return self.hiclr.switches(epoch)
+
     def points(self, head: nn.Module, features: torch.Tensor) -> torch.Tensor:
         """Z = reshape(head(h), K, 3): (N, feature_dim) -> (N, K, 3)."""
         return rearrange(head(features), "n (k c) -> n k c", c=3)
@@ -132,12 +135,13 @@ class EquivariantContrast(nn.Module):
             z = canonicalize(self.points(self.head, inputs.query_features[b]), matrix, singular)
             canonical[b] = (z, ~singular)
             valid = ~singular & ~key_singular
-            logits = contrastive_logits(F.normalize(z.flatten(1), dim=1), key_vec, queue,
-                                        self.eq_temperature)
-            per_row = -F.log_softmax(logits, dim=1)[:, 0]
-            weight = valid.to(per_row.dtype)
-            losses.append((per_row * weight).sum() / weight.sum().clamp_min(1.0))
-            valid_rows.append(weight.mean())
+            with full_precision(z):   # logits and loss in float32
+                logits = contrastive_logits(F.normalize(z.flatten(1), dim=1), key_vec, queue,
+                                            self.eq_temperature)
+                per_row = -F.log_softmax(logits, dim=1)[:, 0]
+                weight = valid.to(per_row.dtype)
+                losses.append((per_row * weight).sum() / weight.sum().clamp_min(1.0))
+                valid_rows.append(weight.mean())
         loss_eq = torch.stack(losses).mean()
         self.eq_queue.enqueue(key_vec, inputs.ids)  # singular keys go in uncanonicalised: negatives only
 

@@ -9,14 +9,13 @@ transform (robust to clutter, outliers and mirrored duplicate frames), with no l
     a = relu(cos(u1, u2))^3,  K(r) = max(0, 1 - |r| / bandwidth),  n = sum_{t, s} K(s - alpha t - beta)
 
 (with alpha = 1 and bandwidth 1: the means of the diagonals of the T1 x T2 similarity matrix). n
-is the line's length inside view 2: a plain sum (`votes: sum`, as first written) favours the
-longest lines, so a shift between two crops lost to the flattest scale on 19 % of the demo's clips;
-lines shorter than `min_overlap` x T1 get no vote. The mode is refitted by weighted least squares
-on its inliers (each t's best s within `tolerance`) and the refit kept when its line matches at
-least as strongly as the mode's; t is paired with round(alpha t + beta); pairs outside view 2, or
-with a fully masked frame, are dropped. All of it runs under no_grad, on the block-4 features
-(stride 1) of the query encoder by default (`vote_with`: the key encoder's, or the views'
-coordinates).
+is the line's length inside view 2: a plain sum (`votes: sum`) favours the longest lines, so a
+shift between two crops can lose to the flattest scale; lines shorter than `min_overlap` x T1 get
+no vote. The mode is refitted by weighted least squares on its inliers (each t's best s within
+`tolerance`) and the refit kept when its line matches at least as strongly as the mode's; t is
+paired with round(alpha t + beta); pairs outside view 2, or with a fully masked frame, are
+dropped. All of it runs under no_grad, on the block-4 features (stride 1) of the query encoder by
+default (`vote_with`: the key encoder's, or the views' coordinates).
 
     L_dense = InfoNCE over paired frame tokens (dense head: 1x1 conv, ReLU, 1x1 conv to `dense_dim`,
               L2-normalised), negatives = frame tokens of the other samples
@@ -46,7 +45,7 @@ from torch import nn
 from hiclr.augment.ops import NTU_FLIP_ORDER
 from hiclr.augment.policy import HICLR_VIEWS
 
-from .objectives import HiCLR, register_objective
+from .objectives import HiCLR, at_least_float32, full_precision, register_objective
 from .transitive import intra_edges
 
 
@@ -64,15 +63,17 @@ class HoughResult:
 
 def match_strength(u1: torch.Tensor, u2: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
     """sum_v relu(cos(u1[t, v], u2[s, pi(v)]))^3 for each permutation pi: u1 (B, C, T1, V),
-    u2 (B, C, T2, V), perms (P, V) -> (B, P, T1, T2)."""
+    u2 (B, C, T2, V), perms (P, V) -> (B, P, T1, T2); float32 (float64 inputs stay), autocast off."""
     B, _, t1, V = u1.shape
-    u1 = rearrange(F.normalize(u1.float(), dim=1), "b c t v -> (b v) t c")
-    u2 = F.normalize(u2.float(), dim=1)
-    out = []
-    for perm in perms:  # one batched matmul per joint pair (v, pi(v))
-        cos = torch.bmm(u1, rearrange(u2[..., perm], "b c s v -> (b v) c s"))
-        out.append(cos.clamp_min(0).pow(3).view(B, V, t1, -1).sum(dim=1))
-    return torch.stack(out, dim=1)
+    with full_precision(u1):
+        u1, u2 = at_least_float32(u1, u2)
+        u1 = rearrange(F.normalize(u1, dim=1), "b c t v -> (b v) t c")
+        u2 = F.normalize(u2, dim=1)
+        out = []
+        for perm in perms:  # one batched matmul per joint pair (v, pi(v))
+            cos = torch.bmm(u1, rearrange(u2[..., perm], "b c s v -> (b v) c s"))
+            out.append(cos.clamp_min(0).pow(3).view(B, V, t1, -1).sum(dim=1))
+        return torch.stack(out, dim=1)
 
 
 VOTES = ("mean", "sum")
@@ -269,7 +270,9 @@ def nearest_other_sample(embeddings: torch.Tensor, ids: torch.Tensor) -> torch.T
     """(B,) index of each sample's most similar other sample of the batch by the cosine of its
     L2-normalised global embedding (B, D), never itself nor a row of the same sample id (as the
     intra edges of `transitive` block them); -1 where there is none (a batch of one)."""
-    sim = embeddings.float() @ embeddings.float().T
+    with full_precision(embeddings):
+        (embeddings,) = at_least_float32(embeddings)
+        sim = embeddings @ embeddings.T
     values, index = sim.masked_fill(intra_edges(ids), float("-inf")).max(dim=1)
     return torch.where(torch.isfinite(values), index, -1)
 
@@ -286,14 +289,14 @@ class HoughDenseHiCLR(nn.Module):
     dense_views: the two query views (0 = v0, 1 = v1, 2 = v2). block_channels: channels of the
     backbone's block 4 (None: feature_dim // 16, ST-GCN's plan).
 
-    Options for getting the votes right early (at their defaults the step is the objective as
-    first written, for the same pairs; `votes` and `min_overlap` are HoughPairing's):
+    Options for getting the votes right early (at their defaults they change nothing; `votes`
+    and `min_overlap` are HoughPairing's):
     vote_with: "query" (the query encoder's block 4, as the tokens), "key": the momentum
         encoder's block 4 on the same two views (no gradient; the learner runs it because the
         objective names the views in `key_block_views`): smoother, slower-moving features; or
         "input": the views' own joint coordinates (`view_coordinates`; joints whatever the
-        stream), which carry the geometry from the first step (on the demo store at init: 90.8 %
-        of the tokens agree with the exact pairing, on block 4 of the random encoder 8.0 %).
+        stream), which carry the geometry from the first step, when a random encoder's block 4
+        does not yet.
     dense_warmup_epochs: lambda is 0 for epochs < this (0-based, as the engine counts), so the
         first epochs train HiCLR only while the votes' agreement is still logged.
     lambda_by_agreement: lambda x the batch's measured agreement with the oracle pairing (logged
@@ -361,6 +364,10 @@ class HoughDenseHiCLR(nn.Module):
         self.dense_head = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True),
                                         nn.Conv1d(hidden, dense_dim, 1))
 
+    def switches(self, epoch: int) -> dict[str, bool]:
+        """HiCLR's mining, and `warmup` (lambda 0) for epochs < dense_warmup_epochs."""
+        return {**self.hiclr.switches(epoch), "warmup": epoch < self.dense_warmup_epochs}
+
     def tokens(self, block: torch.Tensor) -> torch.Tensor:
         """Frame tokens: block (N, M, C, T, V) -> dense head over the persons' and joints' mean ->
         L2-normalised (N, dense_dim, T)."""
@@ -370,18 +377,23 @@ class HoughDenseHiCLR(nn.Module):
                   partners: torch.Tensor | None = None) -> torch.Tensor:
         """InfoNCE of each paired token of view 1 (N, D, T1) with its partner in view 2 (N, D, T2)
         of sample `partners[n]` (N,) (None: the same sample); negatives: every
-        `negative_stride`-th token of view 2 of the samples other than the anchor's and its partner's."""
+        `negative_stride`-th token of view 2 of the samples other than the anchor's and its partner's.
+        Logits and loss in float32 (float64 tokens stay float64), autocast off."""
+        with full_precision(q1):
+            return self._dense_nce(*at_least_float32(q1, q2), pairs, partners)
+
+    def _dense_nce(self, q1, q2, pairs, partners):
         n, _, t1 = q1.shape
         valid = pairs >= 0
         if not valid.any():
             return q1.sum() * 0.0
-        anchors = q1.permute(0, 2, 1)[valid].float()                        # (P, D)
+        anchors = q1.permute(0, 2, 1)[valid]                                # (P, D)
         sample = torch.arange(n, device=q1.device)[:, None].expand(n, t1)[valid]
         partner_sample = sample if partners is None else partners[sample]
-        partner = q2.permute(0, 2, 1)[partner_sample, pairs[valid]].float()  # (P, D)
+        partner = q2.permute(0, 2, 1)[partner_sample, pairs[valid]]  # (P, D)
         negatives = q2[:, :, ::self.negative_stride].permute(0, 2, 1)       # (N, T', D)
         owner = torch.arange(n, device=q1.device)[:, None].expand(negatives.shape[:2]).reshape(-1)
-        neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).float().T
+        neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).T
         excluded = owner[None, :] == sample[:, None]
         if partners is not None:
             excluded = excluded | (owner[None, :] == partner_sample[:, None])
@@ -406,7 +418,7 @@ class HoughDenseHiCLR(nn.Module):
     def dense_weight(self, inputs, agreement: torch.Tensor | None, confidence: torch.Tensor):
         """lambda of this step: 0 during the warm-up, else lambda_dense, times the measured
         agreement (or the mean confidence) with `lambda_by_agreement`."""
-        if inputs.epoch < self.dense_warmup_epochs:
+        if inputs.warmup:
             return 0.0
         if not self.lambda_by_agreement:
             return self.lambda_dense

@@ -8,6 +8,7 @@ is one training step's loss; the engine does backward and the optimizer step.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -16,7 +17,6 @@ from torch import nn
 
 from hiclr.config import STREAMS
 from hiclr.models.view_norm import ViewBatchNorm1d, convert_to_view_batchnorm, views_in_batch
-from hiclr.monitor import embedding_spread
 
 from .objectives import ContrastiveInputs, build_objective
 from .queue import KeyQueue
@@ -24,17 +24,29 @@ from .queue import KeyQueue
 
 HEAD_NORMS = ("none", "batch")
 
+
+def _cache_einops_backends() -> None:
+    """einops looks its backend up per tensor type and caches it on first use; a first use inside
+    a compiled step changes a dict the graph guards on, and the step compiles again. The encoders
+    pass tensors and parameters (ST-GCN's fused graph convolution): cached here, once."""
+    from einops import rearrange
+    for tensor in (torch.zeros(1), nn.Parameter(torch.zeros(1))):
+        rearrange(tensor, "a -> a")
+
+
+_cache_einops_backends()
+
 #: How the query views go through the encoder (`ssl.fused_views`): one call per view (the
 #: reference), one call for all with BatchNorm statistics per view (the same results), one call
 #: with statistics shared by all views (changes the results), or "auto": per_view on CUDA, separate
-#: on CPU (both exact; on CPU the fused call measured slower, `hiclr bench train`). Booleans are
-#: the older spelling.
+#: on CPU (both exact; `hiclr bench train` compares them). The config also takes false (separate)
+#: and true (shared).
 FUSED_VIEWS = ("auto", "separate", "per_view", "shared")
 _FUSED_ALIASES = {False: "separate", True: "shared"}
 
 
 def fused_views_mode(value) -> str:
-    """The `FUSED_VIEWS` mode named by `value` (a mode, or false / true as older configs say)."""
+    """The `FUSED_VIEWS` mode named by `value` (a mode, or false / true)."""
     mode = _FUSED_ALIASES.get(value, value) if isinstance(value, bool) else value
     if mode not in FUSED_VIEWS:
         raise ValueError(f"fused_views must be one of {', '.join(FUSED_VIEWS)} (or false / true), got {value!r}")
@@ -82,6 +94,17 @@ class ProjectedEncoder(nn.Module):
         return features, self.head(features), block_out
 
 
+def embedding_spread(z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """SimSiam's collapse indicator of a batch of projections z (N, dim), detached tensors:
+    `embed_std`, the mean over dimensions of the per-dimension (population) standard deviation of
+    the L2-normalised rows (about 1/sqrt(dim) when spread, 0 at collapse), and `embed_std_ratio`
+    = embed_std * sqrt(dim)."""
+    with torch.no_grad():
+        z = F.normalize(z.detach().float(), dim=1)
+        std = z.std(dim=0, correction=0).mean()
+        return {"embed_std": std, "embed_std_ratio": std * math.sqrt(z.shape[1])}
+
+
 def _unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel (or torch.compile) wrapper, else itself."""
     for attr in ("module", "_orig_mod"):
@@ -106,9 +129,9 @@ class ContrastiveLearner(nn.Module):
         every view with its own statistics (`hiclr.models.view_norm`): the results of separate
         calls to float tolerance; "separate": one call per view (the reference); "shared" (or
         true): one call whose BatchNorm normalises all views together (changes the results);
-        "auto" (default): per_view on CUDA, separate on CPU (where fusing measured slower). Dropout
-        masks are drawn in another order when fused (same distribution). A view that carries a
-        graph perturbation (`view.edges`, Drop/Add edges) always gets a call of its own.
+        "auto" (default): per_view on CUDA, separate on CPU. Dropout masks are drawn in another
+        order when fused (same distribution). A view that carries a graph perturbation
+        (`view.edges`, Drop/Add edges) always gets a call of its own.
     stream: one of `hiclr.config.STREAMS` (joint, motion, bone), derived from each view before the encoder.
     temperature, mining_epoch, topk go to the objective when it takes them; further keyword
         arguments are objective-specific (an objective that does not take one is an error).
@@ -268,13 +291,20 @@ class ContrastiveLearner(nn.Module):
             buffer.copy_(saved)
         return blocks
 
-    def forward(self, views: Sequence, ids: torch.Tensor, epoch: int):
+    def switches(self, epoch: int) -> dict[str, bool]:
+        """The keyword flags of `forward` at the 0-based `epoch` (the objective's `switches`, e.g.
+        {"mining": epoch >= mining_epoch}). Evaluated by the caller, outside a compiled step, so that
+        the epoch never reaches the graph: it compiles once per set of flags."""
+        switches = getattr(self.objective, "switches", None)
+        return {} if switches is None else dict(switches(epoch))
+
+    def forward(self, views: Sequence, ids: torch.Tensor, mining: bool = False, warmup: bool = False):
         """One step's loss. `views`: View objects (`.x` (B, C, T, V, M), `.mask` None or bool
         broadcastable, optionally `.edges`: a graph perturbation for the encoder call) ordered as
-        `view_stages`; `ids`: (B,) sample ids; `epoch` as the engine counts
-        it (mining starts when epoch > mining_epoch). Returns (loss, metrics of detached scalars):
-        the objective's, plus `embed_std` / `embed_std_ratio` of the first query view's projections
-        (`hiclr.monitor.embedding_spread`, the collapse indicator)."""
+        `view_stages`; `ids`: (B,) sample ids; `mining`, `warmup`: the step's flags (`switches`).
+        Returns (loss, metrics of detached scalars): the objective's, plus `embed_std` /
+        `embed_std_ratio` of the first query view's projections (`embedding_spread`, the collapse
+        indicator)."""
         if len(views) != len(self.view_stages):
             raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
                              f"views ordered as view_stages {self.view_stages}, got {len(views)}")
@@ -301,7 +331,7 @@ class ContrastiveLearner(nn.Module):
         queue_keys, queue_ids = self.queue.snapshot()   # no copy: intact until the enqueue after next
         inputs = ContrastiveInputs(
             queries=queries, key=key, queue_keys=queue_keys,
-            queue_ids=queue_ids, ids=ids, epoch=epoch,
+            queue_ids=queue_ids, ids=ids, mining=bool(mining), warmup=bool(warmup),
             query_features=features, views=list(views), key_features=key_features,
             query_blocks=blocks, key_blocks=key_blocks)
         loss, metrics = self.objective(inputs)

@@ -8,6 +8,11 @@ a `ContrastiveInputs` and returns `(loss, metrics)`, metrics being detached scal
 `hiclr` (the reference release), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
 L = L_nce + (L_1<-0 + L_2<-1) / 2, L_nce = -mean log p_0[0] (multi-positive from mining_epoch on),
 L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j]. The method and the further objectives: docs/method.md.
+
+Logits, losses and mining run with autocast off, in float32 (float64 inputs stay float64): under
+bf16 the positive column and the queue columns would be rounded differently and top-1 mining would
+see ties. An objective whose loss depends on the epoch says how in `switches(epoch)`, which the
+task evaluates outside the compiled step and passes to the learner as fixed flags.
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ class ContrastiveInputs:
     queue_keys: torch.Tensor             # (K, dim), a snapshot taken before this step's enqueue
     queue_ids: torch.Tensor              # (K,) sample id of each queue entry, -1 = empty
     ids: torch.Tensor                    # (N,) sample ids of the batch
-    epoch: int
+    mining: bool = False                 # nearest-neighbour mining on (the objective's `switches`)
+    warmup: bool = False                 # the objective's warm-up epochs run (its `switches`)
     query_features: list[torch.Tensor] = field(default_factory=list)  # backbone outputs (N, feature_dim)
     views: list = field(default_factory=list)                          # the View objects, in view order
     key_features: torch.Tensor | None = None   # key backbone output (N, feature_dim), no grad
@@ -72,12 +78,27 @@ class ContrastiveInputs:
     #   the views the objective names in `key_block_views`
 
 
+def full_precision(like: torch.Tensor):
+    """Autocast off on the device of `like`: the context of every logit, loss and mining step."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
+def at_least_float32(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors in float32, or in float64 where one of them is float64."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(t.to(dtype) for t in tensors)
+
+
 def contrastive_logits(z: torch.Tensor, key: torch.Tensor, queue_keys: torch.Tensor,
                        temperature: float) -> torch.Tensor:
-    """(N, 1 + K) logits [z.k, z.q_1, ..., z.q_K] / tau, computed in float32."""
-    z, key, queue_keys = z.float(), key.float(), queue_keys.float()
-    positive = (z * key).sum(dim=1, keepdim=True)
-    return torch.cat([positive, z @ queue_keys.T], dim=1) / temperature
+    """(N, 1 + K) logits [z.k, z.q_1, ..., z.q_K] / tau in float32 (float64 for float64 inputs),
+    autocast off: the positive column and the queue columns are computed alike."""
+    with full_precision(z):
+        z, key, queue_keys = at_least_float32(z, key, queue_keys)
+        positive = (z * key).sum(dim=1, keepdim=True)
+        return torch.cat([positive, z @ queue_keys.T], dim=1) / temperature
 
 
 def info_nce(logits: torch.Tensor) -> torch.Tensor:
@@ -99,9 +120,10 @@ def mine_positives(logits: list[torch.Tensor], topk: int = 1) -> torch.Tensor:
     first = logits[0]
     positives = torch.zeros(first.shape, dtype=torch.bool, device=first.device)
     positives[:, 0] = True
-    for branch in logits:
-        nearest = branch[:, 1:].topk(topk, dim=1).indices + 1
-        positives.scatter_(1, nearest, True)
+    with full_precision(first):
+        for branch in logits:
+            nearest = branch[:, 1:].topk(topk, dim=1).indices + 1
+            positives.scatter_(1, nearest, True)
     return positives
 
 
@@ -136,8 +158,9 @@ class SkeletonCLR(nn.Module):
 
     def forward(self, inputs: ContrastiveInputs):
         (z0,) = inputs.queries
-        logits = contrastive_logits(z0, inputs.key, inputs.queue_keys, self.temperature)
-        loss = info_nce(logits)
+        with full_precision(z0):
+            logits = contrastive_logits(z0, inputs.key, inputs.queue_keys, self.temperature)
+            loss = info_nce(logits)
         return loss, {"loss": loss.detach(), "loss_nce": loss.detach(),
                       "positive_acc": positive_accuracy(logits)}
 
@@ -146,9 +169,10 @@ class SkeletonCLR(nn.Module):
 class HiCLR(nn.Module):
     """HiCLR: InfoNCE on the basic branch v0 plus hierarchical consistency v1 <- v0 and v2 <- v1.
 
-    Views, in order: v0 (stage 0), the key v0' (stage 0), v1 (stages 0-1), v2 (stages 0-2). For
-    epoch > mining_epoch the InfoNCE term takes as extra positives each branch's `topk` nearest
-    queue entries (the reference's nearest-neighbour mining, top-1 by default).
+    Views, in order: v0 (stage 0), the key v0' (stage 0), v1 (stages 0-1), v2 (stages 0-2). From
+    the 0-based epoch `mining_epoch` on the InfoNCE term takes as extra positives each branch's
+    `topk` nearest queue entries (the reference's nearest-neighbour mining, top-1 by default). The
+    release counts epochs from 1 and mines when its epoch > mining_epoch: the same epochs.
     """
 
     views = HICLR_VIEWS
@@ -166,19 +190,28 @@ class HiCLR(nn.Module):
         and both consistency terms are each log(1 + K), so L = 2 log(1 + K)."""
         return 2 * math.log(num_logits)
 
+    def switches(self, epoch: int) -> dict[str, bool]:
+        """The flags of a step at the 0-based `epoch`: mining from epoch `mining_epoch` on."""
+        return {"mining": epoch >= self.mining_epoch}
+
+    def positives(self, inputs: ContrastiveInputs, logits: list[torch.Tensor]):
+        """(positive mask, metrics) of the InfoNCE term: the mask is None (the key alone) or a bool
+        (N, 1 + K) over the logit columns. HiCLR mines each branch's `topk` nearest queue entries
+        when mining is on; a variant that chooses positives otherwise overrides only this."""
+        if not inputs.mining:
+            return None, {}
+        positives = mine_positives(logits, self.topk)
+        return positives, {"num_positives": positives.sum(dim=1).float().mean()}
+
     def forward(self, inputs: ContrastiveInputs):
-        logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
-                  for z in inputs.queries]
-        metrics = {}
-        if inputs.epoch > self.mining_epoch:
-            positives = mine_positives(logits, self.topk)
-            loss_nce = multi_positive_nce(logits[0], positives)
-            metrics["num_positives"] = positives.sum(dim=1).float().mean()
-        else:
-            loss_nce = info_nce(logits[0])
-        loss_1_0 = self.consistency(logits[1], logits[0])
-        loss_2_1 = self.consistency(logits[2], logits[1])
-        loss = loss_nce + (loss_1_0 + loss_2_1) / 2
+        with full_precision(inputs.key):
+            logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
+                      for z in inputs.queries]
+            positives, metrics = self.positives(inputs, logits)
+            loss_nce = info_nce(logits[0]) if positives is None else multi_positive_nce(logits[0], positives)
+            loss_1_0 = self.consistency(logits[1], logits[0])
+            loss_2_1 = self.consistency(logits[2], logits[1])
+            loss = loss_nce + (loss_1_0 + loss_2_1) / 2
         metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
                        loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]))
         return loss, metrics

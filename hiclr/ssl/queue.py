@@ -84,14 +84,17 @@ class KeyQueue(nn.Module):
     @torch.compiler.disable   # swaps buffers and reads version counters: eager, outside any graph
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, ids: torch.Tensor) -> None:
-        """Write `keys` (B, dim) and `ids` (B,) of this rank (and of all ranks under DDP) at the pointer."""
+        """Write `keys` (B, dim) and `ids` (B,) of this rank (and of all ranks under DDP) at the pointer.
+        Keeps copies of them, never the tensors passed in."""
         if keys.ndim != 2 or keys.shape[1] != self.keys.shape[1] or ids.shape != keys.shape[:1]:
             raise ValueError(f"enqueue expects keys (B, {self.keys.shape[1]}) and ids (B,), "
                              f"got {tuple(keys.shape)} and {tuple(ids.shape)}")
         if not self._synced_across_ranks:
             self.sync_across_ranks()
-        keys = gather_from_all_ranks(keys.detach().to(self.keys.dtype))
-        ids = gather_from_all_ranks(ids.to(device=self.ids.device, dtype=torch.long))
+        # copies: what the queue keeps until the next step must not be a step's output, which a
+        # CUDA graph replay (engine.compile: reduce-overhead) overwrites in place
+        keys = gather_from_all_ranks(keys.detach().to(self.keys.dtype, copy=True))
+        ids = gather_from_all_ranks(ids.to(device=self.ids.device, dtype=torch.long, copy=True))
         n, size = keys.shape[0], self.size
         start = self.ptr
         if n > size:  # only the newest `size` keys survive a batch larger than the queue

@@ -6,9 +6,9 @@ the same sample id (the key, the queries, queue entries that still hold an older
 inter-instance edges E join mutual k-nearest neighbours among momentum keys of different samples.
 Positives of an anchor are P = [(I E I) > 0] or I, one inter hop only ("another instance, another
 viewpoint"; the full closure would chain clusters together), the anchor itself excluded. HiCLR's
-InfoNCE term becomes the multi-positive -(1/|P|) sum_p log softmax(s / tau)_p from `mining_epoch`
-on; before it P = I. Queue entries holding the anchor's own id are never negatives. The
-hierarchical consistency terms are HiCLR's.
+InfoNCE term becomes the multi-positive -(1/|P|) sum_p log softmax(s / tau)_p from the 0-based
+epoch `mining_epoch` on (as HiCLR); before it P = I. Queue entries holding the anchor's own id are
+never negatives. The hierarchical consistency terms are HiCLR's.
 
 With E empty (and no older key of the anchor in the queue) the loss is HiCLR's InfoNCE; with E =
 each branch's top-1 queue entry (`edges: query_topk`) and `intra_hop: false` it is HiCLR's mining
@@ -21,12 +21,8 @@ Config: `ssl.objective: transitive`, `ssl.options: {k, mutual, edges, intra_hop,
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from hiclr.augment.policy import HICLR_VIEWS
-
-from .objectives import (HiCLR, HierarchicalConsistencyLoss, contrastive_logits, multi_positive_nce,
-                         positive_accuracy, register_objective)
+from .objectives import HiCLR, at_least_float32, full_precision, register_objective
 
 
 # ---------------------------------------------------------------------------------------- graph
@@ -39,8 +35,10 @@ def intra_edges(ids: torch.Tensor) -> torch.Tensor:
 def mutual_knn_edges(keys: torch.Tensor, ids: torch.Tensor, k: int = 1, mutual: bool = True,
                      valid: torch.Tensor | None = None) -> torch.Tensor:
     """E: (n, n) bool over the nodes `keys` (n, d): w in kNN(u) among valid nodes of another id,
-    kept only if also u in kNN(w) (`mutual`); symmetric."""
-    sim = keys @ keys.T
+    kept only if also u in kNN(w) (`mutual`); symmetric. Similarities in float32, autocast off."""
+    with full_precision(keys):
+        (keys,) = at_least_float32(keys)
+        sim = keys @ keys.T
     blocked = intra_edges(ids)
     if valid is not None:
         blocked = blocked | ~valid[None, :] | ~valid[:, None]
@@ -75,8 +73,14 @@ def mutual_neighbours(keys: torch.Tensor, ids: torch.Tensor, queue_keys: torch.T
     Nodes: the batch keys (N) then the queue (K); empty queue slots (id < 0) are no nodes. Sources
     of anchor i: its key and the queue entries with its id. Returns (sources (N, S), neighbours
     (N, S * k)) node indices, -1 where there is none (edge dropped or no such source).
+    Similarities in float32 (float64 for float64 keys), autocast off.
     """
-    nodes = torch.cat([keys, queue_keys.to(keys.dtype)])
+    with full_precision(keys):
+        return _mutual_neighbours(*at_least_float32(keys, queue_keys), ids, queue_ids, k, mutual)
+
+
+def _mutual_neighbours(keys, queue_keys, ids, queue_ids, k, mutual):
+    nodes = torch.cat([keys, queue_keys])
     node_ids = torch.cat([ids, queue_ids])
     valid = node_ids >= 0
     n = keys.shape[0]
@@ -129,8 +133,9 @@ def positive_columns(ids: torch.Tensor, queue_ids: torch.Tensor, neighbour_nodes
 
 # ------------------------------------------------------------------------------------ objective
 @register_objective("transitive")
-class TransitiveHiCLR(nn.Module):
-    """HiCLR with transitive multi-positive InfoNCE (views v0, key, v1, v2 as HiCLR).
+class TransitiveHiCLR(HiCLR):
+    """HiCLR with transitive multi-positive InfoNCE: HiCLR's views, logits and consistency terms,
+    other positives (`positives`).
 
     k: inter-edge neighbours per node; mutual: keep an edge u -> w only if u is also among w's k
     nearest (else every w in kNN(u) of the anchor's nodes u); edges: "mutual_knn"
@@ -138,24 +143,18 @@ class TransitiveHiCLR(nn.Module):
     HiCLR's mining, for comparison); intra_hop: add the other nodes of a neighbour's id (I E I).
     """
 
-    views = HICLR_VIEWS
-
     def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, k: int = 1,
                  mutual: bool = True, edges: str = "mutual_knn", intra_hop: bool = True,
                  label_store: str | None = None):
-        super().__init__()
+        super().__init__(temperature, mining_epoch)
         if edges not in ("mutual_knn", "query_topk"):
             raise ValueError(f"edges must be 'mutual_knn' or 'query_topk', got {edges!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        self.temperature, self.mining_epoch = temperature, mining_epoch
         self.k, self.mutual, self.edges, self.intra_hop = int(k), bool(mutual), edges, bool(intra_hop)
-        self.consistency = HierarchicalConsistencyLoss()
         self.register_buffer("sample_labels", torch.empty(0, dtype=torch.long), persistent=False)
         if label_store is not None:
             self.set_sample_labels(_labels_of_store(label_store))
-
-    uniform_logits_loss = staticmethod(HiCLR.uniform_logits_loss)   # same terms: 2 log(1 + K)
 
     def set_sample_labels(self, labels) -> None:
         """Labels by sample id (used only to log the precision of mined edges)."""
@@ -187,11 +186,11 @@ class TransitiveHiCLR(nn.Module):
         same = (anchor == other) & kept
         return same.sum().float() / kept.sum().clamp_min(1).float()
 
-    def forward(self, inputs):
-        logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
-                  for z in inputs.queries]
+    def positives(self, inputs, logits: list[torch.Tensor]):
+        """P = [(I E I) > 0] or I when mining is on, else I (the key and the queue entries of the
+        anchor's id), as a bool (N, 1 + K) mask; with the mined edges' count (and label precision)."""
         metrics = {}
-        if inputs.epoch > self.mining_epoch:
+        if inputs.mining:
             positives, neighbours, _ = self.mine(inputs, logits)
             metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
             precision = self.edge_precision(inputs, neighbours)
@@ -199,14 +198,8 @@ class TransitiveHiCLR(nn.Module):
                 metrics["edge_precision"] = precision
         else:
             positives = positive_columns(inputs.ids, inputs.queue_ids, None)
-        loss_nce = multi_positive_nce(logits[0], positives)
-        loss_1_0 = self.consistency(logits[1], logits[0])
-        loss_2_1 = self.consistency(logits[2], logits[1])
-        loss = loss_nce + (loss_1_0 + loss_2_1) / 2
-        metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
-                       loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]),
-                       num_positives=positives.sum(dim=1).float().mean())
-        return loss, metrics
+        metrics["num_positives"] = positives.sum(dim=1).float().mean()
+        return positives, metrics
 
 
 def _labels_of_store(path: str) -> torch.Tensor:
