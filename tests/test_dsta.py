@@ -374,7 +374,7 @@ def test_each_transformer_config_builds_the_release_encoder_on_its_twins_data(pa
     cfg = load_config(path)
     twin = load_config(path.with_name(path.name.removeprefix("transformer_")))
     kind = path.stem.split("_")[1]
-    assert cfg["model"] == {"name": "dsta", **_defaults("dsta"), "init": "reference",
+    assert cfg["model"] == {"name": "dsta", **_defaults("dsta"), "init": "reference", "sync_bn": False,
                             "attention_dropout": 0.5 if kind == "pretrain" else 0.0}
     assert cfg["data"] == twin["data"] and cfg["run"]["name"] != twin["run"]["name"]
     assert cfg["eval"]["freeze"] == ([] if kind == "pretrain" else ["proj"])
