@@ -4,10 +4,11 @@
     bash scripts/device_check.sh --dry-run       # on CPU, tiny sizes: the same code path
 
 The orchestrator (`run`, standard library only) runs each part as its own process under coreutils
-`timeout`, in order of value, each limited to min(its cap, what is left of `--budget`), so a hung
-part cannot take the others with it. Parts (functions `part_<name>` below):
+`timeout`, in order of value, each limited to its cap (or `--limit`) or to what is left of
+`--budget`, whichever is less, so a hung part cannot take the others with it. Parts (functions
+`part_<name>` below):
 
-- setup: installs `.whl/*.whl` when that folder exists (else only what is missing, from the
+- setup: installs `.whl/*.whl` (or `$DEVICE_CHECK_WHEELS/*.whl`) when there are any (else only what is missing, from the
   registry, which a machine without network refuses fast), then records the environment
   (GPU, driver, torch, CUDA, cuDNN);
 - eager: full-size training steps (augmentation + 3 query views and the key + backward + SGD
@@ -18,7 +19,8 @@ part cannot take the others with it. Parts (functions `part_<name>` below):
   its batch), epochs without and with mining: samples/s and the projection of 300 epochs of NTU60
   xsub;
 - aug: `hiclr bench aug --device cuda`;
-- compiled: the bf16 step of `eager` under `torch.compile`: compile time and step time;
+- compiled: the bf16 step of `eager` under `torch.compile`: compile time and step time (skipped by
+  `--dry-run` unless `--compile-on-cpu`: capturing the learner's graphs takes minutes of CPU);
 - tests: `pytest tests/test_cuda.py`, then a 2-rank NCCL run of the DDP learner when the machine
   has 2 GPUs (with `--dry-run`: 2 gloo ranks on the CPU).
 
@@ -45,6 +47,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STARTED = time.monotonic()      # a part's limit counts from its process's start
 # (name, cap in seconds), in the order they run; the caps add up to less than the default budget
 PARTS = [("setup", 45), ("eager", 60), ("loss", 45), ("engine", 75), ("aug", 45), ("compiled", 170),
          ("tests", 100)]
@@ -117,8 +120,9 @@ def _parse_pairs(items: list[str], what: str, values=None) -> dict:
     for item in items:
         name, _, value = item.partition("=")
         if name not in names or not value or (values is not None and value not in values):
-            raise SystemExit(f"device_check: --{what} {item!r}: write PART={'|'.join(values) if values else 'SECONDS'} "
-                             f"with PART one of {', '.join(names)}")
+            shape = "|".join(values) if values else "SECONDS"
+            raise SystemExit(f"device_check: --{what} {item!r}: write PART={shape} with PART one of "
+                             f"{', '.join(names)}")
         pairs[name] = value
     return pairs
 
@@ -140,7 +144,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         stale.unlink()
     start = time.monotonic()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])     # the checkout, not an installed copy
     env["PYTHONUNBUFFERED"] = "1"
     summary = {"dry_run": args.dry_run, "budget_s": args.budget, "out": str(out),
                "parts": {n: {"status": "pending"} for n, _ in PARTS if n in chosen}}
@@ -154,7 +159,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         if name not in chosen:
             continue
         left = args.budget - (time.monotonic() - start)
-        limit = min(cap, limits.get(name, cap), left)
+        limit = min(limits.get(name, cap), left)
         reason = None
         if stopped:
             reason = f"the check was stopped ({stopped}) before this part"
@@ -174,8 +179,8 @@ def orchestrate(args: argparse.Namespace) -> int:
                 record = _run_part(name, limit, args, force.get(name), out, env, logs)
             except _Stopped as err:                 # the part in flight was stopped with it
                 stopped = str(err)
-                record = {**_read_json(out / f"{name}.json"), "part": name, "status": "timeout", "seconds": 0.0,
-                          "reason": f"the check was stopped ({stopped}) while this part ran"}
+                record = {**_read_json(out / f"{name}.json"), "part": name, "status": "timeout",
+                          "seconds": 0.0, "reason": f"the check was stopped ({stopped}) while this part ran"}
         _write_json(out / f"{name}.json", record)
         records[name] = record
         summary["parts"][name] = {k: record[k] for k in ("status", "seconds", "limit_s", "reason", "error")
@@ -186,7 +191,8 @@ def orchestrate(args: argparse.Namespace) -> int:
               flush=True)
         if name == "setup":
             if record["status"] != "ok":
-                blocked = f"setup {record['status']}: {record.get('error') or record.get('reason') or ''}".strip()
+                why = record.get("error") or record.get("reason") or ""
+                blocked = f"setup {record['status']}: {why}"
             else:
                 site = record.get("site_packages")
                 if site:
@@ -270,6 +276,7 @@ def headline(records: dict) -> dict:
         "samples_per_s": {k: _get(v, "samples_per_s") for k, v in runs.items()},
         "peak_memory_mb": {k: _get(v, "peak_memory_mb") for k, v in runs.items()},
         "compile_seconds": _get(compiled, "compile_seconds"),
+        "compiled_warmup_steps_s": _get(compiled, "warmup_steps_s"),   # kept when the part times out
         "loss_rel_error": {k: _get(loss, k, "loss_rel_error") for k in ("fp32", "bf16")},
         "grad_rel_error": {k: _get(loss, k, "grad_rel_error") for k in ("fp32", "bf16")},
         "engine_samples_per_s": _get(engine, "samples_per_s"),
@@ -325,6 +332,8 @@ def run_part(name: str, out: Path, dry_run: bool, forced: str | None, limit: flo
         traceback.print_exc()
         return 1
     ctx.record["status"] = ctx.status
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    ctx.record["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in usage), 2)
     if ctx.reason:
         ctx.record["reason"] = ctx.reason
     ctx.flush()
@@ -338,12 +347,13 @@ def part_setup(ctx: Context) -> None:
     import importlib
     import importlib.util
     began = time.monotonic()
-    wheels = sorted((ROOT / ".whl").glob("*.whl"))
+    wheels = sorted(Path(os.environ.get("DEVICE_CHECK_WHEELS", ROOT / ".whl")).glob("*.whl"))
+    site = Path(tempfile.mkdtemp(prefix="device_check_site_"))   # every later part imports from it first
+    target = ["--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site)]
     installed = []
     if wheels:
-        site = Path(tempfile.gettempdir()) / "device_check_site"
-        _pip(["install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir", "--upgrade",
-              "--target", str(site), *map(str, wheels)], ctx, "install the wheels of .whl/")
+        _pip(["install", "-q", "--no-index", "--no-deps", *target, *map(str, wheels)],
+             "install the wheels of .whl/", timeout=max(10.0, STARTED + ctx.limit - time.monotonic() - 10))
         sys.path.insert(0, str(site))
         ctx.record["site_packages"] = str(site)
         installed = [w.name for w in wheels]
@@ -352,24 +362,29 @@ def part_setup(ctx: Context) -> None:
     if missing:
         # a machine without network refuses at once (no retries); one with network installs
         try:
-            _pip(["install", "-q", "--retries", "0", "--timeout", "5", *[REQUIRED[m] for m in missing]],
-                 ctx, "install " + ", ".join(REQUIRED[m] for m in missing), timeout=25)
+            _pip(["install", "-q", "--retries", "0", "--timeout", "5", *target, *[REQUIRED[m] for m in missing]],
+                 "install " + ", ".join(REQUIRED[m] for m in missing),
+                 timeout=max(10.0, STARTED + ctx.limit - time.monotonic() - 10))
+            sys.path.insert(0, str(site))
+            ctx.record["site_packages"] = str(site)
             installed += [REQUIRED[m] for m in missing]
         except RuntimeError as err:
             ctx.record["install_error"] = str(err)
         importlib.invalidate_caches()
         missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
-    ctx.record.update(install_seconds=round(time.monotonic() - began, 2), installed=installed, missing=missing)
+    ctx.record.update(install_seconds=round(time.monotonic() - began, 2), installed=installed,
+                      missing=missing)
     ctx.flush()
     if "torch" in missing:
         raise RuntimeError("torch is not importable and could not be installed: carry its wheels in .whl/ "
                            "(docs/benchmarks_gpu.md, 'Wheels') or run with PYTHON=<a python with torch>")
     ctx.record["env"] = environment()
     if missing:
-        ctx.record["warning"] = "missing " + ", ".join(REQUIRED[m] for m in missing) + ": parts that need them fail"
+        names = ", ".join(REQUIRED[m] for m in missing)
+        ctx.record["warning"] = f"missing {names}: the parts that need them fail"
 
 
-def _pip(arguments: list[str], ctx: Context, what: str, timeout: float = 40) -> None:
+def _pip(arguments: list[str], what: str, timeout: float = 40) -> None:
     try:
         done = subprocess.run([sys.executable, "-m", "pip", *arguments], capture_output=True, text=True,
                               timeout=timeout)
@@ -388,13 +403,15 @@ def environment() -> dict:
            "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__,
            "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
            "cuda_available": torch.cuda.is_available(), "gpus": [], "device_name": "cpu",
-           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+           "tf32_cudnn": torch.backends.cudnn.allow_tf32,
            "commit": _git_commit()}
     if env["cuda_available"]:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
             env["gpus"].append({"name": p.name, "memory_mb": round(p.total_memory / 2 ** 20),
-                                "capability": f"{p.major}.{p.minor}", "multiprocessors": p.multi_processor_count})
+                                "capability": f"{p.major}.{p.minor}",
+                                "multiprocessors": p.multi_processor_count})
         env["device_name"] = env["gpus"][0]["name"]
         env["bf16_supported"] = torch.cuda.is_bf16_supported()
         try:
@@ -408,7 +425,8 @@ def environment() -> dict:
 
 def _git_commit() -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10)
         return done.stdout.strip() or None if done.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -455,6 +473,8 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None) 
     from hiclr.engine import build_optimizer, compile_module, compile_options, seed_everything
     from hiclr.pretrain import build_learner, build_policy
     s, device = ctx.size, ctx.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True       # as a training run on CUDA (fixed shapes)
     cfg = _config(ctx)
     seed_everything(0)
     learner = build_learner(cfg).to(device).train()
@@ -465,7 +485,8 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None) 
     stages = list(learner.view_stages)
     batch, batches = s["batch"], 4
     steps = s["compiled_steps"] if options is not None else s["steps"]
-    x = (0.3 * torch.randn(batch * batches, 3, 50, 25, 2, generator=torch.Generator().manual_seed(0))).to(device)
+    clips = 0.3 * torch.randn(batch * batches, 3, 50, 25, 2, generator=torch.Generator().manual_seed(0))
+    x = clips.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     bf16 = precision == "bf16"
     losses = []
@@ -514,6 +535,8 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None) 
     peak, source = _peak_memory_mb(device)
     finite = bool(torch.isfinite(torch.stack(losses)).all())
     result = {"precision": precision, "fused_views": "per_view", "mining": True, "device": str(device),
+              "cudnn_benchmark": torch.backends.cudnn.benchmark,
+              "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
               "width": s["width"], "batch": batch, "queue": s["queue"], "dropout": s["dropout"],
               "warmup_steps_s": [round(v, 4) for v in warmup_s], "timed_steps": steps,
               "step_ms": _stats_ms(step_s), "wall_ms_per_step": 1000 * wall / steps,
@@ -648,7 +671,8 @@ def part_engine(ctx: Context) -> None:
     recipe = load_config(NTU60_CONFIG)
     g = torch.Generator().manual_seed(0)
     n = s["engine_clips"]
-    data = TrainData(x=0.3 * torch.randn(n, 3, 50, 25, 2, generator=g), labels=torch.randint(0, 60, (n,), generator=g))
+    data = TrainData(x=0.3 * torch.randn(n, 3, 50, 25, 2, generator=g),
+                     labels=torch.randint(0, 60, (n,), generator=g))
     seed_everything(0)
     learner = build_learner(cfg)
     task = PretrainTask(learner, build_policy(cfg), cfg["model"], cfg["data"]["stream"])
@@ -701,47 +725,27 @@ def part_aug(ctx: Context) -> None:
 
 def part_tests(ctx: Context) -> None:
     """`pytest tests/test_cuda.py`, then 2 DDP ranks (NCCL on 2 GPUs; on the dry run gloo on the CPU)."""
-    import xml.etree.ElementTree as ElementTree
-
     import torch
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    nccl_limit = 40 if (gpus >= 2 or ctx.dry_run) else 0
-    limit = ctx.limit
+    ddp_reserve = 40 if (gpus >= 2 or ctx.dry_run) else 0      # the DDP run gets this at least
+    deadline = STARTED + ctx.limit - 3
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         began = time.monotonic()
         rc = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py",
-                     f"--junitxml={xml}", "-o", "addopts="], max(10.0, limit - nccl_limit - 10))
-        row = {"rc": rc, "seconds": round(time.monotonic() - began, 1)}
-        if rc == "timeout":
-            row["status"] = "timeout"
-        else:
-            suite = ElementTree.parse(xml).getroot() if xml.exists() else None
-            suite = suite.find("testsuite") if suite is not None and suite.tag == "testsuites" else suite
-            counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")} \
-                if suite is not None else {}
-            row.update(counts)
-            row["passed"] = counts.get("tests", 0) - sum(counts.get(k, 0) for k in ("failures", "errors", "skipped"))
-            row["failed_tests"] = [case.get("name") for case in (suite.iter("testcase") if suite is not None else [])
-                                   if case.find("failure") is not None or case.find("error") is not None]
-            if rc != 0 and not counts.get("skipped") == counts.get("tests"):
-                row["status"] = "failed"
-            elif counts and counts["skipped"] == counts["tests"]:
-                row.update(status="skipped", reason="every test of tests/test_cuda.py needs a CUDA device")
-            else:
-                row["status"] = "ok"
-        ctx.record["cuda_tests"] = row
+                     f"--junitxml={xml}", "-o", "addopts="], max(5.0, deadline - ddp_reserve - began))
+        ctx.record["cuda_tests"] = {**_pytest_outcome(rc, xml), "seconds": round(time.monotonic() - began, 1)}
         ctx.flush()
-        if nccl_limit:
+        if ddp_reserve:
             backend = "nccl" if gpus >= 2 else "gloo"
             result = Path(tmp) / "ddp.json"
             began = time.monotonic()
-            rc = _timed([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                         str(Path(__file__).resolve()), "ddp-rank", backend, str(result)]
-                        + (["--dry-run"] if ctx.dry_run else []), nccl_limit)
+            rc = _timed([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                         "2", str(Path(__file__).resolve()), "ddp-rank", backend, str(result)]
+                        + (["--dry-run"] if ctx.dry_run else []), max(5.0, deadline - began))
             ddp = {"backend": backend, "ranks": 2, "rc": rc, "seconds": round(time.monotonic() - began, 1),
                    **_read_json(result)}
-            ddp["status"] = "timeout" if rc == "timeout" else ("ok" if rc == 0 and ddp.get("ok") else "failed")
+            ddp["status"] = "timeout" if rc == "timeout" else "ok" if rc == 0 and ddp.get("ok") else "failed"
         else:
             ddp = {"status": "skipped", "reason": f"needs 2 GPUs, the machine has {gpus}"}
         ctx.record["nccl"] = ddp
@@ -750,6 +754,27 @@ def part_tests(ctx: Context) -> None:
         raise RuntimeError(", ".join(f"{k} {ctx.record[k]['status']}" for k in bad))
     if all(ctx.record[k]["status"] == "skipped" for k in ("cuda_tests", "nccl")):
         ctx.skip("no CUDA device and no second GPU")
+
+
+def _pytest_outcome(rc, xml: Path) -> dict:
+    """Status and counts of a pytest run from its exit code and JUnit report."""
+    from xml.etree import ElementTree
+    if rc == "timeout":
+        return {"rc": rc, "status": "timeout"}
+    if not xml.exists():
+        return {"rc": rc, "status": "failed", "reason": "pytest wrote no report"}
+    suite = ElementTree.parse(xml).getroot()
+    suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    row = {"rc": rc, **counts, "passed": passed,
+           "failed_tests": [case.get("name") for case in suite.iter("testcase")
+                            if case.find("failure") is not None or case.find("error") is not None]}
+    if rc != 0 or counts["failures"] or counts["errors"]:
+        return {**row, "status": "failed"}
+    if counts["skipped"] == counts["tests"]:
+        return {**row, "status": "skipped", "reason": "every test of tests/test_cuda.py needs a CUDA device"}
+    return {**row, "status": "ok"}
 
 
 def _timed(cmd: list[str], limit: float):
@@ -772,7 +797,9 @@ def ddp_rank(backend: str, result: str, dry_run: bool) -> int:
     s = SIZES["tiny" if dry_run else "full"]
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if backend == "nccl" else torch.device("cpu")
+    device = torch.device("cpu")
+    if backend == "nccl":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     cfg = load_config(NTU60_CONFIG, [f"model.width={s['width']}", f"ssl.queue_size={s['ddp_queue']}",
@@ -822,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", required=True)
         p.add_argument("--dry-run", action="store_true")
         p.add_argument("--forced", choices=("fail", "timeout"))
-        p.add_argument("--limit", type=float, default=dict(PARTS)[argv[1]] if len(argv) > 1 and argv[1] in dict(PARTS) else 60)
+        p.add_argument("--limit", type=float, default=60.0, help="seconds this part has")
         a = p.parse_args(argv[1:])
         return run_part(a.name, Path(a.out), a.dry_run, a.forced, a.limit)
     if argv[:1] == ["ddp-rank"]:
@@ -831,10 +858,12 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     p = argparse.ArgumentParser(prog="scripts/device_check.sh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: the same parts, CUDA-only steps skipped")
+    p.add_argument("--dry-run", action="store_true",
+                   help="CPU, tiny sizes: the same parts, what needs CUDA skipped")
     p.add_argument("--out", default=None, help="folder of the JSON files (default $OUT/device_check, or "
                                                "runs/device_check when OUT is unset)")
-    p.add_argument("--budget", type=float, default=BUDGET_S, help=f"seconds for all parts (default {BUDGET_S})")
+    p.add_argument("--budget", type=float, default=BUDGET_S,
+                   help=f"seconds for all parts, install included (default {BUDGET_S})")
     p.add_argument("--parts", default=None, help="comma-separated subset of " + ",".join(n for n, _ in PARTS))
     p.add_argument("--force", action="append", default=[], metavar="PART=fail|timeout",
                    help="make a part fail or hang (to test that the others and the summary survive)")

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ def _finite(value) -> bool:
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
-    return _check(tmp_path_factory.mktemp("dry"), "--dry-run")
+    return _check(tmp_path_factory.mktemp("dry"), "--dry-run", timeout=620)   # the check's own limit: 595 s
 
 
 def test_the_dry_run_writes_every_part_file_and_a_complete_summary(dry_run):
@@ -119,6 +118,33 @@ def test_a_failed_setup_skips_the_other_parts_with_the_reason(tmp_path):
     assert parts["setup"]["status"] == "failed"
     assert parts["eager"]["status"] == "skipped" and "setup failed" in parts["eager"]["reason"]
     assert json.loads((folder / "eager.json").read_text())["status"] == "skipped"
+
+
+def _probe_wheel(folder: Path) -> Path:
+    """A pure-Python wheel of one module, `devcheck_probe`."""
+    import zipfile
+    folder.mkdir()
+    path = folder / "devcheck_probe-0.1-py3-none-any.whl"
+    files = {"devcheck_probe/__init__.py": "VALUE = 7\n",
+             "devcheck_probe-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: devcheck-probe\nVersion: 0.1\n",
+             "devcheck_probe-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                                   "Tag: py3-none-any\n"}
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+        wheel.writestr("devcheck_probe-0.1.dist-info/RECORD",
+                       "".join(f"{name},,\n" for name in [*files, "devcheck_probe-0.1.dist-info/RECORD"]))
+    return path
+
+
+def test_setup_installs_the_carried_wheels_and_times_it(tmp_path):
+    wheel = _probe_wheel(tmp_path / "whl")
+    folder = _check(tmp_path / "out", "--dry-run", "--parts", "setup", timeout=120,
+                    DEVICE_CHECK_WHEELS=str(wheel.parent))
+    setup = _summary(folder)["records"]["setup"]
+    assert setup["status"] == "ok" and setup["installed"] == [wheel.name]
+    assert (Path(setup["site_packages"]) / "devcheck_probe" / "__init__.py").exists()
+    assert _finite(setup["install_seconds"]) and setup["env"]["torch"]
 
 
 def test_a_part_that_the_budget_cannot_fit_is_skipped(tmp_path):
