@@ -8,11 +8,12 @@ The orchestrator (`run`, standard library only) runs each part as its own proces
 `--budget`, whichever is less, so a hung part cannot take the others with it. Parts (functions
 `part_<name>` below):
 
-- setup: installs `.whl/*.whl` (or `$DEVICE_CHECK_WHEELS/*.whl`) when there are any (else only what is missing, from the
-  registry, which a machine without network refuses fast), then records the environment
-  (GPU, driver, torch, CUDA, cuDNN);
+- setup: installs `.whl/*.whl` (or `$DEVICE_CHECK_WHEELS/*.whl`) when there are any, then what
+  is still missing from the registry (a machine without network refuses at once), then records
+  the environment (GPU, driver, torch, CUDA, cuDNN);
 - eager: full-size training steps (augmentation + 3 query views and the key + backward + SGD
   step, mining on, `fused_views: per_view`) in bf16 and fp32: warm-up, then timed steps; peak memory;
+  then the same bf16 step with the transformer (DSTA-Net) in ST-GCN's place;
 - loss: the learner's loss and gradients on the device against the CPU's, same weights, same views
   (drawn on the CPU and copied), fp32 (TF32 off) and bf16 autocast;
 - engine: `hiclr.engine.train` on synthetic clips resident on the device (the NTU60 xsub recipe at
@@ -49,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STARTED = time.monotonic()      # a part's limit counts from its process's start
 # (name, cap in seconds), in the order they run; the caps add up to less than the default budget
-PARTS = [("setup", 45), ("eager", 60), ("loss", 45), ("engine", 75), ("aug", 45), ("compiled", 170),
+PARTS = [("setup", 45), ("eager", 75), ("loss", 45), ("engine", 75), ("aug", 45), ("compiled", 155),
          ("tests", 100)]
 BUDGET_S = 560          # the whole check, install included, inside a 600-second call
 MIN_PART_S = 10         # a part that would get less is skipped
@@ -59,11 +60,11 @@ SIZES = {
     "full": dict(width=16, batch=128, queue=32768, dropout=0.5, warmup=5, steps=50, compiled_warmup=3,
                  compiled_steps=50,
                  loss_batch=16, engine_clips=128 * 100, engine_epochs=3, aug_samples=2048,
-                 aug_batch=128, ddp_batch=32, ddp_queue=1024),
+                 aug_batch=128, ddp_batch=32, ddp_queue=1024, dsta_blocks=None),
     "tiny": dict(width=4, batch=8, queue=64, dropout=0.5, warmup=1, steps=3, compiled_warmup=1,
                  compiled_steps=2,
                  loss_batch=4, engine_clips=8 * 4, engine_epochs=3, aug_samples=32, aug_batch=8,
-                 ddp_batch=4, ddp_queue=64),
+                 ddp_batch=4, ddp_queue=64, dsta_blocks="[[8,8,4,1],[8,16,4,2]]"),
 }
 NTU60_CONFIG = ROOT / "configs" / "ntu60" / "xsub" / "pretrain_joint.yaml"
 NTU60_XSUB_TRAIN = 40091
@@ -206,8 +207,8 @@ def orchestrate(args: argparse.Namespace) -> int:
 
 
 def _run_part(name: str, limit: float, args, forced: str | None, out: Path, env: dict, logs: Path) -> dict:
-    cmd = ["timeout", "-k", "5", f"{limit:.0f}", sys.executable, str(Path(__file__).resolve()),
-           "part", name, "--out", str(out), "--limit", f"{limit:.0f}"]
+    cmd = ["timeout", "-k", "5", f"{max(limit, 1.0):.1f}", sys.executable, str(Path(__file__).resolve()),
+           "part", name, "--out", str(out), "--limit", f"{max(limit, 1.0):.1f}"]
     if args.dry_run:
         cmd.append("--dry-run")
     if forced:
@@ -267,7 +268,8 @@ def headline(records: dict) -> dict:
     setup, eager, compiled = records.get("setup", {}), records.get("eager", {}), records.get("compiled", {})
     loss, engine, aug, tests = records.get("loss", {}), records.get("engine", {}), records.get("aug", {}), \
         records.get("tests", {})
-    runs = {"eager_bf16": _get(eager, "bf16"), "eager_fp32": _get(eager, "fp32"), "compiled_bf16": compiled}
+    runs = {"eager_bf16": _get(eager, "bf16"), "eager_fp32": _get(eager, "fp32"), "compiled_bf16": compiled,
+            "eager_bf16_dsta": _get(eager, "dsta_bf16")}
     return {
         "device": _get(setup, "env", "device_name"),
         "torch": _get(setup, "env", "torch"),
@@ -275,6 +277,7 @@ def headline(records: dict) -> dict:
         "step_ms": {k: _get(v, "step_ms", "median") for k, v in runs.items()},
         "samples_per_s": {k: _get(v, "samples_per_s") for k, v in runs.items()},
         "peak_memory_mb": {k: _get(v, "peak_memory_mb") for k, v in runs.items()},
+        "dsta_over_stgcn": _get(eager, "dsta_bf16", "over_stgcn"),
         "compile_seconds": _get(compiled, "compile_seconds"),
         "compiled_warmup_steps_s": _get(compiled, "warmup_steps_s"),   # kept when the part times out
         "loss_rel_error": {k: _get(loss, k, "loss_rel_error") for k in ("fp32", "bf16")},
@@ -434,12 +437,15 @@ def _git_commit() -> str | None:
 
 # --------------------------------------------------------------------------- shared pieces
 
-def _config(ctx: Context, overrides: list[str] = ()) -> dict:
-    """The NTU60 xsub recipe at the check's size (full: the recipe itself), views fused per view."""
+def _config(ctx: Context, overrides: list[str] = (), encoder: str = "stgcn") -> dict:
+    """The NTU60 xsub recipe at the check's size (full: the recipe itself), views fused per view;
+    `encoder` dsta: the release's DSTA-Net (on the dry run two small blocks) in ST-GCN's place."""
     from hiclr.config import load_config
     s = ctx.size
-    return load_config(NTU60_CONFIG, [f"model.width={s['width']}", f"model.dropout={s['dropout']}",
-                                      f"optim.batch_size={s['batch']}", f"ssl.queue_size={s['queue']}",
+    model = [f"model.width={s['width']}", f"model.dropout={s['dropout']}"]
+    if encoder == "dsta":
+        model = ["model.name=dsta"] + ([f"model.blocks={s['dsta_blocks']}"] if s.get("dsta_blocks") else [])
+    return load_config(NTU60_CONFIG, [*model, f"optim.batch_size={s['batch']}", f"ssl.queue_size={s['queue']}",
                                       "ssl.fused_views=per_view", *overrides])
 
 
@@ -464,7 +470,7 @@ def _peak_memory_mb(device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS (CPU)"
 
 
-def time_steps(ctx: Context, precision: str, compile_value=None, progress=None) -> dict:
+def time_steps(ctx: Context, precision: str, compile_value=None, progress=None, encoder: str = "stgcn") -> dict:
     """Warm-up, then timed training steps of the learner at the check's size: views drawn on the
     device, forward of the query views and the key (mining on), backward, SGD step, as the engine
     does. On CUDA each step is timed by events (no host synchronisation inside the timed steps)."""
@@ -475,7 +481,7 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None) 
     s, device = ctx.size, ctx.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True       # as a training run on CUDA (fixed shapes)
-    cfg = _config(ctx)
+    cfg = _config(ctx, encoder=encoder)
     seed_everything(0)
     learner = build_learner(cfg).to(device).train()
     optimizer = build_optimizer([p for p in learner.parameters() if p.requires_grad], cfg["optim"])
@@ -534,7 +540,8 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None) 
         step_s = [events[i].elapsed_time(events[i + 1]) / 1000 for i in range(steps)]
     peak, source = _peak_memory_mb(device)
     finite = bool(torch.isfinite(torch.stack(losses)).all())
-    result = {"precision": precision, "fused_views": "per_view", "mining": True, "device": str(device),
+    result = {"encoder": encoder, "precision": precision, "fused_views": "per_view", "mining": True,
+              "device": str(device),
               "cudnn_benchmark": torch.backends.cudnn.benchmark,
               "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
               "width": s["width"], "batch": batch, "queue": s["queue"], "dropout": s["dropout"],
@@ -562,9 +569,13 @@ def _graph_count() -> int | None:
 # --------------------------------------------------------------------------- eager, compiled
 
 def part_eager(ctx: Context) -> None:
+    """ST-GCN's step in bf16 and fp32, then the transformer's (DSTA-Net) in bf16 beside it."""
     for precision in ("bf16", "fp32"):
         ctx.record[precision] = time_steps(ctx, precision)
         ctx.flush()
+    dsta = ctx.record["dsta_bf16"] = time_steps(ctx, "bf16", encoder="dsta")
+    dsta["model"] = _config(ctx, encoder="dsta")["model"]
+    dsta["over_stgcn"] = dsta["step_ms"]["median"] / ctx.record["bf16"]["step_ms"]["median"]
 
 
 def part_compiled(ctx: Context) -> None:
@@ -779,7 +790,7 @@ def _pytest_outcome(rc, xml: Path) -> dict:
 
 def _timed(cmd: list[str], limit: float):
     """Exit code of `cmd` under `timeout` (its output to our stderr), or "timeout"."""
-    rc = subprocess.call(["timeout", "-k", "5", f"{limit:.0f}", *cmd], cwd=ROOT, stdout=sys.stderr,
+    rc = subprocess.call(["timeout", "-k", "5", f"{max(limit, 1.0):.1f}", *cmd], cwd=ROOT, stdout=sys.stderr,
                          stdin=subprocess.DEVNULL)
     return "timeout" if rc in (124, 137) else rc
 

@@ -63,10 +63,11 @@ def test_the_dry_run_runs_every_part_on_the_cpu_but_the_compiled_one_and_the_cud
 
 def test_the_dry_run_summary_holds_finite_step_times_memory_errors_and_projection(dry_run):
     summary = _summary(dry_run)
-    for run in ("eager_bf16", "eager_fp32"):
+    for run in ("eager_bf16", "eager_fp32", "eager_bf16_dsta"):
         assert _finite(summary["step_ms"][run]) and summary["step_ms"][run] > 0
         assert _finite(summary["samples_per_s"][run]) and summary["samples_per_s"][run] > 0
         assert _finite(summary["peak_memory_mb"][run]) and summary["peak_memory_mb"][run] > 0
+    assert _finite(summary["dsta_over_stgcn"])
     assert summary["step_ms"]["compiled_bf16"] is None and summary["compile_seconds"] is None
     for key in ("loss_rel_error", "grad_rel_error"):
         assert all(_finite(v) and v >= 0 for v in summary[key].values())
