@@ -74,11 +74,18 @@ STATUSES = ("ok", "failed", "timeout", "skipped")
 
 
 class _Stopped(Exception):
-    """The orchestrator got SIGTERM / SIGINT (e.g. from the outer `timeout`)."""
+    """The orchestrator got SIGTERM / SIGINT (e.g. from the outer `timeout`) while a part ran."""
+
+
+_SIGNAL = {"name": None, "waiting": False}     # the stop signal, and whether a part is in flight
 
 
 def _stop(signum, frame):
-    raise _Stopped(signal.Signals(signum).name)
+    """Remember the signal; interrupt the wait for the part in flight (between parts, the loop
+    sees the signal before the next part and skips the rest)."""
+    _SIGNAL["name"] = signal.Signals(signum).name
+    if _SIGNAL["waiting"]:
+        raise _Stopped(_SIGNAL["name"])
 
 
 # =========================================================================== files
@@ -152,7 +159,6 @@ def orchestrate(args: argparse.Namespace) -> int:
                "parts": {n: {"status": "pending"} for n, _ in PARTS if n in chosen}}
     records: dict[str, dict] = {}
     blocked = None          # why the parts after setup cannot run
-    stopped = None          # the signal that stopped the check
     logs = Path(tempfile.mkdtemp(prefix="device_check_logs_"))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -162,8 +168,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         left = args.budget - (time.monotonic() - start)
         limit = min(limits.get(name, cap), left)
         reason = None
-        if stopped:
-            reason = f"the check was stopped ({stopped}) before this part"
+        if _SIGNAL["name"]:
+            reason = f"the check was stopped ({_SIGNAL['name']}) before this part"
         elif blocked and name != "setup":
             reason = blocked
         elif name == "compiled" and args.dry_run and not args.compile_on_cpu:
@@ -175,13 +181,14 @@ def orchestrate(args: argparse.Namespace) -> int:
             record = {"part": name, "status": "skipped", "seconds": 0.0, "reason": reason}
         else:
             summary["parts"][name] = {"status": "running", "limit_s": round(limit, 1)}
+            _write_summary(out, summary, records, start)
+            began = time.monotonic()
             try:
-                _write_summary(out, summary, records, start)
                 record = _run_part(name, limit, args, force.get(name), out, env, logs)
             except _Stopped as err:                 # the part in flight was stopped with it
-                stopped = str(err)
                 record = {**_read_json(out / f"{name}.json"), "part": name, "status": "timeout",
-                          "seconds": 0.0, "reason": f"the check was stopped ({stopped}) while this part ran"}
+                          "seconds": round(time.monotonic() - began, 1), "limit_s": round(limit, 1),
+                          "reason": f"the check was stopped ({err}) while this part ran"}
         _write_json(out / f"{name}.json", record)
         records[name] = record
         summary["parts"][name] = {k: record[k] for k in ("status", "seconds", "limit_s", "reason", "error")
@@ -201,9 +208,9 @@ def orchestrate(args: argparse.Namespace) -> int:
                 if not args.dry_run and not record.get("env", {}).get("cuda_available"):
                     blocked = ("no CUDA device visible to torch; on a machine without one run "
                                "`bash scripts/device_check.sh --dry-run`")
-    summary = _write_summary(out, summary, records, start, final=not stopped)
-    _print_table(summary)
-    return 124 if stopped else 0
+    summary = _write_summary(out, summary, records, start, final=not _SIGNAL["name"])
+    _print_summary(summary)
+    return 124 if _SIGNAL["name"] else 0
 
 
 def _run_part(name: str, limit: float, args, forced: str | None, out: Path, env: dict, logs: Path) -> dict:
@@ -219,6 +226,9 @@ def _run_part(name: str, limit: float, args, forced: str | None, out: Path, env:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         try:
+            _SIGNAL["waiting"] = True
+            if _SIGNAL["name"]:              # arrived just before the wait began
+                raise _Stopped(_SIGNAL["name"])
             rc = proc.wait()
         except _Stopped:
             proc.terminate()                # `timeout` passes it on to the part's process group
@@ -228,6 +238,8 @@ def _run_part(name: str, limit: float, args, forced: str | None, out: Path, env:
                 proc.kill()
                 proc.wait()
             raise
+        finally:
+            _SIGNAL["waiting"] = False
     seconds = round(time.monotonic() - began, 1)
     record = _read_json(out / f"{name}.json")
     record.update(part=name, seconds=seconds, limit_s=round(limit, 1), rc=rc)
@@ -291,7 +303,7 @@ def headline(records: dict) -> dict:
     }
 
 
-def _print_table(summary: dict) -> None:
+def _print_summary(summary: dict) -> None:
     print("device_check: summary " + json.dumps({k: v for k, v in summary.items() if k not in ("records",)},
                                                  default=str), flush=True)
 
