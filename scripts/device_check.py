@@ -39,6 +39,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,6 +210,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                     blocked = ("no CUDA device visible to torch; on a machine without one run "
                                "`bash scripts/device_check.sh --dry-run`")
     summary = _write_summary(out, summary, records, start, final=not _SIGNAL["name"])
+    shutil.rmtree(logs, ignore_errors=True)          # their tails are in the records
     _print_summary(summary)
     return 124 if _SIGNAL["name"] else 0
 
@@ -363,8 +365,9 @@ def part_setup(ctx: Context) -> None:
     import importlib.util
     began = time.monotonic()
     wheels = sorted(Path(os.environ.get("DEVICE_CHECK_WHEELS", ROOT / ".whl")).glob("*.whl"))
-    site = Path(tempfile.mkdtemp(prefix="device_check_site_"))   # every later part imports from it first
-    target = ["--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site)]
+    missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+    site = Path(tempfile.mkdtemp(prefix="device_check_site_")) if wheels or missing else None
+    target = ["--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site)]   # later parts import from it
     installed = []
     if wheels:
         _pip(["install", "-q", "--no-index", "--no-deps", *target, *map(str, wheels)],
@@ -372,8 +375,8 @@ def part_setup(ctx: Context) -> None:
         sys.path.insert(0, str(site))
         ctx.record["site_packages"] = str(site)
         installed = [w.name for w in wheels]
-    importlib.invalidate_caches()
-    missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+        importlib.invalidate_caches()
+        missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
     if missing:
         # a machine without network refuses at once (no retries); one with network installs
         try:
