@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -144,8 +145,12 @@ def test_setup_installs_the_carried_wheels_and_times_it(tmp_path):
                     DEVICE_CHECK_WHEELS=str(wheel.parent))
     setup = _summary(folder)["records"]["setup"]
     assert setup["status"] == "ok" and setup["installed"] == [wheel.name]
-    assert (Path(setup["site_packages"]) / "devcheck_probe" / "__init__.py").exists()
-    assert _finite(setup["install_seconds"]) and setup["env"]["torch"]
+    site = Path(setup["site_packages"])
+    try:
+        assert (site / "devcheck_probe" / "__init__.py").exists()
+        assert _finite(setup["install_seconds"]) and setup["env"]["torch"]
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
 
 
 def test_a_part_that_the_budget_cannot_fit_is_skipped(tmp_path):
