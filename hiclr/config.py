@@ -51,8 +51,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 "an epoch is short, a larger N is cheaper; a kill loses up to N epochs)"),
         "log_every": Key(50, POSITIVE, "one metrics.jsonl line every N steps (plus one per epoch)"),
         "monitor_every": Key(2, COUNT, "pre-training: kNN top-1 of the query backbone every N epochs and "
-                             "after the last (`monitor_knn_top1`; 0: off). One look costs about 6 % of a "
-                             "demo epoch on CPU (643 clips; negligible at NTU scale): every 2, 2.7 %"),
+                             "after the last (`monitor_knn_top1`; 0: off; its cost: docs/benchmarks.md)"),
         "monitor_samples": Key(256, Int(1, none=True), "... on this many fixed (seeded) training clips and "
                                "as many test clips of data.protocol; None: all of both"),
         "collapse_warning": Key(0.2, Num(0, 1), "warn once when an epoch's embed_std * sqrt(dim) falls "
@@ -84,7 +83,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "temperature": Key(0.07, Num(0, 100, lo_open=True)),
         "mining_epoch": Key(150, COUNT),
         "fused_views": Key("auto", Either(Choice(("auto", "separate", "per_view", "shared")), Flag()),
-                           "auto: per_view on CUDA, separate on CPU (fusing measured slower there) | "
+                           "auto: per_view on CUDA, separate on CPU (one fused call is no faster there) | "
                            "per_view: the query views in one encoder call, BatchNorm statistics per view "
                            "(separate calls' results) | separate (reference: a call per view) | shared "
                            "(one call, statistics shared: changes results)"),

@@ -34,7 +34,7 @@ from data_prep.errors import UserError
 
 MONITOR_STREAM = 1_000_003   # derive_seed stream of the subset draw (the loop uses 0 and 1 + rank)
 COLLAPSE_LOSS_TOLERANCE = 0.02   # the loss rule: epoch mean within 2 % of the uniform-logits loss
-KNN_DROP = 5.0   # the kNN rule: points below the initial encoder's monitor score (256 clips: ~3 points of noise)
+KNN_DROP = 5.0   # the kNN rule: points below the initial encoder's monitor score (a margin above the sampling noise of its subset)
 
 
 def _note(message: str) -> None:

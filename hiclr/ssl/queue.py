@@ -35,8 +35,8 @@ class KeyQueue(nn.Module):
 
     `snapshot()` hands out the current contents without copying them (a step's loss keeps them for
     its backward): the queue is double-buffered, and `enqueue` writes the new state into the other
-    buffer (the previous step's rows, then this step's: 2 B rows instead of a 16 MB copy at
-    K = 32768) and swaps, so a snapshot stays intact until the enqueue after next. `keys` and `ids`
+    buffer (the previous step's rows, then this step's: 2 B rows instead of a copy of the
+    whole queue) and swaps, so a snapshot stays intact until the enqueue after next. `keys` and `ids`
     are always the current state (the state_dict holds them); a write to them from outside (a
     loaded state_dict, a broadcast) is noticed and the spare buffer is then copied whole once.
 
