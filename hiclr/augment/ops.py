@@ -424,8 +424,9 @@ class GaussianBlur(Augmentation):
     Kernel ``k_i = exp(-i^2 / (2 sigma^2))`` for ``i = -r .. r`` (``r = kernel_size // 2``),
     ``sigma ~ U(sigma_range)`` per sample. The reference does NOT normalise the kernel, so the
     signal is scaled by ``sum(k)`` (up to about 5x); ``normalize=True`` divides by the sum.
-    Implemented as one batched (T x T) banded matmul over every sample, kept where ``applied``
-    (no host-device synchronisation). Params ``sigma``, ``applied``, ``kernel_sum`` (B,).
+    Implemented as one batched (T x T) banded matmul over every sample (no host-device
+    synchronisation), the samples not applied with the identity. Params ``sigma``, ``applied``,
+    ``kernel_sum`` (B,).
     """
 
     kind = "values"
@@ -456,20 +457,21 @@ class GaussianBlur(Augmentation):
         return {"sigma": sigma, "applied": applied, "kernel_sum": self.kernels(sigma).sum(1)}
 
     def apply_(self, x, params):
-        """Blurs the applied samples of ``x`` in place; the others keep their values. One batched
-        (T x T) banded matmul over all samples, written back where applied."""
+        """Blurs the applied samples of ``x`` in place. One batched (T x T) banded matmul over all
+        samples; the others take the identity kernel (a finite clip keeps its values exactly)."""
         B, C, T, V, M = x.shape
-        k = self.kernels(params["sigma"]).to(x.dtype)
-        k = k[:, None].expand(B, C, k.shape[1]).reshape(B * C, k.shape[1])   # one per (sample, channel)
         r = self.kernel_size // 2
+        k = self.kernels(params["sigma"]).to(x.dtype)
+        identity = torch.arange(k.shape[1], device=x.device) == r
+        k = torch.where(params["applied"][:, None], k, identity.to(x.dtype))
+        k = k[:, None].expand(B, C, k.shape[1]).reshape(B * C, k.shape[1])   # one per (sample, channel)
         # banded Toeplitz W[b, t, s] = k[b, s - t + r] for |s - t| <= r (zero padding built in),
         # one per (sample, channel) for a plain bmm: a Hankel view of the zero-padded kernel,
         # H[b, t, u] = q[b, t + u + r] = W[b, t, T - 1 - u], then flipped along its last axis
         q = x.new_zeros(k.shape[0], 2 * T - 1 + 2 * r)
         q[:, T - 1:T + 2 * r] = k.flip(1)
         W = q.as_strided((k.shape[0], T, T), (q.shape[1], 1, 1), r).flip(2)
-        blurred = torch.bmm(W, x.reshape(B * C, T, V * M)).view(x.shape)
-        return torch.where(params["applied"].view(B, 1, 1, 1, 1), blurred, x, out=x)
+        return x.copy_(torch.bmm(W, x.reshape(B * C, T, V * M)).view(x.shape))
 
 
 @register_augmentation("axis_mask")
