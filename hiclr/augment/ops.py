@@ -136,8 +136,8 @@ class Augmentation:
       applied after it. Index and model-side ops do; linear ops compose instead.
     - ``shared_across_batch``: True when one draw serves the whole batch (the policy then draws
       once per view, never across views concatenated along the batch); all params per sample.
-    - ``not_recorded``: params that are not per sample (e.g. noise drawn for the chosen samples
-      only), left out of ``last`` and of a view's record.
+    - ``not_recorded``: params that are not to be kept per view (e.g. the noise itself, or what
+      the planned path reads besides the recorded draw), left out of ``last`` and of a view's record.
     """
 
     kind = "general"

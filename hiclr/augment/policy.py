@@ -25,8 +25,9 @@ generator differently from the plain per-view path, so the numbers differ betwee
   ``general``), the planned path goes further, from the ops' kinds alone: it draws every random
   number in the plain path's order first, then builds all views in one pass: one frame-and-joint
   gather for the index ops of every view, one batched 3x3 per sample for the linear ones, then
-  the ``values`` ops in place on the chosen samples only, in reused buffers. A ``general`` op
-  sends the policy to the plain path.
+  the ``values`` ops in place, in reused buffers. A ``general`` op sends the policy to the plain
+  path. Neither path reads a draw on the host (no host-device synchronisation): samples that an
+  op leaves alone are kept by masks, and joint orders are listed by the ops that draw them.
 """
 
 from __future__ import annotations
@@ -253,9 +254,9 @@ class GrowingPolicy:
         """Same draws, in the same order, as ``_run`` (so the same views up to rounding), but
         every random number is drawn first and the data are then touched as few times as
         possible: the index ops of all concatenated views become ONE frame-and-joint gather from
-        the clip (plus one joint-permuted copy of the clip per joint order in use), every linear
-        map pending before the first ``values`` op becomes ONE (3 x 3) matmul per sample, and the
-        ``values`` ops then work in place on the chosen samples only. Views at stage k are the
+        the clip (plus one joint-permuted copy of the clip per joint order the ops list), every
+        linear map pending before the first ``values`` op becomes ONE (3 x 3) matmul per sample,
+        and the ``values`` ops then work in place. Views at stage k are the
         leading rows still active at stage k, since stages are non-decreasing; every view keeps
         its own rows of one buffer."""
         B = x.shape[0]
