@@ -27,6 +27,8 @@ from hiclr.pretrain import PretrainTask, build_learner, build_policy
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny" / "pretrain.yaml"
 POLICIES = sorted(path.stem for path in (ROOT / "configs" / "augment").glob("*.yaml"))
+STREAMS = ("joint", "motion", "bone")
+FUSED = ("separate", "per_view", "shared")          # ssl.fused_views
 B, T = 8, 20   # clips per batch, frames per clip
 
 # ops that read a device value on the host, give a shape that depends on the data, or make a tensor
@@ -158,10 +160,6 @@ def _cases():
                         marks = () if case == covering else pytest.mark.slow
                         cases.append(pytest.param(policy, *case, id=name, marks=marks))
     return cases
-
-
-STREAMS = ("joint", "motion", "bone")
-FUSED = ("separate", "per_view", "shared")
 
 
 @pytest.mark.parametrize("policy, stream, planned, fused, mining", _cases())
