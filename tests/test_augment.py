@@ -221,6 +221,16 @@ def test_noise_is_added_to_the_chosen_samples_only():
     assert 0.009 < std < 0.011
 
 
+def test_noise_draws_as_many_numbers_whichever_samples_are_chosen():
+    x = clip()
+    states = []
+    for p in (0.0, 0.5, 1.0):
+        g = gen(3)
+        GaussianNoise(p=p).draw(B, g, x)
+        states.append(g.get_state())
+    assert torch.equal(states[0], states[1]) and torch.equal(states[1], states[2])
+
+
 def test_blur_kernel_is_unnormalised_in_reference_mode_and_sums_to_one_when_normalised():
     sigma = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     ref = GaussianBlur().kernels(sigma)

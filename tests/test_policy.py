@@ -253,3 +253,44 @@ def test_a_new_general_op_falls_back_to_applying_each_op_in_turn(outside_ops):
     for op in policy.stages[0]:   # the same draws in the same order, applied one by one
         y = op.apply(y, op.draw(B, g, y))
     assert torch.equal(view.x, y)
+
+
+class _JointRoll(Augmentation):
+    """An index op from outside the package: the joints rolled by a drawn shift in 0 .. shifts-1;
+    with ``listed`` it lists its orders (``joint_orders``) and gives each row's ``joint_choice``."""
+
+    kind = "index"
+    not_recorded = ("joint_order", "joint_choice")
+
+    def __init__(self, shifts: int, listed: bool, record: bool = False):
+        super().__init__(record)
+        self.shifts, self.listed = shifts, listed
+
+    def joint_orders(self, V):
+        if not self.listed:
+            return None
+        return tuple(tuple((v + s) % V for v in range(V)) for s in range(self.shifts))
+
+    def draw(self, n, generator, like):
+        shift = torch.randint(0, self.shifts, (n,), generator=generator, device=like.device)
+        params = {"shift": shift, "joint_order": (torch.arange(like.shape[3]) + shift[:, None]) % like.shape[3]}
+        return {**params, "joint_choice": shift} if self.listed else params
+
+
+@pytest.mark.parametrize("shifts, listed", [(3, True), (5, True), (3, False)],
+                         ids=["few_listed_orders", "more_orders_than_copies", "orders_not_listed"])
+def test_joint_reorderings_of_several_ops_compose_in_the_planned_path_as_in_the_plain_one(shifts, listed):
+    def stages():
+        make = lambda name, **kw: AUGMENTATIONS[name](record=True, **kw)
+        return [[make("temporal_crop"), make("spatial_flip", p=0.5), make("shear")],
+                [_JointRoll(shifts, listed), make("rotate"), make("gaussian_noise"),
+                 make("spatial_flip", p=0.5, mirror=True)],
+                [_JointRoll(shifts, listed), make("axis_mask")]]
+    x = clip(torch.float64)
+    planned = GrowingPolicy(stages(), record=True).views(x, gen(6), [0, 1, 1, 2, 2])
+    plain = GrowingPolicy(stages(), fuse_linear=False, record=True).views(x, gen(6), [0, 1, 1, 2, 2])
+    for f, p in zip(planned, plain):
+        torch.testing.assert_close(f.x, p.x, rtol=1e-10, atol=1e-12)
+    flips = [planned[3].params["ops"][i][1]["flipped"] for i in (1, 6)]
+    assert all(f.any() and (~f).any() for f in flips)        # both orders of both flips occur
+    assert planned[3].params["ops"][3][1]["shift"].unique().numel() == shifts

@@ -44,7 +44,7 @@ import torch
 __all__ = [
     "Augmentation", "TemporalCrop", "Shear", "SpatialFlip", "Rotate", "GaussianNoise",
     "GaussianBlur", "AxisMask", "JointMask", "SkeleAdaIN", "apply_matrix", "take_indices",
-    "NTU_FLIP_ORDER", "AUGMENTATIONS", "KINDS", "register_augmentation",
+    "NTU_FLIP_ORDER", "AUGMENTATIONS", "KINDS", "register_augmentation", "device_constant",
 ]
 
 KINDS = ("index", "linear", "values", "model_side", "general")
@@ -67,6 +67,20 @@ def register_augmentation(name: str):
         AUGMENTATIONS[name] = cls
         return cls
     return add
+
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def device_constant(key: tuple, device: torch.device | str, build) -> torch.Tensor:
+    """The tensor ``build()`` (made on the CPU from Python data), copied to ``device`` on first use
+    and kept under ``key``: a training step then reads it without a host-to-device copy, which
+    would wait for the device. Treat it as read-only."""
+    device = torch.device(device)
+    tensor = _CONSTANTS.get((key, device))
+    if tensor is None:
+        tensor = _CONSTANTS[(key, device)] = build().to(device)
+    return tensor
 
 
 def apply_matrix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +136,8 @@ class Augmentation:
       applied after it. Index and model-side ops do; linear ops compose instead.
     - ``shared_across_batch``: True when one draw serves the whole batch (the policy then draws
       once per view, never across views concatenated along the batch); all params per sample.
-    - ``not_recorded``: params that are not per sample (e.g. noise drawn for the chosen samples
-      only), left out of ``last`` and of a view's record.
+    - ``not_recorded``: params that are not to be kept per view (e.g. the noise itself, or what
+      the planned path reads besides the recorded draw), left out of ``last`` and of a view's record.
     """
 
     kind = "general"
@@ -164,6 +178,13 @@ class Augmentation:
 
     def singular(self, params: dict) -> torch.Tensor | None:
         """(n,) bool where the op leaves a view without an inverse map (None: never)."""
+        return None
+
+    def joint_orders(self, V: int) -> tuple[tuple[int, ...], ...] | None:
+        """An index op giving ``joint_order`` may list, on the host, every order it can draw on V
+        joints; its params then also hold ``joint_choice`` (n,) int64, the place of each row's order
+        in that list, and the policy's planned path permutes the clip once per listed order
+        without reading the draw. None (default): any order; each row's joints are gathered."""
         return None
 
     def recorded(self, params: dict) -> dict[str, torch.Tensor]:
@@ -230,9 +251,8 @@ class TemporalCrop(Augmentation):
             pos = torch.minimum(pos.clamp(min=0), (offset + length - 1)[:, None])
             return {"offset": offset, "time_index": pos, "scale": step}
         pad = T // self.padding_ratio if self.padding_ratio > 0 else 0
-        mirror = torch.cat([torch.arange(pad - 1, -1, -1, device=device),
-                            torch.arange(T, device=device),
-                            torch.arange(T - 1, T - 1 - pad, -1, device=device)])
+        mirror = device_constant(("mirror_padded_frames", T, pad), device, lambda: torch.cat([
+            torch.arange(pad - 1, -1, -1), torch.arange(T), torch.arange(T - 1, T - 1 - pad, -1)]))
         high = mirror.numel() - size  # last valid start
         if high < 0:
             raise ValueError(f"TemporalCrop size {size} exceeds padded length {mirror.numel()}")
@@ -270,11 +290,11 @@ class Shear(Augmentation):
 
     def draw(self, n, generator, like):
         device, dtype = like.device, like.dtype
-        off = _uniform((n, 6), -self.amplitude, self.amplitude, generator, device, dtype)
-        eye = torch.eye(3, device=device, dtype=dtype).expand(n, 3, 3).clone()
-        rows, cols = (0, 0, 1, 1, 2, 2), (1, 2, 0, 2, 0, 1)
-        eye[:, rows, cols] = off
-        return {"matrix": eye}
+        off = _uniform((n, 6), -self.amplitude, self.amplitude, generator, device, dtype).unbind(1)
+        one = torch.ones_like(off[0])
+        # row by row: the off-diagonals (0,1) (0,2) (1,0) (1,2) (2,0) (2,1) take off[0..5]
+        entries = (one, off[0], off[1], off[2], one, off[3], off[4], off[5], one)
+        return {"matrix": torch.stack(entries, 1).view(n, 3, 3)}
 
 
 @register_augmentation("spatial_flip")
@@ -283,12 +303,12 @@ class SpatialFlip(Augmentation):
 
     Reference: only the joint indices are swapped (``NTU_FLIP_ORDER``), coordinates are not
     mirrored. ``mirror=True`` also negates coordinate ``axis`` (x by default), a true reflection,
-    given as ``matrix`` diag(+-1) (identity where not flipped). Params ``flipped`` (B,) bool and
-    the per-sample ``joint_order`` (not recorded).
+    given as ``matrix`` diag(+-1) (identity where not flipped). Params ``flipped`` (B,) bool, the
+    per-sample ``joint_order`` and ``joint_choice`` (0: identity, 1: ``order``) (not recorded).
     """
 
     kind = "index"
-    not_recorded = ("joint_order",)
+    not_recorded = ("joint_order", "joint_choice")
 
     def __init__(self, p: float = 0.5, mirror: bool = False, axis: int = 0,
                  order: tuple[int, ...] = NTU_FLIP_ORDER, record: bool = False):
@@ -302,15 +322,19 @@ class SpatialFlip(Augmentation):
     def plannable(self, shape) -> bool:
         return len(self.order) == shape[3]
 
+    def joint_orders(self, V):
+        return (tuple(range(V)), self.order)
+
     def draw(self, n, generator, like):
         device, dtype = like.device, like.dtype
         flipped = _bernoulli(n, self.p, generator, device)
         identity = torch.arange(len(self.order), device=device)
-        order = torch.as_tensor(self.order, device=device)
-        params = {"flipped": flipped, "joint_order": torch.where(flipped[:, None], order, identity)}
+        order = device_constant(("joint_order", self.order), device, lambda: torch.tensor(self.order))
+        params = {"flipped": flipped, "joint_order": torch.where(flipped[:, None], order, identity),
+                  "joint_choice": flipped.long()}
         if self.mirror:
             sign = torch.ones(n, 3, device=device, dtype=dtype)
-            sign[:, self.axis] = torch.where(flipped, -1.0, 1.0).to(dtype)
+            sign[:, self.axis] = 1 - 2 * flipped.to(dtype)   # -1 where flipped
             params["matrix"] = torch.diag_embed(sign)
         return params
 
@@ -354,7 +378,7 @@ class Rotate(Augmentation):
         u = torch.rand(n, 3, generator=generator, device=device, dtype=dtype)
         if self.symmetric:
             u = 2 * u - 1
-        main = torch.nn.functional.one_hot(axis, 3).to(torch.bool)
+        main = axis[:, None] == torch.arange(3, device=device)   # one-hot, bool
         angles = u * torch.where(main, self.max_angle, self.minor_angle).to(dtype)
         rad = angles * (math.pi / 180.0)
         A = _axis_rotation(2, rad[:, 2]) @ _axis_rotation(1, rad[:, 1]) @ _axis_rotation(0, rad[:, 0])
@@ -365,12 +389,13 @@ class Rotate(Augmentation):
 class GaussianNoise(Augmentation):
     """Additive i.i.d. Gaussian noise ``N(mean, std)`` with probability p per sample (NA).
 
-    Noise is drawn only for the chosen samples (the generator advances by their number).
-    Params ``applied`` (B,) bool; ``chosen`` (n,) and ``noise`` (n, C, T, V, M) (not recorded).
+    Noise is drawn for every sample, so that the draw's size does not depend on which samples are
+    chosen (no host-device synchronisation), and added where ``applied``. Params ``applied`` (B,)
+    bool; ``noise`` (B, C, T, V, M) in units of std (not recorded).
     """
 
     kind = "values"
-    not_recorded = ("chosen", "noise")
+    not_recorded = ("noise",)
 
     def __init__(self, p: float = 0.5, std: float = 0.01, mean: float = 0.0, record: bool = False):
         super().__init__(record)
@@ -381,15 +406,15 @@ class GaussianNoise(Augmentation):
 
     def draw(self, n, generator, like):
         applied = _bernoulli(n, self.p, generator, like.device)
-        chosen = torch.nonzero(applied).flatten()  # noise is drawn for the chosen samples only
-        noise = torch.randn((chosen.numel(), *like.shape[1:]), generator=generator, device=like.device,
-                            dtype=like.dtype)
+        noise = torch.randn((n, *like.shape[1:]), generator=generator, device=like.device, dtype=like.dtype)
         if self.mean:
             noise = noise + self.mean / self.std
-        return {"applied": applied, "chosen": chosen, "noise": noise}
+        return {"applied": applied, "noise": noise}
 
     def apply_(self, x, params):
-        return x.index_add_(0, params["chosen"], params["noise"], alpha=self.std)
+        """``x += std * noise`` on the applied samples (the others gain exactly 0)."""
+        scale = (params["applied"].to(x.dtype) * self.std).view(-1, *(1,) * (x.dim() - 1))
+        return x.addcmul_(params["noise"], scale)
 
 
 @register_augmentation("gaussian_blur")
@@ -399,7 +424,8 @@ class GaussianBlur(Augmentation):
     Kernel ``k_i = exp(-i^2 / (2 sigma^2))`` for ``i = -r .. r`` (``r = kernel_size // 2``),
     ``sigma ~ U(sigma_range)`` per sample. The reference does NOT normalise the kernel, so the
     signal is scaled by ``sum(k)`` (up to about 5x); ``normalize=True`` divides by the sum.
-    Implemented as one batched (T x T) banded matmul. Params ``sigma``, ``applied``,
+    Implemented as one batched (T x T) banded matmul over every sample (no host-device
+    synchronisation), the samples not applied with the identity. Params ``sigma``, ``applied``,
     ``kernel_sum`` (B,).
     """
 
@@ -431,23 +457,21 @@ class GaussianBlur(Augmentation):
         return {"sigma": sigma, "applied": applied, "kernel_sum": self.kernels(sigma).sum(1)}
 
     def apply_(self, x, params):
-        """Blurs the applied samples of ``x`` in place; the others are not touched. One batched
-        (T x T) banded matmul over the applied samples only."""
+        """Blurs the applied samples of ``x`` in place. One batched (T x T) banded matmul over all
+        samples; the others take the identity kernel (a finite clip keeps its values exactly)."""
         B, C, T, V, M = x.shape
-        chosen = torch.nonzero(params["applied"]).flatten()
-        if chosen.numel() == 0:
-            return x
-        k = self.kernels(params["sigma"].index_select(0, chosen)).to(x.dtype).repeat_interleave(C, dim=0)
         r = self.kernel_size // 2
+        k = self.kernels(params["sigma"]).to(x.dtype)
+        identity = torch.arange(k.shape[1], device=x.device) == r
+        k = torch.where(params["applied"][:, None], k, identity.to(x.dtype))
+        k = k[:, None].expand(B, C, k.shape[1]).reshape(B * C, k.shape[1])   # one per (sample, channel)
         # banded Toeplitz W[b, t, s] = k[b, s - t + r] for |s - t| <= r (zero padding built in),
         # one per (sample, channel) for a plain bmm: a Hankel view of the zero-padded kernel,
         # H[b, t, u] = q[b, t + u + r] = W[b, t, T - 1 - u], then flipped along its last axis
         q = x.new_zeros(k.shape[0], 2 * T - 1 + 2 * r)
         q[:, T - 1:T + 2 * r] = k.flip(1)
         W = q.as_strided((k.shape[0], T, T), (q.shape[1], 1, 1), r).flip(2)
-        sub = x.index_select(0, chosen).view(-1, T, V * M)
-        x.index_copy_(0, chosen, torch.bmm(W, sub).view(-1, C, T, V, M))
-        return x
+        return x.copy_(torch.bmm(W, x.reshape(B * C, T, V * M)).view(x.shape))
 
 
 @register_augmentation("axis_mask")
@@ -472,11 +496,10 @@ class AxisMask(Augmentation):
         return {"axis": axis, "applied": applied}
 
     def apply_(self, x, params):
-        """Zeros the drawn axis of the applied samples; only those (sample, axis) rows are written."""
+        """Zeros the drawn axis of the applied samples, in place."""
         B, C = x.shape[:2]
-        chosen = torch.nonzero(params["applied"]).flatten()
-        if chosen.numel():
-            x.view(B * C, -1).index_fill_(0, chosen * C + params["axis"].index_select(0, chosen), 0.0)
+        hit = params["applied"][:, None] & (params["axis"][:, None] == torch.arange(C, device=x.device))
+        x.view(B, C, -1).masked_fill_(hit[:, :, None], 0.0)
         return x
 
     def singular(self, params):

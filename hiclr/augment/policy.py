@@ -25,8 +25,9 @@ generator differently from the plain per-view path, so the numbers differ betwee
   ``general``), the planned path goes further, from the ops' kinds alone: it draws every random
   number in the plain path's order first, then builds all views in one pass: one frame-and-joint
   gather for the index ops of every view, one batched 3x3 per sample for the linear ones, then
-  the ``values`` ops in place on the chosen samples only, in reused buffers. A ``general`` op
-  sends the policy to the plain path.
+  the ``values`` ops in place, in reused buffers. A ``general`` op sends the policy to the plain
+  path. Neither path reads a draw on the host (no host-device synchronisation): samples that an
+  op leaves alone are kept by masks, and joint orders are listed by the ops that draw them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .ops import AUGMENTATIONS, Augmentation, apply_matrix, take_indices
+from .ops import AUGMENTATIONS, Augmentation, apply_matrix, device_constant, take_indices
 
 __all__ = ["View", "ViewLayout", "GrowingPolicy", "HICLR_VIEWS", "SKELETONCLR_VIEWS", "QUIRK_FIXES",
            "build_augmentation"]
@@ -253,9 +254,9 @@ class GrowingPolicy:
         """Same draws, in the same order, as ``_run`` (so the same views up to rounding), but
         every random number is drawn first and the data are then touched as few times as
         possible: the index ops of all concatenated views become ONE frame-and-joint gather from
-        the clip (plus one joint-permuted copy of the clip per joint order in use), every linear
-        map pending before the first ``values`` op becomes ONE (3 x 3) matmul per sample, and the
-        ``values`` ops then work in place on the chosen samples only. Views at stage k are the
+        the clip (plus one joint-permuted copy of the clip per joint order the ops list), every
+        linear map pending before the first ``values`` op becomes ONE (3 x 3) matmul per sample,
+        and the ``values`` ops then work in place. Views at stage k are the
         leading rows still active at stage k, since stages are non-decreasing; every view keeps
         its own rows of one buffer."""
         B = x.shape[0]
@@ -351,10 +352,16 @@ class _Lazy:
     """The data of the planned path: ``N0 = n_views * B`` rows, view j at rows j*B .. (j+1)*B.
 
     Index ops and per-joint linear maps are kept pending, per row, as a time index (N0, T), a
-    joint index (N0, V) and a matrix (N0, 3, 3) over ``base`` (rows ``src``); ``flush`` turns them
-    into data with one frame gather and one batched matmul. ``values`` ops flush first and then
-    work in place on ``cur``.
+    joint order and a matrix (N0, 3, 3) over ``base`` (rows ``src``); ``flush`` turns them into
+    data with one frame gather and one batched matmul. ``values`` ops flush first and then work in
+    place on ``cur``. A joint order is, while every joint-reordering op lists its orders
+    (``op.joint_orders``), the place (N0,) of the row's order in a list known on the host: the
+    base is then permuted once per listed order, and the frame gather picks each row's copy;
+    otherwise a joint index (N0, V), gathered after the frames. Nothing reads the draw on the host.
     """
+
+    #: the most listed joint orders kept as permuted copies of the base; more are gathered per row
+    MAX_ORDERS = 8
 
     def __init__(self, x: torch.Tensor, n: int, scratch: dict[str, torch.Tensor] | None = None):
         B = x.shape[0]
@@ -364,6 +371,8 @@ class _Lazy:
         self.src = torch.arange(self.N0, device=x.device) % B  # rows of x
         self.tidx: torch.Tensor | None = None  # (N0, T): row i reads frame tidx[i, t] of its source
         self.jidx: torch.Tensor | None = None  # (N0, V): row i reads joint jidx[i, v] of its source
+        self.orders: tuple[tuple[int, ...], ...] | None = None  # the listed joint orders, or:
+        self.choice: torch.Tensor | None = None  # (N0,): row i reads its joints in orders[choice[i]]
         self.pending: torch.Tensor | None = None
         self.lo = self.N0  # first row with a pending index or matrix
 
@@ -374,7 +383,8 @@ class _Lazy:
                 if "time_index" in params:
                     self._frames(r0, params["time_index"])
                 if "joint_order" in params:
-                    self._joints(r0, params["joint_order"])
+                    listed = op.joint_orders(self.x.shape[3]) if "joint_choice" in params else None
+                    self._joints(r0, params["joint_order"], listed, params.get("joint_choice"))
                 if "matrix" in params:
                     self._matrix(r0, params["matrix"])
             elif op.kind == "linear":
@@ -404,11 +414,27 @@ class _Lazy:
             self.tidx = torch.arange(T, device=self.x.device).expand(self.N0, T).clone()
         self.tidx[r0:] = torch.gather(self.tidx[r0:], 1, time_index)
 
-    def _joints(self, r0: int, joint_order: torch.Tensor) -> None:
-        """Rows r0.. now read joint ``prev[joint_order[v]]``."""
-        if self.jidx is None:
-            V = self.x.shape[3]
-            self.jidx = torch.arange(V, device=self.x.device).expand(self.N0, V).clone()
+    def _joints(self, r0: int, joint_order: torch.Tensor, listed=None, choice=None) -> None:
+        """Rows r0.. now read joint ``prev[joint_order[v]]``; ``listed``: the orders the op can
+        draw, ``choice`` (n,) the place of each row's order among them (see ``joint_orders``)."""
+        V, device = self.x.shape[3], self.x.device
+        identity = tuple(range(V))
+        if listed is not None and self.jidx is None:
+            prev = self.orders or (identity,)
+            steps = tuple(listed) if identity in listed else (*listed, identity)
+            orders, remap = _composed_orders(prev, steps, device)
+            if len(orders) <= self.MAX_ORDERS:
+                keep = steps.index(identity)   # rows before r0 are not reordered
+                old = torch.zeros(self.N0, dtype=torch.long, device=device) if self.choice is None \
+                    else self.choice
+                combined = old * len(steps) + keep
+                combined[r0:] = old[r0:] * len(steps) + choice
+                self.orders, self.choice = orders, remap[combined]
+                return
+        if self.jidx is None:  # from here on, one joint index per row
+            self.jidx = (torch.arange(V, device=device).expand(self.N0, V).clone() if self.orders is None
+                         else _order_table(self.orders, device)[self.choice])
+            self.orders = self.choice = None
         self.jidx[r0:] = torch.gather(self.jidx[r0:], 1, joint_order)
 
     def _matrix(self, r0: int, A: torch.Tensor) -> None:
@@ -427,21 +453,19 @@ class _Lazy:
         n = src.numel()
         tidx = None if self.tidx is None else self.tidx[lo:]
         flat = base.contiguous().view(Bb * C * T, V * M)
-        permuted = False
-        if self.jidx is not None:  # one joint-permuted copy of the base per joint order in use
-            orders, slot = _distinct_rows(self.jidx[lo:])
-            identity = torch.arange(V, device=base.device)
-            if len(orders) > 1 or not torch.equal(orders[0], identity):
-                permuted = True
-                stacked = self._buffer("stacked", (len(orders), Bb * C * T, V * M), base)
-                for i, order in enumerate(orders):
-                    if torch.equal(order, identity):
-                        stacked[i].copy_(flat)
-                    else:
-                        cols = (order[:, None] * M + torch.arange(M, device=base.device)).flatten()
-                        torch.index_select(flat, 1, cols, out=stacked[i])
-                flat = stacked.view(-1, V * M)
-                src = src + slot * Bb
+        identity = tuple(range(V))
+        permuted = self.orders is not None and self.orders != (identity,)
+        if permuted:  # one joint-permuted copy of the base per listed joint order
+            stacked = self._buffer("stacked", (len(self.orders), Bb * C * T, V * M), base)
+            for i, order in enumerate(self.orders):
+                if order == identity:
+                    stacked[i].copy_(flat)
+                else:
+                    cols = device_constant(("joint_columns", order, M), base.device, lambda: (
+                        torch.tensor(order)[:, None] * M + torch.arange(M)).flatten())
+                    torch.index_select(flat, 1, cols, out=stacked[i])
+            flat = stacked.view(-1, V * M)
+            src = src + self.choice[lo:] * Bb
         if tidx is None and not permuted and self.cur is not None:
             data = self.cur[lo:]  # only a matrix is pending: no gather
         else:
@@ -453,6 +477,8 @@ class _Lazy:
             data = self._buffer("gather", shape, base) if self.pending is not None else \
                 torch.empty(shape, dtype=base.dtype, device=base.device)
             torch.index_select(flat, 0, rows, out=data.view(-1, V * M))
+        if self.jidx is not None:  # joint orders that are not listed: each row's own gather
+            data = data.gather(3, self.jidx[lo:, None, None, :, None].expand(data.shape))
         if self.pending is not None:
             result = torch.empty(data.shape, dtype=data.dtype, device=data.device)
             torch.bmm(self.pending[lo:].to(data.dtype), data.view(n, C, -1), out=result.view(n, C, -1))
@@ -462,21 +488,29 @@ class _Lazy:
         else:
             self.cur[lo:] = data
         self.src = torch.arange(self.N0, device=self.x.device)
-        self.tidx = self.jidx = self.pending = None
+        self.tidx = self.jidx = self.pending = self.orders = self.choice = None
         self.lo = self.N0
 
 
-def _distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distinct rows, index of each row's among them) of an int (n, V) tensor: ``torch.unique(
-    rows, dim=0, return_inverse=True)`` up to the order, through a 1-D key (far cheaper), checked."""
-    weights = torch.arange(rows.shape[1], device=rows.device) * 2654435761 % (1 << 31) * 2 + 1
-    keys, slot = torch.unique((rows * weights).sum(1), return_inverse=True)
-    first = torch.empty(len(keys), dtype=torch.long, device=rows.device)
-    first.scatter_(0, slot, torch.arange(len(rows), device=rows.device))
-    distinct = rows[first]
-    if torch.equal(distinct[slot], rows):
-        return distinct, slot
-    return torch.unique(rows, dim=0, return_inverse=True)  # two orders share a key
+def _order_table(orders: tuple[tuple[int, ...], ...], device) -> torch.Tensor:
+    """(len(orders), V) int64 on ``device``, built once per list of orders."""
+    return device_constant(("joint_orders", orders), device, lambda: torch.tensor(orders))
+
+
+_COMPOSED: dict[tuple, tuple] = {}
+
+
+def _composed_orders(prev: tuple, steps: tuple, device) -> tuple[tuple, torch.Tensor]:
+    """The distinct orders ``p[q]`` (a row in order p, then reordered by q) for p in ``prev`` and
+    q in ``steps``, and on ``device`` the place among them of pair (i, j), at ``i * len(steps) + j``:
+    worked out on the host once per pair of lists."""
+    if (prev, steps) not in _COMPOSED:
+        pairs = [tuple(p[v] for v in q) for p in prev for q in steps]
+        distinct = tuple(dict.fromkeys(pairs))
+        _COMPOSED[prev, steps] = distinct, tuple(distinct.index(c) for c in pairs)
+    distinct, places = _COMPOSED[prev, steps]
+    return distinct, device_constant(("composed_joint_orders", prev, steps), device,
+                                     lambda: torch.tensor(places))
 
 
 def _name(op: Augmentation) -> str:

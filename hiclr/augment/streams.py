@@ -9,6 +9,8 @@ import torch
 
 from hiclr.config import STREAMS
 
+from .ops import device_constant
+
 __all__ = ["to_stream", "STREAMS", "NTU_BONES", "NTU_PARENT"]
 
 # (child, parent), 1-based: the 24 NTU RGB+D edges (docs/method.md, streams) plus (21, 21), so that the
@@ -35,6 +37,6 @@ def to_stream(x: torch.Tensor, stream: str) -> torch.Tensor:
     if stream == "bone":
         if x.shape[3] != len(NTU_PARENT):
             raise ValueError(f"bone stream needs the {len(NTU_PARENT)} NTU joints, got V={x.shape[3]}")
-        parent = torch.as_tensor(NTU_PARENT, device=x.device)
+        parent = device_constant(("ntu_parent",), x.device, lambda: torch.tensor(NTU_PARENT))
         return x - x.index_select(3, parent)
     raise ValueError(f"unknown stream {stream!r}; choose one of {', '.join(STREAMS)}")

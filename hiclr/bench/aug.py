@@ -217,10 +217,10 @@ def _profile(x: torch.Tensor, args, top: int) -> list[dict]:
     from torch.profiler import ProfilerActivity, profile
     policy = GrowingPolicy.from_yaml(args.policy)
     g = torch.Generator(device=x.device).manual_seed(args.seed)
-    policy.named_views(x[:args.batch], g, HICLR_VIEWS)
+    policy.views(x[:args.batch], g, HICLR_VIEWS)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for lo in range(0, len(x), args.batch):
-            policy.named_views(x[lo:lo + args.batch], g, HICLR_VIEWS)
+            policy.views(x[lo:lo + args.batch], g, HICLR_VIEWS)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)

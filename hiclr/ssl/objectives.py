@@ -119,7 +119,7 @@ def mine_positives(logits: list[torch.Tensor], topk: int = 1) -> torch.Tensor:
     `topk` most similar queue entries; an entry chosen by several branches counts once."""
     first = logits[0]
     positives = torch.zeros(first.shape, dtype=torch.bool, device=first.device)
-    positives[:, 0] = True
+    positives[:, 0].fill_(True)   # a Python value assigned by indexing becomes a tensor first
     with full_precision(first):
         for branch in logits:
             nearest = branch[:, 1:].topk(topk, dim=1).indices + 1
