@@ -517,7 +517,7 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None, 
         with torch.autocast(device.type, enabled=False):
             views = policy.views(x[lo:lo + batch], gen, stages)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = model(views, torch.arange(lo, lo + batch, device=device), 10 ** 6)   # mining on
+            loss, _ = model(views, torch.arange(lo, lo + batch, device=device), mining=True)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -641,7 +641,7 @@ def part_loss(ctx: Context) -> None:
 
     def one(learner, views, ids, epoch, bf16):
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = learner(views, ids, epoch)
+            loss, _ = learner(views, ids, **learner.switches(epoch))
         loss.backward()
         grads = torch.cat([p.grad.detach().double().flatten().cpu() for p in learner.parameters()
                            if p.grad is not None])
@@ -843,7 +843,7 @@ def ddp_rank(backend: str, result: str, dry_run: bool) -> int:
         x = 0.3 * torch.randn(b, 3, 50, 25, 2, device=device, generator=gen)
         views = policy.views(x, gen, list(learner.view_stages))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss, _ = model(views, torch.arange(b, device=device) + b * (rank + world * step), 10 ** 6)
+            loss, _ = model(views, torch.arange(b, device=device) + b * (rank + world * step), mining=True)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

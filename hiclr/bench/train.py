@@ -224,7 +224,7 @@ def _step(v: _Variant, data: np.ndarray, x: torch.Tensor, args, device: torch.de
     _sync(device)
     middle = time.perf_counter()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=v.precision == "bf16"):
-        loss, _ = v.model(views, ids, 10**6)               # mining on
+        loss, _ = v.model(views, ids, mining=True)
     v.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     v.optimizer.step()
