@@ -41,6 +41,8 @@ import math
 
 import torch
 
+from hiclr.registry import Registry
+
 __all__ = [
     "Augmentation", "TemporalCrop", "Shear", "SpatialFlip", "Rotate", "GaussianNoise",
     "GaussianBlur", "AxisMask", "JointMask", "SkeleAdaIN", "apply_matrix", "take_indices",
@@ -54,19 +56,15 @@ KINDS = ("index", "linear", "values", "model_side", "general")
 NTU_FLIP_ORDER = (0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15,
                   20, 23, 24, 21, 22)
 
-AUGMENTATIONS: dict[str, type["Augmentation"]] = {}
+AUGMENTATIONS = Registry("augmentation")
 
 
 def register_augmentation(name: str):
     """Class decorator: make an augmentation buildable by ``name`` in a policy's YAML."""
-    def add(cls):
-        if name in AUGMENTATIONS:
-            raise ValueError(f"augmentation {name!r} is already registered")
+    def check(cls):
         if cls.kind not in KINDS and not isinstance(cls.kind, property):
             raise ValueError(f"augmentation {name!r}: kind must be one of {', '.join(KINDS)}")
-        AUGMENTATIONS[name] = cls
-        return cls
-    return add
+    return AUGMENTATIONS.register(name, check=check)
 
 
 _CONSTANTS: dict[tuple, torch.Tensor] = {}

@@ -115,8 +115,8 @@ def _registry_key(name: str) -> str:
     by_class = {cls.__name__: key for key, cls in AUGMENTATIONS.items()}
     if name in by_class:
         return by_class[name]
-    known = ", ".join(AUGMENTATIONS)
-    raise ValueError(f"unknown augmentation {name!r}; known: {known}")
+    AUGMENTATIONS.lookup(name)   # raises UnknownName (a ValueError) naming the closest and every known one
+    return name
 
 
 class GrowingPolicy:

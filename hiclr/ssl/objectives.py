@@ -26,30 +26,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiclr.augment.policy import HICLR_VIEWS, SKELETONCLR_VIEWS
+from hiclr.registry import Registry
 
 #: Every objective by name; the further ones register from their own modules, which
 #: `hiclr.ssl` imports, so the table is complete once the package is imported.
-OBJECTIVES: dict[str, type[nn.Module]] = {}
-
-
-def register_objective(name: str):
-    """Class decorator: make an objective buildable by `name` (config `ssl.objective`)."""
-    def add(cls):
-        if name in OBJECTIVES:
-            raise ValueError(f"objective {name!r} is already registered")
-        OBJECTIVES[name] = cls
-        return cls
-    return add
+OBJECTIVES = Registry("objective", config_key="ssl.objective")
+register_objective = OBJECTIVES.register
 
 
 def build_objective(name: str, shared: dict | None = None, **kwargs) -> nn.Module:
     """Build a registered objective. `shared` holds settings common to the `ssl` config section
     (temperature, mining_epoch, topk, ...): those the objective does not take are left out.
     `kwargs` are objective-specific and must all be accepted."""
-    if name not in OBJECTIVES:
-        known = sorted(OBJECTIVES)
-        raise ValueError(f"unknown objective {name!r}; known: {', '.join(known)}")
-    cls = OBJECTIVES[name]
+    cls = OBJECTIVES.lookup(name)
     accepted = inspect.signature(cls.__init__).parameters
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
