@@ -306,3 +306,36 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
     _save(fig, out, {"kind": "embedding", "x": coords[:, 0].tolist(), "y": coords[:, 1].tolist(),
                      "label": labels.tolist()})
     return fig
+
+
+# ---------------------------------------------------------------- label efficiency
+
+def plot_label_efficiency(rows: list[dict], out: str | os.PathLike, metric: str = "top1_last",
+                          title: str = "label efficiency"):
+    """Top-1 against the labelled fraction: the pre-trained encoder fine-tuned and the same
+    architecture from scratch, each mean over the subset seeds with a +- std band and every seed's
+    value as a dot (`rows`: `hiclr.eval.label_efficiency.comparison_rows`). Returns the path."""
+    fig = _figure(5.5, 4.0)
+    ax = fig.add_subplot()
+    x = np.array([r["fraction"] * 100 for r in rows])
+    for side, label, colour in (("pretrained", "fine-tuned from the pre-trained encoder", "tab:blue"),
+                                ("scratch", "from scratch (random init)", "tab:orange")):
+        mean = np.array([r[f"{side}_mean"] for r in rows])
+        std = np.array([r[f"{side}_std"] for r in rows])
+        ax.plot(x, mean, "o-", color=colour, label=label)
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+        for xi, r in zip(x, rows):
+            ax.scatter([xi] * len(r[side]), r[side], s=8, color=colour, alpha=0.6)
+    if len(x) > 1 and x.max() / max(x.min(), 1e-9) >= 8:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g} %" for v in x])
+    ax.set_xlabel("labelled fraction of the training set")
+    ax.set_ylabel(f"test top-1 (%, {'last' if metric.endswith('_last') else 'best'} epoch)")
+    seeds = len(rows[0]["seeds"]) if rows else 0
+    ax.set_title(f"{title} (mean ± std over {seeds} subset seed{'s' if seeds != 1 else ''})")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out, {"kind": "label_efficiency", "metric": metric, "fraction": x.tolist(),
+                            **{f"{s}_{k}": [r[f"{s}_{k}"] for r in rows] for s in ("pretrained", "scratch")
+                               for k in ("mean", "std")}})
