@@ -1,5 +1,5 @@
 """PNG figures of a run: pre-training loss and diagnostics, accuracy curves, confusion matrix, 2-D
-feature map.
+feature map (t-SNE when scikit-learn is installed, PCA otherwise), label efficiency.
 
 matplotlib is an optional extra: `plots_available()` says whether it is installed, and every plot
 function raises `PlotsUnavailable` without it (the report writer then skips plots with a note).
@@ -271,10 +271,33 @@ def pca_2d(features: torch.Tensor) -> torch.Tensor:
     return coords.float()
 
 
+def tsne_available() -> bool:
+    """scikit-learn is installed (the optional `tsne` extra): the embedding figure is a t-SNE."""
+    try:
+        from sklearn.manifold import TSNE  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def embedding_2d(features: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(N, 2) map of (N, D) features and the method's name: t-SNE (scikit-learn, PCA-initialised,
+    perplexity 30 or less for few points, seeded) when scikit-learn is installed, else PCA."""
+    if not tsne_available() or features.shape[0] < 5:
+        return pca_2d(features), "PCA"
+    from sklearn.manifold import TSNE
+
+    x = features.double().numpy()
+    perplexity = float(min(30.0, (x.shape[0] - 1) / 3))
+    coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    return torch.from_numpy(np.ascontiguousarray(coords)).float(), "t-SNE"
+
+
 def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike,
-                   title: str = "test features (PCA)", max_points: int = 5000, seed: int = 0,
+                   title: str = "test features", max_points: int = 5000, seed: int = 0,
                    class_names: list[str] | None = None):
-    """Scatter of the first two principal components of the features, one distinct colour per class.
+    """2-D map of the features (`embedding_2d`: t-SNE with scikit-learn, PCA without), one distinct
+    colour per class; the title and the axes name the method.
 
     Up to 20 classes get a legend with their names; more are labelled at their cluster centres.
     """
@@ -284,7 +307,7 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
     if features.shape[0] > max_points:
         keep = torch.randperm(features.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]
         features, labels = features[keep.sort().values], labels[keep.sort().values]
-    coords = pca_2d(features)
+    coords, method = embedding_2d(features, seed)
     fig = _figure(6.5, 5.5)
     ax = fig.add_subplot()
     classes = sorted(set(labels.tolist()))
@@ -299,12 +322,14 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
                         color=colour, fontweight="bold")
     if len(classes) <= 20:
         ax.legend(title="class", fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title(title)
+    axis = "PC" if method == "PCA" else method
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    note = "" if method != "PCA" else "; pip install 'hiclr-toolkit[tsne]' for t-SNE"
+    ax.set_title(f"{title} ({method}{note})", fontsize=10 if note else None)
     fig.tight_layout()
-    _save(fig, out, {"kind": "embedding", "x": coords[:, 0].tolist(), "y": coords[:, 1].tolist(),
-                     "label": labels.tolist()})
+    _save(fig, out, {"kind": "embedding", "method": method, "x": coords[:, 0].tolist(),
+                     "y": coords[:, 1].tolist(), "label": labels.tolist()})
     return fig
 
 
