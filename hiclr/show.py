@@ -209,7 +209,7 @@ def draw_stream(ax, x: np.ndarray, t: int, persons: list[int], stream: str, scal
     for m in persons:
         colour = PERSON_COLOURS[m % len(PERSON_COLOURS)]
         if stream == "motion":
-            draw_skeleton(ax, x[:, t], [m], alpha=0.25)
+            draw_skeleton(ax, x[:, t], [m], alpha=0.35)
             ax.quiver(x[0, t, :, m], x[1, t, :, m], s[0, t, :, m] * scale, s[1, t, :, m] * scale,
                       color=colour, angles="xy", scale_units="xy", scale=1.0, width=0.008)
         else:
@@ -218,14 +218,14 @@ def draw_stream(ax, x: np.ndarray, t: int, persons: list[int], stream: str, scal
 
 
 def _stream_scale(x: np.ndarray, stream: str) -> float:
-    """Motion arrows scaled so that the largest is a fifth of the body's height."""
+    """Motion arrows scaled so that the largest is about a third of the body's height."""
     if stream != "motion":
         return 1.0
     from hiclr.augment import to_stream
     s = to_stream(torch.from_numpy(x[None]), "motion")[0].numpy()
     (lo, hi), _ = _limits(x)
     largest = float(np.abs(s[:2]).max())
-    return 0.2 * (hi - lo) / largest if largest > 0 else 1.0
+    return 0.35 * (hi - lo) / largest if largest > 0 else 1.0
 
 
 def _stream_limits(x: np.ndarray, stream: str, scale: float):
