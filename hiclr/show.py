@@ -11,7 +11,7 @@ bone vectors (child minus parent) from one origin.
 weakest view to the strongest (column 0: the clip itself), one row per shown frame. Joints that the
 view's joint mask hides from the encoder (it sees its mask token there) are not drawn as joints but
 as grey crosses; the bones whose adjacency entries a Drop/Add-edges view drops in the encoder's
-first block are dashed red,
+first block are thick red,
 the edges it adds dotted green.
 
 Every figure is drawn on a bare `matplotlib.figure.Figure` with the Agg canvas (no display needed)
@@ -171,7 +171,7 @@ def draw_skeleton(ax, frame: np.ndarray, persons: list[int], *, mask: np.ndarray
     """One frame (C, V, M) on `ax`: bones and joints of each person in `persons`.
 
     mask: (V,) bool, joints hidden from the encoder (grey crosses, no joint dot, no bone to them);
-    dropped: bones (i, j) drawn dashed red; added: extra edges (i, j) drawn dotted green.
+    dropped: bones (i, j) drawn thick red; added: extra edges (i, j) drawn dotted green.
     Returns what was drawn: {"joints": {person: [joint indices]}, "bones": {person: [(i, j)]},
     "masked": [joint indices]} (what the tests check).
     """
@@ -186,7 +186,7 @@ def draw_skeleton(ax, frame: np.ndarray, persons: list[int], *, mask: np.ndarray
                 continue
             cut = dropped is not None and ((i, j) in dropped or (j, i) in dropped)
             ax.plot(xy[0, [i, j]], xy[1, [i, j]], color=DROPPED_COLOUR if cut else colour,
-                    linestyle="--" if cut else "-", linewidth=1.2 if cut else 1.6, alpha=alpha)
+                    linewidth=3.0 if cut else 1.6, alpha=alpha, zorder=2.5 if cut else 2)
             bones.append((i, j))
         for i, j in added or []:
             ax.plot(xy[0, [i, j]], xy[1, [i, j]], color=ADDED_COLOUR, linestyle=":", linewidth=1.0, alpha=alpha)
@@ -218,13 +218,14 @@ def draw_stream(ax, x: np.ndarray, t: int, persons: list[int], stream: str, scal
 
 
 def _stream_scale(x: np.ndarray, stream: str) -> float:
-    """Motion arrows scaled so that the largest is about a third of the body's height."""
+    """Motion arrows scaled so that a large one (the 99th percentile of the clip's, so that a tracking
+    glitch does not shrink the rest) is about a third of the body's height."""
     if stream != "motion":
         return 1.0
     from hiclr.augment import to_stream
     s = to_stream(torch.from_numpy(x[None]), "motion")[0].numpy()
     (lo, hi), _ = _limits(x)
-    largest = float(np.abs(s[:2]).max())
+    largest = float(np.percentile(np.linalg.norm(s[:2], axis=0), 99))
     return 0.35 * (hi - lo) / largest if largest > 0 else 1.0
 
 
@@ -233,7 +234,13 @@ def _stream_limits(x: np.ndarray, stream: str, scale: float):
         from hiclr.augment import to_stream
         s = to_stream(torch.from_numpy(x[None]), "bone")[0].numpy()
         return _limits(np.concatenate([s, np.zeros_like(s[:, :1])], axis=1))
-    return _limits(x, margin=0.25 if stream == "motion" else 0.1)
+    if stream == "motion":                    # the joints and the arrows' tips (but a glitch's)
+        from hiclr.augment import to_stream
+        s = to_stream(torch.from_numpy(x[None]), "motion")[0].numpy()
+        norm = np.linalg.norm(s[:2], axis=0, keepdims=True)
+        tips = x + scale * s * (norm <= np.percentile(norm, 99))
+        return _limits(np.concatenate([x, tips], axis=1), margin=0.05)
+    return _limits(x)
 
 
 def _style(ax, limits) -> None:
@@ -398,7 +405,7 @@ def plot_views(clip: ClipData, views: PolicyViews, out: str | os.PathLike, frame
                 ax.set_title(titles[c] + ("" if c == 0 else f"\n{_wrap(views.stage_names[c - 1])}"), fontsize=6)
             if c == 0:
                 ax.set_ylabel(f"frame {t + 1}/{T}", fontsize=7)
-    legend = ("grey x: joint masked (the encoder sees its token)\ndashed red: bone with an adjacency entry dropped "
+    legend = ("grey x: joint masked (the encoder sees its token)\nthick red: bone with an adjacency entry dropped "
               "in block 1; dotted green: edge added; each column scaled to fit")
     fig.suptitle(f"{clip.title} through {policy_name}, weakest to strongest\n{legend}", fontsize=8)
     fig.tight_layout()
