@@ -336,7 +336,8 @@ class PolicyViews:
 def policy_views(x: np.ndarray, policy, seed: int = 0, batch: np.ndarray | None = None) -> PolicyViews:
     """Views of clip `x` (C, T, V, M) at every stage of `policy` (view s applies stages 0..s),
     drawn with a generator seeded by `seed`. `batch` (B, C, T, V, M): other clips drawn with it
-    (SkeleAdaIN takes its style from another clip of the batch); the clip goes first."""
+    (SkeleAdaIN takes its style from another clip of the batch); the clip goes first. A clip drawn
+    alone is batched with its time- and joint-reversed copies."""
     clips = np.concatenate([x[None], batch]) if batch is not None and len(batch) else x[None]
     xb = torch.from_numpy(np.ascontiguousarray(clips, dtype=np.float32))
     if len(xb) < 3:                      # SkeleAdaIN rolls the batch by 1 .. B - 2: it needs three clips
@@ -443,6 +444,15 @@ def load_policy(path: str | os.PathLike | None):
         raise UserError(f"--policy {path}: {err}") from None
 
 
+def _companions(data, clips: list[ClipData], count: int = 7) -> list[ClipData]:
+    """Other clips of the store drawn in the same batch as the shown ones (SkeleAdaIN takes its style
+    from another clip of the batch): the store's first ones; none for a raw file."""
+    if Path(data).suffix == ".skeleton":
+        return []
+    names = {c.name for c in clips}
+    return [c for c in load_clips(data, index=0, n=count + len(clips)) if c.name not in names][:count]
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
@@ -461,14 +471,14 @@ def show(data: str | os.PathLike, out: str | os.PathLike, *, index: int | None =
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if stream == "joint" else f"_{stream}"
     written = []
-    batch = np.stack([c.x for c in clips]) if views else None
-    for k, clip in enumerate(clips):
+    companions = _companions(data, clips) if views else []
+    for clip in clips:
         stem = _safe(clip.name)
         written.append(plot_strip(clip, out / f"{stem}{suffix}_strip.png", frames=frames, stream=stream))
         if gif:
             written.append(write_gif(clip, out / f"{stem}{suffix}.gif", stream=stream))
         if views:
-            others = np.delete(batch, k, axis=0)
+            others = np.stack([c.x for c in clips + companions if c.name != clip.name])
             pv = policy_views(clip.x, pol[0], seed=seed, batch=others)
             written.append(plot_views(clip, pv, out / f"{stem}_views_{_safe(pol[1].stem)}.png",
                                       frames=min(frames, 4), policy_name=pol[1].name))
