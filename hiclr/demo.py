@@ -186,7 +186,8 @@ Synthetic NTU-format skeletons (data_prep.synth), NTU60 cross-subject split, HiC
   initialisation (its BatchNorm statistics re-estimated on the training split). At the demo's few
   minutes of pre-training the frozen features are weak: the raw coordinates can beat them.
 
-Wall time: {minutes:.1f} min.
+What holds over three seeds, on this family and on a second synthetic family (`--family field`),
+with the commands: docs/visualisation.md, "Label efficiency". Wall time: {minutes:.1f} min.
 
 {table}
 ## Pre-training (learning monitor: kNN top-1 on fixed subsets of train / test)
