@@ -68,3 +68,15 @@ def test_semi_with_a_random_baseline_trains_both_on_the_same_subsets_into_one_re
     md = (run / "report.md").read_text()
     assert "| 25 % |" in md and "| 50 % |" in md and "![label efficiency](label_efficiency.png)" in md
     assert (run / "label_efficiency.png").stat().st_size > 1000
+
+
+def test_runs_pooled_over_data_seeds_give_every_runs_values_per_fraction(tmp_path):
+    from hiclr.eval.label_efficiency import pool_runs
+
+    for k, (p, s) in enumerate([(40.0, 20.0), (50.0, 24.0)]):
+        rows = comparison_rows(_semi_entry({0.1: [p]}), _semi_entry({0.1: [s]}))
+        (tmp_path / str(k)).mkdir()
+        (tmp_path / str(k) / "label_efficiency.json").write_text(json.dumps({"rows": rows}))
+    (row,) = pool_runs([tmp_path / "0", tmp_path / "1"])
+    assert row["pretrained"] == [40.0, 50.0] and row["scratch"] == [20.0, 24.0] and row["seeds"] == [0, 1]
+    assert row["difference"] == 23.0 and row["scratch_std"] == pytest.approx(np.std([20, 24], ddof=1))

@@ -111,6 +111,31 @@ Runs: `{result['pretrained_run']}/report.md`, `{result['scratch_run']}/report.md
 """
 
 
+def pool_runs(runs: list[str | os.PathLike]) -> list[dict]:
+    """The rows of several `--baseline random` runs (e.g. one per data seed, each with its own
+    pre-training) pooled per fraction: every run's values, their mean, std and difference; `seeds`
+    lists the runs' positions. For a figure over data seeds: `plot_label_efficiency(pool_runs(...),
+    out, spread_over="data seed")`."""
+    from hiclr.eval.semi import mean_std
+
+    pooled: dict[float, dict] = {}
+    for k, run in enumerate(runs):
+        for row in read_label_efficiency(run)["rows"]:
+            d = pooled.setdefault(row["fraction"], {"fraction": row["fraction"], "key": row["key"], "seeds": [],
+                                                    "size": [], "pretrained": [], "scratch": []})
+            d["seeds"].append(k)
+            d["size"] += row["size"]
+            d["pretrained"] += row["pretrained"]
+            d["scratch"] += row["scratch"]
+    rows = []
+    for d in pooled.values():
+        for side in ("pretrained", "scratch"):
+            d[f"{side}_mean"], d[f"{side}_std"] = mean_std(d[side])
+        d["difference"] = d["pretrained_mean"] - d["scratch_mean"]
+        rows.append(d)
+    return sorted(rows, key=lambda r: r["fraction"])
+
+
 def read_label_efficiency(run: str | os.PathLike) -> dict:
     """The `label_efficiency.json` of a run folder."""
     return json.loads((Path(run) / f"{SUMMARY}.json").read_text())

@@ -336,7 +336,7 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
 # ---------------------------------------------------------------- label efficiency
 
 def plot_label_efficiency(rows: list[dict], out: str | os.PathLike, metric: str = "top1_last",
-                          title: str = "label efficiency"):
+                          title: str = "label efficiency", spread_over: str = "subset seed"):
     """Top-1 against the labelled fraction: the pre-trained encoder fine-tuned and the same
     architecture from scratch, each mean over the subset seeds with a +- std band and every seed's
     value as a dot (`rows`: `hiclr.eval.label_efficiency.comparison_rows`). Returns the path."""
@@ -357,7 +357,7 @@ def plot_label_efficiency(rows: list[dict], out: str | os.PathLike, metric: str 
     ax.set_xlabel("labelled fraction of the training set")
     ax.set_ylabel(f"test top-1 (%, {'last' if metric.endswith('_last') else 'best'} epoch)")
     seeds = len(rows[0]["seeds"]) if rows else 0
-    ax.set_title(f"{title} (mean ± std over {seeds} subset seed{'s' if seeds != 1 else ''})")
+    ax.set_title(f"{title} (mean ± std over {seeds} {spread_over}{'s' if seeds != 1 else ''})", fontsize=9)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
