@@ -515,8 +515,25 @@ def _envelope(T: int, rng: np.random.Generator) -> np.ndarray:
     return ramp(u, a, a + edge) * (1.0 - ramp(u, a + span - edge, a + span))
 
 
+@dataclass(frozen=True)
+class Nuisance:
+    """The nuisance a family's clips carry (the defaults are the embedded default's)."""
+    distractor: float = 0.34                    # chance of a distractor motion on a free limb
+    other_side: float = 0.25                    # chance of performing with the non-preferred side
+    span: tuple = (0.55, 0.9)                   # the movement's window, a fraction of the clip
+    amplitude: tuple = (0.75, 1.2)              # the movement's amplitude (times the performer's vigour)
+    length_median: float = 80.0                 # clip length in frames: log-normal median ...
+    length_spread: float = 0.4                  # ... and sigma of its log
+    noise: float = 1.0                          # sensor jitter, times the Kinect-like default
+    glitches: tuple = (0.3, 0.2)                # chance of a jumping joint, of a frozen limb, per body
+    lean: float = 0.2                           # per-clip camera tilt (slope, lean) sigma, radians
+
+
+DEFAULT_NUISANCE = Nuisance()
+
+
 def perform(action: Action, T: int, rng: np.random.Generator,
-            who: list[Performer] | None = None) -> list[Motion]:
+            who: list[Performer] | None = None, nuisance: Nuisance = DEFAULT_NUISANCE) -> list[Motion]:
     """Draw one performance of `action` over T frames by `who` (one performer per person).
 
     The movement takes a random 40 to 90 % window of the clip at a varying speed (a monotone time
@@ -529,15 +546,15 @@ def perform(action: Action, T: int, rng: np.random.Generator,
         s = s[::-1]
     warp = np.clip(who[0].tempo + rng.normal(0, 0.08), -0.3, 0.3)
     s = s + warp * np.sin(np.pi * s) / np.pi                     # monotone: speed 1 + warp cos(pi s) > 0
-    span = rng.uniform(0.55, 0.9)
+    span = rng.uniform(*nuisance.span)
     start = rng.uniform(0.0, 1.0 - span)
     u = np.clip((s - start) / span, 0.0, 1.0)
-    amp = rng.uniform(0.75, 1.2) * who[0].vigour
+    amp = rng.uniform(*nuisance.amplitude) * who[0].vigour
     zero = lambda: Motion(np.zeros((T, V, 3)), np.zeros(T), np.zeros((T, 3)), np.zeros(T))  # noqa: E731
     moves = [zero() for _ in range(action.persons)]
     style = int(rng.random() < who[0].habit)
     action.program(u, amp, rng, moves if action.persons == 2 else moves[0], style)
-    other_side = rng.random() < 0.25
+    other_side = rng.random() < nuisance.other_side
     uses = action.uses
     if action.persons == 1 and who[0].left_handed != other_side:
         moves, uses = [mirror(moves[0])], _mirror_uses(uses)
@@ -553,11 +570,215 @@ def perform(action: Action, T: int, rng: np.random.Generator,
                 2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 6.3))
         m.shift[:, 0] += 0.03 * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t + rng.uniform(0, 6.3))
         free = [(fn, limb) for fn, limbs in DISTRACTORS for limb in limbs if limb not in (uses if k == 0 else ())]
-        if free and rng.random() < 0.34:                         # a third of the clips: a distractor
+        if free and rng.random() < nuisance.distractor:          # default: a third of the clips
             fn, limb = free[int(rng.integers(len(free)))]
             fn(0.6 * _envelope(T, rng), rng, m, limb)
         out.append(m)
     return out
+
+
+# ------------------------------------------------------------------------- the second family
+# "field": other action programs (throwing, reaching, lunging, twisting, two-person greetings ...),
+# noisier recordings (more distractors and glitches, more jitter, shorter and more varied clips, a
+# narrower movement window, more slope or lean) and other subject counts (20 subjects, 1 repeat).
+# It checks that a claim made on the default family is not a property of that family alone.
+
+def _throw(u, amp, rng, m, style):
+    wind = ramp(u, 0.05, 0.35) * (1.0 - ramp(u, 0.4, 0.5))
+    release = ramp(u, 0.4, 0.55) * (1.0 - 0.7 * ramp(u, 0.7, 1.0))
+    if style == 0:                                                  # overarm
+        m.angles[:, R_UPPER, PITCH] += -0.9 * wind + 2.4 * amp * release
+        m.angles[:, R_FORE, PITCH] += 1.5 * wind + 0.2 * release
+    else:                                                           # underarm
+        m.angles[:, R_UPPER, PITCH] += -0.8 * wind + 1.3 * amp * release
+        m.angles[:, R_FORE, PITCH] += 0.3 * wind
+    m.angles[:, SPINE_UP, YAW] += 0.5 * wind - 0.4 * release
+    m.angles[:, L_THIGH, PITCH] += 0.4 * release
+
+
+def _reach_up(u, amp, rng, m, style):
+    e = ramp(u, 0.0, rng.uniform(0.3, 0.5)) * (1.0 - ramp(u, 0.75, 1.0))
+    m.angles[:, L_UPPER, PITCH] += 2.9 * amp * e
+    m.angles[:, L_UPPER, ROLL] -= (0.1 if style == 0 else 0.5) * e
+    m.angles[:, SPINE_LOW, ROLL] -= 0.15 * e
+    m.lift += 0.05 * e                                              # on tiptoes
+
+
+def _lunge(u, amp, rng, m, style):
+    e = ramp(u, 0.0, rng.uniform(0.3, 0.5)) * (1.0 - ramp(u, 0.65, 0.95))
+    front, back = ((L_THIGH, L_SHANK), (R_THIGH, R_SHANK))[::1 if style == 0 else -1]
+    m.angles[:, front[0], PITCH] += 1.2 * amp * e
+    m.angles[:, front[1], PITCH] -= 1.2 * amp * e
+    m.angles[:, back[0], PITCH] -= 0.5 * amp * e
+    m.angles[:, back[1], PITCH] -= 0.6 * e
+    m.shift[:, 2] -= 0.3 * amp * e
+    m.angles[:, [L_UPPER, R_UPPER], ROLL] += np.array([-0.4, 0.4]) * e[:, None]
+
+
+def _twist(u, amp, rng, m, style):
+    e = _window(u)
+    turn = _osc(u, rng, 1.0, 2.5)
+    m.angles[:, SPINE_LOW, YAW] += 0.5 * amp * turn * e
+    m.angles[:, SPINE_UP, YAW] += 0.4 * amp * turn * e
+    if style == 0:                                                  # arms out to the sides
+        m.angles[:, L_UPPER, ROLL] -= 1.5 * e
+        m.angles[:, R_UPPER, ROLL] += 1.5 * e
+    else:                                                           # hands together in front
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.3 * e[:, None]
+
+
+def _toe_touch(u, amp, rng, m, style):
+    e = ramp(u, 0.0, rng.uniform(0.5, 0.8))
+    m.angles[:, SPINE_LOW, PITCH] -= 1.5 * amp * e
+    m.angles[:, SPINE_UP, PITCH] -= 0.4 * e
+    m.angles[:, [L_UPPER, R_UPPER], PITCH] += (1.5 if style == 0 else 0.8) * e[:, None]
+    if style == 1:                                                  # knees bent
+        m.angles[:, [L_THIGH, R_THIGH], PITCH] += 0.5 * e[:, None]
+        m.angles[:, [L_SHANK, R_SHANK], PITCH] -= 0.7 * e[:, None]
+
+
+def _hop(u, amp, rng, m, style):
+    e = _window(u)
+    m.angles[:, L_THIGH, PITCH] += 0.9 * e                          # the free leg held up
+    m.angles[:, L_SHANK, PITCH] -= 1.6 * e
+    bounce = np.clip(np.sin(2 * np.pi * rng.uniform(2.0, 4.0) * u), 0.0, None) * e
+    m.lift += 0.12 * amp * bounce
+    m.angles[:, R_SHANK, PITCH] -= 0.4 * (1.0 - bounce) * e
+    if style == 0:                                                  # arms out for balance
+        m.angles[:, L_UPPER, ROLL] -= 1.0 * e
+        m.angles[:, R_UPPER, ROLL] += 1.0 * e
+
+
+def _salute(u, amp, rng, m, style):
+    e = ramp(u, 0.0, 0.3) * (1.0 - ramp(u, 0.7, 1.0))
+    m.angles[:, R_UPPER, ROLL] += 1.4 * amp * e
+    m.angles[:, R_UPPER, PITCH] += (0.3 if style == 0 else 0.8) * e
+    m.angles[:, R_FORE, YAW] += 1.9 * e
+    m.angles[:, NECK, PITCH] -= 0.15 * e
+
+
+def _point(u, amp, rng, m, style):
+    e = ramp(u, 0.0, 0.25) * (1.0 - ramp(u, 0.65, 0.95))
+    m.angles[:, R_UPPER, PITCH] += 1.5 * amp * e
+    m.angles[:, R_UPPER, YAW] += (0.4 if style == 0 else -0.3) * e
+    m.angles[:, R_FORE, PITCH] -= 0.15 * e
+    m.angles[:, NECK, YAW] += 0.3 * e
+
+
+def _drink(u, amp, rng, m, style):
+    sips = np.clip(np.sin(np.pi * rng.integers(1, 3) * np.clip(u, 0, 1)), 0.0, None)
+    m.angles[:, R_UPPER, PITCH] += 0.8 * amp * sips
+    m.angles[:, R_FORE, PITCH] += 2.1 * sips
+    m.angles[:, NECK, PITCH] -= 0.35 * sips
+    if style == 1:                                                  # the other hand holds the glass too
+        m.angles[:, L_UPPER, PITCH] += 0.7 * sips
+        m.angles[:, L_FORE, PITCH] += 1.8 * sips
+
+
+def _stretch_sideways(u, amp, rng, m, style):
+    e = ramp(u, 0.0, rng.uniform(0.3, 0.5)) * (1.0 - ramp(u, 0.8, 1.0))
+    m.angles[:, L_UPPER, ROLL] -= 1.6 * amp * e
+    m.angles[:, R_UPPER, ROLL] += 1.6 * amp * e
+    m.angles[:, SPINE_UP, PITCH] += (0.25 if style == 0 else -0.1) * e
+    m.angles[:, NECK, PITCH] += 0.3 * e
+
+
+def _stomp(u, amp, rng, m, style):
+    e = _window(u)
+    beat = np.clip(np.sin(2 * np.pi * rng.uniform(1.5, 3.0) * u), 0.0, None) ** 2 * e
+    m.angles[:, R_THIGH, PITCH] += 1.0 * amp * beat
+    m.angles[:, R_SHANK, PITCH] -= (0.9 if style == 0 else 0.3) * beat
+    m.angles[:, [L_UPPER, R_UPPER], PITCH] += 0.3 * beat[:, None]
+
+
+def _sit_down(u, amp, rng, m, style):
+    e = ramp(u, 0.1, rng.uniform(0.55, 0.8))
+    for thigh, shank in ((L_THIGH, L_SHANK), (R_THIGH, R_SHANK)):
+        m.angles[:, thigh, PITCH] += 1.6 * amp * e
+        m.angles[:, shank, PITCH] -= 1.6 * amp * e
+    m.shift[:, 2] += 0.25 * e                                        # back onto a chair
+    m.angles[:, SPINE_LOW, PITCH] -= 0.3 * e
+    if style == 1:                                                   # hands on the thighs
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 0.6 * e[:, None]
+        m.angles[:, [L_FORE, R_FORE], PITCH] += 0.6 * e[:, None]
+
+
+def _combo(u, amp, rng, m, style):
+    e = _window(u)
+    m.angles[:, [L_UPPER, R_UPPER], PITCH] += 0.6 * e[:, None]
+    m.angles[:, [L_FORE, R_FORE], PITCH] += 1.8 * e[:, None]
+    phase = 2 * np.pi * rng.uniform(2.0, 3.5) * u
+    for upper, fore, k in ((L_UPPER, L_FORE, 0), (R_UPPER, R_FORE, 1)):
+        jab = np.clip(np.sin(phase + np.pi * k), 0.0, None) ** 2 * e
+        m.angles[:, upper, PITCH] += 0.9 * amp * jab
+        m.angles[:, fore, PITCH] -= 1.6 * jab
+    m.angles[:, SPINE_UP, YAW] += 0.3 * np.sin(phase) * e * (1 if style == 0 else 0.3)
+
+
+def _high_five(u, amp, rng, pair, style):
+    e = ramp(u, 0.1, 0.35) * (1.0 - ramp(u, 0.55, 0.8))
+    for m in pair:
+        m.angles[:, R_UPPER, PITCH] += (2.6 if style == 0 else 1.6) * amp * e
+        m.angles[:, R_FORE, PITCH] += 0.3 * e
+        m.shift[:, 2] -= 0.15 * e
+
+
+def _hug(u, amp, rng, pair, style):
+    close = ramp(u, 0.05, 0.35) * (1.0 - ramp(u, 0.7, 0.95))
+    for k, m in enumerate(pair):
+        m.shift[:, 2] -= (0.3 if k == 0 or style == 0 else 0.05) * close
+        m.angles[:, [L_UPPER, R_UPPER], PITCH] += 1.3 * amp * close[:, None]
+        m.angles[:, L_UPPER, YAW] -= 0.6 * close
+        m.angles[:, R_UPPER, YAW] += 0.6 * close
+        m.angles[:, [L_FORE, R_FORE], PITCH] += 0.9 * close[:, None]
+        m.angles[:, SPINE_LOW, PITCH] -= 0.15 * close
+
+
+RIGHT, LEFT = frozenset({"right_arm"}), frozenset({"left_arm"})
+FIELD_ACTIONS: tuple[Action, ...] = (
+    Action("throw", _throw, uses=RIGHT | {"torso", "legs"}),
+    Action("reach up", _reach_up, uses=LEFT | {"torso"}),
+    Action("lunge", _lunge, uses=ARMS | LEGS_TORSO),
+    Action("twist torso", _twist, uses=ARMS | {"torso"}),
+    Action("touch toes", _there_and_back(_toe_touch), uses=ARMS | LEGS_TORSO),
+    Action("hop on one leg", _hop, uses=ARMS | LEGS_TORSO),
+    Action("salute", _salute, uses=RIGHT | {"head"}),
+    Action("point", _point, uses=RIGHT | {"head"}),
+    Action("drink", _drink, uses=ARMS | {"head"}),
+    Action("stretch arms sideways", _stretch_sideways, uses=ARMS | {"torso", "head"}),
+    Action("stomp", _stomp, uses=ARMS | {"legs"}),
+    Action("sit down", _sit_down, uses=ARMS | LEGS_TORSO),
+    Action("stand up", _sit_down, reverse=True, uses=ARMS | LEGS_TORSO),
+    Action("boxing combination", _combo, uses=ARMS | {"torso"}),
+    Action("high five", _high_five, persons=2, uses=RIGHT),
+    Action("hug", _hug, persons=2, uses=ARMS | {"torso"}),
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A synthetic family: its action classes, nuisance, default subject and repeat counts, and a
+    salt that keeps its random streams apart from the other families'."""
+    actions: tuple
+    nuisance: Nuisance
+    subjects: int
+    repeats: int
+    salt: list = field(default_factory=list)
+
+
+FAMILIES = {
+    "default": Family(ACTIONS, DEFAULT_NUISANCE, subjects=12, repeats=2),
+    "field": Family(FIELD_ACTIONS, Nuisance(distractor=0.5, other_side=0.35, span=(0.4, 0.8), amplitude=(0.65, 1.3),
+                                            length_median=64.0, length_spread=0.5, noise=1.6,
+                                            glitches=(0.45, 0.3), lean=0.3),
+                    subjects=20, repeats=1, salt=[7919]),
+}
+
+
+def family_of(name: str) -> Family:
+    if name not in FAMILIES:
+        raise UserError(f"unknown synthetic family {name!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
 # ----------------------------------------------------------------------------- people, cameras
@@ -610,9 +831,9 @@ def camera(seed: int, setup: int, camera_id: int, yaw_deg: float | None = None, 
                   tilt=float(rng.uniform(-0.5, 0.5)), roll=float(rng.normal(0.0, 0.3)))
 
 
-def draw_length(rng: np.random.Generator, longest: int = 300) -> int:
-    """Clip length in frames, the same distribution for every class: 40 to 300, mostly 50 to 130."""
-    return int(np.clip(round(np.exp(rng.normal(np.log(80.0), 0.4))), 40, longest))
+def draw_length(rng: np.random.Generator, longest: int = 300, nuisance: Nuisance = DEFAULT_NUISANCE) -> int:
+    """Clip length in frames, the same distribution for every class: 40 to 300 (default: mostly 50 to 130)."""
+    return int(np.clip(round(np.exp(rng.normal(np.log(nuisance.length_median), nuisance.length_spread))), 40, longest))
 
 
 def place(motions: list[Motion], lengths: list[np.ndarray], facing: float, centre: np.ndarray,
@@ -634,10 +855,10 @@ def place(motions: list[Motion], lengths: list[np.ndarray], facing: float, centr
     return out
 
 
-def sensor_noise(rng: np.random.Generator, shape: tuple) -> np.ndarray:
-    """Kinect-like jitter: a few millimetres on the trunk, about a centimetre on hands and feet."""
-    sigma = np.full(V, 0.004)
-    sigma[EXTREMITIES] = 0.012
+def sensor_noise(rng: np.random.Generator, shape: tuple, scale: float = 1.0) -> np.ndarray:
+    """Kinect-like jitter: a few millimetres on the trunk, about a centimetre on hands and feet (x scale)."""
+    sigma = np.full(V, 0.004 * scale)
+    sigma[EXTREMITIES] = 0.012 * scale
     return rng.normal(0.0, 1.0, shape) * sigma[:, None]
 
 
@@ -679,13 +900,27 @@ class SynthConfig:
     classes: int = len(ACTIONS)
     repeats: int = 2
     anomalies: bool = False
+    family: str = "default"
+
+    @classmethod
+    def of_family(cls, family: str, **changes) -> "SynthConfig":
+        """The family's own dataset (its subjects, repeats and classes), with `changes`."""
+        fam = family_of(family)
+        base = {"subjects": fam.subjects, "repeats": fam.repeats, "classes": len(fam.actions)}
+        return cls(family=family, **{**base, **changes})
+
+    def kind(self) -> "Family":
+        return family_of(self.family)
 
     def check(self) -> "SynthConfig":
         subject_ids(self.subjects)
+        n_actions = len(self.kind().actions)
         for key, value, lo, hi in (("cameras", self.cameras, 1, 3), ("setups", self.setups, 1, 32),
-                                   ("classes", self.classes, 1, len(ACTIONS)), ("repeats", self.repeats, 1, 99)):
+                                   ("classes", self.classes, 1, n_actions), ("repeats", self.repeats, 1, 99)):
             if not lo <= value <= hi:
-                raise UserError(f"--{key} {value}: expected a value from {lo} to {hi}; choose one in that range")
+                raise UserError(f"--{key} {value}: expected a value from {lo} to {hi}"
+                                f"{f' (family {self.family})' if self.family != 'default' else ''}; "
+                                "choose one in that range")
         return self
 
 
@@ -696,13 +931,14 @@ def ntu_name(setup: int, cam: int, subject: int, rep: int, action: int) -> str:
 @lru_cache(maxsize=4)
 def performance(cfg: SynthConfig, setup: int, subject: int, rep: int, action: int) -> tuple[list[np.ndarray], int]:
     """World joints of one performance (seen by every camera of the setup) and its length."""
-    rng = np.random.default_rng([cfg.seed, setup, subject, rep, action])
-    act = ACTIONS[action - 1]
-    T = draw_length(rng)
+    fam = cfg.kind()
+    rng = np.random.default_rng([cfg.seed, setup, subject, rep, action] + fam.salt)
+    act = fam.actions[action - 1]
+    T = draw_length(rng, nuisance=fam.nuisance)
     who = [performer(cfg.seed, subject)]
     if act.persons == 2:                                         # the partner: another person
         who.append(performer(cfg.seed, 1000 + subject * 7 + rep))
-    motions = perform(act, T, rng, who)
+    motions = perform(act, T, rng, who, fam.nuisance)
     facing = (0.35 if rep % 2 == 0 else -0.35) * (rep > 1) + rng.normal(0.0, 0.2)
     centre = np.array([rng.uniform(-0.4, 0.4), 0.0, rng.uniform(-0.4, 0.4)])
     world = place(motions, [p.lengths for p in who], facing, centre, gap=rng.uniform(0.6, 1.5))
@@ -712,17 +948,17 @@ def performance(cfg: SynthConfig, setup: int, subject: int, rep: int, action: in
 LIMBS = ([4, 5, 6, 7, 21, 22], [8, 9, 10, 11, 23, 24], [12, 13, 14, 15], [16, 17, 18, 19])
 
 
-def tracking_glitches(rng: np.random.Generator, joints: np.ndarray) -> np.ndarray:
+def tracking_glitches(rng: np.random.Generator, joints: np.ndarray, rates: tuple = (0.3, 0.2)) -> np.ndarray:
     """Kinect's tracking errors on (B, T, V, 3): a joint that jumps away for a few frames, a limb
-    that freezes in place while the body moves on."""
+    that freezes in place while the body moves on (`rates`: the chance of each, per body)."""
     joints = joints.copy()
     B, T = joints.shape[:2]
     for b in range(B):
-        if rng.random() < 0.3:
+        if rng.random() < rates[0]:
             j = int(rng.choice(EXTREMITIES))
             t0 = int(rng.integers(0, T))
             joints[b, t0:t0 + int(rng.integers(2, 7)), j] += rng.normal(0.0, 0.15, 3)
-        if rng.random() < 0.2:
+        if rng.random() < rates[1]:
             limb = LIMBS[int(rng.integers(len(LIMBS)))]
             t0 = int(rng.integers(0, T))
             t1 = min(T, t0 + max(2, int(T * rng.uniform(0.1, 0.25))))
@@ -734,11 +970,13 @@ def tracking_glitches(rng: np.random.Generator, joints: np.ndarray) -> np.ndarra
 def render_clip(cfg: SynthConfig, setup: int, cam: int, subject: int, rep: int, action: int) -> Clip:
     """One NTU sample: the performance seen by camera `cam`, with sensor noise (and anomalies if asked)."""
     world, _ = performance(cfg, setup, subject, rep, action)             # shared by the cameras
-    rng = np.random.default_rng([cfg.seed, setup, subject, rep, action, cam, 1])
+    fam = cfg.kind()
+    rng = np.random.default_rng([cfg.seed, setup, subject, rep, action, cam, 1] + fam.salt)
     view = camera(cfg.seed, setup, cam, session=subject)
-    view = replace(view, tilt=view.tilt + rng.normal(0.0, 0.2))   # the performer stands on a slope, or leans
+    view = replace(view, tilt=view.tilt + rng.normal(0.0, fam.nuisance.lean))   # the performer stands on a slope, or leans
     joints = np.stack([view.see(w) for w in world])              # (B, T, V, 3)
-    joints = tracking_glitches(rng, joints + sensor_noise(rng, joints.shape))
+    joints = tracking_glitches(rng, joints + sensor_noise(rng, joints.shape, fam.nuisance.noise),
+                               fam.nuisance.glitches)
     if len(joints) == 2 and rng.random() < 0.5:                  # who is listed first: either person
         joints = joints[::-1]
     B, T = joints.shape[:2]
@@ -810,7 +1048,7 @@ def write_class_names(out: Path, cfg: SynthConfig) -> None:
     """`class_names.txt` beside the data: the synthetic actions' own names, which the preparers store."""
     from data_prep.classes import CLASS_NAMES_FILE
 
-    _write_text(out / CLASS_NAMES_FILE, "".join(f"{a.name}\n" for a in ACTIONS[: cfg.classes]))
+    _write_text(out / CLASS_NAMES_FILE, "".join(f"{a.name}\n" for a in cfg.kind().actions[: cfg.classes]))
 
 
 def _ntu_total(cfg: SynthConfig) -> int:

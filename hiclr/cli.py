@@ -5,7 +5,7 @@ from __future__ import annotations
 from data_prep.commands import run_cli
 
 # Each module of hiclr.commands defines `register(subparsers)`.
-COMMANDS = ["pretrain", "embed", "evaluate", "report", "demo", "bench", "sweep"]
+COMMANDS = ["pretrain", "embed", "evaluate", "report", "demo", "bench", "sweep", "show"]
 
 EPILOG = """examples:
   hiclr demo --out demo_out

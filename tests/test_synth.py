@@ -128,19 +128,20 @@ def _ridge_accuracy(train_x, train_y, test_x, test_y, classes, lam):
     return float(((b @ w).argmax(1) == test_y).mean())
 
 
-def test_the_class_is_in_how_the_body_moves_not_in_templates_or_the_mean_pose():
+@pytest.mark.parametrize("family", ["default", "field"])
+def test_the_class_is_in_how_the_body_moves_not_in_templates_or_the_mean_pose(family):
     """Nearest-neighbour template matching on the frame50 coordinates of other subjects and a
     linear read-out of the mean pose are weak, while a linear read-out of a shift-invariant motion
     summary (each joint's spread over time) is far better: the class is in which joints move and
-    how, hidden under per-subject, per-camera and timing nuisance."""
-    cfg = synth.SynthConfig(subjects=6, classes=len(synth.ACTIONS), repeats=2, cameras=2)
+    how, hidden under per-subject, per-camera and timing nuisance (in both families)."""
+    cfg = synth.SynthConfig.of_family(family, subjects=6, repeats=2, cameras=2)
     clips = list(synth.iter_ntu_clips(cfg))
     labels = np.array([c.label for c in clips])
     test = np.array([parse_ntu_name(c.name)["performer"] in synth.NTU60_TEST_SUBJECTS for c in clips])
     bodies = [c.bodies() for c in clips]
     mean_pose = np.stack([np.concatenate([b.mean(0).reshape(-1), [b.shape[0]]]) for b in bodies])
     views = np.stack([frame50(b) for b in bodies])                    # (N, C, T, V, M)
-    k = len(synth.ACTIONS)
+    k = len(cfg.kind().actions)
     cue = max(_ridge_accuracy(mean_pose[~test], labels[~test], mean_pose[test], labels[test], k, lam)
               for lam in (1.0, 10.0, 100.0))
     whole = views.reshape(len(views), -1)
@@ -215,3 +216,30 @@ def test_pkummd_format_writes_skeletons_labels_and_both_split_files(tmp_path):
     for label, start, end, _ in labels:                                       # body 2 only in 2-person classes
         second = np.abs(rows[start - 1: end, 75:]).sum(axis=1) > 0
         assert second.all() == (synth.ACTIONS[label - 1].persons == 2)
+
+
+def test_the_default_family_is_unchanged_and_the_field_family_has_its_own_actions_nuisance_and_size(tmp_path):
+    assert synth.SynthConfig() == synth.SynthConfig.of_family("default")
+    field = synth.SynthConfig.of_family("field")
+    assert (field.subjects, field.repeats, field.classes) == (20, 1, len(synth.FIELD_ACTIONS))
+    assert not {a.name for a in synth.FIELD_ACTIONS} & {a.name for a in synth.ACTIONS}
+    small = synth.SynthConfig.of_family("field", subjects=2, cameras=1)
+    clips = list(synth.iter_ntu_clips(small))
+    assert len(clips) == 2 * len(synth.FIELD_ACTIONS)
+    for clip in clips:
+        assert len(clip.joints) == synth.FIELD_ACTIONS[clip.label].persons
+    default_clips = list(synth.iter_ntu_clips(synth.SynthConfig(subjects=2, cameras=1, repeats=1)))
+    lengths = lambda cs: np.median([c.joints.shape[1] for c in cs])  # noqa: E731
+    assert lengths(clips) < lengths(default_clips)                    # shorter clips, among other nuisance
+
+
+def test_cli_synth_writes_the_field_family_with_its_class_names_and_refuses_it_for_pkummd(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    assert main(["synth", "--out", str(raw), "--family", "field", "--subjects", "2", "--cameras", "1"]) == 0
+    names = (raw / "class_names.txt").read_text().splitlines()
+    assert names == [a.name for a in synth.FIELD_ACTIONS]
+    assert len(list(raw.glob("*.skeleton"))) == 2 * len(names)
+    assert main(["synth", "--out", str(tmp_path / "pku"), "--family", "field", "--format", "pkummd"]) == 1
+    assert "--family field" in capsys.readouterr().err and not (tmp_path / "pku").exists()
+    assert main(["synth", "--out", str(tmp_path / "many"), "--family", "field", "--classes", "18"]) == 1
+    assert "--classes 18" in capsys.readouterr().err

@@ -214,6 +214,7 @@ class SemiSupervised(EncoderProtocol):
   hiclr semi --config configs/ntu60/xsub/semi_joint.yaml --encoder checkpoints/RUN/encoder.pt
   hiclr semi --config configs/ntu60/xsub/semi_joint.yaml --encoder RUN/encoder.pt --fractions 0.01 --seeds 0 1 2
   hiclr semi --config configs/ntu60/xsub/semi_joint.yaml --encoder random
+  hiclr semi --config configs/demo/finetune.yaml --encoder demo_out/pretrain/encoder.pt --fractions 0.1 0.3 --baseline random
 
 Each subset is saved as <run>/semi_<p>pct_seed<s>.npy (indices into /samples) with a .json record.
 Every epoch is as long as the whole training split, the subset cycled, as in the release
@@ -229,13 +230,23 @@ an init seeded by that subset's training seed.
         parser.add_argument("--seeds", type=int, nargs="+", help="subset seeds (eval.seeds)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
         add_report_argument(parser)
+        parser.add_argument("--baseline", choices=("random",), help="also train from scratch on the very same "
+                            "subsets; both runs, their table and a label-efficiency figure in one report")
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.semi import run_semi
+        if args.baseline:
+            from hiclr.eval.label_efficiency import run_label_efficiency
+            return run_label_efficiency(cfg, encoder, out=args.out, fractions=args.fractions, seeds=args.seeds,
+                                        resume=args.resume, plots=not args.no_plots)
         return run_semi(cfg, encoder, out=args.out, fractions=args.fractions, seeds=args.seeds,
                         resume=args.resume, plots=not args.no_plots, report=args.report)
 
     def summary(self, entry):
+        if "rows" in entry:
+            return "semi, pre-trained vs from scratch: " + ", ".join(
+                f"{r['fraction'] * 100:g} % {r['pretrained_mean']:.2f} vs {r['scratch_mean']:.2f} "
+                f"({r['difference']:+.2f})" for r in entry["rows"])
         return "semi: " + ", ".join(
             f"{k} top-1 {f['top1_last_mean']:.2f} ± {f['top1_last_std']:.2f} (last epoch, "
             f"{len(f['runs'])} seed{'s' if len(f['runs']) > 1 else ''})" for k, f in entry["fractions"].items())

@@ -1,5 +1,5 @@
 """PNG figures of a run: pre-training loss and diagnostics, accuracy curves, confusion matrix, 2-D
-feature map.
+feature map (t-SNE when scikit-learn is installed, PCA otherwise), label efficiency.
 
 matplotlib is an optional extra: `plots_available()` says whether it is installed, and every plot
 function raises `PlotsUnavailable` without it (the report writer then skips plots with a note).
@@ -271,10 +271,33 @@ def pca_2d(features: torch.Tensor) -> torch.Tensor:
     return coords.float()
 
 
+def tsne_available() -> bool:
+    """scikit-learn is installed (the optional `tsne` extra): the embedding figure is a t-SNE."""
+    try:
+        from sklearn.manifold import TSNE  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def embedding_2d(features: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(N, 2) map of (N, D) features and the method's name: t-SNE (scikit-learn, PCA-initialised,
+    perplexity 30 or less for few points, seeded) when scikit-learn is installed, else PCA."""
+    if not tsne_available() or features.shape[0] < 5:
+        return pca_2d(features), "PCA"
+    from sklearn.manifold import TSNE
+
+    x = features.double().numpy()
+    perplexity = float(min(30.0, (x.shape[0] - 1) / 3))
+    coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    return torch.from_numpy(np.ascontiguousarray(coords)).float(), "t-SNE"
+
+
 def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike,
-                   title: str = "test features (PCA)", max_points: int = 5000, seed: int = 0,
+                   title: str = "test features", max_points: int = 5000, seed: int = 0,
                    class_names: list[str] | None = None):
-    """Scatter of the first two principal components of the features, one distinct colour per class.
+    """2-D map of the features (`embedding_2d`: t-SNE with scikit-learn, PCA without), one distinct
+    colour per class; the title and the axes name the method.
 
     Up to 20 classes get a legend with their names; more are labelled at their cluster centres.
     """
@@ -284,7 +307,7 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
     if features.shape[0] > max_points:
         keep = torch.randperm(features.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]
         features, labels = features[keep.sort().values], labels[keep.sort().values]
-    coords = pca_2d(features)
+    coords, method = embedding_2d(features, seed)
     fig = _figure(6.5, 5.5)
     ax = fig.add_subplot()
     classes = sorted(set(labels.tolist()))
@@ -299,10 +322,45 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
                         color=colour, fontweight="bold")
     if len(classes) <= 20:
         ax.legend(title="class", fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title(title)
+    axis = "PC" if method == "PCA" else method
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    note = "" if method != "PCA" else "; pip install 'hiclr-toolkit[tsne]' for t-SNE"
+    ax.set_title(f"{title} ({method}{note})", fontsize=10 if note else None)
     fig.tight_layout()
-    _save(fig, out, {"kind": "embedding", "x": coords[:, 0].tolist(), "y": coords[:, 1].tolist(),
-                     "label": labels.tolist()})
+    _save(fig, out, {"kind": "embedding", "method": method, "x": coords[:, 0].tolist(),
+                     "y": coords[:, 1].tolist(), "label": labels.tolist()})
     return fig
+
+
+# ---------------------------------------------------------------- label efficiency
+
+def plot_label_efficiency(rows: list[dict], out: str | os.PathLike, metric: str = "top1_last",
+                          title: str = "label efficiency", spread_over: str = "subset seed"):
+    """Top-1 against the labelled fraction: the pre-trained encoder fine-tuned and the same
+    architecture from scratch, each mean over the subset seeds with a +- std band and every seed's
+    value as a dot (`rows`: `hiclr.eval.label_efficiency.comparison_rows`). Returns the path."""
+    fig = _figure(5.5, 4.0)
+    ax = fig.add_subplot()
+    x = np.array([r["fraction"] * 100 for r in rows])
+    for side, label, colour in (("pretrained", "fine-tuned from the pre-trained encoder", "tab:blue"),
+                                ("scratch", "from scratch (random init)", "tab:orange")):
+        mean = np.array([r[f"{side}_mean"] for r in rows])
+        std = np.array([r[f"{side}_std"] for r in rows])
+        ax.plot(x, mean, "o-", color=colour, label=label)
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+        for xi, r in zip(x, rows):
+            ax.scatter([xi] * len(r[side]), r[side], s=8, color=colour, alpha=0.6)
+    if len(x) > 1 and x.max() / max(x.min(), 1e-9) >= 8:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g} %" for v in x])
+    ax.set_xlabel("labelled fraction of the training set")
+    ax.set_ylabel(f"test top-1 (%, {'last' if metric.endswith('_last') else 'best'} epoch)")
+    seeds = len(rows[0]["seeds"]) if rows else 0
+    ax.set_title(f"{title} (mean ± std over {seeds} {spread_over}{'s' if seeds != 1 else ''})", fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out, {"kind": "label_efficiency", "metric": metric, "fraction": x.tolist(),
+                            **{f"{s}_{k}": [r[f"{s}_{k}"] for r in rows] for s in ("pretrained", "scratch")
+                               for k in ("mean", "std")}})
