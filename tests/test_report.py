@@ -12,7 +12,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("PIL")
 
 from hiclr.report import assemble, write_report  # noqa: E402
-from hiclr.report.plots import pca_2d, read_png_data  # noqa: E402
+from hiclr.report.plots import embedding_2d, pca_2d, read_png_data  # noqa: E402
 
 
 def linear_entry(top1s, top5s=None, confusion=((3, 1), (0, 4))):
@@ -59,7 +59,7 @@ def test_report_files_and_figures_match_the_runs_numbers(tmp_path):
     assert loss["x"] == [r["step"] for r in rows if r["kind"] == "step"]
     assert loss["y"] == [r["loss"] for r in rows if r["kind"] == "step"]
     emb = read_png_data(run / "embedding.png")
-    coords = pca_2d(features)
+    coords, _ = embedding_2d(features)   # t-SNE where scikit-learn is installed, else PCA
     np.testing.assert_allclose(emb["x"], coords[:, 0].numpy(), rtol=1e-5, atol=1e-6)
     assert emb["label"] == labels.tolist()
 
