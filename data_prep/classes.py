@@ -15,7 +15,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 CLASS_NAMES_FILE = "class_names.txt"
 _RESOURCES = {"ntu60": ("ntu120_class_names.txt", 60), "ntu120": ("ntu120_class_names.txt", 120),

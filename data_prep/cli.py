@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from data_prep.commands import run_cli
+from hiclr.common.command_line import run_cli
 
 # (subcommand module, in the order `--help` lists them); each module defines
 # `register(subparsers)` which adds its parser(s) and sets `func=handler(args) -> int`.

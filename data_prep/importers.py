@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from data_prep.empty import empty_counts, is_empty
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.safe_pickle import safe_load
 
 V, C, M = 25, 3, 2

@@ -111,5 +111,5 @@ def report_stats(dest: Path, memory: PeakMemory, items: list[str], elapsed: floa
     if str(dest) == "-":
         print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
     else:
-        from data_prep.atomic import atomic_write_text
+        from hiclr.common.atomic import atomic_write_text
         atomic_write_text(dest, json.dumps(stats, indent=1) + "\n", durable=False)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 LISTS = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
          "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}

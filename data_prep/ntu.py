@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.atomic import atomic_write_bytes
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_write_bytes
+from hiclr.common.errors import UserError
 
 NUM_JOINTS = 25
 BODY_FIELDS = 10

@@ -16,12 +16,12 @@ import numpy as np
 from data_prep.bodies import MOTION_FIXES, select_bodies
 from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
 from data_prep.empty import empty_counts, is_empty
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.missing import load_missing_list, missing_samples
 from data_prep.ntu import parse_ntu_name, read_skeleton
 from data_prep.parallel import ordered_map
 from data_prep.presets import FRAME50_PARAMS, frame50
-from data_prep.progress import progress
+from hiclr.common.progress import progress
 from data_prep.splits import NTU60_MAX_SETUP, NUM_CLASSES, ntu_splits
 from data_prep.store import StoreWriter
 

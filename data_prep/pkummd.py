@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from data_prep.empty import empty_counts, is_empty
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 V, C, M = 25, 3, 2
 ROW = V * C * M                    # 150 numbers per frame
@@ -346,7 +346,7 @@ def load_pkummd(phase: int, skeletons: str | os.PathLike, labels: str | os.PathL
 
     For a small set or a look at the data; `prepare_pkummd` streams to the store instead.
     """
-    from data_prep.progress import progress as progress_bar
+    from hiclr.common.progress import progress as progress_bar
 
     plan = _plan(phase, skeletons, labels, splits)
     names, columns, bodies_out, empty, counts = [], [], [], [], dict(plan.counts)
@@ -377,7 +377,7 @@ def prepare_pkummd(phase: int, skeletons, labels, splits, out, bodies: str = "fi
     """
     from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
     from data_prep.presets import FRAME50_PARAMS
-    from data_prep.progress import progress as progress_bar
+    from hiclr.common.progress import progress as progress_bar
     from data_prep.store import StoreWriter
 
     if workers < 1:

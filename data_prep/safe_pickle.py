@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 try:                                                    # numpy >= 2
     from numpy._core import multiarray as _multiarray

@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 
 from data_prep import __version__
-from data_prep.atomic import atomic_path
+from hiclr.common.atomic import atomic_path
 from data_prep.checksums import content_problems, implausible_size, write_content_checksums
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)

@@ -25,8 +25,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from data_prep.errors import UserError
-from data_prep.atomic import atomic_write_bytes
+from hiclr.common.errors import UserError
+from hiclr.common.atomic import atomic_write_bytes
 
 V = 25
 # 0-based parent of each joint (NTU numbering minus one); thumbs and tips hang from the hand.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from data_prep.commands import run_cli
+from hiclr.common.command_line import run_cli
 
 # Each module of hiclr.commands defines `register(subparsers)`.
 COMMANDS = ["pretrain", "embed", "evaluate", "report", "demo", "bench", "sweep", "show"]

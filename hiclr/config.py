@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-from data_prep.errors import UserError
-from data_prep.atomic import atomic_write_text
+from hiclr.common.errors import UserError
+from hiclr.common.atomic import atomic_write_text
 from hiclr.config_rules import (COUNT, MAX_SEED, ONOFF, POSITIVE, BlockPlan, Choice, Either, Flag, Int, Key,
                                 ListOf, Mapping, Num, Stages, Text, check_values)
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 @dataclass(frozen=True)
 class Int:

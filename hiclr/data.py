@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from data_prep.checksums import check_datasets
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.store import damaged_store_guard, open_store, store_summary
 
 PARTS = ("train", "test", "all")

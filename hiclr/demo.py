@@ -22,8 +22,8 @@ import shutil
 import time
 from pathlib import Path
 
-from data_prep.atomic import atomic_write_text
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_write_text
+from hiclr.common.errors import UserError
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 

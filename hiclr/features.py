@@ -21,7 +21,7 @@ def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 2
     device = torch.device(device)
     was_training = encoder.training
     encoder.to(device).eval()
-    from data_prep.progress import progress as progress_of   # a bar on a terminal, lines in a log
+    from hiclr.common.progress import progress as progress_of   # a bar on a terminal, lines in a log
 
     batches = range(0, len(x), batch_size)
     out = []

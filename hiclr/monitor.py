@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 MONITOR_STREAM = 1_000_003   # derive_seed stream of the subset draw (the loop uses 0 and 1 + rank)
 COLLAPSE_LOSS_TOLERANCE = 0.02   # the loss rule: epoch mean within 2 % of the uniform-logits loss

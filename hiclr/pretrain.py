@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.engine import TrainData, TrainResult, is_main_process, seed_everything, train
 
 

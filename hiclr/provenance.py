@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from data_prep.atomic import atomic_write_text
+from hiclr.common.atomic import atomic_write_text
 
 
 def _jsonable(value):

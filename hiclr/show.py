@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 PERSON_COLOURS = ("tab:blue", "tab:orange")
 MASKED_COLOUR = "0.55"
@@ -143,7 +143,7 @@ def _class_index(text: str, classes: list[str], path: Path) -> int:
 # ---------------------------------------------------------------- drawing
 
 def bone_pairs() -> list[tuple[int, int]]:
-    from hiclr.graph import NTU_EDGES
+    from hiclr.models.graph import NTU_EDGES
     return list(NTU_EDGES)
 
 
@@ -314,7 +314,7 @@ def write_gif(clip: ClipData, out: str | os.PathLike, fps: int = 10, stream: str
 
 
 def _save_png(fig, out: str | os.PathLike) -> Path:
-    from data_prep.atomic import atomic_write
+    from hiclr.common.atomic import atomic_write
     return atomic_write(Path(out), lambda f: fig.savefig(f, format="png"))
 
 
@@ -367,7 +367,7 @@ def _edge_changes(edges, V: int) -> tuple[set, list]:
     on its NTU adjacency: a bone counts as dropped when any non-zero entry of it is zeroed."""
     if edges is None:
         return set(), []
-    from hiclr.graph import ntu_graph
+    from hiclr.models.graph import ntu_graph
 
     A = torch.as_tensor(ntu_graph(), dtype=torch.float32)            # (K, V, V)
     drawn = edges.with_defaults(0.0, 1.0) if edges.add is None else edges

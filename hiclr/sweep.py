@@ -19,8 +19,8 @@ from typing import Callable
 
 import yaml
 
-from data_prep.atomic import atomic_write_text
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_write_text
+from hiclr.common.errors import UserError
 from hiclr.eval.baselines import BASELINES
 
 TOP_KEYS = ("pretrain", "linear", "knn", "seeds", "baselines", "reference", "variants")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from data_prep.atomic import atomic_path, atomic_write, atomic_write_text
+from hiclr.common.atomic import atomic_path, atomic_write, atomic_write_text
 
 
 def test_a_completed_write_replaces_the_old_file_and_leaves_no_partial(tmp_path):

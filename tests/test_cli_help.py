@@ -48,7 +48,7 @@ def test_a_sigterm_that_a_library_swallows_during_the_imports_still_ends_the_com
     import signal
     import textwrap
 
-    from data_prep.commands import run_cli
+    from hiclr.common.command_line import run_cli
     (tmp_path / "swallowing").mkdir()
     (tmp_path / "swallowing" / "__init__.py").write_text("")
     (tmp_path / "swallowing" / "cmd.py").write_text(textwrap.dedent("""
@@ -71,5 +71,5 @@ def test_a_sigterm_that_a_library_swallows_during_the_imports_still_ends_the_com
     assert capsys.readouterr().err.strip().splitlines() == [
         "tool: terminated (SIGTERM); no half-written file is left under its final name"]
     assert signal.getsignal(signal.SIGTERM) is previous          # the handler is restored
-    from data_prep.commands import sigterm_received
+    from hiclr.common.command_line import sigterm_received
     assert sigterm_received() is False                           # and the next command starts afresh

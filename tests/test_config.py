@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.config import ENCODER_KEYS, SCHEMA, STREAMS, defaults, load_config, save_config, schema_for
 from hiclr.config_rules import Choice, Either, Int, Key, ListOf, Mapping, Num
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hiclr.data
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.data import dataset_info, load_split
 
 

@@ -199,7 +199,7 @@ def test_torchrun_restarts_a_killed_worker_and_ends_with_the_uninterrupted_encod
 
 def test_auto_resume_starts_afresh_in_an_empty_folder_and_resumes_a_folder_with_a_checkpoint(
         store, tmp_path, capsys):
-    from data_prep.commands import run_cli
+    from hiclr.common.command_line import run_cli
 
     def hiclr(*argv):
         return run_cli("hiclr", "", "hiclr.commands", ["pretrain"], "", list(argv))

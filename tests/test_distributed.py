@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.engine import Interrupted, TrainData, load_checkpoint, train
 from hiclr.engine.distributed import shutdown_distributed
 from test_engine import ToyTask, toy_cfg, toy_data

@@ -10,13 +10,13 @@ import torch
 import yaml
 
 from closeness import assert_relatively_close
-from data_prep.commands import run_cli
-from data_prep.errors import UserError
+from hiclr.common.command_line import run_cli
+from hiclr.common.errors import UserError
 from hiclr.augment import (AUGMENTATIONS, HICLR_VIEWS, DropAddEdges, EdgePerturbation, GrowingPolicy,
                            JointMask, SkeleAdaIN)
 from hiclr.augment.edges import DEFAULT_ADD, DEFAULT_ADD_VALUE, hashed_uniform
 from hiclr.config import load_config
-from hiclr.graph import GRAPHS
+from hiclr.models.graph import GRAPHS
 from hiclr.models import STGCN
 from hiclr.pretrain import build_policy
 from hiclr.ssl import ContrastiveLearner

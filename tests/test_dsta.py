@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.config import ENCODER_KEYS, load_config
 from hiclr.config_rules import Key
 from hiclr.models import DSTA, ENCODERS, build_encoder, load_encoder, load_encoder_state, save_encoder
@@ -432,7 +432,7 @@ def test_the_encoder_pre_trains_with_hiclr_and_writes_a_loadable_encoder(tmp_pat
 def test_hiclr_embed_and_the_linear_probe_take_a_dsta_encoder(tmp_path):
     import numpy as np
 
-    from data_prep.commands import run_cli
+    from hiclr.common.command_line import run_cli
     from hiclr.eval.linear import run_linear
 
     data = _tiny_store(tmp_path)
@@ -535,7 +535,7 @@ def test_hiclr_embed_and_knn_take_a_release_transformer_checkpoint(tmp_path):
     import h5py
     import numpy as np
 
-    from data_prep.commands import run_cli
+    from hiclr.common.command_line import run_cli
     from hiclr.eval.knn import run_knn
 
     data = _tiny_store(tmp_path, n=12)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.commands import run_cli
+from hiclr.common.command_line import run_cli
 from hiclr.augment.streams import to_stream
 from hiclr.features import extract_features
 from hiclr.models import STGCN, save_encoder

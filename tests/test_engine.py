@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.config import load_config
 from hiclr.engine import (Interrupted, NonFiniteLoss, TrainData, load_checkpoint, lr_factor_fn,
                           resolve_device, train)
@@ -171,7 +171,7 @@ def test_sigterm_saves_after_the_current_step_and_resume_is_exact(tmp_path):
 
 
 def test_a_sigterm_the_commands_start_up_received_stops_the_loop_after_its_first_step(tmp_path, monkeypatch):
-    from data_prep import commands
+    from hiclr.common import command_line as commands
     monkeypatch.setattr(commands, "_TERMINATED", True)     # received, and swallowed by a library
     with pytest.raises(Interrupted) as stop:
         train(ToyTask(), toy_data(), toy_cfg(epochs=2), tmp_path / "r")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.eval.common import save_logits
 from hiclr.eval.ensemble import ensemble_logits, ensemble_runs, run_ensemble, stream_weights
 

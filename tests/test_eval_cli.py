@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from data_prep.commands import run_cli
+from hiclr.common.command_line import run_cli
 from test_linear import write_tiny_store
 
 

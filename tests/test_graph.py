@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from hiclr.graph import (BONE_PAIRS, FLIP_PERMUTATION, NTU_CENTER, NTU_EDGES, NTU_EDGES_1BASED,
+from hiclr.models.graph import (BONE_PAIRS, FLIP_PERMUTATION, NTU_CENTER, NTU_EDGES, NTU_EDGES_1BASED,
                          hop_distance, ntu_graph)
 
 

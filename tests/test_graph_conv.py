@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from closeness import assert_relatively_close, relative_error
-from hiclr.graph import ntu_graph
+from hiclr.models.graph import ntu_graph
 from hiclr.models import STGCN
 from hiclr.models.stgcn import GraphConv, cheaper_graph_conv_order
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.config import defaults, load_config
 from hiclr.models import build_encoder, init_weights, load_encoder, save_encoder
 from hiclr.ssl import ContrastiveLearner

@@ -185,7 +185,7 @@ def test_standardised_features_rescue_the_reference_probe_from_a_dominant_common
 
 
 def test_run_linear_labels_the_standardised_mode_and_refuses_it_through_the_encoder(tmp_path):
-    from data_prep.errors import UserError
+    from hiclr.common.errors import UserError
     from hiclr.eval import linear
     from hiclr.models import build_encoder
 

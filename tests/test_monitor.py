@@ -146,7 +146,7 @@ def test_without_a_test_split_the_monitor_says_so_once_and_is_off(tmp_path, caps
 
 
 def test_monitor_keys_are_checked(data, tmp_path):
-    from data_prep.errors import UserError
+    from hiclr.common.errors import UserError
     for bad in ("run.monitor_every=-1", "run.monitor_samples=0", "run.monitor_every=1.5"):
         with pytest.raises(UserError, match=bad.split("=")[0]):
             config(data, tmp_path, bad)

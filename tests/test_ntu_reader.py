@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.ntu import parse_ntu_name, read_skeleton, write_skeleton
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ntu" / "skeletons"

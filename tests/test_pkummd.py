@@ -12,7 +12,7 @@ import pytest
 
 from data_prep import pkummd, synth
 from data_prep.cli import main
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.presets import frame50
 from data_prep.store import verify_store
 
@@ -329,7 +329,7 @@ def test_an_action_id_outside_1_to_51_names_file_and_line(pku, tmp_path, capsys,
 
 
 def test_a_phase_2_store_reports_only_the_classes_present_with_51_outputs(pku, tmp_path, capsys):
-    from data_prep.commands import run_cli
+    from hiclr.common.command_line import run_cli
 
     root = _as_phase_2(pku, tmp_path, shift=45)
     out = tmp_path / "pku2.h5"

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from data_prep.commands import run_cli
+from hiclr.common.command_line import run_cli
 from tiny_store import write_tiny_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +89,7 @@ def test_a_finished_run_is_kept_unless_resumed_or_overwritten(data, tmp_path, ca
 
 
 def test_sigterm_from_outside_saves_last_pt_and_exits_with_one_line(data, tmp_path):
-    code = ("import sys; from data_prep.commands import run_cli; "
+    code = ("import sys; from hiclr.common.command_line import run_cli; "
             "sys.exit(run_cli('hiclr', '', 'hiclr.commands', ['pretrain'], '', sys.argv[1:]))")
     args = [sys.executable, "-c", code, "pretrain", "--config", str(TINY), "--data", str(data),
             "--out", str(tmp_path), "--epochs", "1000", *FAST]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hiclr.report import write_pretrain_curve
-from hiclr.report.pretrain import DIAGNOSTICS
+from hiclr.report.pretrain_curve import DIAGNOSTICS
 
 BASE = [
     {"kind": "epoch", "epoch": 1, "step": 20, "loss": 14.066409301757812, "embed_std": 0.0433276355266571,

@@ -2,7 +2,7 @@
 
 import io
 
-from data_prep.progress import LineProgress, format_duration, progress
+from hiclr.common.progress import LineProgress, format_duration, progress
 
 
 class Clock:

@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data_prep.errors import UserError
-from hiclr.graph import ntu_graph
+from hiclr.common.errors import UserError
+from hiclr.models.graph import ntu_graph
 from hiclr.models import STGCN, load_encoder, load_encoder_state, save_encoder
-from hiclr.models.checkpoint import FORMAT, infer_encoder_cfg
+from hiclr.models.encoder_files import FORMAT, infer_encoder_cfg
 
 
 # --- a faithful copy of the reference's ST-GCN (AimCLR / HiCLR net/st_gcn.py) ----------------------
@@ -272,7 +272,7 @@ def test_a_reference_trained_on_another_graph_is_refused(tmp_path):
 def test_a_data_file_given_as_encoder_is_named_as_such(tmp_path):
     import h5py
 
-    from data_prep.errors import UserError
+    from hiclr.common.errors import UserError
     from hiclr.models import load_encoder_state
 
     path = tmp_path / "ntu60.h5"

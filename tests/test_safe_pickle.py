@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import pytest
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.safe_pickle import safe_load, safe_loads
 
 

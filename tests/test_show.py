@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from data_prep import synth
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.presets import frame50
 from hiclr.augment import GrowingPolicy
 from hiclr.cli import main

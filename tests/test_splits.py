@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.missing import load_missing_list, missing_samples, parse_missing_list
 from data_prep.ntu import parse_ntu_name
 from data_prep.splits import NTU60_MAX_SETUP, ntu_splits

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from data_prep.errors import UserError
-from hiclr.graph import ntu_graph
+from hiclr.common.errors import UserError
+from hiclr.models.graph import ntu_graph
 from hiclr.models import ENCODERS, STGCN, build_encoder
 
 

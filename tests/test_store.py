@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.splits import ntu_splits
 from data_prep.store import open_store, split_sha256, store_summary, verify_store, write_store
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import data_prep.checksums
-from data_prep.commands import run_cli
-from data_prep.errors import UserError
+from hiclr.common.command_line import run_cli
+from hiclr.common.errors import UserError
 from hiclr.config import load_config
 from hiclr.data import load_split, store_identity, verify_store_of
 from tiny_store import write_tiny_store

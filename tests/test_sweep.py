@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from data_prep.commands import run_cli
-from data_prep.errors import UserError
+from hiclr.common.command_line import run_cli
+from hiclr.common.errors import UserError
 from tiny_store import write_tiny_store
 from hiclr.sweep import aggregate, format_mean_std, format_table, load_sweep, step_cost
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from data_prep import importers
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 EPILOG = """examples:
   hiclr-prep import stgcn --train-data xsub/train_data_joint.npy --train-labels xsub/train_label.pkl \\

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from data_prep import synth
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 EPILOG = """examples:
   hiclr-prep synth --out data/synth_raw                      # the demo's dataset (NTU format)

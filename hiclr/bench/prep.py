@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.raw is not None:
             paths = sorted(Path(args.raw).glob("*.skeleton"))[: args.files]
             if not paths:
-                from data_prep.errors import UserError
+                from hiclr.common.errors import UserError
                 raise UserError(f"{args.raw}: no .skeleton files found; give --raw a folder of NTU .skeleton files")
             raw = Path(args.raw)
             if len(paths) < len(sorted(raw.glob("*.skeleton"))):     # prep the chosen files only

@@ -124,7 +124,7 @@ _SWITCH_VALUES = {"augment": ("numpy", "batched"), "fused_views": ("auto", "sepa
 def parse_variant(spec: str) -> dict:
     """Settings of a variant written as our switches changed from ours, joined by '+', e.g.
     ``precision=fp32+fused_views=separate+compile=reduce-overhead`` (compile: true, false or a mode)."""
-    from data_prep.errors import UserError
+    from hiclr.common.errors import UserError
     from hiclr.engine import compile_options
     settings = dict(OURS)
     for part in spec.split("+"):
@@ -245,7 +245,7 @@ def _sync(device: torch.device) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from data_prep.errors import UserError
+    from hiclr.common.errors import UserError
     from hiclr.engine import resolve_device
     _, width, batch, queue = SIZES[args.size]
     args.width, args.batch, args.queue = args.width or width, args.batch or batch, args.queue or queue

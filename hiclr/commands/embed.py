@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.atomic import atomic_write
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_write
+from hiclr.common.errors import UserError
 from hiclr.config import STREAMS
 
 EPILOG = """examples:

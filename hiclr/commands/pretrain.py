@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 def auto_resume(run_dir, resume: bool, overwrite: bool) -> tuple[bool, bool]:
     """(resume, overwrite) for --auto-resume: resume when `run_dir` holds a good checkpoint; else a
     fresh start, over whatever unreadable checkpoint a crash left there (named on stderr)."""
-    from data_prep.errors import UserError
+    from hiclr.common.errors import UserError
     from hiclr.engine.resume import find_checkpoint
 
     if resume or overwrite:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_prep.atomic import atomic_write
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_write
+from hiclr.common.errors import UserError
 
 FORMAT = "hiclr-checkpoint/1"
 CHECKSUM_KEY = "checksum"        # sha256 of everything else in the payload (`payload_sha256`)

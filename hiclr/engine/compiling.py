@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 #: `torch.compile` modes (`engine.compile: MODE`); any other string names a backend (e.g. eager).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.engine.distributed import DistInfo
 
 

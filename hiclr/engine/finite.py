@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.engine.checkpoint import load_checkpoint
 from hiclr.engine.distributed import DistInfo, any_rank
 

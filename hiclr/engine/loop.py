@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from data_prep.atomic import atomic_write_text
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_write_text
+from hiclr.common.errors import UserError
 from hiclr.config import save_config
 from hiclr.engine.checkpoint import FORMAT, atomic_save, capture_rng, rank_entry, restore_rng, to_host
 from hiclr.engine.compiling import (COMPILE_MODES, CompileClock, captures_cuda_graphs,  # noqa: F401
@@ -426,5 +426,5 @@ def _write_checkpoint(r: Run, path: Path, state: Progress, gen: torch.Generator,
 
 def _progress(total: int, initial: int, enabled: bool):
     """A bar on a terminal; a line every few seconds (done / total, rate, ETA) in logs."""
-    from data_prep.progress import progress
+    from hiclr.common.progress import progress
     return progress(total, desc="train", unit="step", initial=initial, enabled=enabled)

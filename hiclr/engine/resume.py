@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from data_prep.atomic import atomic_path
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_path
+from hiclr.common.errors import UserError
 from hiclr.engine.checkpoint import load_checkpoint
 
 # Keys that may change on resume: where the run lives and what it prints, never what it computes.

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 
 class Interrupted(UserError):
@@ -36,7 +36,7 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
-        from data_prep.commands import sigterm_received
+        from hiclr.common.command_line import sigterm_received
         if sigterm_received():        # a SIGTERM the command's start-up received and a library swallowed
             self.signal = "SIGTERM"
         return self

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 BASELINES = ("raw", "random")
 

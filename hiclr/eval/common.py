@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.engine.checkpoint import atomic_save
 
 LOGITS_FILE = "logits.npz"

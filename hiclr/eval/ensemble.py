@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.config import SCHEMA
 from hiclr.eval.common import (LOGITS_BEST_FILE, LOGITS_FILE, SELECTED_ON_TEST, check_report, classification_summary,
                                load_logits)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.eval.common import ReleaseBest, classification_summary, release_eval_interval, topk_accuracy
 
 

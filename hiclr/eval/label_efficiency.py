@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from data_prep.atomic import atomic_write_text
+from hiclr.common.atomic import atomic_write_text
 
 SUMMARY = "label_efficiency"
 

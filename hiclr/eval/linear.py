@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.eval.common import SELECTED_ON_TEST, ReleaseBest, classification_summary, release_eval_interval, topk_accuracy
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
@@ -190,7 +190,7 @@ def linear_summary(result: LinearResult, test_labels: torch.Tensor, num_classes:
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled:
         return None
-    from data_prep.progress import progress
+    from hiclr.common.progress import progress
     return progress(total, desc=desc, unit="epoch")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.registry import Registry
 
 PROTOCOLS = Registry("protocol")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.errors import UserError
-from data_prep.atomic import atomic_write, atomic_write_text
+from hiclr.common.errors import UserError
+from hiclr.common.atomic import atomic_write, atomic_write_text
 
 
 def class_quota(labels: np.ndarray, fraction: float, num_classes: int | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ import inspect
 
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.models.dsta import DSTA
 from hiclr.models.init import INIT_SCHEMES, check_init, init_weights
 from hiclr.models.raw import RawInput
@@ -63,7 +63,7 @@ def _suggest(word: str, known) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-from hiclr.models.checkpoint import (  # noqa: E402  (checkpoint uses build_encoder)
+from hiclr.models.encoder_files import (  # noqa: E402  (checkpoint uses build_encoder)
     infer_encoder_cfg, load_encoder, load_encoder_state, save_encoder,
 )
 

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from hiclr.graph import GRAPHS
+from hiclr.models.graph import GRAPHS
 
 
 #: `GraphConv` orders: the reference's, the cheaper one, and the per-block choice by cost.

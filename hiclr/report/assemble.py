@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.report.writer import read_report
 
 COLUMN_ORDER = ("linear", "knn", "semi", "finetune", "ensemble")

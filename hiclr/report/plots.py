@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from data_prep.atomic import atomic_write
+from hiclr.common.atomic import atomic_write
 
 PNG_DATA_KEY = "hiclr-data"
 
@@ -152,7 +152,7 @@ def plot_pretrain_diagnostics(series: dict[str, dict], out: str | os.PathLike, t
     """The objective's own diagnostics per epoch: one panel with the shares (agreements, kept share,
     edge precision, in %), and one panel for each other value (e.g. the equivariance error, which
     should fall). series: {key: {"title", "share": bool, "epoch": [...], "value": [...]}} as
-    `hiclr.report.pretrain.diagnostic_series` gives it; returns the Figure."""
+    `hiclr.report.pretrain_curve.diagnostic_series` gives it; returns the Figure."""
     shares = {k: s for k, s in series.items() if s["share"]}
     panels = ([("shares (%)", shares)] if shares else []) + \
         [(s["title"], {k: s}) for k, s in series.items() if not s["share"]]

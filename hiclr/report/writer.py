@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from data_prep.atomic import atomic_write_text
+from hiclr.common.atomic import atomic_write_text
 from hiclr.report import plots as P
-from hiclr.report.pretrain import diagnostic_series, epoch_records
+from hiclr.report.pretrain_curve import diagnostic_series, epoch_records
 
 FORMAT = "hiclr-report/1"
 PROTOCOL_TITLES = {"linear": "Linear probe", "knn": "kNN", "semi": "Semi-supervised",

@@ -7,7 +7,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 
 MEMORY_PER_BYTE = 200          # a reader may take this many bytes per input byte ...
 MEMORY_FLOOR = 96 << 20        # ... plus this much (the unpickler's budget floor is 64 MiB)

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from hiclr.config import load_config, schema_for
 
 SCHEMA = schema_for("stgcn")       # the default encoder's model keys with the rest

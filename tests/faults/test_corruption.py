@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tiny_store import write_tiny_store
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.store import store_summary, verify_store
 from hiclr.config import load_config
 from hiclr.data import load_split

@@ -23,7 +23,7 @@ import reference_readers as ref
 from harness import run_reader
 from strategies import NASTY, mutated, ntu_files, pku_files, pku_label_files, split_files
 from data_prep import importers, ntu, pkummd
-from data_prep.errors import UserError
+from hiclr.common.errors import UserError
 from data_prep.store import verify_store
 
 SCALE = float(os.environ.get("HICLR_FUZZ_SCALE", "1"))     # multiplies the long campaign's sizes

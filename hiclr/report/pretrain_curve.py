@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from data_prep.atomic import atomic_write_text
-from data_prep.errors import UserError
+from hiclr.common.atomic import atomic_write_text
+from hiclr.common.errors import UserError
 from hiclr.report import plots as P
 
 

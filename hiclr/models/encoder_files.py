@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from data_prep.errors import UserError
-from hiclr.graph import GRAPHS
+from hiclr.common.errors import UserError
+from hiclr.models.graph import GRAPHS
 from hiclr.models.dsta import DSTA_BLOCKS, spatial_encoding
 
 FORMAT = "hiclr-encoder/1"

@@ -1,0 +1,1 @@
+"""What both packages share: errors, atomic writes, progress and the command-line driver."""
