@@ -76,11 +76,14 @@ class SyncCounter(TorchDispatchMode):
         return "\n".join(f"{count} x {reason} at {where}" for (reason, where), count in self.found.items())
 
 
-def engine_steps(overrides: list[str], policy: str = "hiclr_default", mining: bool = False):
+def engine_steps(overrides: list[str], policy: str = "hiclr_default", mining: bool = False,
+                 config: Path = TINY, revisit: int | None = None):
     """A function running the engine's training step (views, loss, backward, clipping, optimizer
-    and schedule) on the next batch: the tiny pre-training config with ``overrides`` and the
-    stages of ``configs/augment/<policy>.yaml``; the epoch is before or after the mining epoch."""
-    cfg = load_config(TINY, [*overrides, "optim.grad_clip=1.0"])
+    and schedule) on the next batch: the pre-training config ``config`` (the tiny one) with
+    ``overrides`` and the stages of ``configs/augment/<policy>.yaml``; the epoch is before or after
+    the mining epoch. ``revisit``: sample ids cycle every ``revisit`` batches (so the queue holds
+    older keys of a batch's samples), else every batch has new ids."""
+    cfg = load_config(config, [*overrides, "optim.grad_clip=1.0"])
     shipped = load_config(ROOT / "configs" / "augment" / f"{policy}.yaml")["augment"]
     cfg["augment"].update(stages=shipped["stages"], reference_quirks=shipped["reference_quirks"])
     torch.manual_seed(0)
@@ -97,7 +100,7 @@ def engine_steps(overrides: list[str], policy: str = "hiclr_default", mining: bo
     done = []
 
     def step():
-        ids = torch.arange(B) + len(done) * B
+        ids = torch.arange(B) + (len(done) if revisit is None else len(done) % revisit) * B
         batch = Batch(torch.randn(B, 3, T, 25, 2, generator=data), torch.zeros(B, dtype=torch.long), ids)
         loss, metrics = task.step(learner, batch, generator, epoch)
         optimizer.zero_grad(set_to_none=True)
@@ -177,4 +180,17 @@ def test_the_transformer_step_with_every_strong_augmentation_never_waits_for_the
     """DSTA-Net takes Drop/Add edges with its release default, which also adds edges."""
     small = "model.blocks=[[3, 8, 4, 1], [8, 8, 4, 2]]"
     counter = count_syncs(engine_steps(["model.name=dsta", small], "strong_all", mining=True))
+    assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"
+
+
+VARIANTS = ("transitive", "hough_dense", "equivariant")
+
+
+@pytest.mark.parametrize("mining", (False, True), ids=("before_mining", "mining"))
+@pytest.mark.parametrize("objective", VARIANTS)
+def test_a_variant_objective_step_never_waits_for_the_device(objective, mining):
+    """The variant objectives as configs/variants/tiny_<objective>.yaml sets them; the sample ids
+    come back every other batch, so the queue holds older keys of the batch's own samples."""
+    config = ROOT / "configs" / "variants" / f"tiny_{objective}.yaml"
+    counter = count_syncs(engine_steps([], "hiclr_default", mining, config=config, revisit=2))
     assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"
