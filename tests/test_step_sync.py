@@ -6,7 +6,8 @@ On CUDA such an operation (an output whose shape depends on the data, a value re
 a tensor made from Python data and copied over) drains the device's queue, so the kernels of a
 step cannot be queued ahead. Here they are counted on the CPU, by dispatch mode, over steps 2-3
 (step 1 may build constants once), for every stream, both ways of building views, both ways of
-encoding the query views, before and after mining, and every shipped augmentation policy.
+encoding the query views, before and after mining, and every shipped augmentation policy; and for
+the variant objectives (transitive, hough_dense, equivariant) with their options.
 """
 
 from __future__ import annotations
@@ -193,4 +194,30 @@ def test_a_variant_objective_step_never_waits_for_the_device(objective, mining):
     come back every other batch, so the queue holds older keys of the batch's own samples."""
     config = ROOT / "configs" / "variants" / f"tiny_{objective}.yaml"
     counter = count_syncs(engine_steps([], "hiclr_default", mining, config=config, revisit=2))
+    assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"
+
+
+
+VARIANT_OPTIONS = {   # name: (objective, overrides of its tiny config)
+    "query_topk_edges": ("transitive", ["ssl.options.edges=query_topk", "ssl.options.intra_hop=false"]),
+    "knn_every_queue_source": ("transitive", ["ssl.options.mutual=false", "ssl.options.k=2",
+                                              "ssl.options.queue_sources=null"]),
+    "key_votes_lambda_by_agreement": ("hough_dense", ["ssl.options.vote_with=key",
+                                                      "ssl.options.lambda_by_agreement=true"]),
+    "input_votes_min_confidence": ("hough_dense", ["ssl.options.vote_with=input", "augment.record=true",
+                                                   "ssl.options.min_confidence=0.8"]),
+    "neighbour_pairs_warmup": ("hough_dense", ["ssl.options.pair_with=neighbour", "ssl.options.vote_with=input",
+                                               "ssl.options.dense_warmup_epochs=100"]),
+    "oracle_pairs": ("hough_dense", ["ssl.options.pairing=oracle"]),
+    "three_branches": ("equivariant", ["ssl.options.eq_branches=[0, 1, 2]"]),
+}
+
+
+@pytest.mark.parametrize("mining", (False, True), ids=("before_mining", "mining"))
+@pytest.mark.parametrize("name", VARIANT_OPTIONS)
+def test_a_variant_objective_step_with_its_options_never_waits_for_the_device(name, mining):
+    """The variants' other edges, vote sources, pairings, weightings and branches."""
+    objective, overrides = VARIANT_OPTIONS[name]
+    config = ROOT / "configs" / "variants" / f"tiny_{objective}.yaml"
+    counter = count_syncs(engine_steps(overrides, "hiclr_default", mining, config=config, revisit=2))
     assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"

@@ -496,5 +496,7 @@ class HoughDenseHiCLR(nn.Module):
         metrics.update(loss=loss.detach(), loss_hiclr=loss_hiclr.detach(), loss_dense=loss_dense.detach(),
                        paired_tokens=(pairs >= 0).float().mean())
         if self.dense_warmup_epochs or self.lambda_by_agreement:
-            metrics["lambda_dense"] = torch.as_tensor(lambda_dense, dtype=torch.float32).detach()
+            if not torch.is_tensor(lambda_dense):   # a device scalar, nothing copied from the host
+                lambda_dense = torch.full((), lambda_dense, dtype=torch.float32, device=loss.device)
+            metrics["lambda_dense"] = lambda_dense.to(torch.float32).detach()
         return loss, metrics
