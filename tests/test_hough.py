@@ -232,6 +232,23 @@ def test_with_lambda_zero_the_loss_is_hiclrs():
     torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
 
 
+def test_the_dense_loss_is_the_mean_over_paired_tokens_and_zero_with_none():
+    gen = torch.Generator().manual_seed(0)
+    q1 = torch.nn.functional.normalize(torch.randn(3, 16, 12, generator=gen), dim=1).requires_grad_()
+    q2 = torch.nn.functional.normalize(torch.randn(3, 16, 10, generator=gen), dim=1).requires_grad_()
+    pairs = torch.randint(-1, 10, (3, 12), generator=gen)
+    objective = HoughDenseHiCLR(feature_dim=32, negative_stride=3)
+    per_token = []
+    for n, t in (pairs >= 0).nonzero().tolist():   # one paired token at a time
+        negatives = torch.cat([q2[m, :, ::3] for m in range(3) if m != n], dim=1)
+        logits = torch.cat([(q1[n, :, t] @ q2[n, :, pairs[n, t]])[None], q1[n, :, t] @ negatives])
+        per_token.append(-torch.log_softmax(logits / objective.dense_temperature, 0)[0])
+    torch.testing.assert_close(objective.dense_nce(q1, q2, pairs), torch.stack(per_token).mean())
+    none = objective.dense_nce(q1, q2, torch.full_like(pairs, -1))
+    none.backward()
+    assert none == 0 and not q1.grad.any() and not q2.grad.any()
+
+
 def test_votes_and_the_dense_loss_under_bf16_autocast_equal_the_float32_computation():
     gen = torch.Generator().manual_seed(0)
     u1, u2 = torch.randn(2, 8, 12, 5, generator=gen).bfloat16(), torch.randn(2, 8, 10, 5, generator=gen).bfloat16()

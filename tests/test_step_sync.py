@@ -6,7 +6,8 @@ On CUDA such an operation (an output whose shape depends on the data, a value re
 a tensor made from Python data and copied over) drains the device's queue, so the kernels of a
 step cannot be queued ahead. Here they are counted on the CPU, by dispatch mode, over steps 2-3
 (step 1 may build constants once), for every stream, both ways of building views, both ways of
-encoding the query views, before and after mining, and every shipped augmentation policy.
+encoding the query views, before and after mining, and every shipped augmentation policy; and for
+the variant objectives (transitive, hough_dense, equivariant) with their options.
 """
 
 from __future__ import annotations
@@ -76,11 +77,14 @@ class SyncCounter(TorchDispatchMode):
         return "\n".join(f"{count} x {reason} at {where}" for (reason, where), count in self.found.items())
 
 
-def engine_steps(overrides: list[str], policy: str = "hiclr_default", mining: bool = False):
+def engine_steps(overrides: list[str], policy: str = "hiclr_default", mining: bool = False,
+                 config: Path = TINY, revisit: int | None = None):
     """A function running the engine's training step (views, loss, backward, clipping, optimizer
-    and schedule) on the next batch: the tiny pre-training config with ``overrides`` and the
-    stages of ``configs/augment/<policy>.yaml``; the epoch is before or after the mining epoch."""
-    cfg = load_config(TINY, [*overrides, "optim.grad_clip=1.0"])
+    and schedule) on the next batch: the pre-training config ``config`` (the tiny one) with
+    ``overrides`` and the stages of ``configs/augment/<policy>.yaml``; the epoch is before or after
+    the mining epoch. ``revisit``: sample ids cycle every ``revisit`` batches (so the queue holds
+    older keys of a batch's samples), else every batch has new ids."""
+    cfg = load_config(config, [*overrides, "optim.grad_clip=1.0"])
     shipped = load_config(ROOT / "configs" / "augment" / f"{policy}.yaml")["augment"]
     cfg["augment"].update(stages=shipped["stages"], reference_quirks=shipped["reference_quirks"])
     torch.manual_seed(0)
@@ -97,7 +101,7 @@ def engine_steps(overrides: list[str], policy: str = "hiclr_default", mining: bo
     done = []
 
     def step():
-        ids = torch.arange(B) + len(done) * B
+        ids = torch.arange(B) + (len(done) if revisit is None else len(done) % revisit) * B
         batch = Batch(torch.randn(B, 3, T, 25, 2, generator=data), torch.zeros(B, dtype=torch.long), ids)
         loss, metrics = task.step(learner, batch, generator, epoch)
         optimizer.zero_grad(set_to_none=True)
@@ -177,4 +181,44 @@ def test_the_transformer_step_with_every_strong_augmentation_never_waits_for_the
     """DSTA-Net takes Drop/Add edges with its release default, which also adds edges."""
     small = "model.blocks=[[3, 8, 4, 1], [8, 8, 4, 2]]"
     counter = count_syncs(engine_steps(["model.name=dsta", small], "strong_all", mining=True))
+    assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"
+
+
+VARIANTS = ("transitive", "hough_dense", "equivariant", "skeletonclr")
+
+
+@pytest.mark.parametrize("mining", (False, True), ids=("before_mining", "mining"))
+@pytest.mark.parametrize("objective", VARIANTS)
+def test_a_variant_objective_step_never_waits_for_the_device(objective, mining):
+    """The variant objectives as configs/variants/tiny_<objective>.yaml sets them (skeletonclr: the
+    tiny config with that objective); the sample ids come back every other batch, so the queue
+    holds older keys of the batch's own samples."""
+    config = ROOT / "configs" / "variants" / f"tiny_{objective}.yaml"
+    overrides = [] if config.exists() else [f"ssl.objective={objective}"]
+    config = config if config.exists() else TINY
+    counter = count_syncs(engine_steps(overrides, "hiclr_default", mining, config=config, revisit=2))
+    assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"
+
+VARIANT_OPTIONS = {   # name: (objective, overrides of its tiny config)
+    "query_topk_edges": ("transitive", ["ssl.options.edges=query_topk", "ssl.options.intra_hop=false"]),
+    "knn_every_queue_source": ("transitive", ["ssl.options.mutual=false", "ssl.options.k=2",
+                                              "ssl.options.queue_sources=null"]),
+    "key_votes_lambda_by_agreement": ("hough_dense", ["ssl.options.vote_with=key",
+                                                      "ssl.options.lambda_by_agreement=true"]),
+    "input_votes_min_confidence": ("hough_dense", ["ssl.options.vote_with=input", "augment.record=true",
+                                                   "ssl.options.min_confidence=0.8"]),
+    "neighbour_pairs_warmup": ("hough_dense", ["ssl.options.pair_with=neighbour", "ssl.options.vote_with=input",
+                                               "ssl.options.dense_warmup_epochs=100"]),
+    "oracle_pairs": ("hough_dense", ["ssl.options.pairing=oracle"]),
+    "three_branches": ("equivariant", ["ssl.options.eq_branches=[0, 1, 2]"]),
+}
+
+
+@pytest.mark.parametrize("mining", (False, True), ids=("before_mining", "mining"))
+@pytest.mark.parametrize("name", VARIANT_OPTIONS)
+def test_a_variant_objective_step_with_its_options_never_waits_for_the_device(name, mining):
+    """The variants' other edges, vote sources, pairings, weightings and branches."""
+    objective, overrides = VARIANT_OPTIONS[name]
+    config = ROOT / "configs" / "variants" / f"tiny_{objective}.yaml"
+    counter = count_syncs(engine_steps(overrides, "hiclr_default", mining, config=config, revisit=2))
     assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"

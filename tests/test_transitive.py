@@ -81,6 +81,34 @@ def test_batched_mining_equals_the_one_hop_positives_of_the_whole_graph(seed, k)
     assert torch.equal(mask[:, 1:], graph[:n, n:])
 
 
+def neighbour_sets(neighbours):
+    return [set(row[row >= 0].tolist()) for row in neighbours]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mining_from_a_fixed_number_of_queue_sources_is_exact_when_no_anchor_has_more(seed):
+    keys, ids, queue, queue_ids = random_graph(seed)          # at most 2 older keys of an anchor
+    _, every = mutual_neighbours(keys, ids, queue, queue_ids, k=2)
+    for count in (2, 5):
+        sources, fixed = mutual_neighbours(keys, ids, queue, queue_ids, k=2, queue_sources=count)
+        assert sources.shape == (keys.shape[0], 1 + count)   # the count, not the data, sets the shape
+        assert neighbour_sets(fixed) == neighbour_sets(every)
+
+
+def test_older_keys_beyond_the_queue_sources_source_no_edges_and_are_counted():
+    inputs = make_inputs(0, mining=True, shared_ids=True)
+    inputs.queue_ids[5:7] = 2                                  # anchor 2: three older keys
+    _, every = build_objective("transitive", {"mining_epoch": 10}, queue_sources=None)(inputs)
+    loss, metrics = build_objective("transitive", {"mining_epoch": 10}, queue_sources=1)(inputs)
+    assert "queue_sources_cut" not in every and torch.isfinite(loss)
+    assert metrics["queue_sources_cut"] == pytest.approx(1 / 5)
+    assert metrics["num_positives"] >= 1 + 3 / 5               # the older keys stay positives
+    _, default = build_objective("transitive", {"mining_epoch": 10})(make_inputs(0, True, shared_ids=True))
+    assert default["queue_sources_cut"] == 0
+    with pytest.raises(ValueError, match="queue_sources"):
+        build_objective("transitive", queue_sources=-1)
+
+
 def test_queue_entries_of_the_anchor_are_never_negatives():
     keys, ids, queue, queue_ids = random_graph(0)
     mask = positive_columns(ids, queue_ids, None)

@@ -99,6 +99,22 @@ def vote_kernel(t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, d
     return kernel, betas
 
 
+@functools.lru_cache(maxsize=16)
+def joint_permutations(num_joints: int, flip_order: tuple[int, ...] | None, device) -> torch.Tensor:
+    """(P, V): the identity, and `flip_order` when it permutes V joints; built once per device
+    (cached), so a step copies nothing from the host."""
+    identity = torch.arange(num_joints, device=device)
+    if flip_order is None or len(flip_order) != num_joints:
+        return identity[None]
+    return torch.stack([identity, torch.tensor(flip_order, device=device)])
+
+
+@functools.lru_cache(maxsize=16)
+def scale_values(scales: tuple[float, ...], device) -> torch.Tensor:
+    """The candidate alphas (S,) as a tensor, built once per device (cached)."""
+    return torch.tensor(scales, device=device)
+
+
 class HoughPairing(nn.Module):
     """Parameter-free pairing of the frames of two views by Hough voting (see the module docstring).
 
@@ -125,10 +141,8 @@ class HoughPairing(nn.Module):
         self.flip_order = None if flip_order is None else tuple(flip_order)
 
     def permutations(self, num_joints: int, device) -> torch.Tensor:
-        identity = torch.arange(num_joints, device=device)
-        if self.flip_order is None or len(self.flip_order) != num_joints:
-            return identity[None]
-        return torch.stack([identity, torch.as_tensor(self.flip_order, device=device)])
+        """(P, V) joint permutations: identity, then left/right when flip_order fits V joints."""
+        return joint_permutations(num_joints, self.flip_order, device)
 
     @torch.no_grad()
     def forward(self, u1: torch.Tensor, u2: torch.Tensor, mask1: torch.Tensor | None = None,
@@ -145,7 +159,7 @@ class HoughPairing(nn.Module):
         P, S, J = votes.shape[1:]
         best = votes.flatten(1).argmax(dim=1)
         perm, rest = best // (S * J), best % (S * J)
-        alphas = torch.tensor(self.scales, device=u1.device)
+        alphas = scale_values(self.scales, u1.device)
         mode_alpha, mode_beta = alphas[rest // J], betas[rest % J]
 
         # refit on inliers: each t's strongest s within the tolerance band of the mode
@@ -383,14 +397,14 @@ class HoughDenseHiCLR(nn.Module):
             return self._dense_nce(*at_least_float32(q1, q2), pairs, partners)
 
     def _dense_nce(self, q1, q2, pairs, partners):
-        n, _, t1 = q1.shape
-        valid = pairs >= 0
-        if not valid.any():
-            return q1.sum() * 0.0
-        anchors = q1.permute(0, 2, 1)[valid]                                # (P, D)
-        sample = torch.arange(n, device=q1.device)[:, None].expand(n, t1)[valid]
+        # every token is scored and the unpaired ones are weighted 0 (fixed shapes, no host
+        # branch); with no pair at all the loss is 0
+        n, d, t1 = q1.shape
+        valid = (pairs >= 0).reshape(-1)                                    # (N T1,)
+        anchors = q1.permute(0, 2, 1).reshape(n * t1, d)                    # (N T1, D)
+        sample = torch.arange(n, device=q1.device)[:, None].expand(n, t1).reshape(-1)
         partner_sample = sample if partners is None else partners[sample]
-        partner = q2.permute(0, 2, 1)[partner_sample, pairs[valid]]  # (P, D)
+        partner = q2.permute(0, 2, 1)[partner_sample, pairs.reshape(-1).clamp_min(0)]  # (N T1, D)
         negatives = q2[:, :, ::self.negative_stride].permute(0, 2, 1)       # (N, T', D)
         owner = torch.arange(n, device=q1.device)[:, None].expand(negatives.shape[:2]).reshape(-1)
         neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).T
@@ -399,7 +413,9 @@ class HoughDenseHiCLR(nn.Module):
             excluded = excluded | (owner[None, :] == partner_sample[:, None])
         neg_logits = neg_logits.masked_fill(excluded, float("-inf"))
         logits = torch.cat([(anchors * partner).sum(1, keepdim=True), neg_logits], 1)
-        return -F.log_softmax(logits / self.dense_temperature, dim=1)[:, 0].mean()
+        per_token = -F.log_softmax(logits / self.dense_temperature, dim=1)[:, 0]
+        per_token = torch.where(valid, per_token, 0.0)
+        return per_token.sum() / valid.sum().clamp_min(1).to(per_token.dtype)
 
     def vote_blocks(self, inputs, view1, view2) -> tuple[torch.Tensor, torch.Tensor]:
         """The two features (N, M, C, T, V) the votes are cast on (`vote_with`), detached: block 4
@@ -480,5 +496,7 @@ class HoughDenseHiCLR(nn.Module):
         metrics.update(loss=loss.detach(), loss_hiclr=loss_hiclr.detach(), loss_dense=loss_dense.detach(),
                        paired_tokens=(pairs >= 0).float().mean())
         if self.dense_warmup_epochs or self.lambda_by_agreement:
-            metrics["lambda_dense"] = torch.as_tensor(lambda_dense, dtype=torch.float32).detach()
+            if not torch.is_tensor(lambda_dense):   # a device scalar, nothing copied from the host
+                lambda_dense = torch.full((), lambda_dense, dtype=torch.float32, device=loss.device)
+            metrics["lambda_dense"] = lambda_dense.to(torch.float32).detach()
         return loss, metrics

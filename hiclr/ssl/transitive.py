@@ -15,7 +15,16 @@ each branch's top-1 queue entry (`edges: query_topk`) and `intra_hop: false` it 
 loss. The label precision of the mined edges is logged (`edge_precision`) when labels are known
 (`label_store` or `set_sample_labels`); it never enters the loss.
 
-Config: `ssl.objective: transitive`, `ssl.options: {k, mutual, edges, intra_hop, label_store}`.
+The older keys of an anchor in the queue that act as sources of inter edges are at most
+`queue_sources` (a fixed count, so that mining has shapes independent of the data and never waits
+for the device): with 2 the mining is exact whenever the training set holds at least as many
+samples as the queue (the queue then spans at most two epochs, one key per sample each); the share
+of anchors with more older keys than that is logged (`queue_sources_cut`; their extra keys stay
+positives, they only source no edges). None: every queue slot is a candidate source (exact for any
+queue, a K-row similarity per anchor).
+
+Config: `ssl.objective: transitive`, `ssl.options: {k, mutual, edges, intra_hop, queue_sources,
+label_store}`.
 """
 
 from __future__ import annotations
@@ -67,25 +76,29 @@ def transitive_positives(ids: torch.Tensor, edges: torch.Tensor, hops: int | Non
 # -------------------------------------------------------------------------------- batched mining
 @torch.no_grad()
 def mutual_neighbours(keys: torch.Tensor, ids: torch.Tensor, queue_keys: torch.Tensor,
-                      queue_ids: torch.Tensor, k: int = 1, mutual: bool = True):
+                      queue_ids: torch.Tensor, k: int = 1, mutual: bool = True,
+                      queue_sources: int | None = None):
     """Inter edges leaving each anchor's intra nodes, without the (K x K) queue graph.
 
     Nodes: the batch keys (N) then the queue (K); empty queue slots (id < 0) are no nodes. Sources
-    of anchor i: its key and the queue entries with its id. Returns (sources (N, S), neighbours
-    (N, S * k)) node indices, -1 where there is none (edge dropped or no such source).
+    of anchor i: its key and the queue entries with its id, at most `queue_sources` of them (None:
+    every one; a fixed count keeps the shapes independent of the data). Returns (sources (N, S),
+    neighbours (N, S * k)) node indices, -1 where there is none (edge dropped or no such source).
     Similarities in float32 (float64 for float64 keys), autocast off.
     """
     with full_precision(keys):
-        return _mutual_neighbours(*at_least_float32(keys, queue_keys), ids, queue_ids, k, mutual)
+        return _mutual_neighbours(*at_least_float32(keys, queue_keys), ids, queue_ids, k, mutual,
+                                  queue_sources)
 
 
-def _mutual_neighbours(keys, queue_keys, ids, queue_ids, k, mutual):
+def _mutual_neighbours(keys, queue_keys, ids, queue_ids, k, mutual, queue_sources=None):
     nodes = torch.cat([keys, queue_keys])
     node_ids = torch.cat([ids, queue_ids])
     valid = node_ids >= 0
     n = keys.shape[0]
     same_in_queue = queue_ids[None, :] == ids[:, None]                      # (N, K)
-    extra = int(same_in_queue.sum(dim=1).max()) if same_in_queue.numel() else 0
+    size = queue_ids.shape[0]
+    extra = size if queue_sources is None else min(int(queue_sources), size)
     sources = torch.arange(n, device=keys.device)[:, None]
     if extra:
         hit, where = same_in_queue.to(torch.int8).topk(extra, dim=1)
@@ -140,18 +153,23 @@ class TransitiveHiCLR(HiCLR):
     k: inter-edge neighbours per node; mutual: keep an edge u -> w only if u is also among w's k
     nearest (else every w in kNN(u) of the anchor's nodes u); edges: "mutual_knn"
     (among momentum keys, the method) or "query_topk" (each query branch's top-k queue entries:
-    HiCLR's mining, for comparison); intra_hop: add the other nodes of a neighbour's id (I E I).
+    HiCLR's mining, for comparison); intra_hop: add the other nodes of a neighbour's id (I E I);
+    queue_sources: older keys of an anchor in the queue that source inter edges, at most (None:
+    all; see the module docstring).
     """
 
     def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, k: int = 1,
                  mutual: bool = True, edges: str = "mutual_knn", intra_hop: bool = True,
-                 label_store: str | None = None):
+                 queue_sources: int | None = 2, label_store: str | None = None):
         super().__init__(temperature, mining_epoch)
         if edges not in ("mutual_knn", "query_topk"):
             raise ValueError(f"edges must be 'mutual_knn' or 'query_topk', got {edges!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if queue_sources is not None and int(queue_sources) < 0:
+            raise ValueError(f"queue_sources must be >= 0 or null (every slot), got {queue_sources!r}")
         self.k, self.mutual, self.edges, self.intra_hop = int(k), bool(mutual), edges, bool(intra_hop)
+        self.queue_sources = None if queue_sources is None else int(queue_sources)
         self.register_buffer("sample_labels", torch.empty(0, dtype=torch.long), persistent=False)
         if label_store is not None:
             self.set_sample_labels(_labels_of_store(label_store))
@@ -169,7 +187,8 @@ class TransitiveHiCLR(HiCLR):
             sources = torch.arange(n, device=nearest.device)[:, None].expand_as(nearest)
         else:
             sources, nearest = mutual_neighbours(inputs.key, inputs.ids, inputs.queue_keys,
-                                                 inputs.queue_ids, self.k, self.mutual)
+                                                 inputs.queue_ids, self.k, self.mutual,
+                                                 self.queue_sources)
         positives = positive_columns(inputs.ids, inputs.queue_ids, nearest, self.intra_hop)
         return positives, nearest, sources
 
@@ -193,6 +212,9 @@ class TransitiveHiCLR(HiCLR):
         if inputs.mining:
             positives, neighbours, _ = self.mine(inputs, logits)
             metrics["edges_per_anchor"] = (neighbours >= 0).sum(dim=1).float().mean()
+            if self.edges == "mutual_knn" and self.queue_sources is not None:
+                older = (inputs.queue_ids[None, :] == inputs.ids[:, None]).sum(dim=1)
+                metrics["queue_sources_cut"] = (older > self.queue_sources).float().mean()
             precision = self.edge_precision(inputs, neighbours)
             if precision is not None:
                 metrics["edge_precision"] = precision
