@@ -22,7 +22,7 @@ The orchestrator (`run`, standard library only) runs each part as its own proces
 - aug: `hiclr bench aug --device cuda`;
 - compiled: the bf16 step of `eager` under `torch.compile`: compile time and step time (skipped by
   `--dry-run` unless `--compile-on-cpu`: capturing the learner's graphs takes minutes of CPU);
-- tests: `pytest tests/test_cuda.py`, then a 2-rank NCCL run of the DDP learner when the machine
+- tests: `pytest tests/hiclr/test_cuda.py`, then a 2-rank NCCL run of the DDP learner when the machine
   has 2 GPUs (with `--dry-run`: 2 gloo ranks on the CPU).
 
 Each part writes `<out>/<part>.json` as it goes (status `running`) and the orchestrator rewrites it
@@ -750,7 +750,7 @@ def part_aug(ctx: Context) -> None:
 # --------------------------------------------------------------------------- tests (CUDA tests, NCCL)
 
 def part_tests(ctx: Context) -> None:
-    """`pytest tests/test_cuda.py`, then 2 DDP ranks (NCCL on 2 GPUs; on the dry run gloo on the CPU)."""
+    """`pytest tests/hiclr/test_cuda.py`, then 2 DDP ranks (NCCL on 2 GPUs; on the dry run gloo on the CPU)."""
     import torch
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     ddp_reserve = 40 if (gpus >= 2 or ctx.dry_run) else 0      # the DDP run gets this at least
@@ -758,7 +758,7 @@ def part_tests(ctx: Context) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         began = time.monotonic()
-        rc = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py",
+        rc = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/hiclr/test_cuda.py",
                      f"--junitxml={xml}", "-o", "addopts="], max(5.0, deadline - ddp_reserve - began))
         ctx.record["cuda_tests"] = {**_pytest_outcome(rc, xml), "seconds": round(time.monotonic() - began, 1)}
         ctx.flush()
@@ -799,7 +799,7 @@ def _pytest_outcome(rc, xml: Path) -> dict:
     if rc != 0 or counts["failures"] or counts["errors"]:
         return {**row, "status": "failed"}
     if counts["skipped"] == counts["tests"]:
-        return {**row, "status": "skipped", "reason": "every test of tests/test_cuda.py needs a CUDA device"}
+        return {**row, "status": "skipped", "reason": "every test of tests/hiclr/test_cuda.py needs a CUDA device"}
     return {**row, "status": "ok"}
 
 

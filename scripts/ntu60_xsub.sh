@@ -4,7 +4,7 @@
 # Usage: scripts/ntu60_xsub.sh /path/to/nturgb+d_skeletons [DEVICE]
 # Expect about 3 x (pre-training) on one GPU; see docs/benchmarks.md.
 # PRETRAIN_ARGS / EVAL_ARGS (environment) are appended to every pre-training / evaluation command,
-# e.g. PRETRAIN_ARGS="--epochs 1 --set model.width=4" for a smoke run (tests/test_pipeline_script.py).
+# e.g. PRETRAIN_ARGS="--epochs 1 --set model.width=4" for a smoke run (tests/scripts/test_ntu60_xsub.py).
 set -euo pipefail
 RAW=${1:?usage: scripts/ntu60_xsub.sh RAW_SKELETON_DIR [DEVICE]}
 DEVICE=${2:-cuda}

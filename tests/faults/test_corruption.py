@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.helpers.paths import ROOT_DIR
+
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_store import write_tiny_store
+from tests.helpers.tiny_store import write_tiny_store
 from hiclr.common.errors import UserError
 from data_prep.store import store_summary, verify_store
 from hiclr.config import load_config
@@ -20,7 +22,7 @@ from hiclr.engine import NonFiniteLoss, load_checkpoint
 from hiclr.models import load_encoder
 from hiclr.pretrain import pretrain
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "pretrain.yaml"
+CONFIG = ROOT_DIR / "configs" / "tiny" / "pretrain.yaml"
 
 
 def tiny_data(path, n=40, seed=0, nan_at=None):

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import reference_readers as ref
-from harness import run_reader
-from strategies import NASTY, mutated, ntu_files, pku_files, pku_label_files, split_files
+import tests.helpers.reference_readers as ref
+from tests.helpers.fault_harness import run_reader
+from tests.helpers.fault_strategies import NASTY, mutated, ntu_files, pku_files, pku_label_files, split_files
 from data_prep import importers, ntu, pkummd
 from hiclr.common.errors import UserError
 from data_prep.store import verify_store

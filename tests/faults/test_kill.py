@@ -3,6 +3,8 @@ prep never leaves an incomplete file under the final name. The default run kills
 
 from __future__ import annotations
 
+from tests.helpers.paths import ROOT_DIR
+
 import os
 import random
 import signal
@@ -16,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_store import write_tiny_store
+from tests.helpers.tiny_store import write_tiny_store
 from data_prep.store import verify_store
 from hiclr.engine import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = ROOT_DIR
 CONFIG = ROOT / "configs" / "tiny" / "pretrain.yaml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
