@@ -1,7 +1,7 @@
 """`--bodies motion` is CTR-GCN's denoising, quirks included; `MOTION_FIXES` correct them one by one.
 
 The files are the real NTU fixtures and files built from their bodies (empty frames inserted, one
-body ending where the next begins, a third body); `tests/ctrgcn_denoise.py` restates CTR-GCN's
+body ending where the next begins, a third body); `tests/helpers/ctrgcn_denoise.py` restates CTR-GCN's
 procedure line by line and every selection is compared with it exactly.
 """
 
