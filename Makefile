@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (main job on the embedded synthetic default) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-slow test-faults
+.PHONY: setup demo test test-slow test-faults lint
 setup:
 	bash scripts/setup.sh
 
@@ -16,3 +16,7 @@ test-slow: setup
 
 test-faults: setup
 	$(PYTHON) -m pytest tests/faults -m "slow or not slow"
+
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .

@@ -17,12 +17,12 @@ import numpy as np
 from data_prep.ntu import NUM_JOINTS, SkeletonFile
 
 METHODS = ("file-order", "motion")
-MIN_FRAMES = 11            # a body seen in this many frames or fewer is noise
-SPREAD_RATIO = 0.8         # a frame is noisy when x-spread > 0.8 * y-spread
-NOISY_SHARE = 0.69754      # a body with this share of noisy frames or more is dropped
+MIN_FRAMES = 11  # a body seen in this many frames or fewer is noise
+SPREAD_RATIO = 0.8  # a frame is noisy when x-spread > 0.8 * y-spread
+NOISY_SHARE = 0.69754  # a body with this share of noisy frames or more is dropped
 MOTION_FIXES = {
     "empty-frames": "keep frames without bodies (and frames left empty by denoising) as zero rows; "
-                    "records then go to the frames they were recorded in",
+    "records then go to the frames they were recorded in",
     "touching": "a body that starts in the frame where another ends overlaps it (goes to the other actor)",
     "third-body": "actor 2's interval starts at its first body, so a later body before it is kept",
     "gaps": "a body's records go to the frames they were recorded in, not end to end from its first frame",
@@ -62,7 +62,7 @@ def _motion(joints: np.ndarray) -> np.float32:
 
 def _noisy_frames(joints: np.ndarray) -> np.ndarray:
     """(F,) True where a frame's x-spread exceeds 0.8 times its y-spread (float32, as CTR-GCN)."""
-    spread = joints.max(axis=1) - joints.min(axis=1)                 # (F, 3) float32
+    spread = joints.max(axis=1) - joints.min(axis=1)  # (F, 3) float32
     return ~(spread[:, 0] <= np.float32(SPREAD_RATIO) * spread[:, 1])
 
 
@@ -81,7 +81,7 @@ class _Body:
 def _denoise(bodies: list[_Body]) -> list[_Body]:
     """Length, then spread denoising, then the survivors ranked by motion (highest first)."""
     kept = [b for b in bodies if len(b.records) > MIN_FRAMES]
-    if not kept:            # CTR-GCN fails on such a file; keep the longest body instead
+    if not kept:  # CTR-GCN fails on such a file; keep the longest body instead
         return [max(bodies, key=lambda b: len(b.records))]
     if len(kept) == 1:
         return kept
@@ -99,7 +99,7 @@ def _denoise(bodies: list[_Body]) -> list[_Body]:
             body.motion = min(body.motion, _motion(body.joints[~noisy]))
     if len(survivors) == 1:
         return survivors
-    return sorted(survivors, key=lambda b: b.motion, reverse=True)    # stable: ties keep file order
+    return sorted(survivors, key=lambda b: b.motion, reverse=True)  # stable: ties keep file order
 
 
 def _apart(a: tuple[int, int] | None, b: tuple[int, int], touching_overlaps: bool) -> bool:
@@ -117,7 +117,7 @@ def _by_motion(skel: SkeletonFile, fixes: frozenset) -> np.ndarray:
     if "empty-frames" in fixes:
         frame_of = skel.frame
         num_frames = skel.num_frames
-    else:                                                # frames without bodies are not part of the sequence
+    else:  # frames without bodies are not part of the sequence
         valid_index = np.cumsum(listed) - 1
         frame_of = valid_index[skel.frame]
         num_frames = int(listed.sum())
@@ -148,7 +148,7 @@ def _by_motion(skel: SkeletonFile, fixes: frozenset) -> np.ndarray:
         elif _apart(spans[1], interval, touching):
             actor = 1
         else:
-            continue                                     # overlaps both actors: dropped
+            continue  # overlaps both actors: dropped
         out[body.positions, :, :, actor] = body.joints
         span = spans[actor]
         spans[actor] = interval if span is None else (min(span[0], interval[0]), max(span[1], interval[1]))

@@ -14,8 +14,8 @@ import json
 import h5py
 import numpy as np
 
-ATTR = "content_sha256"          # root attribute: JSON {dataset path: hex digest}
-_BLOCK_BYTES = 4 << 20            # per read: small blocks stay in cache and read faster than large ones
+ATTR = "content_sha256"  # root attribute: JSON {dataset path: hex digest}
+_BLOCK_BYTES = 4 << 20  # per read: small blocks stay in cache and read faster than large ones
 
 
 def dataset_sha256(ds: h5py.Dataset) -> str:
@@ -32,12 +32,12 @@ def dataset_sha256(ds: h5py.Dataset) -> str:
     row = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
     step = max(1, _BLOCK_BYTES // row)
     little = ds.dtype.newbyteorder("<")
-    for lo in range(0, ds.shape[0], step):          # the block itself is hashed: no copy of its bytes
-        digest.update(memoryview(np.ascontiguousarray(ds[lo: lo + step], dtype=little)).cast("B"))
+    for lo in range(0, ds.shape[0], step):  # the block itself is hashed: no copy of its bytes
+        digest.update(memoryview(np.ascontiguousarray(ds[lo : lo + step], dtype=little)).cast("B"))
     return digest.hexdigest()
 
 
-MAX_COMPRESSION = 1100          # gzip's best ratio is about 1032: a dataset cannot hold more than this per stored byte
+MAX_COMPRESSION = 1100  # gzip's best ratio is about 1032: a dataset cannot hold more than this per stored byte
 
 
 def implausible_size(ds: h5py.Dataset) -> str | None:
@@ -46,8 +46,10 @@ def implausible_size(ds: h5py.Dataset) -> str | None:
     nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else ds.dtype.itemsize
     stored = ds.id.get_storage_size()
     if nbytes > MAX_COMPRESSION * stored + (1 << 20):
-        return (f"/{ds.name.lstrip('/')} declares shape {ds.shape} ({nbytes} bytes) but stores {stored} bytes; "
-                f"the file's metadata is damaged")
+        return (
+            f"/{ds.name.lstrip('/')} declares shape {ds.shape} ({nbytes} bytes) but stores {stored} bytes; "
+            f"the file's metadata is damaged"
+        )
     return None
 
 
@@ -72,8 +74,10 @@ def content_problems(f: h5py.File) -> list[str]:
     """What does not match the stored checksums (empty list: every dataset is as written)."""
     raw = f.attrs.get(ATTR)
     if raw is None:
-        return [f"the store has no content checksums (attribute {ATTR}; written by an older hiclr-prep): "
-                f"re-create it to have its arrays checked"]
+        return [
+            f"the store has no content checksums (attribute {ATTR}; written by an older hiclr-prep): "
+            f"re-create it to have its arrays checked"
+        ]
     try:
         stored = json.loads(raw)
     except (TypeError, ValueError):
@@ -81,11 +85,17 @@ def content_problems(f: h5py.File) -> list[str]:
     if not isinstance(stored, dict):
         return [f"the attribute {ATTR} is not a mapping; the file's metadata is damaged"]
     found = content_sha256(f)
-    problems = [implausible_size(f[path]) or f"{path} does not match its stored sha256 (a changed value or byte)"
-                for path, digest in found.items() if path in stored and stored[path] != digest]
+    problems = [
+        implausible_size(f[path]) or f"{path} does not match its stored sha256 (a changed value or byte)"
+        for path, digest in found.items()
+        if path in stored and stored[path] != digest
+    ]
     problems += [f"{path} is missing (it was written with a checksum)" for path in stored if path not in found]
-    problems += [f"{path} has no stored sha256 (it was added after the store was written)"
-                 for path in found if path not in stored]
+    problems += [
+        f"{path} has no stored sha256 (it was added after the store was written)"
+        for path in found
+        if path not in stored
+    ]
     return problems
 
 
@@ -126,9 +136,9 @@ def check_datasets(f: h5py.File, paths) -> tuple[list[str], list[str]]:
         if key in stored:
             if implausible_size(ds) or dataset_sha256(ds) != stored[key]:
                 mismatched.append(key)
-        elif key.startswith("/splits/") and isinstance(splits, dict) and key[len("/splits/"):] in splits:
+        elif key.startswith("/splits/") and isinstance(splits, dict) and key[len("/splits/") :] in splits:
             index = np.ascontiguousarray(ds[()], dtype="<i8")
-            if hashlib.sha256(index.tobytes()).hexdigest() != splits[key[len("/splits/"):]]:
+            if hashlib.sha256(index.tobytes()).hexdigest() != splits[key[len("/splits/") :]]:
                 mismatched.append(key)
         else:
             unchecked.append(key)

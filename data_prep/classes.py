@@ -18,8 +18,12 @@ from pathlib import Path
 from hiclr.common.errors import UserError
 
 CLASS_NAMES_FILE = "class_names.txt"
-_RESOURCES = {"ntu60": ("ntu120_class_names.txt", 60), "ntu120": ("ntu120_class_names.txt", 120),
-              "pkummd1": ("pkummd1_class_names.txt", 51), "pkummd2": ("pkummd1_class_names.txt", 51)}
+_RESOURCES = {
+    "ntu60": ("ntu120_class_names.txt", 60),
+    "ntu120": ("ntu120_class_names.txt", 120),
+    "pkummd1": ("pkummd1_class_names.txt", 51),
+    "pkummd2": ("pkummd1_class_names.txt", 51),
+}
 
 
 def _bundled(filename: str) -> list[str]:
@@ -33,7 +37,9 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
-        raise UserError(f"{path}: cannot be read ({err.strerror}); pass a text file with one class name per line") from None
+        raise UserError(
+            f"{path}: cannot be read ({err.strerror}); pass a text file with one class name per line"
+        ) from None
     while lines and not lines[-1].strip():
         lines.pop()
     for number, line in enumerate(lines, start=1):

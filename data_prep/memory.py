@@ -74,7 +74,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self.sample()
         self._thread.start()
         return self
@@ -95,21 +95,32 @@ class PeakMemory:
         """Peaks in MiB: summed over the process tree (RSS, PSS), and the largest single process (getrusage)."""
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        return {"peak_tree_rss_mib": round(self.peak_rss_mib, 1), "peak_tree_pss_mib": round(self.peak_pss_mib, 1),
-                "peak_main_rss_mib": round(own, 1), "peak_worker_rss_mib": round(children, 1),
-                "processes": self.max_processes}
+        return {
+            "peak_tree_rss_mib": round(self.peak_rss_mib, 1),
+            "peak_tree_pss_mib": round(self.peak_pss_mib, 1),
+            "peak_main_rss_mib": round(own, 1),
+            "peak_worker_rss_mib": round(children, 1),
+            "processes": self.max_processes,
+        }
 
 
 def report_stats(dest: Path, memory: PeakMemory, items: list[str], elapsed: float, workers: int) -> None:
     """`--stats` of `hiclr-prep ntu60|ntu120|pkummd`: peak memory of every process, wall time, files/s,
     MB/s and CPU time per input file; printed (`dest` "-") or written to the JSON file `dest`."""
     megabytes = sum(os.path.getsize(p) for p in items) / 1e6
-    stats = {"files": len(items), "workers": workers, "input_mb": round(megabytes, 1),
-             "wall_s": round(elapsed, 2), "files_per_s": round(len(items) / elapsed, 2),
-             "mb_per_s": round(megabytes / elapsed, 2),
-             "cpu_ms_per_file": round(1000 * memory.cpu_s() / len(items), 3), **memory.summary()}
+    stats = {
+        "files": len(items),
+        "workers": workers,
+        "input_mb": round(megabytes, 1),
+        "wall_s": round(elapsed, 2),
+        "files_per_s": round(len(items) / elapsed, 2),
+        "mb_per_s": round(megabytes / elapsed, 2),
+        "cpu_ms_per_file": round(1000 * memory.cpu_s() / len(items), 3),
+        **memory.summary(),
+    }
     if str(dest) == "-":
         print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
     else:
         from hiclr.common.atomic import atomic_write_text
+
         atomic_write_text(dest, json.dumps(stats, indent=1) + "\n", durable=False)

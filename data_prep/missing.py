@@ -6,14 +6,16 @@ NTU60: 302 names; NTU120: 535 names (a superset). Such samples are skipped and c
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from hiclr.common.errors import UserError
 
-LISTS = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
-         "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt"}
+LISTS = {
+    "ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
+    "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt",
+}
 _NAME = re.compile(r"^S\d{3}C\d{3}P\d{3}R\d{3}A\d{3}$")
 
 
@@ -29,7 +31,7 @@ def parse_missing_list(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
-@lru_cache(maxsize=None)
+@cache
 def missing_samples(dataset: str) -> frozenset[str]:
     """The bundled official list for `dataset` ('ntu60' or 'ntu120')."""
     if dataset not in LISTS:
@@ -43,10 +45,13 @@ def load_missing_list(path: str | Path) -> frozenset[str]:
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as err:
-        raise UserError(f"{path}: the missing-skeleton list cannot be read ({err.strerror}); "
-                        f"check the path given to --missing-list") from None
+        raise UserError(
+            f"{path}: the missing-skeleton list cannot be read ({err.strerror}); check the path given to --missing-list"
+        ) from None
     names = parse_missing_list(text)
     if not names:
-        raise UserError(f"{path}: the missing-skeleton list holds no sample names like "
-                        f"S001C002P005R002A008; give a list with one name per line")
+        raise UserError(
+            f"{path}: the missing-skeleton list holds no sample names like "
+            f"S001C002P005R002A008; give a list with one name per line"
+        )
     return names

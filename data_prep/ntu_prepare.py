@@ -16,21 +16,32 @@ import numpy as np
 from data_prep.bodies import MOTION_FIXES, select_bodies
 from data_prep.classes import CLASS_NAMES_FILE, class_names, read_class_names
 from data_prep.empty import empty_counts, is_empty
-from hiclr.common.errors import UserError
 from data_prep.missing import load_missing_list, missing_samples
 from data_prep.ntu import parse_ntu_name, read_skeleton
 from data_prep.parallel import ordered_map
 from data_prep.presets import FRAME50_PARAMS, frame50
-from hiclr.common.progress import progress
 from data_prep.splits import NTU60_MAX_SETUP, NUM_CLASSES, ntu_splits
 from data_prep.store import StoreWriter
+from hiclr.common.errors import UserError
+from hiclr.common.progress import progress
 
 META = ("setup", "camera", "performer", "replication", "action")
 
 
-def prepare_ntu(dataset: str, raw, out, *, bodies: str = "file-order", motion_fixes=(), workers: int = 1,
-                missing_list=None, limit: int | None = None, skip_bad: bool = False,
-                compression: str | None = None, class_names_file=None) -> dict:
+def prepare_ntu(
+    dataset: str,
+    raw,
+    out,
+    *,
+    bodies: str = "file-order",
+    motion_fixes=(),
+    workers: int = 1,
+    missing_list=None,
+    limit: int | None = None,
+    skip_bad: bool = False,
+    compression: str | None = None,
+    class_names_file=None,
+) -> dict:
     """Prepare `dataset` ("ntu60" or "ntu120") from the `.skeleton` files in `raw` into the store
     `out`; return a summary (samples, classes present, counts, split sizes, the files read).
 
@@ -57,8 +68,10 @@ def prepare_ntu(dataset: str, raw, out, *, bodies: str = "file-order", motion_fi
     for path in paths:
         action = parse_ntu_name(path.name)["action"]
         if action > num_classes:
-            raise UserError(f"{path.name}: action A{action:03d} is outside the {num_classes} classes of {dataset}; "
-                            f"use `hiclr-prep ntu120` for actions above 60")
+            raise UserError(
+                f"{path.name}: action A{action:03d} is outside the {num_classes} classes of {dataset}; "
+                f"use `hiclr-prep ntu120` for actions above 60"
+            )
 
     work = partial(_prepare_one, method=bodies, fixes=fixes, skip_bad=skip_bad)
     items = [str(p) for p in paths]
@@ -93,26 +106,41 @@ def prepare_ntu(dataset: str, raw, out, *, bodies: str = "file-order", motion_fi
             "num_classes": num_classes,
             "preset": preset,
             "counts": counts,
-            "source": {"raw": str(raw.resolve()),
-                       "missing_list": str(missing_list) if missing_list else f"bundled {dataset}"},
+            "source": {
+                "raw": str(raw.resolve()),
+                "missing_list": str(missing_list) if missing_list else f"bundled {dataset}",
+            },
         }
-        writer.finish(dataset=dataset, samples=samples, splits=splits, attrs=attrs,
-                      class_names=class_names(dataset, num_classes, given_names))
-    return {"out": str(out), "dataset": dataset, "samples": len(names),
-            "classes_present": int(np.unique(labels).size), "counts": counts, "bad_files": len(bad),
-            "empty_files": len(empty),
-            "splits": {p: {"train": len(s["train"]), "test": len(s["test"])} for p, s in splits.items()},
-            "files": items}
+        writer.finish(
+            dataset=dataset,
+            samples=samples,
+            splits=splits,
+            attrs=attrs,
+            class_names=class_names(dataset, num_classes, given_names),
+        )
+    return {
+        "out": str(out),
+        "dataset": dataset,
+        "samples": len(names),
+        "classes_present": int(np.unique(labels).size),
+        "counts": counts,
+        "bad_files": len(bad),
+        "empty_files": len(empty),
+        "splits": {p: {"train": len(s["train"]), "test": len(s["test"])} for p, s in splits.items()},
+        "files": items,
+    }
 
 
 def summary_line(summary: dict) -> str:
     """The one line `hiclr-prep ntu60|ntu120` ends with."""
     dataset, counts = summary["dataset"], summary["counts"]
     sizes = ", ".join(f"{p} {s['train']}/{s['test']}" for p, s in summary["splits"].items())
-    return (f"wrote {summary['out']}: {summary['samples']} samples of {dataset} ({summary['classes_present']} "
-            f"classes present), skipped {counts['skipped_missing']} on the missing list, "
-            f"{summary['empty_files']} empty and {summary['bad_files']} malformed, {counts['outside_dataset']} outside {dataset}; "
-            f"splits train/test: {sizes}")
+    return (
+        f"wrote {summary['out']}: {summary['samples']} samples of {dataset} ({summary['classes_present']} "
+        f"classes present), skipped {counts['skipped_missing']} on the missing list, "
+        f"{summary['empty_files']} empty and {summary['bad_files']} malformed, {counts['outside_dataset']} outside {dataset}; "
+        f"splits train/test: {sizes}"
+    )
 
 
 def _prepare_one(path: str, method: str, fixes: tuple, skip_bad: bool):
@@ -136,8 +164,10 @@ def list_samples(raw: Path, dataset: str, missing: frozenset[str], limit: int | 
         raise UserError(f"{raw}: not a folder; give --raw the folder holding the NTU .skeleton files")
     files = sorted(raw.glob("*.skeleton"), key=lambda p: p.name)
     if not files:
-        raise UserError(f"{raw}: no .skeleton files found; give --raw the folder holding the NTU "
-                        f".skeleton files (e.g. nturgb+d_skeletons/)")
+        raise UserError(
+            f"{raw}: no .skeleton files found; give --raw the folder holding the NTU "
+            f".skeleton files (e.g. nturgb+d_skeletons/)"
+        )
     keep, skipped_missing, outside = [], 0, 0
     for path in files:
         meta = parse_ntu_name(path.name)
@@ -151,7 +181,8 @@ def list_samples(raw: Path, dataset: str, missing: frozenset[str], limit: int | 
     if limit is not None:
         keep = keep[:limit]
     if not keep:
-        raise UserError(f"{raw}: none of the {len(files)} .skeleton files belongs to {dataset} once the "
-                        f"missing-skeleton samples are left out; check --raw and the dataset name")
-    return keep, {"files_found": len(files), "skipped_missing": skipped_missing,
-                  "outside_dataset": outside}
+        raise UserError(
+            f"{raw}: none of the {len(files)} .skeleton files belongs to {dataset} once the "
+            f"missing-skeleton samples are left out; check --raw and the dataset name"
+        )
+    return keep, {"files_found": len(files), "skipped_missing": skipped_missing, "outside_dataset": outside}

@@ -18,11 +18,12 @@ import multiprocessing
 import signal
 import sys
 import threading
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 
-def ordered_map(fn: Callable, items: Sequence, workers: int, in_flight: int | None = None,
-                chunksize: int | None = None) -> Iterator:
+def ordered_map(
+    fn: Callable, items: Sequence, workers: int, in_flight: int | None = None, chunksize: int | None = None
+) -> Iterator:
     """Yield `fn(item)` for every item, in order; `workers` > 1 spreads the calls over processes."""
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
@@ -49,7 +50,7 @@ def ordered_map(fn: Callable, items: Sequence, workers: int, in_flight: int | No
         pool.close()
     finally:
         stopped.set()
-        for _ in range(in_flight):          # unblock the pool's feeder thread so the pool can stop
+        for _ in range(in_flight):  # unblock the pool's feeder thread so the pool can stop
             slots.release()
         pool.terminate()
         pool.join()

@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 FRAMES = 50
-CENTRE_JOINT = 20          # joint 21 (1-based), spine-shoulder
-LEFT_SHOULDER = 4          # joint 5
-RIGHT_SHOULDER = 8         # joint 9
+CENTRE_JOINT = 20  # joint 21 (1-based), spine-shoulder
+LEFT_SHOULDER = 4  # joint 5
+RIGHT_SHOULDER = 8  # joint 9
 
-FRAME50_PARAMS = {"name": "frame50", "frames": FRAMES, "centre_joint": CENTRE_JOINT + 1,
-                  "resize": "linear, half-pixel centres", "valid_length": "joint 1 of body 0 non-zero",
-                  "view_alignment": "per body per frame, shoulders 5-9 about y"}
+FRAME50_PARAMS = {
+    "name": "frame50",
+    "frames": FRAMES,
+    "centre_joint": CENTRE_JOINT + 1,
+    "resize": "linear, half-pixel centres",
+    "valid_length": "joint 1 of body 0 non-zero",
+    "view_alignment": "per body per frame, shoulders 5-9 about y",
+}
 
 
 def valid_length(bodies: np.ndarray) -> int:
@@ -32,12 +37,12 @@ def resize_linear(x: np.ndarray, frames: int) -> np.ndarray:
 
 def align_view(x: np.ndarray) -> np.ndarray:
     """Rotate each body of `(T, V, C, M)` about y so that its shoulders lie along x, frame by frame."""
-    u = x[:, RIGHT_SHOULDER] - x[:, LEFT_SHOULDER]                  # (T, C, M)
+    u = x[:, RIGHT_SHOULDER] - x[:, LEFT_SHOULDER]  # (T, C, M)
     u[:, 1] = 0
     theta = np.arccos(u[:, 0] / (np.linalg.norm(u, axis=1) + 1e-4))  # (T, M)
     theta = np.where(u[:, 2].sum(axis=0) >= 0, -theta, theta)
-    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]           # (T, 1, M)
-    px, py, pz = x[:, :, 0], x[:, :, 1], x[:, :, 2]                  # (T, V, M)
+    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]  # (T, 1, M)
+    px, py, pz = x[:, :, 0], x[:, :, 1], x[:, :, 2]  # (T, V, M)
     return np.stack([c * px - s * pz, py, s * px + c * pz], axis=2)
 
 
@@ -48,6 +53,6 @@ def frame50(bodies: np.ndarray) -> np.ndarray:
     v, c, m = bodies.shape[1:]
     if length == 0:
         return np.zeros((c, FRAMES, v, m), dtype=np.float32)
-    x = bodies[:length] - bodies[:length, CENTRE_JOINT: CENTRE_JOINT + 1]
+    x = bodies[:length] - bodies[:length, CENTRE_JOINT : CENTRE_JOINT + 1]
     x = align_view(resize_linear(x, FRAMES))
     return np.ascontiguousarray(x.transpose(2, 0, 1, 3), dtype=np.float32)

@@ -27,32 +27,32 @@ from __future__ import annotations
 
 import collections
 import io
-import threading
 import math
 import os
 import pickle
 import pickletools
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from hiclr.common.errors import UserError
 
-try:                                                    # numpy >= 2
+try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
-except ImportError:                                     # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray    # type: ignore[no-redef]
-    from numpy.core import numeric as _numeric          # type: ignore[no-redef]
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
 import codecs
 
-BUDGET_PER_BYTE = 16            # bytes the unpickled objects may take per byte of input ...
-BUDGET_FLOOR = 64 << 20         # ... plus this much, whatever the input
+BUDGET_PER_BYTE = 16  # bytes the unpickled objects may take per byte of input ...
+BUDGET_FLOOR = 64 << 20  # ... plus this much, whatever the input
 _ENCODINGS = {"latin1", "latin-1", "iso-8859-1", "iso8859-1", "utf-8", "utf8", "ascii"}
 
 
-_ACTIVE = threading.local()     # the `_Dtypes` of the load in progress on this thread
+_ACTIVE = threading.local()  # the `_Dtypes` of the load in progress on this thread
 
 
 class SafeArray(np.ndarray):
@@ -70,13 +70,15 @@ class _Dtypes:
     """The dtypes one load has made: which are still waiting for their state (BUILD)."""
 
     def __init__(self):
-        self.unbuilt: dict[int, np.dtype] = {}       # id -> dtype; holding it keeps the id unique
+        self.unbuilt: dict[int, np.dtype] = {}  # id -> dtype; holding it keeps the id unique
 
     def make(self, spec, align=False, copy=True):
         """`numpy.dtype(...)` as numpy's pickles call it: a type string; always a fresh dtype."""
         if not isinstance(spec, str) or len(spec) > 64:
-            raise _Refused(f"a numpy dtype built from {type(spec).__name__} {str(spec)[:30]!r} (numpy pickles "
-                           f"dtypes from a short type string)")
+            raise _Refused(
+                f"a numpy dtype built from {type(spec).__name__} {str(spec)[:30]!r} (numpy pickles "
+                f"dtypes from a short type string)"
+            )
         try:
             dtype = np.dtype(spec, bool(align), True)
         except (TypeError, ValueError) as err:
@@ -94,9 +96,9 @@ class _Dtypes:
         if self.unbuilt.pop(id(dtype), None) is not dtype:
             raise _Refused("a second numpy dtype state, or one for a dtype already in use")
         _check_dtype_state(state, dtype.kind in "mM")
-        for part in state[2:5]:                          # subarray base, fields: dtypes used by this one
-            for inner in (part if isinstance(part, tuple) else part.values() if isinstance(part, dict) else ()):
-                for item in (inner if isinstance(inner, tuple) else (inner,)):
+        for part in state[2:5]:  # subarray base, fields: dtypes used by this one
+            for inner in part if isinstance(part, tuple) else part.values() if isinstance(part, dict) else ():
+                for item in inner if isinstance(inner, tuple) else (inner,):
                     self.use(item)
         try:
             dtype.__setstate__(state)
@@ -119,6 +121,7 @@ def _check_dtype_state(state, datetime: bool) -> None:
     timedelta64 dtype (`datetime`) always (dict or None, (unit bytes, num, den, events)): numpy
     crashes on a datetime state without it.
     """
+
     def refuse(what: str):
         raise _Refused(f"a numpy dtype state whose {what} is not of the form numpy writes")
 
@@ -130,9 +133,14 @@ def _check_dtype_state(state, datetime: bool) -> None:
     if not (isinstance(order, str) and len(order) == 1 and order in "<>|="):
         refuse("byte order")
     if subarray is not None and not (
-            isinstance(subarray, tuple) and len(subarray) == 2 and isinstance(subarray[0], np.dtype)
-            and isinstance(subarray[1], tuple) and subarray[1] and all(_is_int(n, 0, 2**31) for n in subarray[1])
-            and names is None):
+        isinstance(subarray, tuple)
+        and len(subarray) == 2
+        and isinstance(subarray[0], np.dtype)
+        and isinstance(subarray[1], tuple)
+        and subarray[1]
+        and all(_is_int(n, 0, 2**31) for n in subarray[1])
+        and names is None
+    ):
         refuse("subarray")
     if (names is None) != (fields is None):
         refuse("names and fields")
@@ -141,9 +149,14 @@ def _check_dtype_state(state, datetime: bool) -> None:
             refuse("names or fields")
         titles = set()
         for key, value in fields.items():
-            if not (isinstance(key, str) and isinstance(value, tuple) and len(value) in (2, 3)
-                    and isinstance(value[0], np.dtype) and _is_int(value[1], 0, 2**31)
-                    and (len(value) == 2 or value[2] is None or isinstance(value[2], str))):
+            if not (
+                isinstance(key, str)
+                and isinstance(value, tuple)
+                and len(value) in (2, 3)
+                and isinstance(value[0], np.dtype)
+                and _is_int(value[1], 0, 2**31)
+                and (len(value) == 2 or value[2] is None or isinstance(value[2], str))
+            ):
                 refuse(f"field {str(key)[:20]!r}")
             if len(value) == 3 and value[2] is not None:
                 titles.add(value[2])
@@ -156,9 +169,14 @@ def _check_dtype_state(state, datetime: bool) -> None:
         refuse("datetime metadata" if datetime else "metadata")
     if metadata is not None:
         if datetime:
-            if not (len(metadata) == 2 and (metadata[0] is None or isinstance(metadata[0], dict))
-                    and isinstance(metadata[1], tuple) and len(metadata[1]) == 4
-                    and isinstance(metadata[1][0], bytes) and all(_is_int(v, -2**31, 2**31) for v in metadata[1][1:])):
+            if not (
+                len(metadata) == 2
+                and (metadata[0] is None or isinstance(metadata[0], dict))
+                and isinstance(metadata[1], tuple)
+                and len(metadata[1]) == 4
+                and isinstance(metadata[1][0], bytes)
+                and all(_is_int(v, -(2**31), 2**31) for v in metadata[1][1:])
+            ):
                 refuse("datetime metadata")
         elif not isinstance(metadata, dict):
             refuse("metadata")
@@ -174,8 +192,12 @@ def check_dtype(dtype: np.dtype, depth: int = 0) -> None:
             fields = [dtype.fields[name] for name in dtype.names]
             for field_dtype, *_ in fields:
                 check_dtype(field_dtype, depth + 1)
-            spec = {"names": list(dtype.names), "formats": [f[0] for f in fields],
-                    "offsets": [f[1] for f in fields], "itemsize": dtype.itemsize}
+            spec = {
+                "names": list(dtype.names),
+                "formats": [f[0] for f in fields],
+                "offsets": [f[1] for f in fields],
+                "itemsize": dtype.itemsize,
+            }
             if any(len(f) > 2 for f in fields):
                 spec["titles"] = [f[2] if len(f) > 2 else None for f in fields]
             fresh = np.dtype(spec, align=dtype.isalignedstruct)
@@ -187,11 +209,16 @@ def check_dtype(dtype: np.dtype, depth: int = 0) -> None:
     except (TypeError, ValueError, OverflowError) as err:
         raise _Refused(f"a numpy dtype whose pickled state numpy's constructor rejects ({str(err)[:80]})") from None
     # the plain attributes first: comparing with `==` a dtype whose flags lie (objects not flagged) crashes numpy
-    if not ((fresh.str, fresh.itemsize, fresh.flags, fresh.alignment)
-            == (dtype.str, dtype.itemsize, dtype.flags, dtype.alignment) and fresh == dtype):
-        raise _Refused(f"a numpy dtype whose pickled state is inconsistent ({str(dtype)[:60]} with itemsize "
-                       f"{dtype.itemsize}, flags {dtype.flags}, alignment {dtype.alignment}; numpy builds "
-                       f"itemsize {fresh.itemsize}, flags {fresh.flags}, alignment {fresh.alignment})")
+    if not (
+        (fresh.str, fresh.itemsize, fresh.flags, fresh.alignment)
+        == (dtype.str, dtype.itemsize, dtype.flags, dtype.alignment)
+        and fresh == dtype
+    ):
+        raise _Refused(
+            f"a numpy dtype whose pickled state is inconsistent ({str(dtype)[:60]} with itemsize "
+            f"{dtype.itemsize}, flags {dtype.flags}, alignment {dtype.alignment}; numpy builds "
+            f"itemsize {fresh.itemsize}, flags {fresh.flags}, alignment {fresh.alignment})"
+        )
 
 
 def _check_array_state(state) -> None:
@@ -206,10 +233,14 @@ def _check_array_state(state) -> None:
     count = math.prod(shape)
     if dtype.hasobject:
         if not isinstance(data, list) or len(data) != count:
-            raise _Refused(f"an object array of shape {shape} with {len(data) if isinstance(data, list) else 'no'} items")
+            raise _Refused(
+                f"an object array of shape {shape} with {len(data) if isinstance(data, list) else 'no'} items"
+            )
     elif not isinstance(data, (bytes, bytearray, str)) or len(data) != count * dtype.itemsize:
-        raise _Refused(f"an array of shape {shape} and dtype {dtype} whose data holds "
-                       f"{len(data) if isinstance(data, (bytes, bytearray, str)) else 'no'} bytes")
+        raise _Refused(
+            f"an array of shape {shape} and dtype {dtype} whose data holds "
+            f"{len(data) if isinstance(data, (bytes, bytearray, str)) else 'no'} bytes"
+        )
 
 
 class _Refused(Exception):
@@ -243,6 +274,7 @@ def _guarded(budget: _Budget, dtypes: _Dtypes) -> dict:
         def build(*args):
             budget.charge(64 * sum(_sized(a) for a in args), f"a {kind.__name__} of that size")
             return kind(*args)
+
         return build
 
     def buffers(kind):
@@ -250,6 +282,7 @@ def _guarded(budget: _Budget, dtypes: _Dtypes) -> dict:
             size = args[0] if args and isinstance(args[0], int) else (_sized(args[0]) if args else 0)
             budget.charge(size, f"a {kind.__name__} of {size} bytes")
             return kind(*args)
+
         return build
 
     def strings(*args):
@@ -295,18 +328,24 @@ def _guarded(budget: _Budget, dtypes: _Dtypes) -> dict:
         budget.charge(math.prod(shape) * max(1, dtype.itemsize), f"an array of shape {shape[:6]}")
 
     table = {
-        ("builtins", "set"): containers(set), ("builtins", "frozenset"): containers(frozenset),
-        ("builtins", "list"): containers(list), ("builtins", "dict"): containers(dict),
-        ("builtins", "tuple"): containers(tuple), ("builtins", "bytearray"): buffers(bytearray),
-        ("builtins", "bytes"): buffers(bytes), ("builtins", "str"): strings,
-        ("builtins", "complex"): complex, ("builtins", "int"): int, ("builtins", "float"): float,
+        ("builtins", "set"): containers(set),
+        ("builtins", "frozenset"): containers(frozenset),
+        ("builtins", "list"): containers(list),
+        ("builtins", "dict"): containers(dict),
+        ("builtins", "tuple"): containers(tuple),
+        ("builtins", "bytearray"): buffers(bytearray),
+        ("builtins", "bytes"): buffers(bytes),
+        ("builtins", "str"): strings,
+        ("builtins", "complex"): complex,
+        ("builtins", "int"): int,
+        ("builtins", "float"): float,
         ("builtins", "bool"): bool,
         ("collections", "OrderedDict"): containers(collections.OrderedDict),
-        ("_codecs", "encode"): encode,                  # bytes in protocol 2 pickles (numpy arrays too)
-        ("numpy", "ndarray"): ndarray,                  # the subtype argument of _reconstruct
+        ("_codecs", "encode"): encode,  # bytes in protocol 2 pickles (numpy arrays too)
+        ("numpy", "ndarray"): ndarray,  # the subtype argument of _reconstruct
         ("numpy", "dtype"): dtypes.make,
     }
-    for (module, attr), obj in list(table.items()):     # protocol <= 2 spells builtins "__builtin__"
+    for (module, attr), obj in list(table.items()):  # protocol <= 2 spells builtins "__builtin__"
         if module == "builtins":
             table[("__builtin__", attr)] = obj
     for prefix in ("numpy.core", "numpy._core"):
@@ -326,7 +365,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, source: str, size: int):
-        super().__init__(file, encoding="latin1")        # latin1: Python 2 pickles with numpy arrays
+        super().__init__(file, encoding="latin1")  # latin1: Python 2 pickles with numpy arrays
         self.source = source
         self.dtypes = _Dtypes()
         self.table = _guarded(_Budget(size), self.dtypes)
@@ -344,13 +383,17 @@ class RestrictedUnpickler(pickle._Unpickler):
         try:
             return self.table[(module, name)]
         except KeyError:
-            raise UserError(f"{self.source}: refused to load the pickle global '{module}.{name}' (only "
-                            f"containers, numbers, strings and numpy arrays are allowed); re-save the file "
-                            f"with plain lists, dicts and numpy arrays, or check where it came from") from None
+            raise UserError(
+                f"{self.source}: refused to load the pickle global '{module}.{name}' (only "
+                f"containers, numbers, strings and numpy arrays are allowed); re-save the file "
+                f"with plain lists, dicts and numpy arrays, or check where it came from"
+            ) from None
 
     def persistent_load(self, pid):
-        raise UserError(f"{self.source}: refused a pickle persistent id ({str(pid)[:40]}); re-save the "
-                        f"file with plain lists, dicts and numpy arrays")
+        raise UserError(
+            f"{self.source}: refused a pickle persistent id ({str(pid)[:40]}); re-save the "
+            f"file with plain lists, dicts and numpy arrays"
+        )
 
 
 def _scan_opcodes(data: bytes, source: str) -> None:
@@ -358,13 +401,17 @@ def _scan_opcodes(data: bytes, source: str) -> None:
     try:
         for op, arg, pos in pickletools.genops(data):
             if op.name == "FRAME" and arg > len(data) - pos:
-                raise UserError(f"{source}: a pickle frame at byte {pos} claims {arg} bytes but only "
-                                f"{len(data) - pos} remain; the file is truncated or damaged")
+                raise UserError(
+                    f"{source}: a pickle frame at byte {pos} claims {arg} bytes but only "
+                    f"{len(data) - pos} remain; the file is truncated or damaged"
+                )
     except UserError:
         raise
-    except Exception as err:                              # noqa: BLE001 - any malformed opcode stream
-        raise UserError(f"{source}: not a readable pickle ({_short(err)}); check the file (it may be "
-                        f"truncated or of another format)") from None
+    except Exception as err:  # noqa: BLE001 - any malformed opcode stream
+        raise UserError(
+            f"{source}: not a readable pickle ({_short(err)}); check the file (it may be "
+            f"truncated or of another format)"
+        ) from None
 
 
 def _short(err: Exception) -> str:
@@ -381,11 +428,15 @@ def safe_loads(data: bytes, source: str = "<bytes>"):
     except UserError:
         raise
     except _Refused as err:
-        raise UserError(f"{source}: refused {err} (the file is damaged or hostile); re-save it with "
-                        f"plain lists, dicts and numpy arrays") from None
-    except (Exception, RecursionError) as err:             # truncated or not a pickle at all
-        raise UserError(f"{source}: not a readable pickle ({_short(err)}); check the file (it may be "
-                        f"truncated or of another format)") from None
+        raise UserError(
+            f"{source}: refused {err} (the file is damaged or hostile); re-save it with "
+            f"plain lists, dicts and numpy arrays"
+        ) from None
+    except (Exception, RecursionError) as err:  # truncated or not a pickle at all
+        raise UserError(
+            f"{source}: not a readable pickle ({_short(err)}); check the file (it may be "
+            f"truncated or of another format)"
+        ) from None
     finally:
         _ACTIVE.dtypes = None
 

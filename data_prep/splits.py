@@ -10,8 +10,40 @@ import numpy as np
 
 NTU60_TRAIN_SUBJECTS = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)
 NTU120_TRAIN_SUBJECTS = NTU60_TRAIN_SUBJECTS + (
-    45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85, 86, 89,
-    91, 92, 93, 94, 95, 97, 98, 100, 103)
+    45,
+    46,
+    47,
+    49,
+    50,
+    52,
+    53,
+    54,
+    55,
+    56,
+    57,
+    58,
+    59,
+    70,
+    74,
+    78,
+    80,
+    81,
+    82,
+    83,
+    84,
+    85,
+    86,
+    89,
+    91,
+    92,
+    93,
+    94,
+    95,
+    97,
+    98,
+    100,
+    103,
+)
 NTU60_TRAIN_CAMERAS = (2, 3)
 NTU60_MAX_SETUP = 17
 
@@ -28,7 +60,7 @@ def train_mask(meta: dict[str, np.ndarray], dataset: str, protocol: str) -> np.n
         return np.isin(np.asarray(meta["performer"]), subjects)
     if protocol == "xview":
         return np.isin(np.asarray(meta["camera"]), NTU60_TRAIN_CAMERAS)
-    return np.asarray(meta["setup"]) % 2 == 0          # xset
+    return np.asarray(meta["setup"]) % 2 == 0  # xset
 
 
 def ntu_splits(meta: dict[str, np.ndarray], dataset: str = "ntu60") -> dict[str, dict[str, np.ndarray]]:
@@ -36,6 +68,8 @@ def ntu_splits(meta: dict[str, np.ndarray], dataset: str = "ntu60") -> dict[str,
     splits = {}
     for protocol in PROTOCOLS[dataset]:
         mask = train_mask(meta, dataset, protocol)
-        splits[protocol] = {"train": np.flatnonzero(mask).astype(np.int64),
-                            "test": np.flatnonzero(~mask).astype(np.int64)}
+        splits[protocol] = {
+            "train": np.flatnonzero(mask).astype(np.int64),
+            "test": np.flatnonzero(~mask).astype(np.int64),
+        }
     return splits

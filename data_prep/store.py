@@ -18,15 +18,15 @@ import h5py
 import numpy as np
 
 from data_prep import __version__
-from hiclr.common.atomic import atomic_path
 from data_prep.checksums import content_problems, implausible_size, write_content_checksums
+from hiclr.common.atomic import atomic_path
 from hiclr.common.errors import UserError
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 FRAME50_SHAPE = (3, 50, 25, 2)
 RAW_SHAPE = (25, 3, 2)
-_BLOCK = 512                    # samples per read/write block: bounds memory on NTU120 scale files
+_BLOCK = 512  # samples per read/write block: bounds memory on NTU120 scale files
 _JSON_ATTRS = ("preset", "counts", "split_sha256", "source")
 
 
@@ -53,8 +53,9 @@ class StoreWriter:
     renames it; `abort` (or leaving the `with` block by an exception) removes it.
     """
 
-    def __init__(self, out_path: str | os.PathLike, *, raw: bool, compression: str | None = None,
-                 block: int | None = None):
+    def __init__(
+        self, out_path: str | os.PathLike, *, raw: bool, compression: str | None = None, block: int | None = None
+    ):
         if compression not in (None, "gzip", "lzf"):
             raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
         self.out = Path(out_path)
@@ -67,13 +68,23 @@ class StoreWriter:
         self._partial = self._stack.enter_context(atomic_path(self.out))
         self._file = self._stack.enter_context(h5py.File(self._partial, "w"))
         self._frame50 = self._file.create_group("views").create_dataset(
-            "frame50", shape=(0,) + FRAME50_SHAPE, maxshape=(None,) + FRAME50_SHAPE, dtype=np.float32,
-            chunks=(1,) + FRAME50_SHAPE, compression=compression)
+            "frame50",
+            shape=(0,) + FRAME50_SHAPE,
+            maxshape=(None,) + FRAME50_SHAPE,
+            dtype=np.float32,
+            chunks=(1,) + FRAME50_SHAPE,
+            compression=compression,
+        )
         self._raw = None
         if raw:
             self._raw = self._file.create_group("raw").create_dataset(
-                "data", shape=(0,) + RAW_SHAPE, maxshape=(None,) + RAW_SHAPE, dtype=np.float32,
-                chunks=(1024,) + RAW_SHAPE, compression=compression)
+                "data",
+                shape=(0,) + RAW_SHAPE,
+                maxshape=(None,) + RAW_SHAPE,
+                dtype=np.float32,
+                chunks=(1024,) + RAW_SHAPE,
+                compression=compression,
+            )
 
     def append(self, name: str, bodies: np.ndarray | None, frame50: np.ndarray) -> None:
         """One sample: `bodies` `(T, V, C, M)` float32 (None when the store has no `/raw`), frame50 `(C, 50, V, M)`."""
@@ -108,9 +119,15 @@ class StoreWriter:
                 self._frames_written += stacked.shape[0]
         self._pending = []
 
-    def finish(self, *, dataset: str, samples: dict[str, np.ndarray],
-               splits: dict[str, dict[str, np.ndarray]], attrs: dict,
-               class_names: list[str] | None = None) -> Path:
+    def finish(
+        self,
+        *,
+        dataset: str,
+        samples: dict[str, np.ndarray],
+        splits: dict[str, dict[str, np.ndarray]],
+        attrs: dict,
+        class_names: list[str] | None = None,
+    ) -> Path:
         """Write the columns (`name` in append order), splits, class names and attributes; rename.
 
         `class_names`: one per class (`/classes/name`); default: the dataset's (`data_prep.classes`).
@@ -151,11 +168,13 @@ class StoreWriter:
         num_classes = int(extra.pop("num_classes", int(labels.max()) + 1 if labels.size else 0))
         if class_names is None:
             from data_prep.classes import class_names as dataset_class_names
+
             class_names = dataset_class_names(dataset, num_classes)
         if len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-        f.create_group("classes").create_dataset("name", data=np.array([str(c) for c in class_names], dtype=object),
-                                                 dtype=h5py.string_dtype("utf-8"))
+        f.create_group("classes").create_dataset(
+            "name", data=np.array([str(c) for c in class_names], dtype=object), dtype=h5py.string_dtype("utf-8")
+        )
         counts = dict(extra.pop("counts", {}))
         counts["samples"] = n
         f.attrs["format_version"] = FORMAT_VERSION
@@ -173,14 +192,14 @@ class StoreWriter:
                 value = str(value)
             f.attrs[key] = value
         write_content_checksums(f)
-        self._stack.close()          # closes the file, fsyncs and renames `.partial` over `out`
+        self._stack.close()  # closes the file, fsyncs and renames `.partial` over `out`
         return self.out
 
     def abort(self) -> None:
         """Drop the partial file (nothing is left under `out`)."""
         self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -189,10 +208,18 @@ class StoreWriter:
         return False
 
 
-def write_store(out_path: str | os.PathLike, *, dataset: str, samples: dict[str, np.ndarray],
-                bodies: list[np.ndarray] | None, frame50: np.ndarray,
-                splits: dict[str, dict[str, np.ndarray]], attrs: dict,
-                compression: str | None = None, class_names: list[str] | None = None) -> Path:
+def write_store(
+    out_path: str | os.PathLike,
+    *,
+    dataset: str,
+    samples: dict[str, np.ndarray],
+    bodies: list[np.ndarray] | None,
+    frame50: np.ndarray,
+    splits: dict[str, dict[str, np.ndarray]],
+    attrs: dict,
+    compression: str | None = None,
+    class_names: list[str] | None = None,
+) -> Path:
     """Write a whole store held in memory (through `StoreWriter`); return the final path.
 
     `samples`: columns with one row per sample (`name` str, `label` int64, metadata ints);
@@ -228,9 +255,11 @@ def open_store(path: str | os.PathLike) -> h5py.File:
     if version is None or int(version) not in SUPPORTED_VERSIONS:
         f.close()
         shown = "none" if version is None else int(version)
-        raise UserError(f"{path}: store format version {shown} is not one this tool reads "
-                        f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))}); re-create the file "
-                        f"with this version of hiclr-prep or upgrade hiclr-toolkit")
+        raise UserError(
+            f"{path}: store format version {shown} is not one this tool reads "
+            f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))}); re-create the file "
+            f"with this version of hiclr-prep or upgrade hiclr-toolkit"
+        )
     return f
 
 
@@ -252,7 +281,7 @@ def _finite_blocks(ds: h5py.Dataset) -> int:
     bad = 0
     step = max(1, 16_000_000 // max(1, int(np.prod(ds.shape[1:]))))
     for lo in range(0, ds.shape[0], step):
-        bad += int((~np.isfinite(ds[lo: lo + step])).sum())
+        bad += int((~np.isfinite(ds[lo : lo + step])).sum())
     return bad
 
 
@@ -263,11 +292,12 @@ def damaged_store_guard(path):
         yield
     except UserError:
         raise
-    except (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError,
-            UnicodeError) as err:
-        raise UserError(f"{path}: the HDF5 file is damaged and cannot be read ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0][:100] if str(err) else ''}); re-create it with hiclr-prep "
-                        f"or restore a copy") from None
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError, UnicodeError) as err:
+        raise UserError(
+            f"{path}: the HDF5 file is damaged and cannot be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:100] if str(err) else ''}); re-create it with hiclr-prep "
+            f"or restore a copy"
+        ) from None
 
 
 def verify_store(path: str | os.PathLike) -> list[str]:
@@ -296,8 +326,10 @@ def _problems(f: h5py.File) -> list[str]:
     else:
         labels = samples["label"][()]
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            problems.append(f"/samples/label spans {labels.min()}..{labels.max()}, "
-                            f"outside 0..{num_classes - 1} (num_classes = {num_classes})")
+            problems.append(
+                f"/samples/label spans {labels.min()}..{labels.max()}, "
+                f"outside 0..{num_classes - 1} (num_classes = {num_classes})"
+            )
 
     if "views/frame50" not in f:
         problems.append("/views/frame50 is missing")
@@ -322,8 +354,7 @@ def _problems(f: h5py.File) -> list[str]:
                 problems.append(f"/raw/offset and /raw/length must have shape ({n},)")
             elif n:
                 expected = np.concatenate(([0], np.cumsum(length)[:-1]))
-                if (length < 0).any() or not np.array_equal(offset, expected) \
-                        or int(length.sum()) != data.shape[0]:
+                if (length < 0).any() or not np.array_equal(offset, expected) or int(length.sum()) != data.shape[0]:
                     problems.append("/raw/offset and /raw/length do not tile /raw/data")
             bad = _finite_blocks(data)
             if bad:
@@ -334,7 +365,7 @@ def _problems(f: h5py.File) -> list[str]:
     meta = {k: samples[k][()] for k in ("performer", "camera", "view") if k in samples}
     if "splits" not in f or not len(f["splits"]):
         problems.append("/splits holds no protocol")
-    for protocol in (f["splits"] if "splits" in f else []):
+    for protocol in f["splits"] if "splits" in f else []:
         parts = {}
         for part in ("train", "test"):
             key = f"{protocol}/{part}"
@@ -365,8 +396,9 @@ def _problems(f: h5py.File) -> list[str]:
                 shared = np.intersect1d(meta[column][in_range(train)], meta[column][in_range(test)])
                 if shared.size:
                     what = {"performer": "subjects", "camera": "cameras", "view": "views"}[column]
-                    problems.append(f"/splits/{protocol}: {what} {shared.tolist()[:10]} are on both "
-                                    f"the train and the test side")
+                    problems.append(
+                        f"/splits/{protocol}: {what} {shared.tolist()[:10]} are on both the train and the test side"
+                    )
     return problems
 
 
@@ -381,9 +413,10 @@ def store_summary(path: str | os.PathLike) -> dict:
     """Dataset, counts, classes, protocols with sizes, preset: what `hiclr-prep info` prints."""
     with damaged_store_guard(path), open_store(path) as f:
         labels = f["samples/label"][()] if "samples/label" in f else np.zeros(0, np.int64)
-        protocols = {p: {part: int(f["splits"][p][part].shape[0])
-                         for part in ("train", "test") if part in f["splits"][p]}
-                     for p in (f["splits"] if "splits" in f else [])}
+        protocols = {
+            p: {part: int(f["splits"][p][part].shape[0]) for part in ("train", "test") if part in f["splits"][p]}
+            for p in (f["splits"] if "splits" in f else [])
+        }
         return {
             "path": str(path),
             "dataset": str(f.attrs.get("dataset", "")),

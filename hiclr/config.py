@@ -32,10 +32,26 @@ from typing import Any
 
 import yaml
 
-from hiclr.common.errors import UserError
 from hiclr.common.atomic import atomic_write_text
-from hiclr.config_rules import (COUNT, MAX_SEED, ONOFF, POSITIVE, BlockPlan, Choice, Either, Flag, Int, Key,
-                                ListOf, Mapping, Num, Stages, Text, check_values)
+from hiclr.common.errors import UserError
+from hiclr.config_rules import (
+    COUNT,
+    MAX_SEED,
+    ONOFF,
+    POSITIVE,
+    BlockPlan,
+    Choice,
+    Either,
+    Flag,
+    Int,
+    Key,
+    ListOf,
+    Mapping,
+    Num,
+    Stages,
+    Text,
+    check_values,
+)
 
 #: The input streams (`data.stream`, `eval.streams`; `hiclr.augment.streams.to_stream` derives them).
 STREAMS = ("joint", "motion", "bone")
@@ -46,33 +62,61 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "out": Key("checkpoints", Text(), "output root; the run writes <out>/<name>/"),
         "seed": Key(0, Int(0, MAX_SEED)),
         "save_every": Key(50, COUNT, "epoch_XXX.pt every N epochs (0: never)"),
-        "checkpoint_every": Key(1, POSITIVE, "last.pt every N epochs, and after the last one or a stop "
-                                "(each write hashes, copies and fsyncs the whole state: on a GPU, where "
-                                "an epoch is short, a larger N is cheaper; a kill loses up to N epochs)"),
+        "checkpoint_every": Key(
+            1,
+            POSITIVE,
+            "last.pt every N epochs, and after the last one or a stop "
+            "(each write hashes, copies and fsyncs the whole state: on a GPU, where "
+            "an epoch is short, a larger N is cheaper; a kill loses up to N epochs)",
+        ),
         "log_every": Key(50, POSITIVE, "one metrics.jsonl line every N steps (plus one per epoch)"),
-        "monitor_every": Key(2, COUNT, "pre-training: kNN top-1 of the query backbone every N epochs and "
-                             "after the last (`monitor_knn_top1`; 0: off; its cost: docs/benchmarks.md)"),
-        "monitor_samples": Key(256, Int(1, none=True), "... on this many fixed (seeded) training clips and "
-                               "as many test clips of data.protocol; None: all of both"),
-        "collapse_warning": Key(0.2, Num(0, 1), "warn once when an epoch's embed_std * sqrt(dim) falls "
-                                "below this (about 1 when spread, 0 at collapse); 0: never"),
+        "monitor_every": Key(
+            2,
+            COUNT,
+            "pre-training: kNN top-1 of the query backbone every N epochs and "
+            "after the last (`monitor_knn_top1`; 0: off; its cost: docs/benchmarks.md)",
+        ),
+        "monitor_samples": Key(
+            256,
+            Int(1, none=True),
+            "... on this many fixed (seeded) training clips and as many test clips of data.protocol; None: all of both",
+        ),
+        "collapse_warning": Key(
+            0.2,
+            Num(0, 1),
+            "warn once when an epoch's embed_std * sqrt(dim) falls "
+            "below this (about 1 when spread, 0 at collapse); 0: never",
+        ),
     },
     "data": {
         "path": Key("data/ntu60.h5", Text()),
         "protocol": Key("xsub", Text()),
         "view": Key("frame50", Text()),
         "stream": Key("joint", Choice(STREAMS), " | ".join(STREAMS)),
-        "max_samples": Key(None, Int(1, none=True),
-                           "a seeded random subset of the training split (quick runs); None: all"),
-        "verify": Key(True, Flag(), "check the stored sha256 of every dataset read before training or "
-                      "evaluating, once per process (false or --no-verify: skip; docs/data_integrity.md)"),
+        "max_samples": Key(
+            None, Int(1, none=True), "a seeded random subset of the training split (quick runs); None: all"
+        ),
+        "verify": Key(
+            True,
+            Flag(),
+            "check the stored sha256 of every dataset read before training or "
+            "evaluating, once per process (false or --no-verify: skip; docs/data_integrity.md)",
+        ),
     },
-    "model": {                   # the keys of every encoder; the named encoder's own: ENCODER_KEYS
+    "model": {  # the keys of every encoder; the named encoder's own: ENCODER_KEYS
         "name": Key("stgcn", Text(), "the encoder (`hiclr.models.ENCODERS`), whose keys follow"),
-        "sync_bn": Key(False, Flag(), "under DDP, BatchNorm statistics over all ranks' clips (false: "
-                       "per rank, as on one GPU and in the reference)"),
-        "init": Key("reference", Text(), "reference (the HiCLR release: conv / linear N(0, 0.02), BN "
-                    "N(1, 0.02), biases 0) | torch (PyTorch's default); see hiclr/models/init.py"),
+        "sync_bn": Key(
+            False,
+            Flag(),
+            "under DDP, BatchNorm statistics over all ranks' clips (false: "
+            "per rank, as on one GPU and in the reference)",
+        ),
+        "init": Key(
+            "reference",
+            Text(),
+            "reference (the HiCLR release: conv / linear N(0, 0.02), BN "
+            "N(1, 0.02), biases 0) | torch (PyTorch's default); see hiclr/models/init.py",
+        ),
     },
     "ssl": {
         "objective": Key("hiclr", Text(), "a registered objective (`hiclr.ssl.OBJECTIVES`)"),
@@ -82,16 +126,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "momentum": Key(0.999, Num(0, 1)),
         "temperature": Key(0.07, Num(0, 100, lo_open=True)),
         "mining_epoch": Key(150, COUNT),
-        "fused_views": Key("auto", Either(Choice(("auto", "separate", "per_view", "shared")), Flag()),
-                           "auto: per_view on CUDA, separate on CPU (one fused call is no faster there) | "
-                           "per_view: the query views in one encoder call, BatchNorm statistics per view "
-                           "(separate calls' results) | separate (reference: a call per view) | shared "
-                           "(one call, statistics shared: changes results)"),
+        "fused_views": Key(
+            "auto",
+            Either(Choice(("auto", "separate", "per_view", "shared")), Flag()),
+            "auto: per_view on CUDA, separate on CPU (one fused call is no faster there) | "
+            "per_view: the query views in one encoder call, BatchNorm statistics per view "
+            "(separate calls' results) | separate (reference: a call per view) | shared "
+            "(one call, statistics shared: changes results)",
+        ),
         "topk": Key(1, POSITIVE, "mined positives per branch"),
-        "key_init": Key("random", Choice(("random", "copy")),
-                        "random (reference: own init) | copy (key encoder = query encoder)"),
-        "head_norm": Key("none", Choice(("none", "batch")),
-                         "none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)"),
+        "key_init": Key(
+            "random", Choice(("random", "copy")), "random (reference: own init) | copy (key encoder = query encoder)"
+        ),
+        "head_norm": Key(
+            "none",
+            Choice(("none", "batch")),
+            "none (reference MoCo v2 head) | batch (BatchNorm in the head, as SimCLR)",
+        ),
         "options": Key({}, Mapping(), "objective-specific extras (the further objectives), passed through"),
     },
     "augment": {
@@ -109,9 +160,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "nesterov": Key(False, Flag()),
         "batch_size": Key(128, Int(1, 2**20), "global batch; each of W DDP ranks takes batch_size // W"),
         "epochs": Key(300, Int(1, 100_000)),
-        "schedule": Key("step", Choice(("step", "cosine", "constant", "release")),
-                        "step | cosine | constant | release (the HiCLR release's fine-tune rule: per-epoch "
-                        "warm-up, milestones in 1-based epochs; hiclr/engine/schedule.py)"),
+        "schedule": Key(
+            "step",
+            Choice(("step", "cosine", "constant", "release")),
+            "step | cosine | constant | release (the HiCLR release's fine-tune rule: per-epoch "
+            "warm-up, milestones in 1-based epochs; hiclr/engine/schedule.py)",
+        ),
         "milestones": Key([250], ListOf(COUNT), "epochs after which lr *= gamma (schedule: step)"),
         "gamma": Key(0.1, Num(0, 1e4, lo_open=True)),
         "warmup_epochs": Key(0, COUNT, "linear warm-up, per step, before any schedule"),
@@ -122,16 +176,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "engine": {
         "device": Key("auto", Text(), "auto | cpu | cuda | cuda:N"),
         "precision": Key("auto", Choice(("auto", "bf16", "fp32")), "auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32"),
-        "compile": Key(False, Either(Flag(), Text()), "false | true (inductor) | default | reduce-overhead "
-                       "(CUDA graphs: needs optim.drop_last) | max-autotune | a backend name (eager, ...)"),
+        "compile": Key(
+            False,
+            Either(Flag(), Text()),
+            "false | true (inductor) | default | reduce-overhead "
+            "(CUDA graphs: needs optim.drop_last) | max-autotune | a backend name (eager, ...)",
+        ),
         "resident": Key("auto", ONOFF, "training split on the device: auto (if it fits) | true | false"),
-        "resident_fraction": Key(0.5, Num(0, 1, lo_open=True),
-                                 "auto: resident when the split takes under this share of free memory"),
+        "resident_fraction": Key(
+            0.5, Num(0, 1, lo_open=True), "auto: resident when the split takes under this share of free memory"
+        ),
         "tensorboard": Key("auto", ONOFF, "auto (when installed) | true | false"),
         "progress": Key(True, Flag(), "tqdm bar (only on a terminal, only on rank 0)"),
         "deterministic": Key(False, Flag(), "torch.use_deterministic_algorithms on CUDA"),
-        "cudnn_benchmark": Key(True, Flag(), "CUDA: cuDNN picks the fastest convolution algorithm per "
-                               "shape (off under deterministic)"),
+        "cudnn_benchmark": Key(
+            True, Flag(), "CUDA: cuDNN picks the fastest convolution algorithm per shape (off under deterministic)"
+        ),
         "tf32": Key(True, Flag(), "CUDA: TensorFloat-32 tensor cores for fp32 matmuls and convolutions"),
         "find_unused_parameters": Key(False, Flag(), "DDP"),
     },
@@ -145,9 +205,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "epochs": Key(100, Int(1, 100_000)),
         "milestones": Key([80], ListOf(COUNT)),
         "fractions": Key([0.01, 0.1], ListOf(Num(0, 1, lo_open=True))),
-        "epoch_length": Key("dataset", Choice(("dataset", "subset")),
-                            "semi: dataset (the release: an epoch as long as the training split, the "
-                            "labelled subset cycled) | subset (one pass over the subset)"),
+        "epoch_length": Key(
+            "dataset",
+            Choice(("dataset", "subset")),
+            "semi: dataset (the release: an epoch as long as the training split, the "
+            "labelled subset cycled) | subset (one pass over the subset)",
+        ),
         "seeds": Key([0], ListOf(Int(0, MAX_SEED))),
         "streams": Key(["joint", "bone", "motion"], ListOf(Choice(STREAMS))),
         "ensemble": Key({"joint": 0.6, "bone": 0.6, "motion": 0.4}, Mapping(Num(0))),
@@ -155,13 +218,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "feature_batch_size": Key(256, Int(1, 2**20), "clips per forward when extracting features"),
         "through_encoder": Key(False, Flag(), "linear probe through the frozen encoder every epoch"),
         "standardize": Key(False, Flag(), "linear probe on features standardised by the training mean / std"),
-        "augment": Key([[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
-                       Stages(), "the augmentation of the fine-tune and of `--through-encoder`, stages "
-                       "in the format of configs/augment/; null or []: none"),
+        "augment": Key(
+            [[{"name": "temporal_crop", "padding_ratio": 6}, {"name": "shear", "amplitude": 0.5}]],
+            Stages(),
+            "the augmentation of the fine-tune and of `--through-encoder`, stages "
+            "in the format of configs/augment/; null or []: none",
+        ),
         "ensemble_runs": Key([], ListOf(Text())),
-        "freeze": Key([], ListOf(Text()), "encoder sub-modules (e.g. [proj]: the release's fix_conv1) whose "
-                      "parameters stay fixed in the fine-tune / semi protocols; dotted names as in its "
-                      "state_dict"),
+        "freeze": Key(
+            [],
+            ListOf(Text()),
+            "encoder sub-modules (e.g. [proj]: the release's fix_conv1) whose "
+            "parameters stay fixed in the fine-tune / semi protocols; dotted names as in its "
+            "state_dict",
+        ),
     },
 }
 
@@ -174,20 +244,38 @@ ENCODER_KEYS: dict[str, dict[str, Key]] = {
         "edge_importance": Key(True, Flag()),
         "graph": Key("ntu", Text()),
         "temporal_kernel": Key(9, Int(1, 99)),
-        "graph_conv": Key("auto", Choice(("auto", "conv_first", "aggregate_first")),
-                          "auto (per block, the cheaper order: aggregate over the graph first when channels "
-                          "grow; the same function) | conv_first (reference) | aggregate_first"),
+        "graph_conv": Key(
+            "auto",
+            Choice(("auto", "conv_first", "aggregate_first")),
+            "auto (per block, the cheaper order: aggregate over the graph first when channels "
+            "grow; the same function) | conv_first (reference) | aggregate_first",
+        ),
     },
-    "dsta": {                    # DSTA-Net, the release's transformer (hiclr/models/dsta.py)
+    "dsta": {  # DSTA-Net, the release's transformer (hiclr/models/dsta.py)
         "in_channels": Key(3, Int(1, 1024)),
-        "blocks": Key([[32, 32, 16, 1], [32, 32, 16, 1], [32, 64, 16, 2], [64, 64, 16, 1],
-                       [64, 128, 32, 2], [128, 128, 32, 1], [128, 128, 32, 1], [128, 256, 32, 1]],
-                      BlockPlan(), "(in, out, inter channels, stride) per block (the release's plan)"),
+        "blocks": Key(
+            [
+                [32, 32, 16, 1],
+                [32, 32, 16, 1],
+                [32, 64, 16, 2],
+                [64, 64, 16, 1],
+                [64, 128, 32, 2],
+                [128, 128, 32, 1],
+                [128, 128, 32, 1],
+                [128, 256, 32, 1],
+            ],
+            BlockPlan(),
+            "(in, out, inter channels, stride) per block (the release's plan)",
+        ),
         "num_subsets": Key(3, Int(1, 64), "attention maps per block"),
         "num_joints": Key(25, Int(1, 1024)),
         "temporal_kernel": Key(7, Int(1, 99), "the 7x1 temporal convolution of each block"),
-        "attention_dropout": Key(0.5, Num(0, 1), "dropout on each block's temporal residual (release: 0.5 "
-                                 "in pre-training, 0 in its linear and fine-tune configs)"),
+        "attention_dropout": Key(
+            0.5,
+            Num(0, 1),
+            "dropout on each block's temporal residual (release: 0.5 "
+            "in pre-training, 0 in its linear and fine-tune configs)",
+        ),
     },
 }
 
@@ -196,15 +284,20 @@ def schema_for(encoder: str) -> dict[str, dict[str, Key]]:
     """`SCHEMA` with the `model` section of `encoder`: its name (defaulting to `encoder`), its own
     keys, then `init` (the order of a resolved config)."""
     common = SCHEMA["model"]
-    model = {"name": dataclasses.replace(common["name"], default=encoder), **ENCODER_KEYS[encoder],
-             **{k: v for k, v in common.items() if k != "name"}}
+    model = {
+        "name": dataclasses.replace(common["name"], default=encoder),
+        **ENCODER_KEYS[encoder],
+        **{k: v for k, v in common.items() if k != "name"},
+    }
     return {**SCHEMA, "model": model}
 
 
 def defaults(encoder: str = "stgcn") -> dict[str, Any]:
     """A fresh copy of every default (the `model` section of `encoder`)."""
-    return {section: {key: copy.deepcopy(declared.default) for key, declared in keys.items()}
-            for section, keys in schema_for(encoder).items()}
+    return {
+        section: {key: copy.deepcopy(declared.default) for key, declared in keys.items()}
+        for section, keys in schema_for(encoder).items()
+    }
 
 
 def known_keys() -> dict[str, dict[str, Any]]:
@@ -213,15 +306,19 @@ def known_keys() -> dict[str, dict[str, Any]]:
     model = dict(SCHEMA["model"])
     for keys in ENCODER_KEYS.values():
         model.update(keys)
-    return {section: {key: declared.default for key, declared in keys.items()}
-            for section, keys in {**SCHEMA, "model": model}.items()}
+    return {
+        section: {key: declared.default for key, declared in keys.items()}
+        for section, keys in {**SCHEMA, "model": model}.items()
+    }
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Defaults <- file (with its bases) <- `--set` overrides, validated and complete (every key of
     the schema, with the named encoder's `model` keys); `None` path: defaults only."""
-    cfg = {section: {key: copy.deepcopy(declared.default) for key, declared in keys.items()}
-           for section, keys in SCHEMA.items()}          # the encoder's own keys follow its name
+    cfg = {
+        section: {key: copy.deepcopy(declared.default) for key, declared in keys.items()}
+        for section, keys in SCHEMA.items()
+    }  # the encoder's own keys follow its name
     if path is not None:
         cfg = layer(cfg, _read_with_bases(Path(path), chain=()))
     for item in overrides or []:
@@ -261,16 +358,18 @@ def _complete_model(model: dict) -> dict:
     name = model["name"]
     if not isinstance(name, str) or name not in ENCODER_KEYS:
         close = difflib.get_close_matches(str(name), list(ENCODER_KEYS), n=1)
-        raise UserError(f"unknown encoder {name!r} in model.name{f' (did you mean {close[0]!r}?)' if close else ''}"
-                        f"; known encoders: {', '.join(sorted(ENCODER_KEYS))}")
+        raise UserError(
+            f"unknown encoder {name!r} in model.name{f' (did you mean {close[0]!r}?)' if close else ''}"
+            f"; known encoders: {', '.join(sorted(ENCODER_KEYS))}"
+        )
     schema = schema_for(name)["model"]
     for key in model:
         if key not in schema:
             owners = " / ".join(e for e, keys in ENCODER_KEYS.items() if key in keys)
-            raise UserError(f"model.{key} is a key of encoder {owners}, not of model.name {name!r}; "
-                            f"remove it or change model.name")
-    return {key: model[key] if key in model else copy.deepcopy(declared.default)
-            for key, declared in schema.items()}
+            raise UserError(
+                f"model.{key} is a key of encoder {owners}, not of model.name {name!r}; remove it or change model.name"
+            )
+    return {key: model[key] if key in model else copy.deepcopy(declared.default) for key, declared in schema.items()}
 
 
 def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
@@ -349,8 +448,10 @@ def check_keys(tree: dict, schema: dict, source: str, prefix: str = "") -> None:
         known = schema[key]
         if isinstance(known, dict) and known:
             if not isinstance(value, dict):
-                raise UnknownKey(f"{source}: `{dotted}` must be a mapping of keys "
-                                 f"({', '.join(sorted(known))}), not {value!r}", dotted)
+                raise UnknownKey(
+                    f"{source}: `{dotted}` must be a mapping of keys ({', '.join(sorted(known))}), not {value!r}",
+                    dotted,
+                )
             check_keys(value, known, source, prefix=f"{dotted}.")
 
 
@@ -398,7 +499,8 @@ def validate_values(cfg: dict) -> None:
     """The type and range of every key (its `Key`'s rule), and `model.init` by its registry."""
     _check_sections(cfg)
     check_values(cfg, schema_for(_complete_model(cfg["model"])["name"]))
-    from hiclr.models.init import check_init   # the registry of schemes (INIT_SCHEMES)
+    from hiclr.models.init import check_init  # the registry of schemes (INIT_SCHEMES)
+
     check_init(cfg["model"]["init"])
 
 
@@ -423,7 +525,7 @@ def run_name_from_path(path: str | os.PathLike) -> str:
     parts = Path(path).with_suffix("").parts
     if "configs" in parts:
         last = len(parts) - 1 - parts[::-1].index("configs")
-        return "_".join(parts[last + 1:])
+        return "_".join(parts[last + 1 :])
     return "_".join(parts[-2:])
 
 

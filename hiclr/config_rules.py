@@ -16,6 +16,7 @@ from typing import Any
 
 from hiclr.common.errors import UserError
 
+
 @dataclass(frozen=True)
 class Int:
     lo: int | None = None
@@ -23,8 +24,12 @@ class Int:
     none: bool = False
 
     def check(self, value):
-        if isinstance(value, int) and not isinstance(value, bool) and \
-                (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi):
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and (self.lo is None or value >= self.lo)
+            and (self.hi is None or value <= self.hi)
+        ):
             return value
         raise ValueError(f"an integer{_bounds(self.lo, self.hi)}")
 
@@ -102,6 +107,7 @@ class ListOf:
 @dataclass(frozen=True)
 class Mapping:
     """A mapping; `values` checks each value when given (its keys are checked by the schema)."""
+
     values: Any = None
     none: bool = False
 
@@ -119,11 +125,11 @@ class Mapping:
 @dataclass(frozen=True)
 class Stages:
     """An augmentation policy: a list of stages, each a list of {name: ..., ...} (checked by its owner)."""
+
     none: bool = True
 
     def check(self, value):
-        if isinstance(value, list) and all(isinstance(s, list) and all(isinstance(a, dict) for a in s)
-                                           for s in value):
+        if isinstance(value, list) and all(isinstance(s, list) and all(isinstance(a, dict) for a in s) for s in value):
             return value
         raise ValueError("a list of stages, each a list of {name: ..., ...} mappings (see configs/augment/)")
 
@@ -148,16 +154,22 @@ class Either:
 class BlockPlan:
     """A DSTA block plan: a list of [in, out, inter channels, stride], each of four positive integers,
     each block's in equal to the previous block's out."""
+
     none: bool = False
 
     def check(self, value):
-        what = ("a non-empty list of blocks [in, out, inter channels, stride] (four positive integers "
-                "each, every block's in equal to the previous block's out)")
+        what = (
+            "a non-empty list of blocks [in, out, inter channels, stride] (four positive integers "
+            "each, every block's in equal to the previous block's out)"
+        )
         if not isinstance(value, list) or not value:
             raise ValueError(what)
         for i, block in enumerate(value):
-            if not (isinstance(block, list) and len(block) == 4 and
-                    all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 65536 for n in block)):
+            if not (
+                isinstance(block, list)
+                and len(block) == 4
+                and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 65536 for n in block)
+            ):
                 raise ValueError(f"{what}; block {i + 1} is not")
             if i and block[0] != value[i - 1][1]:
                 raise ValueError(f"{what}; block {i + 1} takes {block[0]} channels, block {i} gives {value[i - 1][1]}")
@@ -189,6 +201,7 @@ MAX_SEED = 2**63 - 1
 @dataclass(frozen=True)
 class Key:
     """One config key of `hiclr.config.SCHEMA`: its default, its rule (type and range), what it means."""
+
     default: Any
     rule: Any
     doc: str = ""
@@ -202,7 +215,7 @@ def check_values(cfg: dict, schema: dict[str, dict[str, Key]]) -> None:
         if not isinstance(values, dict):
             raise UserError(f"config section `{section}` is {values!r}; it must be a mapping of keys")
         for key, declared in keys.items():
-            if key not in values:       # a key of another encoder (`hiclr.config.ENCODER_KEYS`)
+            if key not in values:  # a key of another encoder (`hiclr.config.ENCODER_KEYS`)
                 continue
             rule, value = declared.rule, values[key]
             if value is None and rule.none:
@@ -210,6 +223,8 @@ def check_values(cfg: dict, schema: dict[str, dict[str, Key]]) -> None:
             try:
                 values[key] = rule.check(value)
             except ValueError as err:
-                raise UserError(f"`{section}.{key}` is {value!r}; it must be {err}"
-                                f"{' or null' if rule.none else ''}; fix it in the config or with "
-                                f"--set {section}.{key}=...") from None
+                raise UserError(
+                    f"`{section}.{key}` is {value!r}; it must be {err}"
+                    f"{' or null' if rule.none else ''}; fix it in the config or with "
+                    f"--set {section}.{key}=..."
+                ) from None

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from data_prep.checksums import check_datasets
-from hiclr.common.errors import UserError
 from data_prep.store import damaged_store_guard, open_store, store_summary
+from hiclr.common.errors import UserError
 
 PARTS = ("train", "test", "all")
 _BLOCK = 1024  # rows read per slab: bounded memory, few HDF5 calls
@@ -55,21 +55,22 @@ def _split_index(f: h5py.File, path: Path, protocol: str | None, part: str) -> n
     if part != "all" or protocol not in (None, "all"):
         known = _protocols(f)
         if protocol is None:
-            raise UserError(f"part {part!r} of {path} needs a protocol; it has: "
-                            f"{', '.join(known) or 'none'}")
+            raise UserError(f"part {part!r} of {path} needs a protocol; it has: {', '.join(known) or 'none'}")
         if protocol not in known:
-            raise UserError(f"{path} has no protocol {protocol!r}; it has: "
-                            f"{', '.join(known) or 'none'}")
+            raise UserError(f"{path} has no protocol {protocol!r}; it has: {', '.join(known) or 'none'}")
         parts = sorted(f["splits"][protocol].keys())
         if part != "all" and part not in parts:
-            raise UserError(f"{path} has no part {part!r} in protocol {protocol!r}; it has: "
-                            f"{', '.join(parts) or 'none'}")
+            raise UserError(
+                f"{path} has no part {part!r} in protocol {protocol!r}; it has: {', '.join(parts) or 'none'}"
+            )
     if part == "all":
         return np.arange(num_samples, dtype=np.int64)
     index = np.asarray(f["splits"][protocol][part][...], dtype=np.int64)
     if index.size and (np.any(np.diff(index) <= 0) or index[0] < 0 or index[-1] >= num_samples):
-        raise UserError(f"{path}: /splits/{protocol}/{part} is not a sorted set of sample indices "
-                        f"in [0, {num_samples}); the file is damaged, re-create it with `hiclr-prep`")
+        raise UserError(
+            f"{path}: /splits/{protocol}/{part} is not a sorted set of sample indices "
+            f"in [0, {num_samples}); the file is damaged, re-create it with `hiclr-prep`"
+        )
     return index
 
 
@@ -81,7 +82,7 @@ def _read_rows(dset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
         first = index[start]
         stop = int(np.searchsorted(index, first + _BLOCK, side="left"))
         rows = index[start:stop]
-        slab = dset[first:rows[-1] + 1]
+        slab = dset[first : rows[-1] + 1]
         out[start:stop] = slab[rows - first]
         start = stop
     return out
@@ -100,8 +101,8 @@ def store_identity(path) -> tuple:
     return (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-_VERIFIED: dict[tuple, set[str]] = {}     # store identity -> datasets whose sha256 matched
-_SHA256: dict[tuple, str] = {}            # store identity -> sha256 of the file's bytes
+_VERIFIED: dict[tuple, set[str]] = {}  # store identity -> datasets whose sha256 matched
+_SHA256: dict[tuple, str] = {}  # store identity -> sha256 of the file's bytes
 
 
 def verify_datasets(f: h5py.File, path, datasets) -> None:
@@ -117,21 +118,27 @@ def verify_datasets(f: h5py.File, path, datasets) -> None:
     mismatched, unchecked = check_datasets(f, todo)
     if mismatched:
         others = f" (and {', '.join(mismatched[1:])})" if len(mismatched) > 1 else ""
-        raise UserError(f"{path}: dataset {mismatched[0]}{others} does not match the sha256 that hiclr-prep "
-                        f"stored with it, so the file changed after it was written (a flipped bit, a bad copy or "
-                        f"an edit); restore a good copy or re-create the store with hiclr-prep, or pass "
-                        f"--no-verify (data.verify: false) to use it as it is")
+        raise UserError(
+            f"{path}: dataset {mismatched[0]}{others} does not match the sha256 that hiclr-prep "
+            f"stored with it, so the file changed after it was written (a flipped bit, a bad copy or "
+            f"an edit); restore a good copy or re-create the store with hiclr-prep, or pass "
+            f"--no-verify (data.verify: false) to use it as it is"
+        )
     if unchecked:
-        print(f"note: {path}: {', '.join(unchecked)} {'has' if len(unchecked) == 1 else 'have'} no stored "
-              f"sha256 (a store of an older hiclr-prep), so {'it is' if len(unchecked) == 1 else 'they are'} "
-              f"read unverified; re-create the store to have them checked", file=sys.stderr)
+        print(
+            f"note: {path}: {', '.join(unchecked)} {'has' if len(unchecked) == 1 else 'have'} no stored "
+            f"sha256 (a store of an older hiclr-prep), so {'it is' if len(unchecked) == 1 else 'they are'} "
+            f"read unverified; re-create the store to have them checked",
+            file=sys.stderr,
+        )
     verified.update(todo)
 
 
 def _datasets_read(view: str, protocol: str | None, parts) -> list[str]:
     """The datasets `load_split` reads for `parts` of `protocol` ("all" reads no split index)."""
-    return [f"/views/{view}", "/samples/label", "/samples/name"] + \
-        [f"/splits/{protocol}/{part}" for part in parts if part != "all"]
+    return [f"/views/{view}", "/samples/label", "/samples/name"] + [
+        f"/splits/{protocol}/{part}" for part in parts if part != "all"
+    ]
 
 
 def verify_store_of(cfg: dict, parts=("train", "test")) -> None:
@@ -173,8 +180,7 @@ def load_split(path, protocol: str | None, part: str, view: str = "frame50", *, 
         x = _read_rows(f["views"][view], index)
         labels = np.asarray(f["samples/label"][...], dtype=np.int64)[index]
         names = f["samples/name"].asstr()[...][index].tolist()
-    return Split(x=torch.from_numpy(x), labels=torch.from_numpy(labels), names=names,
-                 index=torch.from_numpy(index))
+    return Split(x=torch.from_numpy(x), labels=torch.from_numpy(labels), names=names, index=torch.from_numpy(index))
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:

@@ -31,20 +31,33 @@ CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 def demo_config(name: str, overrides: list[str]) -> dict:
     """`configs/demo/<name>.yaml` of this checkout, with overrides."""
     from hiclr.config import load_config
+
     path = CONFIG_ROOT / "demo" / f"{name}.yaml"
     if not path.is_file():
-        raise UserError(f"{path} is missing; run the demo from a clone of the repository "
-                        "(pip install -e .) so that configs/ is beside the package")
+        raise UserError(
+            f"{path} is missing; run the demo from a clone of the repository "
+            "(pip install -e .) so that configs/ is beside the package"
+        )
     return load_config(path, overrides)
 
 
-LABEL_FRACTION = 0.2          # the demo's labelled fraction (one class-balanced subset, subset seed 0)
+LABEL_FRACTION = 0.2  # the demo's labelled fraction (one class-balanced subset, subset seed 0)
 
 
-def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, device: str = "auto",
-             fresh: bool = False, extra: list[str] | None = None, supervised: bool = False,
-             synth=None, family: str = "default", fraction: float = LABEL_FRACTION,
-             finetune_extra: list[str] | None = None) -> Path:
+def run_demo(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    device: str = "auto",
+    fresh: bool = False,
+    extra: list[str] | None = None,
+    supervised: bool = False,
+    synth=None,
+    family: str = "default",
+    fraction: float = LABEL_FRACTION,
+    finetune_extra: list[str] | None = None,
+) -> Path:
     """Run the whole demo into `out`; return the path of the summary report.
 
     Rows of the report: the pre-trained encoder, the raw input coordinates (no model), the same
@@ -56,12 +69,12 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
     """
     from data_prep.ntu_prepare import prepare_ntu, summary_line
     from data_prep.synth import SynthConfig, write_ntu
+    from hiclr.config import describe_encoder, model_overrides
     from hiclr.eval.baselines import Baseline
     from hiclr.eval.finetune import run_finetune
     from hiclr.eval.knn import run_knn
     from hiclr.eval.label_efficiency import run_label_efficiency
     from hiclr.eval.linear import run_linear
-    from hiclr.config import describe_encoder, model_overrides
     from hiclr.pretrain import pretrain
     from hiclr.report import write_pretrain_curve
 
@@ -78,7 +91,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
         write_ntu(raw, synth or SynthConfig.of_family(family, seed=seed), progress=True)
         print(f"[2/4] hiclr-prep ntu60 --raw {raw} --out {store}")
         print(summary_line(prepare_ntu("ntu60", raw, store, workers=2)))
-        shutil.rmtree(raw)               # the store holds everything the rest needs
+        shutil.rmtree(raw)  # the store holds everything the rest needs
     else:
         print(f"[1-2/4] reusing {store}")
 
@@ -88,8 +101,10 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
         pre_overrides.append(f"optim.epochs={epochs}")
     cfg = demo_config("pretrain", pre_overrides)
     model = cfg["model"]
-    print(f"[3/4] HiCLR pre-training: {describe_encoder(model)}, "
-          f"{cfg['optim']['epochs']} epochs, batch {cfg['optim']['batch_size']}")
+    print(
+        f"[3/4] HiCLR pre-training: {describe_encoder(model)}, "
+        f"{cfg['optim']['epochs']} epochs, batch {cfg['optim']['batch_size']}"
+    )
     encoder_path = out / "pretrain" / "encoder.pt"
     if not encoder_path.exists():
         resume = (out / "pretrain" / "last.pt").exists()
@@ -98,9 +113,11 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int | None = None, devic
 
     eval_common = common + model_overrides(model) + [f"model.init={model['init']}"]
     ft_cfg = demo_config("finetune", eval_common + list(finetune_extra or []))
-    print(f"[4/4] fine-tuning on {fraction * 100:g} % of the labels ({ft_cfg['optim']['epochs']} epochs): "
-          "pre-trained encoder and from scratch; linear probe and kNN: pre-trained encoder, raw input, "
-          "random init" + (", supervised" if supervised else ""))
+    print(
+        f"[4/4] fine-tuning on {fraction * 100:g} % of the labels ({ft_cfg['optim']['epochs']} epochs): "
+        "pre-trained encoder and from scratch; linear probe and kNN: pre-trained encoder, raw input, "
+        "random init" + (", supervised" if supervised else "")
+    )
     semi = run_label_efficiency(ft_cfg, encoder_path, out=out / "label_efficiency", fractions=[fraction], seeds=[0])
     efficiency = semi["rows"][0]
     rows = []
@@ -146,8 +163,11 @@ def results_table(rows: list, fraction: float = LABEL_FRACTION) -> str:
     """Markdown: one row per encoder, rows (label, linear, knn, run_dir, fine-tune or None). Columns:
     fine-tuned on `fraction` of the labels, linear probe (top-1 last epoch (best)), kNN top-1; a
     last row with the pre-trained minus random-init difference (last epoch) when both are there."""
-    lines = [f"| encoder | fine-tuned on {fraction * 100:g} % of the labels, top-1 last epoch (best) | "
-             "linear probe (frozen) top-1, last epoch (best) | kNN (frozen) top-1 |", "|---|---|---|---|"]
+    lines = [
+        f"| encoder | fine-tuned on {fraction * 100:g} % of the labels, top-1 last epoch (best) | "
+        "linear probe (frozen) top-1, last epoch (best) | kNN (frozen) top-1 |",
+        "|---|---|---|---|",
+    ]
     by_label = {}
     for label, lin, knn, _, ft in rows:
         by_label[label] = (lin, knn, ft)
@@ -157,13 +177,16 @@ def results_table(rows: list, fraction: float = LABEL_FRACTION) -> str:
     if "pretrained" in by_label and "random" in by_label:
         (lin_p, knn_p, ft_p), (lin_r, knn_r, ft_r) = by_label["pretrained"], by_label["random"]
         diff = lambda a, b, key: "-" if a is None or b is None else f"**{a[key] - b[key]:+.2f}**"  # noqa: E731
-        lines.append(f"| {DIFFERENCE} | {diff(ft_p, ft_r, 'top1_last')} | {diff(lin_p, lin_r, 'top1_last')} | "
-                     f"{diff(knn_p, knn_r, 'top1')} |")
+        lines.append(
+            f"| {DIFFERENCE} | {diff(ft_p, ft_r, 'top1_last')} | {diff(lin_p, lin_r, 'top1_last')} | "
+            f"{diff(knn_p, knn_r, 'top1')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def _summary(table: str, rows: list, cfg: dict, ft_cfg: dict, curve: dict, minutes: float,
-             efficiency: dict, semi: dict) -> str:
+def _summary(
+    table: str, rows: list, cfg: dict, ft_cfg: dict, curve: dict, minutes: float, efficiency: dict, semi: dict
+) -> str:
     from hiclr.config import describe_encoder
 
     details = "\n".join(f"- {ROW_NAMES[label]}: `{run_dir}/report.md`" for label, _, _, run_dir, _ in rows)
@@ -175,10 +198,10 @@ def _summary(table: str, rows: list, cfg: dict, ft_cfg: dict, curve: dict, minut
     return f"""# HiCLR demo
 
 Synthetic NTU-format skeletons (data_prep.synth), NTU60 cross-subject split, HiCLR pre-training
-({describe_encoder(cfg['model'])}) for {cfg['optim']['epochs']} epochs. Then:
+({describe_encoder(cfg["model"])}) for {cfg["optim"]["epochs"]} epochs. Then:
 
-- **fine-tuned on {efficiency['fraction'] * 100:g} % of the labels** ({efficiency['size'][0]} clips, class-balanced,
-  subset seed 0; the whole network plus a linear layer, {opt['epochs']} epochs of batch {opt['batch_size']}):
+- **fine-tuned on {efficiency["fraction"] * 100:g} % of the labels** ({efficiency["size"][0]} clips, class-balanced,
+  subset seed 0; the whole network plus a linear layer, {opt["epochs"]} epochs of batch {opt["batch_size"]}):
   from the pre-trained encoder and, on the same subset, the same architecture from scratch. This is
   what self-supervised pre-training is for: a better starting point when labels are scarce;
 - **frozen features**: a linear probe (SGD on features standardised by the training mean / std) and
@@ -192,7 +215,7 @@ with the commands: docs/visualisation.md, "Label efficiency". Wall time: {minute
 {table}
 ## Pre-training (learning monitor: kNN top-1 on fixed subsets of train / test)
 
-{curve['table']}{picture}
+{curve["table"]}{picture}
 ## Details
 
 {details}

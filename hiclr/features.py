@@ -7,8 +7,15 @@ from torch import nn
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 256,
-                     device="cpu", stream: str = "joint", progress: bool = False) -> torch.Tensor:
+def extract_features(
+    encoder: nn.Module,
+    x: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    device="cpu",
+    stream: str = "joint",
+    progress: bool = False,
+) -> torch.Tensor:
     """(N, C, T, V, M) clips -> (N, D) float32 features on the CPU, in eval mode, without gradients.
 
     The stream (joint, motion or bone) is derived per batch on `device`, as in pre-training.
@@ -21,14 +28,14 @@ def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 2
     device = torch.device(device)
     was_training = encoder.training
     encoder.to(device).eval()
-    from hiclr.common.progress import progress as progress_of   # a bar on a terminal, lines in a log
+    from hiclr.common.progress import progress as progress_of  # a bar on a terminal, lines in a log
 
     batches = range(0, len(x), batch_size)
     out = []
     try:
         with progress_of(len(batches), desc="features", unit="batch", enabled=progress) as bar:
             for i in batches:
-                out.append(encoder(to_stream(x[i:i + batch_size].to(device, torch.float32), stream)).float().cpu())
+                out.append(encoder(to_stream(x[i : i + batch_size].to(device, torch.float32), stream)).float().cpu())
                 bar.update(1)
     finally:
         encoder.train(was_training)
@@ -38,8 +45,9 @@ def extract_features(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 2
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 128,
-                          device="cpu", stream: str = "joint") -> nn.Module:
+def recalibrate_batchnorm(
+    encoder: nn.Module, x: torch.Tensor, *, batch_size: int = 128, device="cpu", stream: str = "joint"
+) -> nn.Module:
     """Re-estimate every BatchNorm's running statistics on `x` (cumulative average, dropout off).
 
     A randomly initialised encoder's BatchNorms hold the default statistics (mean 0, var 1), so in
@@ -59,5 +67,5 @@ def recalibrate_batchnorm(encoder: nn.Module, x: torch.Tensor, *, batch_size: in
         if isinstance(m, nn.Dropout):
             m.eval()
     for start in range(0, len(x), batch_size):
-        encoder(to_stream(x[start:start + batch_size].to(device, torch.float32), stream))
+        encoder(to_stream(x[start : start + batch_size].to(device, torch.float32), stream))
     return encoder.eval()

@@ -32,13 +32,13 @@ import torch
 
 from hiclr.common.errors import UserError
 
-MONITOR_STREAM = 1_000_003   # derive_seed stream of the subset draw (the loop uses 0 and 1 + rank)
-COLLAPSE_LOSS_TOLERANCE = 0.02   # the loss rule: epoch mean within 2 % of the uniform-logits loss
-KNN_DROP = 5.0   # the kNN rule: points below the initial encoder's monitor score (a margin above the sampling noise of its subset)
+MONITOR_STREAM = 1_000_003  # derive_seed stream of the subset draw (the loop uses 0 and 1 + rank)
+COLLAPSE_LOSS_TOLERANCE = 0.02  # the loss rule: epoch mean within 2 % of the uniform-logits loss
+KNN_DROP = 5.0  # the kNN rule: points below the initial encoder's monitor score (a margin above the sampling noise of its subset)
 
 
 def _note(message: str) -> None:
-    if os.environ.get("RANK", "0") == "0":     # once, not once per DDP process
+    if os.environ.get("RANK", "0") == "0":  # once, not once per DDP process
         print(f"note: {message}", file=sys.stderr)
 
 
@@ -52,11 +52,24 @@ def _subset(n: int, size: int | None, generator: torch.Generator) -> torch.Tenso
 class LearningMonitor:
     """kNN top-1 (%) of a backbone on fixed subsets of a bank (training clips) and of queries (test)."""
 
-    def __init__(self, bank_x: torch.Tensor, bank_labels: torch.Tensor, query_x: torch.Tensor,
-                 query_labels: torch.Tensor, *, every: int = 1, epochs: int | None = None,
-                 samples: int | None = 256, seed: int = 0, k: int = 20, temperature: float = 0.1,
-                 stream: str = "joint", batch_size: int | None = None):
+    def __init__(
+        self,
+        bank_x: torch.Tensor,
+        bank_labels: torch.Tensor,
+        query_x: torch.Tensor,
+        query_labels: torch.Tensor,
+        *,
+        every: int = 1,
+        epochs: int | None = None,
+        samples: int | None = 256,
+        seed: int = 0,
+        k: int = 20,
+        temperature: float = 0.1,
+        stream: str = "joint",
+        batch_size: int | None = None,
+    ):
         from hiclr.engine.loop import derive_seed
+
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         g = torch.Generator().manual_seed(derive_seed(seed, 0, MONITOR_STREAM))
@@ -68,11 +81,11 @@ class LearningMonitor:
         self.every, self.epochs = int(every), epochs
         self.k, self.temperature = int(k), float(temperature)
         self.stream, self.batch_size = stream, batch_size
-        self.seconds = 0.0          # time spent in evaluations, in all
-        self.initial: float | None = None   # score of the encoder as built (score_initial)
+        self.seconds = 0.0  # time spent in evaluations, in all
+        self.initial: float | None = None  # score of the encoder as built (score_initial)
 
     @classmethod
-    def from_config(cls, cfg: dict, train) -> "LearningMonitor | None":
+    def from_config(cls, cfg: dict, train) -> LearningMonitor | None:
         """The monitor of `run.monitor_every` / `run.monitor_samples` on `train` (the `TrainData` of
         the run) and the test split of `data.protocol`; None when off, or (with a note) when the
         store has no test split or an empty one."""
@@ -81,6 +94,7 @@ class LearningMonitor:
         if every <= 0:
             return None
         from hiclr.data import load_split, verify_wanted
+
         try:
             test = load_split(data["path"], data["protocol"], "test", data["view"], verify=verify_wanted(cfg))
         except UserError as err:
@@ -93,10 +107,19 @@ class LearningMonitor:
             _note("the learning monitor is off: the store has unlabelled clips")
             return None
         samples = run["monitor_samples"]
-        return cls(train.x, train.labels, test.x, test.labels, every=every,
-                   epochs=int(cfg["optim"]["epochs"]), samples=None if samples is None else int(samples),
-                   seed=int(run["seed"]), k=int(cfg["eval"]["k"]),
-                   temperature=float(cfg["eval"]["knn_temperature"]), stream=data["stream"])
+        return cls(
+            train.x,
+            train.labels,
+            test.x,
+            test.labels,
+            every=every,
+            epochs=int(cfg["optim"]["epochs"]),
+            samples=None if samples is None else int(samples),
+            seed=int(run["seed"]),
+            k=int(cfg["eval"]["k"]),
+            temperature=float(cfg["eval"]["knn_temperature"]),
+            stream=data["stream"],
+        )
 
     def due(self, epoch: int) -> bool:
         """Whether the monitor scores after 0-based `epoch`: every `every` epochs and after the last."""
@@ -123,12 +146,12 @@ class LearningMonitor:
         import copy
 
         from hiclr.features import recalibrate_batchnorm
+
         started = time.perf_counter()
         device = next(backbone.parameters()).device
         clone = copy.deepcopy(backbone)
         with torch.autocast(device.type, enabled=False):
-            recalibrate_batchnorm(clone, self.bank_x, batch_size=self._batch(device), device=device,
-                                  stream=self.stream)
+            recalibrate_batchnorm(clone, self.bank_x, batch_size=self._batch(device), device=device, stream=self.stream)
         self.initial = self.evaluate(clone)
         self.seconds += time.perf_counter() - started
         return self.initial
@@ -141,8 +164,9 @@ class LearningMonitor:
     def features(self, backbone: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """(bank features, query features) of `backbone` in eval mode, on the backbone's device."""
         from hiclr.features import extract_features
+
         device = next(backbone.parameters()).device
-        if self.bank_x.device != device:     # once: the subsets stay on the backbone's device
+        if self.bank_x.device != device:  # once: the subsets stay on the backbone's device
             self.bank_x, self.query_x = self.bank_x.to(device), self.query_x.to(device)
         args = {"batch_size": self._batch(device), "device": device, "stream": self.stream}
         with torch.autocast(device.type, enabled=False):
@@ -152,6 +176,7 @@ class LearningMonitor:
         """kNN top-1 (%) of `backbone` now (whatever the epoch)."""
         from hiclr.eval.common import topk_accuracy
         from hiclr.eval.knn import knn_scores
+
         bank, query = self.features(backbone)
         scores = knn_scores(bank, self.bank_labels, query, self.num_classes, self.k, self.temperature)
         return float(topk_accuracy(scores, self.query_labels, ks=(1,))["top1"])
@@ -173,48 +198,58 @@ class CollapseWatch:
       without a uniform loss: the encoder learns something, but not the classes.
     """
 
-    def __init__(self, threshold: float | None = 0.2, collapse_loss: float | None = None,
-                 stream=None):
+    def __init__(self, threshold: float | None = 0.2, collapse_loss: float | None = None, stream=None):
         self.threshold = threshold
         self.collapse_loss = collapse_loss
         self.stream = stream
         self.warned: set[str] = set()
-        self.scored = 0     # monitor scores seen
+        self.scored = 0  # monitor scores seen
 
     def end_epoch(self, epoch: int, means: dict, quiet: bool = False) -> list[str]:
         """Judge 0-based `epoch` by its means ({"loss": ..., "embed_std_ratio": ...}); returns the
         warnings printed now (`quiet`: judge, print nothing, e.g. on DDP ranks other than 0)."""
         printed = []
         ratio = means.get("embed_std_ratio")
-        if (self.threshold and ratio is not None and ratio < self.threshold
-                and "spread" not in self.warned):
+        if self.threshold and ratio is not None and ratio < self.threshold and "spread" not in self.warned:
             printed.append(
                 f"warning: epoch {epoch + 1}: embedding spread embed_std * sqrt(dim) = {ratio:.3f} "
                 f"(below {self.threshold:g}; about 1 for a spread embedding): the embedding is "
                 "collapsing, every clip maps to nearly the same vector; try a lower optim.lr, a higher "
-                "ssl.temperature or a larger ssl.queue_size")
+                "ssl.temperature or a larger ssl.queue_size"
+            )
             self.warned.add("spread")
         loss, c = means.get("loss"), self.collapse_loss
-        if (c and loss is not None and epoch > 0 and abs(loss - c) <= COLLAPSE_LOSS_TOLERANCE * c
-                and "loss" not in self.warned):
+        if (
+            c
+            and loss is not None
+            and epoch > 0
+            and abs(loss - c) <= COLLAPSE_LOSS_TOLERANCE * c
+            and "loss" not in self.warned
+        ):
             printed.append(
                 f"warning: epoch {epoch + 1}: mean loss {loss:.4f} is within "
                 f"{COLLAPSE_LOSS_TOLERANCE:.0%} of {c:.4f}, the objective's loss at uniform logits: the "
                 "embedding is collapsing (or not learning), every clip maps to nearly the same vector; "
-                "try a lower optim.lr, a higher ssl.temperature or a larger ssl.queue_size")
+                "try a lower optim.lr, a higher ssl.temperature or a larger ssl.queue_size"
+            )
             self.warned.add("loss")
         knn, init = means.get("monitor_knn_top1"), means.get("monitor_knn_top1_init")
         if knn is not None:
             self.scored += 1
-        if (knn is not None and init is not None and self.scored > 1 and knn < init - KNN_DROP
-                and "knn" not in self.warned):
+        if (
+            knn is not None
+            and init is not None
+            and self.scored > 1
+            and knn < init - KNN_DROP
+            and "knn" not in self.warned
+        ):
             printed.append(
                 f"warning: epoch {epoch + 1}: the learning monitor's kNN top-1 is {knn:.1f} %, "
                 f"{init - knn:.1f} points below the {init:.1f} % of the encoder at its initialisation "
                 "(BatchNorm re-estimated): pre-training is making the features worse, not better; try a "
-                "lower optim.lr, a higher ssl.temperature or another run.seed")
+                "lower optim.lr, a higher ssl.temperature or another run.seed"
+            )
             self.warned.add("knn")
         for line in [] if quiet else printed:
             print(line, file=self.stream or sys.stderr)
         return printed
-

@@ -25,12 +25,12 @@ class PretrainTask:
     """Engine task of contrastive pre-training: views from `policy`, loss from `learner`;
     optionally a `LearningMonitor` (kNN after epochs) and a `CollapseWatch` (warnings)."""
 
-    postfix_keys = {"monitor_knn_top1": "knn"}   # epoch metrics the engine shows in the progress bar
+    postfix_keys = {"monitor_knn_top1": "knn"}  # epoch metrics the engine shows in the progress bar
 
     def __init__(self, learner, policy, encoder_cfg: dict, stream: str, *, monitor=None, watch=None):
         self.model = learner
         self.policy = policy
-        self.layout = learner.objective.views     # the views the objective takes, in its order
+        self.layout = learner.objective.views  # the views the objective takes, in its order
         self.encoder_cfg = dict(encoder_cfg)
         self.stream = stream
         self.monitor = monitor
@@ -54,14 +54,15 @@ class PretrainTask:
         if run_dir is None:
             return {}
         from hiclr.models import save_encoder
-        path = save_encoder(Path(run_dir) / "encoder.pt", self.model.encoder_q.backbone,
-                            self.encoder_cfg, self.stream)
+
+        path = save_encoder(Path(run_dir) / "encoder.pt", self.model.encoder_q.backbone, self.encoder_cfg, self.stream)
         return {"encoder": Path(path)}
 
 
 def build_learner(cfg: dict):
     """The `ContrastiveLearner` of the `model`, `ssl` and `data.stream` sections."""
     from hiclr.ssl import ContrastiveLearner
+
     try:
         return ContrastiveLearner.from_config(cfg)
     except (ValueError, TypeError) as err:
@@ -72,15 +73,21 @@ def build_policy(cfg: dict, record: bool = False):
     """The growing augmentation policy of the `augment` section (`record`: keep the draws per view,
     e.g. for an objective with `needs_view_params`)."""
     from hiclr.augment import GrowingPolicy
+
     aug = cfg["augment"]
     if not aug["stages"]:
-        raise UserError("augment.stages is empty; inherit configs/augment/hiclr_default.yaml "
-                        "(base: ...) or list the stages in the config")
+        raise UserError(
+            "augment.stages is empty; inherit configs/augment/hiclr_default.yaml "
+            "(base: ...) or list the stages in the config"
+        )
     try:
-        return GrowingPolicy.from_config(aug["stages"], bool(aug["reference_quirks"]),
-                                         concat_views=bool(aug["concat_views"]),
-                                         fuse_linear=bool(aug["fuse_linear"]),
-                                         record=bool(aug["record"]) or record)
+        return GrowingPolicy.from_config(
+            aug["stages"],
+            bool(aug["reference_quirks"]),
+            concat_views=bool(aug["concat_views"]),
+            fuse_linear=bool(aug["fuse_linear"]),
+            record=bool(aug["record"]) or record,
+        )
     except ValueError as err:
         raise UserError(f"augment section: {err}") from None
 
@@ -88,18 +95,22 @@ def build_policy(cfg: dict, record: bool = False):
 def load_training_data(cfg: dict) -> TrainData:
     """The training split of `data` (optionally a seeded subset of `data.max_samples`)."""
     from hiclr.data import load_split, verify_wanted
+
     data = cfg["data"]
     split = load_split(data["path"], data["protocol"], "train", data["view"], verify=verify_wanted(cfg))
     if len(split) == 0:
         raise UserError(f"{data['path']}: the {data['protocol']} training split is empty")
     x, labels, ids = split.x, split.labels, split.index
-    empty = ~x.flatten(1).ne(0).any(dim=1)       # clips without a non-zero coordinate (data_prep.empty)
+    empty = ~x.flatten(1).ne(0).any(dim=1)  # clips without a non-zero coordinate (data_prep.empty)
     if empty.any():
         names = [split.names[i] for i in torch.nonzero(empty).flatten().tolist()]
         if is_main_process():
-            print(f"note: {data['path']}: leaving out {len(names)} empty training clips (all coordinates 0: "
-                  f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); re-run hiclr-prep to skip "
-                  f"them in the store", file=sys.stderr)
+            print(
+                f"note: {data['path']}: leaving out {len(names)} empty training clips (all coordinates 0: "
+                f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); re-run hiclr-prep to skip "
+                f"them in the store",
+                file=sys.stderr,
+            )
         x, labels, ids = x[~empty], labels[~empty], ids[~empty]
         if len(x) == 0:
             raise UserError(f"{data['path']}: every clip of the {data['protocol']} training split is empty")
@@ -115,14 +126,16 @@ def run_dir_of(cfg: dict) -> Path:
     return Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
 
 
-def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force: bool = False,
-             run_dir: str | Path | None = None) -> TrainResult:
+def pretrain(
+    cfg: dict, *, resume: bool = False, overwrite: bool = False, force: bool = False, run_dir: str | Path | None = None
+) -> TrainResult:
     """Pre-train one encoder as `cfg` says; returns the engine's result (outputs["encoder"])."""
     data = load_training_data(cfg)
     seed_everything(int(cfg["run"]["seed"]))
     learner = build_learner(cfg)
     policy = build_policy(cfg, record=bool(getattr(learner.objective, "needs_view_params", False)))
     from hiclr.monitor import CollapseWatch, LearningMonitor
+
     monitor = LearningMonitor.from_config(cfg, data)
     if monitor is not None and is_main_process():
         # the weights as built from run.seed: the same on a resumed run, whose checkpoint loads later
@@ -133,5 +146,6 @@ def pretrain(cfg: dict, *, resume: bool = False, overwrite: bool = False, force:
     result = train(task, data, cfg, out, resume=resume, overwrite=overwrite, force=force)
     if is_main_process() and result.outputs.get("encoder") is not None:
         from hiclr.provenance import write_pretrain_report
-        write_pretrain_report(out, cfg, result, train_samples=len(data.x))    # provenance of encoder.pt
+
+        write_pretrain_report(out, cfg, result, train_samples=len(data.x))  # provenance of encoder.pt
     return result

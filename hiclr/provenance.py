@@ -41,12 +41,15 @@ def provenance(cfg: dict | None, *, store=None, encoder=None, baseline: str | No
         encoder_entry = {"path": str(encoder), "sha256": store_sha256(encoder)}
     else:
         encoder_entry = {"baseline": baseline} if baseline else None
-    return {"store": {"path": str(store), "sha256": store_sha256(store)} if store is not None else None,
-            "encoder": encoder_entry,
-            "config": _jsonable(copy.deepcopy(cfg)) if cfg is not None else None,
-            "store_verified": verify_wanted(cfg) if cfg is not None else None,
-            "toolkit_version": __version__, "torch_version": torch.__version__,
-            "python_version": platform.python_version()}
+    return {
+        "store": {"path": str(store), "sha256": store_sha256(store)} if store is not None else None,
+        "encoder": encoder_entry,
+        "config": _jsonable(copy.deepcopy(cfg)) if cfg is not None else None,
+        "store_verified": verify_wanted(cfg) if cfg is not None else None,
+        "toolkit_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
 
 
 def ensemble_provenance(runs) -> dict:
@@ -65,12 +68,22 @@ def ensemble_provenance(runs) -> dict:
                 protocols = json.loads((folder / "report.json").read_text()).get("protocols", {})
             except (OSError, ValueError):
                 protocols = {}
-            recorded = {name: e["provenance"] for name, e in protocols.items()
-                        if isinstance(e, dict) and e.get("provenance")}
-        entries.append({"run": str(folder), "logits_sha256": file_sha256(logits) if logits.exists() else None,
-                        "provenance": recorded})
-    return {"runs": entries, "toolkit_version": __version__, "torch_version": torch.__version__,
-            "python_version": platform.python_version()}
+            recorded = {
+                name: e["provenance"] for name, e in protocols.items() if isinstance(e, dict) and e.get("provenance")
+            }
+        entries.append(
+            {
+                "run": str(folder),
+                "logits_sha256": file_sha256(logits) if logits.exists() else None,
+                "provenance": recorded,
+            }
+        )
+    return {
+        "runs": entries,
+        "toolkit_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
 
 
 def write_pretrain_report(run_dir: str | os.PathLike, cfg: dict, result, *, train_samples: int) -> Path:
@@ -80,14 +93,24 @@ def write_pretrain_report(run_dir: str | os.PathLike, cfg: dict, result, *, trai
     data = cfg["data"]
     encoder = result.outputs.get("encoder")
     prov = provenance(cfg, store=data["path"], encoder=encoder)
-    report = {"format": "hiclr-report/1", "kind": "pretrain", "run": run_dir.name,
-              "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "config": prov["config"],
-              "data": {"path": str(data["path"]), "sha256": prov["store"]["sha256"], "protocol": data["protocol"],
-                       "part": "train", "view": data["view"], "train_samples": int(train_samples)},
-              "encoder": {**(prov["encoder"] or {}), "stream": data["stream"]},
-              "stream": data["stream"],
-              "pretrain": {"epochs": int(result.epoch), "steps": int(result.step),
-                           "last_epoch": _jsonable(result.metrics)},
-              "provenance": prov, "protocols": {}}
+    report = {
+        "format": "hiclr-report/1",
+        "kind": "pretrain",
+        "run": run_dir.name,
+        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": prov["config"],
+        "data": {
+            "path": str(data["path"]),
+            "sha256": prov["store"]["sha256"],
+            "protocol": data["protocol"],
+            "part": "train",
+            "view": data["view"],
+            "train_samples": int(train_samples),
+        },
+        "encoder": {**(prov["encoder"] or {}), "stream": data["stream"]},
+        "stream": data["stream"],
+        "pretrain": {"epochs": int(result.epoch), "steps": int(result.step), "last_epoch": _jsonable(result.metrics)},
+        "provenance": prov,
+        "protocols": {},
+    }
     return Path(atomic_write_text(run_dir / "report.json", json.dumps(report, indent=1)))

@@ -14,7 +14,8 @@ usual; it is complete once the module that fills it has been imported.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -33,6 +34,7 @@ class Registry(dict):
 
     def register(self, name: str, check: Callable[[object], None] | None = None):
         """Decorator (or plain call) that adds an entry under `name`; `check(entry)` may refuse it."""
+
         def add(entry: T) -> T:
             if name in self and self[name] is not entry:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
@@ -40,6 +42,7 @@ class Registry(dict):
                 check(entry)
             self[name] = entry
             return entry
+
         return add
 
     def lookup(self, name: str):

@@ -55,8 +55,10 @@ class ClipData:
 
 # ---------------------------------------------------------------- reading clips
 
-def load_clips(path: str | os.PathLike, *, index: int | None = None, name: str | None = None,
-               class_: str | None = None, n: int = 1) -> list[ClipData]:
+
+def load_clips(
+    path: str | os.PathLike, *, index: int | None = None, name: str | None = None, class_: str | None = None, n: int = 1
+) -> list[ClipData]:
     """Clips of a store (`--index`, `--name` or `--class`, `n` of them) or of a raw `.skeleton` file."""
     path = Path(path)
     if not path.is_file():
@@ -93,6 +95,7 @@ def read_skeleton_clip(path: Path) -> ClipData:
 
 def _ntu_class_names() -> list[str]:
     from data_prep.classes import class_names
+
     return class_names("ntu120", 120)
 
 
@@ -122,8 +125,15 @@ def _store_clips(path: Path, index, name, class_, n) -> list[ClipData]:
         if "views/frame50" not in f:
             raise UserError(f"{path} has no frame50 view; re-create it with hiclr-prep")
         data = f["views/frame50"]
-        return [ClipData(x=np.asarray(data[i], dtype=np.float32), name=str(names[i]), label=int(labels[i]),
-                         class_name=classes[labels[i]] if labels[i] < len(classes) else None) for i in picked]
+        return [
+            ClipData(
+                x=np.asarray(data[i], dtype=np.float32),
+                name=str(names[i]),
+                label=int(labels[i]),
+                class_name=classes[labels[i]] if labels[i] < len(classes) else None,
+            )
+            for i in picked
+        ]
 
 
 def _class_index(text: str, classes: list[str], path: Path) -> int:
@@ -135,15 +145,19 @@ def _class_index(text: str, classes: list[str], path: Path) -> int:
     hits = exact or [i for i, c in enumerate(classes) if c.lower().startswith(low)]
     if len(hits) != 1:
         known = ", ".join(repr(c) for c in classes[:8]) + (" ..." if len(classes) > 8 else "")
-        raise UserError(f"--class {text!r} names {'no' if not hits else 'more than one'} class of {path}; "
-                        f"give its number or its name ({known})")
+        raise UserError(
+            f"--class {text!r} names {'no' if not hits else 'more than one'} class of {path}; "
+            f"give its number or its name ({known})"
+        )
     return hits[0]
 
 
 # ---------------------------------------------------------------- drawing
 
+
 def bone_pairs() -> list[tuple[int, int]]:
     from hiclr.models.graph import NTU_EDGES
+
     return list(NTU_EDGES)
 
 
@@ -166,8 +180,16 @@ def _limits(x: np.ndarray, margin: float = 0.1) -> tuple[tuple[float, float], tu
     return (centre[0] - half, centre[0] + half), (centre[1] - half, centre[1] + half)
 
 
-def draw_skeleton(ax, frame: np.ndarray, persons: list[int], *, mask: np.ndarray | None = None,
-                  dropped: set | None = None, added: list | None = None, alpha: float = 1.0) -> dict:
+def draw_skeleton(
+    ax,
+    frame: np.ndarray,
+    persons: list[int],
+    *,
+    mask: np.ndarray | None = None,
+    dropped: set | None = None,
+    added: list | None = None,
+    alpha: float = 1.0,
+) -> dict:
     """One frame (C, V, M) on `ax`: bones and joints of each person in `persons`.
 
     mask: (V,) bool, joints hidden from the encoder (grey crosses, no joint dot, no bone to them);
@@ -185,8 +207,14 @@ def draw_skeleton(ax, frame: np.ndarray, persons: list[int], *, mask: np.ndarray
             if hidden[i] or hidden[j]:
                 continue
             cut = dropped is not None and ((i, j) in dropped or (j, i) in dropped)
-            ax.plot(xy[0, [i, j]], xy[1, [i, j]], color=DROPPED_COLOUR if cut else colour,
-                    linewidth=3.0 if cut else 1.6, alpha=alpha, zorder=2.5 if cut else 2)
+            ax.plot(
+                xy[0, [i, j]],
+                xy[1, [i, j]],
+                color=DROPPED_COLOUR if cut else colour,
+                linewidth=3.0 if cut else 1.6,
+                alpha=alpha,
+                zorder=2.5 if cut else 2,
+            )
             bones.append((i, j))
         for i, j in added or []:
             ax.plot(xy[0, [i, j]], xy[1, [i, j]], color=ADDED_COLOUR, linestyle=":", linewidth=1.0, alpha=alpha)
@@ -205,16 +233,34 @@ def draw_stream(ax, x: np.ndarray, t: int, persons: list[int], stream: str, scal
     or the bone vectors from one origin."""
     from hiclr.augment import to_stream
 
-    s = to_stream(torch.from_numpy(x[None]), stream)[0].numpy()      # (C, T, V, M)
+    s = to_stream(torch.from_numpy(x[None]), stream)[0].numpy()  # (C, T, V, M)
     for m in persons:
         colour = PERSON_COLOURS[m % len(PERSON_COLOURS)]
         if stream == "motion":
             draw_skeleton(ax, x[:, t], [m], alpha=0.35)
-            ax.quiver(x[0, t, :, m], x[1, t, :, m], s[0, t, :, m] * scale, s[1, t, :, m] * scale,
-                      color=colour, angles="xy", scale_units="xy", scale=1.0, width=0.008)
+            ax.quiver(
+                x[0, t, :, m],
+                x[1, t, :, m],
+                s[0, t, :, m] * scale,
+                s[1, t, :, m] * scale,
+                color=colour,
+                angles="xy",
+                scale_units="xy",
+                scale=1.0,
+                width=0.008,
+            )
         else:
-            ax.quiver(np.zeros(s.shape[2]), np.zeros(s.shape[2]) + 0.0 * m, s[0, t, :, m], s[1, t, :, m],
-                      color=colour, angles="xy", scale_units="xy", scale=1.0, width=0.008)
+            ax.quiver(
+                np.zeros(s.shape[2]),
+                np.zeros(s.shape[2]) + 0.0 * m,
+                s[0, t, :, m],
+                s[1, t, :, m],
+                color=colour,
+                angles="xy",
+                scale_units="xy",
+                scale=1.0,
+                width=0.008,
+            )
 
 
 def _stream_scale(x: np.ndarray, stream: str) -> float:
@@ -223,6 +269,7 @@ def _stream_scale(x: np.ndarray, stream: str) -> float:
     if stream != "motion":
         return 1.0
     from hiclr.augment import to_stream
+
     s = to_stream(torch.from_numpy(x[None]), "motion")[0].numpy()
     (lo, hi), _ = _limits(x)
     largest = float(np.percentile(np.linalg.norm(s[:2], axis=0), 99))
@@ -232,10 +279,12 @@ def _stream_scale(x: np.ndarray, stream: str) -> float:
 def _stream_limits(x: np.ndarray, stream: str, scale: float):
     if stream == "bone":
         from hiclr.augment import to_stream
+
         s = to_stream(torch.from_numpy(x[None]), "bone")[0].numpy()
         return _limits(np.concatenate([s, np.zeros_like(s[:, :1])], axis=1))
-    if stream == "motion":                    # the joints and the arrows' tips (but a glitch's)
+    if stream == "motion":  # the joints and the arrows' tips (but a glitch's)
         from hiclr.augment import to_stream
+
         s = to_stream(torch.from_numpy(x[None]), "motion")[0].numpy()
         norm = np.linalg.norm(s[:2], axis=0, keepdims=True)
         tips = x + scale * s * (norm <= np.percentile(norm, 99))
@@ -257,8 +306,11 @@ def frame_positions(T: int, count: int) -> list[int]:
     return np.unique(np.linspace(0, T - 1, count).round().astype(int)).tolist()
 
 
-STREAM_NOTES = {"joint": "", "motion": " - motion stream (arrows: x[t+1] - x[t], scaled)",
-                "bone": " - bone stream (child minus parent, from one origin)"}
+STREAM_NOTES = {
+    "joint": "",
+    "motion": " - motion stream (arrows: x[t+1] - x[t], scaled)",
+    "bone": " - bone stream (child minus parent, from one origin)",
+}
 
 
 def plot_strip(clip: ClipData, out: str | os.PathLike, frames: int = 8, stream: str = "joint") -> Path:
@@ -315,10 +367,12 @@ def write_gif(clip: ClipData, out: str | os.PathLike, fps: int = 10, stream: str
 
 def _save_png(fig, out: str | os.PathLike) -> Path:
     from hiclr.common.atomic import atomic_write
+
     return atomic_write(Path(out), lambda f: fig.savefig(f, format="png"))
 
 
 # ---------------------------------------------------------------- the views of a policy
+
 
 @dataclass
 class PolicyViews:
@@ -340,8 +394,8 @@ def policy_views(x: np.ndarray, policy, seed: int = 0, batch: np.ndarray | None 
     alone is batched with its time- and joint-reversed copies."""
     clips = np.concatenate([x[None], batch]) if batch is not None and len(batch) else x[None]
     xb = torch.from_numpy(np.ascontiguousarray(clips, dtype=np.float32))
-    if len(xb) < 3:                      # SkeleAdaIN rolls the batch by 1 .. B - 2: it needs three clips
-        xb = torch.cat([xb, xb.flip(2), xb.flip(3)])[:max(3, len(xb))]
+    if len(xb) < 3:  # SkeleAdaIN rolls the batch by 1 .. B - 2: it needs three clips
+        xb = torch.cat([xb, xb.flip(2), xb.flip(3)])[: max(3, len(xb))]
     # Each view restarts the generator at `seed`, so view s + 1 repeats the draws of view s and adds
     # its stage's: the columns show what every stage adds to one draw, not independent draws.
     views = [policy.views(xb, torch.Generator().manual_seed(int(seed)), [s])[0] for s in range(policy.num_stages)]
@@ -369,7 +423,7 @@ def _edge_changes(edges, V: int) -> tuple[set, list]:
         return set(), []
     from hiclr.models.graph import ntu_graph
 
-    A = torch.as_tensor(ntu_graph(), dtype=torch.float32)            # (K, V, V)
+    A = torch.as_tensor(ntu_graph(), dtype=torch.float32)  # (K, V, V)
     drawn = edges.with_defaults(0.0, 1.0) if edges.add is None else edges
     _, _, kept, grown = drawn.draw_block(0, A)
     nonzero = A != 0
@@ -386,28 +440,32 @@ def _edge_changes(edges, V: int) -> tuple[set, list]:
     return dropped, added
 
 
-def plot_views(clip: ClipData, views: PolicyViews, out: str | os.PathLike, frames: int = 4,
-               policy_name: str = "growing policy") -> Path:
+def plot_views(
+    clip: ClipData, views: PolicyViews, out: str | os.PathLike, frames: int = 4, policy_name: str = "growing policy"
+) -> Path:
     """PNG grid: one column per stage (column 0 the clip), one row per shown frame."""
     cols = views.x.shape[0]
     T = views.x.shape[2]
     picks = frame_positions(T, frames)
     persons = clip.persons()
-    limits = [_limits(v) for v in views.x]           # per column: a view may change the scale (blur, shear)
+    limits = [_limits(v) for v in views.x]  # per column: a view may change the scale (blur, shear)
     fig = _figure(2.0 * cols, 2.0 * len(picks) + 0.9)
     titles = ["the clip"] + [f"view {s}: stages 0-{s}" if s else "view 0: stage 0" for s in range(cols - 1)]
     for r, t in enumerate(picks):
         for c in range(cols):
             ax = fig.add_subplot(len(picks), cols, r * cols + c + 1)
-            draw_skeleton(ax, views.x[c, :, t], persons, mask=views.masks[c, t],
-                          dropped=views.dropped[c], added=views.added[c])
+            draw_skeleton(
+                ax, views.x[c, :, t], persons, mask=views.masks[c, t], dropped=views.dropped[c], added=views.added[c]
+            )
             _style(ax, limits[c])
             if r == 0:
                 ax.set_title(titles[c] + ("" if c == 0 else f"\n{_wrap(views.stage_names[c - 1])}"), fontsize=6)
             if c == 0:
                 ax.set_ylabel(f"frame {t + 1}/{T}", fontsize=7)
-    legend = ("grey x: joint masked (the encoder sees its token)\nthick red: bone with an adjacency entry dropped "
-              "in block 1; dotted green: edge added; each column scaled to fit")
+    legend = (
+        "grey x: joint masked (the encoder sees its token)\nthick red: bone with an adjacency entry dropped "
+        "in block 1; dotted green: edge added; each column scaled to fit"
+    )
     fig.suptitle(f"{clip.title} through {policy_name}, weakest to strongest\n{legend}", fontsize=8)
     fig.tight_layout()
     return _save_png(fig, out)
@@ -426,8 +484,10 @@ def _wrap(text: str, width: int = 34) -> str:
 
 # ---------------------------------------------------------------- the command's work
 
+
 def default_policy_path() -> Path:
     from hiclr.demo import CONFIG_ROOT
+
     return CONFIG_ROOT / "augment" / "hiclr_default.yaml"
 
 
@@ -436,8 +496,7 @@ def load_policy(path: str | os.PathLike | None):
 
     path = Path(path) if path else default_policy_path()
     if not path.is_file():
-        raise UserError(f"--policy {path} does not exist; pass a policy file such as "
-                        "configs/augment/strong_all.yaml")
+        raise UserError(f"--policy {path} does not exist; pass a policy file such as configs/augment/strong_all.yaml")
     try:
         return GrowingPolicy.from_yaml(path), path
     except (ValueError, KeyError, TypeError) as err:
@@ -457,9 +516,21 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def show(data: str | os.PathLike, out: str | os.PathLike, *, index: int | None = None, name: str | None = None,
-         class_: str | None = None, n: int = 1, views: bool = False, policy: str | None = None,
-         stream: str = "joint", frames: int = 8, seed: int = 0, gif: bool = True) -> list[Path]:
+def show(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    index: int | None = None,
+    name: str | None = None,
+    class_: str | None = None,
+    n: int = 1,
+    views: bool = False,
+    policy: str | None = None,
+    stream: str = "joint",
+    frames: int = 8,
+    seed: int = 0,
+    gif: bool = True,
+) -> list[Path]:
     """Write the pictures of the chosen clips under `out`; return their paths."""
     from hiclr.augment import STREAMS
 
@@ -480,6 +551,13 @@ def show(data: str | os.PathLike, out: str | os.PathLike, *, index: int | None =
         if views:
             others = np.stack([c.x for c in clips + companions if c.name != clip.name])
             pv = policy_views(clip.x, pol[0], seed=seed, batch=others)
-            written.append(plot_views(clip, pv, out / f"{stem}_views_{_safe(pol[1].stem)}.png",
-                                      frames=min(frames, 4), policy_name=pol[1].name))
+            written.append(
+                plot_views(
+                    clip,
+                    pv,
+                    out / f"{stem}_views_{_safe(pol[1].stem)}.png",
+                    frames=min(frames, 4),
+                    policy_name=pol[1].name,
+                )
+            )
     return written

@@ -13,9 +13,9 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -28,16 +28,16 @@ VARIANT_KEYS = ("config", "set")
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 RESULT = "result.json"
 # config keys that do not change what a run computes (compared when a finished run is reused)
-VOLATILE = {("run", "out"), ("run", "name"), ("engine", "device"),
-            ("engine", "progress"), ("engine", "tensorboard")}
+VOLATILE = {("run", "out"), ("run", "name"), ("engine", "device"), ("engine", "progress"), ("engine", "tensorboard")}
 
 
 # ---------------------------------------------------------------- the sweep file
 
+
 @dataclass
 class Variant:
     name: str
-    config: Path                        # the pre-training config file
+    config: Path  # the pre-training config file
     overrides: list[str] = field(default_factory=list)
 
 
@@ -61,12 +61,10 @@ def _unknown(path: Path, where: str, key, known) -> UserError:
 
 def _file(path: Path, value, where: str) -> Path:
     if not isinstance(value, str) or not value.strip():
-        raise UserError(f"{path}: `{where}` must be a config file path (relative to the sweep file), "
-                        f"not {value!r}")
+        raise UserError(f"{path}: `{where}` must be a config file path (relative to the sweep file), not {value!r}")
     target = (path.parent / value).resolve()
     if not target.is_file():
-        raise UserError(f"{path}: `{where}` names {target}, which does not exist; paths are relative "
-                        "to the sweep file")
+        raise UserError(f"{path}: `{where}` names {target}, which does not exist; paths are relative to the sweep file")
     return target
 
 
@@ -77,12 +75,15 @@ def _overrides(path: Path, value, where: str) -> list[str]:
     if isinstance(value, dict):
         return [f"{k}={json.dumps(v)}" for k, v in value.items()]
     if not isinstance(value, list):
-        raise UserError(f"{path}: `{where}` must be a list of KEY=VALUE overrides or a mapping of "
-                        f"dotted keys to values, not {value!r}")
+        raise UserError(
+            f"{path}: `{where}` must be a list of KEY=VALUE overrides or a mapping of "
+            f"dotted keys to values, not {value!r}"
+        )
     for item in value:
         if not isinstance(item, str) or "=" not in item:
-            raise UserError(f"{path}: `{where}` holds {item!r}; each override is a KEY=VALUE string, "
-                            "e.g. ssl.objective=skeletonclr")
+            raise UserError(
+                f"{path}: `{where}` holds {item!r}; each override is a KEY=VALUE string, e.g. ssl.objective=skeletonclr"
+            )
     return list(value)
 
 
@@ -102,8 +103,9 @@ def load_sweep(path: str | Path) -> Sweep:
             raise _unknown(path, "", key, TOP_KEYS)
     for key in ("pretrain", "linear", "knn", "seeds", "variants"):
         if key not in raw:
-            raise UserError(f"{path}: the sweep file has no `{key}`; it needs pretrain, linear, knn, "
-                            "seeds and variants")
+            raise UserError(
+                f"{path}: the sweep file has no `{key}`; it needs pretrain, linear, knn, seeds and variants"
+            )
     files = {key: _file(path, raw[key], key) for key in ("pretrain", "linear", "knn")}
     seeds = check_seeds(raw["seeds"], f"{path}: `seeds`")
 
@@ -120,27 +122,41 @@ def load_sweep(path: str | Path) -> Sweep:
     for name, spec in variants_raw.items():
         name = str(name)
         if not NAME.match(name):
-            raise UserError(f"{path}: variant name {name!r} is not a folder name; use letters, digits, "
-                            "'_', '-' and '.'")
+            raise UserError(
+                f"{path}: variant name {name!r} is not a folder name; use letters, digits, '_', '-' and '.'"
+            )
         if name in BASELINES:
             raise UserError(f"{path}: variant name {name!r} is reserved for a baseline; rename it")
         spec = {} if spec is None else spec
         if not isinstance(spec, dict):
-            raise UserError(f"{path}: variant `{name}` must be a mapping with `config` and/or `set` "
-                            f"(or {{}}), not {spec!r}")
+            raise UserError(
+                f"{path}: variant `{name}` must be a mapping with `config` and/or `set` (or {{}}), not {spec!r}"
+            )
         for key in spec:
             if key not in VARIANT_KEYS:
                 raise _unknown(path, f"variants.{name}.", key, VARIANT_KEYS)
-        config = _file(path, spec["config"], f"variants.{name}.config") if spec.get("config") is not None \
+        config = (
+            _file(path, spec["config"], f"variants.{name}.config")
+            if spec.get("config") is not None
             else files["pretrain"]
+        )
         variants[name] = Variant(name, config, _overrides(path, spec.get("set"), f"variants.{name}.set"))
 
     reference = raw.get("reference", "hiclr")
     if "reference" in raw and reference not in variants:
-        raise UserError(f"{path}: `reference` is {reference!r}, which is not a variant; name one of "
-                        f"{', '.join(variants)}")
-    return Sweep(path.resolve(), files["pretrain"], files["linear"], files["knn"], seeds, list(baselines),
-                 variants, str(reference))
+        raise UserError(
+            f"{path}: `reference` is {reference!r}, which is not a variant; name one of {', '.join(variants)}"
+        )
+    return Sweep(
+        path.resolve(),
+        files["pretrain"],
+        files["linear"],
+        files["knn"],
+        seeds,
+        list(baselines),
+        variants,
+        str(reference),
+    )
 
 
 def check_seeds(seeds, where: str) -> list[int]:
@@ -155,20 +171,28 @@ def check_seeds(seeds, where: str) -> list[int]:
 
 # ---------------------------------------------------------------- planning
 
+
 @dataclass
 class Run:
-    name: str                 # variant or baseline
+    name: str  # variant or baseline
     seed: int
-    kind: str                 # "variant" | "baseline"
-    folder: Path              # DIR/<name>/seed<s>
-    pretrain_cfg: dict        # resolved (for a baseline: the sweep's pretrain config, for its model)
+    kind: str  # "variant" | "baseline"
+    folder: Path  # DIR/<name>/seed<s>
+    pretrain_cfg: dict  # resolved (for a baseline: the sweep's pretrain config, for its model)
     linear_cfg: dict
     knn_cfg: dict
 
 
-def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] | None = None,
-         only: list[str] | None = None, overrides: list[str] | None = None,
-         device: str | None = None) -> list[Run]:
+def plan(
+    sweep: Sweep,
+    store: str | Path,
+    out: str | Path,
+    *,
+    seeds: list[int] | None = None,
+    only: list[str] | None = None,
+    overrides: list[str] | None = None,
+    device: str | None = None,
+) -> list[Run]:
     """Every run of the sweep (baselines first, then the variants in file order, seed by seed),
     all configs resolved, so that a bad override fails before anything runs."""
     from hiclr.config import load_config
@@ -178,13 +202,14 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
     if only:
         unknown = [n for n in only if n not in names]
         if unknown:
-            raise UserError(f"--only {unknown[0]}: no such variant or baseline in {sweep.path}; "
-                            f"known: {', '.join(names)}")
+            raise UserError(
+                f"--only {unknown[0]}: no such variant or baseline in {sweep.path}; known: {', '.join(names)}"
+            )
         names = [n for n in names if n in only]
     store, out = Path(store), Path(out)
     extra = list(overrides or [])
     dev = [f"engine.device={device}"] if device else []
-    dev += [o for o in extra if o.replace(" ", "").startswith("data.verify=")]   # evaluations read the store too
+    dev += [o for o in extra if o.replace(" ", "").startswith("data.verify=")]  # evaluations read the store too
 
     def resolve(file: Path, sets: list[str], what: str) -> dict:
         try:
@@ -202,11 +227,14 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
             common = [f"data.path={store}", f"run.seed={seed}"] + dev
             if kind == "variant":
                 v = sweep.variants[name]
-                pre = resolve(v.config, v.overrides + extra + common +
-                              [f"run.out={folder}", "run.name=pretrain"], f"variant {name}")
+                pre = resolve(
+                    v.config,
+                    v.overrides + extra + common + [f"run.out={folder}", "run.name=pretrain"],
+                    f"variant {name}",
+                )
             else:
                 pre = resolve(sweep.pretrain, extra + common, f"baseline {name}")
-            model = model_overrides(pre["model"])   # the random baseline: the pre-trained encoder
+            model = model_overrides(pre["model"])  # the random baseline: the pre-trained encoder
             lin = resolve(sweep.linear, common + model + [f"run.out={folder}", "run.name=eval"], "linear")
             knn = resolve(sweep.knn, common + model + [f"run.out={folder}", "run.name=eval"], "knn")
             runs.append(Run(name, seed, kind, folder, pre, lin, knn))
@@ -214,6 +242,7 @@ def plan(sweep: Sweep, store: str | Path, out: str | Path, *, seeds: list[int] |
 
 
 # ---------------------------------------------------------------- one run
+
 
 def step_cost(metrics_path: str | Path) -> dict:
     """From metrics.jsonl's epoch records: `step_s`, seconds per step (summed time_s / summed steps)
@@ -238,10 +267,14 @@ def step_cost(metrics_path: str | Path) -> dict:
         return sum(t for t, _ in rows) / steps if steps else None
 
     loss = records[-1].get("loss") if records else None
-    return {"step_s": rate(per_epoch[1:] if len(per_epoch) > 1 else per_epoch),
-            "step_s_all": rate(per_epoch), "train_time_s": sum(t for t, _ in per_epoch),
-            "steps": sum(n for _, n in per_epoch), "epochs": len(records),
-            "final_loss": loss if isinstance(loss, (int, float)) else None}
+    return {
+        "step_s": rate(per_epoch[1:] if len(per_epoch) > 1 else per_epoch),
+        "step_s_all": rate(per_epoch),
+        "train_time_s": sum(t for t, _ in per_epoch),
+        "steps": sum(n for _, n in per_epoch),
+        "epochs": len(records),
+        "final_loss": loss if isinstance(loss, (int, float)) else None,
+    }
 
 
 def _comparable(cfg: dict) -> dict:
@@ -266,8 +299,9 @@ def _check_same(saved: dict | None, cfg: dict, where: Path, what: str) -> None:
         return
     diff = _first_difference(_comparable(saved), _comparable(cfg))
     if diff:
-        raise UserError(f"{where} was run with another {what} config ({diff}); use another --out or "
-                        "delete that folder to rerun it")
+        raise UserError(
+            f"{where} was run with another {what} config ({diff}); use another --out or delete that folder to rerun it"
+        )
 
 
 def _read_yaml(path: Path) -> dict | None:
@@ -295,18 +329,24 @@ def execute(run: Run, store: str | Path, *, plots: bool = False, progress: bool 
             encoder = Path(pretrain(run.pretrain_cfg, resume=resumed, run_dir=pre_dir).outputs["encoder"])
             wall = time.perf_counter() - start
         cost = step_cost(pre_dir / "metrics.jsonl")
-        record.update({"encoder": str(encoder), "pretrain_wall_s": wall, "pretrain_resumed": resumed,
-                       **cost})
+        record.update({"encoder": str(encoder), "pretrain_wall_s": wall, "pretrain_resumed": resumed, **cost})
     else:
-        encoder = Baseline(run.name)          # built by the protocol on its own training split
+        encoder = Baseline(run.name)  # built by the protocol on its own training split
         record.update({"encoder": run.name, "pretrain_wall_s": None, "step_s": None, "final_loss": None})
     lin = run_linear(run.linear_cfg, encoder, out=eval_dir, progress=progress, plots=plots)
     knn = run_knn(run.knn_cfg, encoder, out=eval_dir, progress=progress, plots=plots)
-    record.update({"knn_top1": knn["top1"], "knn_k": knn["k"], "linear_top1_last": lin["top1_last"],
-                   "linear_top1_best": lin["top1_best"], "linear_best_epoch": lin["best_epoch"],
-                   "linear_epochs": lin["epochs"], "eval_dir": str(eval_dir)})
-    saved = {**record, "configs": {"pretrain": run.pretrain_cfg, "linear": run.linear_cfg,
-                                   "knn": run.knn_cfg}}
+    record.update(
+        {
+            "knn_top1": knn["top1"],
+            "knn_k": knn["k"],
+            "linear_top1_last": lin["top1_last"],
+            "linear_top1_best": lin["top1_best"],
+            "linear_best_epoch": lin["best_epoch"],
+            "linear_epochs": lin["epochs"],
+            "eval_dir": str(eval_dir),
+        }
+    )
+    saved = {**record, "configs": {"pretrain": run.pretrain_cfg, "linear": run.linear_cfg, "knn": run.knn_cfg}}
     atomic_write_text(run.folder / RESULT, json.dumps(saved, indent=1, default=str) + "\n")
     return record
 
@@ -325,9 +365,10 @@ def finished(run: Run) -> dict | None:
 
 def run_line(record: dict, skipped: bool = False) -> str:
     """The one line printed per run."""
-    parts = [f"{record['variant']} seed {record['seed']}: kNN top-1 {record['knn_top1']:.2f}",
-             f"linear top-1 {record['linear_top1_last']:.2f} (last epoch), "
-             f"{record['linear_top1_best']:.2f} (best)"]
+    parts = [
+        f"{record['variant']} seed {record['seed']}: kNN top-1 {record['knn_top1']:.2f}",
+        f"linear top-1 {record['linear_top1_last']:.2f} (last epoch), {record['linear_top1_best']:.2f} (best)",
+    ]
     if record.get("step_s") is not None:
         parts.append(f"{1000 * record['step_s']:.0f} ms/step")
     if skipped:
@@ -339,6 +380,7 @@ def run_line(record: dict, skipped: bool = False) -> str:
 
 
 # ---------------------------------------------------------------- aggregation (pure)
+
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     """(mean, sample std); std is None below two values, both None for none."""
@@ -368,11 +410,19 @@ def aggregate(records: list[dict], reference: str = "hiclr") -> list[dict]:
         knn_m, knn_s = mean_std([r["knn_top1"] for r in group])
         lin_m, lin_s = mean_std([r["linear_top1_last"] for r in group])
         step_m, _ = mean_std([r.get("step_s") for r in group])
-        rows.append({"variant": name, "kind": group[0].get("kind", "variant"),
-                     "seeds": [r["seed"] for r in group], "n": len(group),
-                     "knn_top1_mean": knn_m, "knn_top1_std": knn_s,
-                     "linear_top1_last_mean": lin_m, "linear_top1_last_std": lin_s,
-                     "step_s_mean": step_m})
+        rows.append(
+            {
+                "variant": name,
+                "kind": group[0].get("kind", "variant"),
+                "seeds": [r["seed"] for r in group],
+                "n": len(group),
+                "knn_top1_mean": knn_m,
+                "knn_top1_std": knn_s,
+                "linear_top1_last_mean": lin_m,
+                "linear_top1_last_std": lin_s,
+                "step_s_mean": step_m,
+            }
+        )
     ref = next((r["step_s_mean"] for r in rows if r["variant"] == reference), None)
     for row in rows:
         row["step_cost_rel"] = row["step_s_mean"] / ref if ref and row["step_s_mean"] is not None else None
@@ -381,38 +431,53 @@ def aggregate(records: list[dict], reference: str = "hiclr") -> list[dict]:
 
 def format_table(rows: list[dict], reference: str = "hiclr") -> str:
     """The Markdown table of `aggregate`'s rows."""
-    lines = [f"| run | kNN top-1 (%) | linear top-1, last epoch (%) | step cost (ms/step) | "
-             f"step cost vs {reference} | seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"| run | kNN top-1 (%) | linear top-1, last epoch (%) | step cost (ms/step) | "
+        f"step cost vs {reference} | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         name = f"{r['variant']} (baseline)" if r["kind"] == "baseline" else r["variant"]
         step = "—" if r["step_s_mean"] is None else f"{1000 * r['step_s_mean']:.1f}"
         rel = "—" if r["step_cost_rel"] is None else f"{r['step_cost_rel']:.2f}×"
         seeds = f"n={r['n']} ({', '.join(map(str, r['seeds']))})"
-        lines.append(f"| {name} | {format_mean_std(r['knn_top1_mean'], r['knn_top1_std'])} | "
-                     f"{format_mean_std(r['linear_top1_last_mean'], r['linear_top1_last_std'])} | "
-                     f"{step} | {rel} | {seeds} |")
+        lines.append(
+            f"| {name} | {format_mean_std(r['knn_top1_mean'], r['knn_top1_std'])} | "
+            f"{format_mean_std(r['linear_top1_last_mean'], r['linear_top1_last_std'])} | "
+            f"{step} | {rel} | {seeds} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- the whole sweep
 
-def run_sweep(sweep_path: str | Path, store: str | Path, out: str | Path, *, seeds: list[int] | None = None,
-              only: list[str] | None = None, overrides: list[str] | None = None, device: str | None = None,
-              plots: bool = False, progress: bool | None = None,
-              echo: Callable[[str], None] = print) -> dict:
+
+def run_sweep(
+    sweep_path: str | Path,
+    store: str | Path,
+    out: str | Path,
+    *,
+    seeds: list[int] | None = None,
+    only: list[str] | None = None,
+    overrides: list[str] | None = None,
+    device: str | None = None,
+    plots: bool = False,
+    progress: bool | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Run (or continue) a sweep into `out`; writes results.json and results.md; returns
     {"records", "rows", "table"}."""
     sweep = load_sweep(sweep_path)
     if not Path(store).is_file():
-        raise UserError(f"--data {store} does not exist; prepare a store with hiclr-prep (or run "
-                        "hiclr demo, which writes demo_out/synth.h5)")
+        raise UserError(
+            f"--data {store} does not exist; prepare a store with hiclr-prep (or run "
+            "hiclr demo, which writes demo_out/synth.h5)"
+        )
     store, out = Path(store).resolve(), Path(out)
     progress = sys.stderr.isatty() if progress is None else progress
     # every config of the file is resolved first (a mistake anywhere fails before anything runs)
     everything = plan(sweep, store, out, seeds=seeds, overrides=overrides, device=device)
-    todo = plan(sweep, store, out, seeds=seeds, only=only, overrides=overrides, device=device) \
-        if only else everything
+    todo = plan(sweep, store, out, seeds=seeds, only=only, overrides=overrides, device=device) if only else everything
     for run in todo:
         record = finished(run)
         skipped = record is not None
@@ -424,13 +489,27 @@ def run_sweep(sweep_path: str | Path, store: str | Path, out: str | Path, *, see
     records = [r for r in (_stored(run) for run in everything) if r is not None]
     rows = aggregate(records, sweep.reference)
     table = format_table(rows, sweep.reference)
-    atomic_write_text(out / "results.json", json.dumps(
-        {"sweep": str(sweep.path), "data": str(store), "reference": sweep.reference,
-         "runs": records, "summary": rows}, indent=1) + "\n")
-    atomic_write_text(out / "results.md", f"# Sweep {sweep.path.name}\n\nData: `{store}`; "
-                      f"runs in `{out}`; kNN and linear top-1 are means ± sample std over seeds; step cost: "
-                      "ms per pre-training step after the first epoch, mean over seeds.\n\n"
-                      f"{table}")
+    atomic_write_text(
+        out / "results.json",
+        json.dumps(
+            {
+                "sweep": str(sweep.path),
+                "data": str(store),
+                "reference": sweep.reference,
+                "runs": records,
+                "summary": rows,
+            },
+            indent=1,
+        )
+        + "\n",
+    )
+    atomic_write_text(
+        out / "results.md",
+        f"# Sweep {sweep.path.name}\n\nData: `{store}`; "
+        f"runs in `{out}`; kNN and linear top-1 are means ± sample std over seeds; step cost: "
+        "ms per pre-training step after the first epoch, mean over seeds.\n\n"
+        f"{table}",
+    )
     return {"records": records, "rows": rows, "table": table}
 
 

@@ -49,28 +49,63 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STARTED = time.monotonic()      # a part's limit counts from its process's start
+STARTED = time.monotonic()  # a part's limit counts from its process's start
 # (name, cap in seconds), in the order they run; the caps add up to less than the default budget
-PARTS = [("setup", 45), ("eager", 75), ("loss", 45), ("engine", 75), ("aug", 45), ("compiled", 155),
-         ("tests", 100)]
-BUDGET_S = 560          # the whole check, install included, inside a 600-second call
-MIN_PART_S = 10         # a part that would get less is skipped
-NEEDS_CUDA = {"eager", "loss", "engine", "aug", "compiled", "tests"}   # without --dry-run
+PARTS = [("setup", 45), ("eager", 75), ("loss", 45), ("engine", 75), ("aug", 45), ("compiled", 155), ("tests", 100)]
+BUDGET_S = 560  # the whole check, install included, inside a 600-second call
+MIN_PART_S = 10  # a part that would get less is skipped
+NEEDS_CUDA = {"eager", "loss", "engine", "aug", "compiled", "tests"}  # without --dry-run
 SIZES = {
     # width, batch, queue K, dropout: the reference recipe; timed steps after warm-up
-    "full": dict(width=16, batch=128, queue=32768, dropout=0.5, warmup=5, steps=50, compiled_warmup=3,
-                 compiled_steps=50,
-                 loss_batch=16, engine_clips=128 * 100, engine_epochs=3, aug_samples=2048,
-                 aug_batch=128, ddp_batch=32, ddp_queue=1024, dsta_blocks=None),
-    "tiny": dict(width=4, batch=8, queue=64, dropout=0.5, warmup=1, steps=3, compiled_warmup=1,
-                 compiled_steps=2,
-                 loss_batch=4, engine_clips=8 * 4, engine_epochs=3, aug_samples=32, aug_batch=8,
-                 ddp_batch=4, ddp_queue=64, dsta_blocks="[[8,8,4,1],[8,16,4,2]]"),
+    "full": dict(
+        width=16,
+        batch=128,
+        queue=32768,
+        dropout=0.5,
+        warmup=5,
+        steps=50,
+        compiled_warmup=3,
+        compiled_steps=50,
+        loss_batch=16,
+        engine_clips=128 * 100,
+        engine_epochs=3,
+        aug_samples=2048,
+        aug_batch=128,
+        ddp_batch=32,
+        ddp_queue=1024,
+        dsta_blocks=None,
+    ),
+    "tiny": dict(
+        width=4,
+        batch=8,
+        queue=64,
+        dropout=0.5,
+        warmup=1,
+        steps=3,
+        compiled_warmup=1,
+        compiled_steps=2,
+        loss_batch=4,
+        engine_clips=8 * 4,
+        engine_epochs=3,
+        aug_samples=32,
+        aug_batch=8,
+        ddp_batch=4,
+        ddp_queue=64,
+        dsta_blocks="[[8,8,4,1],[8,16,4,2]]",
+    ),
 }
 NTU60_CONFIG = ROOT / "configs" / "ntu60" / "xsub" / "pretrain_joint.yaml"
 NTU60_XSUB_TRAIN = 40091
-REQUIRED = {"torch": "torch", "numpy": "numpy", "yaml": "PyYAML", "h5py": "h5py", "scipy": "scipy",
-            "einops": "einops", "tqdm": "tqdm", "pytest": "pytest"}
+REQUIRED = {
+    "torch": "torch",
+    "numpy": "numpy",
+    "yaml": "PyYAML",
+    "h5py": "h5py",
+    "scipy": "scipy",
+    "einops": "einops",
+    "tqdm": "tqdm",
+    "pytest": "pytest",
+}
 STATUSES = ("ok", "failed", "timeout", "skipped")
 
 
@@ -78,7 +113,7 @@ class _Stopped(Exception):
     """The orchestrator got SIGTERM / SIGINT (e.g. from the outer `timeout`) while a part ran."""
 
 
-_SIGNAL = {"name": None, "waiting": False}     # the stop signal, and whether a part is in flight
+_SIGNAL = {"name": None, "waiting": False}  # the stop signal, and whether a part is in flight
 
 
 def _stop(signum, frame):
@@ -90,6 +125,7 @@ def _stop(signum, frame):
 
 
 # =========================================================================== files
+
 
 def _write_json(path: Path, data: dict) -> None:
     """Atomically (a reader never sees half a file), with non-finite floats as null."""
@@ -123,6 +159,7 @@ def default_out() -> Path:
 
 # =========================================================================== the orchestrator
 
+
 def _parse_pairs(items: list[str], what: str, values=None) -> dict:
     names = [n for n, _ in PARTS]
     pairs = {}
@@ -130,8 +167,7 @@ def _parse_pairs(items: list[str], what: str, values=None) -> dict:
         name, _, value = item.partition("=")
         if name not in names or not value or (values is not None and value not in values):
             shape = "|".join(values) if values else "SECONDS"
-            raise SystemExit(f"device_check: --{what} {item!r}: write PART={shape} with PART one of "
-                             f"{', '.join(names)}")
+            raise SystemExit(f"device_check: --{what} {item!r}: write PART={shape} with PART one of {', '.join(names)}")
         pairs[name] = value
     return pairs
 
@@ -140,8 +176,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     chosen = [n for n, _ in PARTS] if not args.parts else [p.strip() for p in args.parts.split(",")]
     unknown = set(chosen) - {n for n, _ in PARTS}
     if unknown:
-        raise SystemExit(f"device_check: --parts names {', '.join(sorted(unknown))}; the parts are "
-                         f"{', '.join(n for n, _ in PARTS)}")
+        raise SystemExit(
+            f"device_check: --parts names {', '.join(sorted(unknown))}; the parts are {', '.join(n for n, _ in PARTS)}"
+        )
     force = _parse_pairs(args.force, "force", ("fail", "timeout"))
     try:
         limits = {k: float(v) for k, v in _parse_pairs(args.limit, "limit").items()}
@@ -149,17 +186,21 @@ def orchestrate(args: argparse.Namespace) -> int:
         raise SystemExit(f"device_check: --limit {' '.join(args.limit)}: SECONDS must be a number") from None
     out = Path(args.out) if args.out else default_out()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in list(out.glob("*.json")):     # a summary must never mix two runs
+    for stale in list(out.glob("*.json")):  # a summary must never mix two runs
         stale.unlink()
     start = time.monotonic()
     env = dict(os.environ)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])     # the checkout, not an installed copy
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])  # the checkout, not an installed copy
     env["PYTHONUNBUFFERED"] = "1"
-    summary = {"dry_run": args.dry_run, "budget_s": args.budget, "out": str(out),
-               "parts": {n: {"status": "pending"} for n, _ in PARTS if n in chosen}}
+    summary = {
+        "dry_run": args.dry_run,
+        "budget_s": args.budget,
+        "out": str(out),
+        "parts": {n: {"status": "pending"} for n, _ in PARTS if n in chosen},
+    }
     records: dict[str, dict] = {}
-    blocked = None          # why the parts after setup cannot run
+    blocked = None  # why the parts after setup cannot run
     logs = Path(tempfile.mkdtemp(prefix="device_check_logs_"))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -174,8 +215,10 @@ def orchestrate(args: argparse.Namespace) -> int:
         elif blocked and name != "setup":
             reason = blocked
         elif name == "compiled" and args.dry_run and not args.compile_on_cpu:
-            reason = ("dry run: torch.compile of the learner costs minutes of CPU, so it is timed on CUDA "
-                      "only; --compile-on-cpu runs it here with dynamo's eager backend")
+            reason = (
+                "dry run: torch.compile of the learner costs minutes of CPU, so it is timed on CUDA "
+                "only; --compile-on-cpu runs it here with dynamo's eager backend"
+            )
         elif limit < min(MIN_PART_S, limits.get(name, MIN_PART_S)):
             reason = f"budget exhausted: {max(0.0, left):.0f} s of {args.budget:.0f} s left"
         if reason:
@@ -186,18 +229,26 @@ def orchestrate(args: argparse.Namespace) -> int:
             began = time.monotonic()
             try:
                 record = _run_part(name, limit, args, force.get(name), out, env, logs)
-            except _Stopped as err:                 # the part in flight was stopped with it
-                record = {**_read_json(out / f"{name}.json"), "part": name, "status": "timeout",
-                          "seconds": round(time.monotonic() - began, 1), "limit_s": round(limit, 1),
-                          "reason": f"the check was stopped ({err}) while this part ran"}
+            except _Stopped as err:  # the part in flight was stopped with it
+                record = {
+                    **_read_json(out / f"{name}.json"),
+                    "part": name,
+                    "status": "timeout",
+                    "seconds": round(time.monotonic() - began, 1),
+                    "limit_s": round(limit, 1),
+                    "reason": f"the check was stopped ({err}) while this part ran",
+                }
         _write_json(out / f"{name}.json", record)
         records[name] = record
-        summary["parts"][name] = {k: record[k] for k in ("status", "seconds", "limit_s", "reason", "error")
-                                  if k in record}
+        summary["parts"][name] = {
+            k: record[k] for k in ("status", "seconds", "limit_s", "reason", "error") if k in record
+        }
         _write_summary(out, summary, records, start)
-        print(f"device_check: {name:<9} {record['status']:<8} {record['seconds']:7.1f} s"
-              + (f"  ({record.get('reason') or record.get('error')})" if record["status"] != "ok" else ""),
-              flush=True)
+        print(
+            f"device_check: {name:<9} {record['status']:<8} {record['seconds']:7.1f} s"
+            + (f"  ({record.get('reason') or record.get('error')})" if record["status"] != "ok" else ""),
+            flush=True,
+        )
         if name == "setup":
             if record["status"] != "ok":
                 why = record.get("error") or record.get("reason") or ""
@@ -207,17 +258,31 @@ def orchestrate(args: argparse.Namespace) -> int:
                 if site:
                     env["PYTHONPATH"] = os.pathsep.join([site, env["PYTHONPATH"]])
                 if not args.dry_run and not record.get("env", {}).get("cuda_available"):
-                    blocked = ("no CUDA device visible to torch; on a machine without one run "
-                               "`bash scripts/device_check.sh --dry-run`")
+                    blocked = (
+                        "no CUDA device visible to torch; on a machine without one run "
+                        "`bash scripts/device_check.sh --dry-run`"
+                    )
     summary = _write_summary(out, summary, records, start, final=not _SIGNAL["name"])
-    shutil.rmtree(logs, ignore_errors=True)          # their tails are in the records
+    shutil.rmtree(logs, ignore_errors=True)  # their tails are in the records
     _print_summary(summary)
     return 124 if _SIGNAL["name"] else 0
 
 
 def _run_part(name: str, limit: float, args, forced: str | None, out: Path, env: dict, logs: Path) -> dict:
-    cmd = ["timeout", "-k", "5", f"{max(limit, 1.0):.1f}", sys.executable, str(Path(__file__).resolve()),
-           "part", name, "--out", str(out), "--limit", f"{max(limit, 1.0):.1f}"]
+    cmd = [
+        "timeout",
+        "-k",
+        "5",
+        f"{max(limit, 1.0):.1f}",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "part",
+        name,
+        "--out",
+        str(out),
+        "--limit",
+        f"{max(limit, 1.0):.1f}",
+    ]
     if args.dry_run:
         cmd.append("--dry-run")
     if forced:
@@ -225,15 +290,14 @@ def _run_part(name: str, limit: float, args, forced: str | None, out: Path, env:
     log_path = logs / f"{name}.log"
     began = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             _SIGNAL["waiting"] = True
-            if _SIGNAL["name"]:              # arrived just before the wait began
+            if _SIGNAL["name"]:  # arrived just before the wait began
                 raise _Stopped(_SIGNAL["name"])
             rc = proc.wait()
         except _Stopped:
-            proc.terminate()                # `timeout` passes it on to the part's process group
+            proc.terminate()  # `timeout` passes it on to the part's process group
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -280,10 +344,18 @@ def _get(record: dict, *keys):
 def headline(records: dict) -> dict:
     """The numbers a reader wants first, taken from the parts' records (None where a part gave none)."""
     setup, eager, compiled = records.get("setup", {}), records.get("eager", {}), records.get("compiled", {})
-    loss, engine, aug, tests = records.get("loss", {}), records.get("engine", {}), records.get("aug", {}), \
-        records.get("tests", {})
-    runs = {"eager_bf16": _get(eager, "bf16"), "eager_fp32": _get(eager, "fp32"), "compiled_bf16": compiled,
-            "eager_bf16_dsta": _get(eager, "dsta_bf16")}
+    loss, engine, aug, tests = (
+        records.get("loss", {}),
+        records.get("engine", {}),
+        records.get("aug", {}),
+        records.get("tests", {}),
+    )
+    runs = {
+        "eager_bf16": _get(eager, "bf16"),
+        "eager_fp32": _get(eager, "fp32"),
+        "compiled_bf16": compiled,
+        "eager_bf16_dsta": _get(eager, "dsta_bf16"),
+    }
     return {
         "device": _get(setup, "env", "device_name"),
         "torch": _get(setup, "env", "torch"),
@@ -293,7 +365,7 @@ def headline(records: dict) -> dict:
         "peak_memory_mb": {k: _get(v, "peak_memory_mb") for k, v in runs.items()},
         "dsta_over_stgcn": _get(eager, "dsta_bf16", "over_stgcn"),
         "compile_seconds": _get(compiled, "compile_seconds"),
-        "compiled_warmup_steps_s": _get(compiled, "warmup_steps_s"),   # kept when the part times out
+        "compiled_warmup_steps_s": _get(compiled, "warmup_steps_s"),  # kept when the part times out
         "loss_rel_error": {k: _get(loss, k, "loss_rel_error") for k in ("fp32", "bf16")},
         "grad_rel_error": {k: _get(loss, k, "grad_rel_error") for k in ("fp32", "bf16")},
         "engine_samples_per_s": _get(engine, "samples_per_s"),
@@ -306,11 +378,14 @@ def headline(records: dict) -> dict:
 
 
 def _print_summary(summary: dict) -> None:
-    print("device_check: summary " + json.dumps({k: v for k, v in summary.items() if k not in ("records",)},
-                                                 default=str), flush=True)
+    print(
+        "device_check: summary " + json.dumps({k: v for k, v in summary.items() if k not in ("records",)}, default=str),
+        flush=True,
+    )
 
 
 # =========================================================================== a part's process
+
 
 class Context:
     """What a part function gets: sizes, device, and a record it fills and flushes as it goes."""
@@ -324,6 +399,7 @@ class Context:
     @property
     def device(self):
         import torch
+
         return torch.device("cpu" if self.dry_run else "cuda")
 
     def flush(self) -> None:
@@ -340,11 +416,12 @@ def run_part(name: str, out: Path, dry_run: bool, forced: str | None, limit: flo
         if forced == "fail":
             raise RuntimeError(f"forced failure (--force {name}=fail)")
         if forced == "timeout":
-            time.sleep(10 ** 6)
+            time.sleep(10**6)
         globals()[f"part_{name}"](ctx)
-    except BaseException as err:                       # recorded, then the process fails
-        ctx.record.update(status="failed", error=f"{type(err).__name__}: {err}"[:500],
-                          traceback=traceback.format_exc()[-1500:])
+    except BaseException as err:  # recorded, then the process fails
+        ctx.record.update(
+            status="failed", error=f"{type(err).__name__}: {err}"[:500], traceback=traceback.format_exc()[-1500:]
+        )
         ctx.flush()
         traceback.print_exc()
         return 1
@@ -359,19 +436,24 @@ def run_part(name: str, out: Path, dry_run: bool, forced: str | None, limit: flo
 
 # --------------------------------------------------------------------------- setup
 
+
 def part_setup(ctx: Context) -> None:
     """Install what is missing (wheels from `.whl/` first), time it, then record the environment."""
     import importlib
     import importlib.util
+
     began = time.monotonic()
     wheels = sorted(Path(os.environ.get("DEVICE_CHECK_WHEELS", ROOT / ".whl")).glob("*.whl"))
     missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
     site = Path(tempfile.mkdtemp(prefix="device_check_site_")) if wheels or missing else None
-    target = ["--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site)]   # later parts import from it
+    target = ["--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site)]  # later parts import from it
     installed = []
     if wheels:
-        _pip(["install", "-q", "--no-index", "--no-deps", *target, *map(str, wheels)],
-             "install the wheels of .whl/", timeout=max(10.0, STARTED + ctx.limit - time.monotonic() - 10))
+        _pip(
+            ["install", "-q", "--no-index", "--no-deps", *target, *map(str, wheels)],
+            "install the wheels of .whl/",
+            timeout=max(10.0, STARTED + ctx.limit - time.monotonic() - 10),
+        )
         sys.path.insert(0, str(site))
         ctx.record["site_packages"] = str(site)
         installed = [w.name for w in wheels]
@@ -380,9 +462,11 @@ def part_setup(ctx: Context) -> None:
     if missing:
         # a machine without network refuses at once (no retries); one with network installs
         try:
-            _pip(["install", "-q", "--retries", "0", "--timeout", "5", *target, *[REQUIRED[m] for m in missing]],
-                 "install " + ", ".join(REQUIRED[m] for m in missing),
-                 timeout=max(10.0, STARTED + ctx.limit - time.monotonic() - 10))
+            _pip(
+                ["install", "-q", "--retries", "0", "--timeout", "5", *target, *[REQUIRED[m] for m in missing]],
+                "install " + ", ".join(REQUIRED[m] for m in missing),
+                timeout=max(10.0, STARTED + ctx.limit - time.monotonic() - 10),
+            )
             sys.path.insert(0, str(site))
             ctx.record["site_packages"] = str(site)
             installed += [REQUIRED[m] for m in missing]
@@ -390,12 +474,13 @@ def part_setup(ctx: Context) -> None:
             ctx.record["install_error"] = str(err)
         importlib.invalidate_caches()
         missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
-    ctx.record.update(install_seconds=round(time.monotonic() - began, 2), installed=installed,
-                      missing=missing)
+    ctx.record.update(install_seconds=round(time.monotonic() - began, 2), installed=installed, missing=missing)
     ctx.flush()
     if "torch" in missing:
-        raise RuntimeError("torch is not importable and could not be installed: carry its wheels in .whl/ "
-                           "(docs/benchmarks_gpu.md, 'Wheels') or run with PYTHON=<a python with torch>")
+        raise RuntimeError(
+            "torch is not importable and could not be installed: carry its wheels in .whl/ "
+            "(docs/benchmarks_gpu.md, 'Wheels') or run with PYTHON=<a python with torch>"
+        )
     ctx.record["env"] = environment()
     if missing:
         names = ", ".join(REQUIRED[m] for m in missing)
@@ -404,8 +489,9 @@ def part_setup(ctx: Context) -> None:
 
 def _pip(arguments: list[str], what: str, timeout: float = 40) -> None:
     try:
-        done = subprocess.run([sys.executable, "-m", "pip", *arguments], capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", *arguments], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"pip could not {what} within {timeout:.0f} s") from None
     if done.returncode != 0:
@@ -417,24 +503,43 @@ def environment() -> dict:
 
     import numpy
     import torch
-    env = {"python": platform.python_version(), "executable": sys.executable, "platform": platform.platform(),
-           "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-           "cuda_available": torch.cuda.is_available(), "gpus": [], "device_name": "cpu",
-           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-           "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-           "commit": _git_commit()}
+
+    env = {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "cuda_available": torch.cuda.is_available(),
+        "gpus": [],
+        "device_name": "cpu",
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "commit": _git_commit(),
+    }
     if env["cuda_available"]:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            env["gpus"].append({"name": p.name, "memory_mb": round(p.total_memory / 2 ** 20),
-                                "capability": f"{p.major}.{p.minor}",
-                                "multiprocessors": p.multi_processor_count})
+            env["gpus"].append(
+                {
+                    "name": p.name,
+                    "memory_mb": round(p.total_memory / 2**20),
+                    "capability": f"{p.major}.{p.minor}",
+                    "multiprocessors": p.multi_processor_count,
+                }
+            )
         env["device_name"] = env["gpus"][0]["name"]
         env["bf16_supported"] = torch.cuda.is_bf16_supported()
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=15)
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
             env["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 else None
         except (OSError, subprocess.TimeoutExpired, IndexError):
             env["driver"] = None
@@ -443,8 +548,7 @@ def environment() -> dict:
 
 def _git_commit() -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10)
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         return done.stdout.strip() or None if done.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -452,36 +556,56 @@ def _git_commit() -> str | None:
 
 # --------------------------------------------------------------------------- shared pieces
 
+
 def _config(ctx: Context, overrides: list[str] = (), encoder: str = "stgcn") -> dict:
     """The NTU60 xsub recipe at the check's size (full: the recipe itself), views fused per view;
     `encoder` dsta: the release's DSTA-Net (on the dry run two small blocks) in ST-GCN's place."""
     from hiclr.config import load_config
+
     s = ctx.size
     model = [f"model.width={s['width']}", f"model.dropout={s['dropout']}"]
     if encoder == "dsta":
         model = ["model.name=dsta"] + ([f"model.blocks={s['dsta_blocks']}"] if s.get("dsta_blocks") else [])
-    return load_config(NTU60_CONFIG, [*model, f"optim.batch_size={s['batch']}", f"ssl.queue_size={s['queue']}",
-                                      "ssl.fused_views=per_view", *overrides])
+    return load_config(
+        NTU60_CONFIG,
+        [
+            *model,
+            f"optim.batch_size={s['batch']}",
+            f"ssl.queue_size={s['queue']}",
+            "ssl.fused_views=per_view",
+            *overrides,
+        ],
+    )
 
 
 def _sync(device) -> None:
     import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _stats_ms(seconds: list[float]) -> dict:
     import statistics
+
     ms = sorted(1000 * s for s in seconds)
     pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]
-    return {"median": statistics.median(ms), "mean": statistics.fmean(ms), "p10": pick(0.1),
-            "p90": pick(0.9), "min": ms[0], "max": ms[-1], "n": len(ms)}
+    return {
+        "median": statistics.median(ms),
+        "mean": statistics.fmean(ms),
+        "p10": pick(0.1),
+        "p90": pick(0.9),
+        "min": ms[0],
+        "max": ms[-1],
+        "n": len(ms),
+    }
 
 
 def _peak_memory_mb(device) -> tuple[float, str]:
     import torch
+
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20, "torch.cuda.max_memory_allocated"
+        return torch.cuda.max_memory_allocated(device) / 2**20, "torch.cuda.max_memory_allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS (CPU)"
 
 
@@ -493,9 +617,10 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None, 
 
     from hiclr.engine import build_optimizer, compile_module, compile_options, seed_everything
     from hiclr.pretrain import build_learner, build_policy
+
     s, device = ctx.size, ctx.device
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True       # as a training run on CUDA (fixed shapes)
+        torch.backends.cudnn.benchmark = True  # as a training run on CUDA (fixed shapes)
     cfg = _config(ctx, encoder=encoder)
     seed_everything(0)
     learner = build_learner(cfg).to(device).train()
@@ -515,7 +640,7 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None, 
     def step(i: int) -> None:
         lo = (i % batches) * batch
         with torch.autocast(device.type, enabled=False):
-            views = policy.views(x[lo:lo + batch], gen, stages)
+            views = policy.views(x[lo : lo + batch], gen, stages)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _ = model(views, torch.arange(lo, lo + batch, device=device), mining=True)
         optimizer.zero_grad(set_to_none=True)
@@ -555,19 +680,36 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None, 
         step_s = [events[i].elapsed_time(events[i + 1]) / 1000 for i in range(steps)]
     peak, source = _peak_memory_mb(device)
     finite = bool(torch.isfinite(torch.stack(losses)).all())
-    result = {"encoder": encoder, "precision": precision, "fused_views": "per_view", "mining": True,
-              "device": str(device),
-              "cudnn_benchmark": torch.backends.cudnn.benchmark,
-              "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-              "width": s["width"], "batch": batch, "queue": s["queue"], "dropout": s["dropout"],
-              "warmup_steps_s": [round(v, 4) for v in warmup_s], "timed_steps": steps,
-              "step_ms": _stats_ms(step_s), "wall_ms_per_step": 1000 * wall / steps,
-              "samples_per_s": batch * steps / wall, "peak_memory_mb": peak, "peak_memory_source": source,
-              "last_loss": float(losses[-1]), "losses_finite": finite}
+    result = {
+        "encoder": encoder,
+        "precision": precision,
+        "fused_views": "per_view",
+        "mining": True,
+        "device": str(device),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "width": s["width"],
+        "batch": batch,
+        "queue": s["queue"],
+        "dropout": s["dropout"],
+        "warmup_steps_s": [round(v, 4) for v in warmup_s],
+        "timed_steps": steps,
+        "step_ms": _stats_ms(step_s),
+        "wall_ms_per_step": 1000 * wall / steps,
+        "samples_per_s": batch * steps / wall,
+        "peak_memory_mb": peak,
+        "peak_memory_source": source,
+        "last_loss": float(losses[-1]),
+        "losses_finite": finite,
+    }
     if options is not None:
-        result.update(compile=options, graphs_after_warmup=graphs_after_warmup,
-                      graphs_added_by_timed_steps=(_graph_count() - graphs_after_warmup)
-                      if graphs_after_warmup is not None else None)
+        result.update(
+            compile=options,
+            graphs_after_warmup=graphs_after_warmup,
+            graphs_added_by_timed_steps=(_graph_count() - graphs_after_warmup)
+            if graphs_after_warmup is not None
+            else None,
+        )
     if not finite:
         raise RuntimeError(f"non-finite loss in the {precision} steps")
     return result
@@ -576,12 +718,14 @@ def time_steps(ctx: Context, precision: str, compile_value=None, progress=None, 
 def _graph_count() -> int | None:
     try:
         from torch._dynamo.utils import counters
+
         return int(counters["stats"]["unique_graphs"])
-    except Exception:                                   # private API: absent in some versions
+    except Exception:  # private API: absent in some versions
         return None
 
 
 # --------------------------------------------------------------------------- eager, compiled
+
 
 def part_eager(ctx: Context) -> None:
     """ST-GCN's step in bf16 and fp32, then the transformer's (DSTA-Net) in bf16 beside it."""
@@ -600,7 +744,7 @@ def part_compiled(ctx: Context) -> None:
     ctx.record.update(backend="eager" if ctx.dry_run else "inductor")
     ctx.flush()
 
-    def progress(warmup_s):                 # a part stopped while compiling keeps its first steps
+    def progress(warmup_s):  # a part stopped while compiling keeps its first steps
         ctx.record["warmup_steps_s"] = [round(v, 4) for v in warmup_s]
         ctx.flush()
 
@@ -611,6 +755,7 @@ def part_compiled(ctx: Context) -> None:
 
 
 # --------------------------------------------------------------------------- loss
+
 
 def part_loss(ctx: Context) -> None:
     """The loss and gradients of one step on the device against the CPU in fp32, same weights and
@@ -623,6 +768,7 @@ def part_loss(ctx: Context) -> None:
 
     from hiclr.engine import seed_everything
     from hiclr.pretrain import build_learner, build_policy
+
     device, batch = ctx.device, ctx.size["loss_batch"]
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -635,50 +781,63 @@ def part_loss(ctx: Context) -> None:
     views = policy.views(x, g, list(reference.view_stages))
     if any(v.edges is not None for v in views):
         raise RuntimeError("the policy perturbs edges; the comparison copies only x and mask")
-    moved = [dataclasses.replace(v, x=v.x.to(device), mask=None if v.mask is None else v.mask.to(device))
-             for v in views]
+    moved = [
+        dataclasses.replace(v, x=v.x.to(device), mask=None if v.mask is None else v.mask.to(device)) for v in views
+    ]
     ids = torch.arange(batch)
 
     def one(learner, views, ids, epoch, bf16):
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _ = learner(views, ids, **learner.switches(epoch))
         loss.backward()
-        grads = torch.cat([p.grad.detach().double().flatten().cpu() for p in learner.parameters()
-                           if p.grad is not None])
+        grads = torch.cat(
+            [p.grad.detach().double().flatten().cpu() for p in learner.parameters() if p.grad is not None]
+        )
         return loss.detach().double().cpu(), grads
 
     results = {"device": str(device), "batch": batch, "width": ctx.size["width"], "queue": ctx.size["queue"]}
-    for mining, epoch in (("no_mining", 0), ("mining", 10 ** 6)):
+    for mining, epoch in (("no_mining", 0), ("mining", 10**6)):
         torch.manual_seed(0)
         loss_cpu, grad_cpu = one(copy.deepcopy(reference), views, ids, epoch, False)
         for precision in ("fp32", "bf16"):
             torch.manual_seed(0)
-            loss_dev, grad_dev = one(copy.deepcopy(reference).to(device), moved, ids.to(device), epoch,
-                                     precision == "bf16")
-            row = {"loss_cpu": float(loss_cpu), "loss_device": float(loss_dev),
-                   "loss_rel_error": float((loss_dev - loss_cpu).abs() / loss_cpu.abs().clamp_min(1e-12)),
-                   "grad_rel_error": float((grad_dev - grad_cpu).norm() / grad_cpu.norm().clamp_min(1e-12))}
+            loss_dev, grad_dev = one(
+                copy.deepcopy(reference).to(device), moved, ids.to(device), epoch, precision == "bf16"
+            )
+            row = {
+                "loss_cpu": float(loss_cpu),
+                "loss_device": float(loss_dev),
+                "loss_rel_error": float((loss_dev - loss_cpu).abs() / loss_cpu.abs().clamp_min(1e-12)),
+                "grad_rel_error": float((grad_dev - grad_cpu).norm() / grad_cpu.norm().clamp_min(1e-12)),
+            }
             results.setdefault(precision, {})[mining] = row
             ctx.record.update(results)
             ctx.flush()
-    for precision in ("fp32", "bf16"):       # the worse of the two epochs, for the summary
+    for precision in ("fp32", "bf16"):  # the worse of the two epochs, for the summary
         rows = results[precision]
         for key in ("loss_rel_error", "grad_rel_error"):
             rows[key] = max(rows[m][key] for m in ("no_mining", "mining"))
     tolerance = {"loss_rel_error": 1e-4, "grad_rel_error": 1e-3}
     results["fp32_tolerance"] = tolerance
     ctx.record.update(results)
-    values = [results[p][m][k] for p in ("fp32", "bf16") for m in ("no_mining", "mining")
-              for k in ("loss_rel_error", "grad_rel_error")]
+    values = [
+        results[p][m][k]
+        for p in ("fp32", "bf16")
+        for m in ("no_mining", "mining")
+        for k in ("loss_rel_error", "grad_rel_error")
+    ]
     if not all(math.isfinite(v) for v in values):
         raise RuntimeError("a loss or gradient on the device is not finite")
     worse = [k for k, t in tolerance.items() if results["fp32"][k] > t]
     if worse:
-        raise RuntimeError("fp32 on the device differs from the CPU beyond tolerance: "
-                           + ", ".join(f"{k} {results['fp32'][k]:.2e} > {tolerance[k]:.0e}" for k in worse))
+        raise RuntimeError(
+            "fp32 on the device differs from the CPU beyond tolerance: "
+            + ", ".join(f"{k} {results['fp32'][k]:.2e} > {tolerance[k]:.0e}" for k in worse)
+        )
 
 
 # --------------------------------------------------------------------------- engine
+
 
 def part_engine(ctx: Context) -> None:
     """`hiclr.engine.train` on synthetic clips resident on the device: epochs without mining, then
@@ -688,17 +847,27 @@ def part_engine(ctx: Context) -> None:
     from hiclr.config import load_config
     from hiclr.engine import TrainData, seed_everything, train
     from hiclr.pretrain import PretrainTask, build_learner, build_policy
+
     s, device = ctx.size, ctx.device
     epochs = s["engine_epochs"]
-    cfg = _config(ctx, [f"optim.epochs={epochs}", f"ssl.mining_epoch={epochs - 1}",
-                        "run.save_every=0", "run.log_every=50", "run.monitor_every=0",
-                        "run.collapse_warning=0", f"engine.device={device.type}", "engine.progress=false",
-                        "engine.resident=true"])
+    cfg = _config(
+        ctx,
+        [
+            f"optim.epochs={epochs}",
+            f"ssl.mining_epoch={epochs - 1}",
+            "run.save_every=0",
+            "run.log_every=50",
+            "run.monitor_every=0",
+            "run.collapse_warning=0",
+            f"engine.device={device.type}",
+            "engine.progress=false",
+            "engine.resident=true",
+        ],
+    )
     recipe = load_config(NTU60_CONFIG)
     g = torch.Generator().manual_seed(0)
     n = s["engine_clips"]
-    data = TrainData(x=0.3 * torch.randn(n, 3, 50, 25, 2, generator=g),
-                     labels=torch.randint(0, 60, (n,), generator=g))
+    data = TrainData(x=0.3 * torch.randn(n, 3, 50, 25, 2, generator=g), labels=torch.randint(0, 60, (n,), generator=g))
     seed_everything(0)
     learner = build_learner(cfg)
     task = PretrainTask(learner, build_policy(cfg), cfg["model"], cfg["data"]["stream"])
@@ -711,23 +880,35 @@ def part_engine(ctx: Context) -> None:
     rates = [r["samples_per_s"] for r in per_epoch]
     if len(rates) != epochs:
         raise RuntimeError(f"the engine logged {len(rates)} epochs of {epochs}")
-    no_mining, mining = rates[-2], rates[-1]          # the first epoch also warms up: left out
+    no_mining, mining = rates[-2], rates[-1]  # the first epoch also warms up: left out
     total, start_mining = int(recipe["optim"]["epochs"]), int(recipe["ssl"]["mining_epoch"])
-    minutes = (start_mining * NTU60_XSUB_TRAIN / no_mining
-               + (total - start_mining) * NTU60_XSUB_TRAIN / mining) / 60
-    ctx.record.update({
-        "device": str(device), "precision": "bf16" if device.type == "cuda" else "fp32", "clips": n,
-        "batch": s["batch"], "width": s["width"], "queue": s["queue"], "epochs": epochs,
-        "steps": result.step, "wall_s": wall, "epoch_seconds": [r["time_s"] for r in per_epoch],
-        "samples_per_s_each_epoch": rates, "samples_per_s_no_mining": no_mining,
-        "samples_per_s_mining": mining, "samples_per_s": (no_mining + mining) / 2,
-        "last_loss": per_epoch[-1].get("loss"),
-        "projection_minutes_300_epochs_ntu60_xsub": minutes,
-        "projection_basis": f"{start_mining} epochs at the rate without mining and {total - start_mining} "
-                            f"with, {NTU60_XSUB_TRAIN} clips; steps only (no checkpoint or monitor time)"})
+    minutes = (start_mining * NTU60_XSUB_TRAIN / no_mining + (total - start_mining) * NTU60_XSUB_TRAIN / mining) / 60
+    ctx.record.update(
+        {
+            "device": str(device),
+            "precision": "bf16" if device.type == "cuda" else "fp32",
+            "clips": n,
+            "batch": s["batch"],
+            "width": s["width"],
+            "queue": s["queue"],
+            "epochs": epochs,
+            "steps": result.step,
+            "wall_s": wall,
+            "epoch_seconds": [r["time_s"] for r in per_epoch],
+            "samples_per_s_each_epoch": rates,
+            "samples_per_s_no_mining": no_mining,
+            "samples_per_s_mining": mining,
+            "samples_per_s": (no_mining + mining) / 2,
+            "last_loss": per_epoch[-1].get("loss"),
+            "projection_minutes_300_epochs_ntu60_xsub": minutes,
+            "projection_basis": f"{start_mining} epochs at the rate without mining and {total - start_mining} "
+            f"with, {NTU60_XSUB_TRAIN} clips; steps only (no checkpoint or monitor time)",
+        }
+    )
 
 
 # --------------------------------------------------------------------------- aug
+
 
 def part_aug(ctx: Context) -> None:
     """`hiclr bench aug --device cuda --json` (on the dry run: cpu, tiny, one thread)."""
@@ -735,9 +916,19 @@ def part_aug(ctx: Context) -> None:
     import io
 
     from hiclr.cli import main
+
     s = ctx.size
-    argv = ["bench", "aug", "--json", "--device", ctx.device.type, "--samples", str(s["aug_samples"]),
-            "--batch", str(s["aug_batch"])] + (["--threads", "1"] if ctx.dry_run else [])
+    argv = [
+        "bench",
+        "aug",
+        "--json",
+        "--device",
+        ctx.device.type,
+        "--samples",
+        str(s["aug_samples"]),
+        "--batch",
+        str(s["aug_batch"]),
+    ] + (["--threads", "1"] if ctx.dry_run else [])
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         rc = main(argv)
@@ -749,28 +940,61 @@ def part_aug(ctx: Context) -> None:
 
 # --------------------------------------------------------------------------- tests (CUDA tests, NCCL)
 
+
 def part_tests(ctx: Context) -> None:
     """`pytest tests/hiclr/test_cuda.py`, then 2 DDP ranks (NCCL on 2 GPUs; on the dry run gloo on the CPU)."""
     import torch
+
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    ddp_reserve = 40 if (gpus >= 2 or ctx.dry_run) else 0      # the DDP run gets this at least
+    ddp_reserve = 40 if (gpus >= 2 or ctx.dry_run) else 0  # the DDP run gets this at least
     deadline = STARTED + ctx.limit - 3
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         began = time.monotonic()
-        rc = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/hiclr/test_cuda.py",
-                     f"--junitxml={xml}", "-o", "addopts="], max(5.0, deadline - ddp_reserve - began))
+        rc = _timed(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/hiclr/test_cuda.py",
+                f"--junitxml={xml}",
+                "-o",
+                "addopts=",
+            ],
+            max(5.0, deadline - ddp_reserve - began),
+        )
         ctx.record["cuda_tests"] = {**_pytest_outcome(rc, xml), "seconds": round(time.monotonic() - began, 1)}
         ctx.flush()
         if ddp_reserve:
             backend = "nccl" if gpus >= 2 else "gloo"
             result = Path(tmp) / "ddp.json"
             began = time.monotonic()
-            rc = _timed([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                         "2", str(Path(__file__).resolve()), "ddp-rank", backend, str(result)]
-                        + (["--dry-run"] if ctx.dry_run else []), max(5.0, deadline - began))
-            ddp = {"backend": backend, "ranks": 2, "rc": rc, "seconds": round(time.monotonic() - began, 1),
-                   **_read_json(result)}
+            rc = _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "torch.distributed.run",
+                    "--standalone",
+                    "--nproc-per-node",
+                    "2",
+                    str(Path(__file__).resolve()),
+                    "ddp-rank",
+                    backend,
+                    str(result),
+                ]
+                + (["--dry-run"] if ctx.dry_run else []),
+                max(5.0, deadline - began),
+            )
+            ddp = {
+                "backend": backend,
+                "ranks": 2,
+                "rc": rc,
+                "seconds": round(time.monotonic() - began, 1),
+                **_read_json(result),
+            }
             ddp["status"] = "timeout" if rc == "timeout" else "ok" if rc == 0 and ddp.get("ok") else "failed"
         else:
             ddp = {"status": "skipped", "reason": f"needs 2 GPUs, the machine has {gpus}"}
@@ -785,6 +1009,7 @@ def part_tests(ctx: Context) -> None:
 def _pytest_outcome(rc, xml: Path) -> dict:
     """Status and counts of a pytest run from its exit code and JUnit report."""
     from xml.etree import ElementTree
+
     if rc == "timeout":
         return {"rc": rc, "status": "timeout"}
     if not xml.exists():
@@ -793,9 +1018,16 @@ def _pytest_outcome(rc, xml: Path) -> dict:
     suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    row = {"rc": rc, **counts, "passed": passed,
-           "failed_tests": [case.get("name") for case in suite.iter("testcase")
-                            if case.find("failure") is not None or case.find("error") is not None]}
+    row = {
+        "rc": rc,
+        **counts,
+        "passed": passed,
+        "failed_tests": [
+            case.get("name")
+            for case in suite.iter("testcase")
+            if case.find("failure") is not None or case.find("error") is not None
+        ],
+    }
     if rc != 0 or counts["failures"] or counts["errors"]:
         return {**row, "status": "failed"}
     if counts["skipped"] == counts["tests"]:
@@ -805,8 +1037,9 @@ def _pytest_outcome(rc, xml: Path) -> dict:
 
 def _timed(cmd: list[str], limit: float):
     """Exit code of `cmd` under `timeout` (its output to our stderr), or "timeout"."""
-    rc = subprocess.call(["timeout", "-k", "5", f"{max(limit, 1.0):.1f}", *cmd], cwd=ROOT, stdout=sys.stderr,
-                         stdin=subprocess.DEVNULL)
+    rc = subprocess.call(
+        ["timeout", "-k", "5", f"{max(limit, 1.0):.1f}", *cmd], cwd=ROOT, stdout=sys.stderr, stdin=subprocess.DEVNULL
+    )
     return "timeout" if rc in (124, 137) else rc
 
 
@@ -820,6 +1053,7 @@ def ddp_rank(backend: str, result: str, dry_run: bool) -> int:
     from hiclr.config import load_config
     from hiclr.engine import build_optimizer, seed_everything
     from hiclr.pretrain import build_learner, build_policy
+
     s = SIZES["tiny" if dry_run else "full"]
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -828,12 +1062,20 @@ def ddp_rank(backend: str, result: str, dry_run: bool) -> int:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    cfg = load_config(NTU60_CONFIG, [f"model.width={s['width']}", f"ssl.queue_size={s['ddp_queue']}",
-                                     f"optim.batch_size={s['ddp_batch'] * world}", "ssl.fused_views=per_view"])
-    seed_everything(0)                         # the same initial weights on every rank
+    cfg = load_config(
+        NTU60_CONFIG,
+        [
+            f"model.width={s['width']}",
+            f"ssl.queue_size={s['ddp_queue']}",
+            f"optim.batch_size={s['ddp_batch'] * world}",
+            "ssl.fused_views=per_view",
+        ],
+    )
+    seed_everything(0)  # the same initial weights on every rank
     learner = build_learner(cfg).to(device).train()
     model = torch.nn.parallel.DistributedDataParallel(
-        learner, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+        learner, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+    )
     optimizer = build_optimizer([p for p in learner.parameters() if p.requires_grad], cfg["optim"])
     policy = build_policy(cfg)
     gen = torch.Generator(device=device).manual_seed(1 + rank)
@@ -854,18 +1096,29 @@ def ddp_rank(backend: str, result: str, dry_run: bool) -> int:
     dist.broadcast(reference, 0)
     diff = (flat - reference).abs().max()
     dist.all_reduce(diff, op=dist.ReduceOp.MAX)
-    ok = all(math.isfinite(v) for v in losses) and ptrs == [b * world, (2 * b * world) % s["ddp_queue"]] \
+    ok = (
+        all(math.isfinite(v) for v in losses)
+        and ptrs == [b * world, (2 * b * world) % s["ddp_queue"]]
         and float(diff) == 0.0
+    )
     if rank == 0:
-        _write_json(Path(result), {"ok": ok, "losses_rank0": losses, "queue_ptr_after_each_step": ptrs,
-                                   "expected_queue_ptr": [b * world, (2 * b * world) % s["ddp_queue"]],
-                                   "max_weight_difference_between_ranks": float(diff),
-                                   "device": str(device)})
+        _write_json(
+            Path(result),
+            {
+                "ok": ok,
+                "losses_rank0": losses,
+                "queue_ptr_after_each_step": ptrs,
+                "expected_queue_ptr": [b * world, (2 * b * world) % s["ddp_queue"]],
+                "max_weight_difference_between_ranks": float(diff),
+                "device": str(device),
+            },
+        )
     dist.destroy_process_group()
     return 0
 
 
 # =========================================================================== command line
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -882,21 +1135,34 @@ def main(argv: list[str] | None = None) -> int:
         return ddp_rank(argv[1], argv[2], "--dry-run" in argv[3:])
     if argv[:1] == ["run"]:
         argv = argv[1:]
-    p = argparse.ArgumentParser(prog="scripts/device_check.sh", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dry-run", action="store_true",
-                   help="CPU, tiny sizes: the same parts, what needs CUDA skipped")
-    p.add_argument("--out", default=None, help="folder of the JSON files (default $OUT/device_check, or "
-                                               "runs/device_check when OUT is unset)")
-    p.add_argument("--budget", type=float, default=BUDGET_S,
-                   help=f"seconds for all parts, install included (default {BUDGET_S})")
+    p = argparse.ArgumentParser(
+        prog="scripts/device_check.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: the same parts, what needs CUDA skipped")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder of the JSON files (default $OUT/device_check, or runs/device_check when OUT is unset)",
+    )
+    p.add_argument(
+        "--budget", type=float, default=BUDGET_S, help=f"seconds for all parts, install included (default {BUDGET_S})"
+    )
     p.add_argument("--parts", default=None, help="comma-separated subset of " + ",".join(n for n, _ in PARTS))
-    p.add_argument("--force", action="append", default=[], metavar="PART=fail|timeout",
-                   help="make a part fail or hang (to test that the others and the summary survive)")
-    p.add_argument("--limit", action="append", default=[], metavar="PART=SECONDS",
-                   help="a part's time limit instead of its cap")
-    p.add_argument("--compile-on-cpu", action="store_true",
-                   help="with --dry-run: run the compiled part too (dynamo's eager backend; minutes of CPU)")
+    p.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="PART=fail|timeout",
+        help="make a part fail or hang (to test that the others and the summary survive)",
+    )
+    p.add_argument(
+        "--limit", action="append", default=[], metavar="PART=SECONDS", help="a part's time limit instead of its cap"
+    )
+    p.add_argument(
+        "--compile-on-cpu",
+        action="store_true",
+        help="with --dry-run: run the compiled part too (dynamo's eager backend; minutes of CPU)",
+    )
     return orchestrate(p.parse_args(argv))
 
 

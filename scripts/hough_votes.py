@@ -5,6 +5,7 @@ vote-confidence threshold keeps and at what agreement. At init, or from a pre-tr
 
     OMP_NUM_THREADS=1 python scripts/hough_votes.py STORE.h5 [RUN_DIR/last.pt] [--batches 8]
 """
+
 import argparse
 
 import torch
@@ -24,20 +25,19 @@ parser.add_argument("checkpoint", nargs="?", help="a pre-training's last.pt (def
 parser.add_argument("--batches", type=int, default=8)
 args = parser.parse_args()
 torch.set_num_threads(1)
-cfg = load_config(CONFIG_ROOT / "demo" / "pretrain.yaml",
-                  [f"data.path={args.store}", "ssl.objective=hough_dense"])
+cfg = load_config(CONFIG_ROOT / "demo" / "pretrain.yaml", [f"data.path={args.store}", "ssl.objective=hough_dense"])
 data = load_training_data(cfg)
 policy = build_policy(cfg, record=True)
 torch.manual_seed(0)
 learner = ContrastiveLearner.from_config(cfg)
 if args.checkpoint:
     learner.load_state_dict(torch.load(args.checkpoint, weights_only=True, map_location="cpu")["model"])
-learner.train()   # batch statistics, as in training
+learner.train()  # batch statistics, as in training
 generator = torch.Generator().manual_seed(5)
 found: dict[str, list] = {}
 with torch.no_grad():
     for b in range(args.batches):
-        views = policy.views(data.x[b * 32:(b + 1) * 32], generator, HICLR_VIEWS.stages)
+        views = policy.views(data.x[b * 32 : (b + 1) * 32], generator, HICLR_VIEWS.stages)
         v0, v1 = [v for i, v in enumerate(views) if i != HICLR_VIEWS.key_index][:2]
         t = v0.x.shape[2]
         m0, m1 = frame_mask(v0, t), frame_mask(v1, t)
@@ -45,8 +45,7 @@ with torch.no_grad():
         x0, x1 = learner.prepare(v0), learner.prepare(v1)
         sources = {"input": (view_coordinates(v0, t), view_coordinates(v1, t))}
         for block in (1, 2, 4):
-            sources[f"query block {block}"] = tuple(learner.encoder_q.forward_with_block(x, block)[2]
-                                                    for x in (x0, x1))
+            sources[f"query block {block}"] = tuple(learner.encoder_q.forward_with_block(x, block)[2] for x in (x0, x1))
         sources["key block 4"] = tuple(learner.encoder_k.forward_with_block(x, 4)[2] for x in (x0, x1))
         for name, (u0, u1) in sources.items():
             hough = HoughPairing()(u0.mean(1), u1.mean(1), m0, m1)

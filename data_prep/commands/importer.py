@@ -18,36 +18,54 @@ EPILOG = """examples:
   hiclr-prep import pyskl --ann ntu60_3danno.pkl --dataset ntu60 --out data/ntu60_pyskl.h5
 """
 
-HELP = {"stgcn": "ST-GCN data (N, 3, 300, 25, 2) .npy + label .pkl per part",
-        "aimclr": "AimCLR/HiCLR *_position.npy (N, 3, 50, 25, 2) + label .pkl per part (frame50 as given)",
-        "ctrgcn": "CTR-GCN .npz (x_train (N, 300, 150), one-hot y_train, x_test, y_test)",
-        "pyskl": "PYSKL annotation .pkl (split + annotations with 3D keypoints), every protocol inside"}
+HELP = {
+    "stgcn": "ST-GCN data (N, 3, 300, 25, 2) .npy + label .pkl per part",
+    "aimclr": "AimCLR/HiCLR *_position.npy (N, 3, 50, 25, 2) + label .pkl per part (frame50 as given)",
+    "ctrgcn": "CTR-GCN .npz (x_train (N, 300, 150), one-hot y_train, x_test, y_test)",
+    "pyskl": "PYSKL annotation .pkl (split + annotations with 3D keypoints), every protocol inside",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="import ST-GCN, AimCLR/HiCLR, CTR-GCN or PYSKL files",
-                       description="Import the prepared files of another toolkit into the HDF5 store "
-                                   "(arrays read without pickle; label pickles through a restricted unpickler).",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "import",
+        help="import ST-GCN, AimCLR/HiCLR, CTR-GCN or PYSKL files",
+        description="Import the prepared files of another toolkit into the HDF5 store "
+        "(arrays read without pickle; label pickles through a restricted unpickler).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
     for kind in importers.KINDS:
-        k = kinds.add_parser(kind, help=HELP[kind], description=f"Import {HELP[kind]}.",
-                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        k = kinds.add_parser(
+            kind,
+            help=HELP[kind],
+            description=f"Import {HELP[kind]}.",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if kind in ("stgcn", "aimclr"):
             for part in ("train", "test"):
-                k.add_argument(f"--{part}-data", type=Path, required=part == "train",
-                               help=f"{part} data .npy")
-                k.add_argument(f"--{part}-labels", type=Path, required=part == "train",
-                               help=f"{part} label .pkl (names, labels)")
+                k.add_argument(f"--{part}-data", type=Path, required=part == "train", help=f"{part} data .npy")
+                k.add_argument(
+                    f"--{part}-labels", type=Path, required=part == "train", help=f"{part} label .pkl (names, labels)"
+                )
         elif kind == "ctrgcn":
             k.add_argument("--npz", type=Path, required=True, help="CTR-GCN .npz archive")
         else:
             k.add_argument("--ann", type=Path, required=True, help="PYSKL annotation .pkl")
-        k.add_argument("--dataset", default=None,
-                       help="ntu60, ntu120, pkummd1, pkummd2 or a name of yours (default: inferred from the sample "
-                            "names, or from CTR-GCN's one-hot width); sets the class count the heads use")
-        k.add_argument("--num-classes", type=int, default=None,
-                       help="class count, for a dataset this tool does not know (default: the dataset's)")
+        k.add_argument(
+            "--dataset",
+            default=None,
+            help="ntu60, ntu120, pkummd1, pkummd2 or a name of yours (default: inferred from the sample "
+            "names, or from CTR-GCN's one-hot width); sets the class count the heads use",
+        )
+        k.add_argument(
+            "--num-classes",
+            type=int,
+            default=None,
+            help="class count, for a dataset this tool does not know (default: the dataset's)",
+        )
         if kind != "pyskl":
             k.add_argument("--protocol", default="xsub", help="protocol name of the train/test parts (default xsub)")
         k.add_argument("--out", type=Path, required=True, help="output HDF5 file")
@@ -70,13 +88,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         imported = importers.import_pyskl(args.ann)
     summary = importers.write_imported(imported, args.out, args.dataset, args.kind, args.num_classes)
-    splits = ", ".join(f"{p} {'/'.join(str(s.get(k, 0)) for k in ('train', 'test'))}"
-                       for p, s in summary["splits"].items())
-    print(f"import {args.kind}: {summary['samples']} samples of {summary['dataset']} ({summary['num_classes']} "
-          f"classes) -> {args.out} (train/test {splits}; "
-          f"{'raw + frame50' if summary['raw'] else 'frame50 only'}; skipped {summary['skipped_empty']} empty) "
-          f"in {time.perf_counter() - start:.1f} s")
+    splits = ", ".join(
+        f"{p} {'/'.join(str(s.get(k, 0)) for k in ('train', 'test'))}" for p, s in summary["splits"].items()
+    )
+    print(
+        f"import {args.kind}: {summary['samples']} samples of {summary['dataset']} ({summary['num_classes']} "
+        f"classes) -> {args.out} (train/test {splits}; "
+        f"{'raw + frame50' if summary['raw'] else 'frame50 only'}; skipped {summary['skipped_empty']} empty) "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     for protocol, parts in summary["missing_parts"].items():
-        print(f"note: protocol {protocol} has no {' and no '.join(parts)} part (no --{parts[0]}-data given): "
-              f"pre-training works, linear/kNN evaluation of {protocol} needs both parts")
+        print(
+            f"note: protocol {protocol} has no {' and no '.join(parts)} part (no --{parts[0]}-data given): "
+            f"pre-training works, linear/kNN evaluation of {protocol} needs both parts"
+        )
     return 0

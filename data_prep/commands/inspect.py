@@ -18,17 +18,25 @@ EPILOG_VERIFY = """examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print a summary of a store",
-                       description="Print the dataset, counts, classes, protocols with sizes and preset of a store.",
-                       epilog=EPILOG_INFO, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "info",
+        help="print a summary of a store",
+        description="Print the dataset, counts, classes, protocols with sizes and preset of a store.",
+        epilog=EPILOG_INFO,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", type=Path, help="HDF5 store written by hiclr-prep")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=info)
 
-    p = sub.add_parser("verify", help="check shapes, values, labels, splits and checksums of a store",
-                       description="Check a store: shapes, finite values, label range, split disjointness "
-                                   "(subjects for xsub, cameras for xview), sorted indices, checksums.",
-                       epilog=EPILOG_VERIFY, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "verify",
+        help="check shapes, values, labels, splits and checksums of a store",
+        description="Check a store: shapes, finite values, label range, split disjointness "
+        "(subjects for xsub, cameras for xview), sorted indices, checksums.",
+        epilog=EPILOG_VERIFY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", type=Path, help="HDF5 store written by hiclr-prep")
     p.set_defaults(func=verify)
 
@@ -38,12 +46,17 @@ def info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"{summary['path']}: {summary['dataset']} (format {summary['format_version']}, "
-          f"{summary['tool_version']}, created {summary['created']})")
+    print(
+        f"{summary['path']}: {summary['dataset']} (format {summary['format_version']}, "
+        f"{summary['tool_version']}, created {summary['created']})"
+    )
     print(f"  samples   {summary['samples']} ({summary['raw_frames']} raw frames)")
     present = [summary["class_names"][k] for k in summary["labels_present"] if 0 <= k < len(summary["class_names"])]
-    print(f"  classes   {summary['num_classes']} ({summary['classes_present']} present): "
-          + ", ".join(present[:5]) + (" ..." if len(present) > 5 else ""))
+    print(
+        f"  classes   {summary['num_classes']} ({summary['classes_present']} present): "
+        + ", ".join(present[:5])
+        + (" ..." if len(present) > 5 else "")
+    )
     print(f"  views     {', '.join(summary['views'])}")
     for protocol, parts in summary["protocols"].items():
         print(f"  {protocol:<9} " + ", ".join(f"{k} {v}" for k, v in parts.items()))

@@ -7,19 +7,56 @@ Build the released policy and draw HiCLR's four views::
     v0, key, v1, v2 = policy.views(x, generator, HICLR_VIEWS)   # View(x, mask, params, edges) each
 """
 
-from .ops import (AUGMENTATIONS, KINDS, NTU_FLIP_ORDER, Augmentation, AxisMask, GaussianBlur,
-                  GaussianNoise, JointMask, Rotate, Shear, SkeleAdaIN, SpatialFlip, TemporalCrop,
-                  apply_matrix, register_augmentation, take_indices)
 from .edges import DropAddEdges, EdgePerturbation
-from .policy import (HICLR_VIEWS, QUIRK_FIXES, SKELETONCLR_VIEWS, GrowingPolicy, View, ViewLayout,
-                     build_augmentation)
+from .ops import (
+    AUGMENTATIONS,
+    KINDS,
+    NTU_FLIP_ORDER,
+    Augmentation,
+    AxisMask,
+    GaussianBlur,
+    GaussianNoise,
+    JointMask,
+    Rotate,
+    Shear,
+    SkeleAdaIN,
+    SpatialFlip,
+    TemporalCrop,
+    apply_matrix,
+    register_augmentation,
+    take_indices,
+)
+from .policy import HICLR_VIEWS, QUIRK_FIXES, SKELETONCLR_VIEWS, GrowingPolicy, View, ViewLayout, build_augmentation
 from .streams import NTU_BONES, NTU_PARENT, STREAMS, to_stream
 
 __all__ = [
-    "AUGMENTATIONS", "KINDS", "NTU_FLIP_ORDER", "Augmentation", "AxisMask", "GaussianBlur",
-    "GaussianNoise", "JointMask", "Rotate", "Shear", "SkeleAdaIN", "SpatialFlip", "TemporalCrop",
-    "apply_matrix", "register_augmentation", "take_indices", "DropAddEdges", "EdgePerturbation",
-    "HICLR_VIEWS", "QUIRK_FIXES", "SKELETONCLR_VIEWS", "GrowingPolicy", "View", "ViewLayout",
+    "AUGMENTATIONS",
+    "KINDS",
+    "NTU_FLIP_ORDER",
+    "Augmentation",
+    "AxisMask",
+    "GaussianBlur",
+    "GaussianNoise",
+    "JointMask",
+    "Rotate",
+    "Shear",
+    "SkeleAdaIN",
+    "SpatialFlip",
+    "TemporalCrop",
+    "apply_matrix",
+    "register_augmentation",
+    "take_indices",
+    "DropAddEdges",
+    "EdgePerturbation",
+    "HICLR_VIEWS",
+    "QUIRK_FIXES",
+    "SKELETONCLR_VIEWS",
+    "GrowingPolicy",
+    "View",
+    "ViewLayout",
     "build_augmentation",
-    "NTU_BONES", "NTU_PARENT", "STREAMS", "to_stream",
+    "NTU_BONES",
+    "NTU_PARENT",
+    "STREAMS",
+    "to_stream",
 ]

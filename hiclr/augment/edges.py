@@ -69,7 +69,7 @@ def hashed_uniform(seed: torch.Tensor | int, block: int, count: int, device) -> 
     key = _hash32(_hash32(_hash32(seed & 0xFFFFFFFF) ^ (seed >> 32)) ^ (block & 0xFFFFFFFF))
     index = torch.arange(count, device=device, dtype=torch.int64)
     bits = _hash32(_hash32(index ^ key) ^ key)
-    return (bits >> 8).to(torch.float32) * 2.0 ** -24
+    return (bits >> 8).to(torch.float32) * 2.0**-24
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,13 @@ class EdgePerturbation:
     add: float | None = None
     add_value: float | str | None = None
 
-    def with_defaults(self, add: float, add_value: float | str) -> "EdgePerturbation":
+    def with_defaults(self, add: float, add_value: float | str) -> EdgePerturbation:
         """A copy with the unset ``add`` / ``add_value`` taken from the encoder's defaults."""
-        return replace(self, add=add if self.add is None else self.add,
-                       add_value=add_value if self.add_value is None else self.add_value)
+        return replace(
+            self,
+            add=add if self.add is None else self.add,
+            add_value=add_value if self.add_value is None else self.add_value,
+        )
 
     @property
     def add_ratio(self) -> float:
@@ -113,8 +116,8 @@ class EdgePerturbation:
         n = adjacency.numel()
         u = hashed_uniform(self.seed, block, 2 + 2 * n, adjacency.device)
         p, r = u[0] * self.drop, u[1] * self.add_ratio
-        kept = (u[2:2 + n] >= p).view(adjacency.shape)
-        grown = (u[2 + n:] < r).view(adjacency.shape)
+        kept = (u[2 : 2 + n] >= p).view(adjacency.shape)
+        grown = (u[2 + n :] < r).view(adjacency.shape)
         return p, r, kept, grown
 
     def perturb(self, adjacency: torch.Tensor, block: int) -> torch.Tensor:
@@ -157,14 +160,18 @@ class DropAddEdges(Augmentation):
     kind = "model_side"
     shared_across_batch = True
 
-    def __init__(self, drop: float = 0.1, add: float | None = None,
-                 add_value: float | str | None = None, record: bool = False):
+    def __init__(
+        self, drop: float = 0.1, add: float | None = None, add_value: float | str | None = None, record: bool = False
+    ):
         super().__init__(record)
         _check_ratio("drop", drop, upper_open=True)
         if add is not None:
             _check_ratio("add", add, upper_open=False)
-        if add_value is not None and add_value != "mean" and not (
-                isinstance(add_value, (int, float)) and not isinstance(add_value, bool) and add_value > 0):
+        if (
+            add_value is not None
+            and add_value != "mean"
+            and not (isinstance(add_value, (int, float)) and not isinstance(add_value, bool) and add_value > 0)
+        ):
             raise ValueError(f"drop_add_edges add_value must be a positive number or 'mean', got {add_value!r}")
         self.drop = float(drop)
         self.add = None if add is None else float(add)
@@ -174,7 +181,7 @@ class DropAddEdges(Augmentation):
         return f"drop={self.drop}, add={self.add}, add_value={self.add_value!r}"
 
     def draw(self, n, generator, like):
-        seed = torch.randint(0, 2 ** 62, (1,), generator=generator, device=like.device)
+        seed = torch.randint(0, 2**62, (1,), generator=generator, device=like.device)
         return {"seed": seed.expand(n).clone()}
 
     def edges(self, params: dict) -> EdgePerturbation:

@@ -44,26 +44,41 @@ import torch
 from hiclr.registry import Registry
 
 __all__ = [
-    "Augmentation", "TemporalCrop", "Shear", "SpatialFlip", "Rotate", "GaussianNoise",
-    "GaussianBlur", "AxisMask", "JointMask", "SkeleAdaIN", "apply_matrix", "take_indices",
-    "NTU_FLIP_ORDER", "AUGMENTATIONS", "KINDS", "register_augmentation", "device_constant",
+    "Augmentation",
+    "TemporalCrop",
+    "Shear",
+    "SpatialFlip",
+    "Rotate",
+    "GaussianNoise",
+    "GaussianBlur",
+    "AxisMask",
+    "JointMask",
+    "SkeleAdaIN",
+    "apply_matrix",
+    "take_indices",
+    "NTU_FLIP_ORDER",
+    "AUGMENTATIONS",
+    "KINDS",
+    "register_augmentation",
+    "device_constant",
 ]
 
 KINDS = ("index", "linear", "values", "model_side", "general")
 
 # Left/right joint swap of NTU RGB+D (0-based): 1-based 5-8 <-> 9-12, 13-16 <-> 17-20,
 # 22-23 <-> 24-25; every other joint keeps its place.
-NTU_FLIP_ORDER = (0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15,
-                  20, 23, 24, 21, 22)
+NTU_FLIP_ORDER = (0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 20, 23, 24, 21, 22)
 
 AUGMENTATIONS = Registry("augmentation")
 
 
 def register_augmentation(name: str):
     """Class decorator: make an augmentation buildable by ``name`` in a policy's YAML."""
+
     def check(cls):
         if cls.kind not in KINDS and not isinstance(cls.kind, property):
             raise ValueError(f"augmentation {name!r}: kind must be one of {', '.join(KINDS)}")
+
     return AUGMENTATIONS.register(name, check=check)
 
 
@@ -218,8 +233,14 @@ class TemporalCrop(Augmentation):
 
     commutes_with_linear = True
 
-    def __init__(self, padding_ratio: int = 6, size: int | None = None, mode: str = "crop",
-                 scale_range: tuple[float, float] = (0.5, 1.0), record: bool = False):
+    def __init__(
+        self,
+        padding_ratio: int = 6,
+        size: int | None = None,
+        mode: str = "crop",
+        scale_range: tuple[float, float] = (0.5, 1.0),
+        record: bool = False,
+    ):
         super().__init__(record)
         if mode not in ("crop", "crop_resize"):
             raise ValueError(f"TemporalCrop mode must be 'crop' or 'crop_resize', not {mode!r}")
@@ -249,8 +270,11 @@ class TemporalCrop(Augmentation):
             pos = torch.minimum(pos.clamp(min=0), (offset + length - 1)[:, None])
             return {"offset": offset, "time_index": pos, "scale": step}
         pad = T // self.padding_ratio if self.padding_ratio > 0 else 0
-        mirror = device_constant(("mirror_padded_frames", T, pad), device, lambda: torch.cat([
-            torch.arange(pad - 1, -1, -1), torch.arange(T), torch.arange(T - 1, T - 1 - pad, -1)]))
+        mirror = device_constant(
+            ("mirror_padded_frames", T, pad),
+            device,
+            lambda: torch.cat([torch.arange(pad - 1, -1, -1), torch.arange(T), torch.arange(T - 1, T - 1 - pad, -1)]),
+        )
         high = mirror.numel() - size  # last valid start
         if high < 0:
             raise ValueError(f"TemporalCrop size {size} exceeds padded length {mirror.numel()}")
@@ -308,8 +332,14 @@ class SpatialFlip(Augmentation):
     kind = "index"
     not_recorded = ("joint_order", "joint_choice")
 
-    def __init__(self, p: float = 0.5, mirror: bool = False, axis: int = 0,
-                 order: tuple[int, ...] = NTU_FLIP_ORDER, record: bool = False):
+    def __init__(
+        self,
+        p: float = 0.5,
+        mirror: bool = False,
+        axis: int = 0,
+        order: tuple[int, ...] = NTU_FLIP_ORDER,
+        record: bool = False,
+    ):
         super().__init__(record)
         self.p, self.mirror, self.axis = float(p), bool(mirror), int(axis)
         self.order = tuple(order)
@@ -328,11 +358,14 @@ class SpatialFlip(Augmentation):
         flipped = _bernoulli(n, self.p, generator, device)
         identity = torch.arange(len(self.order), device=device)
         order = device_constant(("joint_order", self.order), device, lambda: torch.tensor(self.order))
-        params = {"flipped": flipped, "joint_order": torch.where(flipped[:, None], order, identity),
-                  "joint_choice": flipped.long()}
+        params = {
+            "flipped": flipped,
+            "joint_order": torch.where(flipped[:, None], order, identity),
+            "joint_choice": flipped.long(),
+        }
         if self.mirror:
             sign = torch.ones(n, 3, device=device, dtype=dtype)
-            sign[:, self.axis] = 1 - 2 * flipped.to(dtype)   # -1 where flipped
+            sign[:, self.axis] = 1 - 2 * flipped.to(dtype)  # -1 where flipped
             params["matrix"] = torch.diag_embed(sign)
         return params
 
@@ -361,8 +394,9 @@ class Rotate(Augmentation):
 
     kind = "linear"
 
-    def __init__(self, max_angle: float = 30.0, minor_angle: float = 1.0, symmetric: bool = False,
-                 record: bool = False):
+    def __init__(
+        self, max_angle: float = 30.0, minor_angle: float = 1.0, symmetric: bool = False, record: bool = False
+    ):
         super().__init__(record)
         self.max_angle, self.minor_angle = float(max_angle), float(minor_angle)
         self.symmetric = bool(symmetric)
@@ -376,7 +410,7 @@ class Rotate(Augmentation):
         u = torch.rand(n, 3, generator=generator, device=device, dtype=dtype)
         if self.symmetric:
             u = 2 * u - 1
-        main = axis[:, None] == torch.arange(3, device=device)   # one-hot, bool
+        main = axis[:, None] == torch.arange(3, device=device)  # one-hot, bool
         angles = u * torch.where(main, self.max_angle, self.minor_angle).to(dtype)
         rad = angles * (math.pi / 180.0)
         A = _axis_rotation(2, rad[:, 2]) @ _axis_rotation(1, rad[:, 1]) @ _axis_rotation(0, rad[:, 0])
@@ -430,9 +464,14 @@ class GaussianBlur(Augmentation):
     kind = "values"
     commutes_with_linear = True  # the same temporal filter on every channel
 
-    def __init__(self, p: float = 0.5, kernel_size: int = 15,
-                 sigma: tuple[float, float] = (0.1, 2.0), normalize: bool = False,
-                 record: bool = False):
+    def __init__(
+        self,
+        p: float = 0.5,
+        kernel_size: int = 15,
+        sigma: tuple[float, float] = (0.1, 2.0),
+        normalize: bool = False,
+        record: bool = False,
+    ):
         super().__init__(record)
         if kernel_size % 2 != 1:
             raise ValueError(f"GaussianBlur kernel_size must be odd, not {kernel_size}")
@@ -446,7 +485,7 @@ class GaussianBlur(Augmentation):
         """(B, kernel_size) kernels for per-sample sigmas (B,)."""
         r = self.kernel_size // 2
         i = torch.arange(-r, r + 1, device=sigma.device, dtype=sigma.dtype)
-        k = torch.exp(-(i ** 2) / (2 * sigma[:, None] ** 2))
+        k = torch.exp(-(i**2) / (2 * sigma[:, None] ** 2))
         return k / k.sum(1, keepdim=True) if self.normalize else k
 
     def draw(self, n, generator, like):
@@ -462,12 +501,12 @@ class GaussianBlur(Augmentation):
         k = self.kernels(params["sigma"]).to(x.dtype)
         identity = torch.arange(k.shape[1], device=x.device) == r
         k = torch.where(params["applied"][:, None], k, identity.to(x.dtype))
-        k = k[:, None].expand(B, C, k.shape[1]).reshape(B * C, k.shape[1])   # one per (sample, channel)
+        k = k[:, None].expand(B, C, k.shape[1]).reshape(B * C, k.shape[1])  # one per (sample, channel)
         # banded Toeplitz W[b, t, s] = k[b, s - t + r] for |s - t| <= r (zero padding built in),
         # one per (sample, channel) for a plain bmm: a Hankel view of the zero-padded kernel,
         # H[b, t, u] = q[b, t + u + r] = W[b, t, T - 1 - u], then flipped along its last axis
         q = x.new_zeros(k.shape[0], 2 * T - 1 + 2 * r)
-        q[:, T - 1:T + 2 * r] = k.flip(1)
+        q[:, T - 1 : T + 2 * r] = k.flip(1)
         W = q.as_strided((k.shape[0], T, T), (q.shape[1], 1, 1), r).flip(2)
         return x.copy_(torch.bmm(W, x.reshape(B * C, T, V * M)).view(x.shape))
 

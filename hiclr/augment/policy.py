@@ -34,16 +34,24 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from .ops import AUGMENTATIONS, Augmentation, apply_matrix, device_constant, take_indices
 
-__all__ = ["View", "ViewLayout", "GrowingPolicy", "HICLR_VIEWS", "SKELETONCLR_VIEWS", "QUIRK_FIXES",
-           "build_augmentation"]
+__all__ = [
+    "View",
+    "ViewLayout",
+    "GrowingPolicy",
+    "HICLR_VIEWS",
+    "SKELETONCLR_VIEWS",
+    "QUIRK_FIXES",
+    "build_augmentation",
+]
 
 
 @dataclass(frozen=True)
@@ -115,23 +123,30 @@ def _registry_key(name: str) -> str:
     by_class = {cls.__name__: key for key, cls in AUGMENTATIONS.items()}
     if name in by_class:
         return by_class[name]
-    AUGMENTATIONS.lookup(name)   # raises UnknownName (a ValueError) naming the closest and every known one
+    AUGMENTATIONS.lookup(name)  # raises UnknownName (a ValueError) naming the closest and every known one
     return name
 
 
 class GrowingPolicy:
     """Ordered stages of augmentations; a view at stage i applies stages 0..i."""
 
-    def __init__(self, stages: Sequence[Sequence[Augmentation]], *, concat_views: bool = True,
-                 fuse_linear: bool = True, record: bool = False):
+    def __init__(
+        self,
+        stages: Sequence[Sequence[Augmentation]],
+        *,
+        concat_views: bool = True,
+        fuse_linear: bool = True,
+        record: bool = False,
+    ):
         self.stages = [list(stage) for stage in stages]
         self.concat_views, self.fuse_linear, self.record = concat_views, fuse_linear, record
         # work buffers of the planned path, reused between calls (never returned to callers)
         self._scratch: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def from_config(cls, stages: Sequence[Sequence[Mapping[str, Any]]],
-                    reference_quirks: bool = True, **options) -> "GrowingPolicy":
+    def from_config(
+        cls, stages: Sequence[Sequence[Mapping[str, Any]]], reference_quirks: bool = True, **options
+    ) -> GrowingPolicy:
         """``stages``: list of stages, each a list of ``{name: ..., **params}`` items.
 
         ``options``: ``concat_views``, ``fuse_linear``, ``record`` (see the module docstring).
@@ -146,13 +161,13 @@ class GrowingPolicy:
         return cls(built, **options)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **options) -> "GrowingPolicy":
+    def from_yaml(cls, path: str | Path, **options) -> GrowingPolicy:
         """From a YAML file holding ``augment: {stages: [...], reference_quirks: bool}``
         (or those keys at the top level)."""
         import yaml
 
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}      # a policy file, not a resolved config: keys may be absent
+            raw = yaml.safe_load(f) or {}  # a policy file, not a resolved config: keys may be absent
         raw = raw.get("augment", raw)
         if "stages" not in raw:
             raise ValueError(f"{path}: no 'augment.stages' list; see configs/augment/hiclr_default.yaml")
@@ -167,8 +182,7 @@ class GrowingPolicy:
         return len(self.stages)
 
     # ------------------------------------------------------------------ public entry points
-    def views(self, x: torch.Tensor, generator: torch.Generator,
-              layout: ViewLayout | Sequence[int]) -> list[View]:
+    def views(self, x: torch.Tensor, generator: torch.Generator, layout: ViewLayout | Sequence[int]) -> list[View]:
         """One independently drawn view per entry of ``layout`` (a ``ViewLayout`` or a list of
         stages), in its order; a view at stage s applies stages 0..s."""
         stages = [int(s) for s in (layout.stages if isinstance(layout, ViewLayout) else layout)]
@@ -249,8 +263,7 @@ class GrowingPolicy:
             return False
         return all(op.plannable(x.shape) for stage in self.stages for op in stage)
 
-    def _run_planned(self, x: torch.Tensor, generator: torch.Generator,
-                     stages: list[int]) -> list[View]:
+    def _run_planned(self, x: torch.Tensor, generator: torch.Generator, stages: list[int]) -> list[View]:
         """Same draws, in the same order, as ``_run`` (so the same views up to rounding), but
         every random number is drawn first and the data are then touched as few times as
         possible: the index ops of all concatenated views become ONE frame-and-joint gather from
@@ -281,7 +294,7 @@ class GrowingPolicy:
             r0 += len(done) * B
         data = _Lazy(x, n, self._scratch).run(plan)
         for j, view in enumerate(out):
-            view.x = data[j * B:(j + 1) * B]
+            view.x = data[j * B : (j + 1) * B]
         return out  # type: ignore[return-value]
 
 
@@ -303,8 +316,10 @@ class _State:
             self.mask = params["mask"] if self.mask is None else self.mask | params["mask"]
         if op.kind == "model_side" and hasattr(op, "edges"):
             if self.edges is not None:
-                raise ValueError(f"a view can carry one graph perturbation, but {_name(self.edges[0])} "
-                                 f"and {_name(op)} both apply to it; keep one of them in the stages")
+                raise ValueError(
+                    f"a view can carry one graph perturbation, but {_name(self.edges[0])} "
+                    f"and {_name(op)} both apply to it; keep one of them in the stages"
+                )
             self.edges = (op, params)
         if not self.record:
             return
@@ -316,7 +331,7 @@ class _State:
             self.singular = self.singular | singular
         self.ops.append((_name(op), op.recorded(params)))
 
-    def _sliced(self, index: torch.Tensor) -> "_State":
+    def _sliced(self, index: torch.Tensor) -> _State:
         new = copy.copy(self)
         new.n = index.numel()
         if self.mask is not None:
@@ -329,7 +344,7 @@ class _State:
             new.ops = [(name, {k: v[index] for k, v in d.items()}) for name, d in self.ops]
         return new
 
-    def take(self, blocks: list[int], B: int, device) -> "_State":
+    def take(self, blocks: list[int], B: int, device) -> _State:
         return self._sliced(torch.cat([torch.arange(j * B, (j + 1) * B, device=device) for j in blocks]))
 
     def view(self, cur: torch.Tensor | None, j: int, B: int, stage: int, device=None) -> View:
@@ -345,7 +360,7 @@ class _State:
             for name, draws in sub.ops:
                 params.setdefault(name, draws)
         edges = None if sub.edges is None else sub.edges[0].edges(sub.edges[1])
-        return View(None if cur is None else cur[j * B:(j + 1) * B], sub.mask, params, edges)
+        return View(None if cur is None else cur[j * B : (j + 1) * B], sub.mask, params, edges)
 
 
 class _Lazy:
@@ -424,16 +439,18 @@ class _Lazy:
             steps = tuple(listed) if identity in listed else (*listed, identity)
             orders, remap = _composed_orders(prev, steps, device)
             if len(orders) <= self.MAX_ORDERS:
-                keep = steps.index(identity)   # rows before r0 are not reordered
-                old = torch.zeros(self.N0, dtype=torch.long, device=device) if self.choice is None \
-                    else self.choice
+                keep = steps.index(identity)  # rows before r0 are not reordered
+                old = torch.zeros(self.N0, dtype=torch.long, device=device) if self.choice is None else self.choice
                 combined = old * len(steps) + keep
                 combined[r0:] = old[r0:] * len(steps) + choice
                 self.orders, self.choice = orders, remap[combined]
                 return
         if self.jidx is None:  # from here on, one joint index per row
-            self.jidx = (torch.arange(V, device=device).expand(self.N0, V).clone() if self.orders is None
-                         else _order_table(self.orders, device)[self.choice])
+            self.jidx = (
+                torch.arange(V, device=device).expand(self.N0, V).clone()
+                if self.orders is None
+                else _order_table(self.orders, device)[self.choice]
+            )
             self.orders = self.choice = None
         self.jidx[r0:] = torch.gather(self.jidx[r0:], 1, joint_order)
 
@@ -461,8 +478,11 @@ class _Lazy:
                 if order == identity:
                     stacked[i].copy_(flat)
                 else:
-                    cols = device_constant(("joint_columns", order, M), base.device, lambda: (
-                        torch.tensor(order)[:, None] * M + torch.arange(M)).flatten())
+                    cols = device_constant(
+                        ("joint_columns", order, M),
+                        base.device,
+                        lambda order=order: (torch.tensor(order)[:, None] * M + torch.arange(M)).flatten(),
+                    )
                     torch.index_select(flat, 1, cols, out=stacked[i])
             flat = stacked.view(-1, V * M)
             src = src + self.choice[lo:] * Bb
@@ -470,12 +490,16 @@ class _Lazy:
             data = self.cur[lo:]  # only a matrix is pending: no gather
         else:
             t = torch.arange(T, device=base.device).expand(n, T) if tidx is None else tidx
-            rows = ((src[:, None] * C + torch.arange(C, device=base.device))[:, :, None] * T
-                    + t[:, None, :]).reshape(-1)
+            rows = ((src[:, None] * C + torch.arange(C, device=base.device))[:, :, None] * T + t[:, None, :]).reshape(
+                -1
+            )
             shape = (n, C, t.shape[1], V, M)
             # gathered frames go to a reused buffer when a matrix follows, else to the result
-            data = self._buffer("gather", shape, base) if self.pending is not None else \
-                torch.empty(shape, dtype=base.dtype, device=base.device)
+            data = (
+                self._buffer("gather", shape, base)
+                if self.pending is not None
+                else torch.empty(shape, dtype=base.dtype, device=base.device)
+            )
             torch.index_select(flat, 0, rows, out=data.view(-1, V * M))
         if self.jidx is not None:  # joint orders that are not listed: each row's own gather
             data = data.gather(3, self.jidx[lo:, None, None, :, None].expand(data.shape))
@@ -509,8 +533,7 @@ def _composed_orders(prev: tuple, steps: tuple, device) -> tuple[tuple, torch.Te
         distinct = tuple(dict.fromkeys(pairs))
         _COMPOSED[prev, steps] = distinct, tuple(distinct.index(c) for c in pairs)
     distinct, places = _COMPOSED[prev, steps]
-    return distinct, device_constant(("composed_joint_orders", prev, steps), device,
-                                     lambda: torch.tensor(places))
+    return distinct, device_constant(("composed_joint_orders", prev, steps), device, lambda: torch.tensor(places))
 
 
 def _name(op: Augmentation) -> str:
@@ -520,5 +543,5 @@ def _name(op: Augmentation) -> str:
 
 def _take(x: torch.Tensor, blocks: list[int], B: int) -> torch.Tensor:
     if blocks == list(range(blocks[0], blocks[0] + len(blocks))):  # contiguous: a slice
-        return x[blocks[0] * B:(blocks[-1] + 1) * B]
-    return torch.cat([x[j * B:(j + 1) * B] for j in blocks])
+        return x[blocks[0] * B : (blocks[-1] + 1) * B]
+    return torch.cat([x[j * B : (j + 1) * B] for j in blocks])

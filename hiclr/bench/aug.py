@@ -31,14 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     parser.add_argument("--samples", type=int, default=2048, help="clips per measurement (default 2048)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... or auto (default cpu)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads and baseline worker processes (default: usable cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads and baseline worker processes (default: usable cores)"
+    )
     parser.add_argument("--policy", default=str(DEFAULT_POLICY), help="augmentation YAML (default: released)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="also profile the batched pipeline and report its N costliest ops (default 0: off)")
-    parser.epilog = ("examples:\n  hiclr bench aug --json --samples 1024 --threads 2\n"
-                     "  hiclr bench aug --json --profile 12     # where the batched pipeline's time goes")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile the batched pipeline and report its N costliest ops (default 0: off)",
+    )
+    parser.epilog = (
+        "examples:\n  hiclr bench aug --json --samples 1024 --threads 2\n"
+        "  hiclr bench aug --json --profile 12     # where the batched pipeline's time goes"
+    )
 
 
 # --------------------------------------------------------------------------- numpy baseline
@@ -47,7 +55,7 @@ def _np_crop(x, rng, ratio=6):
     pad = T // ratio
     start = rng.integers(0, 2 * pad + 1)
     padded = np.concatenate((x[:, :pad][:, ::-1], x, x[:, -pad:][:, ::-1]), axis=1)
-    return padded[:, start:start + T]
+    return padded[:, start : start + T]
 
 
 def _np_shear(x, rng, r=0.5):
@@ -86,7 +94,7 @@ def _np_blur(x, rng, p=0.5, kernel=15, sigma=(0.1, 2.0)):
     from scipy.ndimage import convolve1d
 
     s = rng.uniform(*sigma)
-    k = np.exp(-np.arange(-(kernel // 2), kernel // 2 + 1) ** 2 / (2 * s * s))  # unnormalised
+    k = np.exp(-(np.arange(-(kernel // 2), kernel // 2 + 1) ** 2) / (2 * s * s))  # unnormalised
     return convolve1d(x, k, axis=1, mode="constant") if rng.random() < p else x
 
 
@@ -122,7 +130,7 @@ def _baseline_batches(args) -> float:
     total = 0.0
     for lo in range(0, len(data), batch):
         views = [[], [], [], []]
-        for x in data[lo:lo + batch]:
+        for x in data[lo : lo + batch]:
             views[0].append(_np_basic(x, rng))
             views[1].append(_np_basic(x, rng))
             views[2].append(_np_normal(x, rng))
@@ -135,7 +143,7 @@ def _baseline_batches(args) -> float:
 
 def _time_baseline(data: np.ndarray, batch: int, workers: int, seed: int) -> float:
     per = math.ceil(len(data) / batch / workers) * batch
-    jobs = [(data[i:i + per], batch, seed + w) for w, i in enumerate(range(0, len(data), per))]
+    jobs = [(data[i : i + per], batch, seed + w) for w, i in enumerate(range(0, len(data), per))]
     if workers == 1:
         _baseline_batches((data[:batch], batch, seed))  # warm-up (imports, caches)
         start = time.perf_counter()
@@ -157,7 +165,7 @@ def _time_batched(policy: GrowingPolicy, x: torch.Tensor, batch: int, seed: int)
     sync()
     start = time.perf_counter()
     for lo in range(0, len(x), batch):
-        views = policy.views(x[lo:lo + batch], g, HICLR_VIEWS)
+        views = policy.views(x[lo : lo + batch], g, HICLR_VIEWS)
     sync()
     assert views[HICLR_VIEWS.names.index("v2")].mask is not None
     return time.perf_counter() - start
@@ -184,8 +192,7 @@ def run(args: argparse.Namespace) -> dict:
         best_threads = min(by_threads, key=by_threads.get)
         timings["batched"] = by_threads[best_threads]
         torch.set_num_threads(best_threads)
-        for name, options in {"per_view_calls": {"concat_views": False},
-                              "unfused": {"fuse_linear": False}}.items():
+        for name, options in {"per_view_calls": {"concat_views": False}, "unfused": {"fuse_linear": False}}.items():
             policy = GrowingPolicy.from_yaml(args.policy, **options)
             timings[name] = _time_batched(policy, x, args.batch, args.seed)
         profile = _profile(x, args, args.profile) if args.profile else None
@@ -215,12 +222,13 @@ def run(args: argparse.Namespace) -> dict:
 def _profile(x: torch.Tensor, args, top: int) -> list[dict]:
     """The `top` ops of the batched pipeline by self time (CPU), as share of the profiled total."""
     from torch.profiler import ProfilerActivity, profile
+
     policy = GrowingPolicy.from_yaml(args.policy)
     g = torch.Generator(device=x.device).manual_seed(args.seed)
-    policy.views(x[:args.batch], g, HICLR_VIEWS)
+    policy.views(x[: args.batch], g, HICLR_VIEWS)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for lo in range(0, len(x), args.batch):
-            policy.views(x[lo:lo + args.batch], g, HICLR_VIEWS)
+            policy.views(x[lo : lo + args.batch], g, HICLR_VIEWS)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)

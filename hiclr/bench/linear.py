@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=320, help="clips in all (default 320: 256 train, 64 test)")
     parser.add_argument("--classes", type=int, default=60, help="classes (default 60)")
     parser.add_argument("--epochs", type=int, default=100, help="probe epochs (default 100)")
-    parser.add_argument("--baseline-epochs", type=int, default=2,
-                        help="epochs the baseline is timed over (default 2; 0: all --epochs)")
+    parser.add_argument(
+        "--baseline-epochs", type=int, default=2, help="epochs the baseline is timed over (default 2; 0: all --epochs)"
+    )
     parser.add_argument("--width", type=int, default=16, help="ST-GCN width (default 16: the reference's)")
     parser.add_argument("--frames", type=int, default=50, help="frames per clip (default 50)")
     parser.add_argument("--batch-size", type=int, default=128, help="probe batch (default 128)")
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> dict:
 
     _sync(device)
     t0 = time.perf_counter()
-    base = fit_linear(through, train_y, test_through, test_y, args.classes, dim, base_schedule,
-                      args.seed, device)
+    base = fit_linear(through, train_y, test_through, test_y, args.classes, dim, base_schedule, args.seed, device)
     _sync(device)
     baseline_s = time.perf_counter() - t0
 

@@ -30,35 +30,64 @@ import numpy as np
 from data_prep.bodies import select_bodies
 from data_prep.ntu import read_skeleton, write_skeleton
 
-BODY_KEYS = ["bodyID", "clipedEdges", "handLeftConfidence", "handLeftState", "handRightConfidence",
-             "handRightState", "isResticted", "leanX", "leanY", "trackingState"]
-JOINT_KEYS = ["x", "y", "z", "depthX", "depthY", "colorX", "colorY", "orientationW", "orientationX",
-              "orientationY", "orientationZ", "trackingState"]
+BODY_KEYS = [
+    "bodyID",
+    "clipedEdges",
+    "handLeftConfidence",
+    "handLeftState",
+    "handRightConfidence",
+    "handRightState",
+    "isResticted",
+    "leanX",
+    "leanY",
+    "trackingState",
+]
+JOINT_KEYS = [
+    "x",
+    "y",
+    "z",
+    "depthX",
+    "depthY",
+    "colorX",
+    "colorY",
+    "orientationW",
+    "orientationX",
+    "orientationY",
+    "orientationZ",
+    "trackingState",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--files", type=int, default=40, help="files to generate (default 40)")
     parser.add_argument("--workers", type=int, default=1, help="processes for our reader (default 1)")
-    parser.add_argument("--raw", type=Path, default=None,
-                        help="folder of real .skeleton files to time instead of generated ones")
+    parser.add_argument(
+        "--raw", type=Path, default=None, help="folder of real .skeleton files to time instead of generated ones"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed passes, best is kept (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated files")
-    parser.add_argument("--distinct", type=int, default=200,
-                        help="distinct generated files; more --files are hard links to them (default 200)")
-    parser.add_argument("--baseline-files", type=int, default=100,
-                        help="files timed with both readers (default 100)")
+    parser.add_argument(
+        "--distinct",
+        type=int,
+        default=200,
+        help="distinct generated files; more --files are hard links to them (default 200)",
+    )
+    parser.add_argument("--baseline-files", type=int, default=100, help="files timed with both readers (default 100)")
     parser.add_argument("--no-prep", action="store_true", help="skip the full hiclr-prep run")
-    parser.epilog = ("examples:\n  hiclr bench prep --json\n"
-                     "  hiclr bench prep --files 20000 --workers 2 --json\n"
-                     "  hiclr bench prep --raw nturgb+d_skeletons --files 200 --workers 4")
+    parser.epilog = (
+        "examples:\n  hiclr bench prep --json\n"
+        "  hiclr bench prep --files 20000 --workers 2 --json\n"
+        "  hiclr bench prep --raw nturgb+d_skeletons --files 200 --workers 4"
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 # ------------------------------------------------------------------------------ baseline reader
 
+
 def reference_read_skeleton(path: str) -> dict:
     """The reference's parser: one dict per frame, per body and per joint."""
-    with open(path, "r") as f:
+    with open(path) as f:
         sequence = {"numFrame": int(f.readline()), "frameInfo": []}
         for _ in range(sequence["numFrame"]):
             frame = {"numBody": int(f.readline()), "bodyInfo": []}
@@ -92,6 +121,7 @@ def ours_read_xyz(path: str) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ data and timing
 
+
 def generate_files(folder: Path, count: int, seed: int = 0) -> list[Path]:
     """`count` files of 1-2 moving bodies and 50-300 frames, in the real grammar."""
     rng = np.random.default_rng(seed)
@@ -113,7 +143,7 @@ def generate_files(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 NTU120_FILES = 114_480
 _RADIX = (("action", 120), ("setup", 32), ("performer", 106), ("camera", 3), ("replication", 2))
-_STRIDE = 1_000_003          # a prime that divides none of the radices: i -> i * stride is a bijection
+_STRIDE = 1_000_003  # a prime that divides none of the radices: i -> i * stride is a bijection
 
 
 def ntu120_names(count: int) -> list[str]:
@@ -128,8 +158,10 @@ def ntu120_names(count: int) -> list[str]:
         j, fields = (i * _STRIDE) % total, {}
         for key, size in _RADIX:
             j, fields[key] = divmod(j, size)
-        names.append(f"S{fields['setup'] + 1:03d}C{fields['camera'] + 1:03d}P{fields['performer'] + 1:03d}"
-                     f"R{fields['replication'] + 1:03d}A{fields['action'] + 1:03d}")
+        names.append(
+            f"S{fields['setup'] + 1:03d}C{fields['camera'] + 1:03d}P{fields['performer'] + 1:03d}"
+            f"R{fields['replication'] + 1:03d}A{fields['action'] + 1:03d}"
+        )
     return names
 
 
@@ -150,8 +182,21 @@ def run_prep(raw: Path, out: Path, workers: int) -> dict:
     """`hiclr-prep ntu120 --raw RAW --workers N --stats` in a child process (one thread per process)."""
     stats = out.with_suffix(".stats.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "data_prep.cli", "ntu120", "--raw", str(raw), "--out", str(out),
-           "--workers", str(workers), "--skip-bad", "--stats", str(stats)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "data_prep.cli",
+        "ntu120",
+        "--raw",
+        str(raw),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--skip-bad",
+        "--stats",
+        str(stats),
+    ]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=None, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"hiclr-prep ntu120 failed with status {done.returncode}")
@@ -194,9 +239,10 @@ def run(args: argparse.Namespace) -> dict:
             paths = sorted(Path(args.raw).glob("*.skeleton"))[: args.files]
             if not paths:
                 from hiclr.common.errors import UserError
+
                 raise UserError(f"{args.raw}: no .skeleton files found; give --raw a folder of NTU .skeleton files")
             raw = Path(args.raw)
-            if len(paths) < len(sorted(raw.glob("*.skeleton"))):     # prep the chosen files only
+            if len(paths) < len(sorted(raw.glob("*.skeleton"))):  # prep the chosen files only
                 raw = Path(tmp) / "raw"
                 raw.mkdir()
                 for p in paths:
@@ -228,7 +274,7 @@ def run(args: argparse.Namespace) -> dict:
         }
         if args.workers > 1:
             with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-                pool.map(ours_read_xyz, timed[: args.workers])           # warm the workers
+                pool.map(ours_read_xyz, timed[: args.workers])  # warm the workers
                 parallel_s = _best_time(lambda: pool.map(ours_read_xyz, timed, chunksize=4), args.repeat)
             result["parallel_samples_per_s"] = len(timed) / parallel_s
             result["parallel_mb_per_s"] = megabytes / parallel_s
@@ -236,19 +282,23 @@ def run(args: argparse.Namespace) -> dict:
         if not args.no_prep:
             prep = run_prep(raw, Path(tmp) / "bench.h5", args.workers)
             per_core_files = 1000.0 / prep["cpu_ms_per_file"]
-            result.update({
-                "prep_files": prep["files"], "prep_wall_s": prep["wall_s"],
-                "prep_files_per_s": prep["files_per_s"], "prep_mb_per_s": prep["mb_per_s"],
-                "prep_cpu_ms_per_file": prep["cpu_ms_per_file"],
-                "prep_files_per_core_s": per_core_files,
-                "prep_mb_per_core_s": prep["input_mb"] / prep["files"] * per_core_files,
-                "prep_speedup_per_core_vs_baseline_parse": per_core_files / result["baseline_files_per_s"],
-                "prep_peak_tree_pss_mib": prep["peak_tree_pss_mib"],
-                "prep_peak_tree_rss_mib": prep["peak_tree_rss_mib"],
-                "prep_peak_main_rss_mib": prep["peak_main_rss_mib"],
-                "prep_store_mb": prep["store_mb"],
-                "projected_ntu120_wall_h": NTU120_FILES * prep["wall_s"] / prep["files"] / 3600,
-                "projected_ntu120_cpu_h": NTU120_FILES * prep["cpu_ms_per_file"] / 3.6e6,
-                "projected_ntu120_store_gb": NTU120_FILES * prep["store_mb"] / prep["files"] / 1000,
-            })
+            result.update(
+                {
+                    "prep_files": prep["files"],
+                    "prep_wall_s": prep["wall_s"],
+                    "prep_files_per_s": prep["files_per_s"],
+                    "prep_mb_per_s": prep["mb_per_s"],
+                    "prep_cpu_ms_per_file": prep["cpu_ms_per_file"],
+                    "prep_files_per_core_s": per_core_files,
+                    "prep_mb_per_core_s": prep["input_mb"] / prep["files"] * per_core_files,
+                    "prep_speedup_per_core_vs_baseline_parse": per_core_files / result["baseline_files_per_s"],
+                    "prep_peak_tree_pss_mib": prep["peak_tree_pss_mib"],
+                    "prep_peak_tree_rss_mib": prep["peak_tree_rss_mib"],
+                    "prep_peak_main_rss_mib": prep["peak_main_rss_mib"],
+                    "prep_store_mb": prep["store_mb"],
+                    "projected_ntu120_wall_h": NTU120_FILES * prep["wall_s"] / prep["files"] / 3600,
+                    "projected_ntu120_cpu_h": NTU120_FILES * prep["cpu_ms_per_file"] / 3.6e6,
+                    "projected_ntu120_store_gb": NTU120_FILES * prep["store_mb"] / prep["files"] / 1000,
+                }
+            )
         return result

@@ -45,10 +45,12 @@ def write_bench_store(path: Path, size_gb: float, seed: int = 0) -> int:
             for k, clip in enumerate(clips):
                 writer.append(f"clip{lo + k:07d}", None, clip)
         index = np.arange(n, dtype=np.int64)
-        writer.finish(dataset="bench", samples={"name": np.array(writer.names, dtype=object),
-                                                "label": index % 60},
-                      splits={"xsub": {"train": index[index % 5 != 0], "test": index[index % 5 == 0]}},
-                      attrs={"num_classes": 60})
+        writer.finish(
+            dataset="bench",
+            samples={"name": np.array(writer.names, dtype=object), "label": index % 60},
+            splits={"xsub": {"train": index[index % 5 != 0], "test": index[index % 5 == 0]}},
+            attrs={"num_classes": 60},
+        )
     return n
 
 
@@ -89,12 +91,16 @@ def run(args: argparse.Namespace) -> dict:
     gb = size / 1e9
     return {
         "store": str(path) if args.keep else f"{path} (deleted)",
-        "clips": n, "file_gb": gb, "write_s": write_s,
+        "clips": n,
+        "file_gb": gb,
+        "write_s": write_s,
         "read_train_split_s": read_s,
-        "verify_first_s": verify_s, "verify_gb_per_s": gb / verify_s if verify_s else float("inf"),
+        "verify_first_s": verify_s,
+        "verify_gb_per_s": gb / verify_s if verify_s else float("inf"),
         "verify_cached_s": cached_s,
         "file_sha256_s": sha_s,
         "verify_over_read": verify_s / read_s if read_s else float("inf"),
         "verify_peak_mb": peak / 1e6,
-        "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
     }

@@ -16,12 +16,12 @@ BENCHES = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="benchmarks that print ratios against a baseline",
-                            description=__doc__)
+    parser = sub.add_parser("bench", help="benchmarks that print ratios against a baseline", description=__doc__)
     names = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
     for name, help_text in BENCHES.items():
-        p = names.add_parser(name, help=help_text, description=help_text,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = names.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         p.add_argument("--json", action="store_true", help="print one JSON object")
         importlib.import_module(f"hiclr.bench.{name}").add_arguments(p)
         p.set_defaults(func=_run)
@@ -36,11 +36,12 @@ def _run(args: argparse.Namespace) -> int:
         for key, value in result.items():
             if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
                 print(f"{key}:")
-                for row in value:          # one line per row: its scalar fields
-                    print("  " + ", ".join(f"{k} {_shown(v)}" for k, v in row.items()
-                                           if not isinstance(v, (dict, list))))
+                for row in value:  # one line per row: its scalar fields
+                    print(
+                        "  " + ", ".join(f"{k} {_shown(v)}" for k, v in row.items() if not isinstance(v, (dict, list)))
+                    )
                 continue
-            if isinstance(value, dict):    # a group of scalars on one line
+            if isinstance(value, dict):  # a group of scalars on one line
                 value = ", ".join(f"{k} {_shown(v)}" for k, v in value.items())
             print(f"{key:<{width}}  {_shown(value)}")
     return 0

@@ -10,8 +10,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     from hiclr.eval.protocols import PROTOCOLS
 
     for protocol in PROTOCOLS.values():
-        parser = sub.add_parser(protocol.name, help=protocol.help, description=protocol.help.replace("%%", "%"),
-                                epilog=protocol.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = sub.add_parser(
+            protocol.name,
+            help=protocol.help,
+            description=protocol.help.replace("%%", "%"),
+            epilog=protocol.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         protocol.add_arguments(parser)
         parser.set_defaults(func=_run, evaluation=protocol)
 

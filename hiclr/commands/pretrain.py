@@ -31,37 +31,62 @@ optim.batch_size is the global batch: under torchrun each rank takes batch_size 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("pretrain", help="contrastive pre-training of an encoder",
-                            description=__doc__, epilog=EPILOG,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = sub.add_parser(
+        "pretrain",
+        help="contrastive pre-training of an encoder",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", required=True, metavar="FILE.yaml", help="run config (see configs/)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override a config key, e.g. --set optim.lr=0.05 (repeatable; YAML values)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a config key, e.g. --set optim.lr=0.05 (repeatable; YAML values)",
+    )
     parser.add_argument("--data", metavar="FILE.h5", help="dataset from hiclr-prep (data.path)")
     parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs (optim.epochs)")
     parser.add_argument("--out", metavar="DIR", help="output root; the run goes to DIR/<run.name> (run.out)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
-    parser.add_argument("--auto-resume", action="store_true",
-                        help="resume from the newest good checkpoint when the run folder has one, else start "
-                             "afresh (for torchrun --max-restarts)")
-    parser.add_argument("--force", action="store_true",
-                        help="with --resume: continue although config values differ from the checkpoint's "
-                             "(the changes are recorded in metrics.jsonl)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh even if the run directory already holds a checkpoint")
+    parser.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="resume from the newest good checkpoint when the run folder has one, else start "
+        "afresh (for torchrun --max-restarts)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue although config values differ from the checkpoint's "
+        "(the changes are recorded in metrics.jsonl)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start afresh even if the run directory already holds a checkpoint"
+    )
     parser.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (engine.device)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (engine.compile)")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="do not check the store's stored sha256 before training (data.verify=false)")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not check the store's stored sha256 before training (data.verify=false)",
+    )
     parser.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The resolved config: file, then --set, then the dedicated flags."""
     from hiclr.config import load_config, validate_values
+
     cfg = load_config(args.config, list(args.overrides))
-    for flag, section, key in (("data", "data", "path"), ("epochs", "optim", "epochs"),
-                               ("out", "run", "out"), ("device", "engine", "device")):
+    for flag, section, key in (
+        ("data", "data", "path"),
+        ("epochs", "optim", "epochs"),
+        ("out", "run", "out"),
+        ("device", "engine", "device"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             cfg[section][key] = value
@@ -75,8 +100,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from hiclr.engine import Interrupted, is_main_process
-    from hiclr.pretrain import pretrain, run_dir_of
     from hiclr.engine.distributed import shutdown_distributed
+    from hiclr.pretrain import pretrain, run_dir_of
     from hiclr.report import write_pretrain_curve
 
     cfg = config_from_args(args)
@@ -88,17 +113,16 @@ def run(args: argparse.Namespace) -> int:
         result = pretrain(cfg, resume=resume, overwrite=overwrite, force=args.force)
     except Interrupted as stop:
         print(f"hiclr: {stop}", file=sys.stderr)
-        shutdown_distributed()      # every rank stops at the same step, so all of them get here
+        shutdown_distributed()  # every rank stops at the same step, so all of them get here
         return stop.exit_code
     minutes = (time.perf_counter() - start) / 60
     encoder = result.outputs.get("encoder", run_dir_of(cfg) / "encoder.pt")
     loss = result.metrics.get("loss")
     shown = f", last epoch loss {loss:.4f}" if isinstance(loss, float) else ""
-    print(f"pretrain: {result.epoch} epochs ({result.step} steps) in {minutes:.1f} min{shown}; "
-          f"encoder: {encoder}")
+    print(f"pretrain: {result.epoch} epochs ({result.step} steps) in {minutes:.1f} min{shown}; encoder: {encoder}")
     if is_main_process():
         print(f"curves: {write_pretrain_curve(run_dir_of(cfg))['markdown']}")
-    shutdown_distributed()          # under torchrun: all ranks leave the process group together
+    shutdown_distributed()  # under torchrun: all ranks leave the process group together
     return 0
 
 

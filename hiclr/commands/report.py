@@ -12,8 +12,13 @@ EPILOG = """examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="one Markdown table of several runs' reports",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "report",
+        help="one Markdown table of several runs' reports",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders holding report.json")
     p.add_argument("--out", metavar="FILE.md", help="also write the table to this file")
     p.set_defaults(func=_run)

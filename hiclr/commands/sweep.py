@@ -21,19 +21,33 @@ the table. The sweep file's format is in hiclr/sweep.py's docstring.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="an ablation table: variants x seeds, pre-train + linear + kNN",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "sweep",
+        help="an ablation table: variants x seeds, pre-train + linear + kNN",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file (e.g. configs/demo/ablation.yaml)")
     p.add_argument("--data", required=True, metavar="STORE.h5", help="prepared store (data.path of every run)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder of the sweep")
     p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="seeds (default: the sweep file's)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these variants / baselines")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of every pre-training config, e.g. --set optim.epochs=2 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of every pre-training config, e.g. --set optim.epochs=2 (repeatable)",
+    )
     p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (engine.device of every run)")
     p.add_argument("--plots", action="store_true", help="also draw each evaluation's PNG figures")
-    p.add_argument("--no-verify", action="store_true",
-                   help="do not check the store's stored sha256 before the runs (data.verify=false)")
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not check the store's stored sha256 before the runs (data.verify=false)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -42,10 +56,17 @@ def _run(args: argparse.Namespace) -> int:
     from hiclr.sweep import run_sweep
 
     try:
-        result = run_sweep(args.sweep, args.data, args.out, seeds=args.seeds, only=args.only,
-                           overrides=args.overrides + (["data.verify=false"] if args.no_verify else []),
-                           device=args.device, plots=args.plots,
-                           echo=lambda line: print(line, flush=True))
+        result = run_sweep(
+            args.sweep,
+            args.data,
+            args.out,
+            seeds=args.seeds,
+            only=args.only,
+            overrides=args.overrides + (["data.verify=false"] if args.no_verify else []),
+            device=args.device,
+            plots=args.plots,
+            echo=lambda line: print(line, flush=True),
+        )
     except Interrupted as stop:
         print(f"hiclr: {stop}; run the same command again to continue the sweep", file=sys.stderr)
         return stop.exit_code

@@ -7,9 +7,10 @@ here, so an interrupted run leaves either the old file or the new one, and at mo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 
 @contextmanager
@@ -34,8 +35,7 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
             tmp.unlink()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object], *,
-                 durable: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object], *, durable: bool = True) -> Path:
     """Call `write(file)` on a binary file that becomes `path` only once it is complete."""
     with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as f:
         write(f)
@@ -57,7 +57,7 @@ def _fsync(path: Path, flags: int) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:       # some file systems refuse fsync on folders
+    except OSError:  # some file systems refuse fsync on folders
         pass
     finally:
         os.close(fd)

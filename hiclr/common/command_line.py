@@ -25,7 +25,7 @@ _TERMINATED = False
 
 def _terminate(signum, frame):
     global _TERMINATED
-    if os.getpid() != _MAIN_PID:               # a forked worker (e.g. a Pool's, on terminate): die quietly
+    if os.getpid() != _MAIN_PID:  # a forked worker (e.g. a Pool's, on terminate): die quietly
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
@@ -39,8 +39,9 @@ def sigterm_received() -> bool:
     return _TERMINATED
 
 
-def run_cli(prog: str, description: str, package: str, modules: list[str], epilog: str,
-            argv: list[str] | None = None) -> int:
+def run_cli(
+    prog: str, description: str, package: str, modules: list[str], epilog: str, argv: list[str] | None = None
+) -> int:
     """Build the parser from `package.<module>.register(subparsers)` and run the chosen handler.
 
     A `UserError` is printed as one line and gives exit status 1; Ctrl-C (130) and SIGTERM (143)
@@ -52,14 +53,15 @@ def run_cli(prog: str, description: str, package: str, modules: list[str], epilo
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = argparse.ArgumentParser(
+            prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         sub = parser.add_subparsers(dest="command", metavar="COMMAND")
         for name in modules:
             importlib.import_module(f"{package}.{name}").register(sub)
         args = parser.parse_args(argv)
-        if _TERMINATED:                        # received during the imports, and swallowed there
+        if _TERMINATED:  # received during the imports, and swallowed there
             raise Terminated
         if not getattr(args, "func", None):
             parser.print_help()
@@ -81,6 +83,6 @@ def run_cli(prog: str, description: str, package: str, modules: list[str], epilo
         print(f"{prog}: terminated (SIGTERM); no half-written file is left under its final name", file=sys.stderr)
         return 143
     finally:
-        _TERMINATED = False                     # the signal was this command's, not the next one's
+        _TERMINATED = False  # the signal was this command's, not the next one's
         if main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -34,8 +34,16 @@ class LineProgress:
     `clock` is injectable so tests can drive time; `interval_s` <= 0 prints on every update.
     """
 
-    def __init__(self, total: int | None, desc: str = "", unit: str = "it", initial: int = 0,
-                 interval_s: float | None = None, file: IO[str] | None = None, clock=time.monotonic):
+    def __init__(
+        self,
+        total: int | None,
+        desc: str = "",
+        unit: str = "it",
+        initial: int = 0,
+        interval_s: float | None = None,
+        file: IO[str] | None = None,
+        clock=time.monotonic,
+    ):
         self.total, self.desc, self.unit = total, desc, unit
         self.n = self._start_n = initial
         self.interval_s = _interval_from_env() if interval_s is None else float(interval_s)
@@ -93,7 +101,7 @@ class LineProgress:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             self.close()
-        else:                                   # the error's one sentence stays the last line
+        else:  # the error's one sentence stays the last line
             self._closed = True
         return False
 
@@ -126,8 +134,15 @@ def _interval_from_env() -> float:
         return DEFAULT_INTERVAL_S
 
 
-def progress(total: int | None, desc: str = "", unit: str = "it", initial: int = 0,
-             enabled: bool = True, file: IO[str] | None = None, leave: bool = False):
+def progress(
+    total: int | None,
+    desc: str = "",
+    unit: str = "it",
+    initial: int = 0,
+    enabled: bool = True,
+    file: IO[str] | None = None,
+    leave: bool = False,
+):
     """A tqdm bar when `file` (stderr) is a terminal, else a `LineProgress`; nothing when disabled."""
     if not enabled:
         return _Silent()
@@ -135,6 +150,6 @@ def progress(total: int | None, desc: str = "", unit: str = "it", initial: int =
     isatty = getattr(file, "isatty", None)
     if isatty is not None and isatty():
         from tqdm import tqdm
-        return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=file,
-                    dynamic_ncols=True, leave=leave)
+
+        return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=file, dynamic_ncols=True, leave=leave)
     return LineProgress(total, desc=desc, unit=unit, initial=initial, file=file)

@@ -30,7 +30,7 @@ from hiclr.common.atomic import atomic_write
 from hiclr.common.errors import UserError
 
 FORMAT = "hiclr-checkpoint/1"
-CHECKSUM_KEY = "checksum"        # sha256 of everything else in the payload (`payload_sha256`)
+CHECKSUM_KEY = "checksum"  # sha256 of everything else in the payload (`payload_sha256`)
 
 
 class DamagedCheckpoint(UserError):
@@ -75,8 +75,10 @@ def verify_checksum(obj: dict, path: str | os.PathLike) -> dict:
     if stored is not None:
         body = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
         if payload_sha256(body) != stored:
-            raise DamagedCheckpoint(f"{path} is damaged: its contents do not match the checksum it was "
-                                    f"saved with (a flipped or overwritten byte); use another checkpoint")
+            raise DamagedCheckpoint(
+                f"{path} is damaged: its contents do not match the checksum it was "
+                f"saved with (a flipped or overwritten byte); use another checkpoint"
+            )
     return obj
 
 
@@ -96,9 +98,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets one sentence
-        raise DamagedCheckpoint(f"cannot read checkpoint {path} ({type(err).__name__}: "
-                                f"{str(err).strip().splitlines()[0][:100] if str(err).strip() else ''}); "
-                                "it may be truncated or not a hiclr checkpoint") from None
+        raise DamagedCheckpoint(
+            f"cannot read checkpoint {path} ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0][:100] if str(err).strip() else ''}); "
+            "it may be truncated or not a hiclr checkpoint"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a hiclr training checkpoint (format {FORMAT} expected)")
     return verify_checksum(ckpt, path)
@@ -128,7 +132,7 @@ def to_host(tree: Any) -> Any:
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for t in found:
         by_dtype.setdefault(t.dtype, []).append(t)
-    for dtype, group in by_dtype.items():
+    for group in by_dtype.values():
         flat = torch.cat([t.detach().reshape(-1) for t in group]).cpu()
         for t, piece in zip(group, flat.split([t.numel() for t in group])):
             host[id(t)] = piece.view(t.shape).clone()
@@ -163,8 +167,13 @@ def capture_rng() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": random.getstate(),
     }
 
@@ -175,7 +184,8 @@ def restore_rng(state: dict) -> None:
         cuda = state["cuda"][: torch.cuda.device_count()]
         torch.cuda.set_rng_state_all(cuda)
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

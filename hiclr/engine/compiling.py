@@ -19,8 +19,10 @@ def compile_options(value) -> dict | None:
     if value is True or value == "true":
         return {}
     if not isinstance(value, str) or not value:
-        raise UserError(f"engine.compile is {value!r}; use false, true, a mode "
-                        f"({', '.join(COMPILE_MODES)}) or a backend name (inductor, eager, ...)")
+        raise UserError(
+            f"engine.compile is {value!r}; use false, true, a mode "
+            f"({', '.join(COMPILE_MODES)}) or a backend name (inductor, eager, ...)"
+        )
     return {"mode": value} if value in COMPILE_MODES else {"backend": value}
 
 
@@ -30,6 +32,7 @@ def compile_module(module: nn.Module, options: dict, device: torch.device) -> nn
     `convolution_backward` (segmentation fault / heap corruption) on CPU."""
     if device.type == "cpu" and options.get("backend", "inductor") == "inductor":
         import torch._inductor.config as inductor_config
+
         inductor_config.layout_optimization = False
     return torch.compile(module, **options)
 
@@ -53,8 +56,9 @@ class CompileClock:
     def _read(cls) -> tuple[float, int]:
         try:
             from torch._dynamo.utils import compilation_time_metrics
+
             times = list(compilation_time_metrics.get(cls.KEY, []))
-        except (ImportError, AttributeError):      # a torch without this timer: nothing to report
+        except (ImportError, AttributeError):  # a torch without this timer: nothing to report
             return 0.0, 0
         return float(sum(times)), len(times)
 

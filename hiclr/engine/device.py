@@ -18,8 +18,9 @@ def device_kind(name: str) -> str:
     return str(name).split(":")[0]
 
 
-def resolve_device(name: str, dist: DistInfo = DistInfo()) -> torch.device:
+def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
     """`auto` -> cuda when available else cpu; under DDP each rank takes cuda:LOCAL_RANK."""
+    dist = dist if dist is not None else DistInfo()
     kind = device_kind(str(name))
     if kind == "cuda":
         if not torch.cuda.is_available():

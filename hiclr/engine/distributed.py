@@ -56,8 +56,9 @@ def setup_distributed(device_kind: str) -> DistInfo:
     if store is None:
         dist.init_process_group(backend=backend)
     else:
-        dist.init_process_group(backend=backend, store=store, rank=int(os.environ["RANK"]),
-                                world_size=int(os.environ["WORLD_SIZE"]))
+        dist.init_process_group(
+            backend=backend, store=store, rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"])
+        )
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
@@ -68,8 +69,9 @@ def _restart_store():
     (the same keys), connect to ports nobody listens on and fail with "Connection refused"."""
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in os.environ:
         return None
-    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
-                           int(os.environ["WORLD_SIZE"]), is_master=False)
+    client = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["WORLD_SIZE"]), is_master=False
+    )
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
     return dist.PrefixStore(f"hiclr/{run_id}/attempt_{os.environ['TORCHELASTIC_RESTART_COUNT']}", client)
 

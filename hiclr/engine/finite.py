@@ -28,7 +28,7 @@ class FiniteWatch:
     def __init__(self, device: torch.device):
         self.step = torch.full((), -1, dtype=torch.long, device=device)
         self.value = torch.zeros((), device=device)
-        self.bad_inputs = torch.zeros((), dtype=torch.long, device=device)   # at that step
+        self.bad_inputs = torch.zeros((), dtype=torch.long, device=device)  # at that step
 
     def record(self, loss_value: torch.Tensor, step: int, x: torch.Tensor | None = None) -> None:
         first = ~torch.isfinite(loss_value) & (self.step < 0)
@@ -37,21 +37,31 @@ class FiniteWatch:
         if x is not None:
             self.bad_inputs = torch.where(first, (~torch.isfinite(x)).sum(), self.bad_inputs)
 
-    def check(self, dist: DistInfo, device: torch.device, steps_per_epoch: int, last_path,
-              model: nn.Module | None = None, bf16: bool = False) -> None:
+    def check(
+        self,
+        dist: DistInfo,
+        device: torch.device,
+        steps_per_epoch: int,
+        last_path,
+        model: nn.Module | None = None,
+        bf16: bool = False,
+    ) -> None:
         """Raise `NonFiniteLoss` (on every rank) if any rank has seen a non-finite loss, naming the
         cause (`non_finite_cause`)."""
         step = int(self.step)
         if not any_rank(step >= 0, dist, device):
             return
         if step < 0:
-            raise NonFiniteLoss(f"the loss is not finite on another rank; stopped without saving, the "
-                                f"last good checkpoint is {describe_last(last_path)}")
+            raise NonFiniteLoss(
+                f"the loss is not finite on another rank; stopped without saving, the "
+                f"last good checkpoint is {describe_last(last_path)}"
+            )
         epoch, batch = divmod(step - 1, steps_per_epoch)
         raise NonFiniteLoss(
             f"the loss is {float(self.value)} at epoch {epoch + 1}, step {step} (batch {batch + 1} of "
             f"{steps_per_epoch}); stopped without saving, the last good checkpoint is "
-            f"{describe_last(last_path)}; {non_finite_cause(int(self.bad_inputs), model, bf16)}")
+            f"{describe_last(last_path)}; {non_finite_cause(int(self.bad_inputs), model, bf16)}"
+        )
 
 
 def describe_last(path: Path | None) -> str:
@@ -68,8 +78,10 @@ def non_finite_cause(bad_inputs: int, model: nn.Module | None, bf16: bool) -> st
     """What to do about a non-finite loss: bad input, bad weights, or the numerics (lr, bf16).
     bad_inputs: the number of non-finite input values of the step whose loss was not finite."""
     if bad_inputs:
-        return (f"that step's batch itself holds {bad_inputs} non-finite input values: the data is bad, "
-                f"check it with `hiclr-prep verify` and re-create it")
+        return (
+            f"that step's batch itself holds {bad_inputs} non-finite input values: the data is bad, "
+            f"check it with `hiclr-prep verify` and re-create it"
+        )
     if model is not None and any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
         return "the weights are already non-finite: lower optim.lr (or set optim.grad_clip)"
     if bf16:

@@ -14,12 +14,19 @@ import json
 import math
 import sys
 from pathlib import Path
+
 from hiclr.common.atomic import atomic_write_text
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path | None, *, resume_step: int | None = None,
-                 tensorboard: str | bool = "auto", enabled: bool = True):
+    def __init__(
+        self,
+        run_dir: Path | None,
+        *,
+        resume_step: int | None = None,
+        tensorboard: str | bool = "auto",
+        enabled: bool = True,
+    ):
         self.path = None if run_dir is None or not enabled else Path(run_dir) / "metrics.jsonl"
         self.writer = None
         if self.path is None:
@@ -28,8 +35,9 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             kept, torn = _records_up_to(self.path, resume_step)
             if torn:
-                print(f"note: {self.path}: dropped {torn} torn or unreadable line(s) (a kill mid-write)",
-                      file=sys.stderr)
+                print(
+                    f"note: {self.path}: dropped {torn} torn or unreadable line(s) (a kill mid-write)", file=sys.stderr
+                )
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
@@ -38,8 +46,7 @@ class MetricsLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 if tensorboard is True or tensorboard == "true":
-                    print("tensorboard is not installed (pip install tensorboard); logging to "
-                          "metrics.jsonl only")
+                    print("tensorboard is not installed (pip install tensorboard); logging to metrics.jsonl only")
             else:
                 self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
 

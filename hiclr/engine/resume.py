@@ -22,12 +22,28 @@ from hiclr.common.errors import UserError
 from hiclr.engine.checkpoint import load_checkpoint
 
 # Keys that may change on resume: where the run lives and what it prints, never what it computes.
-RESUMABLE_KEYS = frozenset({
-    "run.name", "run.out", "run.log_every", "run.save_every", "run.monitor_every", "run.monitor_samples",
-    "run.collapse_warning", "run.checkpoint_every", "data.path", "data.verify", "engine.device",
-    "engine.compile", "engine.resident", "engine.resident_fraction", "engine.tensorboard", "engine.progress",
-    "engine.cudnn_benchmark", "engine.tf32",
-})
+RESUMABLE_KEYS = frozenset(
+    {
+        "run.name",
+        "run.out",
+        "run.log_every",
+        "run.save_every",
+        "run.monitor_every",
+        "run.monitor_samples",
+        "run.collapse_warning",
+        "run.checkpoint_every",
+        "data.path",
+        "data.verify",
+        "engine.device",
+        "engine.compile",
+        "engine.resident",
+        "engine.resident_fraction",
+        "engine.tensorboard",
+        "engine.progress",
+        "engine.cudnn_benchmark",
+        "engine.tf32",
+    }
+)
 _SNAPSHOT = re.compile(r"^epoch_(\d+)\.pt$")
 
 
@@ -49,7 +65,7 @@ def find_checkpoint(run_dir: Path, map_location="cpu") -> tuple[dict, Path]:
             damaged.append(str(err))
     for epoch, path in _snapshots(run_dir):
         if best is not None and epoch * best[0]["steps_per_epoch"] <= best[0]["step"]:
-            break                                  # older than what we have: no need to read it
+            break  # older than what we have: no need to read it
         try:
             ckpt = load_checkpoint(path, map_location)
         except UserError as err:
@@ -61,11 +77,12 @@ def find_checkpoint(run_dir: Path, map_location="cpu") -> tuple[dict, Path]:
     if best is None:
         if not damaged:
             raise UserError(f"no checkpoint in {run_dir} (last.pt or epoch_XXX.pt); start the run without --resume")
-        raise UserError(f"no good checkpoint in {run_dir}: {'; '.join(damaged)}; start the run afresh "
-                        f"(--overwrite)")
+        raise UserError(f"no good checkpoint in {run_dir}: {'; '.join(damaged)}; start the run afresh (--overwrite)")
     for problem in damaged:
-        print(f"warning: {problem}; resuming from {best[1]} (epoch {best[0]['epoch']}, step {best[0]['step']})",
-              file=sys.stderr)
+        print(
+            f"warning: {problem}; resuming from {best[1]} (epoch {best[0]['epoch']}, step {best[0]['step']})",
+            file=sys.stderr,
+        )
     return best
 
 
@@ -84,7 +101,7 @@ def config_changes(saved: dict, current: dict) -> dict[str, tuple]:
     side has was added to the schema after the checkpoint was written: not a change)."""
     old, new = _flat(saved or {}), _flat(current)
     allowed = set(RESUMABLE_KEYS)
-    if new.get("optim.schedule") != "cosine":        # the step and constant schedules do not read epochs
+    if new.get("optim.schedule") != "cosine":  # the step and constant schedules do not read epochs
         allowed.add("optim.epochs")
     return {k: (old[k], new[k]) for k in sorted(set(old) & set(new)) if k not in allowed and old[k] != new[k]}
 
@@ -97,6 +114,7 @@ def describe_changes(changes: dict[str, tuple], limit: int = 6) -> str:
 def data_fingerprint(ids: torch.Tensor, labels: torch.Tensor, x: torch.Tensor) -> dict:
     """What identifies the training split cheaply: its size, sample shape and a hash of ids and labels."""
     import hashlib
+
     digest = hashlib.sha256(ids.cpu().long().numpy().tobytes() + labels.cpu().long().numpy().tobytes())
     return {"samples": int(len(x)), "shape": list(x.shape[1:]), "ids_labels_sha256": digest.hexdigest()}
 

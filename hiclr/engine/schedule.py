@@ -12,7 +12,7 @@ the global step, so a resumed run recomputes exactly the same lr.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -57,14 +57,20 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: dict, steps_per_epo
 
 def _sgd(params, optim: dict) -> torch.optim.Optimizer:
     """The reference's: SGD with momentum, weight decay on every parameter."""
-    return torch.optim.SGD(params, lr=optim["lr"], momentum=optim["momentum"],
-                           weight_decay=optim["weight_decay"], nesterov=bool(optim["nesterov"]))
+    return torch.optim.SGD(
+        params,
+        lr=optim["lr"],
+        momentum=optim["momentum"],
+        weight_decay=optim["weight_decay"],
+        nesterov=bool(optim["nesterov"]),
+    )
 
 
 def _adamw(params, optim: dict) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay); `momentum` is its beta1, beta2 0.999."""
-    return torch.optim.AdamW(params, lr=optim["lr"], betas=(optim["momentum"], 0.999),
-                             weight_decay=optim["weight_decay"])
+    return torch.optim.AdamW(
+        params, lr=optim["lr"], betas=(optim["momentum"], 0.999), weight_decay=optim["weight_decay"]
+    )
 
 
 OPTIMIZERS = {"sgd": _sgd, "adamw": _adamw}

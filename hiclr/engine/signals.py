@@ -37,7 +37,8 @@ class StopRequest:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
         from hiclr.common.command_line import sigterm_received
-        if sigterm_received():        # a SIGTERM the command's start-up received and a library swallowed
+
+        if sigterm_received():  # a SIGTERM the command's start-up received and a library swallowed
             self.signal = "SIGTERM"
         return self
 
@@ -45,8 +46,11 @@ class StopRequest:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal = signal.Signals(signum).name
-        print(f"\n{self.signal} received: finishing the current step, then saving last.pt "
-              "(Ctrl-C again aborts without saving)", file=sys.stderr)
+        print(
+            f"\n{self.signal} received: finishing the current step, then saving last.pt "
+            "(Ctrl-C again aborts without saving)",
+            file=sys.stderr,
+        )
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():

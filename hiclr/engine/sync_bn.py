@@ -28,13 +28,14 @@ class _SyncStatistics:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or _group_size() == 1:
             return super().forward(x)
-        views = getattr(self, "views", 1)         # a ViewBatchNorm inside a fused call
+        views = getattr(self, "views", 1)  # a ViewBatchNorm inside a fused call
         if views > 1:
             return torch.cat([self._synced(chunk) for chunk in x.chunk(views)])
         return self._synced(x)
 
     def _synced(self, x: torch.Tensor) -> torch.Tensor:
         from torch.distributed.nn.functional import all_reduce
+
         self._check_input_dim(x)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
@@ -48,8 +49,7 @@ class _SyncStatistics:
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
-                          else self.momentum)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 unbiased = var * count / (count - 1).clamp(min=1)
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)

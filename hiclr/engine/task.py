@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -13,9 +14,10 @@ from torch import nn
 @dataclass
 class TrainData:
     """The training split as CPU tensors; the engine puts `x` on the device when it fits."""
-    x: torch.Tensor                         # (N, C, T, V, M) float32
-    labels: torch.Tensor | None = None      # (N,) int64
-    ids: torch.Tensor | None = None         # (N,) int64 sample ids
+
+    x: torch.Tensor  # (N, C, T, V, M) float32
+    labels: torch.Tensor | None = None  # (N,) int64
+    ids: torch.Tensor | None = None  # (N,) int64 sample ids
 
     def __post_init__(self):
         if self.ids is None:
@@ -26,18 +28,18 @@ class TrainData:
 
 @dataclass
 class Batch:
-    x: torch.Tensor        # (B, C, T, V, M) on the device
-    labels: torch.Tensor   # (B,)
-    ids: torch.Tensor      # (B,) sample ids
+    x: torch.Tensor  # (B, C, T, V, M) on the device
+    labels: torch.Tensor  # (B,)
+    ids: torch.Tensor  # (B,) sample ids
 
 
 @dataclass
 class TrainResult:
     run_dir: Path | None
-    epoch: int                                        # completed epochs
-    step: int                                         # optimizer steps done
-    metrics: dict = field(default_factory=dict)       # the last epoch's record
-    outputs: dict = field(default_factory=dict)       # what `Task.finish` returned
+    epoch: int  # completed epochs
+    step: int  # optimizer steps done
+    metrics: dict = field(default_factory=dict)  # the last epoch's record
+    outputs: dict = field(default_factory=dict)  # what `Task.finish` returned
 
 
 @runtime_checkable
@@ -59,10 +61,11 @@ class Task(Protocol):
         finish(run_dir) -> dict           once at the end, on rank 0 (pre-training writes encoder.pt)
     """
 
-    model: nn.Module            # everything trained and checkpointed; the engine moves it to the device
+    model: nn.Module  # everything trained and checkpointed; the engine moves it to the device
 
-    def step(self, model: nn.Module, batch: Batch, generator: torch.Generator,
-             epoch: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def step(
+        self, model: nn.Module, batch: Batch, generator: torch.Generator, epoch: int
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """One forward pass on `batch`: (scalar loss, {name: scalar metric (tensor or float)}).
 
         `model` is `self.model` as the engine wrapped it (DDP and/or compiled): call it, not

@@ -38,9 +38,11 @@ def check_protocol(name: str, protocol: str, frozen: bool) -> None:
     """Refuse `raw` for a protocol that trains the encoder (`frozen` False: fine-tune, semi), in
     one sentence."""
     if name == "raw" and not frozen:
-        raise UserError(f"--encoder raw has no network for hiclr {protocol} to train; it is a baseline of "
-                        "the frozen-feature protocols (hiclr linear, hiclr knn), and --encoder random "
-                        "trains the architecture from scratch.")
+        raise UserError(
+            f"--encoder raw has no network for hiclr {protocol} to train; it is a baseline of "
+            "the frozen-feature protocols (hiclr linear, hiclr knn), and --encoder random "
+            "trains the architecture from scratch."
+        )
 
 
 def build_baseline(name: str, cfg: dict, train_split=None, device="cpu") -> tuple[nn.Module, str]:
@@ -59,8 +61,10 @@ def build_baseline(name: str, cfg: dict, train_split=None, device="cpu") -> tupl
         from hiclr.models import RawInput
 
         if train_split is None:
-            raise UserError("the raw-input baseline needs the protocol's training split (for its clip "
-                            "shape); it is a baseline of hiclr linear and hiclr knn only.")
+            raise UserError(
+                "the raw-input baseline needs the protocol's training split (for its clip "
+                "shape); it is a baseline of hiclr linear and hiclr knn only."
+            )
         module = RawInput(tuple(train_split.x.shape[1:])).to(device).eval()
         return module, f"raw input ({data['view']}, {stream})"
 

@@ -19,7 +19,7 @@ from hiclr.common.errors import UserError
 from hiclr.engine.checkpoint import atomic_save
 
 LOGITS_FILE = "logits.npz"
-LOGITS_BEST_FILE = "logits_best.npz"     # `--report paper`: the logits of the epoch chosen on the test set
+LOGITS_BEST_FILE = "logits_best.npz"  # `--report paper`: the logits of the epoch chosen on the test set
 
 #: `--report`: `standard` (the last epoch, fixed ensemble weights) or `paper` (also the figures
 #: the release reports, each chosen on the test set and labelled so).
@@ -33,12 +33,13 @@ RELEASE_EVAL_INTERVAL = {"linear": 5, "finetune": 5, "semi": 3, "semi_transforme
 
 # ---------------------------------------------------------------- metrics
 
+
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, int]:
     """Number of samples whose label is among the `k` highest scores, for each k in `ks`."""
     kmax = min(max(ks), scores.shape[1])
-    top = scores.topk(kmax, dim=1).indices                       # (N, kmax)
+    top = scores.topk(kmax, dim=1).indices  # (N, kmax)
     hit = top.eq(labels.view(-1, 1))
-    return {k: int(hit[:, :min(k, kmax)].any(dim=1).sum()) for k in ks}
+    return {k: int(hit[:, : min(k, kmax)].any(dim=1).sum()) for k in ks}
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, float]:
@@ -64,8 +65,7 @@ def classification_summary(scores: torch.Tensor, labels: torch.Tensor, num_class
     """Top-1/top-5, per-class accuracy and confusion matrix of a score matrix (N, classes)."""
     scores, labels = scores.float().cpu(), labels.long().cpu()
     cm = confusion_matrix(scores.argmax(dim=1), labels, num_classes)
-    return {**topk_accuracy(scores, labels), "per_class": per_class_accuracy(cm),
-            "confusion": cm.tolist()}
+    return {**topk_accuracy(scores, labels), "per_class": per_class_accuracy(cm), "confusion": cm.tolist()}
 
 
 def check_report(report: str) -> str:
@@ -101,9 +101,14 @@ class ReleaseBest:
 
     def entry(self) -> dict:
         """The report's `paper` figures of this run."""
-        return {"selection": SELECTED_ON_TEST, "rule": f"best top-1 of the epochs tested every "
-                f"{self.interval} (and the last), ties to the later epoch, as the release reports it",
-                "epoch": self.best.get("epoch"), "top1": self.best.get("top1"), "top5": self.best.get("top5")}
+        return {
+            "selection": SELECTED_ON_TEST,
+            "rule": f"best top-1 of the epochs tested every "
+            f"{self.interval} (and the last), ties to the later epoch, as the release reports it",
+            "epoch": self.best.get("epoch"),
+            "top1": self.best.get("top1"),
+            "top5": self.best.get("top5"),
+        }
 
     def state_dict(self) -> dict:
         return {"best": self.best, "logits": self.logits}
@@ -114,6 +119,7 @@ class ReleaseBest:
 
 
 # ---------------------------------------------------------------- checksums
+
 
 def state_checksum(module_or_state) -> str:
     """Hex sha256 over a model's parameters and buffers (names, dtypes, shapes and bytes)."""
@@ -128,13 +134,16 @@ def state_checksum(module_or_state) -> str:
 
 # ---------------------------------------------------------------- devices and seeds
 
+
 def resolve_device(name: str | None) -> torch.device:
     """`auto` (or None) picks CUDA when available, else CPU (the engine's rule)."""
     from hiclr.engine import resolve_device as engine_device
+
     return engine_device(name or "auto")
 
 
 # ---------------------------------------------------------------- feature cache
+
 
 def cached_features(run_dir: str | os.PathLike, key: dict, compute) -> torch.Tensor:
     """Features stored under `run_dir/features/` by a key (encoder and data checksums, part ...).
@@ -158,15 +167,26 @@ def cached_features(run_dir: str | os.PathLike, key: dict, compute) -> torch.Ten
 
 # ---------------------------------------------------------------- logits for the ensemble
 
-def save_logits(run_dir: str | os.PathLike, logits: torch.Tensor, labels: torch.Tensor,
-                names: list[str], file: str = LOGITS_FILE, **extra) -> Path:
+
+def save_logits(
+    run_dir: str | os.PathLike,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    names: list[str],
+    file: str = LOGITS_FILE,
+    **extra,
+) -> Path:
     """Write `logits.npz` (test logits (N, classes), labels (N,), names (N,)) into the run folder
     (`file`: another name, e.g. `LOGITS_BEST_FILE`)."""
     path = Path(run_dir) / file
     tmp = path.with_name(path.stem + ".partial.npz")
-    np.savez(tmp, logits=logits.detach().float().cpu().numpy(),
-             labels=labels.detach().long().cpu().numpy(),
-             names=np.asarray(list(names), dtype=str), **extra)
+    np.savez(
+        tmp,
+        logits=logits.detach().float().cpu().numpy(),
+        labels=labels.detach().long().cpu().numpy(),
+        names=np.asarray(list(names), dtype=str),
+        **extra,
+    )
     os.replace(tmp, path)
     return path
 
@@ -178,17 +198,19 @@ def load_logits(run: str | os.PathLike, file: str = LOGITS_FILE) -> dict:
         path = path / file
     if not path.exists():
         how = " with --report paper" if file == LOGITS_BEST_FILE else ""
-        raise UserError(f"{path} does not exist; run an evaluation protocol (hiclr linear / finetune) "
-                        f"for this run first{how}, it writes {file}.")
+        raise UserError(
+            f"{path} does not exist; run an evaluation protocol (hiclr linear / finetune) "
+            f"for this run first{how}, it writes {file}."
+        )
     with np.load(path, allow_pickle=False) as z:
         for key in ("logits", "labels", "names"):
             if key not in z:
                 raise UserError(f"{path} has no '{key}' array; re-run the protocol that wrote it.")
-        return {"logits": z["logits"], "labels": z["labels"], "names": [str(n) for n in z["names"]],
-                "path": str(path)}
+        return {"logits": z["logits"], "labels": z["labels"], "names": [str(n) for n in z["names"]], "path": str(path)}
 
 
 # ---------------------------------------------------------------- what every protocol run needs
+
 
 def freeze_modules(encoder: torch.nn.Module, names) -> list[str]:
     """Fix the parameters of the named sub-modules of `encoder` (`eval.freeze`: dotted names as in
@@ -201,8 +223,10 @@ def freeze_modules(encoder: torch.nn.Module, names) -> list[str]:
             module = encoder.get_submodule(name)
         except AttributeError:
             known = ", ".join(n for n, _ in encoder.named_children()) or "none"
-            raise UserError(f"eval.freeze names {name!r}, which {type(encoder).__name__} does not have; "
-                            f"its modules are {known} (dotted names reach inside them)") from None
+            raise UserError(
+                f"eval.freeze names {name!r}, which {type(encoder).__name__} does not have; "
+                f"its modules are {known} (dotted names reach inside them)"
+            ) from None
         for pname, p in module.named_parameters():
             p.requires_grad_(False)
             frozen.append(f"{name}.{pname}")
@@ -213,15 +237,16 @@ def freeze_modules(encoder: torch.nn.Module, names) -> list[str]:
 class EvalData:
     """Train and test parts of a protocol, with what the report says about the data file."""
 
-    train: "object"          # hiclr.data.Split
-    test: "object"
+    train: object  # hiclr.data.Split
+    test: object
     num_classes: int
-    info: dict               # path, sha256, dataset, protocol, view, num_classes, sizes
+    info: dict  # path, sha256, dataset, protocol, view, num_classes, sizes
 
 
 def data_sha256(path: str | os.PathLike) -> str:
     """sha256 of the data file, computed once per process per file identity (`store_sha256`)."""
     from hiclr.data import store_sha256
+
     return store_sha256(path)
 
 
@@ -235,13 +260,24 @@ def load_eval_data(cfg: dict) -> EvalData:
     train = load_split(path, protocol, "train", view, verify=verify_wanted(cfg))
     test = load_split(path, protocol, "test", view, verify=verify_wanted(cfg))
     num_classes = int(info.get("num_classes") or int(max(train.labels.max(), test.labels.max())) + 1)
-    return EvalData(train, test, num_classes, {
-        "path": str(path), "sha256": data_sha256(path), "dataset": info.get("dataset"),
-        "protocol": protocol, "view": view, "num_classes": num_classes,
-        "train_samples": len(train), "test_samples": len(test),
-        "train_classes_present": int(train.labels.unique().numel()),
-        "test_classes_present": int(test.labels.unique().numel()),
-        "class_names": info.get("class_names")})
+    return EvalData(
+        train,
+        test,
+        num_classes,
+        {
+            "path": str(path),
+            "sha256": data_sha256(path),
+            "dataset": info.get("dataset"),
+            "protocol": protocol,
+            "view": view,
+            "num_classes": num_classes,
+            "train_samples": len(train),
+            "test_samples": len(test),
+            "train_classes_present": int(train.labels.unique().numel()),
+            "test_classes_present": int(test.labels.unique().numel()),
+            "class_names": info.get("class_names"),
+        },
+    )
 
 
 def prepare_encoder(encoder, cfg: dict, device: torch.device, train=None) -> tuple[torch.nn.Module, dict]:
@@ -258,8 +294,12 @@ def prepare_encoder(encoder, cfg: dict, device: torch.device, train=None) -> tup
     stream = cfg["data"]["stream"]
     if isinstance(encoder, Baseline):
         module, description = build_baseline(encoder.name, cfg, train, device)
-        meta = {"path": None, "baseline": encoder.name, "description": description,
-                "encoder_cfg": dict(cfg["model"]) if encoder.name == "random" else None}
+        meta = {
+            "path": None,
+            "baseline": encoder.name,
+            "description": description,
+            "encoder_cfg": dict(cfg["model"]) if encoder.name == "random" else None,
+        }
     elif isinstance(encoder, torch.nn.Module):
         module, meta = encoder.to(device).eval(), {"path": None, "encoder_cfg": None}
     else:
@@ -268,18 +308,35 @@ def prepare_encoder(encoder, cfg: dict, device: torch.device, train=None) -> tup
         path = Path(encoder)
         module, enc_cfg, ckpt_stream = load_encoder(path, device)
         if ckpt_stream and ckpt_stream != stream:
-            raise UserError(f"{path} was pre-trained on the {ckpt_stream} stream but data.stream is "
-                            f"{stream}; use --set data.stream={ckpt_stream} or the {ckpt_stream} config.")
+            raise UserError(
+                f"{path} was pre-trained on the {ckpt_stream} stream but data.stream is "
+                f"{stream}; use --set data.stream={ckpt_stream} or the {ckpt_stream} config."
+            )
         run = path.parent
-        meta = {"path": str(path), "encoder_cfg": enc_cfg,
-                "pretrain_run": str(run) if (run / "metrics.jsonl").exists() else None}
-    meta.update({"checksum": state_checksum(module), "stream": stream,
-                 "feature_dim": int(getattr(module, "feature_dim", 0)) or None})
+        meta = {
+            "path": str(path),
+            "encoder_cfg": enc_cfg,
+            "pretrain_run": str(run) if (run / "metrics.jsonl").exists() else None,
+        }
+    meta.update(
+        {
+            "checksum": state_checksum(module),
+            "stream": stream,
+            "feature_dim": int(getattr(module, "feature_dim", 0)) or None,
+        }
+    )
     return module, meta
 
 
-def frozen_features(run_dir: Path, encoder: torch.nn.Module, encoder_meta: dict, data: EvalData,
-                    cfg: dict, device: torch.device, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def frozen_features(
+    run_dir: Path,
+    encoder: torch.nn.Module,
+    encoder_meta: dict,
+    data: EvalData,
+    cfg: dict,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(train (N, D), test (N_test, D)) features of the frozen encoder, cached in `run_dir/features`.
 
     The cache key holds the encoder's weight checksum and the data file's sha256 (plus protocol,
@@ -290,12 +347,23 @@ def frozen_features(run_dir: Path, encoder: torch.nn.Module, encoder_meta: dict,
     ev = cfg["eval"]
     out = []
     for part, split in (("train", data.train), ("test", data.test)):
-        key = {"part": part, "encoder": encoder_meta["checksum"], "data": data.info["sha256"],
-               "protocol": data.info["protocol"], "view": data.info["view"],
-               "stream": encoder_meta["stream"], "encoder_class": type(encoder).__name__}
+        key = {
+            "part": part,
+            "encoder": encoder_meta["checksum"],
+            "data": data.info["sha256"],
+            "protocol": data.info["protocol"],
+            "view": data.info["view"],
+            "stream": encoder_meta["stream"],
+            "encoder_class": type(encoder).__name__,
+        }
         compute = lambda s=split: extract_features(  # noqa: E731
-            encoder, s.x, batch_size=int(ev["feature_batch_size"]), device=device,
-            stream=encoder_meta["stream"], progress=progress)
+            encoder,
+            s.x,
+            batch_size=int(ev["feature_batch_size"]),
+            device=device,
+            stream=encoder_meta["stream"],
+            progress=progress,
+        )
         if ev["cache_features"]:
             out.append(cached_features(run_dir, key, compute))
         else:
@@ -309,7 +377,7 @@ def make_run_dir(cfg: dict, out: str | os.PathLike | None, protocol: str) -> Pat
     from hiclr.config import save_config
     from hiclr.data import verify_store_of
 
-    verify_store_of(cfg)                  # a damaged store is refused before the folder is made
+    verify_store_of(cfg)  # a damaged store is refused before the folder is made
     run_dir = Path(out) if out else Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / f"config_{protocol}.yaml")
@@ -324,7 +392,7 @@ class FrozenRun:
     run_dir: Path
     data: EvalData
     model: torch.nn.Module
-    meta: dict                # the encoder's report entry (`prepare_encoder`)
+    meta: dict  # the encoder's report entry (`prepare_encoder`)
 
 
 def start_frozen_run(cfg: dict, encoder, out, protocol: str) -> FrozenRun:
@@ -337,17 +405,35 @@ def start_frozen_run(cfg: dict, encoder, out, protocol: str) -> FrozenRun:
     return FrozenRun(device, run_dir, data, model, meta)
 
 
-def finish_run(run_dir: Path, protocol: str, entry: dict, cfg: dict, data: EvalData, meta: dict, *,
-               plots: bool = True, embedding: tuple | None = None) -> dict:
+def finish_run(
+    run_dir: Path,
+    protocol: str,
+    entry: dict,
+    cfg: dict,
+    data: EvalData,
+    meta: dict,
+    *,
+    plots: bool = True,
+    embedding: tuple | None = None,
+) -> dict:
     """Writes the protocol's report (report.json, report.md, figures) into its run folder and
     returns the entry with its `run_dir` and its `provenance` (`hiclr.provenance`)."""
     from hiclr.provenance import provenance
     from hiclr.report import write_report
 
-    entry["provenance"] = provenance(cfg, store=data.info["path"], encoder=meta.get("path"),
-                                     baseline=meta.get("baseline"))
-    write_report(run_dir, {protocol: entry}, config=cfg, data=data.info, encoder=encoder_report(meta),
-                 stream=meta["stream"], embedding=embedding if plots else None, plots=plots)
+    entry["provenance"] = provenance(
+        cfg, store=data.info["path"], encoder=meta.get("path"), baseline=meta.get("baseline")
+    )
+    write_report(
+        run_dir,
+        {protocol: entry},
+        config=cfg,
+        data=data.info,
+        encoder=encoder_report(meta),
+        stream=meta["stream"],
+        embedding=embedding if plots else None,
+        plots=plots,
+    )
     entry["run_dir"] = str(run_dir)
     return entry
 
@@ -355,5 +441,7 @@ def finish_run(run_dir: Path, protocol: str, entry: dict, cfg: dict, data: EvalD
 def encoder_report(meta: dict) -> dict:
     """The report's `encoder` entry; `description` names a baseline (e.g. "raw input (frame50,
     joint)"), whose `path` is None."""
-    return {k: meta.get(k) for k in ("path", "description", "baseline", "checksum", "stream",
-                                      "feature_dim", "pretrain_run", "encoder_cfg")}
+    return {
+        k: meta.get(k)
+        for k in ("path", "description", "baseline", "checksum", "stream", "feature_dim", "pretrain_run", "encoder_cfg")
+    }

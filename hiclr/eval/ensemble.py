@@ -20,11 +20,17 @@ import torch
 
 from hiclr.common.errors import UserError
 from hiclr.config import SCHEMA
-from hiclr.eval.common import (LOGITS_BEST_FILE, LOGITS_FILE, SELECTED_ON_TEST, check_report, classification_summary,
-                               load_logits)
+from hiclr.eval.common import (
+    LOGITS_BEST_FILE,
+    LOGITS_FILE,
+    SELECTED_ON_TEST,
+    check_report,
+    classification_summary,
+    load_logits,
+)
 
-STREAM_WEIGHTS = SCHEMA["eval"]["ensemble"].default   # {"joint": 0.6, "bone": 0.6, "motion": 0.4}
-DEFAULT_WEIGHTS = tuple(STREAM_WEIGHTS.values())     # (joint, bone, motion)
+STREAM_WEIGHTS = SCHEMA["eval"]["ensemble"].default  # {"joint": 0.6, "bone": 0.6, "motion": 0.4}
+DEFAULT_WEIGHTS = tuple(STREAM_WEIGHTS.values())  # (joint, bone, motion)
 #: The two weight sets the release's ensemble script tries, in its order.
 RELEASE_WEIGHT_SETS = ({"joint": 0.5, "bone": 0.5, "motion": 0.5}, {"joint": 0.6, "bone": 0.6, "motion": 0.4})
 
@@ -34,17 +40,22 @@ def check_aligned(runs: list[dict], sources: list[str]) -> None:
     first = runs[0]
     for run, source in zip(runs[1:], sources[1:]):
         if run["logits"].shape != first["logits"].shape:
-            raise UserError(f"{source} has logits of shape {tuple(run['logits'].shape)} but {sources[0]} "
-                            f"has {tuple(first['logits'].shape)}; ensemble runs of the same dataset, "
-                            f"protocol and test split.")
+            raise UserError(
+                f"{source} has logits of shape {tuple(run['logits'].shape)} but {sources[0]} "
+                f"has {tuple(first['logits'].shape)}; ensemble runs of the same dataset, "
+                f"protocol and test split."
+            )
         if list(run["names"]) != list(first["names"]):
             same = set(run["names"]) == set(first["names"])
             what = "the same samples in another order" if same else "other samples"
-            raise UserError(f"{source} covers {what} than {sources[0]}; evaluate every stream on the "
-                            f"same data file and protocol.")
+            raise UserError(
+                f"{source} covers {what} than {sources[0]}; evaluate every stream on the same data file and protocol."
+            )
         if not np.array_equal(run["labels"], first["labels"]):
-            raise UserError(f"{source} has other labels than {sources[0]} for the same samples; "
-                            f"evaluate every stream on the same data file.")
+            raise UserError(
+                f"{source} has other labels than {sources[0]} for the same samples; "
+                f"evaluate every stream on the same data file."
+            )
 
 
 def ensemble_logits(logits: list, weights) -> torch.Tensor:
@@ -56,8 +67,9 @@ def ensemble_logits(logits: list, weights) -> torch.Tensor:
     return (w * stacked).sum(dim=0)
 
 
-def ensemble_runs(runs: list[str], weights=DEFAULT_WEIGHTS, names: list[str] | None = None,
-                  file: str = LOGITS_FILE) -> dict:
+def ensemble_runs(
+    runs: list[str], weights=DEFAULT_WEIGHTS, names: list[str] | None = None, file: str = LOGITS_FILE
+) -> dict:
     """Evaluate each stream and their weighted sum from the runs' `logits.npz` (or `file`).
 
     Returns {"weights", "streams": {name: {top1, top5, run}}, "ensemble": {top1, top5, per_class,
@@ -74,8 +86,14 @@ def ensemble_runs(runs: list[str], weights=DEFAULT_WEIGHTS, names: list[str] | N
         streams[name] = {"run": str(run), "top1": summary["top1"], "top5": summary["top5"]}
     fused = ensemble_logits([d["logits"] for d in loaded], weights)
     summary = classification_summary(fused, labels, num_classes)
-    return {"weights": [float(w) for w in weights], "streams": streams, "ensemble": summary,
-            "logits": fused, "labels": labels, "names": loaded[0]["names"]}
+    return {
+        "weights": [float(w) for w in weights],
+        "streams": streams,
+        "ensemble": summary,
+        "logits": fused,
+        "labels": labels,
+        "names": loaded[0]["names"],
+    }
 
 
 def stream_weights(runs: list[str], table: dict | None = None) -> list[float]:
@@ -84,8 +102,10 @@ def stream_weights(runs: list[str], table: dict | None = None) -> list[float]:
     streams = _stream_names(runs)
     missing = [f"{r} ({s})" for r, s in zip(runs, streams) if s not in table]
     if missing:
-        raise UserError(f"no default weight for {', '.join(missing)}: the run's report names no stream "
-                        f"among {', '.join(table)}; give --weights, one per run.")
+        raise UserError(
+            f"no default weight for {', '.join(missing)}: the run's report names no stream "
+            f"among {', '.join(table)}; give --weights, one per run."
+        )
     if len(set(streams)) != len(streams):
         raise UserError(f"the runs repeat a stream ({', '.join(streams)}); give --weights, one per run.")
     return [float(table[s]) for s in streams]
@@ -114,8 +134,10 @@ def release_search(runs: list[str]) -> dict:
     runs = [str(Path(r) if Path(r).is_dir() else Path(r).parent) for r in runs]
     streams = _stream_names(runs)
     if sorted(streams) != sorted(STREAM_WEIGHTS):
-        return {"note": f"not run: the release's search weighs the three streams joint, bone and motion; "
-                        f"these runs are {', '.join(streams)}"}
+        return {
+            "note": f"not run: the release's search weighs the three streams joint, bone and motion; "
+            f"these runs are {', '.join(streams)}"
+        }
     tried, best = [], None
     for table in RELEASE_WEIGHT_SETS:
         weights = stream_weights(runs, table)
@@ -123,16 +145,20 @@ def release_search(runs: list[str]) -> dict:
         tried.append({"weights": weights, "top1": result["ensemble"]["top1"], "top5": result["ensemble"]["top5"]})
         if best is None or result["ensemble"]["top1"] > best["ensemble"]["top1"]:
             best = result
-    return {"selection": SELECTED_ON_TEST, "logits": LOGITS_BEST_FILE,
-            "rule": "each stream's best epoch on the test set, then the better of two weight sets on the "
-                    "test set, as the release's ensemble script reports it",
-            "tried": tried, "weights": best["weights"], "top1": best["ensemble"]["top1"],
-            "top5": best["ensemble"]["top5"],
-            "streams": {k: {"top1": v["top1"], "top5": v["top5"]} for k, v in best["streams"].items()}}
+    return {
+        "selection": SELECTED_ON_TEST,
+        "logits": LOGITS_BEST_FILE,
+        "rule": "each stream's best epoch on the test set, then the better of two weight sets on the "
+        "test set, as the release's ensemble script reports it",
+        "tried": tried,
+        "weights": best["weights"],
+        "top1": best["ensemble"]["top1"],
+        "top5": best["ensemble"]["top5"],
+        "streams": {k: {"top1": v["top1"], "top5": v["top5"]} for k, v in best["streams"].items()},
+    }
 
 
-def run_ensemble(runs: list[str], weights=None, *, out=None, plots: bool = True,
-                 report: str = "standard") -> dict:
+def run_ensemble(runs: list[str], weights=None, *, out=None, plots: bool = True, report: str = "standard") -> dict:
     """`hiclr ensemble`: evaluate the runs' streams and their weighted sum; write the report.
 
     out: the report folder (default: `<first run>_ensemble` beside the first run). report `paper`:
@@ -152,10 +178,17 @@ def run_ensemble(runs: list[str], weights=None, *, out=None, plots: bool = True,
     out_dir.mkdir(parents=True, exist_ok=True)
     save_logits(out_dir, result["logits"], result["labels"], result["names"])
     summary = result["ensemble"]
-    entry = {"weights": result["weights"], "streams": result["streams"], "top1": summary["top1"],
-             "top5": summary["top5"], "per_class": summary["per_class"], "confusion": summary["confusion"],
-             "runs": [str(r) for r in runs]}
+    entry = {
+        "weights": result["weights"],
+        "streams": result["streams"],
+        "top1": summary["top1"],
+        "top5": summary["top5"],
+        "per_class": summary["per_class"],
+        "confusion": summary["confusion"],
+        "runs": [str(r) for r in runs],
+    }
     from hiclr.provenance import ensemble_provenance
+
     entry["provenance"] = ensemble_provenance(runs)
     if report == "paper":
         entry["paper"] = release_search(runs)

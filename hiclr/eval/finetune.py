@@ -36,9 +36,17 @@ class Classifier(nn.Module):
 class FineTuneTask:
     """The engine's task: augment, derive the stream, cross-entropy; test accuracy every epoch."""
 
-    def __init__(self, model: Classifier, stream: str, test_x: torch.Tensor, test_labels: torch.Tensor,
-                 augment=None, test_batch_size: int = 256, augment_after_stream: bool = False,
-                 release_best: ReleaseBest | None = None):
+    def __init__(
+        self,
+        model: Classifier,
+        stream: str,
+        test_x: torch.Tensor,
+        test_labels: torch.Tensor,
+        augment=None,
+        test_batch_size: int = 256,
+        augment_after_stream: bool = False,
+        release_best: ReleaseBest | None = None,
+    ):
         self.model, self.stream, self.augment = model, stream, augment
         self.augment_after_stream = augment_after_stream
         self.release_best = release_best
@@ -68,8 +76,10 @@ class FineTuneTask:
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
-        out = [self.model(to_stream(self.test_x[i:i + self.test_batch_size].to(device), self.stream)).float().cpu()
-               for i in range(0, len(self.test_x), self.test_batch_size)]
+        out = [
+            self.model(to_stream(self.test_x[i : i + self.test_batch_size].to(device), self.stream)).float().cpu()
+            for i in range(0, len(self.test_x), self.test_batch_size)
+        ]
         self.model.train(was_training)
         return torch.cat(out)
 
@@ -87,8 +97,12 @@ class FineTuneTask:
         return {"test_top1": acc["top1"], "test_top5": acc["top5"]}
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best": self.best, "logits_best": self.logits_best,
-                "release_best": self.release_best.state_dict() if self.release_best is not None else None}
+        return {
+            "history": self.history,
+            "best": self.best,
+            "logits_best": self.logits_best,
+            "release_best": self.release_best.state_dict() if self.release_best is not None else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.history = list(state.get("history", []))
@@ -98,21 +112,27 @@ class FineTuneTask:
             self.release_best.load_state_dict(state.get("release_best"))
 
 
-STREAM_ITEM = "stream"      # `{name: stream}` in eval.augment: the stream is derived at that point
+STREAM_ITEM = "stream"  # `{name: stream}` in eval.augment: the stream is derived at that point
 
 
 def split_stream_item(stages) -> tuple[list, bool]:
     """(`eval.augment` without the `{name: stream}` item, whether it was there). The item may only
     open the first stage (the stream is derived before every augmentation); elsewhere it is refused."""
     stages = [list(stage) for stage in (stages or [])]
-    found = [(i, j) for i, stage in enumerate(stages) for j, item in enumerate(stage)
-             if isinstance(item, dict) and item.get("name") == STREAM_ITEM]
+    found = [
+        (i, j)
+        for i, stage in enumerate(stages)
+        for j, item in enumerate(stage)
+        if isinstance(item, dict) and item.get("name") == STREAM_ITEM
+    ]
     if not found:
         return stages, False
     if found != [(0, 0)] or len(stages[0][0]) != 1:
-        raise UserError("eval.augment holds {name: stream} elsewhere than as the first item of the first "
-                        "stage (or with parameters); put it first to derive the stream before the "
-                        "augmentations, or remove it to derive it after them")
+        raise UserError(
+            "eval.augment holds {name: stream} elsewhere than as the first item of the first "
+            "stage (or with parameters); put it first to derive the stream before the "
+            "augmentations, or remove it to derive it after them"
+        )
     stages[0] = stages[0][1:]
     return [stage for stage in stages if stage], True
 
@@ -128,8 +148,17 @@ def build_augment(cfg: dict):
     return GrowingPolicy.from_config(stages, cfg["augment"]["reference_quirks"]), after_stream
 
 
-def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Path, *,
-                  resume: bool = False, protocol: str = "finetune") -> dict:
+def finetune_once(
+    cfg: dict,
+    encoder,
+    train,
+    test,
+    num_classes: int,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    protocol: str = "finetune",
+) -> dict:
     """Fine-tune `encoder` (checkpoint path, module (copied) or `Baseline("random")`: built from
     `model.*` and `run.seed`, trained from scratch) on `train`, test on `test` every epoch.
 
@@ -139,12 +168,13 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     """
     import copy
 
-    from hiclr.engine import TrainData, train as engine_train
+    from hiclr.engine import TrainData
+    from hiclr.engine import train as engine_train
     from hiclr.eval.baselines import Baseline, check_protocol
     from hiclr.eval.common import freeze_modules, prepare_encoder
     from hiclr.eval.linear import new_linear_head
 
-    device = torch.device("cpu")   # the engine moves the model to its device
+    device = torch.device("cpu")  # the engine moves the model to its device
     if isinstance(encoder, Baseline):
         check_protocol(encoder.name, "finetune", frozen=False)
     if isinstance(encoder, nn.Module):
@@ -155,27 +185,58 @@ def finetune_once(cfg: dict, encoder, train, test, num_classes: int, run_dir: Pa
     frozen = freeze_modules(module, cfg["eval"]["freeze"])
     _set_training_dropout(module, cfg["model"])
     dim = meta["feature_dim"] or int(module(torch.zeros(1, *train.x.shape[1:])).shape[1])
-    head = new_linear_head(dim, num_classes, int(cfg["run"]["seed"]),
-                           cfg["model"]["init"], "finetune")
+    head = new_linear_head(dim, num_classes, int(cfg["run"]["seed"]), cfg["model"]["init"], "finetune")
     augment, after_stream = build_augment(cfg)
     release_best = ReleaseBest(release_eval_interval(protocol, cfg["model"]["name"]), int(cfg["optim"]["epochs"]))
-    task = FineTuneTask(Classifier(module, head), meta["stream"], test.x, test.labels, augment,
-                        int(cfg["eval"]["feature_batch_size"]), after_stream, release_best)
+    task = FineTuneTask(
+        Classifier(module, head),
+        meta["stream"],
+        test.x,
+        test.labels,
+        augment,
+        int(cfg["eval"]["feature_batch_size"]),
+        after_stream,
+        release_best,
+    )
     engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)
-    if task.logits_last is None:          # resumed a run that had already finished
+    if task.logits_last is None:  # resumed a run that had already finished
         task.logits_last = task.test_logits()
     opt = cfg["optim"]
     return {
         **finetune_summary(task, num_classes),
-        "epochs": int(opt["epochs"]), "train_samples": len(train.labels),
-        "schedule": {k: opt[k] for k in ("name", "lr", "momentum", "weight_decay", "nesterov", "batch_size",
-                                         "epochs", "schedule", "milestones", "gamma", "warmup_epochs")},
-        "mode": ("whole network" + (f" but {', '.join(cfg['eval']['freeze'])} (frozen)" if frozen else "")
-                 + ", engine loop" + (", augmented" + (" after the stream" if after_stream else "")
-                                      if task.augment is not None else ", no augmentation")),
+        "epochs": int(opt["epochs"]),
+        "train_samples": len(train.labels),
+        "schedule": {
+            k: opt[k]
+            for k in (
+                "name",
+                "lr",
+                "momentum",
+                "weight_decay",
+                "nesterov",
+                "batch_size",
+                "epochs",
+                "schedule",
+                "milestones",
+                "gamma",
+                "warmup_epochs",
+            )
+        },
+        "mode": (
+            "whole network"
+            + (f" but {', '.join(cfg['eval']['freeze'])} (frozen)" if frozen else "")
+            + ", engine loop"
+            + (
+                ", augmented" + (" after the stream" if after_stream else "")
+                if task.augment is not None
+                else ", no augmentation"
+            )
+        ),
         "frozen_parameters": frozen,
         "precision": cfg["engine"]["precision"],
-        "logits_last": task.logits_last, "encoder_meta": meta, "release_best": release_best,
+        "logits_last": task.logits_last,
+        "encoder_meta": meta,
+        "release_best": release_best,
     }
 
 
@@ -183,9 +244,16 @@ def finetune_summary(task: FineTuneTask, num_classes: int) -> dict:
     """The report's figures of a fine-tune: top-1/top-5 of the last and the best epoch, the curve,
     and per-class accuracy and confusion matrix of the last epoch's test logits."""
     summary = classification_summary(task.logits_last, task.test_labels, num_classes)
-    return {"top1_last": task.history[-1]["top1"], "top5_last": task.history[-1]["top5"],
-            "top1_best": task.best["top1"], "top5_best": task.best["top5"], "best_epoch": task.best["epoch"],
-            "history": task.history, "per_class": summary["per_class"], "confusion": summary["confusion"]}
+    return {
+        "top1_last": task.history[-1]["top1"],
+        "top5_last": task.history[-1]["top5"],
+        "top1_best": task.best["top1"],
+        "top5_best": task.best["top5"],
+        "best_epoch": task.best["epoch"],
+        "history": task.history,
+        "per_class": summary["per_class"],
+        "confusion": summary["confusion"],
+    }
 
 
 def _set_training_dropout(module: nn.Module, model_cfg: dict) -> None:
@@ -197,8 +265,9 @@ def _set_training_dropout(module: nn.Module, model_cfg: dict) -> None:
         module.set_attention_dropout(float(model_cfg["attention_dropout"]))
 
 
-def run_finetune(cfg: dict, encoder, *, out=None, resume: bool = False, plots: bool = True,
-                 report: str = "standard") -> dict:
+def run_finetune(
+    cfg: dict, encoder, *, out=None, resume: bool = False, plots: bool = True, report: str = "standard"
+) -> dict:
     """`hiclr finetune`: fine-tune, write logits.npz and the report; return the protocol entry.
     report `paper`: the entry also holds `paper`, the release's best epoch chosen on the test set
     (labelled so; its logits in logits_best.npz)."""
@@ -211,7 +280,8 @@ def run_finetune(cfg: dict, encoder, *, out=None, resume: bool = False, plots: b
     save_logits(run_dir, entry.pop("logits_last"), data.test.labels, data.test.names, epoch=entry["epochs"])
     best = entry.pop("release_best")
     if report == "paper":
-        save_logits(run_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE,
-                    epoch=best.best["epoch"])
+        save_logits(
+            run_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE, epoch=best.best["epoch"]
+        )
         entry["paper"] = {"best_epoch": best.entry()}
     return finish_run(run_dir, "finetune", entry, cfg, data, entry.pop("encoder_meta"), plots=plots)

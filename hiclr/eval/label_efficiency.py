@@ -19,8 +19,17 @@ from hiclr.common.atomic import atomic_write_text
 SUMMARY = "label_efficiency"
 
 
-def run_label_efficiency(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume: bool = False,
-                         plots: bool = True, metric: str = "top1_last") -> dict:
+def run_label_efficiency(
+    cfg: dict,
+    encoder,
+    *,
+    out=None,
+    fractions=None,
+    seeds=None,
+    resume: bool = False,
+    plots: bool = True,
+    metric: str = "top1_last",
+) -> dict:
     """Fine-tune `encoder` and the architecture from scratch on the same subsets; write the joint report.
 
     cfg: a resolved semi config. Returns {"pretrained": semi entry, "scratch": semi entry,
@@ -34,19 +43,26 @@ def run_label_efficiency(cfg: dict, encoder, *, out=None, fractions=None, seeds=
     run_dir = Path(out) if out else Path(cfg["run"]["out"]) / str(cfg["run"]["name"])
     entries = {}
     for side, enc in (("pretrained", encoder), ("scratch", Baseline("random"))):
-        entries[side] = run_semi(copy.deepcopy(cfg), enc, out=run_dir / side, fractions=fractions, seeds=seeds,
-                                 resume=resume, plots=plots)
+        entries[side] = run_semi(
+            copy.deepcopy(cfg), enc, out=run_dir / side, fractions=fractions, seeds=seeds, resume=resume, plots=plots
+        )
     _check_same_subsets(run_dir)
     rows = comparison_rows(entries["pretrained"], entries["scratch"], metric)
     figure = None
     if plots:
         from hiclr.report.plots import PlotsUnavailable, plot_label_efficiency
+
         try:
             figure = plot_label_efficiency(rows, run_dir / f"{SUMMARY}.png", metric=metric)
         except PlotsUnavailable:
             figure = None
-    result = {"metric": metric, "rows": rows, "pretrained_run": str(run_dir / "pretrained"),
-              "scratch_run": str(run_dir / "scratch"), "figure": figure.name if figure else None}
+    result = {
+        "metric": metric,
+        "rows": rows,
+        "pretrained_run": str(run_dir / "pretrained"),
+        "scratch_run": str(run_dir / "scratch"),
+        "figure": figure.name if figure else None,
+    }
     atomic_write_text(run_dir / f"{SUMMARY}.json", json.dumps(result, indent=1))
     atomic_write_text(run_dir / "report.md", render_markdown(result))
     return {**entries, "rows": rows, "run_dir": str(run_dir), "figure": figure}
@@ -60,8 +76,12 @@ def comparison_rows(pretrained: dict, scratch: dict, metric: str = "top1_last") 
     rows = []
     for key, pre in pretrained["fractions"].items():
         scr = scratch["fractions"][key]
-        row = {"fraction": float(pre["fraction"]), "key": key,
-               "seeds": [r["seed"] for r in pre["runs"]], "size": [r["size"] for r in pre["runs"]]}
+        row = {
+            "fraction": float(pre["fraction"]),
+            "key": key,
+            "seeds": [r["seed"] for r in pre["runs"]],
+            "size": [r["size"] for r in pre["runs"]],
+        }
         for side, entry in (("pretrained", pre), ("scratch", scr)):
             values = [float(r[metric]) for r in entry["runs"]]
             row[side] = values
@@ -85,13 +105,17 @@ def _pm(mean: float, std: float, n: int) -> str:
 
 def comparison_table(rows: list[dict]) -> str:
     """Markdown table: labelled fraction, clips, pre-trained, scratch, difference."""
-    lines = ["| labelled fraction | clips | from the pre-trained encoder | from scratch | difference |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| labelled fraction | clips | from the pre-trained encoder | from scratch | difference |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         n = len(r["seeds"])
         size = str(r["size"][0]) if len(set(r["size"])) == 1 else "/".join(map(str, r["size"]))
-        lines.append(f"| {r['fraction'] * 100:g} % | {size} | {_pm(r['pretrained_mean'], r['pretrained_std'], n)} | "
-                     f"{_pm(r['scratch_mean'], r['scratch_std'], n)} | {r['difference']:+.2f} |")
+        lines.append(
+            f"| {r['fraction'] * 100:g} % | {size} | {_pm(r['pretrained_mean'], r['pretrained_std'], n)} | "
+            f"{_pm(r['scratch_mean'], r['scratch_std'], n)} | {r['difference']:+.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -103,11 +127,11 @@ def render_markdown(result: dict) -> str:
     return f"""# Label efficiency
 
 Top-1 (%, {what}) of the semi-supervised protocol on the same class-balanced subsets of the training
-labels (subset seeds {', '.join(map(str, seeds))}; mean ± std over them): fine-tuned from the
+labels (subset seeds {", ".join(map(str, seeds))}; mean ± std over them): fine-tuned from the
 pre-trained encoder, and the same architecture trained from scratch.
 
 {comparison_table(rows)}{picture}
-Runs: `{result['pretrained_run']}/report.md`, `{result['scratch_run']}/report.md`.
+Runs: `{result["pretrained_run"]}/report.md`, `{result["scratch_run"]}/report.md`.
 """
 
 
@@ -121,8 +145,17 @@ def pool_runs(runs: list[str | os.PathLike]) -> list[dict]:
     pooled: dict[float, dict] = {}
     for k, run in enumerate(runs):
         for row in read_label_efficiency(run)["rows"]:
-            d = pooled.setdefault(row["fraction"], {"fraction": row["fraction"], "key": row["key"], "seeds": [],
-                                                    "size": [], "pretrained": [], "scratch": []})
+            d = pooled.setdefault(
+                row["fraction"],
+                {
+                    "fraction": row["fraction"],
+                    "key": row["key"],
+                    "seeds": [],
+                    "size": [],
+                    "pretrained": [],
+                    "scratch": [],
+                },
+            )
             d["seeds"].append(k)
             d["size"] += row["size"]
             d["pretrained"] += row["pretrained"]

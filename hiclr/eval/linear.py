@@ -20,16 +20,22 @@ common mean dwarfs their spread; the reference's lr 3.0 probe is ill-conditioned
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from hiclr.common.errors import UserError
-from hiclr.eval.common import SELECTED_ON_TEST, ReleaseBest, classification_summary, release_eval_interval, topk_accuracy
+from hiclr.eval.common import (
+    SELECTED_ON_TEST,
+    ReleaseBest,
+    classification_summary,
+    release_eval_interval,
+    topk_accuracy,
+)
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,25 +52,26 @@ class LinearSchedule:
     batch_size: int = 128
     milestones: tuple[int, ...] = (80,)
     gamma: float = 0.1
-    drop_last: bool = True            # the release's loader drops the last partial batch
+    drop_last: bool = True  # the release's loader drops the last partial batch
 
 
 @dataclass
 class LinearResult:
-    history: list[dict] = field(default_factory=list)   # per epoch: epoch, lr, loss, top1, top5
-    last: dict = field(default_factory=dict)            # {"epoch", "top1", "top5"}
-    best: dict = field(default_factory=dict)            # best test top-1 over epochs
-    logits_last: torch.Tensor | None = None             # (N_test, classes)
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, lr, loss, top1, top5
+    last: dict = field(default_factory=dict)  # {"epoch", "top1", "top5"}
+    best: dict = field(default_factory=dict)  # best test top-1 over epochs
+    logits_last: torch.Tensor | None = None  # (N_test, classes)
     logits_best: torch.Tensor | None = None
-    head: nn.Linear | None = None                       # the linear layer at the last epoch
-    release_best: ReleaseBest | None = None           # the paper's best epoch (`--report paper`)
+    head: nn.Linear | None = None  # the linear layer at the last epoch
+    release_best: ReleaseBest | None = None  # the paper's best epoch (`--report paper`)
 
 
 HEAD_PROTOCOLS = ("linear", "finetune")
 
 
-def new_linear_head(feature_dim: int, num_classes: int, seed: int, init: str = "reference",
-                    protocol: str = "linear") -> nn.Linear:
+def new_linear_head(
+    feature_dim: int, num_classes: int, seed: int, init: str = "reference", protocol: str = "linear"
+) -> nn.Linear:
     """A new Linear(feature_dim, num_classes), drawn from a generator seeded by `seed` (the global
     RNG is left as it was), initialised by `init` (`model.init`) as the reference does per protocol:
 
@@ -80,7 +87,7 @@ def new_linear_head(feature_dim: int, num_classes: int, seed: int, init: str = "
     check_init(init)
     if protocol not in HEAD_PROTOCOLS:
         raise ValueError(f"protocol must be one of {HEAD_PROTOCOLS}, got {protocol!r}")
-    with torch.random.fork_rng(devices=[]):      # the constructor's draws stay off the global stream
+    with torch.random.fork_rng(devices=[]):  # the constructor's draws stay off the global stream
         torch.manual_seed(seed)
         head = nn.Linear(feature_dim, num_classes)
     if init == "reference" and protocol == "finetune":
@@ -94,12 +101,20 @@ def new_linear_head(feature_dim: int, num_classes: int, seed: int, init: str = "
     return head
 
 
-def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Tensor,
-               test_features: torch.Tensor | Callable[[], torch.Tensor], test_labels: torch.Tensor,
-               num_classes: int, feature_dim: int | None = None,
-               schedule: LinearSchedule | None = None, seed: int = 0,
-               device: torch.device | str = "cpu", progress: bool = False,
-               on_epoch: Callable[[dict], None] | None = None, init: str = "reference") -> LinearResult:
+def fit_linear(
+    train_features: torch.Tensor | FeatureFn,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor | Callable[[], torch.Tensor],
+    test_labels: torch.Tensor,
+    num_classes: int,
+    feature_dim: int | None = None,
+    schedule: LinearSchedule | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    init: str = "reference",
+) -> LinearResult:
     """Train a linear classifier and evaluate it on the test set after every epoch (its own short
     loop, not the engine's: see `hiclr.engine`).
 
@@ -120,15 +135,19 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
     train_labels = train_labels.long().to(device)
     test_labels = test_labels.long().to(device)
     n = train_labels.shape[0]
-    batch = min(schedule.batch_size, n)       # a split smaller than a batch is one batch
+    batch = min(schedule.batch_size, n)  # a split smaller than a batch is one batch
     stop = n - n % batch if schedule.drop_last else n
-    seen = stop                                # samples per epoch
+    seen = stop  # samples per epoch
 
     head = new_linear_head(feature_dim, num_classes, seed, init, "linear").to(device)
-    optimizer = torch.optim.SGD(head.parameters(), lr=schedule.lr, momentum=schedule.momentum,
-                                weight_decay=schedule.weight_decay, nesterov=schedule.nesterov)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones),
-                                                     schedule.gamma)
+    optimizer = torch.optim.SGD(
+        head.parameters(),
+        lr=schedule.lr,
+        momentum=schedule.momentum,
+        weight_decay=schedule.weight_decay,
+        nesterov=schedule.nesterov,
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones), schedule.gamma)
     shuffle = torch.Generator().manual_seed(seed)
     result = LinearResult(release_best=ReleaseBest(release_eval_interval("linear"), schedule.epochs))
     bar = _progress(schedule.epochs, progress, "linear probe")
@@ -138,7 +157,7 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)
         for start in range(0, stop, batch):
-            idx = order[start:start + batch]
+            idx = order[start : start + batch]
             x = train_features[idx] if cached else train_features(idx)
             loss = F.cross_entropy(head(x), train_labels[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -171,19 +190,23 @@ def fit_linear(train_features: torch.Tensor | FeatureFn, train_labels: torch.Ten
     return result
 
 
-def linear_summary(result: LinearResult, test_labels: torch.Tensor, num_classes: int,
-                   schedule: LinearSchedule, mode: str) -> dict:
+def linear_summary(
+    result: LinearResult, test_labels: torch.Tensor, num_classes: int, schedule: LinearSchedule, mode: str
+) -> dict:
     """The probe's entry of a report: last and best epoch, curve, per-class and confusion (last)."""
     summary = classification_summary(result.logits_last, test_labels, num_classes)
     return {
         "mode": mode,
-        "top1_last": result.last["top1"], "top5_last": result.last["top5"],
-        "top1_best": result.best["top1"], "top5_best": result.best["top5"],
-        "best_epoch": result.best["epoch"], "epochs": schedule.epochs,
-        "schedule": {k: (list(v) if isinstance(v, tuple) else v)
-                     for k, v in schedule.__dict__.items()},
+        "top1_last": result.last["top1"],
+        "top5_last": result.last["top5"],
+        "top1_best": result.best["top1"],
+        "top5_best": result.best["top5"],
+        "best_epoch": result.best["epoch"],
+        "epochs": schedule.epochs,
+        "schedule": {k: (list(v) if isinstance(v, tuple) else v) for k, v in schedule.__dict__.items()},
         "history": result.history,
-        "per_class": summary["per_class"], "confusion": summary["confusion"],
+        "per_class": summary["per_class"],
+        "confusion": summary["confusion"],
     }
 
 
@@ -191,6 +214,7 @@ def _progress(total: int, enabled: bool, desc: str):
     if not enabled:
         return None
     from hiclr.common.progress import progress
+
     return progress(total, desc=desc, unit="epoch")
 
 
@@ -201,8 +225,17 @@ def append_jsonl(path: Path, row: dict) -> None:
 
 # ---------------------------------------------------------------- the protocol run
 
-def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = None,
-               progress: bool = True, plots: bool = True, report: str = "standard") -> dict:
+
+def run_linear(
+    cfg: dict,
+    encoder,
+    *,
+    out=None,
+    through_encoder: bool | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    report: str = "standard",
+) -> dict:
     """`hiclr linear`: train and evaluate the probe, write logits.npz and the report; return the entry.
 
     report: `standard`, or `paper`: the entry also holds `paper`, the figures the release reports,
@@ -217,8 +250,15 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     training split).
     out: the run folder (default `run.out/run.name`).
     """
-    from hiclr.eval.common import (LOGITS_BEST_FILE, check_report, finish_run, freeze_modules, frozen_features,
-                                   save_logits, start_frozen_run)
+    from hiclr.eval.common import (
+        LOGITS_BEST_FILE,
+        check_report,
+        finish_run,
+        freeze_modules,
+        frozen_features,
+        save_logits,
+        start_frozen_run,
+    )
 
     check_report(report)
     ev = cfg["eval"]
@@ -227,7 +267,7 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     device, run_dir, data, model, meta = run.device, run.run_dir, run.data, run.model, run.meta
     for p in model.parameters():
         p.requires_grad_(False)
-    freeze_modules(model, ev["freeze"])     # all frozen already; the names are checked all the same
+    freeze_modules(model, ev["freeze"])  # all frozen already; the names are checked all the same
     schedule = schedule_from_config(cfg)
     seed = int(cfg["run"]["seed"])
     init = cfg["model"]["init"]
@@ -238,13 +278,25 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
     test_features = None
     if through_encoder:
         if ev["standardize"]:
-            raise UserError("eval.standardize works on cached features; drop --through-encoder "
-                            "(eval.through_encoder) or set eval.standardize=false")
-        train_fn, test_fn = encoder_feature_fns(model, data.train.x, data.test.x, meta["stream"],
-                                                cfg, device, seed)
-        result = fit_linear(train_fn, data.train.labels, test_fn, data.test.labels, data.num_classes,
-                            meta["feature_dim"] or _probe_dim(model, data.train.x, meta["stream"], device),
-                            schedule, seed, device, progress, log, init)
+            raise UserError(
+                "eval.standardize works on cached features; drop --through-encoder "
+                "(eval.through_encoder) or set eval.standardize=false"
+            )
+        train_fn, test_fn = encoder_feature_fns(model, data.train.x, data.test.x, meta["stream"], cfg, device, seed)
+        result = fit_linear(
+            train_fn,
+            data.train.labels,
+            test_fn,
+            data.test.labels,
+            data.num_classes,
+            meta["feature_dim"] or _probe_dim(model, data.train.x, meta["stream"], device),
+            schedule,
+            seed,
+            device,
+            progress,
+            log,
+            init,
+        )
         mode = "through the frozen encoder every epoch" + (" with augmentation" if ev["augment"] else "")
     else:
         train_features, test_features = frozen_features(run_dir, model, meta, data, cfg, device, progress)
@@ -252,23 +304,42 @@ def run_linear(cfg: dict, encoder, *, out=None, through_encoder: bool | None = N
         if ev["standardize"]:
             train_features, test_features = standardize(train_features, test_features)
             mode += ", standardised by the training mean / std"
-        result = fit_linear(train_features, data.train.labels, test_features, data.test.labels,
-                            data.num_classes, None, schedule, seed, device, progress, log, init)
+        result = fit_linear(
+            train_features,
+            data.train.labels,
+            test_features,
+            data.test.labels,
+            data.num_classes,
+            None,
+            schedule,
+            seed,
+            device,
+            progress,
+            log,
+            init,
+        )
     entry = linear_summary(result, data.test.labels, data.num_classes, schedule, mode)
     save_logits(run_dir, result.logits_last, data.test.labels, data.test.names, epoch=schedule.epochs)
     if report == "paper":
         best = result.release_best
-        save_logits(run_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE,
-                    epoch=best.best["epoch"])
-        entry["paper"] = {"best_epoch": best.entry(),
-                          "checkpoint_290": _probe_epoch_290(cfg, meta, data, schedule, seed, device,
-                                                             run_dir, progress, init, through_encoder)}
+        save_logits(
+            run_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE, epoch=best.best["epoch"]
+        )
+        entry["paper"] = {
+            "best_epoch": best.entry(),
+            "checkpoint_290": _probe_epoch_290(
+                cfg, meta, data, schedule, seed, device, run_dir, progress, init, through_encoder
+            ),
+        }
     if plots and test_features is None:
         from hiclr.features import extract_features
-        test_features = extract_features(model, data.test.x, batch_size=int(ev["feature_batch_size"]),
-                                         device=device, stream=meta["stream"])
-    return finish_run(run_dir, "linear", entry, cfg, data, meta, plots=plots,
-                      embedding=(test_features, data.test.labels))
+
+        test_features = extract_features(
+            model, data.test.x, batch_size=int(ev["feature_batch_size"]), device=device, stream=meta["stream"]
+        )
+    return finish_run(
+        run_dir, "linear", entry, cfg, data, meta, plots=plots, embedding=(test_features, data.test.labels)
+    )
 
 
 #: The pre-training epoch whose checkpoint the release's linear configs probe, per stream (bone: the
@@ -283,23 +354,40 @@ def _probe_epoch_290(cfg, meta, data, schedule, seed, device, run_dir, progress,
 
     stream, pretrain = meta["stream"], meta.get("pretrain_run")
     if stream not in RELEASE_PROBE_EPOCH:
-        return {"note": f"the release probes the last pre-training epoch for the {stream} stream: the "
-                        f"figures above"}
+        return {"note": f"the release probes the last pre-training epoch for the {stream} stream: the figures above"}
     if through_encoder or cfg["eval"]["standardize"]:
         return {"note": "not run: the release's probe runs on cached features without standardisation"}
     if not pretrain:
         return {"note": "not run: the encoder is not in a pre-training run folder (metrics.jsonl beside it)"}
     path = Path(pretrain) / f"epoch_{RELEASE_PROBE_EPOCH[stream]:03d}.pt"
     if not path.exists():
-        return {"note": f"not run: {path} does not exist (pre-train with run.save_every 10, as "
-                        f"configs/base/pretrain.yaml does)"}
+        return {
+            "note": f"not run: {path} does not exist (pre-train with run.save_every 10, as "
+            f"configs/base/pretrain.yaml does)"
+        }
     model, meta290 = prepare_encoder(str(path), cfg, device)
     train_f, test_f = frozen_features(run_dir, model, meta290, data, cfg, device, progress)
-    result = fit_linear(train_f, data.train.labels, test_f, data.test.labels, data.num_classes, None,
-                        schedule, seed, device, False, None, init)
-    return {"checkpoint": str(path), "selection": SELECTED_ON_TEST,
-            "top1_last": result.last["top1"], "top5_last": result.last["top5"],
-            **{f"best_{k}": v for k, v in result.release_best.entry().items() if k in ("epoch", "top1", "top5")}}
+    result = fit_linear(
+        train_f,
+        data.train.labels,
+        test_f,
+        data.test.labels,
+        data.num_classes,
+        None,
+        schedule,
+        seed,
+        device,
+        False,
+        None,
+        init,
+    )
+    return {
+        "checkpoint": str(path),
+        "selection": SELECTED_ON_TEST,
+        "top1_last": result.last["top1"],
+        "top5_last": result.last["top5"],
+        **{f"best_{k}": v for k, v in result.release_best.entry().items() if k in ("epoch", "top1", "top5")},
+    }
 
 
 def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-5):
@@ -310,16 +398,28 @@ def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-5):
 
 def schedule_from_config(cfg: dict) -> LinearSchedule:
     ev, optim = cfg["eval"], cfg["optim"]
-    return LinearSchedule(epochs=int(ev["epochs"]), lr=float(ev["lr"]),
-                          momentum=float(optim["momentum"]),
-                          weight_decay=float(ev["weight_decay"]), nesterov=bool(optim["nesterov"]),
-                          batch_size=int(ev["batch_size"]),
-                          milestones=tuple(int(m) for m in ev["milestones"]),
-                          gamma=float(optim["gamma"]), drop_last=bool(optim["drop_last"]))
+    return LinearSchedule(
+        epochs=int(ev["epochs"]),
+        lr=float(ev["lr"]),
+        momentum=float(optim["momentum"]),
+        weight_decay=float(ev["weight_decay"]),
+        nesterov=bool(optim["nesterov"]),
+        batch_size=int(ev["batch_size"]),
+        milestones=tuple(int(m) for m in ev["milestones"]),
+        gamma=float(optim["gamma"]),
+        drop_last=bool(optim["drop_last"]),
+    )
 
 
-def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.Tensor, stream: str,
-                        cfg: dict, device: torch.device, seed: int):
+def encoder_feature_fns(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    test_x: torch.Tensor,
+    stream: str,
+    cfg: dict,
+    device: torch.device,
+    seed: int,
+):
     """(idx -> features of train clips, augmented by `eval.augment` when set, () -> test features):
     the frozen encoder on every batch, as the release's linear evaluation runs it (without
     augmentation)."""
@@ -350,4 +450,5 @@ def encoder_feature_fns(model: nn.Module, train_x: torch.Tensor, test_x: torch.T
 @torch.no_grad()
 def _probe_dim(model: nn.Module, x: torch.Tensor, stream: str, device) -> int:
     from hiclr.augment import to_stream
+
     return int(model(to_stream(x[:1].to(device), stream)).shape[1])

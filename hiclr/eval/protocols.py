@@ -21,7 +21,7 @@ from hiclr.registry import Registry
 PROTOCOLS = Registry("protocol")
 
 
-def register_protocol(cls: type["Protocol"]) -> type["Protocol"]:
+def register_protocol(cls: type[Protocol]) -> type[Protocol]:
     """Class decorator: add one instance of the protocol to `PROTOCOLS` under `cls.name`."""
     PROTOCOLS.register(cls.name)(cls())
     return cls
@@ -48,16 +48,21 @@ class Protocol:
 
 
 _CKPT = "encoder.pt, last.pt / epoch_XXX.pt, a reference release checkpoint"
-_REPORT_HELP = ("standard (the last epoch; the best epoch labelled) | paper: also the figures the release "
-                "reports, each chosen on the test set and labelled 'selected on the test set'")
+_REPORT_HELP = (
+    "standard (the last epoch; the best epoch labelled) | paper: also the figures the release "
+    "reports, each chosen on the test set and labelled 'selected on the test set'"
+)
 
 
 def add_report_argument(parser: argparse.ArgumentParser, extra: str = "") -> None:
     """`--report standard | paper` (`hiclr.eval.common.REPORTS`)."""
-    parser.add_argument("--report", choices=("standard", "paper"), default="standard",
-                        help=_REPORT_HELP + extra)
-_RANDOM_FROZEN = ("'random' (model.* at random init by model.init, seeded by run.seed, BatchNorm "
-                  "statistics re-estimated on the training split)")
+    parser.add_argument("--report", choices=("standard", "paper"), default="standard", help=_REPORT_HELP + extra)
+
+
+_RANDOM_FROZEN = (
+    "'random' (model.* at random init by model.init, seeded by run.seed, BatchNorm "
+    "statistics re-estimated on the training split)"
+)
 _RAW = "'raw' (no model: the flattened input coordinates of the stream)"
 _RANDOM_TRAINED = "'random' (model.* at random init by model.init, seeded by run.seed: trained from scratch)"
 
@@ -66,19 +71,28 @@ class EncoderProtocol(Protocol):
     """A protocol that evaluates one encoder from a config: the arguments and steps they share."""
 
     encoder_help = f"{_CKPT}, {_RANDOM_FROZEN} or {_RAW}"
-    frozen_encoder = True   # the encoder's weights stay as they are (`raw` is a baseline only then)
+    frozen_encoder = True  # the encoder's weights stay as they are (`raw` is a baseline only then)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config", metavar="FILE", help="YAML config (default: the built-in defaults)")
         parser.add_argument("--encoder", required=True, metavar="CKPT", help=self.encoder_help)
         parser.add_argument("--data", metavar="FILE.h5", help="data file (sets data.path; e.g. for transfer)")
         parser.add_argument("--protocol", help="split protocol (sets data.protocol), e.g. xsub")
-        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                            help="override a config key, e.g. --set eval.epochs=10 (repeatable)")
+        parser.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            dest="overrides",
+            help="override a config key, e.g. --set eval.epochs=10 (repeatable)",
+        )
         parser.add_argument("--out", metavar="DIR", help="run folder (default: run.out/run.name)")
         parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-        parser.add_argument("--no-verify", action="store_true",
-                            help="do not check the store's stored sha256 before evaluating (data.verify=false)")
+        parser.add_argument(
+            "--no-verify",
+            action="store_true",
+            help="do not check the store's stored sha256 before evaluating (data.verify=false)",
+        )
         self.add_protocol_arguments(parser)
 
     def add_protocol_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -121,14 +135,18 @@ class EncoderProtocol(Protocol):
             check_protocol(spec, self.name, self.frozen_encoder)
             return Baseline(spec)
         if not Path(spec).is_file():
-            raise UserError(f"--encoder {spec} does not exist; pass checkpoints/RUN/encoder.pt, a training "
-                            f"checkpoint, a reference release checkpoint, 'random' or 'raw'.")
+            raise UserError(
+                f"--encoder {spec} does not exist; pass checkpoints/RUN/encoder.pt, a training "
+                f"checkpoint, a reference release checkpoint, 'random' or 'raw'."
+            )
         return spec
 
 
 def _last_and_best(name: str, e: dict) -> str:
-    return (f"{name}: top-1 {e['top1_last']:.2f} (last epoch {e['epochs']}), "
-            f"{e['top1_best']:.2f} (best epoch {e['best_epoch']})")
+    return (
+        f"{name}: top-1 {e['top1_last']:.2f} (last epoch {e['epochs']}), "
+        f"{e['top1_best']:.2f} (best epoch {e['best_epoch']})"
+    )
 
 
 def _paper(name: str, e: dict) -> str:
@@ -162,15 +180,24 @@ the flattened input coordinates of the stream, no model.
 """
 
     def add_protocol_arguments(self, parser):
-        parser.add_argument("--through-encoder", action="store_true",
-                            help="run the frozen encoder on every batch (augmented by eval.augment when set) "
-                                 "instead of caching")
+        parser.add_argument(
+            "--through-encoder",
+            action="store_true",
+            help="run the frozen encoder on every batch (augmented by eval.augment when set) instead of caching",
+        )
         add_report_argument(parser, " (the best epoch; the pre-training run's epoch_290.pt for joint and motion)")
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.linear import run_linear
-        return run_linear(cfg, encoder, out=args.out, through_encoder=args.through_encoder or None,
-                          plots=not args.no_plots, report=args.report)
+
+        return run_linear(
+            cfg,
+            encoder,
+            out=args.out,
+            through_encoder=args.through_encoder or None,
+            plots=not args.no_plots,
+            report=args.report,
+        )
 
     def summary(self, entry):
         return _last_and_best("linear", entry) + _paper("linear", entry)
@@ -195,11 +222,13 @@ the training split) and raw (cosine kNN on the flattened input coordinates of th
         parser.add_argument("--temperature", type=float, help="voting temperature (sets eval.knn_temperature)")
 
     def overrides(self, args):
-        return ([f"eval.k={args.k}"] if args.k is not None else []) + \
-            ([f"eval.knn_temperature={args.temperature}"] if args.temperature is not None else [])
+        return ([f"eval.k={args.k}"] if args.k is not None else []) + (
+            [f"eval.knn_temperature={args.temperature}"] if args.temperature is not None else []
+        )
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.knn import run_knn
+
         return run_knn(cfg, encoder, out=args.out, plots=not args.no_plots)
 
     def summary(self, entry):
@@ -230,26 +259,51 @@ an init seeded by that subset's training seed.
         parser.add_argument("--seeds", type=int, nargs="+", help="subset seeds (eval.seeds)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
         add_report_argument(parser)
-        parser.add_argument("--baseline", choices=("random",), help="also train from scratch on the very same "
-                            "subsets; both runs, their table and a label-efficiency figure in one report")
+        parser.add_argument(
+            "--baseline",
+            choices=("random",),
+            help="also train from scratch on the very same "
+            "subsets; both runs, their table and a label-efficiency figure in one report",
+        )
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.semi import run_semi
+
         if args.baseline:
             from hiclr.eval.label_efficiency import run_label_efficiency
-            return run_label_efficiency(cfg, encoder, out=args.out, fractions=args.fractions, seeds=args.seeds,
-                                        resume=args.resume, plots=not args.no_plots)
-        return run_semi(cfg, encoder, out=args.out, fractions=args.fractions, seeds=args.seeds,
-                        resume=args.resume, plots=not args.no_plots, report=args.report)
+
+            return run_label_efficiency(
+                cfg,
+                encoder,
+                out=args.out,
+                fractions=args.fractions,
+                seeds=args.seeds,
+                resume=args.resume,
+                plots=not args.no_plots,
+            )
+        return run_semi(
+            cfg,
+            encoder,
+            out=args.out,
+            fractions=args.fractions,
+            seeds=args.seeds,
+            resume=args.resume,
+            plots=not args.no_plots,
+            report=args.report,
+        )
 
     def summary(self, entry):
         if "rows" in entry:
             return "semi, pre-trained vs from scratch: " + ", ".join(
                 f"{r['fraction'] * 100:g} % {r['pretrained_mean']:.2f} vs {r['scratch_mean']:.2f} "
-                f"({r['difference']:+.2f})" for r in entry["rows"])
+                f"({r['difference']:+.2f})"
+                for r in entry["rows"]
+            )
         return "semi: " + ", ".join(
             f"{k} top-1 {f['top1_last_mean']:.2f} ± {f['top1_last_std']:.2f} (last epoch, "
-            f"{len(f['runs'])} seed{'s' if len(f['runs']) > 1 else ''})" for k, f in entry["fractions"].items())
+            f"{len(f['runs'])} seed{'s' if len(f['runs']) > 1 else ''})"
+            for k, f in entry["fractions"].items()
+        )
 
 
 @register_protocol
@@ -272,8 +326,8 @@ class FineTune(EncoderProtocol):
 
     def evaluate(self, cfg, encoder, args):
         from hiclr.eval.finetune import run_finetune
-        return run_finetune(cfg, encoder, out=args.out, resume=args.resume, plots=not args.no_plots,
-                            report=args.report)
+
+        return run_finetune(cfg, encoder, out=args.out, resume=args.resume, plots=not args.no_plots, report=args.report)
 
     def summary(self, entry):
         return _last_and_best("finetune", entry) + _paper("finetune", entry)
@@ -302,12 +356,17 @@ better of (0.5, 0.5, 0.5) and (0.6, 0.6, 0.4).
 
     def run(self, args):
         from hiclr.eval.ensemble import run_ensemble
+
         return run_ensemble(args.runs, args.weights, out=args.out, plots=not args.no_plots, report=args.report)
 
     def summary(self, entry):
         streams = ", ".join(f"{k} {s['top1']:.2f}" for k, s in entry["streams"].items())
         weights = " ".join(f"{w:g}" for w in entry["weights"])
         paper = entry.get("paper") or {}
-        extra = (f"; as the paper reports it, selected on the test set: {paper['top1']:.2f} (weights "
-                 f"{' '.join(f'{w:g}' for w in paper['weights'])})" if "top1" in paper else "")
+        extra = (
+            f"; as the paper reports it, selected on the test set: {paper['top1']:.2f} (weights "
+            f"{' '.join(f'{w:g}' for w in paper['weights'])})"
+            if "top1" in paper
+            else ""
+        )
         return f"ensemble (weights {weights}): top-1 {entry['top1']:.2f} ({streams})" + extra

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hiclr.common.errors import UserError
 from hiclr.common.atomic import atomic_write, atomic_write_text
+from hiclr.common.errors import UserError
 
 
 def class_quota(labels: np.ndarray, fraction: float, num_classes: int | None = None) -> np.ndarray:
@@ -40,10 +40,10 @@ def balanced_subset(labels, fraction: float, seed: int, num_classes: int | None 
     labels = np.asarray(labels, dtype=np.int64)
     quota = class_quota(labels, fraction, num_classes)
     keys = np.random.default_rng(seed).random(labels.shape[0])
-    order = np.lexsort((keys, labels))                       # by class, random within class
+    order = np.lexsort((keys, labels))  # by class, random within class
     sorted_labels = labels[order]
     first = np.searchsorted(sorted_labels, sorted_labels, side="left")
-    rank = np.arange(labels.shape[0]) - first                 # position within its class
+    rank = np.arange(labels.shape[0]) - first  # position within its class
     return np.sort(order[rank < quota[sorted_labels]])
 
 
@@ -53,15 +53,26 @@ def subset_stem(fraction: float, seed: int) -> str:
     return f"semi_{pct}pct_seed{seed}"
 
 
-def save_subset(folder: str | os.PathLike, fraction: float, seed: int, sample_index: np.ndarray,
-                labels: np.ndarray, meta: dict | None = None) -> Path:
+def save_subset(
+    folder: str | os.PathLike,
+    fraction: float,
+    seed: int,
+    sample_index: np.ndarray,
+    labels: np.ndarray,
+    meta: dict | None = None,
+) -> Path:
     """Write `<stem>.npy` (indices into /samples) and `<stem>.json` (seed, fraction, counts, meta)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stem = subset_stem(fraction, seed)
     path = atomic_write(folder / f"{stem}.npy", lambda f: np.save(f, np.asarray(sample_index, dtype=np.int64)))
-    record = {"fraction": fraction, "seed": seed, "size": int(len(sample_index)),
-              "per_class": np.bincount(np.asarray(labels, dtype=np.int64)).tolist(), **(meta or {})}
+    record = {
+        "fraction": fraction,
+        "seed": seed,
+        "size": int(len(sample_index)),
+        "per_class": np.bincount(np.asarray(labels, dtype=np.int64)).tolist(),
+        **(meta or {}),
+    }
     atomic_write_text(folder / f"{stem}.json", json.dumps(record, indent=1))
     return path
 
@@ -87,12 +98,25 @@ def cycled(subset, length: int):
     if length == len(subset.labels):
         return subset
     idx = torch.arange(length) % len(subset.labels)
-    return Split(x=subset.x[idx], labels=subset.labels[idx], names=[subset.names[i] for i in idx.tolist()],
-                 index=subset.index[idx])
+    return Split(
+        x=subset.x[idx],
+        labels=subset.labels[idx],
+        names=[subset.names[i] for i in idx.tolist()],
+        index=subset.index[idx],
+    )
 
 
-def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume: bool = False,
-             plots: bool = True, report: str = "standard") -> dict:
+def run_semi(
+    cfg: dict,
+    encoder,
+    *,
+    out=None,
+    fractions=None,
+    seeds=None,
+    resume: bool = False,
+    plots: bool = True,
+    report: str = "standard",
+) -> dict:
     """`hiclr semi`: for each fraction and seed, draw and save the subset, fine-tune on it.
 
     Subsets come from `eval.fractions` x `eval.seeds` (or the arguments); sub-run `<stem>/`
@@ -106,8 +130,15 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
     import torch
 
     from hiclr.data import Split
-    from hiclr.eval.common import (LOGITS_BEST_FILE, SELECTED_ON_TEST, check_report, finish_run, load_eval_data,
-                                   make_run_dir, save_logits)
+    from hiclr.eval.common import (
+        LOGITS_BEST_FILE,
+        SELECTED_ON_TEST,
+        check_report,
+        finish_run,
+        load_eval_data,
+        make_run_dir,
+        save_logits,
+    )
     from hiclr.eval.finetune import finetune_once
 
     check_report(report)
@@ -123,33 +154,66 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
         for seed in seeds:
             pos = balanced_subset(train.labels.numpy(), fraction, seed, data.num_classes)
             stem = subset_stem(fraction, seed)
-            subset_file = save_subset(run_dir, fraction, seed, train.index.numpy()[pos],
-                                      train.labels.numpy()[pos],
-                                      {"data": data.info["path"], "data_sha256": data.info["sha256"],
-                                       "protocol": data.info["protocol"], "part": "train",
-                                       "index_into": "/samples"})
+            subset_file = save_subset(
+                run_dir,
+                fraction,
+                seed,
+                train.index.numpy()[pos],
+                train.labels.numpy()[pos],
+                {
+                    "data": data.info["path"],
+                    "data_sha256": data.info["sha256"],
+                    "protocol": data.info["protocol"],
+                    "part": "train",
+                    "index_into": "/samples",
+                },
+            )
             pos_t = torch.from_numpy(pos)
-            subset = Split(x=train.x[pos_t], labels=train.labels[pos_t],
-                           names=[train.names[i] for i in pos], index=train.index[pos_t])
+            subset = Split(
+                x=train.x[pos_t],
+                labels=train.labels[pos_t],
+                names=[train.names[i] for i in pos],
+                index=train.index[pos_t],
+            )
             sub_cfg = copy.deepcopy(cfg)
             sub_cfg["run"]["seed"] = int(cfg["run"]["seed"]) + seed
             sub_dir = run_dir / stem
             epoch_samples = len(train.labels) if cfg["eval"]["epoch_length"] == "dataset" else len(pos)
-            result = finetune_once(sub_cfg, encoder, cycled(subset, epoch_samples), data.test,
-                                   data.num_classes, sub_dir, resume=resume and (sub_dir / "last.pt").exists(),
-                                   protocol="semi")
-            result.update(train_samples=len(pos), epoch_samples=epoch_samples,
-                          epoch_length=cfg["eval"]["epoch_length"])
+            result = finetune_once(
+                sub_cfg,
+                encoder,
+                cycled(subset, epoch_samples),
+                data.test,
+                data.num_classes,
+                sub_dir,
+                resume=resume and (sub_dir / "last.pt").exists(),
+                protocol="semi",
+            )
+            result.update(train_samples=len(pos), epoch_samples=epoch_samples, epoch_length=cfg["eval"]["epoch_length"])
             save_logits(sub_dir, result.pop("logits_last"), data.test.labels, data.test.names)
             best = result.pop("release_best")
             if report == "paper":
-                save_logits(sub_dir, best.logits, data.test.labels, data.test.names, file=LOGITS_BEST_FILE,
-                            epoch=best.best["epoch"])
+                save_logits(
+                    sub_dir,
+                    best.logits,
+                    data.test.labels,
+                    data.test.names,
+                    file=LOGITS_BEST_FILE,
+                    epoch=best.best["epoch"],
+                )
                 result["paper"] = {"best_epoch": best.entry()}
             meta = result.pop("encoder_meta")
             result.pop("confusion")
-            runs.append({"seed": seed, "train_seed": sub_cfg["run"]["seed"], "size": int(len(pos)),
-                         "subset_file": subset_file.name, "run_dir": str(sub_dir), **result})
+            runs.append(
+                {
+                    "seed": seed,
+                    "train_seed": sub_cfg["run"]["seed"],
+                    "size": int(len(pos)),
+                    "subset_file": subset_file.name,
+                    "run_dir": str(sub_dir),
+                    **result,
+                }
+            )
         summary = {"fraction": fraction, "runs": runs}
         for metric in ("top1_last", "top5_last", "top1_best", "top5_best"):
             summary[f"{metric}_mean"], summary[f"{metric}_std"] = mean_std([r[metric] for r in runs])
@@ -157,7 +221,8 @@ def run_semi(cfg: dict, encoder, *, out=None, fractions=None, seeds=None, resume
             bests = [r["paper"]["best_epoch"] for r in runs]
             summary["paper"] = {"selection": SELECTED_ON_TEST, "rule": bests[0]["rule"]}
             for metric in ("top1", "top5"):
-                summary["paper"][f"{metric}_mean"], summary["paper"][f"{metric}_std"] = \
-                    mean_std([b[metric] for b in bests])
+                summary["paper"][f"{metric}_mean"], summary["paper"][f"{metric}_std"] = mean_std(
+                    [b[metric] for b in bests]
+                )
         entry["fractions"][fraction_key(fraction)] = summary
     return finish_run(run_dir, "semi", entry, cfg, data, meta, plots=plots)

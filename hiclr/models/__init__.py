@@ -1,8 +1,8 @@
 """Encoders built from config through a registry (timm-style), and their checkpoints.
 
-    encoder = build_encoder({"name": "stgcn", "width": 16, "dropout": 0.5, "edge_importance": True})
-    encoder = build_encoder({"name": "dsta"})            # the release's transformer (DSTA-Net)
-    encoder = build_encoder(cfg["model"])     # its `init` (model.init) re-initialises the weights
+encoder = build_encoder({"name": "stgcn", "width": 16, "dropout": 0.5, "edge_importance": True})
+encoder = build_encoder({"name": "dsta"})            # the release's transformer (DSTA-Net)
+encoder = build_encoder(cfg["model"])     # its `init` (model.init) re-initialises the weights
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def build_encoder(cfg: dict) -> nn.Module:
     scheme = cfg.pop("init", None)
     if scheme is not None:
         check_init(scheme)
-    cfg.pop("sync_bn", None)            # model.sync_bn: how the engine trains it, not an argument
+    cfg.pop("sync_bn", None)  # model.sync_bn: how the engine trains it, not an argument
     name = cfg.pop("name", "stgcn")
     if name not in ENCODERS:
         raise UserError(ENCODERS.unknown(name))
@@ -49,11 +49,13 @@ def build_encoder(cfg: dict) -> nn.Module:
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in cfg:
             if key not in params:
-                raise UserError(f"unknown key model.{key} for encoder {name!r}"
-                                f"{_suggest(key, params)}; known keys: {', '.join(params)}")
+                raise UserError(
+                    f"unknown key model.{key} for encoder {name!r}"
+                    f"{_suggest(key, params)}; known keys: {', '.join(params)}"
+                )
     try:
         encoder = factory(**cfg)
-    except ValueError as err:          # a value the constructor refuses (e.g. a bad block plan)
+    except ValueError as err:  # a value the constructor refuses (e.g. a bad block plan)
         raise UserError(f"model section of encoder {name!r}: {err}") from None
     return encoder if scheme is None else init_weights(encoder, scheme)
 
@@ -64,9 +66,24 @@ def _suggest(word: str, known) -> str:
 
 
 from hiclr.models.encoder_files import (  # noqa: E402  (checkpoint uses build_encoder)
-    infer_encoder_cfg, load_encoder, load_encoder_state, save_encoder,
+    infer_encoder_cfg,
+    load_encoder,
+    load_encoder_state,
+    save_encoder,
 )
 
-__all__ = ["ENCODERS", "STGCN", "DSTA", "RawInput", "build_encoder", "register_encoder", "save_encoder",
-           "load_encoder_state", "load_encoder", "infer_encoder_cfg", "INIT_SCHEMES", "init_weights",
-           "check_init"]
+__all__ = [
+    "ENCODERS",
+    "STGCN",
+    "DSTA",
+    "RawInput",
+    "build_encoder",
+    "register_encoder",
+    "save_encoder",
+    "load_encoder_state",
+    "load_encoder",
+    "infer_encoder_cfg",
+    "INIT_SCHEMES",
+    "init_weights",
+    "check_init",
+]

@@ -24,15 +24,24 @@ returns.
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from einops import rearrange
 from torch import nn
 
 #: The release's block plan: (in, out, inter channels, stride) per block.
-DSTA_BLOCKS = ((32, 32, 16, 1), (32, 32, 16, 1), (32, 64, 16, 2), (64, 64, 16, 1),
-               (64, 128, 32, 2), (128, 128, 32, 1), (128, 128, 32, 1), (128, 256, 32, 1))
+DSTA_BLOCKS = (
+    (32, 32, 16, 1),
+    (32, 32, 16, 1),
+    (32, 64, 16, 2),
+    (64, 64, 16, 1),
+    (64, 128, 32, 2),
+    (128, 128, 32, 1),
+    (128, 128, 32, 1),
+    (128, 256, 32, 1),
+)
 
 LEAKY_SLOPE = 0.1
 
@@ -46,7 +55,7 @@ class GraphPerturbation(Protocol):
 def spatial_encoding(channels: int, num_joints: int) -> torch.Tensor:
     """(1, channels, 1, V) sinusoidal encoding of the joint index v: sin(v w_i) on even channels,
     cos(v w_i) on odd ones, w_i = 10000^(-2i / channels) (the Transformer's, as the release)."""
-    position = torch.arange(num_joints, dtype=torch.float32)[:, None]                  # (V, 1)
+    position = torch.arange(num_joints, dtype=torch.float32)[:, None]  # (V, 1)
     frequency = torch.exp(torch.arange(0, channels, 2).float() * -(math.log(10000.0) / channels))
     encoding = torch.zeros(num_joints, channels)
     encoding[:, 0::2] = torch.sin(position * frequency)
@@ -55,8 +64,7 @@ def spatial_encoding(channels: int, num_joints: int) -> torch.Tensor:
 
 
 def _conv_bn(in_channels: int, out_channels: int, kernel=1, stride=1, padding=0) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, padding),
-                         nn.BatchNorm2d(out_channels))
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, padding), nn.BatchNorm2d(out_channels))
 
 
 class SpatialAttentionBlock(nn.Module):
@@ -70,9 +78,17 @@ class SpatialAttentionBlock(nn.Module):
     where the shape is kept, else 1x1 conv + BN (downt2 with the stride).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, inter_channels: int, stride: int = 1,
-                 num_subsets: int = 3, num_joints: int = 25, temporal_kernel: int = 7,
-                 attention_dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        inter_channels: int,
+        stride: int = 1,
+        num_subsets: int = 3,
+        num_joints: int = 25,
+        temporal_kernel: int = 7,
+        attention_dropout: float = 0.0,
+    ):
         super().__init__()
         if temporal_kernel % 2 != 1:
             raise ValueError(f"temporal_kernel must be odd, got {temporal_kernel}")
@@ -83,8 +99,9 @@ class SpatialAttentionBlock(nn.Module):
         self.attention0s = nn.Parameter(torch.ones(1, num_subsets, num_joints, num_joints) / num_joints)
         self.out_nets = _conv_bn(in_channels * num_subsets, out_channels)
         self.ff_nets = _conv_bn(out_channels, out_channels)
-        self.out_nett = _conv_bn(out_channels, out_channels, (temporal_kernel, 1), (stride, 1),
-                                 ((temporal_kernel - 1) // 2, 0))
+        self.out_nett = _conv_bn(
+            out_channels, out_channels, (temporal_kernel, 1), (stride, 1), ((temporal_kernel - 1) // 2, 0)
+        )
         if in_channels != out_channels or stride != 1:
             self.downs1 = _conv_bn(in_channels, out_channels)
             self.downs2 = _conv_bn(in_channels, out_channels)
@@ -96,8 +113,9 @@ class SpatialAttentionBlock(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """(n, in, t, v) -> (n, S, V, V): the data-dependent maps plus the global ones."""
-        q, k = rearrange(self.in_nets(x + self.joint_encoding), "n (two s c) t v -> two n s c t v",
-                         two=2, s=self.num_subsets)
+        q, k = rearrange(
+            self.in_nets(x + self.joint_encoding), "n (two s c) t v -> two n s c t v", two=2, s=self.num_subsets
+        )
         scores = torch.einsum("nsctu,nsctv->nsuv", q, k) / (self.inter_channels * x.shape[2])
         return torch.tanh(scores) * self.alphas + self.attention0s
 
@@ -120,9 +138,15 @@ class DSTA(nn.Module):
     residual (the release's `attentiondrop`: 0.5 in pre-training, 0 in its evaluations).
     """
 
-    def __init__(self, in_channels: int = 3, blocks: Sequence[Sequence[int]] = DSTA_BLOCKS,
-                 num_subsets: int = 3, num_joints: int = 25, temporal_kernel: int = 7,
-                 attention_dropout: float = 0.5):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        blocks: Sequence[Sequence[int]] = DSTA_BLOCKS,
+        num_subsets: int = 3,
+        num_joints: int = 25,
+        temporal_kernel: int = 7,
+        attention_dropout: float = 0.5,
+    ):
         super().__init__()
         plan = [tuple(int(n) for n in block) for block in blocks]
         _check_plan(plan)
@@ -131,9 +155,11 @@ class DSTA(nn.Module):
         self.proj = nn.Conv2d(in_channels, plan[0][0], 1)
         self.input_map = nn.Sequential(nn.BatchNorm2d(plan[0][0]), nn.LeakyReLU(LEAKY_SLOPE))
         self.graph_layers = nn.ModuleList(
-            SpatialAttentionBlock(c_in, c_out, inter, stride, num_subsets, num_joints, temporal_kernel,
-                                  attention_dropout)
-            for c_in, c_out, inter, stride in plan)
+            SpatialAttentionBlock(
+                c_in, c_out, inter, stride, num_subsets, num_joints, temporal_kernel, attention_dropout
+            )
+            for c_in, c_out, inter, stride in plan
+        )
 
     def set_attention_dropout(self, p: float) -> None:
         """Every block's dropout on the temporal residual (the release's `attentiondrop`) := p."""
@@ -144,8 +170,9 @@ class DSTA(nn.Module):
         """(N, C, T, V, M) -> (N, feature_dim): the pooled features of `forward_features`."""
         return self._encode(x, edges, None)[0]
 
-    def forward_features(self, x: torch.Tensor, return_block: int = 4,
-                         edges: GraphPerturbation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_features(
+        self, x: torch.Tensor, return_block: int = 4, edges: GraphPerturbation | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `forward`, also returning the output of block `return_block` (1-based), persons
         unfolded: ((N, feature_dim), (N, M, C_b, T_b, V)). `edges` perturbs every block's attention."""
         if not 1 <= return_block <= len(self.graph_layers):
@@ -169,8 +196,12 @@ def _check_plan(plan: list[tuple[int, ...]]) -> None:
         raise ValueError("blocks must list at least one block (in, out, inter channels, stride)")
     for i, block in enumerate(plan):
         if len(block) != 4 or min(block) < 1:
-            raise ValueError(f"block {i + 1} is {list(block)}; write each block as four positive "
-                             "integers [in, out, inter channels, stride]")
+            raise ValueError(
+                f"block {i + 1} is {list(block)}; write each block as four positive "
+                "integers [in, out, inter channels, stride]"
+            )
         if i and block[0] != plan[i - 1][1]:
-            raise ValueError(f"block {i + 1} takes {block[0]} channels but block {i} gives "
-                             f"{plan[i - 1][1]}; each block's in must be the previous block's out")
+            raise ValueError(
+                f"block {i + 1} takes {block[0]} channels but block {i} gives "
+                f"{plan[i - 1][1]}; each block's in must be the previous block's out"
+            )

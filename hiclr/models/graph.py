@@ -17,9 +17,30 @@ NTU_CENTER = 21 - 1
 
 #: The 24 bones as (child, parent), 1-based, in ST-GCN's order.
 NTU_EDGES_1BASED: tuple[tuple[int, int], ...] = (
-    (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9),
-    (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18),
-    (20, 19), (22, 23), (23, 8), (24, 25), (25, 12),
+    (1, 2),
+    (2, 21),
+    (3, 21),
+    (4, 3),
+    (5, 21),
+    (6, 5),
+    (7, 6),
+    (8, 7),
+    (9, 21),
+    (10, 9),
+    (11, 10),
+    (12, 11),
+    (13, 1),
+    (14, 13),
+    (15, 14),
+    (16, 15),
+    (17, 1),
+    (18, 17),
+    (19, 18),
+    (20, 19),
+    (22, 23),
+    (23, 8),
+    (24, 25),
+    (25, 12),
 )
 
 #: The 24 bones, 0-based (child, parent).
@@ -27,14 +48,36 @@ NTU_EDGES: tuple[tuple[int, int], ...] = tuple((i - 1, j - 1) for i, j in NTU_ED
 
 #: Bone-stream pairs (child, parent), 0-based: one per joint, ``BONE_PAIRS[v][0] == v``;
 #: the centre is paired with itself, so its bone is zero (as the reference's (21, 21)).
-BONE_PAIRS: tuple[tuple[int, int], ...] = tuple(
-    sorted(NTU_EDGES + ((NTU_CENTER, NTU_CENTER),))
-)
+BONE_PAIRS: tuple[tuple[int, int], ...] = tuple(sorted(NTU_EDGES + ((NTU_CENTER, NTU_CENTER),)))
 
 #: Left/right swap of the reference's spatial flip: ``flipped[..., v, :] = x[..., FLIP_PERMUTATION[v], :]``.
 #: Swaps joints 5-8 <-> 9-12, 13-16 <-> 17-20 and 22-23 <-> 24-25 (1-based).
 FLIP_PERMUTATION: tuple[int, ...] = (
-    0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 20, 23, 24, 21, 22,
+    0,
+    1,
+    2,
+    3,
+    8,
+    9,
+    10,
+    11,
+    4,
+    5,
+    6,
+    7,
+    16,
+    17,
+    18,
+    19,
+    12,
+    13,
+    14,
+    15,
+    20,
+    23,
+    24,
+    21,
+    22,
 )
 
 
@@ -57,8 +100,9 @@ def normalize_digraph(adjacency: np.ndarray) -> np.ndarray:
     return adjacency * inverse[None, :]
 
 
-def spatial_partition(num_nodes: int = NUM_JOINTS, edges=NTU_EDGES, center: int = NTU_CENTER,
-                      max_hop: int = 1) -> np.ndarray:
+def spatial_partition(
+    num_nodes: int = NUM_JOINTS, edges=NTU_EDGES, center: int = NTU_CENTER, max_hop: int = 1
+) -> np.ndarray:
     """ST-GCN's "spatial" strategy: A (1 + 2 * max_hop, V, V), float32.
 
     A[k, j, i] weights input joint j for output joint i. Subset 0 is the joint itself; for each
@@ -72,12 +116,12 @@ def spatial_partition(num_nodes: int = NUM_JOINTS, edges=NTU_EDGES, center: int 
     for d in range(max_hop + 1):
         adjacency[hop == d] = 1
     norm = normalize_digraph(adjacency)
-    to_center = hop[:, center]                       # distance of each joint to the centre
+    to_center = hop[:, center]  # distance of each joint to the centre
     subsets = []
     for d in range(max_hop + 1):
-        at_hop = hop == d                             # [j, i]
+        at_hop = hop == d  # [j, i]
         same = at_hop & (to_center[:, None] == to_center[None, :])
-        farther = at_hop & (to_center[:, None] > to_center[None, :])   # j farther than i
+        farther = at_hop & (to_center[:, None] > to_center[None, :])  # j farther than i
         nearer = at_hop & ~same & ~farther
         root, far, near = (np.where(mask, norm, 0.0) for mask in (same, farther, nearer))
         if d == 0:

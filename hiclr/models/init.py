@@ -24,7 +24,7 @@ in every command), so a run is deterministic. Where the scheme is applied:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ def _reference(module: nn.Module, generator: torch.Generator | None) -> None:
             m.weight.normal_(1.0, 0.02, generator=generator)
             m.bias.zero_()
 
-    module.apply(init)          # the reference's `model.apply(weights_init)`: same order of draws
+    module.apply(init)  # the reference's `model.apply(weights_init)`: same order of draws
 
 
 def _torch(module: nn.Module, generator: torch.Generator | None) -> None:
@@ -60,8 +60,10 @@ INIT_SCHEMES: dict[str, Callable[[nn.Module, torch.Generator | None], None]] = {
 def check_init(scheme) -> str:
     """`scheme` if it is a known `model.init` value, else a `UserError` naming the known ones."""
     if scheme not in INIT_SCHEMES:
-        raise UserError(f"model.init is {scheme!r}; use one of {', '.join(INIT_SCHEMES)} "
-                        "(reference: the HiCLR release's N(0, 0.02) init; torch: PyTorch's default)")
+        raise UserError(
+            f"model.init is {scheme!r}; use one of {', '.join(INIT_SCHEMES)} "
+            "(reference: the HiCLR release's N(0, 0.02) init; torch: PyTorch's default)"
+        )
     return scheme
 
 

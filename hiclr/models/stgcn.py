@@ -15,7 +15,6 @@ from torch import nn
 
 from hiclr.models.graph import GRAPHS
 
-
 #: `GraphConv` orders: the reference's, the cheaper one, and the per-block choice by cost.
 GRAPH_CONV_ORDERS = ("conv_first", "aggregate_first", "auto")
 
@@ -71,18 +70,25 @@ class GraphConv(nn.Module):
 class STGCNBlock(nn.Module):
     """Graph conv, BN, ReLU, temporal conv (kernel x 1, stride), BN, Dropout, + residual, ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, num_subsets: int,
-                 temporal_kernel: int = 9, stride: int = 1, dropout: float = 0.0,
-                 residual: bool = True, graph_conv: str = "conv_first"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_subsets: int,
+        temporal_kernel: int = 9,
+        stride: int = 1,
+        dropout: float = 0.0,
+        residual: bool = True,
+        graph_conv: str = "conv_first",
+    ):
         super().__init__()
         if temporal_kernel % 2 != 1:
             raise ValueError(f"temporal_kernel must be odd, got {temporal_kernel}")
         self.gcn = GraphConv(in_channels, out_channels, num_subsets, graph_conv)
         self.tcn = nn.Sequential(
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),          # in place, as the reference: BN backward needs only its input
-            nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1),
-                      ((temporal_kernel - 1) // 2, 0)),
+            nn.ReLU(inplace=True),  # in place, as the reference: BN backward needs only its input
+            nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1), ((temporal_kernel - 1) // 2, 0)),
             nn.BatchNorm2d(out_channels),
             nn.Dropout(dropout, inplace=True),
         )
@@ -95,7 +101,7 @@ class STGCNBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
                 nn.BatchNorm2d(out_channels),
             )
-        self.relu = nn.ReLU(inplace=True)   # on the fresh sum (or dropout output), never on x
+        self.relu = nn.ReLU(inplace=True)  # on the fresh sum (or dropout output), never on x
 
     def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
         y = self.tcn(self.gcn(x, A))
@@ -111,9 +117,17 @@ class STGCN(nn.Module):
     given); stride 2 at blocks 5 and 8; no residual in block 1; dropout in blocks 2-10.
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 16, dropout: float = 0.5,
-                 edge_importance: bool = True, graph: str = "ntu", temporal_kernel: int = 9,
-                 feature_dim: int | None = None, graph_conv: str = "auto"):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: int = 16,
+        dropout: float = 0.5,
+        edge_importance: bool = True,
+        graph: str = "ntu",
+        temporal_kernel: int = 9,
+        feature_dim: int | None = None,
+        graph_conv: str = "auto",
+    ):
         super().__init__()
         if graph not in GRAPHS:
             raise ValueError(f"unknown graph {graph!r}; known: {sorted(GRAPHS)}")
@@ -125,19 +139,33 @@ class STGCN(nn.Module):
 
         w = width
         plan = [  # (in, out, stride)
-            (in_channels, w, 1), (w, w, 1), (w, w, 1), (w, w, 1), (w, 2 * w, 2),
-            (2 * w, 2 * w, 1), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1),
+            (in_channels, w, 1),
+            (w, w, 1),
+            (w, w, 1),
+            (w, w, 1),
+            (w, 2 * w, 2),
+            (2 * w, 2 * w, 1),
+            (2 * w, 2 * w, 1),
+            (2 * w, 4 * w, 2),
+            (4 * w, 4 * w, 1),
             (4 * w, self.feature_dim, 1),
         ]
         self.data_bn = nn.BatchNorm1d(in_channels * num_joints)
         self.st_gcn_networks = nn.ModuleList(
-            STGCNBlock(c_in, c_out, num_subsets, temporal_kernel, stride,
-                       dropout=0.0 if i == 0 else dropout, residual=i > 0, graph_conv=graph_conv)
+            STGCNBlock(
+                c_in,
+                c_out,
+                num_subsets,
+                temporal_kernel,
+                stride,
+                dropout=0.0 if i == 0 else dropout,
+                residual=i > 0,
+                graph_conv=graph_conv,
+            )
             for i, (c_in, c_out, stride) in enumerate(plan)
         )
         if edge_importance:
-            self.edge_importance = nn.ParameterList(
-                nn.Parameter(torch.ones_like(A)) for _ in self.st_gcn_networks)
+            self.edge_importance = nn.ParameterList(nn.Parameter(torch.ones_like(A)) for _ in self.st_gcn_networks)
         else:
             self.edge_importance = None
 
@@ -150,8 +178,7 @@ class STGCN(nn.Module):
         """(N, C, T, V, M) -> (N, feature_dim): the pooled features of `forward_features`."""
         return self.forward_features(x, edges=edges)[0]
 
-    def forward_features(self, x: torch.Tensor, return_block: int = 4,
-                         edges=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_features(self, x: torch.Tensor, return_block: int = 4, edges=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `forward`, also returning the output of block `return_block` (1-based), persons
         unfolded: ((N, feature_dim), (N, M, C_b, T_b, V)). For dense objectives (block 4: stride 1).
 

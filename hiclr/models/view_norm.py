@@ -46,8 +46,7 @@ class ViewBatchNorm3d(_ViewSplit, nn.BatchNorm3d):
     """`nn.BatchNorm3d` with per-view statistics while `views` > 1."""
 
 
-_VIEW_CLASS = {nn.BatchNorm1d: ViewBatchNorm1d, nn.BatchNorm2d: ViewBatchNorm2d,
-               nn.BatchNorm3d: ViewBatchNorm3d}
+_VIEW_CLASS = {nn.BatchNorm1d: ViewBatchNorm1d, nn.BatchNorm2d: ViewBatchNorm2d, nn.BatchNorm3d: ViewBatchNorm3d}
 
 
 def convert_to_view_batchnorm(module: nn.Module) -> nn.Module:

@@ -37,8 +37,9 @@ def assemble(runs: list[str | os.PathLike]) -> str:
         path = Path(run)
         path = path.parent if path.name == "report.json" else path
         if not (path / "report.json").exists():
-            raise UserError(f"{path} has no report.json; pass run folders written by hiclr linear, knn, "
-                            f"semi, finetune or ensemble.")
+            raise UserError(
+                f"{path} has no report.json; pass run folders written by hiclr linear, knn, semi, finetune or ensemble."
+            )
         report = read_report(path)
         cells = protocol_cells(report)
         for col in cells:
@@ -48,12 +49,12 @@ def assemble(runs: list[str | os.PathLike]) -> str:
         rows.append((str(path), report.get("stream") or "", data.get("protocol") or "", cells))
     order = {p: i for i, p in enumerate(COLUMN_ORDER)}
     columns.sort(key=lambda c: (order.get(c.split()[0].lower(), len(order)), c))
-    lines = ["| run | stream | protocol | " + " | ".join(columns) + " |",
-             "|---|---|---|" + "---|" * len(columns)]
+    lines = ["| run | stream | protocol | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
     for run, stream, protocol, cells in rows:
-        lines.append(f"| {run} | {stream} | {protocol} | " +
-                     " | ".join(cells.get(c, "-") for c in columns) + " |")
-    note = ("\nlinear / finetune: top-1 (%) at the last epoch, best epoch (chosen on the test set) in "
-            "brackets; semi: mean ± std over seeds of the last epoch; a 'paper' column: the release's "
-            "procedure (`--report paper`), selected on the test set.")
+        lines.append(f"| {run} | {stream} | {protocol} | " + " | ".join(cells.get(c, "-") for c in columns) + " |")
+    note = (
+        "\nlinear / finetune: top-1 (%) at the last epoch, best epoch (chosen on the test set) in "
+        "brackets; semi: mean ± std over seeds of the last epoch; a 'paper' column: the release's "
+        "procedure (`--report paper`), selected on the test set."
+    )
     return "\n".join(lines) + "\n" + note + "\n"

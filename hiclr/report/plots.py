@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from hiclr.common.atomic import atomic_write
 
 PNG_DATA_KEY = "hiclr-data"
@@ -42,18 +43,19 @@ def _figure(width: float = 6.0, height: float = 4.0):
 
 
 def _save(fig, path: str | os.PathLike, data: dict) -> Path:
-    return atomic_write(path, lambda f: fig.savefig(f, format="png",
-                                                    metadata={PNG_DATA_KEY: json.dumps(data)}))
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={PNG_DATA_KEY: json.dumps(data)}))
 
 
 def read_png_data(path: str | os.PathLike) -> dict:
     """The numbers a figure of this module plotted (its `hiclr-data` PNG text chunk)."""
     from PIL import Image
+
     with Image.open(path) as image:
         return json.loads(image.text[PNG_DATA_KEY])
 
 
 # ---------------------------------------------------------------- pre-training loss
+
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """Rows of a metrics.jsonl file (malformed lines, e.g. a line cut by a crash, are skipped)."""
@@ -85,8 +87,7 @@ def loss_series(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
     for i, row in enumerate(rows):
         x = row.get("step", row.get("epoch", i))
         for key, value in row.items():
-            if "loss" in key and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    and np.isfinite(value):
+            if "loss" in key and isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
                 s = series.setdefault(key, {"x": [], "y": []})
                 s["x"].append(float(x))
                 s["y"].append(float(value))
@@ -118,26 +119,40 @@ def plot_pretrain_curve(epochs: list[dict], out: str | os.PathLike, title: str =
     metrics.jsonl); returns the Figure."""
     x = [int(r["epoch"]) for r in epochs]
     loss = [r.get("loss") for r in epochs]
-    knn = [(int(r["epoch"]), float(r["monitor_knn_top1"])) for r in epochs
-           if isinstance(r.get("monitor_knn_top1"), (int, float))]
+    knn = [
+        (int(r["epoch"]), float(r["monitor_knn_top1"]))
+        for r in epochs
+        if isinstance(r.get("monitor_knn_top1"), (int, float))
+    ]
     fig = _figure()
     ax = fig.add_subplot()
-    data = {"kind": "pretrain_curve", "epoch": x, "loss": loss,
-            "knn_epoch": [e for e, _ in knn], "knn_top1": [v for _, v in knn]}
-    init = [float(r["monitor_knn_top1_init"]) for r in epochs
-            if isinstance(r.get("monitor_knn_top1_init"), (int, float))]
+    data = {
+        "kind": "pretrain_curve",
+        "epoch": x,
+        "loss": loss,
+        "knn_epoch": [e for e, _ in knn],
+        "knn_top1": [v for _, v in knn],
+    }
+    init = [
+        float(r["monitor_knn_top1_init"]) for r in epochs if isinstance(r.get("monitor_knn_top1_init"), (int, float))
+    ]
     if knn:
         ax.plot(data["knn_epoch"], data["knn_top1"], marker="o", color="C0", label="monitor kNN top-1")
     if init:
         data["knn_top1_init"] = init[0]
-        ax.axhline(init[0], color="C0", linestyle=":", linewidth=1,
-                   label="monitor kNN top-1 at initialisation")
+        ax.axhline(init[0], color="C0", linestyle=":", linewidth=1, label="monitor kNN top-1 at initialisation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("monitor kNN top-1 (%)")
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
-    ax2.plot(x, [float("nan") if v is None else float(v) for v in loss], color="C2", linestyle="--",
-             linewidth=1, label="loss (epoch mean)")
+    ax2.plot(
+        x,
+        [float("nan") if v is None else float(v) for v in loss],
+        color="C2",
+        linestyle="--",
+        linewidth=1,
+        label="loss (epoch mean)",
+    )
     ax2.set_ylabel("loss")
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
@@ -154,12 +169,13 @@ def plot_pretrain_diagnostics(series: dict[str, dict], out: str | os.PathLike, t
     should fall). series: {key: {"title", "share": bool, "epoch": [...], "value": [...]}} as
     `hiclr.report.pretrain_curve.diagnostic_series` gives it; returns the Figure."""
     shares = {k: s for k, s in series.items() if s["share"]}
-    panels = ([("shares (%)", shares)] if shares else []) + \
-        [(s["title"], {k: s}) for k, s in series.items() if not s["share"]]
+    panels = ([("shares (%)", shares)] if shares else []) + [
+        (s["title"], {k: s}) for k, s in series.items() if not s["share"]
+    ]
     fig = _figure(5.0 * len(panels) + 1.0, 4.0)
     for i, (ylabel, members) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        for key, s in members.items():
+        for s in members.values():
             ax.plot(s["epoch"], s["value"], marker="o", markersize=3, linewidth=1, label=s["title"])
         if len(members) == 1:
             (s,) = members.values()
@@ -177,6 +193,7 @@ def plot_pretrain_diagnostics(series: dict[str, dict], out: str | os.PathLike, t
 
 # ---------------------------------------------------------------- accuracy curves
 
+
 def plot_accuracy_curves(history: list[dict], out: str | os.PathLike, title: str = "linear probe"):
     """Test top-1 / top-5 per epoch (and training loss on a second axis); marks the best epoch."""
     epochs = [int(r["epoch"]) for r in history]
@@ -187,8 +204,9 @@ def plot_accuracy_curves(history: list[dict], out: str | os.PathLike, title: str
     ax.plot(epochs, top1, label="test top-1", color="C0")
     ax.plot(epochs, top5, label="test top-5", color="C1", alpha=0.7)
     best = int(np.argmax(top1))
-    ax.scatter([epochs[best]], [top1[best]], color="C3", zorder=3,
-               label=f"best epoch {epochs[best]} ({top1[best]:.1f})")
+    ax.scatter(
+        [epochs[best]], [top1[best]], color="C3", zorder=3, label=f"best epoch {epochs[best]} ({top1[best]:.1f})"
+    )
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{title}: last epoch top-1 {top1[-1]:.1f}")
@@ -208,8 +226,10 @@ def plot_accuracy_curves(history: list[dict], out: str | os.PathLike, title: str
 
 # ---------------------------------------------------------------- confusion matrix
 
-def plot_confusion(confusion, out: str | os.PathLike, title: str = "confusion (last epoch)",
-                   class_names: list[str] | None = None):
+
+def plot_confusion(
+    confusion, out: str | os.PathLike, title: str = "confusion (last epoch)", class_names: list[str] | None = None
+):
     """Row-normalised confusion matrix (rows: true class, columns: predicted class).
 
     Only the classes that occur (as truth or as prediction) are drawn, labelled by their names,
@@ -258,12 +278,13 @@ def class_colours(count: int) -> list:
 
 # ---------------------------------------------------------------- 2-D map of features
 
+
 def pca_2d(features: torch.Tensor) -> torch.Tensor:
     """First two principal components of (N, D) features (centred; exact SVD, signs fixed)."""
     x = features.double()
     x = x - x.mean(dim=0, keepdim=True)
     _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    comps = vh[:2]                                                   # (2, D)
+    comps = vh[:2]  # (2, D)
     signs = torch.sign(comps[torch.arange(comps.shape[0]), comps.abs().argmax(dim=1)])
     coords = x @ (comps * signs.view(-1, 1)).T
     if coords.shape[1] < 2:
@@ -293,9 +314,15 @@ def embedding_2d(features: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, s
     return torch.from_numpy(np.ascontiguousarray(coords)).float(), "t-SNE"
 
 
-def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.PathLike,
-                   title: str = "test features", max_points: int = 5000, seed: int = 0,
-                   class_names: list[str] | None = None):
+def plot_embedding(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    out: str | os.PathLike,
+    title: str = "test features",
+    max_points: int = 5000,
+    seed: int = 0,
+    class_names: list[str] | None = None,
+):
     """2-D map of the features (`embedding_2d`: t-SNE with scikit-learn, PCA without), one distinct
     colour per class; the title and the axes name the method.
 
@@ -318,8 +345,9 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
         ax.scatter(coords[keep, 0].numpy(), coords[keep, 1].numpy(), s=6, color=colour, label=name(c))
         if len(classes) > 20:
             centre = coords[keep].mean(dim=0)
-            ax.annotate(name(c), (float(centre[0]), float(centre[1])), fontsize=5, ha="center",
-                        color=colour, fontweight="bold")
+            ax.annotate(
+                name(c), (float(centre[0]), float(centre[1])), fontsize=5, ha="center", color=colour, fontweight="bold"
+            )
     if len(classes) <= 20:
         ax.legend(title="class", fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axis = "PC" if method == "PCA" else method
@@ -328,23 +356,40 @@ def plot_embedding(features: torch.Tensor, labels: torch.Tensor, out: str | os.P
     note = "" if method != "PCA" else "; pip install 'hiclr-toolkit[tsne]' for t-SNE"
     ax.set_title(f"{title} ({method}{note})", fontsize=10 if note else None)
     fig.tight_layout()
-    _save(fig, out, {"kind": "embedding", "method": method, "x": coords[:, 0].tolist(),
-                     "y": coords[:, 1].tolist(), "label": labels.tolist()})
+    _save(
+        fig,
+        out,
+        {
+            "kind": "embedding",
+            "method": method,
+            "x": coords[:, 0].tolist(),
+            "y": coords[:, 1].tolist(),
+            "label": labels.tolist(),
+        },
+    )
     return fig
 
 
 # ---------------------------------------------------------------- label efficiency
 
-def plot_label_efficiency(rows: list[dict], out: str | os.PathLike, metric: str = "top1_last",
-                          title: str = "label efficiency", spread_over: str = "subset seed"):
+
+def plot_label_efficiency(
+    rows: list[dict],
+    out: str | os.PathLike,
+    metric: str = "top1_last",
+    title: str = "label efficiency",
+    spread_over: str = "subset seed",
+):
     """Top-1 against the labelled fraction: the pre-trained encoder fine-tuned and the same
     architecture from scratch, each mean over the subset seeds with a +- std band and every seed's
     value as a dot (`rows`: `hiclr.eval.label_efficiency.comparison_rows`). Returns the path."""
     fig = _figure(5.5, 4.0)
     ax = fig.add_subplot()
     x = np.array([r["fraction"] * 100 for r in rows])
-    for side, label, colour in (("pretrained", "fine-tuned from the pre-trained encoder", "tab:blue"),
-                                ("scratch", "from scratch (random init)", "tab:orange")):
+    for side, label, colour in (
+        ("pretrained", "fine-tuned from the pre-trained encoder", "tab:blue"),
+        ("scratch", "from scratch (random init)", "tab:orange"),
+    ):
         mean = np.array([r[f"{side}_mean"] for r in rows])
         std = np.array([r[f"{side}_std"] for r in rows])
         ax.plot(x, mean, "o-", color=colour, label=label)
@@ -361,6 +406,13 @@ def plot_label_efficiency(rows: list[dict], out: str | os.PathLike, metric: str 
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out, {"kind": "label_efficiency", "metric": metric, "fraction": x.tolist(),
-                            **{f"{s}_{k}": [r[f"{s}_{k}"] for r in rows] for s in ("pretrained", "scratch")
-                               for k in ("mean", "std")}})
+    return _save(
+        fig,
+        out,
+        {
+            "kind": "label_efficiency",
+            "metric": metric,
+            "fraction": x.tolist(),
+            **{f"{s}_{k}": [r[f"{s}_{k}"] for r in rows] for s in ("pretrained", "scratch") for k in ("mean", "std")},
+        },
+    )

@@ -24,28 +24,34 @@ from hiclr.report import plots as P
 class Column(NamedTuple):
     """One per-epoch column: the epoch record's key, its title, its format, and the factor the
     logged value is shown at (100: a share in [0, 1] shown in %)."""
+
     key: str
     title: str
     fmt: str
     scale: float = 1.0
 
 
-COLUMNS = (Column("epoch", "epoch", "{:d}"), Column("loss", "loss", "{:.4f}"),
-           Column("monitor_knn_top1", "monitor kNN top-1 (%)", "{:.2f}"),
-           Column("embed_std", "embed_std", "{:.4f}"),
-           Column("embed_std_ratio", "embed_std * sqrt(dim)", "{:.3f}"))
+COLUMNS = (
+    Column("epoch", "epoch", "{:d}"),
+    Column("loss", "loss", "{:.4f}"),
+    Column("monitor_knn_top1", "monitor kNN top-1 (%)", "{:.2f}"),
+    Column("embed_std", "embed_std", "{:.4f}"),
+    Column("embed_std_ratio", "embed_std * sqrt(dim)", "{:.3f}"),
+)
 
 # What an objective logs about itself (a column, and a curve, only when some epoch has the key):
 # equivariant's equivariance error (should fall), hough_dense's agreement of the voted pairs with the
 # exact pairing, of the confidence-kept pairs, the kept share, the flip agreement and the mean vote
 # confidence, transitive's label precision of the mined edges.
-DIAGNOSTICS = (Column("eq_error", "eq_error", "{:.4f}"),
-               Column("pair_agreement", "pair agreement (%)", "{:.2f}", 100.0),
-               Column("kept_agreement", "kept agreement (%)", "{:.2f}", 100.0),
-               Column("dense_kept", "dense kept (%)", "{:.2f}", 100.0),
-               Column("flip_agreement", "flip agreement (%)", "{:.2f}", 100.0),
-               Column("vote_confidence", "vote confidence (%)", "{:.2f}", 100.0),
-               Column("edge_precision", "edge precision (%)", "{:.2f}", 100.0))
+DIAGNOSTICS = (
+    Column("eq_error", "eq_error", "{:.4f}"),
+    Column("pair_agreement", "pair agreement (%)", "{:.2f}", 100.0),
+    Column("kept_agreement", "kept agreement (%)", "{:.2f}", 100.0),
+    Column("dense_kept", "dense kept (%)", "{:.2f}", 100.0),
+    Column("flip_agreement", "flip agreement (%)", "{:.2f}", 100.0),
+    Column("vote_confidence", "vote confidence (%)", "{:.2f}", 100.0),
+    Column("edge_precision", "edge precision (%)", "{:.2f}", 100.0),
+)
 
 
 def epoch_records(run_dir: str | os.PathLike) -> list[dict]:
@@ -72,9 +78,12 @@ def diagnostic_series(epochs: list[dict]) -> dict[str, dict]:
     series = {}
     for column in logged_diagnostics(epochs):
         rows = [r for r in epochs if _number(r.get(column.key))]
-        series[column.key] = {"title": column.title, "share": column.scale == 100.0,
-                              "epoch": [int(r["epoch"]) for r in rows],
-                              "value": [float(r[column.key]) * column.scale for r in rows]}
+        series[column.key] = {
+            "title": column.title,
+            "share": column.scale == 100.0,
+            "epoch": [int(r["epoch"]) for r in rows],
+            "value": [float(r[column.key]) * column.scale for r in rows],
+        }
     return series
 
 
@@ -82,8 +91,7 @@ def pretrain_table(epochs: list[dict]) -> str:
     """Markdown table of the epoch records ("-" where a record lacks a value, e.g. an epoch the
     monitor skipped); the objective's diagnostics get columns only when some epoch logged them."""
     columns = COLUMNS + logged_diagnostics(epochs)
-    lines = ["| " + " | ".join(c.title for c in columns) + " |",
-             "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(c.title for c in columns) + " |", "|" + "---|" * len(columns)]
     for row in epochs:
         cells = []
         for column in columns:
@@ -117,8 +125,10 @@ def write_pretrain_curve(run_dir: str | os.PathLike, *, plots: bool = True) -> d
     text = f"# Pre-training curve: {run_dir.name}\n\n{table}"
     init = next((r["monitor_knn_top1_init"] for r in epochs if _number(r.get("monitor_knn_top1_init"))), None)
     if init is not None:
-        text += (f"\nThe encoder as built (before the first step, BatchNorm re-estimated on the monitor's "
-                 f"clips) scores {init:.2f} % on the monitor: the level pre-training has to rise above.\n")
+        text += (
+            f"\nThe encoder as built (before the first step, BatchNorm re-estimated on the monitor's "
+            f"clips) scores {init:.2f} % on the monitor: the level pre-training has to rise above.\n"
+        )
     if png is not None:
         text += f"\n![pretrain_curve]({png.name})\n"
     if diagnostics_png is not None:

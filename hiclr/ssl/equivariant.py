@@ -21,7 +21,7 @@ eq_temperature, eq_branches}`; the policy must record its draws (`needs_view_par
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +53,7 @@ def invert_view(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return apply_matrix(inverse, x.to(torch.float64)).to(x.dtype)
 
 
-def equivariance_error(z_transformed: torch.Tensor, matrix: torch.Tensor,
-                       z_reference: torch.Tensor) -> torch.Tensor:
+def equivariance_error(z_transformed: torch.Tensor, matrix: torch.Tensor, z_reference: torch.Tensor) -> torch.Tensor:
     """Mean over rows of ||Z(Ax) A^-T - Z(x)|| / ||Z(x)||, z_* (N, K, 3)."""
     diff = canonicalize(z_transformed, matrix) - z_reference
     return (diff.flatten(1).norm(dim=1) / z_reference.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
@@ -64,8 +63,10 @@ def _view_geometry(view, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(A (N, 3, 3), singular (N,) bool) recorded by the policy for one view."""
     params = getattr(view, "params", None) or {}
     if "matrix" not in params:
-        raise ValueError("the equivariant objective needs each view's recorded params['matrix']; "
-                         "build the growing policy with record=True")
+        raise ValueError(
+            "the equivariant objective needs each view's recorded params['matrix']; "
+            "build the growing policy with record=True"
+        )
     singular = params.get("singular")
     if singular is None:
         singular = torch.zeros(n, dtype=torch.bool, device=device)
@@ -82,10 +83,20 @@ class EquivariantContrast(nn.Module):
     views = HICLR_VIEWS
     needs_view_params = True
 
-    def __init__(self, feature_dim: int = 256, temperature: float = 0.07, mining_epoch: int = 150,
-                 topk: int = 1, queue_size: int = 32768, momentum: float = 0.999,
-                 lambda_eq: float = 1.0, num_points: int = 42, eq_hidden: int = 256,
-                 eq_temperature: float | None = None, eq_branches: Sequence[int] = (0, 1)):
+    def __init__(
+        self,
+        feature_dim: int = 256,
+        temperature: float = 0.07,
+        mining_epoch: int = 150,
+        topk: int = 1,
+        queue_size: int = 32768,
+        momentum: float = 0.999,
+        lambda_eq: float = 1.0,
+        num_points: int = 42,
+        eq_hidden: int = 256,
+        eq_temperature: float | None = None,
+        eq_branches: Sequence[int] = (0, 1),
+    ):
         super().__init__()
         if not eq_branches:
             raise ValueError("eq_branches must name at least one query view (0 = v0)")
@@ -95,8 +106,9 @@ class EquivariantContrast(nn.Module):
         self.eq_temperature = float(temperature if eq_temperature is None else eq_temperature)
         self.eq_branches = tuple(int(b) for b in eq_branches)
         self.momentum = float(momentum)
-        self.head = nn.Sequential(nn.Linear(feature_dim, eq_hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(eq_hidden, 3 * self.num_points))
+        self.head = nn.Sequential(
+            nn.Linear(feature_dim, eq_hidden), nn.ReLU(inplace=True), nn.Linear(eq_hidden, 3 * self.num_points)
+        )
         self.key_head = copy.deepcopy(self.head).requires_grad_(False)
         self.eq_queue = KeyQueue(queue_size, 3 * self.num_points)
 
@@ -111,23 +123,23 @@ class EquivariantContrast(nn.Module):
     def momentum_update(self) -> None:
         key_params = list(self.key_head.parameters())
         torch._foreach_mul_(key_params, self.momentum)
-        torch._foreach_add_(key_params, [p.detach() for p in self.head.parameters()],
-                            alpha=1.0 - self.momentum)
+        torch._foreach_add_(key_params, [p.detach() for p in self.head.parameters()], alpha=1.0 - self.momentum)
 
     def forward(self, inputs):
         loss, metrics = self.hiclr(inputs)
         if inputs.key_features is None or not inputs.query_features:
-            raise ValueError("the equivariant objective needs the backbone features of the key and "
-                             "the queries (ContrastiveInputs.key_features, query_features)")
+            raise ValueError(
+                "the equivariant objective needs the backbone features of the key and "
+                "the queries (ContrastiveInputs.key_features, query_features)"
+            )
         n, device = inputs.key.shape[0], inputs.key.device
         query_views = [v for i, v in enumerate(inputs.views) if i != self.views.key_index]
         with torch.no_grad():
             self.momentum_update()
             key_matrix, key_singular = _view_geometry(inputs.views[self.views.key_index], n, device)
-            key_points = canonicalize(self.points(self.key_head, inputs.key_features),
-                                      key_matrix, key_singular)
+            key_points = canonicalize(self.points(self.key_head, inputs.key_features), key_matrix, key_singular)
             key_vec = F.normalize(key_points.flatten(1), dim=1)
-            queue, _ = self.eq_queue.snapshot()         # no copy: intact until the enqueue after next
+            queue, _ = self.eq_queue.snapshot()  # no copy: intact until the enqueue after next
 
         losses, canonical, valid_rows = [], {}, []
         for b in self.eq_branches:
@@ -135,9 +147,8 @@ class EquivariantContrast(nn.Module):
             z = canonicalize(self.points(self.head, inputs.query_features[b]), matrix, singular)
             canonical[b] = (z, ~singular)
             valid = ~singular & ~key_singular
-            with full_precision(z):   # logits and loss in float32
-                logits = contrastive_logits(F.normalize(z.flatten(1), dim=1), key_vec, queue,
-                                            self.eq_temperature)
+            with full_precision(z):  # logits and loss in float32
+                logits = contrastive_logits(F.normalize(z.flatten(1), dim=1), key_vec, queue, self.eq_temperature)
                 per_row = -F.log_softmax(logits, dim=1)[:, 0]
                 weight = valid.to(per_row.dtype)
                 losses.append((per_row * weight).sum() / weight.sum().clamp_min(1.0))
@@ -146,8 +157,7 @@ class EquivariantContrast(nn.Module):
         self.eq_queue.enqueue(key_vec, inputs.ids)  # singular keys go in uncanonicalised: negatives only
 
         total = loss + self.lambda_eq * loss_eq
-        metrics.update(loss=total.detach(), loss_eq=loss_eq.detach(),
-                       eq_valid=torch.stack(valid_rows).mean().detach())
+        metrics.update(loss=total.detach(), loss_eq=loss_eq.detach(), eq_valid=torch.stack(valid_rows).mean().detach())
         if len(canonical) > 1:
             (ref, ref_ok), *others = [canonical[b] for b in self.eq_branches]
             with torch.no_grad():

@@ -34,8 +34,8 @@ pair_with}`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,13 +52,14 @@ from .transitive import intra_edges
 @dataclass
 class HoughResult:
     """Per sample (B,): the voted bin (mode_*) and the refitted transform; pairs (B, T1), -1 = none."""
+
     mode_alpha: torch.Tensor
     mode_beta: torch.Tensor
-    perm: torch.Tensor          # index into the permutations (0 = identity, 1 = left/right)
+    perm: torch.Tensor  # index into the permutations (0 = identity, 1 = left/right)
     alpha: torch.Tensor
     beta: torch.Tensor
     pairs: torch.Tensor
-    confidence: torch.Tensor    # (B, T1) in [0, 1]: see `pair_confidence`; 0 where no pair
+    confidence: torch.Tensor  # (B, T1) in [0, 1]: see `pair_confidence`; 0 where no pair
 
 
 def match_strength(u1: torch.Tensor, u2: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
@@ -80,8 +81,9 @@ VOTES = ("mean", "sum")
 
 
 @functools.lru_cache(maxsize=16)
-def vote_kernel(t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, device,
-                votes: str = "mean", min_overlap: float = 0.5) -> tuple:
+def vote_kernel(
+    t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, device, votes: str = "mean", min_overlap: float = 0.5
+) -> tuple:
     """(kernel (S, T1 * T2, J), beta bins (J,)): K(s - alpha t - beta) for every (t, s), scale, bin,
     divided by the bin's line length n (`votes: mean`; 0 for bins shorter than min_overlap x T1).
     Fixed by the shapes (cached): the voting has no learnable parameter."""
@@ -90,11 +92,12 @@ def vote_kernel(t1: int, t2: int, scales: tuple[float, ...], bandwidth: float, d
     alphas = torch.tensor(list(scales), device=device, dtype=torch.float32)
     low = torch.floor(torch.min(-alphas * (t1 - 1))).item() - 1
     betas = torch.arange(low, t2 + 1, device=device, dtype=torch.float32)
-    residual = (s[None, None, :, None] - alphas[:, None, None, None] * t[None, :, None, None]
-                - betas[None, None, None, :])                               # (S, T1, T2, J)
+    residual = (
+        s[None, None, :, None] - alphas[:, None, None, None] * t[None, :, None, None] - betas[None, None, None, :]
+    )  # (S, T1, T2, J)
     kernel = (1 - residual.abs() / bandwidth).clamp_min(0).reshape(len(scales), t1 * t2, -1)
     if votes == "mean":
-        length = kernel.sum(dim=1, keepdim=True)                           # (S, 1, J)
+        length = kernel.sum(dim=1, keepdim=True)  # (S, 1, J)
         kernel = torch.where(length >= min_overlap * t1, kernel / length.clamp_min(1e-6), 0.0)
     return kernel, betas
 
@@ -126,9 +129,16 @@ class HoughPairing(nn.Module):
     as a share of T1 (votes: mean).
     """
 
-    def __init__(self, scales: Sequence[float] = (0.8, 1.0, 1.25), bandwidth: float = 1.0,
-                 tolerance: float = 1.0, flip_order: Sequence[int] | None = NTU_FLIP_ORDER,
-                 centre: bool = True, votes: str = "mean", min_overlap: float = 0.5):
+    def __init__(
+        self,
+        scales: Sequence[float] = (0.8, 1.0, 1.25),
+        bandwidth: float = 1.0,
+        tolerance: float = 1.0,
+        flip_order: Sequence[int] | None = NTU_FLIP_ORDER,
+        centre: bool = True,
+        votes: str = "mean",
+        min_overlap: float = 0.5,
+    ):
         super().__init__()
         if votes not in VOTES:
             raise ValueError(f"votes must be one of {', '.join(VOTES)}, got {votes!r}")
@@ -145,16 +155,16 @@ class HoughPairing(nn.Module):
         return joint_permutations(num_joints, self.flip_order, device)
 
     @torch.no_grad()
-    def forward(self, u1: torch.Tensor, u2: torch.Tensor, mask1: torch.Tensor | None = None,
-                mask2: torch.Tensor | None = None) -> HoughResult:
+    def forward(
+        self, u1: torch.Tensor, u2: torch.Tensor, mask1: torch.Tensor | None = None, mask2: torch.Tensor | None = None
+    ) -> HoughResult:
         """u1 (B, C, T1, V), u2 (B, C, T2, V) token features; masks (B, T) bool, True = masked frame."""
         B, _, t1, V = u1.shape
         t2 = u2.shape[2]
         if self.centre:
             u1, u2 = u1 - u1.mean(dim=2, keepdim=True), u2 - u2.mean(dim=2, keepdim=True)
         strength = match_strength(u1, u2, self.permutations(V, u1.device))  # (B, P, T1, T2)
-        kernel, betas = vote_kernel(t1, t2, self.scales, self.bandwidth, u1.device, self.votes,
-                                    self.min_overlap)
+        kernel, betas = vote_kernel(t1, t2, self.scales, self.bandwidth, u1.device, self.votes, self.min_overlap)
         votes = torch.einsum("bpn,anj->bpaj", strength.flatten(2), kernel)  # (B, P, S, J)
         P, S, J = votes.shape[1:]
         best = votes.flatten(1).argmax(dim=1)
@@ -163,10 +173,10 @@ class HoughPairing(nn.Module):
         mode_alpha, mode_beta = alphas[rest // J], betas[rest % J]
 
         # refit on inliers: each t's strongest s within the tolerance band of the mode
-        a = strength[torch.arange(B, device=u1.device), perm]               # (B, T1, T2)
+        a = strength[torch.arange(B, device=u1.device), perm]  # (B, T1, T2)
         t = torch.arange(t1, device=u1.device, dtype=torch.float32)
         s = torch.arange(t2, device=u1.device, dtype=torch.float32)
-        predicted = mode_alpha[:, None] * t + mode_beta[:, None]            # (B, T1)
+        predicted = mode_alpha[:, None] * t + mode_beta[:, None]  # (B, T1)
         band = (s[None, None, :] - predicted[..., None]).abs() <= self.tolerance
         weight, s_best = a.masked_fill(~band, -1.0).max(dim=2)
         weight = weight.clamp_min(0)
@@ -217,8 +227,9 @@ def _weighted_line_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
     return alpha, my - alpha * mx
 
 
-def drop_invalid_pairs(pairs: torch.Tensor, t2: int, mask1: torch.Tensor | None = None,
-                       mask2: torch.Tensor | None = None) -> torch.Tensor:
+def drop_invalid_pairs(
+    pairs: torch.Tensor, t2: int, mask1: torch.Tensor | None = None, mask2: torch.Tensor | None = None
+) -> torch.Tensor:
     """pairs (B, T1) frame indices into view 2 -> -1 where outside it or where either frame is masked."""
     valid = (pairs >= 0) & (pairs < t2)
     if mask1 is not None:
@@ -259,9 +270,11 @@ def oracle_pairs(params1: dict, params2: dict, t1: int, t2: int) -> torch.Tensor
 
 def oracle_flip(params1: dict, params2: dict, batch: int, device) -> torch.Tensor:
     """(B,) 1 where exactly one of the two views is left/right flipped (pi = LR), else 0."""
+
     def flipped(params):
         f = params.get("spatial_flip", {}).get("flipped")
         return torch.zeros(batch, dtype=torch.bool, device=device) if f is None else f.to(device)
+
     return (flipped(params1) ^ flipped(params2)).long()
 
 
@@ -274,8 +287,10 @@ def view_coordinates(view, t: int) -> torch.Tensor:
     if mask is not None:
         x = x.masked_fill(mask, 0.0)
     if x.shape[2] != t:
-        raise ValueError(f"vote_with: input pairs the views' {x.shape[2]} frames, but the dense tokens "
-                         f"have {t}; use a feature block of stride 1 (block 4 of ST-GCN)")
+        raise ValueError(
+            f"vote_with: input pairs the views' {x.shape[2]} frames, but the dense tokens "
+            f"have {t}; use a feature block of stride 1 (block 4 of ST-GCN)"
+        )
     return rearrange(x, "n c t v m -> n m c t v")
 
 
@@ -332,15 +347,32 @@ class HoughDenseHiCLR(nn.Module):
     views = HICLR_VIEWS
     feature_block = 4
 
-    def __init__(self, feature_dim: int = 256, temperature: float = 0.07, mining_epoch: int = 150,
-                 topk: int = 1, lambda_dense: float = 0.5, dense_views: Sequence[int] = (0, 1),
-                 pairing: str = "hough", scales: Sequence[float] = (0.8, 1.0, 1.25),
-                 bandwidth: float = 1.0, tolerance: float = 1.0, centre: bool = True, votes: str = "mean",
-                 min_overlap: float = 0.5, dense_dim: int = 128,
-                 dense_hidden: int | None = None, dense_temperature: float = 0.2,
-                 negative_stride: int = 4, block_channels: int | None = None, vote_with: str = "query",
-                 dense_warmup_epochs: int = 0, lambda_by_agreement: bool = False,
-                 min_confidence: float = 0.0, pair_with: str = "view"):
+    def __init__(
+        self,
+        feature_dim: int = 256,
+        temperature: float = 0.07,
+        mining_epoch: int = 150,
+        topk: int = 1,
+        lambda_dense: float = 0.5,
+        dense_views: Sequence[int] = (0, 1),
+        pairing: str = "hough",
+        scales: Sequence[float] = (0.8, 1.0, 1.25),
+        bandwidth: float = 1.0,
+        tolerance: float = 1.0,
+        centre: bool = True,
+        votes: str = "mean",
+        min_overlap: float = 0.5,
+        dense_dim: int = 128,
+        dense_hidden: int | None = None,
+        dense_temperature: float = 0.2,
+        negative_stride: int = 4,
+        block_channels: int | None = None,
+        vote_with: str = "query",
+        dense_warmup_epochs: int = 0,
+        lambda_by_agreement: bool = False,
+        min_confidence: float = 0.0,
+        pair_with: str = "view",
+    ):
         super().__init__()
         if pairing not in ("hough", "oracle"):
             raise ValueError(f"pairing must be 'hough' or 'oracle', got {pairing!r}")
@@ -351,8 +383,9 @@ class HoughDenseHiCLR(nn.Module):
         if pair_with not in PAIR_WITH:
             raise ValueError(f"pair_with must be one of {', '.join(PAIR_WITH)}, got {pair_with!r}")
         if pair_with == "neighbour" and pairing == "oracle":
-            raise ValueError("pair_with: neighbour pairs two different clips, for which no exact "
-                             "pairing exists; use pairing: hough")
+            raise ValueError(
+                "pair_with: neighbour pairs two different clips, for which no exact pairing exists; use pairing: hough"
+            )
         if not 0.0 <= float(min_confidence) <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
         if min_confidence and pairing == "oracle":
@@ -364,19 +397,19 @@ class HoughDenseHiCLR(nn.Module):
         self.dense_views = tuple(int(v) for v in dense_views)
         self.pairing_mode = pairing
         self.needs_view_params = pairing == "oracle"  # hough pairing logs its agreement when recorded
-        self.pairing = HoughPairing(scales, bandwidth, tolerance, centre=centre, votes=votes,
-                                    min_overlap=min_overlap)
+        self.pairing = HoughPairing(scales, bandwidth, tolerance, centre=centre, votes=votes, min_overlap=min_overlap)
         self.dense_temperature = float(dense_temperature)
         self.negative_stride = max(1, int(negative_stride))
         self.vote_with, self.pair_with = vote_with, pair_with
-        self.key_block_views = self.dense_views if vote_with == "key" else ()   # read by the learner
+        self.key_block_views = self.dense_views if vote_with == "key" else ()  # read by the learner
         self.dense_warmup_epochs = int(dense_warmup_epochs)
         self.lambda_by_agreement = bool(lambda_by_agreement)
         self.min_confidence = float(min_confidence)
         channels = block_channels or max(1, feature_dim // 16)
         hidden = dense_hidden or channels
-        self.dense_head = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True),
-                                        nn.Conv1d(hidden, dense_dim, 1))
+        self.dense_head = nn.Sequential(
+            nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv1d(hidden, dense_dim, 1)
+        )
 
     def switches(self, epoch: int) -> dict[str, bool]:
         """HiCLR's mining, and `warmup` (lambda 0) for epochs < dense_warmup_epochs."""
@@ -387,8 +420,9 @@ class HoughDenseHiCLR(nn.Module):
         L2-normalised (N, dense_dim, T)."""
         return F.normalize(self.dense_head(block.mean(dim=(1, 4))), dim=1)
 
-    def dense_nce(self, q1: torch.Tensor, q2: torch.Tensor, pairs: torch.Tensor,
-                  partners: torch.Tensor | None = None) -> torch.Tensor:
+    def dense_nce(
+        self, q1: torch.Tensor, q2: torch.Tensor, pairs: torch.Tensor, partners: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """InfoNCE of each paired token of view 1 (N, D, T1) with its partner in view 2 (N, D, T2)
         of sample `partners[n]` (N,) (None: the same sample); negatives: every
         `negative_stride`-th token of view 2 of the samples other than the anchor's and its partner's.
@@ -400,12 +434,12 @@ class HoughDenseHiCLR(nn.Module):
         # every token is scored and the unpaired ones are weighted 0 (fixed shapes, no host
         # branch); with no pair at all the loss is 0
         n, d, t1 = q1.shape
-        valid = (pairs >= 0).reshape(-1)                                    # (N T1,)
-        anchors = q1.permute(0, 2, 1).reshape(n * t1, d)                    # (N T1, D)
+        valid = (pairs >= 0).reshape(-1)  # (N T1,)
+        anchors = q1.permute(0, 2, 1).reshape(n * t1, d)  # (N T1, D)
         sample = torch.arange(n, device=q1.device)[:, None].expand(n, t1).reshape(-1)
         partner_sample = sample if partners is None else partners[sample]
         partner = q2.permute(0, 2, 1)[partner_sample, pairs.reshape(-1).clamp_min(0)]  # (N T1, D)
-        negatives = q2[:, :, ::self.negative_stride].permute(0, 2, 1)       # (N, T', D)
+        negatives = q2[:, :, :: self.negative_stride].permute(0, 2, 1)  # (N, T', D)
         owner = torch.arange(n, device=q1.device)[:, None].expand(negatives.shape[:2]).reshape(-1)
         neg_logits = anchors @ negatives.reshape(-1, negatives.shape[-1]).T
         excluded = owner[None, :] == sample[:, None]
@@ -424,11 +458,15 @@ class HoughDenseHiCLR(nn.Module):
         if self.vote_with == "query":
             return inputs.query_blocks[i].detach(), inputs.query_blocks[j].detach()
         if self.vote_with == "input":
-            return (view_coordinates(view1, inputs.query_blocks[i].shape[3]),
-                    view_coordinates(view2, inputs.query_blocks[j].shape[3]))
+            return (
+                view_coordinates(view1, inputs.query_blocks[i].shape[3]),
+                view_coordinates(view2, inputs.query_blocks[j].shape[3]),
+            )
         if i not in inputs.key_blocks or j not in inputs.key_blocks:
-            raise ValueError("vote_with: key needs the key encoder's block features of the dense views "
-                             "(ContrastiveInputs.key_blocks; the learner fills it from key_block_views)")
+            raise ValueError(
+                "vote_with: key needs the key encoder's block features of the dense views "
+                "(ContrastiveInputs.key_blocks; the learner fills it from key_block_views)"
+            )
         return inputs.key_blocks[i], inputs.key_blocks[j]
 
     def dense_weight(self, inputs, agreement: torch.Tensor | None, confidence: torch.Tensor):
@@ -443,8 +481,10 @@ class HoughDenseHiCLR(nn.Module):
     def forward(self, inputs):
         loss_hiclr, metrics = self.hiclr(inputs)
         if len(inputs.query_blocks) <= max(self.dense_views):
-            raise ValueError("the hough_dense objective needs block-4 features of the query views "
-                             "(ContrastiveInputs.query_blocks; the backbone needs forward_features)")
+            raise ValueError(
+                "the hough_dense objective needs block-4 features of the query views "
+                "(ContrastiveInputs.query_blocks; the backbone needs forward_features)"
+            )
         i, j = self.dense_views
         block1, block2 = inputs.query_blocks[i], inputs.query_blocks[j]
         query_views = [v for k, v in enumerate(inputs.views) if k != self.views.key_index]
@@ -471,8 +511,7 @@ class HoughDenseHiCLR(nn.Module):
             if partners is None and "temporal_crop" in params1 and "temporal_crop" in params2:
                 oracle = drop_invalid_pairs(oracle_pairs(params1, params2, t1, t2), t2, mask1, mask2)
                 counted = oracle >= 0
-                agreement = ((hough.pairs == oracle) & counted).sum().float() / \
-                    counted.sum().clamp_min(1).float()
+                agreement = ((hough.pairs == oracle) & counted).sum().float() / counted.sum().clamp_min(1).float()
                 metrics["pair_agreement"] = agreement
                 flip = oracle_flip(params1, params2, block1.shape[0], block1.device)
                 metrics["flip_agreement"] = (hough.perm == flip).float().mean()
@@ -488,15 +527,20 @@ class HoughDenseHiCLR(nn.Module):
                 metrics["dense_kept"] = kept.sum().float() / paired.sum().clamp_min(1).float()
                 if oracle is not None:  # of the kept tokens that have an exact partner
                     judged = kept & (oracle >= 0)
-                    metrics["kept_agreement"] = ((pairs == oracle) & judged).sum().float() / \
-                        judged.sum().clamp_min(1).float()
+                    metrics["kept_agreement"] = ((pairs == oracle) & judged).sum().float() / judged.sum().clamp_min(
+                        1
+                    ).float()
         loss_dense = self.dense_nce(self.tokens(block1), self.tokens(block2), pairs, partners)
         lambda_dense = self.dense_weight(inputs, agreement, confidence)
         loss = (1 - lambda_dense) * loss_hiclr + lambda_dense * loss_dense
-        metrics.update(loss=loss.detach(), loss_hiclr=loss_hiclr.detach(), loss_dense=loss_dense.detach(),
-                       paired_tokens=(pairs >= 0).float().mean())
+        metrics.update(
+            loss=loss.detach(),
+            loss_hiclr=loss_hiclr.detach(),
+            loss_dense=loss_dense.detach(),
+            paired_tokens=(pairs >= 0).float().mean(),
+        )
         if self.dense_warmup_epochs or self.lambda_by_agreement:
-            if not torch.is_tensor(lambda_dense):   # a device scalar, nothing copied from the host
+            if not torch.is_tensor(lambda_dense):  # a device scalar, nothing copied from the host
                 lambda_dense = torch.full((), lambda_dense, dtype=torch.float32, device=loss.device)
             metrics["lambda_dense"] = lambda_dense.to(torch.float32).detach()
         return loss, metrics

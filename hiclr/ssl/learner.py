@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,6 @@ from hiclr.models.view_norm import ViewBatchNorm1d, convert_to_view_batchnorm, v
 from .objectives import ContrastiveInputs, build_objective
 from .queue import KeyQueue
 
-
 HEAD_NORMS = ("none", "batch")
 
 
@@ -30,6 +29,7 @@ def _cache_einops_backends() -> None:
     a compiled step changes a dict the graph guards on, and the step compiles again. The encoders
     pass tensors and parameters (ST-GCN's fused graph convolution): cached here, once."""
     from einops import rearrange
+
     for tensor in (torch.zeros(1), nn.Parameter(torch.zeros(1))):
         rearrange(tensor, "a -> a")
 
@@ -73,10 +73,11 @@ class ProjectedEncoder(nn.Module):
         super().__init__()
         if head_norm not in HEAD_NORMS:
             raise ValueError(f"head_norm must be one of {', '.join(HEAD_NORMS)}, got {head_norm!r}")
-        self.backbone = convert_to_view_batchnorm(backbone)     # same weights; per-view BN when fused
+        self.backbone = convert_to_view_batchnorm(backbone)  # same weights; per-view BN when fused
         norm = [ViewBatchNorm1d(hidden)] if head_norm == "batch" else []
-        self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), *norm, nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, dim))
+        self.head = nn.Sequential(
+            nn.Linear(backbone.feature_dim, hidden), *norm, nn.ReLU(inplace=True), nn.Linear(hidden, dim)
+        )
 
     def forward(self, x: torch.Tensor, edges=None) -> tuple[torch.Tensor, torch.Tensor]:
         """`edges`: None, or the view's graph perturbation, passed on to the backbone (which then
@@ -137,11 +138,25 @@ class ContrastiveLearner(nn.Module):
         arguments are objective-specific (an objective that does not take one is an error).
     """
 
-    def __init__(self, encoder: dict | Callable[[], nn.Module], objective: str | nn.Module = "hiclr", *,
-                 dim: int = 128, hidden: int = 256, queue_size: int = 32768, momentum: float = 0.999,
-                 temperature: float = 0.07, mining_epoch: int = 150, topk: int = 1,
-                 stream: str = "joint", fused_views: str | bool = "auto", key_init: str = "random",
-                 init: str | None = None, head_norm: str = "none", **objective_args):
+    def __init__(
+        self,
+        encoder: dict | Callable[[], nn.Module],
+        objective: str | nn.Module = "hiclr",
+        *,
+        dim: int = 128,
+        hidden: int = 256,
+        queue_size: int = 32768,
+        momentum: float = 0.999,
+        temperature: float = 0.07,
+        mining_epoch: int = 150,
+        topk: int = 1,
+        stream: str = "joint",
+        fused_views: str | bool = "auto",
+        key_init: str = "random",
+        init: str | None = None,
+        head_norm: str = "none",
+        **objective_args,
+    ):
         super().__init__()
         if key_init not in ("random", "copy"):
             raise ValueError(f"key_init must be 'random' or 'copy', got {key_init!r}")
@@ -162,11 +177,17 @@ class ContrastiveLearner(nn.Module):
         self.encoder_k.requires_grad_(False)
         self.queue = KeyQueue(queue_size, dim)
         self.mask_token = nn.Parameter(torch.zeros(()))
-        shared = {"temperature": temperature, "mining_epoch": mining_epoch, "topk": topk,
-                  "queue_size": queue_size, "momentum": momentum,  # an objective takes what it needs
-                  "feature_dim": self.encoder_q.backbone.feature_dim}
-        self.objective = (objective if isinstance(objective, nn.Module)
-                          else build_objective(objective, shared, **objective_args))
+        shared = {
+            "temperature": temperature,
+            "mining_epoch": mining_epoch,
+            "topk": topk,
+            "queue_size": queue_size,
+            "momentum": momentum,  # an objective takes what it needs
+            "feature_dim": self.encoder_q.backbone.feature_dim,
+        }
+        self.objective = (
+            objective if isinstance(objective, nn.Module) else build_objective(objective, shared, **objective_args)
+        )
         self.momentum = momentum
         self.stream = stream
         self.fused_views = fused_views
@@ -181,7 +202,7 @@ class ContrastiveLearner(nn.Module):
         self._fused_views = fused_views_mode(value)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "ContrastiveLearner":
+    def from_config(cls, cfg: dict) -> ContrastiveLearner:
         """Build from a resolved run config: sections `model` (`model.init`: the initialisation),
         `ssl` (its `options` mapping goes to the objective) and `data.stream`."""
         ssl = dict(cfg["ssl"])
@@ -219,14 +240,16 @@ class ContrastiveLearner(nn.Module):
         x = view.x
         if self.stream != "joint":
             from hiclr.augment.streams import to_stream
+
             x = to_stream(x, self.stream)
         mask = getattr(view, "mask", None)
         if mask is not None:
             x = torch.where(mask, self.mask_token.to(x.dtype), x)
         return x
 
-    def encode_queries(self, inputs: Sequence[torch.Tensor], block: int | None = None,
-                       edges: Sequence | None = None) -> tuple[list, list, list]:
+    def encode_queries(
+        self, inputs: Sequence[torch.Tensor], block: int | None = None, edges: Sequence | None = None
+    ) -> tuple[list, list, list]:
         """(backbone features, L2-normalised projections, outputs of backbone block `block`) of each
         query input, in order; the block outputs only for an objective with a `feature_block` (e.g.
         dense pairs, variant C: the backbone needs `forward_features`), else an empty list.
@@ -241,8 +264,11 @@ class ContrastiveLearner(nn.Module):
             return self.encoder_q(x) if view_edges is None else self.encoder_q(x, edges=view_edges)
 
         outputs = self._query_calls(inputs, edges, call)
-        return ([out[0] for out in outputs], [F.normalize(out[1], dim=1) for out in outputs],
-                [] if block is None else [out[2] for out in outputs])
+        return (
+            [out[0] for out in outputs],
+            [F.normalize(out[1], dim=1) for out in outputs],
+            [] if block is None else [out[2] for out in outputs],
+        )
 
     def _query_calls(self, inputs: Sequence[torch.Tensor], edges: Sequence | None, call) -> list[tuple]:
         """`call(x, edges)` (a tuple of per-sample tensors) for every input, in input order.
@@ -272,8 +298,9 @@ class ContrastiveLearner(nn.Module):
         if self.fused_views == "shared":
             return contextlib.nullcontext()
         if len({x.shape[0] for x in inputs}) > 1:
-            raise ValueError("fused_views per_view needs query views of one batch size, got "
-                             f"{[x.shape[0] for x in inputs]}")
+            raise ValueError(
+                f"fused_views per_view needs query views of one batch size, got {[x.shape[0] for x in inputs]}"
+            )
         return views_in_batch(_unwrap(self.encoder_q), len(inputs))
 
     @torch.no_grad()
@@ -306,34 +333,49 @@ class ContrastiveLearner(nn.Module):
         `embed_std_ratio` of the first query view's projections (`embedding_spread`, the collapse
         indicator)."""
         if len(views) != len(self.view_stages):
-            raise ValueError(f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
-                             f"views ordered as view_stages {self.view_stages}, got {len(views)}")
+            raise ValueError(
+                f"objective {type(self.objective).__name__} needs {len(self.view_stages)} "
+                f"views ordered as view_stages {self.view_stages}, got {len(views)}"
+            )
         query_views = [v for i, v in enumerate(views) if i != self.key_index]
         query_inputs = [self.prepare(v) for v in query_views]
         block = getattr(self.objective, "feature_block", None)
         key_block_views = tuple(getattr(self.objective, "key_block_views", ()))
         if key_block_views and block is None:
-            raise ValueError(f"objective {type(self.objective).__name__} asks for key blocks "
-                             "(key_block_views) but sets no feature_block")
+            raise ValueError(
+                f"objective {type(self.objective).__name__} asks for key blocks "
+                "(key_block_views) but sets no feature_block"
+            )
         features, queries, blocks = self.encode_queries(
-            query_inputs, block, [getattr(v, "edges", None) for v in query_views])
+            query_inputs, block, [getattr(v, "edges", None) for v in query_views]
+        )
 
         with torch.no_grad():  # no gradient to keys; the key encoder follows the learner's mode
             self.momentum_update()  # before the key forward, as MoCo
             key_view = views[self.key_index]
-            key_edges = getattr(key_view, "edges", None)   # only where a policy perturbs the key's stage
+            key_edges = getattr(key_view, "edges", None)  # only where a policy perturbs the key's stage
             key_input = self.prepare(key_view)
-            key_features, key = (self.encoder_k(key_input) if key_edges is None
-                                 else self.encoder_k(key_input, edges=key_edges))
+            key_features, key = (
+                self.encoder_k(key_input) if key_edges is None else self.encoder_k(key_input, edges=key_edges)
+            )
             key = F.normalize(key, dim=1)
             key_blocks = self.encode_key_blocks({i: query_inputs[i] for i in key_block_views}, block)
 
-        queue_keys, queue_ids = self.queue.snapshot()   # no copy: intact until the enqueue after next
+        queue_keys, queue_ids = self.queue.snapshot()  # no copy: intact until the enqueue after next
         inputs = ContrastiveInputs(
-            queries=queries, key=key, queue_keys=queue_keys,
-            queue_ids=queue_ids, ids=ids, mining=bool(mining), warmup=bool(warmup),
-            query_features=features, views=list(views), key_features=key_features,
-            query_blocks=blocks, key_blocks=key_blocks)
+            queries=queries,
+            key=key,
+            queue_keys=queue_keys,
+            queue_ids=queue_ids,
+            ids=ids,
+            mining=bool(mining),
+            warmup=bool(warmup),
+            query_features=features,
+            views=list(views),
+            key_features=key_features,
+            query_blocks=blocks,
+            key_blocks=key_blocks,
+        )
         loss, metrics = self.objective(inputs)
         metrics = {**metrics, **embedding_spread(queries[0])}
         if not any(getattr(v, "mask", None) is not None for v in query_views):
@@ -345,5 +387,6 @@ class ContrastiveLearner(nn.Module):
 
 def _backbone_factory(cfg: dict) -> Callable[[], nn.Module]:
     from hiclr.models import build_encoder
-    cfg = {k: v for k, v in cfg.items() if k != "init"}   # the learner initialises both encoders
+
+    cfg = {k: v for k, v in cfg.items() if k != "init"}  # the learner initialises both encoders
     return lambda: build_encoder(dict(cfg))

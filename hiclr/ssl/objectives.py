@@ -50,16 +50,17 @@ def build_objective(name: str, shared: dict | None = None, **kwargs) -> nn.Modul
 @dataclass
 class ContrastiveInputs:
     """What the learner hands an objective for one step (embeddings L2-normalised)."""
-    queries: list[torch.Tensor]          # (N, dim) per query view, in view order (key view left out)
-    key: torch.Tensor                    # (N, dim), no grad
-    queue_keys: torch.Tensor             # (K, dim), a snapshot taken before this step's enqueue
-    queue_ids: torch.Tensor              # (K,) sample id of each queue entry, -1 = empty
-    ids: torch.Tensor                    # (N,) sample ids of the batch
-    mining: bool = False                 # nearest-neighbour mining on (the objective's `switches`)
-    warmup: bool = False                 # the objective's warm-up epochs run (its `switches`)
+
+    queries: list[torch.Tensor]  # (N, dim) per query view, in view order (key view left out)
+    key: torch.Tensor  # (N, dim), no grad
+    queue_keys: torch.Tensor  # (K, dim), a snapshot taken before this step's enqueue
+    queue_ids: torch.Tensor  # (K,) sample id of each queue entry, -1 = empty
+    ids: torch.Tensor  # (N,) sample ids of the batch
+    mining: bool = False  # nearest-neighbour mining on (the objective's `switches`)
+    warmup: bool = False  # the objective's warm-up epochs run (its `switches`)
     query_features: list[torch.Tensor] = field(default_factory=list)  # backbone outputs (N, feature_dim)
-    views: list = field(default_factory=list)                          # the View objects, in view order
-    key_features: torch.Tensor | None = None   # key backbone output (N, feature_dim), no grad
+    views: list = field(default_factory=list)  # the View objects, in view order
+    key_features: torch.Tensor | None = None  # key backbone output (N, feature_dim), no grad
     query_blocks: list[torch.Tensor] = field(default_factory=list)  # (N, M, C_b, T_b, V) per query view,
     #                                          when the objective sets `feature_block` (e.g. 4)
     key_blocks: dict[int, torch.Tensor] = field(default_factory=dict)  # query view index -> the key
@@ -80,8 +81,9 @@ def at_least_float32(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t.to(dtype) for t in tensors)
 
 
-def contrastive_logits(z: torch.Tensor, key: torch.Tensor, queue_keys: torch.Tensor,
-                       temperature: float) -> torch.Tensor:
+def contrastive_logits(
+    z: torch.Tensor, key: torch.Tensor, queue_keys: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """(N, 1 + K) logits [z.k, z.q_1, ..., z.q_K] / tau in float32 (float64 for float64 inputs),
     autocast off: the positive column and the queue columns are computed alike."""
     with full_precision(z):
@@ -108,7 +110,7 @@ def mine_positives(logits: list[torch.Tensor], topk: int = 1) -> torch.Tensor:
     `topk` most similar queue entries; an entry chosen by several branches counts once."""
     first = logits[0]
     positives = torch.zeros(first.shape, dtype=torch.bool, device=first.device)
-    positives[:, 0].fill_(True)   # a Python value assigned by indexing becomes a tensor first
+    positives[:, 0].fill_(True)  # a Python value assigned by indexing becomes a tensor first
     with full_precision(first):
         for branch in logits:
             nearest = branch[:, 1:].topk(topk, dim=1).indices + 1
@@ -150,8 +152,7 @@ class SkeletonCLR(nn.Module):
         with full_precision(z0):
             logits = contrastive_logits(z0, inputs.key, inputs.queue_keys, self.temperature)
             loss = info_nce(logits)
-        return loss, {"loss": loss.detach(), "loss_nce": loss.detach(),
-                      "positive_acc": positive_accuracy(logits)}
+        return loss, {"loss": loss.detach(), "loss_nce": loss.detach(), "positive_acc": positive_accuracy(logits)}
 
 
 @register_objective("hiclr")
@@ -194,13 +195,17 @@ class HiCLR(nn.Module):
 
     def forward(self, inputs: ContrastiveInputs):
         with full_precision(inputs.key):
-            logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature)
-                      for z in inputs.queries]
+            logits = [contrastive_logits(z, inputs.key, inputs.queue_keys, self.temperature) for z in inputs.queries]
             positives, metrics = self.positives(inputs, logits)
             loss_nce = info_nce(logits[0]) if positives is None else multi_positive_nce(logits[0], positives)
             loss_1_0 = self.consistency(logits[1], logits[0])
             loss_2_1 = self.consistency(logits[2], logits[1])
             loss = loss_nce + (loss_1_0 + loss_2_1) / 2
-        metrics.update(loss=loss.detach(), loss_nce=loss_nce.detach(), loss_1_0=loss_1_0.detach(),
-                       loss_2_1=loss_2_1.detach(), positive_acc=positive_accuracy(logits[0]))
+        metrics.update(
+            loss=loss.detach(),
+            loss_nce=loss_nce.detach(),
+            loss_1_0=loss_1_0.detach(),
+            loss_2_1=loss_2_1.detach(),
+            positive_acc=positive_accuracy(logits[0]),
+        )
         return loss, metrics

@@ -56,8 +56,8 @@ class KeyQueue(nn.Module):
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("_spare_keys", self.keys.clone(), persistent=False)
         self.register_buffer("_spare_ids", self.ids.clone(), persistent=False)
-        self._spare_lags: tuple | None = None    # (slots, keys, ids) the spare buffer lacks
-        self._stamp = self._current_stamp()      # of the current buffers when the spare was in step
+        self._spare_lags: tuple | None = None  # (slots, keys, ids) the spare buffer lacks
+        self._stamp = self._current_stamp()  # of the current buffers when the spare was in step
         self._synced_across_ranks = False
 
     def _current_stamp(self) -> tuple:
@@ -74,21 +74,23 @@ class KeyQueue(nn.Module):
         if world_size() > 1:
             for buffer in (self.keys, self.ids, self.ptr):
                 dist.broadcast(buffer, src=0)
-            self._stamp = None                    # collectives do not bump the version counters
+            self._stamp = None  # collectives do not bump the version counters
         self._synced_across_ranks = True
 
     @property
     def size(self) -> int:
         return self.keys.shape[0]
 
-    @torch.compiler.disable   # swaps buffers and reads version counters: eager, outside any graph
+    @torch.compiler.disable  # swaps buffers and reads version counters: eager, outside any graph
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, ids: torch.Tensor) -> None:
         """Write `keys` (B, dim) and `ids` (B,) of this rank (and of all ranks under DDP) at the pointer.
         Keeps copies of them, never the tensors passed in."""
         if keys.ndim != 2 or keys.shape[1] != self.keys.shape[1] or ids.shape != keys.shape[:1]:
-            raise ValueError(f"enqueue expects keys (B, {self.keys.shape[1]}) and ids (B,), "
-                             f"got {tuple(keys.shape)} and {tuple(ids.shape)}")
+            raise ValueError(
+                f"enqueue expects keys (B, {self.keys.shape[1]}) and ids (B,), "
+                f"got {tuple(keys.shape)} and {tuple(ids.shape)}"
+            )
         if not self._synced_across_ranks:
             self.sync_across_ranks()
         # copies: what the queue keeps until the next step must not be a step's output, which a
@@ -99,18 +101,18 @@ class KeyQueue(nn.Module):
         start = self.ptr
         if n > size:  # only the newest `size` keys survive a batch larger than the queue
             start = start + (n - size)
-            keys, ids = keys[n - size:], ids[n - size:]
+            keys, ids = keys[n - size :], ids[n - size :]
         # index arithmetic stays on the device: no host sync in the training step
         slots = (start + torch.arange(keys.shape[0], device=self.keys.device)) % size
         spare_keys, spare_ids = self._spare_keys, self._spare_ids
         if self._stamp != self._current_stamp() or spare_keys.device != self.keys.device:
-            spare_keys.copy_(self.keys)          # written from outside since the last enqueue
+            spare_keys.copy_(self.keys)  # written from outside since the last enqueue
             spare_ids.copy_(self.ids)
-        elif self._spare_lags is not None:       # bring the spare to the current state ...
+        elif self._spare_lags is not None:  # bring the spare to the current state ...
             lag_slots, lag_keys, lag_ids = self._spare_lags
             spare_keys.index_copy_(0, lag_slots, lag_keys)
             spare_ids.index_copy_(0, lag_slots, lag_ids)
-        spare_keys.index_copy_(0, slots, keys)   # ... then add this step's keys, and swap
+        spare_keys.index_copy_(0, slots, keys)  # ... then add this step's keys, and swap
         spare_ids.index_copy_(0, slots, ids)
         self._buffers["_spare_keys"], self._buffers["keys"] = self.keys, spare_keys
         self._buffers["_spare_ids"], self._buffers["ids"] = self.ids, spare_ids

@@ -41,8 +41,9 @@ def intra_edges(ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mutual_knn_edges(keys: torch.Tensor, ids: torch.Tensor, k: int = 1, mutual: bool = True,
-                     valid: torch.Tensor | None = None) -> torch.Tensor:
+def mutual_knn_edges(
+    keys: torch.Tensor, ids: torch.Tensor, k: int = 1, mutual: bool = True, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """E: (n, n) bool over the nodes `keys` (n, d): w in kNN(u) among valid nodes of another id,
     kept only if also u in kNN(w) (`mutual`); symmetric. Similarities in float32, autocast off."""
     with full_precision(keys):
@@ -75,9 +76,15 @@ def transitive_positives(ids: torch.Tensor, edges: torch.Tensor, hops: int | Non
 
 # -------------------------------------------------------------------------------- batched mining
 @torch.no_grad()
-def mutual_neighbours(keys: torch.Tensor, ids: torch.Tensor, queue_keys: torch.Tensor,
-                      queue_ids: torch.Tensor, k: int = 1, mutual: bool = True,
-                      queue_sources: int | None = None):
+def mutual_neighbours(
+    keys: torch.Tensor,
+    ids: torch.Tensor,
+    queue_keys: torch.Tensor,
+    queue_ids: torch.Tensor,
+    k: int = 1,
+    mutual: bool = True,
+    queue_sources: int | None = None,
+):
     """Inter edges leaving each anchor's intra nodes, without the (K x K) queue graph.
 
     Nodes: the batch keys (N) then the queue (K); empty queue slots (id < 0) are no nodes. Sources
@@ -87,8 +94,7 @@ def mutual_neighbours(keys: torch.Tensor, ids: torch.Tensor, queue_keys: torch.T
     Similarities in float32 (float64 for float64 keys), autocast off.
     """
     with full_precision(keys):
-        return _mutual_neighbours(*at_least_float32(keys, queue_keys), ids, queue_ids, k, mutual,
-                                  queue_sources)
+        return _mutual_neighbours(*at_least_float32(keys, queue_keys), ids, queue_ids, k, mutual, queue_sources)
 
 
 def _mutual_neighbours(keys, queue_keys, ids, queue_ids, k, mutual, queue_sources=None):
@@ -96,7 +102,7 @@ def _mutual_neighbours(keys, queue_keys, ids, queue_ids, k, mutual, queue_source
     node_ids = torch.cat([ids, queue_ids])
     valid = node_ids >= 0
     n = keys.shape[0]
-    same_in_queue = queue_ids[None, :] == ids[:, None]                      # (N, K)
+    same_in_queue = queue_ids[None, :] == ids[:, None]  # (N, K)
     size = queue_ids.shape[0]
     extra = size if queue_sources is None else min(int(queue_sources), size)
     sources = torch.arange(n, device=keys.device)[:, None]
@@ -113,18 +119,19 @@ def _mutual_neighbours(keys, queue_keys, ids, queue_ids, k, mutual, queue_source
         index = torch.where(torch.isfinite(values), index, -1)
         return index.reshape(*rows.shape, -1)
 
-    neighbours = knn(sources)                                              # (N, S, k)
+    neighbours = knn(sources)  # (N, S, k)
     neighbours = torch.where((sources >= 0)[..., None], neighbours, -1)
     if mutual:
-        back = knn(neighbours)                                             # (N, S, k, k)
+        back = knn(neighbours)  # (N, S, k, k)
         is_mutual = (back == sources[..., None, None]).any(dim=-1)
         neighbours = torch.where(is_mutual & (neighbours >= 0), neighbours, -1)
     return sources, neighbours.reshape(n, -1)
 
 
 @torch.no_grad()
-def positive_columns(ids: torch.Tensor, queue_ids: torch.Tensor, neighbour_nodes: torch.Tensor | None,
-                     intra_hop: bool = True) -> torch.Tensor:
+def positive_columns(
+    ids: torch.Tensor, queue_ids: torch.Tensor, neighbour_nodes: torch.Tensor | None, intra_hop: bool = True
+) -> torch.Tensor:
     """(N, 1 + K) bool over the logit columns [own key, queue]: the key, queue entries of the
     anchor's id (I), and the inter neighbours (node indices, batch keys first then queue, -1 =
     none): with `intra_hop` every queue entry of a neighbour's id ((I E I) > 0), else the
@@ -158,9 +165,17 @@ class TransitiveHiCLR(HiCLR):
     all; see the module docstring).
     """
 
-    def __init__(self, temperature: float = 0.07, mining_epoch: int = 150, k: int = 1,
-                 mutual: bool = True, edges: str = "mutual_knn", intra_hop: bool = True,
-                 queue_sources: int | None = 2, label_store: str | None = None):
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        mining_epoch: int = 150,
+        k: int = 1,
+        mutual: bool = True,
+        edges: str = "mutual_knn",
+        intra_hop: bool = True,
+        queue_sources: int | None = 2,
+        label_store: str | None = None,
+    ):
         super().__init__(temperature, mining_epoch)
         if edges not in ("mutual_knn", "query_topk"):
             raise ValueError(f"edges must be 'mutual_knn' or 'query_topk', got {edges!r}")
@@ -186,9 +201,9 @@ class TransitiveHiCLR(HiCLR):
             nearest = torch.cat([b[:, 1:].topk(self.k, dim=1).indices for b in logits], dim=1) + n
             sources = torch.arange(n, device=nearest.device)[:, None].expand_as(nearest)
         else:
-            sources, nearest = mutual_neighbours(inputs.key, inputs.ids, inputs.queue_keys,
-                                                 inputs.queue_ids, self.k, self.mutual,
-                                                 self.queue_sources)
+            sources, nearest = mutual_neighbours(
+                inputs.key, inputs.ids, inputs.queue_keys, inputs.queue_ids, self.k, self.mutual, self.queue_sources
+            )
         positives = positive_columns(inputs.ids, inputs.queue_ids, nearest, self.intra_hop)
         return positives, nearest, sources
 
@@ -229,5 +244,6 @@ def _labels_of_store(path: str) -> torch.Tensor:
     import numpy as np
 
     from data_prep.store import open_store
+
     with open_store(path) as f:
         return torch.from_numpy(np.asarray(f["samples/label"][()], dtype=np.int64))

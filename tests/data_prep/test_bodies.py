@@ -29,7 +29,7 @@ def build(tmp_path, tracks, frames):
     content, truth = [], {tid: {} for tid, *_ in tracks}
     for t in range(frames):
         bodies = []
-        for tid, first, last, amplitude, wide in tracks:
+        for tid, first, last, amplitude, _wide in tracks:
             if first <= t <= last:
                 joints = shapes[tid] + amplitude * np.sin(0.3 * t + np.arange(25)[:, None] * 0.1)
                 bodies.append((tid, joints))
@@ -54,10 +54,12 @@ def test_file_order_takes_the_first_two_bodies_listed(tmp_path):
 
 
 def test_motion_drops_short_and_noisy_bodies_and_ranks_by_motion(tmp_path):
-    tracks = [(ID + 1, 0, 39, 0.05, True),     # lying (x-spread > 0.8 y-spread): noise
-              (ID + 2, 3, 13, 0.20, False),    # 11 frames: noise
-              (ID + 3, 0, 39, 0.01, False),    # still
-              (ID + 4, 0, 39, 0.10, False)]    # moving most
+    tracks = [
+        (ID + 1, 0, 39, 0.05, True),  # lying (x-spread > 0.8 y-spread): noise
+        (ID + 2, 3, 13, 0.20, False),  # 11 frames: noise
+        (ID + 3, 0, 39, 0.01, False),  # still
+        (ID + 4, 0, 39, 0.10, False),
+    ]  # moving most
     skel, truth = build(tmp_path, tracks, 40)
     out = select_bodies(skel, "motion")
     assert out.shape == (40, 25, 3, 2)
@@ -66,8 +68,7 @@ def test_motion_drops_short_and_noisy_bodies_and_ranks_by_motion(tmp_path):
     close(out[..., 0], expected_first)
     close(out[..., 1], expected_second)
     # file order would have kept the lying body in slot 0
-    close(select_bodies(skel, "file-order")[..., 0],
-          np.stack([truth[ID + 1][t] for t in range(40)]))
+    close(select_bodies(skel, "file-order")[..., 0], np.stack([truth[ID + 1][t] for t in range(40)]))
 
 
 def test_motion_keeps_a_body_seen_in_twelve_frames(tmp_path):
@@ -79,9 +80,11 @@ def test_motion_keeps_a_body_seen_in_twelve_frames(tmp_path):
 
 
 def test_motion_places_non_overlapping_bodies_in_the_same_actor(tmp_path):
-    tracks = [(ID + 1, 0, 49, 0.01, False),    # least motion, whole clip
-              (ID + 2, 25, 49, 0.10, False),   # second, later half
-              (ID + 3, 0, 19, 0.30, False)]    # most motion, first part
+    tracks = [
+        (ID + 1, 0, 49, 0.01, False),  # least motion, whole clip
+        (ID + 2, 25, 49, 0.10, False),  # second, later half
+        (ID + 3, 0, 19, 0.30, False),
+    ]  # most motion, first part
     skel, truth = build(tmp_path, tracks, 50)
     out = select_bodies(skel, "motion")
     close(out[:20, :, :, 0], np.stack([truth[ID + 3][t] for t in range(20)]))

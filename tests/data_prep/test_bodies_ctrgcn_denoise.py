@@ -5,7 +5,6 @@ body ending where the next begins, a third body); `tests/helpers/ctrgcn_denoise.
 procedure line by line and every selection is compared with it exactly.
 """
 
-from tests.helpers.paths import FIXTURES_DIR
 import tempfile
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers.ctrgcn_denoise import as_rows, denoised_joints
 from data_prep.bodies import MOTION_FIXES, select_bodies
 from data_prep.ntu import read_skeleton, write_skeleton
+from tests.helpers.ctrgcn_denoise import as_rows, denoised_joints
+from tests.helpers.paths import FIXTURES_DIR
 
 SKELETONS = FIXTURES_DIR / "ntu" / "skeletons"
 REAL = sorted(SKELETONS.glob("*.skeleton"))
@@ -56,7 +56,7 @@ def test_frames_without_bodies_are_dropped_as_ctrgcn_drops_them(tmp_path):
     with_empty = write(tmp_path / "S001C001P001R002A001.skeleton", holed)
     out = ours(with_empty)
     np.testing.assert_array_equal(as_rows(out), denoised_joints(with_empty))
-    np.testing.assert_array_equal(out, ours(original))              # as if the empty frames were never there
+    np.testing.assert_array_equal(out, ours(original))  # as if the empty frames were never there
     kept = ours(with_empty, {"empty-frames"})
     assert kept.shape[0] == len(holed)
     assert not kept[40:46].any()
@@ -64,8 +64,8 @@ def test_frames_without_bodies_are_dropped_as_ctrgcn_drops_them(tmp_path):
 
 
 def test_a_body_ending_where_the_next_begins_shares_actor_one(tmp_path):
-    first = rescaled(real_body("S001C001P001R001A002"), 2.0)[:80]   # frames 0..79, more motion
-    second = real_body("S001C001P001R001A001")                     # frames 79..181: one frame shared
+    first = rescaled(real_body("S001C001P001R001A002"), 2.0)[:80]  # frames 0..79, more motion
+    second = real_body("S001C001P001R001A001")  # frames 79..181: one frame shared
     frames = [[(11, first[t])] if t < 79 else [] for t in range(79 + len(second))]
     frames[79] = [(11, first[79]), (12, second[0])]
     for t in range(80, 79 + len(second)):
@@ -73,7 +73,7 @@ def test_a_body_ending_where_the_next_begins_shares_actor_one(tmp_path):
     path = write(tmp_path / "S001C001P001R001A050.skeleton", frames)
     out = ours(path)
     np.testing.assert_array_equal(as_rows(out), denoised_joints(path))
-    assert not out[..., 1].any()                                    # CTR-GCN: both bodies in actor 1
+    assert not out[..., 1].any()  # CTR-GCN: both bodies in actor 1
     np.testing.assert_allclose(out[79:, :, :, 0], second, atol=2e-6)  # the later body overwrites frame 79
     fixed = ours(path, {"touching"})
     np.testing.assert_allclose(fixed[:80, :, :, 0], first, atol=2e-6)
@@ -81,8 +81,8 @@ def test_a_body_ending_where_the_next_begins_shares_actor_one(tmp_path):
 
 
 def test_a_third_body_before_actor_two_is_dropped_as_ctrgcn_drops_it(tmp_path):
-    main = rescaled(real_body("S001C001P001R001A002"), 3.0)        # 158 frames, most motion
-    later = real_body("S001C001P001R001A003")[:78]                 # frames 80..157
+    main = rescaled(real_body("S001C001P001R001A002"), 3.0)  # 158 frames, most motion
+    later = real_body("S001C001P001R001A003")[:78]  # frames 80..157
     early = rescaled(real_body("S001C001P001R001A004"), 0.3)[:60]  # frames 0..59, least motion
     frames = []
     for t in range(len(main)):
@@ -95,7 +95,7 @@ def test_a_third_body_before_actor_two_is_dropped_as_ctrgcn_drops_it(tmp_path):
     path = write(tmp_path / "S001C001P001R001A051.skeleton", frames)
     out = ours(path)
     np.testing.assert_array_equal(as_rows(out), denoised_joints(path))
-    assert not out[:80, :, :, 1].any()                              # the early body is gone
+    assert not out[:80, :, :, 1].any()  # the early body is gone
     fixed = ours(path, {"third-body"})
     np.testing.assert_allclose(fixed[:60, :, :, 1], early, atol=2e-6)
     np.testing.assert_allclose(fixed[80:, :, :, 1], later, atol=2e-6)
@@ -127,8 +127,13 @@ def test_an_unknown_fix_is_refused():
         select_bodies(read_skeleton(REAL[0]), "motion", {"everything"})
 
 
-TRACK = st.tuples(st.integers(0, 59), st.integers(1, 60), st.floats(0.0, 0.3), st.booleans(),
-                  st.one_of(st.none(), st.tuples(st.integers(0, 59), st.integers(1, 8))))
+TRACK = st.tuples(
+    st.integers(0, 59),
+    st.integers(1, 60),
+    st.floats(0.0, 0.3),
+    st.booleans(),
+    st.one_of(st.none(), st.tuples(st.integers(0, 59), st.integers(1, 8))),
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -148,7 +153,7 @@ def test_motion_matches_ctrgcn_on_random_multi_body_files(tracks, frames, seed):
         path = write(Path(tmp) / "S001C001P001R001A050.skeleton", content)
         try:
             expected = denoised_joints(path)
-        except (ValueError, IndexError):       # CTR-GCN itself fails (no body > 11 frames, gaps past the end)
+        except (ValueError, IndexError):  # CTR-GCN itself fails (no body > 11 frames, gaps past the end)
             assume(False)
         assume(any(content))
         np.testing.assert_array_equal(as_rows(ours(path)), expected)

@@ -1,6 +1,5 @@
 """`hiclr-prep ntu60|ntu120|info|verify` end to end, and every bad input: exit 1, one sentence, no file."""
 
-from tests.helpers.paths import FIXTURES_DIR
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from data_prep.cli import main
 from data_prep.ntu import write_skeleton
+from tests.helpers.paths import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR / "ntu"
 EXPECTED = np.load(FIXTURES / "expected_frame50.npz")
@@ -26,8 +26,10 @@ def raw(tmp_path):
 def add_file(folder, name, frames=30, bodies=1, seed=0):
     rng = np.random.default_rng(seed)
     joints = rng.normal(size=(bodies, frames, 25, 3)) + [0, 0, 3]
-    write_skeleton(folder / f"{name}.skeleton",
-                   [[(72057594037927936 + b, joints[b, t]) for b in range(bodies)] for t in range(frames)])
+    write_skeleton(
+        folder / f"{name}.skeleton",
+        [[(72057594037927936 + b, joints[b, t]) for b in range(bodies)] for t in range(frames)],
+    )
 
 
 def one_error_line(capsys):
@@ -71,7 +73,7 @@ def test_the_library_function_writes_what_the_command_writes_and_summarises_it(r
 
 def test_parallel_prep_and_motion_bodies_give_a_sound_store(raw, tmp_path, capsys):
     add_file(raw, "S001C002P002R001A050", bodies=2)
-    add_file(raw, "S018C001P008R001A100", bodies=1)          # NTU120 only
+    add_file(raw, "S018C001P008R001A100", bodies=1)  # NTU120 only
     one, many = tmp_path / "one.h5", tmp_path / "many.h5"
     assert main(["ntu120", "--raw", str(raw), "--out", str(one), "--bodies", "motion"]) == 0
     assert main(["ntu120", "--raw", str(raw), "--out", str(many), "--bodies", "motion", "--workers", "2"]) == 0
@@ -85,8 +87,8 @@ def test_parallel_prep_and_motion_bodies_give_a_sound_store(raw, tmp_path, capsy
 
 
 def test_missing_list_samples_and_other_setups_are_skipped_and_counted(raw, tmp_path, capsys):
-    add_file(raw, "S001C002P005R002A008")                     # on the official missing list
-    add_file(raw, "S018C001P008R001A001")                     # setup 18: not NTU60
+    add_file(raw, "S001C002P005R002A008")  # on the official missing list
+    add_file(raw, "S018C001P008R001A001")  # setup 18: not NTU60
     out = tmp_path / "x.h5"
     assert main(["ntu60", "--raw", str(raw), "--out", str(out)]) == 0
     summary = capsys.readouterr().out
@@ -134,9 +136,13 @@ def test_bad_command_lines_fail_with_one_sentence(tmp_path, capsys, case):
     folder = tmp_path / "raw"
     folder.mkdir()
     args = ["ntu60", "--raw", str(folder), "--out", str(tmp_path / "x.h5")]
-    expected = {"empty": "no .skeleton files found", "absent": "not a folder",
-                "bad_name": "clip.skeleton: not an NTU sample name", "workers": "--workers 0",
-                "suffix": "must be an .h5"}[case]
+    expected = {
+        "empty": "no .skeleton files found",
+        "absent": "not a folder",
+        "bad_name": "clip.skeleton: not an NTU sample name",
+        "workers": "--workers 0",
+        "suffix": "must be an .h5",
+    }[case]
     if case == "absent":
         args[2] = str(tmp_path / "nowhere")
     if case == "bad_name":
@@ -185,8 +191,7 @@ def test_streamed_prep_equals_the_whole_files_written_one_by_one(tmp_path, capsy
     old_block = store._BLOCK
     store._BLOCK = 8
     try:
-        assert main(["ntu60", "--raw", str(folder), "--out", str(tmp_path / "p.h5"), "--workers", "2",
-                     "--stats"]) == 0
+        assert main(["ntu60", "--raw", str(folder), "--out", str(tmp_path / "p.h5"), "--workers", "2", "--stats"]) == 0
     finally:
         store._BLOCK = old_block
     assert main(["ntu60", "--raw", str(folder), "--out", str(tmp_path / "s.h5")]) == 0

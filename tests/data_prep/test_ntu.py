@@ -1,13 +1,13 @@
 """The NTU `.skeleton` reader and writer: real files, line endings, odd frames, and malformed input."""
 
-from tests.helpers.paths import FIXTURES_DIR
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hiclr.common.errors import UserError
 from data_prep.ntu import parse_ntu_name, read_skeleton, write_skeleton
+from hiclr.common.errors import UserError
+from tests.helpers.paths import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR / "ntu" / "skeletons"
 REAL = FIXTURES / "S001C001P001R001A001.skeleton"
@@ -19,10 +19,12 @@ def reference_parse(path):
     lines = Path(path).read_text().splitlines()
     pos, counts, ids, xyz = 1, [], [], []
     for _ in range(int(lines[0])):
-        n = int(lines[pos]); pos += 1
+        n = int(lines[pos])
+        pos += 1
         counts.append(n)
         for _ in range(n):
-            ids.append(int(lines[pos].split()[0])); pos += 2
+            ids.append(int(lines[pos].split()[0]))
+            pos += 2
             xyz.append([[float(v) for v in lines[pos + j].split()[:3]] for j in range(25)])
             pos += 25
     return counts, ids, np.array(xyz, dtype=np.float32).reshape(-1, 25, 3)
@@ -60,7 +62,7 @@ def test_writer_round_trips_and_matches_the_real_grammar(tmp_path):
     assert again.body_ids.tolist() == real.body_ids.tolist()
     written, original = out.read_text().splitlines(), REAL.read_text().splitlines()
     assert len(written) == len(original)
-    for mine, theirs in zip(written, original):            # same fields per line, same x y z text
+    for mine, theirs in zip(written, original):  # same fields per line, same x y z text
         assert len(mine.split()) == len(theirs.split())
     assert written[3].split()[:3] == original[3].split()[:3]
     assert not (tmp_path / (out.name + ".partial")).exists()
@@ -86,8 +88,16 @@ def test_zero_body_frames_and_more_than_two_bodies(tmp_path):
     assert skel.slot.tolist() == [0, 1, 2, 0, 1, 2, 3, 0]
     expected = np.stack([j for f in frames for _, j in f]).astype(np.float32)
     np.testing.assert_allclose(skel.joints, expected, atol=1e-6)
-    assert [int(i) for i in skel.body_ids] == [BIG_ID, BIG_ID + 1, BIG_ID + 2, BIG_ID, BIG_ID + 1,
-                                               BIG_ID + 2, BIG_ID + 3, BIG_ID]
+    assert [int(i) for i in skel.body_ids] == [
+        BIG_ID,
+        BIG_ID + 1,
+        BIG_ID + 2,
+        BIG_ID,
+        BIG_ID + 1,
+        BIG_ID + 2,
+        BIG_ID + 3,
+        BIG_ID,
+    ]
 
 
 def test_unusual_whitespace_is_still_read(tmp_path):
@@ -121,7 +131,7 @@ def _expect_error(tmp_path, text, line, words):
     assert str(path) in message and f"line {line}:" in message, message
     for word in words:
         assert word in message, message
-    assert message.count(". ") == 0 and "\n" not in message          # one sentence
+    assert message.count(". ") == 0 and "\n" not in message  # one sentence
 
 
 def test_empty_file_is_an_error(tmp_path):
@@ -148,7 +158,7 @@ def test_extra_data_after_the_last_frame_is_an_error(tmp_path):
 def test_non_number_is_an_error(tmp_path):
     lines = _lines(tmp_path)
     fields = lines[10].split(" ")
-    fields[5] = "abc"                                   # a non-x y z field
+    fields[5] = "abc"  # a non-x y z field
     lines[10] = " ".join(fields)
     _expect_error(tmp_path, "\n".join(lines), 11, ["a number", "'abc'"])
 
@@ -196,7 +206,12 @@ def test_body_count_that_is_not_an_integer_is_an_error(tmp_path):
 
 def test_parse_ntu_name():
     assert parse_ntu_name("S017C002P040R002A060.skeleton") == {
-        "setup": 17, "camera": 2, "performer": 40, "replication": 2, "action": 60}
+        "setup": 17,
+        "camera": 2,
+        "performer": 40,
+        "replication": 2,
+        "action": 60,
+    }
     with pytest.raises(UserError, match="SsssCcccPpppRrrrAaaa"):
         parse_ntu_name("clip_0001.skeleton")
 
@@ -212,16 +227,28 @@ def test_prep_benchmark_readers_agree_and_report_the_contract_fields(tmp_path):
     parser = argparse.ArgumentParser()
     prep.add_arguments(parser)
     result = prep.run(parser.parse_args(["--files", "2", "--repeat", "1"]))
-    for key in ("baseline_samples_per_s", "samples_per_s", "speedup", "files_per_s", "mb_per_s",
-                "baseline_mb_per_s"):
+    for key in ("baseline_samples_per_s", "samples_per_s", "speedup", "files_per_s", "mb_per_s", "baseline_mb_per_s"):
         assert result[key] > 0
     assert result["speedup"] == pytest.approx(result["samples_per_s"] / result["baseline_samples_per_s"])
 
 
 def test_unusual_number_spellings_in_coordinates_match_float(tmp_path):
     """Exponents, '+', no leading/trailing digit, long mantissas and integers give float()'s value."""
-    spellings = ["1e-05", "-1.234567E+02", "+0.5", "-0", "12", ".5", "5.", "-0.1234567890123456789",
-                 "000000000001234", "0.000000000000001", "-7.25", "3.785547", "0.0000001"]
+    spellings = [
+        "1e-05",
+        "-1.234567E+02",
+        "+0.5",
+        "-0",
+        "12",
+        ".5",
+        "5.",
+        "-0.1234567890123456789",
+        "000000000001234",
+        "0.000000000000001",
+        "-7.25",
+        "3.785547",
+        "0.0000001",
+    ]
     write_skeleton(tmp_path / "a.skeleton", make_frames([1, 1]))
     lines = (tmp_path / "a.skeleton").read_text().split("\n")
     expected = []

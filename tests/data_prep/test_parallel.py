@@ -1,7 +1,6 @@
 """`ordered_map`: results in input order, from worker processes, with a bounded number in flight;
 Ctrl-C stops the workers."""
 
-from tests.helpers.paths import ROOT_DIR
 import os
 import signal
 import subprocess
@@ -13,10 +12,11 @@ import pytest
 
 from data_prep.memory import child_pids
 from data_prep.parallel import ordered_map
+from tests.helpers.paths import ROOT_DIR
 
 
 def _square_with_pid(x):
-    time.sleep(0.001 * (x % 3))                  # uneven work, so completion order differs from input order
+    time.sleep(0.001 * (x % 3))  # uneven work, so completion order differs from input order
     return x * x, os.getpid()
 
 
@@ -30,7 +30,7 @@ def test_one_worker_maps_in_this_process_and_stopping_early_is_clean():
     assert [r for r, pid in ordered_map(_square_with_pid, [1, 2, 3], workers=1)] == [1, 4, 9]
     results = ordered_map(_square_with_pid, list(range(1000)), workers=2, in_flight=4, chunksize=1)
     first = [next(results)[0] for _ in range(3)]
-    results.close()                              # the pool stops although most items were never fed
+    results.close()  # the pool stops although most items were never fed
     assert first == [0, 1, 4]
 
 
@@ -59,12 +59,28 @@ def test_sigint_during_a_two_worker_prep_stops_the_workers_and_leaves_no_file(ma
     out = tmp_path / "out.h5"
     partial = out.with_name(out.name + ".partial")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT_DIR)}
-    proc = subprocess.Popen([sys.executable, "-m", "data_prep.cli", "ntu120", "--raw", str(many_ntu_files),
-                             "--out", str(out), "--workers", "2"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.cli",
+            "ntu120",
+            "--raw",
+            str(many_ntu_files),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
-        while not (partial.exists() and len(child_pids(proc.pid)) >= 2):    # the store is being written
+        while not (partial.exists() and len(child_pids(proc.pid)) >= 2):  # the store is being written
             assert proc.poll() is None and time.monotonic() < deadline, "prep ended before it could be interrupted"
             time.sleep(0.05)
         workers = child_pids(proc.pid)
@@ -79,8 +95,9 @@ def test_sigint_during_a_two_worker_prep_stops_the_workers_and_leaves_no_file(ma
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130
-    assert stderr.strip().splitlines() == ["hiclr-prep: interrupted (Ctrl-C); no half-written file is left "
-                                           "under its final name"]
+    assert stderr.strip().splitlines() == [
+        "hiclr-prep: interrupted (Ctrl-C); no half-written file is left under its final name"
+    ]
     assert not out.exists() and not partial.exists()
     deadline = time.monotonic() + 5
     while any(_running(pid) for pid in workers) and time.monotonic() < deadline:

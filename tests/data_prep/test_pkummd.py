@@ -12,9 +12,9 @@ import pytest
 
 from data_prep import pkummd, synth
 from data_prep.cli import main
-from hiclr.common.errors import UserError
 from data_prep.presets import frame50
 from data_prep.store import verify_store
+from hiclr.common.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,20 @@ def pku(tmp_path_factory):
 
 
 def _args(root, out, phase=1, extra=()):
-    return ["pkummd", "--phase", str(phase), "--skeletons", str(root / "skeleton"), "--labels",
-            str(root / "label"), "--splits", str(root / "split"), "--out", str(out), *extra]
+    return [
+        "pkummd",
+        "--phase",
+        str(phase),
+        "--skeletons",
+        str(root / "skeleton"),
+        "--labels",
+        str(root / "label"),
+        "--splits",
+        str(root / "split"),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _copy(pku, tmp_path):
@@ -54,7 +66,7 @@ def test_split_files_accept_both_spellings_of_validation(tmp_path):
 def test_segment_rows_keep_the_centre_300_frames():
     assert pkummd.segment_rows(11, 60) == (10, 60)
     assert pkummd.segment_rows(1, 300) == (0, 300)
-    assert pkummd.segment_rows(101, 450) == (100 + 25, 100 + 25 + 300)       # L = 350, offset 25
+    assert pkummd.segment_rows(101, 450) == (100 + 25, 100 + 25 + 300)  # L = 350, offset 25
     assert pkummd.video_view("0002-L") == 1 and pkummd.video_view("0291-R") == 3 and pkummd.video_view("x") == 0
 
 
@@ -81,9 +93,9 @@ def test_prep_stores_every_labelled_segment_with_its_rows_label_view_and_splits(
                 assert labels[i] == lab - 1 and start[i] == s and end[i] == e_clip
                 assert videos[f["samples/video"][i]] == label_path.stem
                 assert views[i] == {"L": 1, "M": 2, "R": 3}[label_path.stem[-1]]
-                raw = data[offset[i]: offset[i] + length[i]]
-                np.testing.assert_array_equal(raw[..., 0], rows[lo: lo + n, :75].reshape(-1, 25, 3))
-                np.testing.assert_array_equal(raw[..., 1], rows[lo: lo + n, 75:].reshape(-1, 25, 3))
+                raw = data[offset[i] : offset[i] + length[i]]
+                np.testing.assert_array_equal(raw[..., 0], rows[lo : lo + n, :75].reshape(-1, 25, 3))
+                np.testing.assert_array_equal(raw[..., 1], rows[lo : lo + n, 75:].reshape(-1, 25, 3))
                 np.testing.assert_allclose(f["views/frame50"][i], frame50(raw), atol=1e-6)
         assert len(names) == expected
         assert counts["segments_clipped"] == 1 and counts["segments_cropped_to_300"] >= 1
@@ -142,7 +154,7 @@ def test_one_protocol_is_built_when_only_its_split_file_is_present(pku, tmp_path
 def test_no_split_file_of_the_phase_is_an_error(pku, tmp_path, capsys):
     root = _copy(pku, tmp_path)
     out = tmp_path / "o.h5"
-    assert main(_args(root, out, phase=2)) == 1                       # phase 2 wants the _v2 names
+    assert main(_args(root, out, phase=2)) == 1  # phase 2 wants the _v2 names
     assert "cross_subject_v2.txt" in _one_error(capsys)
     assert not out.exists()
 
@@ -203,21 +215,36 @@ def _in_memory_store(root, out, bodies="file-order"):
     from data_prep.store import write_store
 
     data = pkummd.load_pkummd(1, root / "skeleton", root / "label", root / "split", bodies=bodies)
-    write_store(out, dataset="pkummd1", samples=data.samples, bodies=data.bodies,
-                frame50=np.stack([frame50(b) for b in data.bodies]), splits=data.splits,
-                class_names=class_names("pkummd1", 51, read_class_names(root / "class_names.txt")),
-                attrs={"num_classes": 51, "action_ids_present": sorted(set(int(k) + 1 for k in data.samples["label"])),
-                       "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": 300},
-                       "counts": data.counts, "videos": data.videos,
-                       "source": {"skeletons": str(root / "skeleton"), "labels": str(root / "label"),
-                                  "splits": str(root / "split"), "phase": 1}})
+    write_store(
+        out,
+        dataset="pkummd1",
+        samples=data.samples,
+        bodies=data.bodies,
+        frame50=np.stack([frame50(b) for b in data.bodies]),
+        splits=data.splits,
+        class_names=class_names("pkummd1", 51, read_class_names(root / "class_names.txt")),
+        attrs={
+            "num_classes": 51,
+            "action_ids_present": sorted(set(int(k) + 1 for k in data.samples["label"])),
+            "preset": {**FRAME50_PARAMS, "bodies": bodies, "max_frames": 300},
+            "counts": data.counts,
+            "videos": data.videos,
+            "source": {
+                "skeletons": str(root / "skeleton"),
+                "labels": str(root / "label"),
+                "splits": str(root / "split"),
+                "phase": 1,
+            },
+        },
+    )
 
 
 @pytest.mark.parametrize("bodies", ["file-order", "motion"])
 def test_streamed_store_is_identical_to_the_store_built_in_memory(pku, tmp_path, bodies):
     streamed, in_memory = tmp_path / "streamed.h5", tmp_path / "in_memory.h5"
-    pkummd.prepare_pkummd(1, pku / "skeleton", pku / "label", pku / "split", streamed, bodies=bodies,
-                          workers=2, block=4)                 # several blocks, videos from two processes
+    pkummd.prepare_pkummd(
+        1, pku / "skeleton", pku / "label", pku / "split", streamed, bodies=bodies, workers=2, block=4
+    )  # several blocks, videos from two processes
     _in_memory_store(pku, in_memory, bodies)
     (got, got_attrs), (want, want_attrs) = _store_contents(streamed), _store_contents(in_memory)
     assert sorted(got) == sorted(want) and got_attrs.keys() == want_attrs.keys()
@@ -229,7 +256,7 @@ def test_streamed_store_is_identical_to_the_store_built_in_memory(pku, tmp_path,
             assert got[key].tobytes() == array.tobytes(), key
     for key, value in want_attrs.items():
         assert got_attrs[key] == value, key
-    assert got["views/frame50"].shape[0] > 4 * 3                # more samples than three blocks
+    assert got["views/frame50"].shape[0] > 4 * 3  # more samples than three blocks
 
 
 def _held_while_streaming(root, out, monkeypatch, block):
@@ -259,19 +286,22 @@ def test_prep_holds_one_block_and_one_video_whatever_the_number_of_videos(tmp_pa
     small, large = tmp_path / "small", tmp_path / "large"
     synth.write_pkummd(small, synth.SynthConfig(subjects=1, classes=6), phase=1)
     synth.write_pkummd(large, synth.SynthConfig(subjects=4, classes=6), phase=1)
-    held = {root.name: _held_while_streaming(root, tmp_path / f"{root.name}.h5", monkeypatch, block=5)
-            for root in (small, large)}
-    assert held["large"][0] == 4 * held["small"][0]            # four times the videos ...
-    for videos, buffered, videos_held in held.values():
-        assert buffered <= 5 and videos_held <= 1              # ... the same bound: one block, one video
+    held = {
+        root.name: _held_while_streaming(root, tmp_path / f"{root.name}.h5", monkeypatch, block=5)
+        for root in (small, large)
+    }
+    assert held["large"][0] == 4 * held["small"][0]  # four times the videos ...
+    for _videos, buffered, videos_held in held.values():
+        assert buffered <= 5 and videos_held <= 1  # ... the same bound: one block, one video
 
 
 def _as_phase_2(pku, tmp_path, shift=0):
     """The synthetic set laid out as phase 2 (the _v2 split files), every action id raised by `shift`."""
     root = _copy(pku, tmp_path)
     for split in (root / "split").iterdir():
-        split.rename(split.with_name(pkummd.PROTOCOL_FILES[2][
-            {v: k for k, v in pkummd.PROTOCOL_FILES[1].items()}[split.name]]))
+        split.rename(
+            split.with_name(pkummd.PROTOCOL_FILES[2][{v: k for k, v in pkummd.PROTOCOL_FILES[1].items()}[split.name]])
+        )
     for label in (root / "label").glob("*.txt"):
         rows = [line.split(",") for line in label.read_text().splitlines() if line.strip()]
         label.write_text("".join(",".join([str(int(r[0]) + shift)] + r[1:]) + "\n" for r in rows))
@@ -290,8 +320,8 @@ def test_class_names_come_from_a_file_when_given(pku, tmp_path):
 
 
 def test_phase_2_keeps_the_action_ids_above_41_as_labels_of_51_classes(pku, tmp_path, capsys):
-    root = _as_phase_2(pku, tmp_path, shift=45)                 # ids 46..51, as phase 2's files write them
-    (root / "class_names.txt").unlink()                         # the synthetic set's own names: not wanted here
+    root = _as_phase_2(pku, tmp_path, shift=45)  # ids 46..51, as phase 2's files write them
+    (root / "class_names.txt").unlink()  # the synthetic set's own names: not wanted here
     rows = pkummd.read_labels(sorted((root / "label").glob("*.txt"))[0])
     assert rows[:, 0].min() > 41 and rows[:, 0].max() <= 51
     out = tmp_path / "pku2.h5"
@@ -303,13 +333,16 @@ def test_phase_2_keeps_the_action_ids_above_41_as_labels_of_51_classes(pku, tmp_
         assert f.attrs["num_classes"] == 51 and f.attrs["dataset"] == "pkummd2"
         assert json.loads(f.attrs["action_ids_present"]) == [46, 47, 48, 49, 50, 51]
         names = [n.decode() if isinstance(n, bytes) else n for n in f["classes/name"][()]]
-    assert sorted(set(labels.tolist())) == [45, 46, 47, 48, 49, 50]          # stored as id - 1
-    bundled = [line for line in (Path(pkummd.__file__).parent / "resources" / "pkummd1_class_names.txt")
-               .read_text().splitlines() if line.strip()]
-    assert names == bundled and len(names) == 51                 # phase 1's table names the shared ids
+    assert sorted(set(labels.tolist())) == [45, 46, 47, 48, 49, 50]  # stored as id - 1
+    bundled = [
+        line
+        for line in (Path(pkummd.__file__).parent / "resources" / "pkummd1_class_names.txt").read_text().splitlines()
+        if line.strip()
+    ]
+    assert names == bundled and len(names) == 51  # phase 1's table names the shared ids
     phase_1 = tmp_path / "pku1.h5"
     main(_args(pku, phase_1))
-    with h5py.File(phase_1) as f, h5py.File(out) as g:       # the same clips, the same ids shifted
+    with h5py.File(phase_1) as f, h5py.File(out) as g:  # the same clips, the same ids shifted
         np.testing.assert_array_equal(f["views/frame50"][()], g["views/frame50"][()])
         np.testing.assert_array_equal(f["samples/label"][()] + 45, labels)
 
@@ -335,15 +368,32 @@ def test_a_phase_2_store_reports_only_the_classes_present_with_51_outputs(pku, t
     out = tmp_path / "pku2.h5"
     assert main(_args(root, out, phase=2)) == 0
     run = tmp_path / "run"
-    argv = ["linear", "--encoder", "raw", "--data", str(out), "--out", str(run), "--no-plots",
-            "--set", "eval.epochs=2", "--set", "eval.milestones=[1]", "--set", "engine.device=cpu"]
+    argv = [
+        "linear",
+        "--encoder",
+        "raw",
+        "--data",
+        str(out),
+        "--out",
+        str(run),
+        "--no-plots",
+        "--set",
+        "eval.epochs=2",
+        "--set",
+        "eval.milestones=[1]",
+        "--set",
+        "engine.device=cpu",
+    ]
     assert run_cli("hiclr", "", "hiclr.commands", ["evaluate"], "", argv) == 0
     logits = np.load(run / "logits.npz")
-    assert logits["logits"].shape[1] == 51                     # the head has an output per action id
+    assert logits["logits"].shape[1] == 51  # the head has an output per action id
     report = json.loads((run / "report.json").read_text())
     assert report["data"]["num_classes"] == 51
     per_class = report["protocols"]["linear"]["per_class"]
     assert [k for k, v in enumerate(per_class) if v is not None] == sorted(set(logits["labels"].tolist()))
-    rows = [line for line in (run / "report.md").read_text().splitlines() if line.startswith("| 4") or
-            line.startswith("| 5")]
+    rows = [
+        line
+        for line in (run / "report.md").read_text().splitlines()
+        if line.startswith("| 4") or line.startswith("| 5")
+    ]
     assert rows and all(int(r.split("|")[1]) >= 45 for r in rows)

@@ -11,8 +11,8 @@ import struct
 import numpy as np
 import pytest
 
-from hiclr.common.errors import UserError
 from data_prep.safe_pickle import safe_load, safe_loads
+from hiclr.common.errors import UserError
 
 
 class _RunsShell:
@@ -38,12 +38,15 @@ def test_a_pickle_calling_os_system_is_refused_and_never_executed(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("obj, refused", [
-    (_Custom(), "_Custom"),
-    (eval, "builtins.eval"),
-    (getattr, "builtins.getattr"),
-    (collections.Counter(a=1), "collections.Counter"),
-])
+@pytest.mark.parametrize(
+    "obj, refused",
+    [
+        (_Custom(), "_Custom"),
+        (eval, "builtins.eval"),
+        (getattr, "builtins.getattr"),
+        (collections.Counter(a=1), "collections.Counter"),
+    ],
+)
 def test_every_other_global_is_refused_by_name(obj, refused):
     with pytest.raises(UserError, match=refused):
         safe_loads(pickle.dumps(obj), source="x.pkl")
@@ -54,8 +57,13 @@ def test_containers_numbers_strings_and_numpy_data_round_trip(protocol):
     obj = {
         "names": ["S001C001P001R001A001", b"bytes", "ünï"],
         "labels": [np.int64(3), np.int32(-1), 7, 2.5, True, None, 1 + 2j],
-        "arrays": (np.arange(12, dtype=np.float32).reshape(3, 4), np.array(["a", "bc"]),
-                   np.zeros((2, 0)), np.array([1, "x"], dtype=object), np.float16(0.5)),
+        "arrays": (
+            np.arange(12, dtype=np.float32).reshape(3, 4),
+            np.array(["a", "bc"]),
+            np.zeros((2, 0)),
+            np.array([1, "x"], dtype=object),
+            np.float16(0.5),
+        ),
         "sets": ({1, 2}, frozenset({"a"})),
         "ordered": collections.OrderedDict([("b", 1), ("a", 2)]),
         "dtype": np.dtype("<f8"),
@@ -109,9 +117,13 @@ def _respell_numpy(data: bytes, prefix: str) -> bytes:
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 @pytest.mark.parametrize("prefix", ["numpy.core", "numpy._core"])
 def test_numpy_1_and_numpy_2_spellings_of_arrays_dtypes_and_scalars_load_alike(protocol, prefix):
-    obj = {"keypoint": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "label": [np.int64(7), np.int32(-1)],
-           "dtype": np.dtype(">i4"), "structured": np.ones(3, dtype=[("x", "<i4"), ("y", "<f4", (2,))]),
-           "names": np.array(["S001C001P001R001A001", "S001C001P001R001A002"])}
+    obj = {
+        "keypoint": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        "label": [np.int64(7), np.int32(-1)],
+        "dtype": np.dtype(">i4"),
+        "structured": np.ones(3, dtype=[("x", "<i4"), ("y", "<f4", (2,))]),
+        "names": np.array(["S001C001P001R001A001", "S001C001P001R001A002"]),
+    }
     data = _respell_numpy(pickle.dumps(obj, protocol=protocol), prefix)
     other = "numpy.core" if prefix == "numpy._core" else "numpy._core"
     assert prefix.encode() in data and other.encode() + b"." not in data
@@ -123,20 +135,39 @@ def test_numpy_1_and_numpy_2_spellings_of_arrays_dtypes_and_scalars_load_alike(p
     assert back["dtype"] == np.dtype(">i4")
 
 
-DTYPES = ["f8", ">i4", "U3", "S2", "O", "M8[s]", "m8[25ms]", "c16", "?", "V8", ("i4", (2, 3)),
-          [("a", "u1"), ("b", "<f8")], [(("title", "a"), "i4")], [("n", [("x", "f4"), ("y", "O")])],
-          {"names": ["a", "b"], "formats": ["i4", "f4"], "offsets": [0, 8], "itemsize": 16}]
+DTYPES = [
+    "f8",
+    ">i4",
+    "U3",
+    "S2",
+    "O",
+    "M8[s]",
+    "m8[25ms]",
+    "c16",
+    "?",
+    "V8",
+    ("i4", (2, 3)),
+    [("a", "u1"), ("b", "<f8")],
+    [(("title", "a"), "i4")],
+    [("n", [("x", "f4"), ("y", "O")])],
+    {"names": ["a", "b"], "formats": ["i4", "f4"], "offsets": [0, 8], "itemsize": 16},
+]
 
 
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_every_kind_of_dtype_numpy_pickles_round_trips(protocol):
-    dtypes = [np.dtype(d) for d in DTYPES] + [np.dtype([("a", "u1"), ("b", "<f8")], align=True),
-                                               np.dtype("f8", metadata={"unit": "m"})]
+    dtypes = [np.dtype(d) for d in DTYPES] + [
+        np.dtype([("a", "u1"), ("b", "<f8")], align=True),
+        np.dtype("f8", metadata={"unit": "m"}),
+    ]
     data = pickle.dumps([(d, np.zeros(2, d)) for d in dtypes], protocol=protocol)
-    back, reference = safe_loads(data), pickle.loads(data)            # the same as pickle's own loader
+    back, reference = safe_loads(data), pickle.loads(data)  # the same as pickle's own loader
     for want, (dtype, array), (ref_dtype, ref_array) in zip(dtypes, back, reference):
         assert dtype == want == ref_dtype and (dtype.itemsize, dtype.flags, dtype.alignment) == (
-            want.itemsize, want.flags, want.alignment)
+            want.itemsize,
+            want.flags,
+            want.alignment,
+        )
         assert array.dtype == ref_array.dtype and array.shape == ref_array.shape
     assert back[-1][0].metadata == {"unit": "m"}
 
@@ -151,23 +182,29 @@ class _Dtype:
         return np.dtype, (self.spec, False, True), self.state
 
 
-@pytest.mark.parametrize("spec, state, why", [
-    ("f8", "not a tuple", "not a tuple"),
-    ("f8", (9, "<", None, None, None, -1, -1, 0), "version or length"),
-    ("f8", (3, "<", None, None, None, "x", -1, 0), "itemsize, alignment or flags"),
-    ("f8", (4, "<", None, None, None, -1, -1, 0, "x"), "metadata"),
-    ("M8", (3, "<", None, None, None, -1, -1, 0), "datetime metadata"),                 # crashes numpy
-    ("M8", (4, "<", None, None, None, -1, -1, 0, (None, (b"zz", 1, 1, 1))), "numpy cannot apply"),
-    ("U3", (3, "<", None, None, None, 7, 4, 8), "inconsistent"),                      # 7 bytes: not UCS4
-    ("O8", (3, "|", None, None, None, -1, -1, 0), "inconsistent"),                    # objects, not flagged
-    ("O8", (3, ">", None, None, None, -1, 1, 0), "inconsistent"),                     # == on it crashes numpy
-    ("V8", (3, "|", None, ("x",), {"x": (np.dtype("<i8"), 0)}, 2, 1, 16), "rejects"),   # field past the end
-    ("V8", (3, "|", (np.dtype("<i4"), (4,)), None, None, 8, 4, 0), "inconsistent"),     # 16 bytes in 8
-    ("f8", (3, "<", None, None, None, -1, -1, 63), "inconsistent"),                      # claims object refs
-    ("V12", (3, "|", None, ("x",), {"x": (np.dtype("<i4"), 0), 2: (np.dtype("<i4"), 4)}, 12, 1, 16),
-     "not of the form"),                          # a wrong type where numpy expects a name: crashes numpy
-    ("V8", (3, "|", (np.dtype("<i4"), 2), None, None, 8, 4, 0), "not of the form"),
-])
+@pytest.mark.parametrize(
+    "spec, state, why",
+    [
+        ("f8", "not a tuple", "not a tuple"),
+        ("f8", (9, "<", None, None, None, -1, -1, 0), "version or length"),
+        ("f8", (3, "<", None, None, None, "x", -1, 0), "itemsize, alignment or flags"),
+        ("f8", (4, "<", None, None, None, -1, -1, 0, "x"), "metadata"),
+        ("M8", (3, "<", None, None, None, -1, -1, 0), "datetime metadata"),  # crashes numpy
+        ("M8", (4, "<", None, None, None, -1, -1, 0, (None, (b"zz", 1, 1, 1))), "numpy cannot apply"),
+        ("U3", (3, "<", None, None, None, 7, 4, 8), "inconsistent"),  # 7 bytes: not UCS4
+        ("O8", (3, "|", None, None, None, -1, -1, 0), "inconsistent"),  # objects, not flagged
+        ("O8", (3, ">", None, None, None, -1, 1, 0), "inconsistent"),  # == on it crashes numpy
+        ("V8", (3, "|", None, ("x",), {"x": (np.dtype("<i8"), 0)}, 2, 1, 16), "rejects"),  # field past the end
+        ("V8", (3, "|", (np.dtype("<i4"), (4,)), None, None, 8, 4, 0), "inconsistent"),  # 16 bytes in 8
+        ("f8", (3, "<", None, None, None, -1, -1, 63), "inconsistent"),  # claims object refs
+        (
+            "V12",
+            (3, "|", None, ("x",), {"x": (np.dtype("<i4"), 0), 2: (np.dtype("<i4"), 4)}, 12, 1, 16),
+            "not of the form",
+        ),  # a wrong type where numpy expects a name: crashes numpy
+        ("V8", (3, "|", (np.dtype("<i4"), 2), None, None, 8, 4, 0), "not of the form"),
+    ],
+)
 def test_a_malformed_dtype_state_is_refused_in_one_sentence(spec, state, why):
     data = pickle.dumps({"labels": [1, 2], "dtype": _Dtype(spec, state)}, protocol=2)
     with pytest.raises(UserError) as info:
@@ -200,11 +237,15 @@ def test_an_array_whose_dtype_state_would_read_past_its_bytes_is_refused():
 def test_a_dtype_cannot_get_a_new_state_once_an_array_uses_it():
     """Protocol 2 by hand: d = dtype('V8'); a = array of d (8 bytes); then a BUILD that would make
     d 64 bytes long under the existing 8-byte array."""
-    data = (b"\x80\x02" + b"cnumpy\ndtype\nX\x02\x00\x00\x00V8\x89\x88\x87Rq\x00"
-            + b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x01\x85C\x01b\x87R"
-            + b"(K\x01K\x01\x85h\x00\x89C\x08abcdefght" + b"b"                    # a.__setstate__
-            + b"h\x00(K\x03X\x01\x00\x00\x00|NN}K@K\x01K\x00tb"                    # d.__setstate__, 64 bytes
-            + b"\x86.")
+    data = (
+        b"\x80\x02"
+        + b"cnumpy\ndtype\nX\x02\x00\x00\x00V8\x89\x88\x87Rq\x00"
+        + b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x01\x85C\x01b\x87R"
+        + b"(K\x01K\x01\x85h\x00\x89C\x08abcdefght"
+        + b"b"  # a.__setstate__
+        + b"h\x00(K\x03X\x01\x00\x00\x00|NN}K@K\x01K\x00tb"  # d.__setstate__, 64 bytes
+        + b"\x86."
+    )
     with pytest.raises(UserError, match="already in use"):
         safe_loads(data, source="ann.pkl")
     ok = data.replace(b"h\x00(K\x03X\x01\x00\x00\x00|NN}K@K\x01K\x00tb", b"h\x00")

@@ -1,15 +1,13 @@
 """Protocols of NTU60/120 reproduce the official split sizes; the bundled missing lists are complete."""
 
-from tests.helpers.paths import FIXTURES_DIR
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from hiclr.common.errors import UserError
 from data_prep.missing import load_missing_list, missing_samples, parse_missing_list
 from data_prep.ntu import parse_ntu_name
 from data_prep.splits import NTU60_MAX_SETUP, ntu_splits
+from hiclr.common.errors import UserError
+from tests.helpers.paths import FIXTURES_DIR
 
 LISTS = FIXTURES_DIR / "ntu" / "lists"
 
@@ -43,7 +41,7 @@ def test_ntu120_split_sizes_are_official(available):
 
 def test_splits_are_sorted_disjoint_and_cover_every_sample(available):
     _, meta = available
-    for protocol, parts in ntu_splits(meta, "ntu120").items():
+    for parts in ntu_splits(meta, "ntu120").values():
         train, test = parts["train"], parts["test"]
         assert train.dtype == test.dtype == np.int64
         assert (np.diff(train) > 0).all() and (np.diff(test) > 0).all()
@@ -59,8 +57,8 @@ def test_bundled_missing_lists_match_the_official_files(available):
     assert len(ntu60) == 302 and len(ntu120) == 535 and ntu60 <= ntu120
     assert ntu120 == load_missing_list(LISTS / "NTU_RGBD120_samples_with_missing_skeletons.txt")
     assert ntu60 == load_missing_list(LISTS / "samples_with_missing_skeletons.stgcn_noheader.txt")
-    assert not ntu120 & set(names)                       # the available list excludes them all
-    assert len(names) + len(ntu120) == 114480            # the full NTU120 count
+    assert not ntu120 & set(names)  # the available list excludes them all
+    assert len(names) + len(ntu120) == 114480  # the full NTU120 count
 
 
 def test_missing_list_parser_ignores_headers_and_suffixes(tmp_path):

@@ -6,17 +6,25 @@ import h5py
 import numpy as np
 import pytest
 
-from hiclr.common.errors import UserError
 from data_prep.splits import ntu_splits
 from data_prep.store import open_store, split_sha256, store_summary, verify_store, write_store
+from hiclr.common.errors import UserError
 
-NAMES = ["S001C001P001R001A001", "S001C002P002R001A002", "S001C003P003R001A003",
-         "S002C001P001R002A001", "S002C002P002R002A002", "S002C003P004R002A003"]
+NAMES = [
+    "S001C001P001R001A001",
+    "S001C002P002R001A002",
+    "S001C003P003R001A003",
+    "S002C001P001R002A001",
+    "S002C002P002R002A002",
+    "S002C003P004R002A003",
+]
 
 
 def sample_columns():
-    meta = {k: np.array([int(n[i + 1: i + 4]) for n in NAMES])
-            for k, i in (("setup", 0), ("camera", 4), ("performer", 8), ("replication", 12), ("action", 16))}
+    meta = {
+        k: np.array([int(n[i + 1 : i + 4]) for n in NAMES])
+        for k, i in (("setup", 0), ("camera", 4), ("performer", 8), ("replication", 12), ("action", 16))
+    }
     return {"name": np.array(NAMES, dtype=object), "label": meta["action"] - 1, **meta}
 
 
@@ -24,11 +32,14 @@ def write(path, **overrides):
     rng = np.random.default_rng(0)
     samples = sample_columns()
     lengths = [30, 45, 60, 31, 80, 52]
-    args = dict(dataset="ntu60", samples=samples,
-                bodies=[rng.normal(size=(t, 25, 3, 2)).astype(np.float32) for t in lengths],
-                frame50=rng.normal(size=(6, 3, 50, 25, 2)).astype(np.float32),
-                splits=ntu_splits({k: samples[k] for k in ("setup", "camera", "performer")}, "ntu60"),
-                attrs={"num_classes": 60, "preset": {"name": "frame50"}, "counts": {"skipped_missing": 2}})
+    args = dict(
+        dataset="ntu60",
+        samples=samples,
+        bodies=[rng.normal(size=(t, 25, 3, 2)).astype(np.float32) for t in lengths],
+        frame50=rng.normal(size=(6, 3, 50, 25, 2)).astype(np.float32),
+        splits=ntu_splits({k: samples[k] for k in ("setup", "camera", "performer")}, "ntu60"),
+        attrs={"num_classes": 60, "preset": {"name": "frame50"}, "counts": {"skipped_missing": 2}},
+    )
     args.update(overrides)
     return write_store(path, **args), args
 
@@ -44,7 +55,7 @@ def test_store_holds_the_contract(tmp_path):
         np.testing.assert_array_equal(f["views/frame50"][()], args["frame50"])
         offset, length = f["raw/offset"][()], f["raw/length"][()]
         assert length.tolist() == [30, 45, 60, 31, 80, 52]
-        np.testing.assert_array_equal(f["raw/data"][offset[4]: offset[4] + length[4]], args["bodies"][4])
+        np.testing.assert_array_equal(f["raw/data"][offset[4] : offset[4] + length[4]], args["bodies"][4])
         checksums = json.loads(f.attrs["split_sha256"])
         for protocol, parts in args["splits"].items():
             for part, index in parts.items():
@@ -95,7 +106,7 @@ def test_verify_finds_tampered_values_and_checksums(tmp_path):
         f["views/frame50"][2, 0, 0, 0, 0] = np.nan
         f["samples/label"][0] = 75
         f["raw/data"][3, 0, 0, 0] = np.inf
-        f["splits/xview/test"][0] = 5               # no longer sorted, no longer its checksum
+        f["splits/xview/test"][0] = 5  # no longer sorted, no longer its checksum
     problems = verify_store(out)
     text = "\n".join(problems)
     assert "/views/frame50 holds 1 non-finite values" in text
@@ -106,8 +117,10 @@ def test_verify_finds_tampered_values_and_checksums(tmp_path):
 
 
 def test_verify_finds_a_subject_and_a_camera_on_both_sides(tmp_path):
-    splits = {"xsub": {"train": np.array([0, 1, 2]), "test": np.array([3, 4, 5])},      # P001 in both
-              "xview": {"train": np.array([0, 1]), "test": np.array([2, 3, 4, 5])}}       # C001 in both
+    splits = {
+        "xsub": {"train": np.array([0, 1, 2]), "test": np.array([3, 4, 5])},  # P001 in both
+        "xview": {"train": np.array([0, 1]), "test": np.array([2, 3, 4, 5])},
+    }  # C001 in both
     out, _ = write(tmp_path / "d.h5", splits=splits)
     text = "\n".join(verify_store(out))
     assert "/splits/xsub: subjects [1, 2] are on both" in text
@@ -120,8 +133,10 @@ def test_summary_reports_counts_and_protocols(tmp_path):
     assert summary["dataset"] == "ntu60" and summary["samples"] == 6
     assert summary["num_classes"] == 60 and summary["classes_present"] == 3
     assert len(summary["labels_present"]) == 3 and summary["labels_present"] == sorted(summary["labels_present"])
-    assert summary["protocols"]["xsub"] == {"train": len(args["splits"]["xsub"]["train"]),
-                                            "test": len(args["splits"]["xsub"]["test"])}
+    assert summary["protocols"]["xsub"] == {
+        "train": len(args["splits"]["xsub"]["train"]),
+        "test": len(args["splits"]["xsub"]["test"]),
+    }
     assert summary["preset"] == {"name": "frame50"} and summary["raw_frames"] == 298
 
 

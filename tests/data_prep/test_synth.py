@@ -46,9 +46,9 @@ def test_written_files_parse_back_to_the_generated_joints(tmp_path):
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_fast_writer_agrees_with_the_reference_writer(tmp_path, newline):
-    clip = synth.render_clip(synth.SynthConfig(anomalies=True), 1, 2, 3, 1, 13)       # two persons
+    clip = synth.render_clip(synth.SynthConfig(anomalies=True), 1, 2, 3, 1, 13)  # two persons
     clip.newline = newline
-    clip.present[:, :2] = False                                                         # 0-body frames
+    clip.present[:, :2] = False  # 0-body frames
     (tmp_path / "fast.skeleton").write_bytes(synth.skeleton_text(clip))
     write_skeleton(tmp_path / "ref.skeleton", clip.frames(), newline=newline)
     fast, ref = read_skeleton(tmp_path / "fast.skeleton"), read_skeleton(tmp_path / "ref.skeleton")
@@ -98,8 +98,8 @@ def test_names_cover_both_xsub_sides_all_cameras_and_plausible_kinect_values():
     xyz = np.concatenate([c.joints.reshape(-1, 3) for c in clips])
     assert 2.0 < np.median(xyz[:, 2]) < 4.5 and np.abs(xyz[:, 0]).max() < 3.0
     height = np.array([c.joints[0, :, 3, 1].mean() - c.joints[0, :, 19, 1].mean() for c in clips])
-    assert 1.0 < np.median(height) < 2.0                                       # head above the feet, metres
-    for a in synth.CAMERA_YAW_DEG:                                             # one yaw per camera id
+    assert 1.0 < np.median(height) < 2.0  # head above the feet, metres
+    for a in synth.CAMERA_YAW_DEG:  # one yaw per camera id
         cams = [synth.camera(0, s, a) for s in range(1, 4)]
         assert np.ptp([c.yaw for c in cams]) < np.deg2rad(20)
 
@@ -109,7 +109,7 @@ def test_anomalies_inject_empty_frames_noise_bodies_crlf_and_a_missing_list_samp
     clips = list(synth.iter_ntu_clips(cfg))
     assert any((c.present.sum(axis=0) == 0).any() for c in clips)
     assert any(c.present.sum(axis=0).max() > synth.ACTIONS[c.label].persons for c in clips)
-    assert any(c.present.sum(axis=0).max() == 3 for c in clips)                    # a third body
+    assert any(c.present.sum(axis=0).max() == 3 for c in clips)  # a third body
     assert any(c.newline == "\r\n" for c in clips)
     missing = [c for c in clips if c.name == synth.MISSING_SAMPLE]
     assert len(missing) == 1
@@ -123,7 +123,7 @@ def _ridge_accuracy(train_x, train_y, test_x, test_y, classes, lam):
     mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
     a, b = (train_x - mu) / sd, (test_x - mu) / sd
     targets = np.eye(classes)[train_y]
-    gram = a @ a.T                                                           # kernel form: N < features
+    gram = a @ a.T  # kernel form: N < features
     w = a.T @ np.linalg.solve(gram + lam * np.eye(len(a)), targets - targets.mean(0))
     return float(((b @ w).argmax(1) == test_y).mean())
 
@@ -140,15 +140,17 @@ def test_the_class_is_in_how_the_body_moves_not_in_templates_or_the_mean_pose(fa
     test = np.array([parse_ntu_name(c.name)["performer"] in synth.NTU60_TEST_SUBJECTS for c in clips])
     bodies = [c.bodies() for c in clips]
     mean_pose = np.stack([np.concatenate([b.mean(0).reshape(-1), [b.shape[0]]]) for b in bodies])
-    views = np.stack([frame50(b) for b in bodies])                    # (N, C, T, V, M)
+    views = np.stack([frame50(b) for b in bodies])  # (N, C, T, V, M)
     k = len(cfg.kind().actions)
-    cue = max(_ridge_accuracy(mean_pose[~test], labels[~test], mean_pose[test], labels[test], k, lam)
-              for lam in (1.0, 10.0, 100.0))
+    cue = max(
+        _ridge_accuracy(mean_pose[~test], labels[~test], mean_pose[test], labels[test], k, lam)
+        for lam in (1.0, 10.0, 100.0)
+    )
     whole = views.reshape(len(views), -1)
     unit = whole / np.linalg.norm(whole, axis=1, keepdims=True)
     nearest = labels[~test][(unit[test] @ unit[~test].T).argmax(axis=1)]
     template = float((nearest == labels[test]).mean())
-    spread = views[..., 0].std(axis=2).reshape(len(views), -1)        # (N, C * V) of the first body
+    spread = views[..., 0].std(axis=2).reshape(len(views), -1)  # (N, C * V) of the first body
     motion = _ridge_accuracy(spread[~test], labels[~test], spread[test], labels[test], k, 10.0)
     assert template <= 0.5, template
     assert cue <= 0.45, cue
@@ -168,20 +170,25 @@ def test_performers_differ_in_posture_and_side_and_a_mirrored_motion_swaps_the_s
     np.testing.assert_allclose(flipped.angles[:, synth.R_UPPER, synth.PITCH], m.angles[:, synth.L_UPPER, synth.PITCH])
     np.testing.assert_allclose(flipped.angles[:, synth.R_UPPER, synth.YAW], -m.angles[:, synth.L_UPPER, synth.YAW])
     lengths = synth.BASE_LENGTH
-    pos, mir = synth.forward_kinematics(lengths, m.angles, m.yaw), synth.forward_kinematics(lengths, flipped.angles, flipped.yaw)
+    pos, mir = (
+        synth.forward_kinematics(lengths, m.angles, m.yaw),
+        synth.forward_kinematics(lengths, flipped.angles, flipped.yaw),
+    )
     swap = list(range(synth.V))
     for left, right in synth.MIRROR:
         swap[left], swap[right] = right, left
-    np.testing.assert_allclose(mir[:, swap] * [-1, 1, 1], pos, atol=1e-9)   # the mirror image, exactly
+    np.testing.assert_allclose(mir[:, swap] * [-1, 1, 1], pos, atol=1e-9)  # the mirror image, exactly
 
 
 def test_cli_synth_then_prep_then_verify_on_synthetic_ntu(tmp_path, capsys):
     raw, out = tmp_path / "raw", tmp_path / "x.h5"
-    assert main(["synth", "--out", str(raw), "--subjects", "2", "--classes", "14", "--repeats", "1",
-                 "--anomalies"]) == 0
+    assert (
+        main(["synth", "--out", str(raw), "--subjects", "2", "--classes", "14", "--repeats", "1", "--anomalies"]) == 0
+    )
     assert main(["ntu60", "--raw", str(raw), "--out", str(out)]) == 0
     assert main(["verify", str(out)]) == 0
     import h5py
+
     with h5py.File(out) as f:
         names = [n.decode() if isinstance(n, bytes) else n for n in f["samples/name"][()]]
         assert synth.MISSING_SAMPLE not in names
@@ -189,11 +196,14 @@ def test_cli_synth_then_prep_then_verify_on_synthetic_ntu(tmp_path, capsys):
         assert set(f["splits"]) >= {"xsub", "xview"}
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--cameras", "4"], "--cameras 4"),
-    (["--subjects", "0"], "--subjects 0"),
-    (["--classes", "99"], "--classes 99"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--cameras", "4"], "--cameras 4"),
+        (["--subjects", "0"], "--subjects 0"),
+        (["--classes", "99"], "--classes 99"),
+    ],
+)
 def test_cli_synth_refuses_bad_sizes_in_one_sentence(tmp_path, capsys, argv, words):
     out = tmp_path / "raw"
     assert main(["synth", "--out", str(out), *argv]) == 1
@@ -213,8 +223,8 @@ def test_pkummd_format_writes_skeletons_labels_and_both_split_files(tmp_path):
     labels = np.loadtxt(tmp_path / "label" / skeletons[0].name, delimiter=",", dtype=np.int64)
     assert sorted(labels[:, 0]) == list(range(1, 7))
     assert (labels[:, 2] <= rows.shape[0]).all()
-    for label, start, end, _ in labels:                                       # body 2 only in 2-person classes
-        second = np.abs(rows[start - 1: end, 75:]).sum(axis=1) > 0
+    for label, start, end, _ in labels:  # body 2 only in 2-person classes
+        second = np.abs(rows[start - 1 : end, 75:]).sum(axis=1) > 0
         assert second.all() == (synth.ACTIONS[label - 1].persons == 2)
 
 
@@ -230,7 +240,7 @@ def test_the_default_family_is_unchanged_and_the_field_family_has_its_own_action
         assert len(clip.joints) == synth.FIELD_ACTIONS[clip.label].persons
     default_clips = list(synth.iter_ntu_clips(synth.SynthConfig(subjects=2, cameras=1, repeats=1)))
     lengths = lambda cs: np.median([c.joints.shape[1] for c in cs])  # noqa: E731
-    assert lengths(clips) < lengths(default_clips)                    # shorter clips, among other nuisance
+    assert lengths(clips) < lengths(default_clips)  # shorter clips, among other nuisance
 
 
 def test_cli_synth_writes_the_field_family_with_its_class_names_and_refuses_it_for_pkummd(tmp_path, capsys):

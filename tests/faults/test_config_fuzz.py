@@ -15,13 +15,25 @@ from hypothesis import strategies as st
 from hiclr.common.errors import UserError
 from hiclr.config import load_config, schema_for
 
-SCHEMA = schema_for("stgcn")       # the default encoder's model keys with the rest
+SCHEMA = schema_for("stgcn")  # the default encoder's model keys with the rest
 KEYS = sorted(f"{section}.{key}" for section, keys in SCHEMA.items() for key in keys)
-values = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                   st.text(max_size=12), st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=3)), max_size=3),
-                   st.sampled_from(["1e-3", "-1", "abc", "[a]", "{a: 1}", "10**23", "nan", ".inf", "0", "''"]))
-SETTINGS = settings(max_examples=300, deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-                    suppress_health_check=[HealthCheck.too_slow])
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=3)), max_size=3),
+    st.sampled_from(["1e-3", "-1", "abc", "[a]", "{a: 1}", "10**23", "nan", ".inf", "0", "''"]),
+)
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @SETTINGS
@@ -52,10 +64,23 @@ def test_any_value_in_a_config_file_is_accepted_by_its_rule_or_named_in_one_sent
         assert "\n" not in str(err) and name in str(err)
 
 
-@pytest.mark.parametrize("override", ["optim.lr=-1", "optim.momentum=-1", "optim.weight_decay=-1", "optim.lr=abc",
-                                      "optim.milestones=[a]", "model.width=0", "run.seed=-1",
-                                      "run.seed=100000000000000000000000", "optim.grad_clip=-1",
-                                      "data.max_samples=-5", "ssl.momentum=2", "run.save_every=-1"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "optim.lr=-1",
+        "optim.momentum=-1",
+        "optim.weight_decay=-1",
+        "optim.lr=abc",
+        "optim.milestones=[a]",
+        "model.width=0",
+        "run.seed=-1",
+        "run.seed=100000000000000000000000",
+        "optim.grad_clip=-1",
+        "data.max_samples=-5",
+        "ssl.momentum=2",
+        "run.save_every=-1",
+    ],
+)
 def test_known_bad_values_are_refused_naming_key_and_value(override):
     key, value = override.split("=")
     with pytest.raises(UserError) as err:

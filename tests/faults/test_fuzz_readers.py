@@ -20,21 +20,25 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import tests.helpers.reference_readers as ref
+from data_prep import importers, ntu, pkummd
+from data_prep.store import verify_store
+from hiclr.common.errors import UserError
 from tests.helpers.fault_harness import run_reader
 from tests.helpers.fault_strategies import NASTY, mutated, ntu_files, pku_files, pku_label_files, split_files
-from data_prep import importers, ntu, pkummd
-from hiclr.common.errors import UserError
-from data_prep.store import verify_store
 
-SCALE = float(os.environ.get("HICLR_FUZZ_SCALE", "1"))     # multiplies the long campaign's sizes
+SCALE = float(os.environ.get("HICLR_FUZZ_SCALE", "1"))  # multiplies the long campaign's sizes
 
 
 def campaign(examples: int, derandomize: bool = False):
-    return settings(max_examples=max(1, int(examples)), deadline=None, database=None, print_blob=True,
-                    derandomize=derandomize,
-                    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        max_examples=max(1, int(examples)),
+        deadline=None,
+        database=None,
+        print_blob=True,
+        derandomize=derandomize,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 def short(n):
@@ -48,6 +52,7 @@ def long(n):
 
 
 # ----------------------------------------------------------------------------------- NTU .skeleton
+
 
 def check_ntu(raw: bytes) -> None:
     got = run_reader(ntu.read_skeleton, raw, "S001C001P001R001A001.skeleton")
@@ -78,9 +83,18 @@ def test_ntu_reader_long_campaign(raw):
     check_ntu(raw)
 
 
-@pytest.mark.parametrize("raw", [b"1000000000000\n0\n", b"99999999999999999999\n0\n", b"1\n99999999999999999999\n",
-                                 b"9223372036854775808\n0\n", b"1\n200000000\n", b"1\n9223372036854775808\n",
-                                 b"18446744073709551615\n1\n"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"1000000000000\n0\n",
+        b"99999999999999999999\n0\n",
+        b"1\n99999999999999999999\n",
+        b"9223372036854775808\n0\n",
+        b"1\n200000000\n",
+        b"1\n9223372036854775808\n",
+        b"18446744073709551615\n1\n",
+    ],
+)
 def test_ntu_counts_beyond_the_file_are_refused_without_allocating_them(raw):
     assert isinstance(run_reader(ntu.read_skeleton, raw, "counts.skeleton"), UserError)
 
@@ -89,12 +103,13 @@ def test_an_ntu_coordinate_that_float32_cannot_hold_is_refused_by_line(tmp_path)
     frames = [[(7, np.full((25, 3), 0.5))]]
     ntu.write_skeleton(tmp_path / "a.skeleton", frames)
     lines = (tmp_path / "a.skeleton").read_bytes().split(b"\n")
-    lines[3 + 4] = b"1e39" + lines[3 + 4][lines[3 + 4].index(b" "):]
+    lines[3 + 4] = b"1e39" + lines[3 + 4][lines[3 + 4].index(b" ") :]
     err = run_reader(ntu.read_skeleton, b"\n".join(lines), "big.skeleton")
     assert isinstance(err, UserError) and "line 8" in str(err) and "1e+39" in str(err)
 
 
 # ---------------------------------------------------------------------------------------- PKU-MMD
+
 
 def check_pku(raw: bytes) -> None:
     got = run_reader(pkummd.read_skeleton, raw, "0002-L.txt")
@@ -164,8 +179,10 @@ def test_split_reader_long_campaign(raw):
     check_split(raw)
 
 
-@pytest.mark.parametrize("line", [b"inf,43,127,2", b"1,1e400,5,1", b"nan,1,2,1", b"1,99999999999999999999,5,1",
-                                  b"52,1,2,1", b"1,2", b"a,b,c,d"])
+@pytest.mark.parametrize(
+    "line",
+    [b"inf,43,127,2", b"1,1e400,5,1", b"nan,1,2,1", b"1,99999999999999999999,5,1", b"52,1,2,1", b"1,2", b"a,b,c,d"],
+)
 def test_pku_label_lines_that_are_not_bounded_integers_are_refused(line):
     assert isinstance(run_reader(pkummd.read_labels, line + b"\n", "labels.txt"), UserError)
 
@@ -191,14 +208,58 @@ def label_pickles(draw) -> bytes:
     return pickle.dumps(obj, protocol=draw(st.integers(0, 5)))
 
 
-ALLOWED_GLOBALS = [b"c__builtin__\nbytearray\n", b"cbuiltins\nlist\n", b"cbuiltins\nset\n", b"cbuiltins\nstr\n",
-                   b"cnumpy\nndarray\n", b"cnumpy\ndtype\n", b"cnumpy.core.multiarray\n_reconstruct\n",
-                   b"cnumpy.core.multiarray\nscalar\n", b"c_codecs\nencode\n", b"ccollections\nOrderedDict\n",
-                   b"cbuiltins\nbytes\n", b"cbuiltins\ntuple\n"]
-ARGS = [b"J\x00\x94\x35\x77", b"J\xff\xff\xff\x7f", b"K\x05", b"N", b"U\x02V9", b"U\x0bV1000000000", b"U\x02O8",
-        b"U\x02<f", b"(K\x00t", b"(J\x00\xe1\xf5\x05t", b"]", b"}", b"C\x03abc", b"\x88", b"\x89", b"G" + b"\x7f" * 8]
-OPS = [b"R", b"t", b"(", b"\x85", b"\x86", b"b", b"a", b"e", b"s", b"2", b"0", b"q\x00", b"h\x00", b"\x94",
-       b"\x94\x8c\x01a", b"B\xff\xff\xff\x7f", b"\x8e" + (2 ** 40).to_bytes(8, "little"), b"\x95" + (2 ** 40).to_bytes(8, "little")]
+ALLOWED_GLOBALS = [
+    b"c__builtin__\nbytearray\n",
+    b"cbuiltins\nlist\n",
+    b"cbuiltins\nset\n",
+    b"cbuiltins\nstr\n",
+    b"cnumpy\nndarray\n",
+    b"cnumpy\ndtype\n",
+    b"cnumpy.core.multiarray\n_reconstruct\n",
+    b"cnumpy.core.multiarray\nscalar\n",
+    b"c_codecs\nencode\n",
+    b"ccollections\nOrderedDict\n",
+    b"cbuiltins\nbytes\n",
+    b"cbuiltins\ntuple\n",
+]
+ARGS = [
+    b"J\x00\x94\x35\x77",
+    b"J\xff\xff\xff\x7f",
+    b"K\x05",
+    b"N",
+    b"U\x02V9",
+    b"U\x0bV1000000000",
+    b"U\x02O8",
+    b"U\x02<f",
+    b"(K\x00t",
+    b"(J\x00\xe1\xf5\x05t",
+    b"]",
+    b"}",
+    b"C\x03abc",
+    b"\x88",
+    b"\x89",
+    b"G" + b"\x7f" * 8,
+]
+OPS = [
+    b"R",
+    b"t",
+    b"(",
+    b"\x85",
+    b"\x86",
+    b"b",
+    b"a",
+    b"e",
+    b"s",
+    b"2",
+    b"0",
+    b"q\x00",
+    b"h\x00",
+    b"\x94",
+    b"\x94\x8c\x01a",
+    b"B\xff\xff\xff\x7f",
+    b"\x8e" + (2**40).to_bytes(8, "little"),
+    b"\x95" + (2**40).to_bytes(8, "little"),
+]
 
 
 @st.composite
@@ -243,12 +304,41 @@ class _PickledDtype:
 
 _DTYPES = [np.dtype(x) for x in ("f8", "<i4", "O", "V8", "U2", "M8[s]", ("i4", (2,)), [("a", "u1"), ("b", "O")])]
 _STATE_PARTS = st.one_of(
-    st.sampled_from([None, -1, 0, 1, 3, 4, 8, 12, 16, 63, 144, 255, 2 ** 40, "x", "<", ">", "|", b"s", ("x",),
-                     ("x", "y"), (None, (b"s", 1, 1, 1)), (None, ("ms", 25, 1, 1)), {"a": 1}]),
+    st.sampled_from(
+        [
+            None,
+            -1,
+            0,
+            1,
+            3,
+            4,
+            8,
+            12,
+            16,
+            63,
+            144,
+            255,
+            2**40,
+            "x",
+            "<",
+            ">",
+            "|",
+            b"s",
+            ("x",),
+            ("x", "y"),
+            (None, (b"s", 1, 1, 1)),
+            (None, ("ms", 25, 1, 1)),
+            {"a": 1},
+        ]
+    ),
     st.sampled_from(_DTYPES),
     st.tuples(st.sampled_from(_DTYPES), st.sampled_from([(), (2,), (3, 2)])),
-    st.dictionaries(st.sampled_from(["x", "y", 2]),
-                    st.tuples(st.sampled_from(_DTYPES), st.sampled_from([0, 4, 8, 12, -4])), max_size=2))
+    st.dictionaries(
+        st.sampled_from(["x", "y", 2]),
+        st.tuples(st.sampled_from(_DTYPES), st.sampled_from([0, 4, 8, 12, -4])),
+        max_size=2,
+    ),
+)
 
 
 @st.composite
@@ -260,7 +350,7 @@ def dtype_state_pickles(draw) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         at = draw(st.integers(0, len(state)))
         part = draw(_STATE_PARTS)
-        state[at:at + 1] = [part]
+        state[at : at + 1] = [part]
     spec = draw(st.sampled_from(["f8", "V8", "M8", "m8", "O8", "U3", "V16", "i4", "S2", "c16"]))
     return pickle.dumps(_PickledDtype(spec, tuple(state)), protocol=2)
 
@@ -270,9 +360,9 @@ def check_dtype_pickle(raw: bytes) -> None:
 
     got = run_reader(safe_load, raw, "dtype.pkl")
     if not isinstance(got, UserError):
-        array = np.zeros(3, got)                      # a dtype that loads is one numpy can use safely
+        array = np.zeros(3, got)  # a dtype that loads is one numpy can use safely
         assert array.copy().tobytes() == array.tobytes()
-        assert array.dtype == (got.subdtype[0] if got.subdtype else got)     # a subarray becomes axes
+        assert array.dtype == (got.subdtype[0] if got.subdtype else got)  # a subarray becomes axes
 
 
 @short(200)
@@ -301,12 +391,18 @@ def test_an_object_array_whose_items_do_not_match_its_shape_is_refused_not_crash
 
 # ------------------------------------------------------------------------- CTR-GCN .npz, .npy arrays
 
+
 def _npz_bytes(n_train=2, n_test=1, frames=4, compressed=False) -> bytes:
     rng = np.random.default_rng(0)
     buf = io.BytesIO()
     save = np.savez_compressed if compressed else np.savez
-    save(buf, x_train=rng.normal(size=(n_train, frames, 150)).astype(np.float32), y_train=np.eye(n_train, 3),
-         x_test=rng.normal(size=(n_test, frames, 150)).astype(np.float32), y_test=np.eye(n_test, 3))
+    save(
+        buf,
+        x_train=rng.normal(size=(n_train, frames, 150)).astype(np.float32),
+        y_train=np.eye(n_train, 3),
+        x_test=rng.normal(size=(n_test, frames, 150)).astype(np.float32),
+        y_test=np.eye(n_test, 3),
+    )
     return buf.getvalue()
 
 
@@ -381,8 +477,15 @@ def test_an_npy_header_claiming_more_than_the_file_holds_is_refused():
     assert isinstance(err, UserError) and "holds" in str(err)
 
 
-@pytest.mark.parametrize("shape", [b"(999999999999999999992, 3, 4)", b"(2, 3, 99999999999999999999999)",
-                                   b"(4611686018427387904, 3, 4)", b"(-2, 3, 4)"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        b"(999999999999999999992, 3, 4)",
+        b"(2, 3, 99999999999999999999999)",
+        b"(4611686018427387904, 3, 4)",
+        b"(-2, 3, 4)",
+    ],
+)
 def test_an_npy_header_with_a_shape_beyond_any_file_is_one_sentence(shape):
     """A dimension past int64 is an impossible shape in one sentence, not an overflow."""
     raw = _npy_bytes().replace(b"(2, 3, 4)", shape)

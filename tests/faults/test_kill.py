@@ -3,8 +3,6 @@ prep never leaves an incomplete file under the final name. The default run kills
 
 from __future__ import annotations
 
-from tests.helpers.paths import ROOT_DIR
-
 import os
 import random
 import signal
@@ -18,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.tiny_store import write_tiny_store
 from data_prep.store import verify_store
 from hiclr.engine import load_checkpoint
+from tests.helpers.paths import ROOT_DIR
+from tests.helpers.tiny_store import write_tiny_store
 
 ROOT = ROOT_DIR
 CONFIG = ROOT / "configs" / "tiny" / "pretrain.yaml"
@@ -28,23 +27,60 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{
 
 
 def pretrain_cmd(data, out, *extra):
-    return [sys.executable, "-m", "hiclr.cli", "pretrain", "--config", str(CONFIG), "--data", str(data),
-            "--out", str(out), "--epochs", "3", "--set", "optim.batch_size=8", "--set", "model.width=2",
-            "--set", "ssl.queue_size=24", "--set", "ssl.dim=8", "--set", "ssl.hidden=16", "--set", "run.name=r",
-            "--set", "run.save_every=1", "--set", "run.monitor_every=0", "--set", "engine.tensorboard=false",
-            "--set", "ssl.mining_epoch=1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "hiclr.cli",
+        "pretrain",
+        "--config",
+        str(CONFIG),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--set",
+        "optim.batch_size=8",
+        "--set",
+        "model.width=2",
+        "--set",
+        "ssl.queue_size=24",
+        "--set",
+        "ssl.dim=8",
+        "--set",
+        "ssl.hidden=16",
+        "--set",
+        "run.name=r",
+        "--set",
+        "run.save_every=1",
+        "--set",
+        "run.monitor_every=0",
+        "--set",
+        "engine.tensorboard=false",
+        "--set",
+        "ssl.mining_epoch=1",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3, 50, 25, 2)).astype(np.float32)
-    return write_tiny_store(tmp_path_factory.mktemp("data") / "tiny.h5", x, np.arange(40) % 4, np.arange(40) % 5,
-                            test_performer=4, num_classes=4)
+    return write_tiny_store(
+        tmp_path_factory.mktemp("data") / "tiny.h5",
+        x,
+        np.arange(40) % 4,
+        np.arange(40) % 5,
+        test_performer=4,
+        num_classes=4,
+    )
 
 
 class Reference(NamedTuple):
     """The uninterrupted run: its folder, and how long it took on this machine now."""
+
     run: Path
     seconds: float
 
@@ -73,7 +109,7 @@ def kill_then_resume(data, out: Path, delay: float) -> int:
 def assert_same_run(a: Path, b: Path) -> None:
     ca, cb = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
     assert (ca["epoch"], ca["step"]) == (cb["epoch"], cb["step"])
-    for key in ca["model"]:                       # weights, EMA key encoder, queue keys, ids and pointer
+    for key in ca["model"]:  # weights, EMA key encoder, queue keys, ids and pointer
         assert torch.equal(ca["model"][key], cb["model"][key]), key
     for ours, theirs in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
         assert torch.equal(ours["momentum_buffer"], theirs["momentum_buffer"])
@@ -91,7 +127,7 @@ def run_kills(data, reference: Reference, tmp_path, count: int, seed: int) -> No
         # a moment inside the reference run's duration
         kills += kill_then_resume(data, out, rng.uniform(0.3, 0.95) * reference.seconds)
         assert_same_run(reference.run, out / "r")
-    assert kills >= 1                                                   # the runs were really cut
+    assert kills >= 1  # the runs were really cut
 
 
 def test_kill_9_of_pretraining_then_resume_equals_the_uninterrupted_run(data, reference, tmp_path):
@@ -108,8 +144,13 @@ def test_a_signal_during_start_up_gives_one_line_and_its_exit_status(data, tmp_p
     # 100 epochs: however fast the machine, the signal lands while the command runs (at 0.3 s in its
     # imports, at 1.5 s in its start-up or, on a quick machine, its first epochs)
     for delay in (0.3, 1.5):
-        proc = subprocess.Popen(pretrain_cmd(data, tmp_path / f"s{delay}", "--epochs", "100"), env=ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            pretrain_cmd(data, tmp_path / f"s{delay}", "--epochs", "100"),
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=300)
@@ -118,7 +159,7 @@ def test_a_signal_during_start_up_gives_one_line_and_its_exit_status(data, tmp_p
         assert "Traceback" not in err and lines[-1].startswith("hiclr:"), err
         assert sum(line.startswith("hiclr:") for line in lines) == 1, err
         if delay == 0.3:
-            assert len(lines) == 1, err           # in the imports: that one line and nothing else
+            assert len(lines) == 1, err  # in the imports: that one line and nothing else
 
 
 def run_prep_kills(raw: Path, tmp_path: Path, count: int, seed: int) -> None:
@@ -126,13 +167,14 @@ def run_prep_kills(raw: Path, tmp_path: Path, count: int, seed: int) -> None:
     cmd = [sys.executable, "-m", "data_prep.cli", "ntu60", "--raw", str(raw)]
     for k in range(count):
         out = tmp_path / f"p{k}.h5"
-        proc = subprocess.Popen(cmd + ["--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd + ["--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.5, 4.0))
         proc.kill()
         proc.wait()
         if out.exists():
-            assert verify_store(out) == []          # complete, or not there at all
+            assert verify_store(out) == []  # complete, or not there at all
         done = subprocess.run(cmd + ["--out", str(out)], env=ENV, capture_output=True, timeout=600)
         assert done.returncode == 0 and verify_store(out) == []
 
@@ -140,12 +182,16 @@ def run_prep_kills(raw: Path, tmp_path: Path, count: int, seed: int) -> None:
 @pytest.fixture(scope="module")
 def raw_ntu(tmp_path_factory):
     from data_prep.ntu import write_skeleton
+
     raw = tmp_path_factory.mktemp("raw")
     rng = np.random.default_rng(0)
     for k in range(40):
         frames = [[(1, rng.normal(size=(25, 3)))] for _ in range(60)]
-        write_skeleton(raw / f"S001C00{1 + k % 3}P00{1 + k % 5}R001A{1 + k % 4:03d}.skeleton".replace(
-            "R001", f"R{1 + k // 12:03d}"), frames)
+        write_skeleton(
+            raw
+            / f"S001C00{1 + k % 3}P00{1 + k % 5}R001A{1 + k % 4:03d}.skeleton".replace("R001", f"R{1 + k // 12:03d}"),
+            frames,
+        )
     return raw
 
 

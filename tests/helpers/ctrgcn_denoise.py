@@ -14,7 +14,7 @@ import numpy as np
 
 def read_bodies(path) -> dict:
     """`get_raw_bodies_data`: bodies keyed by bodyID string, frames without bodies dropped."""
-    with open(path, "r") as f:
+    with open(path) as f:
         lines = f.readlines()
     num_frames = int(lines[0].strip("\r\n"))
     bodies: dict[str, dict] = {}
@@ -48,17 +48,20 @@ def read_bodies(path) -> dict:
 
 
 def _valid_by_spread(points: np.ndarray) -> list[int]:
-    return [i for i in range(points.shape[0])
-            if points[i, :, 0].max() - points[i, :, 0].min() <= 0.8 * (points[i, :, 1].max() - points[i, :, 1].min())]
+    return [
+        i
+        for i in range(points.shape[0])
+        if points[i, :, 0].max() - points[i, :, 0].min() <= 0.8 * (points[i, :, 1].max() - points[i, :, 1].min())
+    ]
 
 
 def _denoise(bodies: dict) -> list:
-    for body_id in list(bodies):                                   # by length
+    for body_id in list(bodies):  # by length
         if len(bodies[body_id]["interval"]) <= 11:
             del bodies[body_id]
     if len(bodies) == 1:
         return list(bodies.items())
-    for body_id, body in list(bodies.items()):                     # by spread
+    for body_id, body in list(bodies.items()):  # by spread
         if len(bodies) == 1:
             break
         valid = _valid_by_spread(body["joints"].reshape(-1, 25, 3))
@@ -80,7 +83,7 @@ def _denoise(bodies: dict) -> list:
 def _one_actor(body: dict, num_frames: int) -> np.ndarray:
     joints = np.zeros((num_frames, 75), dtype=np.float32)
     start, end = body["interval"][0], body["interval"][-1]
-    joints[start:end + 1] = body["joints"].reshape(-1, 75)
+    joints[start : end + 1] = body["joints"].reshape(-1, 75)
     return joints
 
 
@@ -97,15 +100,15 @@ def denoised_joints(path) -> np.ndarray:
         joints = np.zeros((num_frames, 150), dtype=np.float32)
         _, actor1 = ranked.pop(0)
         start1, end1 = actor1["interval"][0], actor1["interval"][-1]
-        joints[start1:end1 + 1, :75] = actor1["joints"].reshape(-1, 75)
+        joints[start1 : end1 + 1, :75] = actor1["joints"].reshape(-1, 75)
         start2, end2 = 0, 0
         for _, actor in ranked:
             start, end = actor["interval"][0], actor["interval"][-1]
             if min(end1, end) - max(start1, start) <= 0:
-                joints[start:end + 1, :75] = actor["joints"].reshape(-1, 75)
+                joints[start : end + 1, :75] = actor["joints"].reshape(-1, 75)
                 start1, end1 = min(start, start1), max(end, end1)
             elif min(end2, end) - max(start2, start) <= 0:
-                joints[start:end + 1, 75:] = actor["joints"].reshape(-1, 75)
+                joints[start : end + 1, 75:] = actor["joints"].reshape(-1, 75)
                 start2, end2 = min(start, start2), max(end, end2)
     return _two_columns(joints[joints.sum(axis=1) != 0])
 

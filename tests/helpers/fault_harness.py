@@ -9,9 +9,9 @@ from pathlib import Path
 
 from hiclr.common.errors import UserError
 
-MEMORY_PER_BYTE = 200          # a reader may take this many bytes per input byte ...
-MEMORY_FLOOR = 96 << 20        # ... plus this much (the unpickler's budget floor is 64 MiB)
-TIME_LIMIT_S = 20.0            # far above any input here (they are a few kB): a hang, not slowness
+MEMORY_PER_BYTE = 200  # a reader may take this many bytes per input byte ...
+MEMORY_FLOOR = 96 << 20  # ... plus this much (the unpickler's budget floor is 64 MiB)
+TIME_LIMIT_S = 20.0  # far above any input here (they are a few kB): a hang, not slowness
 
 _DIR = Path(tempfile.mkdtemp(prefix="hiclr-fuzz-"))
 _TRIED = {"inputs": 0}

@@ -5,16 +5,59 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 # tokens a hostile or broken file might hold where a number belongs
-NASTY = [b"1e39", b"-1e39", b"1e400", b"99999999999999999999", b"9223372036854775808", b"18446744073709551616",
-         b"1000000000000", b"200000000", b"-1", b"-0", b"0", b"25", b"26", b"150", b"nan", b"inf", b"-inf",
-         b"1_0", b"0x10", b"+", b"-", b".", b"e5", b"1e", b"1.2.3", b"--1", b"+-1", b"\x00", b"\xff", b"\t",
-         b"\r", b"\r\n", b"  ", b"\n", b"\n\n", b"\x0b", b"1e-400", b"0" * 40 + b"1", b"1" * 400, b"\xc3\xa9",
-         b"1,2", b",", b"1e4", b"10000.5", b"3.4028236e38"]
+NASTY = [
+    b"1e39",
+    b"-1e39",
+    b"1e400",
+    b"99999999999999999999",
+    b"9223372036854775808",
+    b"18446744073709551616",
+    b"1000000000000",
+    b"200000000",
+    b"-1",
+    b"-0",
+    b"0",
+    b"25",
+    b"26",
+    b"150",
+    b"nan",
+    b"inf",
+    b"-inf",
+    b"1_0",
+    b"0x10",
+    b"+",
+    b"-",
+    b".",
+    b"e5",
+    b"1e",
+    b"1.2.3",
+    b"--1",
+    b"+-1",
+    b"\x00",
+    b"\xff",
+    b"\t",
+    b"\r",
+    b"\r\n",
+    b"  ",
+    b"\n",
+    b"\n\n",
+    b"\x0b",
+    b"1e-400",
+    b"0" * 40 + b"1",
+    b"1" * 400,
+    b"\xc3\xa9",
+    b"1,2",
+    b",",
+    b"1e4",
+    b"10000.5",
+    b"3.4028236e38",
+]
 
 coordinate = st.one_of(
     st.floats(-9.0, 9.0, allow_nan=False, width=32).map(lambda v: repr(float(v)).encode()),
     st.integers(-9, 9).map(lambda v: str(v).encode()),
-    st.sampled_from([b"1e-05", b"+0.5", b"-0", b".5", b"5.", b"-1.234567E+00", b"0.0000001", b"000000000001234"]))
+    st.sampled_from([b"1e-05", b"+0.5", b"-0", b".5", b"5.", b"-1.234567E+00", b"0.0000001", b"000000000001234"]),
+)
 
 
 @st.composite
@@ -27,7 +70,7 @@ def ntu_files(draw) -> bytes:
         bodies = draw(st.integers(0, 2))
         lines.append(str(bodies).encode())
         for _ in range(bodies):
-            body_id = draw(st.integers(0, 2 ** 64 - 1))
+            body_id = draw(st.integers(0, 2**64 - 1))
             lines.append(str(body_id).encode() + b" 0 1 1 1 1 0 0.01 -0.02 2")
             lines.append(b"25")
             for _ in range(25):
@@ -46,8 +89,9 @@ def pku_files(draw) -> bytes:
 
 @st.composite
 def pku_label_files(draw) -> bytes:
-    rows = draw(st.lists(st.tuples(st.integers(1, 51), st.integers(1, 400), st.integers(0, 300),
-                                   st.integers(1, 2)), max_size=5))
+    rows = draw(
+        st.lists(st.tuples(st.integers(1, 51), st.integers(1, 400), st.integers(0, 300), st.integers(1, 2)), max_size=5)
+    )
     return b"".join(f"{a},{s},{s + d},{c}\n".encode() for a, s, d, c in rows)
 
 
@@ -57,7 +101,9 @@ def split_files(draw) -> bytes:
     train = draw(st.lists(name, min_size=1, max_size=4, unique=True))
     test = draw(st.lists(name.filter(lambda n: n not in train), max_size=3, unique=True))
     title = draw(st.sampled_from([b"Validation videos:", b"Validataion videos:"]))
-    return b"Training videos: \n" + ", ".join(train).encode() + b",\n" + title + b"\n" + ", ".join(test).encode() + b"\n"
+    return (
+        b"Training videos: \n" + ", ".join(train).encode() + b",\n" + title + b"\n" + ", ".join(test).encode() + b"\n"
+    )
 
 
 @st.composite
@@ -70,9 +116,9 @@ def mutated(draw, valid) -> bytes:
         if kind == "flip" and data:
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif kind == "cut":
-            del data[at: at + draw(st.integers(1, 64))]
+            del data[at : at + draw(st.integers(1, 64))]
         elif kind == "double":
-            data[at:at] = data[at: at + draw(st.integers(1, 64))]
+            data[at:at] = data[at : at + draw(st.integers(1, 64))]
         elif kind == "insert":
             data[at:at] = draw(st.sampled_from(NASTY))
         elif kind == "replace_line":

@@ -32,7 +32,7 @@ def ntu_skeleton(raw: bytes):
     """(body_counts, body_ids, frame, slot, joints (B, 25, 3) float32) of an NTU `.skeleton` file, or None."""
     if not raw or raw.isspace():
         return None
-    lines = _tokens(raw, every_token_a_number=False)     # fields that are not stored need number characters
+    lines = _tokens(raw, every_token_a_number=False)  # fields that are not stored need number characters
     if lines is None:
         return None
 
@@ -58,9 +58,9 @@ def ntu_skeleton(raw: bytes):
                 return None
             try:
                 body_id = int(lines[i][0])
-            except ValueError:                  # more digits than int() reads
+            except ValueError:  # more digits than int() reads
                 return None
-            if not 0 <= body_id < 2 ** 64 or count(i + 1) != 25:
+            if not 0 <= body_id < 2**64 or count(i + 1) != 25:
                 return None
             xyz = []
             for j in range(25):
@@ -80,8 +80,13 @@ def ntu_skeleton(raw: bytes):
             i += 27
     if any(lines[i:]):
         return None
-    return (np.array(counts, dtype=np.int64), np.array(ids, dtype=np.uint64), np.array(frame, dtype=np.int64),
-            np.array(slot, dtype=np.int64), np.array(joints, dtype=np.float64).reshape(-1, 25, 3).astype(np.float32))
+    return (
+        np.array(counts, dtype=np.int64),
+        np.array(ids, dtype=np.uint64),
+        np.array(frame, dtype=np.int64),
+        np.array(slot, dtype=np.int64),
+        np.array(joints, dtype=np.float64).reshape(-1, 25, 3).astype(np.float32),
+    )
 
 
 def pku_skeleton(raw: bytes):
@@ -92,7 +97,7 @@ def pku_skeleton(raw: bytes):
     if raw.endswith(b"\n"):
         lines = lines[:-1]
     if lines and not lines[-1]:
-        lines = lines[:-1]                      # one empty last line is allowed
+        lines = lines[:-1]  # one empty last line is allowed
     if not lines or any(len(line) != 150 for line in lines):
         return None
     values = np.array([[float(v) for v in line] for line in lines])

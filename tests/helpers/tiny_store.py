@@ -7,14 +7,28 @@ import numpy as np
 from data_prep.store import write_store
 
 
-def write_tiny_store(path, x: np.ndarray, labels: np.ndarray, performer: np.ndarray, *,
-                     test_performer: int, num_classes: int, parts=("train", "test")):
+def write_tiny_store(
+    path,
+    x: np.ndarray,
+    labels: np.ndarray,
+    performer: np.ndarray,
+    *,
+    test_performer: int,
+    num_classes: int,
+    parts=("train", "test"),
+):
     """Write frame50 clips x (N, 3, 50, 25, 2) as an NTU60 store; sample i is named after
     performer[i] + 1 and labels[i] + 1. xsub: performers below `test_performer` train, that one
     tests; `parts` picks which of the two the file holds."""
     names = np.array([f"S001C001P{p + 1:03d}R{i:03d}A{c + 1:03d}" for i, (p, c) in enumerate(zip(performer, labels))])
-    split = {"train": np.flatnonzero(performer < test_performer),
-             "test": np.flatnonzero(performer == test_performer)}
-    write_store(path, dataset="ntu60", samples={"name": names, "label": labels.astype(np.int64)}, bodies=None,
-                frame50=x, splits={"xsub": {p: split[p] for p in parts}}, attrs={"num_classes": num_classes})
+    split = {"train": np.flatnonzero(performer < test_performer), "test": np.flatnonzero(performer == test_performer)}
+    write_store(
+        path,
+        dataset="ntu60",
+        samples={"name": names, "label": labels.astype(np.int64)},
+        bodies=None,
+        frame50=x,
+        splits={"xsub": {p: split[p] for p in parts}},
+        attrs={"num_classes": num_classes},
+    )
     return path

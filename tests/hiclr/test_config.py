@@ -1,6 +1,5 @@
 """Run configuration: one schema, inheritance, overrides, validation, the shipped configs."""
 
-from tests.helpers.paths import ROOT_DIR
 import ast
 import inspect
 from pathlib import Path
@@ -11,6 +10,7 @@ import yaml
 from hiclr.common.errors import UserError
 from hiclr.config import ENCODER_KEYS, SCHEMA, STREAMS, defaults, load_config, save_config, schema_for
 from hiclr.config_rules import Choice, Either, Int, Key, ListOf, Mapping, Num
+from tests.helpers.paths import ROOT_DIR
 
 ROOT = ROOT_DIR
 CONFIGS = ROOT / "configs"
@@ -24,8 +24,17 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_hold_the_reference_pretraining_hyperparameters():
     cfg = load_config(None)
-    assert cfg["optim"] == {**cfg["optim"], "name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
-                            "batch_size": 128, "epochs": 300, "schedule": "step", "milestones": [250]}
+    assert cfg["optim"] == {
+        **cfg["optim"],
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "batch_size": 128,
+        "epochs": 300,
+        "schedule": "step",
+        "milestones": [250],
+    }
     assert cfg["ssl"]["queue_size"] == 32768 and cfg["ssl"]["temperature"] == 0.07
     assert cfg["ssl"]["mining_epoch"] == 150 and cfg["ssl"]["momentum"] == 0.999
     assert cfg["model"]["width"] == 16 and cfg["engine"]["precision"] == "auto"
@@ -34,13 +43,12 @@ def test_defaults_hold_the_reference_pretraining_hyperparameters():
 def test_base_is_inherited_relative_to_the_file_and_the_child_wins(tmp_path):
     write(tmp_path / "base" / "common.yaml", "optim: {lr: 0.5, epochs: 7}\nmodel: {width: 8}\n")
     write(tmp_path / "aug.yaml", "augment: {stages: [[{name: shear}]]}\n")
-    child = write(tmp_path / "exp" / "run.yaml",
-                  "base: [../base/common.yaml, ../aug.yaml]\noptim: {epochs: 9}\n")
+    child = write(tmp_path / "exp" / "run.yaml", "base: [../base/common.yaml, ../aug.yaml]\noptim: {epochs: 9}\n")
     cfg = load_config(child)
     assert cfg["optim"]["lr"] == 0.5 and cfg["optim"]["epochs"] == 9 and cfg["model"]["width"] == 8
-    assert cfg["optim"]["momentum"] == 0.9                       # untouched defaults stay
+    assert cfg["optim"]["momentum"] == 0.9  # untouched defaults stay
     assert cfg["augment"]["stages"] == [[{"name": "shear"}]]
-    assert cfg["run"]["name"] == "exp_run"                       # derived from the path
+    assert cfg["run"]["name"] == "exp_run"  # derived from the path
 
 
 def test_inheritance_loops_and_missing_bases_are_clear_errors(tmp_path):
@@ -59,8 +67,11 @@ def test_an_unknown_key_names_file_and_key_and_suggests_the_closest(tmp_path):
         load_config(bad)
     assert "bad.yaml" in str(err.value) and "optim.learning_rate" in str(err.value)
     typo = write(tmp_path / "typo.yaml", "run: {seed: 1}\noptim:\n  lr: 0.1\n  weight_decy: 0.1\n")
-    with pytest.raises(UserError, match=r"typo.yaml line 4: unknown key `optim.weight_decy`; "
-                                        r"did you mean `optim.weight_decay`\?"):
+    with pytest.raises(
+        UserError,
+        match=r"typo.yaml line 4: unknown key `optim.weight_decy`; "
+        r"did you mean `optim.weight_decay`\?",
+    ):
         load_config(typo)
     section = write(tmp_path / "section.yaml", "optimizer: {lr: 0.1}\n")
     with pytest.raises(UserError, match="unknown key `optimizer`; did you mean `optim`"):
@@ -71,8 +82,17 @@ def test_an_unknown_key_names_file_and_key_and_suggests_the_closest(tmp_path):
 
 
 def test_set_overrides_parse_yaml_values_and_check_keys():
-    cfg = load_config(None, ["optim.lr=0.05", "optim.milestones=[10, 20]", "ssl.fused_views=true",
-                             "data.path=data/x.h5", "run.name=my run", "data.max_samples=null"])
+    cfg = load_config(
+        None,
+        [
+            "optim.lr=0.05",
+            "optim.milestones=[10, 20]",
+            "ssl.fused_views=true",
+            "data.path=data/x.h5",
+            "run.name=my run",
+            "data.max_samples=null",
+        ],
+    )
     assert cfg["optim"]["lr"] == 0.05 and cfg["optim"]["milestones"] == [10, 20]
     assert cfg["ssl"]["fused_views"] is True and cfg["data"]["path"] == "data/x.h5"
     assert cfg["run"]["name"] == "my run" and cfg["data"]["max_samples"] is None
@@ -106,8 +126,10 @@ def test_resolved_config_round_trips_through_the_saved_file(tmp_path):
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["optim"]["lr"] == 0.2
 
 
-@pytest.mark.parametrize("dataset,protocol", [("ntu60", "xsub"), ("ntu60", "xview"), ("ntu120", "xsub"),
-                                              ("ntu120", "xset"), ("pku1", "xsub"), ("pku2", "xsub")])
+@pytest.mark.parametrize(
+    "dataset,protocol",
+    [("ntu60", "xsub"), ("ntu60", "xview"), ("ntu120", "xsub"), ("ntu120", "xset"), ("pku1", "xsub"), ("pku2", "xsub")],
+)
 def test_every_shipped_pretraining_config_loads_with_the_reference_schedule(dataset, protocol):
     for stream in ("joint", "motion", "bone"):
         cfg = load_config(CONFIGS / dataset / protocol / f"pretrain_{stream}.yaml")
@@ -130,11 +152,13 @@ def test_tiny_and_demo_configs_load_small():
 
 # ---------------------------------------------------------------- the schema
 
+
 def every_key():
     """(dotted name, Key) of every declared key: the sections', then each encoder's model keys."""
     yield from ((f"{section}.{name}", key) for section, keys in SCHEMA.items() for name, key in keys.items())
-    yield from ((f"model.{name} ({encoder})", key) for encoder, keys in ENCODER_KEYS.items()
-                for name, key in keys.items())
+    yield from (
+        (f"model.{name} ({encoder})", key) for encoder, keys in ENCODER_KEYS.items() for name, key in keys.items()
+    )
 
 
 def numeric_rules(rule):
@@ -157,7 +181,7 @@ def test_every_key_is_declared_once_with_a_default_its_rule_accepts_and_a_range_
         assert accepted, f"{dotted}: the default {key.default!r} breaks its own rule"
         for rule in numeric_rules(key.rule):
             assert rule.lo is not None or rule.hi is not None, f"{dotted}: a number without a range"
-    for encoder, keys in ENCODER_KEYS.items():      # an encoder key never shadows a key of every encoder
+    for encoder, keys in ENCODER_KEYS.items():  # an encoder key never shadows a key of every encoder
         assert not set(keys) & set(SCHEMA["model"]), encoder
 
 
@@ -172,24 +196,42 @@ def test_the_stream_names_are_the_ones_every_stream_key_allows():
     assert SCHEMA["data"]["stream"].rule == Choice(STREAMS)
     assert SCHEMA["eval"]["streams"].rule == ListOf(Choice(STREAMS))
     from hiclr.augment.streams import STREAMS as converted
+
     assert converted is STREAMS
 
 
-@pytest.mark.parametrize("path", [None, CONFIGS / "ntu60" / "xsub" / "pretrain_bone.yaml",
-                                  CONFIGS / "demo" / "pretrain.yaml", CONFIGS / "tiny" / "pretrain.yaml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        None,
+        CONFIGS / "ntu60" / "xsub" / "pretrain_bone.yaml",
+        CONFIGS / "demo" / "pretrain.yaml",
+        CONFIGS / "tiny" / "pretrain.yaml",
+    ],
+)
 def test_a_loaded_config_holds_every_key_of_the_schema_and_nothing_else(path):
     cfg = load_config(path)
     schema = schema_for(cfg["model"]["name"])
     assert list(cfg) == list(schema)
     for section, keys in schema.items():
-        assert list(cfg[section]) == list(keys), section          # every key, in the schema's order
+        assert list(cfg[section]) == list(keys), section  # every key, in the schema's order
     untouched = load_config(None)
     assert untouched == {**defaults(), "run": {**defaults()["run"], "name": "run"}}
 
 
-@pytest.mark.parametrize("override", ["eval.feature_batch_size=0", "model.width=abc", "eval.through_encoder=3",
-                                      "run.seed=1.5", "optim.lr=0", "engine.resident_fraction=2",
-                                      "eval.streams=[joint, skeleton]", "eval.ensemble.joint=-1"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "eval.feature_batch_size=0",
+        "model.width=abc",
+        "eval.through_encoder=3",
+        "run.seed=1.5",
+        "optim.lr=0",
+        "engine.resident_fraction=2",
+        "eval.streams=[joint, skeleton]",
+        "eval.ensemble.joint=-1",
+    ],
+)
 def test_a_wrong_type_or_range_is_one_sentence_naming_the_key(override):
     dotted = override.split("=")[0]
     section, key = dotted.split(".")[:2]
@@ -207,6 +249,7 @@ def test_a_section_that_is_not_a_mapping_is_named():
 
 def test_the_encoder_tables_match_the_registry_and_the_constructors():
     from hiclr.models import ENCODERS, build_encoder
+
     assert set(ENCODER_KEYS) == set(ENCODERS)
     for name, keys in ENCODER_KEYS.items():
         parameters = inspect.signature(ENCODERS[name]).parameters
@@ -225,13 +268,17 @@ def test_the_model_section_holds_the_named_encoders_keys_only(monkeypatch):
         load_config(None, ["model.name=toy", "model.width=3"])
     with pytest.raises(UserError, match=r"`model.depth` is 9; it must be an integer from 1 to 8"):
         load_config(None, ["model.name=toy", "model.depth=9"])
-    with pytest.raises(UserError, match=r"unknown encoder 'stgnc' in model.name \(did you mean 'stgcn'\?\); known encoders: dsta, stgcn"):
+    with pytest.raises(
+        UserError,
+        match=r"unknown encoder 'stgnc' in model.name \(did you mean 'stgcn'\?\); known encoders: dsta, stgcn",
+    ):
         load_config(None, ["model.name=stgnc"])
 
 
 def config_reads_with_get(path: Path) -> list[str]:
     """`.get(` calls on a resolved config: on `cfg`, on `cfg[...]`, or on a name a function bound to
     `cfg[...]` (e.g. `ev = cfg["eval"]`), as "file:line: call"."""
+
     def on_config(node, bound):
         if isinstance(node, ast.Name):
             return node.id == "cfg" or node.id in bound
@@ -247,24 +294,34 @@ def config_reads_with_get(path: Path) -> list[str]:
     for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        bound = {a.arg for a in function.args.args if a.arg in SCHEMA}      # e.g. `optim` of lr_factor_fn
+        bound = {a.arg for a in function.args.args if a.arg in SCHEMA}  # e.g. `optim` of lr_factor_fn
         for node in ast.walk(function):
             if isinstance(node, ast.Assign):
                 targets = node.targets[0].elts if isinstance(node.targets[0], ast.Tuple) else node.targets
                 values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value] * len(targets)
-                bound |= {t.id for t, v in zip(targets, values)
-                          if isinstance(t, ast.Name) and isinstance(v, ast.Subscript) and on_config(v, set())}
-        found += [f"{path.as_posix()}:{node.lineno}: {ast.unparse(node)}" for node in ast.walk(function)
-                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and node.func.attr == "get" and on_config(node.func.value, bound)]
+                bound |= {
+                    t.id
+                    for t, v in zip(targets, values)
+                    if isinstance(t, ast.Name) and isinstance(v, ast.Subscript) and on_config(v, set())
+                }
+        found += [
+            f"{path.as_posix()}:{node.lineno}: {ast.unparse(node)}"
+            for node in ast.walk(function)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and on_config(node.func.value, bound)
+        ]
     return found
 
 
 def test_config_reads_with_get_are_found(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("def f(cfg, optim):\n    ev = cfg['eval']\n    return (ev.get('k', 20), cfg['run'].get('seed'),"
-                          " optim.get('gamma', 0.1), cfg.get('data', {}), report.get('stream'))\n")
-    assert len(config_reads_with_get(sample)) == 4          # all but the report's
+    sample.write_text(
+        "def f(cfg, optim):\n    ev = cfg['eval']\n    return (ev.get('k', 20), cfg['run'].get('seed'),"
+        " optim.get('gamma', 0.1), cfg.get('data', {}), report.get('stream'))\n"
+    )
+    assert len(config_reads_with_get(sample)) == 4  # all but the report's
 
 
 def test_no_code_reads_a_resolved_config_with_get_and_a_repeated_default():

@@ -6,22 +6,29 @@ import copy
 import pytest
 import torch
 
-from tests.helpers.closeness import assert_relatively_close
 from hiclr.models import STGCN
+from tests.helpers.closeness import assert_relatively_close
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def _learner(mode, **kwargs):
     from hiclr.ssl import ContrastiveLearner
+
     torch.manual_seed(0)
-    return ContrastiveLearner({"name": "stgcn", "width": 4, "dropout": 0.0}, "hiclr", queue_size=256,
-                              fused_views=mode, **kwargs).cuda().train()
+    return (
+        ContrastiveLearner(
+            {"name": "stgcn", "width": 4, "dropout": 0.0}, "hiclr", queue_size=256, fused_views=mode, **kwargs
+        )
+        .cuda()
+        .train()
+    )
 
 
 def _views(batch=8):
     from hiclr.augment import GrowingPolicy
     from hiclr.bench.train import DEFAULT_POLICY
+
     g = torch.Generator(device="cuda").manual_seed(0)
     x = 0.3 * torch.randn(batch, 3, 50, 25, 2, device="cuda", generator=g)
     return GrowingPolicy.from_yaml(DEFAULT_POLICY).views(x, g, [0, 0, 1, 2])
@@ -65,7 +72,7 @@ def test_a_step_compiled_with_cuda_graphs_gives_the_eager_loss():
     compiled_learner = copy.deepcopy(eager)
     compiled = torch.compile(compiled_learner, mode="reduce-overhead")
     views = _views()
-    for step in range(3):            # warm-up, record, replay
+    for step in range(3):  # warm-up, record, replay
         ids = torch.arange(8, device="cuda") + 8 * step
         loss_eager, _ = eager(views, ids)
         loss_compiled, _ = compiled(views, ids)
@@ -79,10 +86,12 @@ def test_training_steps_compiled_with_cuda_graphs_follow_the_eager_steps():
     eager = _learner("per_view")
     compiled_learner = copy.deepcopy(eager)
     compiled = torch.compile(compiled_learner, mode="reduce-overhead")
-    optimizers = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1, momentum=0.9,
-                                  weight_decay=1e-4) for m in (eager, compiled_learner)]
+    optimizers = [
+        torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1, momentum=0.9, weight_decay=1e-4)
+        for m in (eager, compiled_learner)
+    ]
     g = torch.Generator(device="cuda").manual_seed(1)
-    for step in range(6):            # warm-up, record, replays
+    for step in range(6):  # warm-up, record, replays
         views = _views()
         for v in views:
             v.x.add_(0.01 * torch.randn(v.x.shape, device="cuda", generator=g))

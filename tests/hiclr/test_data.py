@@ -20,21 +20,20 @@ def write_tiny_store(path, num_samples=12, num_classes=4, seed=0, format_version
     labels = np.arange(num_samples, dtype=np.int64) % num_classes
     performer = (np.arange(num_samples) // 3) % 4 + 1
     camera = np.arange(num_samples) % 3 + 1
-    names = [f"S001C{c:03d}P{p:03d}R001A{a + 1:03d}" + f"_{i}"
-             for i, (c, p, a) in enumerate(zip(camera, performer, labels))]
+    names = [
+        f"S001C{c:03d}P{p:03d}R001A{a + 1:03d}" + f"_{i}" for i, (c, p, a) in enumerate(zip(camera, performer, labels))
+    ]
     splits = {
         "xsub": {"train": np.flatnonzero(performer % 2 == 1), "test": np.flatnonzero(performer % 2 == 0)},
         "xview": {"train": np.flatnonzero(camera != 1), "test": np.flatnonzero(camera == 1)},
     }
     with h5py.File(path, "w") as f:
         samples = f.create_group("samples")
-        samples.create_dataset("name", data=np.array(names, dtype=object),
-                               dtype=h5py.string_dtype("utf-8"))
+        samples.create_dataset("name", data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
         samples.create_dataset("label", data=labels)
         samples.create_dataset("camera", data=camera.astype(np.int64))
         samples.create_dataset("performer", data=performer.astype(np.int64))
-        f.create_group("views").create_dataset("frame50", data=frame50,
-                                               chunks=(1,) + frame50.shape[1:])
+        f.create_group("views").create_dataset("frame50", data=frame50, chunks=(1,) + frame50.shape[1:])
         checksums = {}
         for protocol, parts in splits.items():
             for part, index in parts.items():
@@ -125,8 +124,7 @@ def test_dataset_info_describes_the_store(store):
     info = dataset_info(path)
     assert info["num_classes"] == 4 and info["num_samples"] == len(names)
     assert info["format_version"] == 1 and info["dataset"] == "tiny"
-    assert info["protocols"] == {p: {part: len(i) for part, i in parts.items()}
-                                 for p, parts in splits.items()}
+    assert info["protocols"] == {p: {part: len(i) for part, i in parts.items()} for p, parts in splits.items()}
     assert info["views"] == {"frame50": [len(names), 3, 50, 25, 2]}
     assert info["counts"]["samples"] == len(names)
     expected = hashlib.sha256(splits["xsub"]["test"].astype("<i8").tobytes()).hexdigest()

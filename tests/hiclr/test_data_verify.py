@@ -3,8 +3,6 @@ what it reads, once per process, and refuses a mismatch in one sentence naming f
 
 from __future__ import annotations
 
-from tests.helpers.paths import ROOT_DIR
-
 import os
 import tracemalloc
 from pathlib import Path
@@ -19,17 +17,58 @@ from hiclr.common.command_line import run_cli
 from hiclr.common.errors import UserError
 from hiclr.config import load_config
 from hiclr.data import load_split, store_identity, verify_store_of
+from tests.helpers.paths import ROOT_DIR
 from tests.helpers.tiny_store import write_tiny_store
 
 ROOT = ROOT_DIR
 TINY = ROOT / "configs" / "tiny" / "pretrain.yaml"
-EVAL = ["--set", "eval.epochs=1", "--set", "eval.milestones=[1]", "--set", "eval.batch_size=8",
-        "--set", "optim.epochs=1", "--set", "optim.milestones=[1]", "--set", "optim.batch_size=8",
-        "--set", "optim.warmup_epochs=0", "--set", "run.save_every=0", "--set", "engine.progress=false",
-        "--set", "engine.tensorboard=false", "--set", "engine.device=cpu", "--set", "model.width=2", "--no-plots"]
-PRETRAIN = ["--config", TINY, "--epochs", 1, "--device", "cpu", "--set", "model.width=2",
-            "--set", "optim.batch_size=8", "--set", "ssl.queue_size=16", "--set", "run.monitor_every=0",
-            "--set", "engine.progress=false", "--set", "engine.tensorboard=false"]
+EVAL = [
+    "--set",
+    "eval.epochs=1",
+    "--set",
+    "eval.milestones=[1]",
+    "--set",
+    "eval.batch_size=8",
+    "--set",
+    "optim.epochs=1",
+    "--set",
+    "optim.milestones=[1]",
+    "--set",
+    "optim.batch_size=8",
+    "--set",
+    "optim.warmup_epochs=0",
+    "--set",
+    "run.save_every=0",
+    "--set",
+    "engine.progress=false",
+    "--set",
+    "engine.tensorboard=false",
+    "--set",
+    "engine.device=cpu",
+    "--set",
+    "model.width=2",
+    "--no-plots",
+]
+PRETRAIN = [
+    "--config",
+    TINY,
+    "--epochs",
+    1,
+    "--device",
+    "cpu",
+    "--set",
+    "model.width=2",
+    "--set",
+    "optim.batch_size=8",
+    "--set",
+    "ssl.queue_size=16",
+    "--set",
+    "run.monitor_every=0",
+    "--set",
+    "engine.progress=false",
+    "--set",
+    "engine.tensorboard=false",
+]
 
 
 def store(path: Path) -> Path:
@@ -43,7 +82,7 @@ def damage(path: Path, what: str) -> str:
     """Change the store in place as a bad disk or copy would; returns the dataset it touched."""
     with h5py.File(path, "r+") as f:
         if what == "value":
-            f["views/frame50"][5, 1, 2, 3, 0] = 0.5            # finite, plausible
+            f["views/frame50"][5, 1, 2, 3, 0] = 0.5  # finite, plausible
             return "/views/frame50"
         if what == "label":
             labels = f["samples/label"][()]
@@ -51,7 +90,7 @@ def damage(path: Path, what: str) -> str:
             f["samples/label"][...] = labels
             return "/samples/label"
         index = f["splits/xsub/train"][()]
-        index[-1] += 1                                          # still sorted: a test clip joins training
+        index[-1] += 1  # still sorted: a test clip joins training
         f["splits/xsub/train"][...] = index
         return "/splits/xsub/train"
 
@@ -70,8 +109,19 @@ def command(name: str, data: Path, out: Path, encoder: str) -> list:
     if name == "pretrain":
         return ["pretrain", "--data", data, "--out", out, *PRETRAIN]
     if name == "embed":
-        return ["embed", "--encoder", encoder, "--data", data, "--split", "xsub/train", "--out", out / "f.npz",
-                "--device", "cpu"]
+        return [
+            "embed",
+            "--encoder",
+            encoder,
+            "--data",
+            data,
+            "--split",
+            "xsub/train",
+            "--out",
+            out / "f.npz",
+            "--device",
+            "cpu",
+        ]
     extra = {"semi": ["--fractions", "0.5", "--seeds", "0"], "knn": ["--k", "3"]}.get(name, [])
     chosen = "raw" if name in ("linear", "knn") else encoder
     return [name, "--encoder", chosen, "--data", data, "--out", out / "run", *EVAL, *extra]
@@ -91,8 +141,9 @@ def encoder(tmp_path_factory):
 
 @pytest.mark.parametrize("what", ["value", "label", "split"])
 @pytest.mark.parametrize("name", COMMANDS)
-def test_every_command_refuses_a_changed_store_in_one_sentence_and_writes_nothing(tmp_path, capsys, encoder,
-                                                                                  name, what):
+def test_every_command_refuses_a_changed_store_in_one_sentence_and_writes_nothing(
+    tmp_path, capsys, encoder, name, what
+):
     data = store(tmp_path / "s.h5")
     dataset = damage(data, what)
     out = tmp_path / "out"
@@ -129,9 +180,9 @@ def test_a_sound_store_is_hashed_once_per_process_and_again_once_it_changes(tmp_
     load_split(data, "xsub", "train")
     assert sorted(hashed) == ["/samples/label", "/samples/name", "/splits/xsub/train", "/views/frame50"]
     load_split(data, "xsub", "train")
-    load_split(data, "xsub", "test")              # only the test index is new
+    load_split(data, "xsub", "test")  # only the test index is new
     assert sorted(hashed[4:]) == ["/splits/xsub/test"]
-    damage(data, "value")                          # a new modification time: a new identity
+    damage(data, "value")  # a new modification time: a new identity
     with pytest.raises(UserError, match="dataset /views/frame50 does not match"):
         load_split(data, "xsub", "test")
     assert load_split(data, "xsub", "test", verify=False).x.shape[0] == 8
@@ -154,17 +205,16 @@ def test_a_store_without_stored_checksums_is_read_with_one_note(tmp_path, capsys
     assert len(load_split(data, "xsub", "train")) == 16
     err = capsys.readouterr().err
     assert err.count("note:") == 1 and "no stored sha256" in err and "/views/frame50" in err
-    assert "/splits/xsub/train" not in err          # the split index still has its split_sha256
+    assert "/splits/xsub/train" not in err  # the split index still has its split_sha256
     load_split(data, "xsub", "train")
     assert capsys.readouterr().err == ""
 
 
 def test_hashing_streams_in_blocks_with_bounded_memory(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
-    n = 1200                                       # frame50: 36 MB
+    n = 1200  # frame50: 36 MB
     x = rng.normal(size=(n, 3, 50, 25, 2)).astype(np.float32)
-    data = write_tiny_store(tmp_path / "big.h5", x, np.arange(n) % 3, np.arange(n) % 3, test_performer=2,
-                            num_classes=3)
+    data = write_tiny_store(tmp_path / "big.h5", x, np.arange(n) % 3, np.arange(n) % 3, test_performer=2, num_classes=3)
     del x
     with h5py.File(data, "r") as f:
         whole = data_prep.checksums.dataset_sha256(f["views/frame50"])

@@ -14,9 +14,15 @@ TINY_FINETUNE = ["optim.epochs=1", "optim.batch_size=4", "optim.warmup_epochs=0"
 
 def test_the_demo_reports_label_efficiency_and_the_frozen_probes_beside_raw_input_and_random_init(tmp_path):
     tiny = SynthConfig(subjects=2, classes=4, repeats=1, cameras=2)
-    report = run_demo(tmp_path / "demo", epochs=1, device="cpu", synth=tiny, fraction=0.5,
-                      extra=["optim.batch_size=8", "ssl.queue_size=16", "run.monitor_every=1"],
-                      finetune_extra=TINY_FINETUNE)
+    report = run_demo(
+        tmp_path / "demo",
+        epochs=1,
+        device="cpu",
+        synth=tiny,
+        fraction=0.5,
+        extra=["optim.batch_size=8", "ssl.queue_size=16", "run.monitor_every=1"],
+        finetune_extra=TINY_FINETUNE,
+    )
     text = report.read_text()
     for label in ("pretrained", "raw", "random"):
         assert ROW_NAMES[label] in text
@@ -39,10 +45,15 @@ def test_the_demo_reports_label_efficiency_and_the_frozen_probes_beside_raw_inpu
 def test_the_results_table_has_a_fine_tune_column_and_a_difference_row():
     lin = {"top1_last": 50.0, "top1_best": 55.5}
     ft_pre, ft_scr = {"top1_last": 70.0, "top1_best": 71.0}, {"top1_last": 40.0, "top1_best": 45.0}
-    table = results_table([("pretrained", lin, {"top1": 40.25}, None, ft_pre),
-                           ("raw", lin, {"top1": 30.0}, None, None),
-                           ("random", {"top1_last": 20.0, "top1_best": 25.0}, {"top1": 10.0}, None, ft_scr),
-                           ("supervised", None, None, None, ft_pre)], fraction=0.2)
+    table = results_table(
+        [
+            ("pretrained", lin, {"top1": 40.25}, None, ft_pre),
+            ("raw", lin, {"top1": 30.0}, None, None),
+            ("random", {"top1_last": 20.0, "top1_best": 25.0}, {"top1": 10.0}, None, ft_scr),
+            ("supervised", None, None, None, ft_pre),
+        ],
+        fraction=0.2,
+    )
     rows = table.strip().splitlines()
     assert len(rows) == 7 and "fine-tuned on 20 % of the labels" in rows[0]
     assert rows[2] == f"| {ROW_NAMES['pretrained']} | 70.00 (71.00) | 50.00 (55.50) | 40.25 |"

@@ -12,7 +12,7 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_the_data():
     encoder = build_encoder({"name": "stgcn", "width": 2})
     recalibrate_batchnorm(encoder, x, batch_size=64)
     assert not encoder.training
-    flat = x.permute(0, 4, 3, 1, 2).reshape(64 * 2, 75, 50)        # (N M, V C, T), as data_bn sees it
+    flat = x.permute(0, 4, 3, 1, 2).reshape(64 * 2, 75, 50)  # (N M, V C, T), as data_bn sees it
     expected_mean = flat.mean(dim=(0, 2))
     assert torch.allclose(encoder.data_bn.running_mean, expected_mean, atol=1e-4)
 

@@ -15,7 +15,6 @@ expected failure, so that the day it passes shows as XPASS.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -40,14 +39,22 @@ def demo(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     assert report.is_file()
-    reports = {label: json.loads((out / f"eval_{label}" / "report.json").read_text())
-               for label in ("pretrained", "raw", "random")}
-    epochs = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()
-              if '"kind": "epoch"' in line]
+    reports = {
+        label: json.loads((out / f"eval_{label}" / "report.json").read_text())
+        for label in ("pretrained", "raw", "random")
+    }
+    epochs = [
+        json.loads(line)
+        for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()
+        if '"kind": "epoch"' in line
+    ]
     queue = yaml.safe_load((out / "pretrain" / "config.yaml").read_text())["ssl"]["queue_size"]
-    figures = {"knn": {k: v["protocols"]["knn"]["top1"] for k, v in reports.items()},
-               "linear": {k: v["protocols"]["linear"]["top1_last"] for k, v in reports.items()},
-               "epochs": epochs, "collapse_loss": HiCLR.uniform_logits_loss(1 + queue)}
+    figures = {
+        "knn": {k: v["protocols"]["knn"]["top1"] for k, v in reports.items()},
+        "linear": {k: v["protocols"]["linear"]["top1_last"] for k, v in reports.items()},
+        "epochs": epochs,
+        "collapse_loss": HiCLR.uniform_logits_loss(1 + queue),
+    }
     print(f"\ndemo, kNN: {figures['knn']}, linear: {figures['linear']}")
     return figures
 
@@ -69,8 +76,9 @@ def test_the_demos_monitor_rises_and_the_loss_stays_off_the_collapse_value(demo)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="at the demo's budget the pre-trained encoder stays below the "
-                   "raw-input baseline")
+@pytest.mark.xfail(
+    strict=False, reason="at the demo's budget the pre-trained encoder stays below the raw-input baseline"
+)
 def test_the_demos_pretraining_beats_raw_input_by_the_target_margin(demo):
     for protocol in ("knn", "linear"):
         top1 = demo[protocol]

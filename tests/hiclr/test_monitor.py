@@ -1,7 +1,6 @@
 """The learning monitor (kNN during pre-training), the embedding-spread metric, the collapse warnings
 and the pre-training curve report, on a tiny store and a width-2 ST-GCN."""
 
-from tests.helpers.paths import ROOT_DIR
 import json
 import math
 from pathlib import Path
@@ -17,9 +16,10 @@ from hiclr.eval.knn import knn_scores
 from hiclr.features import extract_features
 from hiclr.models import load_encoder
 from hiclr.monitor import MONITOR_STREAM, CollapseWatch, LearningMonitor
-from hiclr.ssl import embedding_spread
 from hiclr.pretrain import build_learner, load_training_data, pretrain
 from hiclr.report import write_pretrain_curve
+from hiclr.ssl import embedding_spread
+from tests.helpers.paths import ROOT_DIR
 from tests.helpers.tiny_store import write_tiny_store
 
 ROOT = ROOT_DIR
@@ -41,16 +41,34 @@ def data(tmp_path_factory):
 
 
 def config(data, out, *sets):
-    return load_config(TINY, [f"data.path={data}", f"run.out={out}", "model.width=2", "optim.batch_size=8",
-                              "ssl.queue_size=16", "engine.progress=false", "engine.tensorboard=false",
-                              "engine.device=cpu", "run.save_every=0", *sets])
+    return load_config(
+        TINY,
+        [
+            f"data.path={data}",
+            f"run.out={out}",
+            "model.width=2",
+            "optim.batch_size=8",
+            "ssl.queue_size=16",
+            "engine.progress=false",
+            "engine.tensorboard=false",
+            "engine.device=cpu",
+            "run.save_every=0",
+            *sets,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     """A 3-epoch run scored every 2 epochs (so after epochs 2 and 3) on 10 training / 8 test clips."""
-    cfg = config(data, tmp_path_factory.mktemp("runs"), "optim.epochs=3", "run.monitor_every=2",
-                 "run.monitor_samples=10", "run.log_every=1")
+    cfg = config(
+        data,
+        tmp_path_factory.mktemp("runs"),
+        "optim.epochs=3",
+        "run.monitor_every=2",
+        "run.monitor_samples=10",
+        "run.log_every=1",
+    )
     return cfg, pretrain(cfg)
 
 
@@ -60,6 +78,7 @@ def records(run_dir, kind):
 
 
 # ------------------------------------------------------------------ the monitor
+
 
 def test_metrics_hold_the_monitor_every_monitor_every_epochs_and_after_the_last(run):
     _, result = run
@@ -83,7 +102,7 @@ def test_the_monitor_equals_a_knn_computed_by_hand_on_the_fixed_subsets(run, dat
     bank = torch.randperm(len(train.x), generator=g)[:10].sort().values
     test = load_split(data, "xsub", "test")
     assert len(test) == 8
-    encoder, _, _ = load_encoder(result.outputs["encoder"])     # the backbone after the last epoch
+    encoder, _, _ = load_encoder(result.outputs["encoder"])  # the backbone after the last epoch
     bank_f = extract_features(encoder, train.x[bank])
     test_f = extract_features(encoder, test.x)
     scores = knn_scores(bank_f, train.labels[bank], test_f, 3, k=20, temperature=0.1)
@@ -95,7 +114,7 @@ def test_the_monitor_equals_a_knn_computed_by_hand_on_the_fixed_subsets(run, dat
     assert (monitor.k, monitor.temperature) == (20, 0.1)
     encoder.train()
     assert monitor(encoder, 2)["monitor_knn_top1"] == pytest.approx(top1, abs=1e-9)
-    assert encoder.training                                    # train mode restored
+    assert encoder.training  # train mode restored
     assert monitor(encoder, 0) == {} and monitor.due(1) and monitor.due(2)
 
 
@@ -104,6 +123,7 @@ def test_the_initial_score_is_the_built_encoders_knn_with_batchnorm_re_estimated
 
     from hiclr.engine import seed_everything
     from hiclr.features import recalibrate_batchnorm
+
     cfg, result = run
     epochs = records(result.run_dir, "epoch")
     initial = epochs[1]["monitor_knn_top1_init"]
@@ -115,11 +135,10 @@ def test_the_initial_score_is_the_built_encoders_knn_with_batchnorm_re_estimated
     clone = recalibrate_batchnorm(copy.deepcopy(backbone), monitor.bank_x)
     bank_f, test_f = extract_features(clone, monitor.bank_x), extract_features(clone, monitor.query_x)
     scores = knn_scores(bank_f, monitor.bank_labels, test_f, 3, k=20, temperature=0.1)
-    assert initial == pytest.approx((scores.argmax(1) == monitor.query_labels).float().mean().item() * 100,
-                                    abs=1e-9)
+    assert initial == pytest.approx((scores.argmax(1) == monitor.query_labels).float().mean().item() * 100, abs=1e-9)
     before = copy.deepcopy(backbone.state_dict())
     assert monitor.score_initial(backbone) == pytest.approx(initial, abs=1e-9)
-    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())   # scored on a copy
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # scored on a copy
 
 
 def test_the_monitor_does_not_change_the_training(data, tmp_path):
@@ -128,8 +147,10 @@ def test_the_monitor_does_not_change_the_training(data, tmp_path):
         cfg = config(data, tmp_path / f"every{every}", "optim.epochs=2", f"run.monitor_every={every}")
         result = pretrain(cfg)
         assert ("monitor_knn_top1" in result.metrics) == bool(every)
-        finals[every] = (load_checkpoint(result.run_dir / "last.pt")["model"],
-                         [r["loss"] for r in records(result.run_dir, "step")])
+        finals[every] = (
+            load_checkpoint(result.run_dir / "last.pt")["model"],
+            [r["loss"] for r in records(result.run_dir, "step")],
+        )
     (off, loss_off), (on, loss_on) = finals[0], finals[1]
     assert loss_off == loss_on
     assert off.keys() == on.keys()
@@ -148,6 +169,7 @@ def test_without_a_test_split_the_monitor_says_so_once_and_is_off(tmp_path, caps
 
 def test_monitor_keys_are_checked(data, tmp_path):
     from hiclr.common.errors import UserError
+
     for bad in ("run.monitor_every=-1", "run.monitor_samples=0", "run.monitor_every=1.5"):
         with pytest.raises(UserError, match=bad.split("=")[0]):
             config(data, tmp_path, bad)
@@ -156,6 +178,7 @@ def test_monitor_keys_are_checked(data, tmp_path):
 
 # ------------------------------------------------------------------ embedding spread and collapse
 
+
 def test_embed_std_is_the_mean_per_dimension_std_of_the_normalised_projections():
     z = torch.randn(64, 32, generator=torch.Generator().manual_seed(0)) * 3 + 1
     u = z / z.norm(dim=1, keepdim=True)
@@ -163,7 +186,7 @@ def test_embed_std_is_the_mean_per_dimension_std_of_the_normalised_projections()
     spread = embedding_spread(z)
     assert torch.allclose(spread["embed_std"], by_hand, atol=1e-7)
     assert torch.allclose(spread["embed_std_ratio"], by_hand * math.sqrt(32), atol=1e-6)
-    assert 0.5 < spread["embed_std_ratio"] < 1.1               # spread: about 1/sqrt(dim) per dimension
+    assert 0.5 < spread["embed_std_ratio"] < 1.1  # spread: about 1/sqrt(dim) per dimension
     same = embedding_spread(torch.randn(1, 32).repeat(64, 1) * 5)
     assert same["embed_std"] < 1e-6 and same["embed_std_ratio"] < 1e-5
     assert not spread["embed_std"].requires_grad
@@ -171,6 +194,7 @@ def test_embed_std_is_the_mean_per_dimension_std_of_the_normalised_projections()
 
 def test_the_learner_logs_embed_std_of_the_first_query_projections(data):
     from hiclr.augment.policy import View
+
     cfg = config(data, "unused")
     learner = build_learner(cfg)
     heads = []
@@ -199,13 +223,13 @@ def test_the_collapse_warning_fires_once_for_a_collapsed_embedding_only(capsys):
     assert "lr" in lines[0] and "temperature" in lines[0]
     watch_epochs(CollapseWatch(0.2), lambda: torch.randn(16, 32, generator=g))
     assert capsys.readouterr().err == ""
-    watch_epochs(CollapseWatch(0), lambda: centre.repeat(16, 1))     # 0: the spread rule is off
+    watch_epochs(CollapseWatch(0), lambda: centre.repeat(16, 1))  # 0: the spread rule is off
     assert capsys.readouterr().err == ""
 
 
 def test_the_loss_warning_fires_once_near_the_uniform_logits_loss_after_the_first_epoch(capsys):
     collapse = 2 * math.log(17)
-    spread = lambda: torch.randn(16, 32)                              # noqa: E731
+    spread = lambda: torch.randn(16, 32)  # noqa: E731
     watch_epochs(CollapseWatch(0.2, collapse), spread, epochs=4, loss=collapse * 0.99)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: epoch 2:") and "uniform logits" in lines[0]
@@ -226,8 +250,9 @@ def test_the_knn_warning_fires_once_when_the_monitor_falls_below_the_initial_enc
     for scores in ([24.0, 21.0, 20.5], [None, None, None]):
         watch = CollapseWatch(0.2)
         for epoch, knn in enumerate(scores):
-            watch.end_epoch(epoch, {**spread, **({} if knn is None else {"monitor_knn_top1": knn,
-                                                                       "monitor_knn_top1_init": 25.0})})
+            watch.end_epoch(
+                epoch, {**spread, **({} if knn is None else {"monitor_knn_top1": knn, "monitor_knn_top1_init": 25.0})}
+            )
     watch = CollapseWatch(0.2)
     for epoch in range(3):
         watch.end_epoch(epoch, {**spread, "monitor_knn_top1": 5.0})
@@ -236,19 +261,21 @@ def test_the_knn_warning_fires_once_when_the_monitor_falls_below_the_initial_enc
 
 # ------------------------------------------------------------------ report
 
+
 def test_the_pretrain_curve_reads_the_runs_epoch_records(run):
     _, result = run
     out = write_pretrain_curve(result.run_dir)
     epochs = records(result.run_dir, "epoch")
     lines = out["table"].strip().splitlines()
     assert lines[0].startswith("| epoch | loss | monitor kNN top-1 (%) | embed_std |") and len(lines) == 2 + 3
-    assert lines[2].split(" | ")[2] == "-"                           # epoch 1 was not scored
+    assert lines[2].split(" | ")[2] == "-"  # epoch 1 was not scored
     assert lines[4].split(" | ")[2] == f"{epochs[2]['monitor_knn_top1']:.2f}"
     assert out["table"] in out["markdown"].read_text()
     assert f"scores {epochs[1]['monitor_knn_top1_init']:.2f} % on the monitor" in out["markdown"].read_text()
     try:
-        from hiclr.report.plots import plots_available, read_png_data
         import PIL  # noqa: F401
+
+        from hiclr.report.plots import plots_available, read_png_data
     except ImportError:
         return
     if plots_available():
@@ -259,6 +286,7 @@ def test_the_pretrain_curve_reads_the_runs_epoch_records(run):
 
 def test_the_pretrain_curve_skips_the_figure_quietly_without_matplotlib(run, monkeypatch, capsys):
     from hiclr.report import plots
+
     _, result = run
     monkeypatch.setattr(plots, "plots_available", lambda: False)
     (result.run_dir / "pretrain_curve.png").unlink(missing_ok=True)

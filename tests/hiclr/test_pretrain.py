@@ -23,7 +23,7 @@ class ReleaseLoop:
         self.encoder_q = copy.deepcopy(learner.encoder_q)
         self.encoder_k = copy.deepcopy(learner.encoder_k)
         self.mask_param = torch.nn.Parameter(learner.mask_token.detach().clone())
-        self.queue = learner.queue.keys.T.clone()                       # (dim, K)
+        self.queue = learner.queue.keys.T.clone()  # (dim, K)
         self.queue_ptr = 0
         params = [*self.encoder_q.parameters(), self.mask_param]
         self.optimizer = torch.optim.SGD(params, lr=LR, momentum=0.9, weight_decay=1e-4)
@@ -36,8 +36,10 @@ class ReleaseLoop:
                 param_k.data = param_k.data * MOMENTUM + param_q.data * (1.0 - MOMENTUM)
             k = F.normalize(self.encoder_k(im_k)[1], dim=1)
         l_neg = [torch.einsum("nc,ck->nk", z, self.queue.clone().detach()) for z in (q, q_e, q_ed)]
-        logits = [torch.cat([torch.einsum("nc,nc->n", z, k)[:, None], neg], dim=1) / TEMPERATURE
-                  for z, neg in zip((q, q_e, q_ed), l_neg)]
+        logits = [
+            torch.cat([torch.einsum("nc,nc->n", z, k)[:, None], neg], dim=1) / TEMPERATURE
+            for z, neg in zip((q, q_e, q_ed), l_neg)
+        ]
         if nnm:
             onehot = torch.zeros_like(l_neg[0])
             for neg in l_neg:
@@ -47,10 +49,11 @@ class ReleaseLoop:
         else:
             loss = F.cross_entropy(logits[0], torch.zeros(k.shape[0], dtype=torch.long))
         for weak, strong in ((logits[0], logits[1]), (logits[1], logits[2])):
-            loss = loss - 0.5 * torch.mean(torch.sum(F.softmax(weak.detach(), dim=1)
-                                                     * F.log_softmax(strong, dim=1), dim=1))
+            loss = loss - 0.5 * torch.mean(
+                torch.sum(F.softmax(weak.detach(), dim=1) * F.log_softmax(strong, dim=1), dim=1)
+            )
         batch = k.shape[0]
-        self.queue[:, self.queue_ptr:self.queue_ptr + batch] = k.T
+        self.queue[:, self.queue_ptr : self.queue_ptr + batch] = k.T
         self.queue_ptr = (self.queue_ptr + batch) % self.queue.shape[1]
         return loss
 
@@ -70,12 +73,12 @@ class FixedViews:
         self.batches = iter(batches)
 
     def views(self, x, generator, layout):
-        assert layout.stages == (0, 0, 1, 2) and layout.key_index == 1     # the objective's layout
+        assert layout.stages == (0, 0, 1, 2) and layout.key_index == 1  # the objective's layout
         return next(self.batches)
 
 
 def test_six_steps_around_the_mining_epoch_follow_the_release_loop_in_float64():
-    epochs = (0, 0, 149, 150, 151, 151)                  # as the engine passes them, 0-based
+    epochs = (0, 0, 149, 150, 151, 151)  # as the engine passes them, 0-based
     torch.manual_seed(0)
     learner = make_learner(momentum=MOMENTUM, temperature=TEMPERATURE, mining_epoch=MINING_EPOCH).double()
     release = ReleaseLoop(learner)
@@ -86,15 +89,16 @@ def test_six_steps_around_the_mining_epoch_follow_the_release_loop_in_float64():
         views[3].mask = torch.rand(4, 1, 6, 5, 1, generator=gen) < 0.3
         batches.append(views)
     task = PretrainTask(learner, FixedViews(batches), {}, "joint")
-    optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=LR, momentum=0.9,
-                                weight_decay=1e-4)
+    optimizer = torch.optim.SGD(
+        [p for p in learner.parameters() if p.requires_grad], lr=LR, momentum=0.9, weight_decay=1e-4
+    )
     for step, (epoch, views) in enumerate(zip(epochs, batches)):
         batch = SimpleNamespace(x=views[0].x, ids=torch.arange(4) + 4 * step)
         loss, metrics = task.step(learner, batch, gen, epoch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        release_epoch = epoch + 1                        # the release's Processor: train(epoch + 1)
+        release_epoch = epoch + 1  # the release's Processor: train(epoch + 1)
         expected = release.train_step(release_epoch, views)
         assert ("num_positives" in metrics) == (release_epoch > MINING_EPOCH), (epoch, release_epoch)
         torch.testing.assert_close(loss.detach(), expected, rtol=1e-13, atol=1e-13, msg=f"step {step}")
@@ -119,12 +123,14 @@ class EinopsBackbone(torch.nn.Module):
 
     def forward(self, x):
         from einops import rearrange
+
         pooled = rearrange(x, "n c t v m -> n c (t v m)").mean(dim=2)
         return self.bn(pooled) @ rearrange(self.weight, "o c -> c o")
 
 
 def test_the_compiled_step_compiles_once_while_the_epoch_changes_and_once_more_when_mining_starts():
     from hiclr.ssl import ContrastiveLearner
+
     graphs = []
 
     def counting_backend(gm, example_inputs):
@@ -144,10 +150,9 @@ def test_the_compiled_step_compiles_once_while_the_epoch_changes_and_once_more_w
     task = PretrainTask(learner, FixedViews(batches), {}, "joint")
     counts = []
     for step, epoch in enumerate(epochs):
-        loss, _ = task.step(compiled, SimpleNamespace(x=batches[step][0].x, ids=torch.arange(4) + 4 * step),
-                            gen, epoch)
+        loss, _ = task.step(compiled, SimpleNamespace(x=batches[step][0].x, ids=torch.arange(4) + 4 * step), gen, epoch)
         loss.backward()
         counts.append(len(graphs))
     first = counts[0]
-    assert first > 0 and counts[:6] == [first] * 6, counts            # epochs 0, 1, 2: no new graph
-    assert counts[6] <= 2 * first and counts[6:] == [counts[6]] * 4, counts   # one more set at epoch 3
+    assert first > 0 and counts[:6] == [first] * 6, counts  # epochs 0, 1, 2: no new graph
+    assert counts[6] <= 2 * first and counts[6:] == [counts[6]] * 4, counts  # one more set at epoch 3

@@ -12,7 +12,8 @@ import yaml
 
 import hiclr
 from hiclr.provenance import provenance
-from tests.hiclr.test_data_verify import command, encoder_file, hiclr as run, store
+from tests.hiclr.test_data_verify import command, encoder_file, store
+from tests.hiclr.test_data_verify import hiclr as run
 
 
 def sha256(path) -> str:
@@ -47,7 +48,7 @@ def test_each_protocol_entry_records_store_encoder_config_and_versions(tmp_path,
 
 
 def test_a_baseline_is_named_where_a_checkpoint_would_be(tmp_path, data, encoder):
-    assert run(command("knn", data, tmp_path, encoder)) == 0          # --encoder raw
+    assert run(command("knn", data, tmp_path, encoder)) == 0  # --encoder raw
     record = json.loads((tmp_path / "run" / "report.json").read_text())["protocols"]["knn"]["provenance"]
     assert record["encoder"] == {"baseline": "raw"} and record["store"]["sha256"] == sha256(data)
 
@@ -59,8 +60,10 @@ def test_pretraining_writes_a_report_with_the_provenance_of_its_encoder(tmp_path
     config = yaml.safe_load((folder / "config.yaml").read_text())
     assert report["kind"] == "pretrain" and report["pretrain"]["epochs"] == 1
     check(report["provenance"], data, config)
-    assert report["provenance"]["encoder"] == {"path": str(folder / "encoder.pt"),
-                                               "sha256": sha256(folder / "encoder.pt")}
+    assert report["provenance"]["encoder"] == {
+        "path": str(folder / "encoder.pt"),
+        "sha256": sha256(folder / "encoder.pt"),
+    }
     assert report["data"]["sha256"] == sha256(data) and report["data"]["train_samples"] == 16
 
 

@@ -18,7 +18,7 @@ def test_register_adds_the_entry_under_its_name_and_returns_it():
 def test_a_second_entry_under_the_same_name_is_refused():
     things = Registry("thing")
     things.register("alpha")(int)
-    things.register("alpha")(int)                     # the same entry again is harmless
+    things.register("alpha")(int)  # the same entry again is harmless
     with pytest.raises(ValueError, match="thing 'alpha' is already registered"):
         things.register("alpha")(float)
 
@@ -29,8 +29,9 @@ def test_an_unknown_name_names_the_closest_entry_and_lists_every_known_one():
         things.register(name)(object)
     with pytest.raises(UnknownName) as err:
         things.lookup("stgnc")
-    assert str(err.value) == ("unknown encoder 'stgnc' in model.name (did you mean 'stgcn'?); "
-                              "known encoders: dsta, stgcn")
+    assert str(err.value) == (
+        "unknown encoder 'stgnc' in model.name (did you mean 'stgcn'?); known encoders: dsta, stgcn"
+    )
     assert isinstance(err.value, ValueError)
 
 

@@ -7,15 +7,15 @@ import pytest
 from PIL import Image
 
 from data_prep import synth
-from hiclr.common.errors import UserError
 from data_prep.presets import frame50
 from hiclr.augment import GrowingPolicy
 from hiclr.cli import main
+from hiclr.common.errors import UserError
 from hiclr.show import draw_skeleton, load_clips, policy_views, show
 from tests.helpers.tiny_store import write_tiny_store
 
 CFG = synth.SynthConfig(subjects=2, repeats=1, cameras=1)
-ONE_PERSON, TWO_PERSONS = 1, 17                     # raise and lower arms; push (1-based actions)
+ONE_PERSON, TWO_PERSONS = 1, 17  # raise and lower arms; push (1-based actions)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def _has_colour(pixels: np.ndarray, rgb, tol: int = 40) -> bool:
     return bool((np.abs(pixels - np.array(rgb)).sum(axis=-1) < tol).sum() > 20)
 
 
-BLUE, ORANGE = (31, 119, 180), (255, 127, 14)        # matplotlib's tab:blue, tab:orange
+BLUE, ORANGE = (31, 119, 180), (255, 127, 14)  # matplotlib's tab:blue, tab:orange
 
 
 def test_a_store_clip_gives_a_strip_png_of_the_expected_size_and_a_gif_with_one_frame_per_clip_frame(store, tmp_path):
@@ -50,7 +50,7 @@ def test_a_store_clip_gives_a_strip_png_of_the_expected_size_and_a_gif_with_one_
     with Image.open(gif) as im:
         assert im.n_frames == 50
     pixels = _pixels(strip)
-    assert pixels.std() > 10 and _has_colour(pixels, BLUE)          # not blank: the skeleton is there
+    assert pixels.std() > 10 and _has_colour(pixels, BLUE)  # not blank: the skeleton is there
     assert not list(tmp_path.glob("*partial*"))
 
 
@@ -67,18 +67,18 @@ def test_the_views_differ_from_each_other_and_from_the_clip(store):
     views = policy_views(clip.x, policy, seed=0)
     assert views.x.shape == (1 + policy.num_stages,) + clip.x.shape
     np.testing.assert_array_equal(views.x[0], clip.x)
-    for a in range(len(views.x)):                  # the joint mask leaves the data: the mask tells them apart
+    for a in range(len(views.x)):  # the joint mask leaves the data: the mask tells them apart
         for b in range(a + 1, len(views.x)):
             assert not np.allclose(views.x[a], views.x[b]) or np.any(views.masks[a] != views.masks[b]), (a, b)
-    assert views.masks[-1].any() and not views.masks[:-1].any()    # only the strong view masks joints
+    assert views.masks[-1].any() and not views.masks[:-1].any()  # only the strong view masks joints
 
 
 def test_a_masked_joint_is_not_drawn_as_a_joint_nor_by_its_bones():
     from matplotlib.figure import Figure
 
-    clip = frame50(synth.render_clip(CFG, 1, 1, 1, 1, ONE_PERSON).bodies())[:, 10]      # (C, V, M)
+    clip = frame50(synth.render_clip(CFG, 1, 1, 1, 1, ONE_PERSON).bodies())[:, 10]  # (C, V, M)
     mask = np.zeros(25, dtype=bool)
-    mask[7] = True                                                                         # a hand
+    mask[7] = True  # a hand
     ax = Figure().add_subplot()
     drawn = draw_skeleton(ax, clip, [0], mask=mask)
     assert 7 not in drawn["joints"][0] and drawn["masked"] == [7]
@@ -90,8 +90,9 @@ def test_a_masked_joint_is_not_drawn_as_a_joint_nor_by_its_bones():
 
 def test_a_drop_edges_view_marks_the_bones_it_drops(store):
     clip = load_clips(store, index=0)[0]
-    policy = GrowingPolicy.from_config([[{"name": "shear", "amplitude": 0.5}],
-                                        [{"name": "drop_add_edges", "drop": 0.9}]])
+    policy = GrowingPolicy.from_config(
+        [[{"name": "shear", "amplitude": 0.5}], [{"name": "drop_add_edges", "drop": 0.9}]]
+    )
     views = policy_views(clip.x, policy, seed=1)
     assert not views.dropped[0] and not views.dropped[1] and views.dropped[2]
 
@@ -115,7 +116,7 @@ def test_a_stream_is_drawn_differently_from_the_joints(store, tmp_path, stream):
 
 
 def test_a_class_by_number_picks_its_clips_and_a_raw_skeleton_file_is_drawn_with_its_class_name(store, tmp_path):
-    clips = load_clips(store, class_="16", n=5)                   # the 0-based label of push
+    clips = load_clips(store, class_="16", n=5)  # the 0-based label of push
     assert [c.label for c in clips] == [16, 16]
     synth.write_ntu(tmp_path / "raw", synth.SynthConfig(subjects=1, classes=2, repeats=1, cameras=1))
     (raw,) = load_clips(next((tmp_path / "raw").glob("*A002.skeleton")))

@@ -12,8 +12,6 @@ the variant objectives (transitive, hough_dense, equivariant) with their options
 
 from __future__ import annotations
 
-from tests.helpers.paths import ROOT_DIR
-
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -26,19 +24,32 @@ from hiclr.config import load_config
 from hiclr.engine import Batch
 from hiclr.engine.schedule import build_optimizer, build_scheduler
 from hiclr.pretrain import PretrainTask, build_learner, build_policy
+from tests.helpers.paths import ROOT_DIR
 
 ROOT = ROOT_DIR
 TINY = ROOT / "configs" / "tiny" / "pretrain.yaml"
 POLICIES = sorted(path.stem for path in (ROOT / "configs" / "augment").glob("*.yaml"))
 STREAMS = ("joint", "motion", "bone")
-FUSED = ("separate", "per_view", "shared")          # ssl.fused_views
-B, T = 8, 20   # clips per batch, frames per clip
+FUSED = ("separate", "per_view", "shared")  # ssl.fused_views
+B, T = 8, 20  # clips per batch, frames per clip
 
 # ops that read a device value on the host, give a shape that depends on the data, or make a tensor
 # from Python data (which a step on CUDA would then copy over)
-SYNC_OPS = {"nonzero", "_local_scalar_dense", "item", "is_nonzero", "equal", "masked_select",
-            "_unique", "_unique2", "unique_dim", "unique_consecutive", "unique_dim_consecutive",
-            "lift_fresh", "lift_fresh_copy"}
+SYNC_OPS = {
+    "nonzero",
+    "_local_scalar_dense",
+    "item",
+    "is_nonzero",
+    "equal",
+    "masked_select",
+    "_unique",
+    "_unique2",
+    "unique_dim",
+    "unique_consecutive",
+    "unique_dim_consecutive",
+    "lift_fresh",
+    "lift_fresh_copy",
+}
 INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}
 
 
@@ -79,8 +90,13 @@ class SyncCounter(TorchDispatchMode):
         return "\n".join(f"{count} x {reason} at {where}" for (reason, where), count in self.found.items())
 
 
-def engine_steps(overrides: list[str], policy: str = "hiclr_default", mining: bool = False,
-                 config: Path = TINY, revisit: int | None = None):
+def engine_steps(
+    overrides: list[str],
+    policy: str = "hiclr_default",
+    mining: bool = False,
+    config: Path = TINY,
+    revisit: int | None = None,
+):
     """A function running the engine's training step (views, loss, backward, clipping, optimizer
     and schedule) on the next batch: the pre-training config ``config`` (the tiny one) with
     ``overrides`` and the stages of ``configs/augment/<policy>.yaml``; the epoch is before or after
@@ -137,14 +153,14 @@ def test_the_counter_sees_what_makes_the_host_wait():
         torch.equal(x, x)
         torch.as_tensor((1, 2, 3))
         x.repeat_interleave(torch.tensor([1, 2, 1, 1, 1, 1], dtype=torch.long))
-        x.repeat_interleave(2)                 # int repeats: the output size is known
-        torch.where(x > 0, x, 0.0)             # a mask used as such
+        x.repeat_interleave(2)  # int repeats: the output size is known
+        torch.where(x > 0, x, 0.0)  # a mask used as such
     reasons = Counter(reason for reason, _ in counter.found.elements())
     assert reasons["index with a bool index"] == 1
     assert reasons["nonzero"] == 1
     assert reasons["_local_scalar_dense"] == 1
     assert reasons["_unique2"] == 1 and reasons["equal"] == 1
-    assert reasons["lift_fresh"] == 2                   # the tuple, and the tensor of repeats
+    assert reasons["lift_fresh"] == 2  # the tuple, and the tensor of repeats
     assert reasons["repeat_interleave of tensor repeats without output_size"] == 1
     assert sum(reasons.values()) == 8
     assert "tests/hiclr/test_step_sync.py" in next(iter(counter.found))[1]
@@ -161,8 +177,15 @@ def _cases():
                 for fused in FUSED:
                     for mining in (False, True):
                         case = (stream, planned, fused, mining)
-                        name = "-".join([policy, stream, "planned" if planned else "plain", fused,
-                                         "mining" if mining else "before_mining"])
+                        name = "-".join(
+                            [
+                                policy,
+                                stream,
+                                "planned" if planned else "plain",
+                                fused,
+                                "mining" if mining else "before_mining",
+                            ]
+                        )
                         marks = () if case == covering else pytest.mark.slow
                         cases.append(pytest.param(policy, *case, id=name, marks=marks))
     return cases
@@ -173,8 +196,12 @@ def test_a_training_step_never_waits_for_the_device(policy, stream, planned, fus
     """``planned``: views concatenated and linear maps fused (the policy's planned path), else one
     view at a time, op by op; ``fused``: the learner's ``ssl.fused_views``."""
     switch = str(planned).lower()
-    overrides = [f"data.stream={stream}", f"ssl.fused_views={fused}",
-                 f"augment.concat_views={switch}", f"augment.fuse_linear={switch}"]
+    overrides = [
+        f"data.stream={stream}",
+        f"ssl.fused_views={fused}",
+        f"augment.concat_views={switch}",
+        f"augment.fuse_linear={switch}",
+    ]
     counter = count_syncs(engine_steps(overrides, policy, mining))
     assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"
 
@@ -201,16 +228,25 @@ def test_a_variant_objective_step_never_waits_for_the_device(objective, mining):
     counter = count_syncs(engine_steps(overrides, "hiclr_default", mining, config=config, revisit=2))
     assert not counter.found, f"host syncs in steps 2-3:\n{counter.report()}"
 
-VARIANT_OPTIONS = {   # name: (objective, overrides of its tiny config)
+
+VARIANT_OPTIONS = {  # name: (objective, overrides of its tiny config)
     "query_topk_edges": ("transitive", ["ssl.options.edges=query_topk", "ssl.options.intra_hop=false"]),
-    "knn_every_queue_source": ("transitive", ["ssl.options.mutual=false", "ssl.options.k=2",
-                                              "ssl.options.queue_sources=null"]),
-    "key_votes_lambda_by_agreement": ("hough_dense", ["ssl.options.vote_with=key",
-                                                      "ssl.options.lambda_by_agreement=true"]),
-    "input_votes_min_confidence": ("hough_dense", ["ssl.options.vote_with=input", "augment.record=true",
-                                                   "ssl.options.min_confidence=0.8"]),
-    "neighbour_pairs_warmup": ("hough_dense", ["ssl.options.pair_with=neighbour", "ssl.options.vote_with=input",
-                                               "ssl.options.dense_warmup_epochs=100"]),
+    "knn_every_queue_source": (
+        "transitive",
+        ["ssl.options.mutual=false", "ssl.options.k=2", "ssl.options.queue_sources=null"],
+    ),
+    "key_votes_lambda_by_agreement": (
+        "hough_dense",
+        ["ssl.options.vote_with=key", "ssl.options.lambda_by_agreement=true"],
+    ),
+    "input_votes_min_confidence": (
+        "hough_dense",
+        ["ssl.options.vote_with=input", "augment.record=true", "ssl.options.min_confidence=0.8"],
+    ),
+    "neighbour_pairs_warmup": (
+        "hough_dense",
+        ["ssl.options.pair_with=neighbour", "ssl.options.vote_with=input", "ssl.options.dense_warmup_epochs=100"],
+    ),
     "oracle_pairs": ("hough_dense", ["ssl.options.pairing=oracle"]),
     "three_branches": ("equivariant", ["ssl.options.eq_branches=[0, 1, 2]"]),
 }

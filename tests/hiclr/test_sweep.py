@@ -1,6 +1,5 @@
 """`hiclr sweep`: the sweep file's validation, the aggregation, and a tiny sweep end to end (with resume)."""
 
-from tests.helpers.paths import ROOT_DIR
 import json
 from pathlib import Path
 
@@ -10,19 +9,31 @@ import yaml
 
 from hiclr.common.command_line import run_cli
 from hiclr.common.errors import UserError
-from tests.helpers.tiny_store import write_tiny_store
 from hiclr.sweep import aggregate, format_mean_std, format_table, load_sweep, step_cost
+from tests.helpers.paths import ROOT_DIR
+from tests.helpers.tiny_store import write_tiny_store
 
 ROOT = ROOT_DIR
 TINY = ROOT / "configs" / "tiny"
-FAST = ["model.width=2", "optim.batch_size=8", "ssl.queue_size=16", "optim.epochs=1",
-        "engine.progress=false", "engine.tensorboard=false", "engine.device=cpu"]
+FAST = [
+    "model.width=2",
+    "optim.batch_size=8",
+    "ssl.queue_size=16",
+    "optim.epochs=1",
+    "engine.progress=false",
+    "engine.tensorboard=false",
+    "engine.device=cpu",
+]
 
 
 def write_sweep(folder: Path, **changes) -> Path:
-    spec = {"pretrain": str(TINY / "pretrain.yaml"), "linear": str(TINY / "linear.yaml"),
-            "knn": str(TINY / "knn.yaml"), "seeds": [0],
-            "variants": {"hiclr": {}, "skeletonclr": {"set": ["ssl.objective=skeletonclr"]}}}
+    spec = {
+        "pretrain": str(TINY / "pretrain.yaml"),
+        "linear": str(TINY / "linear.yaml"),
+        "knn": str(TINY / "knn.yaml"),
+        "seeds": [0],
+        "variants": {"hiclr": {}, "skeletonclr": {"set": ["ssl.objective=skeletonclr"]}},
+    }
     spec.update(changes)
     spec = {k: v for k, v in spec.items() if v is not None}
     path = folder / "sweep.yaml"
@@ -32,29 +43,41 @@ def write_sweep(folder: Path, **changes) -> Path:
 
 # ---------------------------------------------------------------- the sweep file
 
+
 def test_the_demo_ablation_file_is_valid_and_names_the_eight_variants():
     sweep = load_sweep(ROOT / "configs" / "demo" / "ablation.yaml")
-    assert list(sweep.variants) == ["hiclr", "skeletonclr", "equivariant", "transitive", "hough_dense",
-                                    "hough_dense_oracle", "hough_dense_votes", "hough_dense_neighbour"]
+    assert list(sweep.variants) == [
+        "hiclr",
+        "skeletonclr",
+        "equivariant",
+        "transitive",
+        "hough_dense",
+        "hough_dense_oracle",
+        "hough_dense_votes",
+        "hough_dense_neighbour",
+    ]
     assert sweep.baselines == ["raw", "random"] and sweep.seeds == [0, 1, 2]
     assert sweep.pretrain == (ROOT / "configs" / "demo" / "pretrain.yaml").resolve()
-    assert "ssl.objective=\"hough_dense\"" in sweep.variants["hough_dense_oracle"].overrides
+    assert 'ssl.objective="hough_dense"' in sweep.variants["hough_dense_oracle"].overrides
     assert any('"pairing": "oracle"' in o for o in sweep.variants["hough_dense_oracle"].overrides)
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"sed": [0]}, "unknown key `sed`"),
-    ({"variants": {"hiclr": {"sett": []}}}, "unknown key `variants.hiclr.sett`"),
-    ({"seeds": []}, "`seeds` is []"),
-    ({"seeds": None}, "has no `seeds`"),
-    ({"knn": "no_such_knn.yaml"}, "no_such_knn.yaml, which does not exist"),
-    ({"variants": {"x": {"config": "missing.yaml"}}}, "`variants.x.config` names"),
-    ({"variants": {}}, "`variants` must be a non-empty mapping"),
-    ({"variants": {"raw": {}}}, "reserved for a baseline"),
-    ({"variants": {"a/b": {}}}, "not a folder name"),
-    ({"baselines": ["rand"]}, "`baselines` is ['rand']"),
-    ({"variants": {"x": {"set": ["ssl.objective"]}}}, "each override is a KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"sed": [0]}, "unknown key `sed`"),
+        ({"variants": {"hiclr": {"sett": []}}}, "unknown key `variants.hiclr.sett`"),
+        ({"seeds": []}, "`seeds` is []"),
+        ({"seeds": None}, "has no `seeds`"),
+        ({"knn": "no_such_knn.yaml"}, "no_such_knn.yaml, which does not exist"),
+        ({"variants": {"x": {"config": "missing.yaml"}}}, "`variants.x.config` names"),
+        ({"variants": {}}, "`variants` must be a non-empty mapping"),
+        ({"variants": {"raw": {}}}, "reserved for a baseline"),
+        ({"variants": {"a/b": {}}}, "not a folder name"),
+        ({"baselines": ["rand"]}, "`baselines` is ['rand']"),
+        ({"variants": {"x": {"set": ["ssl.objective"]}}}, "each override is a KEY=VALUE"),
+    ],
+)
 def test_sweep_file_mistakes_are_one_sentence_naming_the_file(tmp_path, changes, expected):
     path = write_sweep(tmp_path, **changes)
     with pytest.raises(UserError) as err:
@@ -65,6 +88,7 @@ def test_sweep_file_mistakes_are_one_sentence_naming_the_file(tmp_path, changes,
 
 def test_a_bad_override_fails_at_planning_before_anything_runs(tmp_path):
     from hiclr.sweep import plan
+
     path = write_sweep(tmp_path, variants={"x": {"set": {"ssl.objectiv": "hiclr"}}})
     with pytest.raises(UserError, match="variant x.*unknown key `ssl.objectiv`"):
         plan(load_sweep(path), tmp_path / "s.h5", tmp_path / "out")
@@ -73,10 +97,12 @@ def test_a_bad_override_fails_at_planning_before_anything_runs(tmp_path):
 
 def test_a_variant_config_replaces_the_pretrain_file_and_set_accepts_a_mapping(tmp_path):
     from hiclr.sweep import plan
+
     other = tmp_path / "other.yaml"
     other.write_text(f"base: {TINY / 'pretrain.yaml'}\nmodel: {{width: 3}}\n")
-    path = write_sweep(tmp_path, variants={"w3": {"config": "other.yaml",
-                                                  "set": {"ssl.options": {"pairing": "oracle"}}}})
+    path = write_sweep(
+        tmp_path, variants={"w3": {"config": "other.yaml", "set": {"ssl.options": {"pairing": "oracle"}}}}
+    )
     (run,) = plan(load_sweep(path), tmp_path / "s.h5", tmp_path / "out", overrides=["optim.epochs=1"])
     assert run.pretrain_cfg["model"]["width"] == 3 and run.pretrain_cfg["ssl"]["options"] == {"pairing": "oracle"}
     assert run.pretrain_cfg["optim"]["epochs"] == 1 and run.linear_cfg["model"]["width"] == 3
@@ -85,15 +111,27 @@ def test_a_variant_config_replaces_the_pretrain_file_and_set_accepts_a_mapping(t
 
 # ---------------------------------------------------------------- aggregation
 
+
 def rec(variant, seed, knn, lin, step=None, kind="variant"):
-    return {"variant": variant, "seed": seed, "kind": kind, "knn_top1": knn, "linear_top1_last": lin,
-            "linear_top1_best": lin, "step_s": step}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "kind": kind,
+        "knn_top1": knn,
+        "linear_top1_last": lin,
+        "linear_top1_best": lin,
+        "step_s": step,
+    }
 
 
 def test_aggregation_means_sample_std_baselines_first_and_relative_step_cost():
-    records = [rec("hiclr", 0, 70.0, 80.0, 0.100), rec("hiclr", 1, 74.0, 82.0, 0.300),
-               rec("dense", 0, 50.0, 60.0, 0.300), rec("raw", 0, 30.0, 40.0, kind="baseline"),
-               rec("raw", 1, 31.0, 41.0, kind="baseline")]
+    records = [
+        rec("hiclr", 0, 70.0, 80.0, 0.100),
+        rec("hiclr", 1, 74.0, 82.0, 0.300),
+        rec("dense", 0, 50.0, 60.0, 0.300),
+        rec("raw", 0, 30.0, 40.0, kind="baseline"),
+        rec("raw", 1, 31.0, 41.0, kind="baseline"),
+    ]
     rows = aggregate(records)
     assert [r["variant"] for r in rows] == ["raw", "hiclr", "dense"]
     hiclr = rows[1]
@@ -117,19 +155,22 @@ def test_without_the_reference_variant_there_is_no_relative_cost():
 
 def test_step_cost_reads_the_epoch_records(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    lines = [{"kind": "step", "epoch": 0, "step": 2, "loss": 9.0},
-             {"kind": "epoch", "epoch": 1, "step": 4, "time_s": 2.0, "loss": 5.0},
-             {"kind": "epoch", "epoch": 2, "step": 8, "time_s": 6.0, "loss": 4.0}]
+    lines = [
+        {"kind": "step", "epoch": 0, "step": 2, "loss": 9.0},
+        {"kind": "epoch", "epoch": 1, "step": 4, "time_s": 2.0, "loss": 5.0},
+        {"kind": "epoch", "epoch": 2, "step": 8, "time_s": 6.0, "loss": 4.0},
+    ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     cost = step_cost(path)
     assert cost["step_s"] == pytest.approx(1.5) and cost["step_s_all"] == pytest.approx(1.0)  # 6 s / 4 steps
     assert cost["steps"] == 8 and cost["epochs"] == 2 and cost["final_loss"] == 4.0
     path.write_text(json.dumps(lines[1]) + "\n")
-    assert step_cost(path)["step_s"] == pytest.approx(0.5)          # one epoch: that epoch
+    assert step_cost(path)["step_s"] == pytest.approx(0.5)  # one epoch: that epoch
     assert step_cost(tmp_path / "none.jsonl")["step_s"] is None
 
 
 # ---------------------------------------------------------------- end to end
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -139,9 +180,10 @@ def store(tmp_path_factory):
     labels = (np.arange(n) // 3) % 3
     performer = np.arange(n) % 3
     x = rng.normal(size=(n, 3, 50, 25, 2)).astype(np.float32) * 0.1
-    x[np.arange(n), labels] += 1.0                            # class c: an offset of coordinate c
-    return write_tiny_store(tmp_path_factory.mktemp("data") / "tiny.h5", x, labels, performer,
-                            test_performer=2, num_classes=3)
+    x[np.arange(n), labels] += 1.0  # class c: an offset of coordinate c
+    return write_tiny_store(
+        tmp_path_factory.mktemp("data") / "tiny.h5", x, labels, performer, test_performer=2, num_classes=3
+    )
 
 
 def hiclr(*argv):
@@ -162,7 +204,7 @@ def test_a_tiny_sweep_end_to_end_then_resumed_without_pretraining_again(tmp_path
     assert [(r["variant"], r["seed"]) for r in results["runs"]] == [("raw", 0), ("hiclr", 0), ("skeletonclr", 0)]
     for r in results["runs"]:
         assert 0 <= r["knn_top1"] <= 100 and 0 <= r["linear_top1_last"] <= r["linear_top1_best"] <= 100
-    assert results["runs"][0]["knn_top1"] == 100.0       # raw clips: the offset gives the class away
+    assert results["runs"][0]["knn_top1"] == 100.0  # raw clips: the offset gives the class away
     hiclr_run = results["runs"][1]
     assert hiclr_run["step_s"] > 0 and hiclr_run["pretrain_wall_s"] > 0 and np.isfinite(hiclr_run["final_loss"])
     assert [r["variant"] for r in results["summary"]] == ["raw", "hiclr", "skeletonclr"]
@@ -212,9 +254,13 @@ def test_the_strong_augmentation_ablation_changes_only_the_strong_stage_of_the_d
         cfg = load_config(variant.config, variant.overrides)
         strong[name] = [item["name"] for item in cfg["augment"]["stages"][2]]
         assert cfg["augment"]["stages"][:2] == demo["augment"]["stages"][:2]
-        assert {k: v for k, v in cfg.items() if k not in ("augment", "run")} == \
-            {k: v for k, v in demo.items() if k not in ("augment", "run")}
-    assert strong == {"joint_mask": ["joint_mask"], "drop_add_edges": ["drop_add_edges"],
-                      "skele_adain": ["skele_adain"],
-                      "all_three": ["skele_adain", "joint_mask", "drop_add_edges"]}
+        assert {k: v for k, v in cfg.items() if k not in ("augment", "run")} == {
+            k: v for k, v in demo.items() if k not in ("augment", "run")
+        }
+    assert strong == {
+        "joint_mask": ["joint_mask"],
+        "drop_add_edges": ["drop_add_edges"],
+        "skele_adain": ["skele_adain"],
+        "all_three": ["skele_adain", "joint_mask", "drop_add_edges"],
+    }
     assert sweep.reference == "joint_mask" and sweep.seeds == [0, 1, 2]

@@ -1,32 +1,38 @@
 """Drop/Add edges (DAE, strong augmentation): the view carries a graph perturbation that the encoder
 applies to each block's adjacency; the strong-augmentation configs."""
 
-from tests.helpers.paths import ROOT_DIR
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from tests.helpers.closeness import assert_relatively_close
+from hiclr.augment import (
+    AUGMENTATIONS,
+    HICLR_VIEWS,
+    DropAddEdges,
+    EdgePerturbation,
+    GrowingPolicy,
+    JointMask,
+    SkeleAdaIN,
+)
+from hiclr.augment.edges import DEFAULT_ADD, DEFAULT_ADD_VALUE, hashed_uniform
 from hiclr.common.command_line import run_cli
 from hiclr.common.errors import UserError
-from hiclr.augment import (AUGMENTATIONS, HICLR_VIEWS, DropAddEdges, EdgePerturbation, GrowingPolicy,
-                           JointMask, SkeleAdaIN)
-from hiclr.augment.edges import DEFAULT_ADD, DEFAULT_ADD_VALUE, hashed_uniform
 from hiclr.config import load_config
-from hiclr.models.graph import GRAPHS
 from hiclr.models import STGCN
+from hiclr.models.graph import GRAPHS
 from hiclr.pretrain import build_policy
 from hiclr.ssl import ContrastiveLearner
+from tests.helpers.closeness import assert_relatively_close
+from tests.helpers.paths import ROOT_DIR
 from tests.helpers.tiny_store import write_tiny_store
 
 ROOT = ROOT_DIR
 AUGMENT = ROOT / "configs" / "augment"
 B, C, T, V, M = 4, 3, 12, 25, 2
-A_NTU = torch.from_numpy(GRAPHS["ntu"]())          # (3, 25, 25), the ST-GCN adjacency
+A_NTU = torch.from_numpy(GRAPHS["ntu"]())  # (3, 25, 25), the ST-GCN adjacency
 
 
 def clip(seed=0, batch=B):
@@ -50,6 +56,7 @@ def policy_with(strong: list[dict], **options) -> GrowingPolicy:
 
 # ------------------------------------------------------------------ the op and its draw
 
+
 def test_it_is_a_registered_model_side_op_that_leaves_the_data_alone():
     assert AUGMENTATIONS["drop_add_edges"] is DropAddEdges
     op = DropAddEdges(record=True)
@@ -57,8 +64,8 @@ def test_it_is_a_registered_model_side_op_that_leaves_the_data_alone():
     x = clip()
     assert torch.equal(op(x, gen()), x)
     assert set(op.last) == {"seed"} and op.last["seed"].shape == (B,) and op.last["seed"].dtype == torch.int64
-    assert bool((op.last["seed"] == op.last["seed"][0]).all())        # one draw per view's batch
-    assert (op.drop, op.add, op.add_value) == (0.1, None, None)         # the release's drop; add: the encoder's
+    assert bool((op.last["seed"] == op.last["seed"][0]).all())  # one draw per view's batch
+    assert (op.drop, op.add, op.add_value) == (0.1, None, None)  # the release's drop; add: the encoder's
 
 
 def test_same_generator_seed_gives_the_same_draw_and_perturbation_whatever_the_global_rng():
@@ -89,19 +96,21 @@ def test_the_hashed_uniforms_are_uniform_independent_across_seeds_and_blocks_and
     assert u.dtype == torch.float32 and bool(((u >= 0) & (u < 1)).all())
     assert abs(float(u.mean()) - 0.5) < 0.003 and abs(float(u.var()) - 1 / 12) < 0.001
     counts = torch.histc(u, bins=10, min=0, max=1)
-    assert float((counts - 20_000).abs().max()) < 600                # about 4.5 sigma
-    other_seed, other_block = (hashed_uniform(torch.tensor(8), 0, 200_000, "cpu"),
-                               hashed_uniform(torch.tensor(7), 1, 200_000, "cpu"))
-    others = [other_seed, other_block, u.roll(1)]     # and neighbouring entries of one draw
+    assert float((counts - 20_000).abs().max()) < 600  # about 4.5 sigma
+    other_seed, other_block = (
+        hashed_uniform(torch.tensor(8), 0, 200_000, "cpu"),
+        hashed_uniform(torch.tensor(7), 1, 200_000, "cpu"),
+    )
+    others = [other_seed, other_block, u.roll(1)]  # and neighbouring entries of one draw
     for other in others:
         assert abs(float(torch.corrcoef(torch.stack([u, other]))[0, 1])) < 0.01
     assert torch.equal(hashed_uniform(torch.tensor(7), 0, 10, "cpu"), u[:10])
-    assert torch.equal(hashed_uniform(7, 0, 10, "cpu"), u[:10])                  # a plain int seed too
+    assert torch.equal(hashed_uniform(7, 0, 10, "cpu"), u[:10])  # a plain int seed too
 
 
 def test_drop_zeroes_entries_and_scales_the_kept_ones_by_one_over_one_minus_p():
     e = perturbation(drop=0.5, add=0.0)
-    adjacency = 0.5 + torch.rand(8, 3, 25, 25, generator=gen(2))    # every entry non-zero
+    adjacency = 0.5 + torch.rand(8, 3, 25, 25, generator=gen(2))  # every entry non-zero
     for block in range(5):
         p, _, kept, _ = e.draw_block(block, adjacency)
         out = e.perturb(adjacency, block)
@@ -118,7 +127,7 @@ def test_add_fills_only_zero_entries_with_the_value_and_keeps_the_total_weight(v
     for block in range(5):
         _, r, _, grown = e.draw_block(block, A_NTU)
         out = e.perturb(A_NTU, block)
-        torch.testing.assert_close(out.sum(), A_NTU.sum(), rtol=1e-6, atol=0)   # the total is kept
+        torch.testing.assert_close(out.sum(), A_NTU.sum(), rtol=1e-6, atol=0)  # the total is kept
         new = (A_NTU == 0) & (out != 0)
         assert torch.equal(new, grown & (A_NTU == 0))
         fill = 1.0 if value == 1.0 else float(A_NTU.sum() / A_NTU.numel())
@@ -150,8 +159,13 @@ def test_both_ratios_zero_is_the_identity():
 
 
 def test_bad_settings_are_refused_in_one_sentence_naming_the_op():
-    for kwargs, what in [({"drop": 1.0}, "drop"), ({"drop": -0.1}, "drop"), ({"add": 1.5}, "add"),
-                         ({"add_value": "max"}, "add_value"), ({"add_value": 0}, "add_value")]:
+    for kwargs, what in [
+        ({"drop": 1.0}, "drop"),
+        ({"drop": -0.1}, "drop"),
+        ({"add": 1.5}, "add"),
+        ({"add_value": "max"}, "add_value"),
+        ({"add_value": 0}, "add_value"),
+    ]:
         with pytest.raises(ValueError, match=f"drop_add_edges {what}"):
             DropAddEdges(**kwargs)
     cfg = load_config(AUGMENT / "strong_dae.yaml")
@@ -161,6 +175,7 @@ def test_bad_settings_are_refused_in_one_sentence_naming_the_op():
 
 
 # ------------------------------------------------------------------ the encoder's side
+
 
 class Spy:
     """A graph perturbation that adds 0.1 to every entry and notes what it was given (not linear:
@@ -205,12 +220,12 @@ def test_stgcn_hands_each_blocks_graph_to_the_perturbation_before_the_edge_impor
 
 def test_stgcn_fills_the_unset_add_with_its_release_default_drop_only():
     assert STGCN.edge_defaults == {"add": 0.0, "add_value": 1.0}
-    e = perturbation(drop=0.1)                          # add, add_value: the encoder's
+    e = perturbation(drop=0.1)  # add, add_value: the encoder's
     assert (e.add_ratio, e.fill) == (DEFAULT_ADD, DEFAULT_ADD_VALUE) == (0.05, "mean")  # where none is set
     resolved = e.with_defaults(**STGCN.edge_defaults)
     assert (resolved.add, resolved.add_value) == (0.0, 1.0)
     explicit = perturbation(drop=0.1, add=0.05, add_value="mean").with_defaults(**STGCN.edge_defaults)
-    assert (explicit.add, explicit.add_value) == (0.05, "mean")   # an explicit setting wins
+    assert (explicit.add, explicit.add_value) == (0.05, "mean")  # an explicit setting wins
     torch.manual_seed(0)
     model = STGCN(width=2, dropout=0.0).eval()
     x = clip()
@@ -221,10 +236,10 @@ def test_stgcn_fills_the_unset_add_with_its_release_default_drop_only():
 
 # ------------------------------------------------------------------ the policy: the view carries the draw
 
+
 @pytest.mark.parametrize("concat, fuse", [(True, True), (True, False), (False, True)])
 def test_only_the_strong_view_carries_edges_and_the_record_replays_them(concat, fuse):
-    policy = GrowingPolicy.from_yaml(AUGMENT / "strong_dae.yaml", concat_views=concat, fuse_linear=fuse,
-                                     record=True)
+    policy = GrowingPolicy.from_yaml(AUGMENT / "strong_dae.yaml", concat_views=concat, fuse_linear=fuse, record=True)
     v0, key, v1, v2 = policy.views(clip(), gen(4), HICLR_VIEWS)
     assert v0.edges is None and key.edges is None and v1.edges is None
     assert isinstance(v2.edges, EdgePerturbation) and v2.mask is None
@@ -259,10 +274,17 @@ def test_two_graph_perturbations_on_one_view_are_refused():
 
 # ------------------------------------------------------------------ the learner passes view.edges on
 
+
 def tiny_learner(fused_views="separate", dropout=0.5):
     torch.manual_seed(0)
-    return ContrastiveLearner({"name": "stgcn", "width": 2, "dropout": dropout}, "hiclr", queue_size=16,
-                              dim=8, hidden=16, fused_views=fused_views)
+    return ContrastiveLearner(
+        {"name": "stgcn", "width": 2, "dropout": dropout},
+        "hiclr",
+        queue_size=16,
+        dim=8,
+        hidden=16,
+        fused_views=fused_views,
+    )
 
 
 def step(learner, views, epoch=0):
@@ -283,8 +305,9 @@ def hiclr_policy(strong):
 @pytest.mark.parametrize("epoch", [0, 200], ids=["infonce", "mining"])
 def test_dae_with_both_ratios_zero_leaves_the_hiclr_step_unchanged(epoch):
     x = clip()
-    with_dae = hiclr_policy([{"name": "joint_mask", "ratio": 0.1},
-                             {"name": "drop_add_edges", "drop": 0.0, "add": 0.0}]).views(x, gen(5), HICLR_VIEWS)
+    with_dae = hiclr_policy(
+        [{"name": "joint_mask", "ratio": 0.1}, {"name": "drop_add_edges", "drop": 0.0, "add": 0.0}]
+    ).views(x, gen(5), HICLR_VIEWS)
     without = hiclr_policy([{"name": "joint_mask", "ratio": 0.1}]).views(x, gen(5), HICLR_VIEWS)
     assert with_dae[3].edges is not None and without[3].edges is None
     for a, b in zip(with_dae, without):
@@ -303,7 +326,7 @@ def test_the_strong_views_perturbation_reaches_only_its_own_encoder_call():
     views[3].edges = spy
     learner = tiny_learner()
     learner(views, torch.arange(B))
-    assert [b for b, _ in spy.calls] == list(range(10))    # one forward call, each block once
+    assert [b for b, _ in spy.calls] == list(range(10))  # one forward call, each block once
     assert all(a is learner.encoder_q.backbone.A for _, a in spy.calls)
     views[3].edges = None
     loss_plain, _ = step(tiny_learner(), views)
@@ -314,8 +337,9 @@ def test_the_strong_views_perturbation_reaches_only_its_own_encoder_call():
 
 @pytest.mark.parametrize("block", [None, 4], ids=["features", "with_block"])
 def test_fused_views_with_a_perturbed_view_compute_what_separate_calls_do(block):
-    views = hiclr_policy([{"name": "joint_mask", "ratio": 0.1}, {"name": "drop_add_edges", "drop": 0.3,
-                                                                 "add": 0.1}]).views(clip(), gen(6), HICLR_VIEWS)
+    views = hiclr_policy(
+        [{"name": "joint_mask", "ratio": 0.1}, {"name": "drop_add_edges", "drop": 0.3, "add": 0.1}]
+    ).views(clip(), gen(6), HICLR_VIEWS)
     separate, fused = tiny_learner("separate", dropout=0.0), tiny_learner("per_view", dropout=0.0)
     inputs = [separate.prepare(v) for i, v in enumerate(views) if i != separate.key_index]
     edges = [None, None, views[3].edges]
@@ -337,13 +361,17 @@ def test_under_shared_statistics_the_perturbed_view_still_gets_its_own_call():
     learner = tiny_learner("shared")
     learner.train()
     learner(views, torch.arange(B))
-    assert int(learner.encoder_q.backbone.data_bn.num_batches_tracked) == 2   # v0 + v1 fused, v2 alone
+    assert int(learner.encoder_q.backbone.data_bn.num_batches_tracked) == 2  # v0 + v1 fused, v2 alone
 
 
 # ------------------------------------------------------------------ the strong-augmentation configs
 
-STRONG = {"strong_mask": ["joint_mask"], "strong_dae": ["drop_add_edges"], "strong_adain": ["skele_adain"],
-          "strong_all": ["skele_adain", "joint_mask", "drop_add_edges"]}
+STRONG = {
+    "strong_mask": ["joint_mask"],
+    "strong_dae": ["drop_add_edges"],
+    "strong_adain": ["skele_adain"],
+    "strong_all": ["skele_adain", "joint_mask", "drop_add_edges"],
+}
 
 
 @pytest.mark.parametrize("name", sorted(STRONG))
@@ -376,14 +404,36 @@ def test_strong_mask_is_the_default_policy_and_the_default_stays_the_joint_mask(
 def test_a_tiny_pretraining_with_all_three_strong_augmentations_runs(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, 3, 50, 25, 2)).astype(np.float32)
-    data = write_tiny_store(tmp_path / "tiny.h5", x, np.arange(24) % 3, np.arange(24) % 3,
-                            test_performer=2, num_classes=3)
+    data = write_tiny_store(
+        tmp_path / "tiny.h5", x, np.arange(24) % 3, np.arange(24) % 3, test_performer=2, num_classes=3
+    )
     config = tmp_path / "run.yaml"
     config.write_text(f"base: [{ROOT / 'configs' / 'tiny' / 'pretrain.yaml'}, {AUGMENT / 'strong_all.yaml'}]\n")
-    argv = ["pretrain", "--config", config, "--data", data, "--out", tmp_path / "out", "--epochs", 1,
-            "--device", "cpu", "--set", "model.width=2", "--set", "optim.batch_size=8", "--set",
-            "ssl.queue_size=16", "--set", "engine.progress=false", "--set", "engine.tensorboard=false",
-            "--set", "run.monitor_every=0"]
+    argv = [
+        "pretrain",
+        "--config",
+        config,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "out",
+        "--epochs",
+        1,
+        "--device",
+        "cpu",
+        "--set",
+        "model.width=2",
+        "--set",
+        "optim.batch_size=8",
+        "--set",
+        "ssl.queue_size=16",
+        "--set",
+        "engine.progress=false",
+        "--set",
+        "engine.tensorboard=false",
+        "--set",
+        "run.monitor_every=0",
+    ]
     assert run_cli("hiclr", "", "hiclr.commands", ["pretrain"], "", list(map(str, argv))) == 0
     assert "encoder:" in capsys.readouterr().out
     resolved = yaml.safe_load((tmp_path / "out" / "tiny_pretrain" / "config.yaml").read_text())

@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from hiclr.augment import (AUGMENTATIONS, KINDS, NTU_FLIP_ORDER, AxisMask, GaussianBlur, GaussianNoise,
-                           JointMask, Rotate, Shear, SpatialFlip, TemporalCrop, apply_matrix,
-                           take_indices)
+from hiclr.augment import (
+    AUGMENTATIONS,
+    KINDS,
+    NTU_FLIP_ORDER,
+    AxisMask,
+    GaussianBlur,
+    GaussianNoise,
+    JointMask,
+    Rotate,
+    Shear,
+    SpatialFlip,
+    TemporalCrop,
+    apply_matrix,
+    take_indices,
+)
 
 B, C, T, V, M = 6, 3, 50, 25, 2
 
@@ -23,12 +35,18 @@ def gen(seed=1):
 
 
 ALL_OPS = [
-    lambda: TemporalCrop(record=True), lambda: TemporalCrop(mode="crop_resize", record=True),
-    lambda: Shear(record=True), lambda: SpatialFlip(record=True),
-    lambda: SpatialFlip(mirror=True, record=True), lambda: Rotate(record=True),
-    lambda: Rotate(symmetric=True, record=True), lambda: GaussianNoise(record=True),
-    lambda: GaussianBlur(record=True), lambda: GaussianBlur(normalize=True, record=True),
-    lambda: AxisMask(record=True), lambda: JointMask(record=True),
+    lambda: TemporalCrop(record=True),
+    lambda: TemporalCrop(mode="crop_resize", record=True),
+    lambda: Shear(record=True),
+    lambda: SpatialFlip(record=True),
+    lambda: SpatialFlip(mirror=True, record=True),
+    lambda: Rotate(record=True),
+    lambda: Rotate(symmetric=True, record=True),
+    lambda: GaussianNoise(record=True),
+    lambda: GaussianBlur(record=True),
+    lambda: GaussianBlur(normalize=True, record=True),
+    lambda: AxisMask(record=True),
+    lambda: JointMask(record=True),
     lambda: JointMask(per_sample=True, record=True),
 ]
 
@@ -76,7 +94,7 @@ def test_crop_offset_is_in_range_and_the_crop_is_the_mirror_padded_slice():
     padded = np.concatenate([xn[:, :, :pad][:, :, ::-1], xn, xn[:, :, -pad:][:, :, ::-1]], axis=2)
     for b in range(B):
         o = int(offset[b])
-        np.testing.assert_array_equal(y[b].numpy(), padded[b, :, o:o + T])
+        np.testing.assert_array_equal(y[b].numpy(), padded[b, :, o : o + T])
 
 
 def test_crop_params_drawn_for_a_repeated_batch_gather_its_crops_from_the_clip():
@@ -106,9 +124,15 @@ def test_crop_resize_samples_the_recorded_source_frames():
     assert bool((pos >= 0).all() & (pos <= T - 1).all())
 
 
-@pytest.mark.parametrize("make", [lambda: Shear(record=True), lambda: Rotate(record=True),
-                                  lambda: Rotate(symmetric=True, record=True),
-                                  lambda: SpatialFlip(p=1.0, mirror=True, record=True)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Shear(record=True),
+        lambda: Rotate(record=True),
+        lambda: Rotate(symmetric=True, record=True),
+        lambda: SpatialFlip(p=1.0, mirror=True, record=True),
+    ],
+)
 def test_geometric_matrix_is_what_was_applied_and_its_inverse_recovers_the_clip(make):
     x = clip(dtype=torch.float64)
     op = make()
@@ -239,7 +263,7 @@ def test_blur_kernel_is_unnormalised_in_reference_mode_and_sums_to_one_when_norm
     assert bool((ref.sum(1) > 1).all()) and ref.sum(1)[-1] > 4.9
     torch.testing.assert_close(norm.sum(1), torch.ones(3, dtype=torch.float64))
     i = np.arange(-7, 8)
-    np.testing.assert_allclose(ref[1].numpy(), np.exp(-i ** 2 / 2.0))
+    np.testing.assert_allclose(ref[1].numpy(), np.exp(-(i**2) / 2.0))
 
 
 @pytest.mark.parametrize("normalize", [False, True])

@@ -1,14 +1,23 @@
 """Behaviour of the growing augmentation policy (hiclr.augment.policy)."""
 
-from tests.helpers.paths import ROOT_DIR
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
 
-from hiclr.augment import (AUGMENTATIONS, HICLR_VIEWS, Augmentation, GaussianBlur, GrowingPolicy,
-                           JointMask, Rotate, Shear, SpatialFlip, View, apply_matrix)
+from hiclr.augment import (
+    AUGMENTATIONS,
+    HICLR_VIEWS,
+    Augmentation,
+    GaussianBlur,
+    GrowingPolicy,
+    JointMask,
+    Rotate,
+    Shear,
+    SpatialFlip,
+    View,
+    apply_matrix,
+)
+from tests.helpers.paths import ROOT_DIR
 
 ROOT = ROOT_DIR
 DEFAULT = ROOT / "configs" / "augment" / "hiclr_default.yaml"
@@ -85,8 +94,7 @@ def test_fusing_linear_maps_gives_the_same_views_as_applying_them_one_by_one(pat
 
 
 def test_composed_matrix_is_applied_in_stage_order_and_its_inverse_recovers_the_cropped_clip():
-    cfg = [[{"name": "temporal_crop"}, {"name": "shear"}], [{"name": "spatial_flip", "p": 0.5},
-                                                            {"name": "rotate"}]]
+    cfg = [[{"name": "temporal_crop"}, {"name": "shear"}], [{"name": "spatial_flip", "p": 0.5}, {"name": "rotate"}]]
     x = clip(torch.float64)
     for concat in (True, False):
         policy = GrowingPolicy.from_config(cfg, concat_views=concat, record=True)
@@ -94,8 +102,7 @@ def test_composed_matrix_is_applied_in_stage_order_and_its_inverse_recovers_the_
         p = view.params
         H, R = p["shear"]["matrix"], p["rotate"]["matrix"]
         torch.testing.assert_close(p["matrix"], R @ H)  # shear first, then the rotation
-        cropped = torch.gather(x, 2, p["temporal_crop"]["time_index"][:, None, :, None, None]
-                               .expand(B, 3, 50, 25, 2))
+        cropped = torch.gather(x, 2, p["temporal_crop"]["time_index"][:, None, :, None, None].expand(B, 3, 50, 25, 2))
         flipped = p["spatial_flip"]["flipped"]
         order = torch.as_tensor(SpatialFlip().order)
         base = torch.where(flipped[:, None, None, None, None], cropped.index_select(3, order), cropped)
@@ -121,8 +128,8 @@ def test_yaml_can_move_an_augmentation_to_another_stage_and_add_a_stage(tmp_path
     stages = cfg["augment"]["stages"]
     blur = next(item for item in stages[1] if item["name"] == "gaussian_blur")
     stages[1].remove(blur)
-    stages[0].append(blur)                                   # blur becomes basic
-    stages.append([{"name": "rotate", "max_angle": 90.0}])   # a fourth stage
+    stages[0].append(blur)  # blur becomes basic
+    stages.append([{"name": "rotate", "max_angle": 90.0}])  # a fourth stage
     path = tmp_path / "moved.yaml"
     path.write_text(yaml.safe_dump(cfg))
 
@@ -136,15 +143,23 @@ def test_yaml_can_move_an_augmentation_to_another_stage_and_add_a_stage(tmp_path
 
 
 def test_reference_quirks_off_fixes_them_and_explicit_items_still_win():
-    items = [[{"name": "spatial_flip"}, {"name": "rotate"}, {"name": "gaussian_blur"},
-              {"name": "joint_mask"}, {"name": "Shear", "amplitude": 0.3}]]
+    items = [
+        [
+            {"name": "spatial_flip"},
+            {"name": "rotate"},
+            {"name": "gaussian_blur"},
+            {"name": "joint_mask"},
+            {"name": "Shear", "amplitude": 0.3},
+        ]
+    ]
     ref = GrowingPolicy.from_config(items, reference_quirks=True).stages[0]
     fixed = GrowingPolicy.from_config(items, reference_quirks=False).stages[0]
     assert not ref[0].mirror and not ref[1].symmetric and not ref[2].normalize and not ref[3].per_sample
     assert fixed[0].mirror and fixed[1].symmetric and fixed[2].normalize and fixed[3].per_sample
     assert isinstance(fixed[4], Shear) and fixed[4].amplitude == 0.3  # class names work too
-    kept = GrowingPolicy.from_config([[{"name": "gaussian_blur", "normalize": False}]],
-                                     reference_quirks=False).stages[0][0]
+    kept = GrowingPolicy.from_config([[{"name": "gaussian_blur", "normalize": False}]], reference_quirks=False).stages[
+        0
+    ][0]
     assert isinstance(kept, GaussianBlur) and not kept.normalize
     corrected = GrowingPolicy.from_yaml(CORRECTED)
     assert corrected.stages[1][0].mirror and corrected.stages[2][0].per_sample
@@ -251,7 +266,7 @@ def test_a_new_general_op_falls_back_to_applying_each_op_in_turn(outside_ops):
     assert not policy._plannable(clip(), [0])
     view = policy.apply(clip(), gen(4))
     g, y = gen(4), clip()
-    for op in policy.stages[0]:   # the same draws in the same order, applied one by one
+    for op in policy.stages[0]:  # the same draws in the same order, applied one by one
         y = op.apply(y, op.draw(B, g, y))
     assert torch.equal(view.x, y)
 
@@ -278,20 +293,30 @@ class _JointRoll(Augmentation):
         return {**params, "joint_choice": shift} if self.listed else params
 
 
-@pytest.mark.parametrize("shifts, listed", [(3, True), (5, True), (3, False)],
-                         ids=["few_listed_orders", "more_orders_than_copies", "orders_not_listed"])
+@pytest.mark.parametrize(
+    "shifts, listed",
+    [(3, True), (5, True), (3, False)],
+    ids=["few_listed_orders", "more_orders_than_copies", "orders_not_listed"],
+)
 def test_joint_reorderings_of_several_ops_compose_in_the_planned_path_as_in_the_plain_one(shifts, listed):
     def stages():
         make = lambda name, **kw: AUGMENTATIONS[name](record=True, **kw)
-        return [[make("temporal_crop"), make("spatial_flip", p=0.5), make("shear")],
-                [_JointRoll(shifts, listed), make("rotate"), make("gaussian_noise"),
-                 make("spatial_flip", p=0.5, mirror=True)],
-                [_JointRoll(shifts, listed), make("axis_mask")]]
+        return [
+            [make("temporal_crop"), make("spatial_flip", p=0.5), make("shear")],
+            [
+                _JointRoll(shifts, listed),
+                make("rotate"),
+                make("gaussian_noise"),
+                make("spatial_flip", p=0.5, mirror=True),
+            ],
+            [_JointRoll(shifts, listed), make("axis_mask")],
+        ]
+
     x = clip(torch.float64)
     planned = GrowingPolicy(stages(), record=True).views(x, gen(6), [0, 1, 1, 2, 2])
     plain = GrowingPolicy(stages(), fuse_linear=False, record=True).views(x, gen(6), [0, 1, 1, 2, 2])
     for f, p in zip(planned, plain):
         torch.testing.assert_close(f.x, p.x, rtol=1e-10, atol=1e-12)
     flips = [planned[3].params["ops"][i][1]["flipped"] for i in (1, 6)]
-    assert all(f.any() and (~f).any() for f in flips)        # both orders of both flips occur
+    assert all(f.any() and (~f).any() for f in flips)  # both orders of both flips occur
     assert planned[3].params["ops"][3][1]["shift"].unique().numel() == shifts

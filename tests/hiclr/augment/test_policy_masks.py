@@ -7,7 +7,7 @@ import torch
 
 from hiclr.augment import GrowingPolicy
 
-MASK = {"name": "joint_mask", "ratio": 0.2, "per_sample": True}     # 5 of 25 joints per frame
+MASK = {"name": "joint_mask", "ratio": 0.2, "per_sample": True}  # 5 of 25 joints per frame
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast_paths", "plain"])
@@ -24,7 +24,7 @@ def test_a_view_masks_the_union_of_its_stages_joint_masks(fast):
         assert torch.equal(view.mask, union)
     # the two draws of the last view differ, so the union is larger than either mask
     first, second = [d["mask"] for name, d in views[2].params["ops"] if name == "joint_mask"]
-    per_frame = views[2].mask.sum(dim=3)                                   # (B, 1, T, 1)
+    per_frame = views[2].mask.sum(dim=3)  # (B, 1, T, 1)
     assert not torch.equal(first, second)
     assert (per_frame >= 5).all() and (per_frame <= 10).all() and (per_frame > 5).any()
 

@@ -1,14 +1,12 @@
 """SkeleAdaIN (strong augmentation): each sample takes the per-channel style of a rolled batch."""
 
-from tests.helpers.paths import ROOT_DIR
-from pathlib import Path
-
 import pytest
 import torch
 
 from hiclr.augment import AUGMENTATIONS, HICLR_VIEWS, GrowingPolicy, SkeleAdaIN
 from hiclr.config import load_config
 from hiclr.pretrain import build_policy
+from tests.helpers.paths import ROOT_DIR
 
 ROOT = ROOT_DIR
 ADAIN = ROOT / "configs" / "augment" / "strong_adain.yaml"
@@ -136,8 +134,7 @@ def test_bad_dim_is_a_clear_error():
 @pytest.mark.parametrize("concat, fuse", [(True, True), (True, False), (False, True)])
 def test_views_concatenated_along_the_batch_each_roll_within_their_own_batch(concat, fuse):
     x = clip()
-    policy = GrowingPolicy.from_config([[{"name": "skele_adain"}]], concat_views=concat,
-                                       fuse_linear=fuse, record=True)
+    policy = GrowingPolicy.from_config([[{"name": "skele_adain"}]], concat_views=concat, fuse_linear=fuse, record=True)
     views = policy.views(x, gen(2), [0, 0, 0])
     for view in views:
         p = view.params["skele_adain"]
@@ -156,8 +153,7 @@ def test_the_strong_adain_config_puts_it_on_the_strongest_view_only():
 def test_the_planned_path_gives_the_views_of_the_plain_one():
     x = clip()
     planned = GrowingPolicy.from_yaml(MASK_ADAIN, record=True).views(x, gen(4), HICLR_VIEWS)
-    plain = GrowingPolicy.from_yaml(MASK_ADAIN, fuse_linear=False, record=True).views(x, gen(4),
-                                                                                      HICLR_VIEWS)
+    plain = GrowingPolicy.from_yaml(MASK_ADAIN, fuse_linear=False, record=True).views(x, gen(4), HICLR_VIEWS)
     for f, p in zip(planned, plain):
         torch.testing.assert_close(f.x, p.x, rtol=1e-10, atol=1e-10)
     drawn = [v.params["skele_adain"]["partner"] for v in (planned[3], plain[3])]

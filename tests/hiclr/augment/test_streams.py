@@ -6,9 +6,32 @@ import torch
 from hiclr.augment import NTU_BONES, to_stream
 
 # The reference release's 24 NTU edges, 1-based (child, parent)
-SPEC_EDGES = [(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9),
-              (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17),
-              (19, 18), (20, 19), (22, 23), (23, 8), (24, 25), (25, 12)]
+SPEC_EDGES = [
+    (1, 2),
+    (2, 21),
+    (3, 21),
+    (4, 3),
+    (5, 21),
+    (6, 5),
+    (7, 6),
+    (8, 7),
+    (9, 21),
+    (10, 9),
+    (11, 10),
+    (12, 11),
+    (13, 1),
+    (14, 13),
+    (15, 14),
+    (16, 15),
+    (17, 1),
+    (18, 17),
+    (19, 18),
+    (20, 19),
+    (22, 23),
+    (23, 8),
+    (24, 25),
+    (25, 12),
+]
 
 
 def clip():
@@ -44,8 +67,9 @@ def test_streams_are_differentiable(stream):
     x = clip().requires_grad_()
     to_stream(x, stream).pow(2).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    assert torch.autograd.gradcheck(lambda y: to_stream(y, stream),
-                                    (torch.randn(1, 3, 4, 25, 1, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        lambda y: to_stream(y, stream), (torch.randn(1, 3, 4, 25, 1, dtype=torch.float64, requires_grad=True),)
+    )
 
 
 def test_unknown_stream_is_an_error():

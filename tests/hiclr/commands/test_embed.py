@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hiclr.common.command_line import run_cli
 from hiclr.augment.streams import to_stream
+from hiclr.common.command_line import run_cli
 from hiclr.features import extract_features
 from hiclr.models import STGCN, save_encoder
 from tests.hiclr.test_data import write_tiny_store
@@ -20,7 +20,7 @@ def _trained_like_encoder(width=2, seed=0):
     torch.manual_seed(seed)
     model = STGCN(width=width).train()
     with torch.no_grad():
-        model(torch.randn(4, 3, 50, 25, 2))          # BN running statistics away from their init
+        model(torch.randn(4, 3, 50, 25, 2))  # BN running statistics away from their init
     return model
 
 
@@ -28,7 +28,7 @@ def test_extract_features_is_batched_eval_mode_and_gradient_free():
     model = _trained_like_encoder()
     x = torch.randn(7, 3, 50, 25, 2)
     feats = extract_features(model, x, batch_size=3, stream="joint")
-    assert model.training                             # the caller's mode is restored
+    assert model.training  # the caller's mode is restored
     assert feats.shape == (7, 32) and not feats.requires_grad
     model.eval()
     with torch.no_grad():
@@ -46,8 +46,22 @@ def test_embed_writes_the_features_names_and_labels_of_the_split(tmp_path, capsy
     ckpt = save_encoder(tmp_path / "encoder.pt", model, {"name": "stgcn", "width": 2}, stream)
     out = tmp_path / "feats" / "xsub_test.npz"
 
-    rc = embed(["--encoder", str(ckpt), "--data", str(data), "--split", "xsub/test",
-                "--out", str(out), "--batch-size", "2", "--device", "cpu"])
+    rc = embed(
+        [
+            "--encoder",
+            str(ckpt),
+            "--data",
+            str(data),
+            "--split",
+            "xsub/test",
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     assert "embed:" in capsys.readouterr().out
     index = splits["xsub"]["test"]
@@ -74,8 +88,7 @@ def test_embed_all_reads_a_reference_release_checkpoint(tmp_path):
     ckpt = tmp_path / "release.pth.tar"
     torch.save({"state_dict": state}, ckpt)
     out = tmp_path / "all.npz"
-    assert embed(["--encoder", str(ckpt), "--data", str(data), "--split", "all",
-                  "--out", str(out)]) == 0
+    assert embed(["--encoder", str(ckpt), "--data", str(data), "--split", "all", "--out", str(out)]) == 0
     with np.load(out) as result:
         assert result["names"].tolist() == names
         with torch.no_grad():
@@ -83,8 +96,10 @@ def test_embed_all_reads_a_reference_release_checkpoint(tmp_path):
         np.testing.assert_allclose(result["features"], expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("split,message", [("xsub", "not PROTOCOL/PART"), ("xset/test", "no protocol 'xset'"),
-                                           ("xsub/dev", "not PROTOCOL/PART")])
+@pytest.mark.parametrize(
+    "split,message",
+    [("xsub", "not PROTOCOL/PART"), ("xset/test", "no protocol 'xset'"), ("xsub/dev", "not PROTOCOL/PART")],
+)
 def test_embed_bad_split_is_one_line_error_and_writes_nothing(tmp_path, capsys, split, message):
     data = tmp_path / "tiny.h5"
     write_tiny_store(data, num_samples=4)
@@ -103,7 +118,6 @@ def test_embed_refuses_a_checkpoint_without_an_encoder(tmp_path, capsys):
     ckpt = tmp_path / "head.pt"
     torch.save({"fc.weight": torch.zeros(4, 32)}, ckpt)
     out = tmp_path / "f.npz"
-    assert embed(["--encoder", str(ckpt), "--data", str(data), "--split", "all",
-                  "--out", str(out)]) == 1
+    assert embed(["--encoder", str(ckpt), "--data", str(data), "--split", "all", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "head.pt holds no encoder weights" in err and not out.exists()

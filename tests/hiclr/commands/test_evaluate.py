@@ -15,8 +15,20 @@ def main(argv):
     """`hiclr` with the evaluation and report commands (as hiclr.cli registers them)."""
     return run_cli("hiclr", "", "hiclr.commands", ["evaluate", "report"], "", argv)
 
-FAST = ["--set", "eval.epochs=2", "--set", "eval.milestones=[1]", "--set", "eval.batch_size=16",
-        "--set", "engine.device=cpu", "--set", "model.width=4", "--no-plots"]
+
+FAST = [
+    "--set",
+    "eval.epochs=2",
+    "--set",
+    "eval.milestones=[1]",
+    "--set",
+    "eval.batch_size=16",
+    "--set",
+    "engine.device=cpu",
+    "--set",
+    "model.width=4",
+    "--no-plots",
+]
 
 
 @pytest.fixture
@@ -51,8 +63,23 @@ def test_three_streams_then_ensemble(tmp_path, store, capsys):
     runs = []
     for stream in ("joint", "bone", "motion"):
         runs.append(str(tmp_path / stream))
-        assert main(["linear", "--encoder", encoder_file(tmp_path, stream), "--data", store, "--out", runs[-1],
-                     "--set", f"data.stream={stream}", *FAST]) == 0
+        assert (
+            main(
+                [
+                    "linear",
+                    "--encoder",
+                    encoder_file(tmp_path, stream),
+                    "--data",
+                    store,
+                    "--out",
+                    runs[-1],
+                    "--set",
+                    f"data.stream={stream}",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
     assert main(["ensemble", *runs, "--out", str(tmp_path / "ens"), "--no-plots"]) == 0
     assert "ensemble (weights 0.6 0.6 0.4)" in capsys.readouterr().out
     report = json.loads((tmp_path / "ens" / "report.json").read_text())
@@ -70,8 +97,9 @@ def test_errors_are_one_sentence_and_exit_1(tmp_path, store, capsys):
     assert "eval.k" in capsys.readouterr().err
 
 
-def test_every_registered_protocol_is_a_subcommand_and_a_new_one_needs_no_command_change(tmp_path, store,
-                                                                                            capsys, monkeypatch):
+def test_every_registered_protocol_is_a_subcommand_and_a_new_one_needs_no_command_change(
+    tmp_path, store, capsys, monkeypatch
+):
     from hiclr.eval.protocols import PROTOCOLS, EncoderProtocol
 
     assert list(PROTOCOLS) == ["linear", "knn", "semi", "finetune", "ensemble"]
@@ -84,6 +112,7 @@ def test_every_registered_protocol_is_a_subcommand_and_a_new_one_needs_no_comman
 
         def evaluate(self, cfg, encoder, args):
             from hiclr.eval.common import load_eval_data
+
             return {"n": args.scale * len(load_eval_data(cfg).train), "run_dir": str(tmp_path)}
 
         def summary(self, entry):
@@ -100,8 +129,25 @@ def test_report_paper_adds_the_release_figures_labelled_and_leaves_the_default_a
     runs = []
     for stream in ("joint", "bone", "motion"):
         runs.append(str(tmp_path / stream))
-        assert main(["linear", "--encoder", encoder_file(tmp_path, stream), "--data", store, "--out", runs[-1],
-                     "--set", f"data.stream={stream}", "--report", "paper", *FAST]) == 0
+        assert (
+            main(
+                [
+                    "linear",
+                    "--encoder",
+                    encoder_file(tmp_path, stream),
+                    "--data",
+                    store,
+                    "--out",
+                    runs[-1],
+                    "--set",
+                    f"data.stream={stream}",
+                    "--report",
+                    "paper",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
         assert "selected on the test set" in capsys.readouterr().out
     assert main(["ensemble", *runs, "--out", str(tmp_path / "ens"), "--no-plots", "--report", "paper"]) == 0
     out = capsys.readouterr().out
@@ -110,7 +156,9 @@ def test_report_paper_adds_the_release_figures_labelled_and_leaves_the_default_a
     assert report["paper"]["selection"] == "selected on the test set"
     assert main(["report", runs[0], str(tmp_path / "ens")]) == 0
     assert "(paper, selected on the test set)" in capsys.readouterr().out
-    assert main(["linear", "--encoder", encoder_file(tmp_path), "--data", store, "--out", str(tmp_path / "std"),
-                 *FAST]) == 0
+    assert (
+        main(["linear", "--encoder", encoder_file(tmp_path), "--data", store, "--out", str(tmp_path / "std"), *FAST])
+        == 0
+    )
     assert "selected on the test set" not in capsys.readouterr().out
     assert "paper" not in json.loads((tmp_path / "std" / "report.json").read_text())["protocols"]["linear"]

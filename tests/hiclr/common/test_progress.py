@@ -20,8 +20,10 @@ def test_a_line_per_interval_with_done_total_rate_and_eta():
         clock.now += 1
         bar.update(2)
     lines = out.getvalue().splitlines()
-    assert lines == ["ntu120 parse: 10/100 files (10.0 %), 2.0 files/s, ETA 45 s",
-                     "ntu120 parse: 20/100 files (20.0 %), 2.0 files/s, ETA 40 s"]
+    assert lines == [
+        "ntu120 parse: 10/100 files (10.0 %), 2.0 files/s, ETA 45 s",
+        "ntu120 parse: 20/100 files (20.0 %), 2.0 files/s, ETA 40 s",
+    ]
 
 
 def test_the_last_line_says_how_long_it_took_and_carries_the_postfix():
@@ -72,7 +74,7 @@ def test_feature_extraction_in_a_log_prints_lines_not_a_carriage_return_bar(monk
         def forward(self, x):
             return x.mean(dim=(2, 3, 4))
 
-    monkeypatch.setenv("HICLR_PROGRESS_SECONDS", "0")        # a line on every batch
+    monkeypatch.setenv("HICLR_PROGRESS_SECONDS", "0")  # a line on every batch
     features = extract_features(Mean(), torch.randn(10, 3, 4, 5, 2), batch_size=4, progress=True)
     err = capsys.readouterr().err
     assert features.shape == (10, 3)

@@ -1,7 +1,6 @@
 """DDP on CPU (gloo): every queue receives both ranks' keys; torchrun with --auto-resume survives a killed
 worker and ends with the uninterrupted run's encoder."""
 
-from tests.helpers.paths import ROOT_DIR
 import datetime
 import json
 import os
@@ -19,10 +18,11 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tests.helpers.tiny_store import write_tiny_store
 from hiclr.engine import load_checkpoint
 from hiclr.engine.distributed import shutdown_distributed
 from hiclr.ssl import ContrastiveLearner
+from tests.helpers.paths import ROOT_DIR
+from tests.helpers.tiny_store import write_tiny_store
 
 WORLD, BATCH, STEPS, QUEUE = 2, 4, 3, 16
 
@@ -46,8 +46,9 @@ class TinyBackbone(nn.Module):
 def train_rank(rank, init_file, out_dir):
     torch.set_num_threads(1)  # two processes on a shared CPU
     # a bounded wait: a rank stuck in a collective fails the test instead of hanging the suite
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=120))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=120)
+    )
     try:
         torch.manual_seed(rank)  # different inits per rank: DDP must broadcast rank 0's state
         learner = ContrastiveLearner(TinyBackbone, "hiclr", dim=6, hidden=10, queue_size=QUEUE)
@@ -67,17 +68,18 @@ def train_rank(rank, init_file, out_dir):
                 torch.save(learner.queue.keys.clone(), f"{out_dir}/rank{rank}_queue_step0.pt")
         torch.save({k: v.clone() for k, v in learner.state_dict().items()}, f"{out_dir}/rank{rank}.pt")
     except BaseException:
-        dist.destroy_process_group()           # no barrier: the other rank may never reach one
+        dist.destroy_process_group()  # no barrier: the other rank may never reach one
         raise
-    shutdown_distributed()                     # together, so no rank exits while the other tears down
+    shutdown_distributed()  # together, so no rank exits while the other tears down
 
 
 def run_ranks(tmp_path, limit: float = 300.0, grace: float = 20.0) -> None:
     """Spawn the WORLD ranks and wait for them. gloo's teardown can hang a rank after its results are
     written (seen in full-suite runs on torch 2.13): once every rank's file exists, a rank still
     alive after `grace` seconds is stopped instead of hanging the suite; errors still fail the test."""
-    context = mp.start_processes(train_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD,
-                                 join=False, start_method="spawn")
+    context = mp.start_processes(
+        train_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
+    )
     deadline, written_at = time.monotonic() + limit, None
     while not context.join(timeout=1.0):
         if written_at is None and all((tmp_path / f"rank{r}.pt").exists() for r in range(WORLD)):
@@ -115,44 +117,96 @@ def test_ddp_queue_receives_the_keys_of_both_ranks(tmp_path):
 # ------------------------------------------------------------------ torchrun, as users launch it
 
 ROOT = ROOT_DIR
-ELASTIC_ENV = {**os.environ, "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+ELASTIC_ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+}
 
 
 def pretrain_args(data, out, epochs: int = 3) -> list[str]:
     """A tiny pre-training (32 training clips, batch 8, mining from epoch 2) with --auto-resume."""
-    return ["pretrain", "--config", str(ROOT / "configs" / "tiny" / "pretrain.yaml"), "--data", str(data),
-            "--out", str(out), "--device", "cpu", "--epochs", str(epochs), "--auto-resume",
-            "--set", "optim.batch_size=8", "--set", "model.width=2", "--set", "ssl.queue_size=24",
-            "--set", "ssl.dim=8", "--set", "ssl.hidden=16", "--set", "run.name=r", "--set", "run.log_every=1",
-            "--set", "run.monitor_every=0", "--set", "engine.tensorboard=false",
-            "--set", "engine.progress=false", "--set", "ssl.mining_epoch=1"]
+    return [
+        "pretrain",
+        "--config",
+        str(ROOT / "configs" / "tiny" / "pretrain.yaml"),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--epochs",
+        str(epochs),
+        "--auto-resume",
+        "--set",
+        "optim.batch_size=8",
+        "--set",
+        "model.width=2",
+        "--set",
+        "ssl.queue_size=24",
+        "--set",
+        "ssl.dim=8",
+        "--set",
+        "ssl.hidden=16",
+        "--set",
+        "run.name=r",
+        "--set",
+        "run.log_every=1",
+        "--set",
+        "run.monitor_every=0",
+        "--set",
+        "engine.tensorboard=false",
+        "--set",
+        "engine.progress=false",
+        "--set",
+        "ssl.mining_epoch=1",
+    ]
 
 
 def torchrun_pretrain(data, out) -> list[str]:
     """`pretrain_args` on 2 gloo ranks (4 steps an epoch) under torchrun, one restart allowed."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "--max-restarts", "1", "-m", "hiclr.cli", *pretrain_args(data, out)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "1",
+        "-m",
+        "hiclr.cli",
+        *pretrain_args(data, out),
+    ]
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3, 50, 25, 2)).astype(np.float32)
-    return write_tiny_store(tmp_path_factory.mktemp("data") / "tiny.h5", x, np.arange(40) % 4,
-                            np.arange(40) % 5, test_performer=4, num_classes=4)
+    return write_tiny_store(
+        tmp_path_factory.mktemp("data") / "tiny.h5",
+        x,
+        np.arange(40) % 4,
+        np.arange(40) % 5,
+        test_performer=4,
+        num_classes=4,
+    )
 
 
 def worker_pids(launcher: int) -> dict[int, int]:
     """{LOCAL_RANK: pid} of the workers torchrun (process `launcher`) runs now."""
     from data_prep.memory import child_pids
+
     found, stack = {}, [launcher]
     while stack:
         pid = stack.pop()
         stack += child_pids(pid)
         try:
-            env = dict(item.split("=", 1) for item in
-                       Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+            env = dict(
+                item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+            )
         except OSError:
             continue
         if pid != launcher and "LOCAL_RANK" in env and "TORCHELASTIC_RUN_ID" in env:
@@ -171,22 +225,28 @@ def logged_steps(run: Path) -> int:
 
 @pytest.mark.slow
 def test_torchrun_restarts_a_killed_worker_and_ends_with_the_uninterrupted_encoder(store, tmp_path):
-    straight = subprocess.run(torchrun_pretrain(store, tmp_path / "straight"), env=ELASTIC_ENV,
-                              capture_output=True, text=True, timeout=900)
+    straight = subprocess.run(
+        torchrun_pretrain(store, tmp_path / "straight"), env=ELASTIC_ENV, capture_output=True, text=True, timeout=900
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     run = tmp_path / "killed" / "r"
-    proc = subprocess.Popen(torchrun_pretrain(store, tmp_path / "killed"), env=ELASTIC_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        torchrun_pretrain(store, tmp_path / "killed"),
+        env=ELASTIC_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 600
     while logged_steps(run) < 6 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)                 # until step 6: the second step of epoch 2 (of 4 a epoch)
+        time.sleep(0.05)  # until step 6: the second step of epoch 2 (of 4 a epoch)
     workers = worker_pids(proc.pid)
     assert proc.poll() is None and 1 in workers, "the run ended before a worker could be killed"
     os.kill(workers[1], signal.SIGKILL)
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
-    assert "resuming" in err                                # the restart continued from a checkpoint
+    assert "resuming" in err  # the restart continued from a checkpoint
 
     a = torch.load(tmp_path / "straight" / "r" / "encoder.pt", weights_only=True)["state_dict"]
     b = torch.load(run / "encoder.pt", weights_only=True)["state_dict"]
@@ -194,12 +254,11 @@ def test_torchrun_restarts_a_killed_worker_and_ends_with_the_uninterrupted_encod
     last_a = load_checkpoint(tmp_path / "straight" / "r" / "last.pt")
     last_b = load_checkpoint(run / "last.pt")
     assert (last_b["epoch"], last_b["step"]) == (3, 12)
-    for key in last_a["model"]:                     # weights, EMA key encoder, queue keys, ids and pointer
+    for key in last_a["model"]:  # weights, EMA key encoder, queue keys, ids and pointer
         assert torch.equal(last_a["model"][key], last_b["model"][key]), key
 
 
-def test_auto_resume_starts_afresh_in_an_empty_folder_and_resumes_a_folder_with_a_checkpoint(
-        store, tmp_path, capsys):
+def test_auto_resume_starts_afresh_in_an_empty_folder_and_resumes_a_folder_with_a_checkpoint(store, tmp_path, capsys):
     from hiclr.common.command_line import run_cli
 
     def hiclr(*argv):
@@ -207,9 +266,9 @@ def test_auto_resume_starts_afresh_in_an_empty_folder_and_resumes_a_folder_with_
 
     assert hiclr(*pretrain_args(store, tmp_path, epochs=1)) == 0
     assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
-    assert hiclr(*pretrain_args(store, tmp_path, epochs=2)) == 0                # continues, not refused
+    assert hiclr(*pretrain_args(store, tmp_path, epochs=2)) == 0  # continues, not refused
     assert "resuming" in capsys.readouterr().err
     lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines if r["kind"] == "epoch"] == [1, 2]
-    assert hiclr(*pretrain_args(store, tmp_path, epochs=2), "--resume") == 1      # one or the other
+    assert hiclr(*pretrain_args(store, tmp_path, epochs=2), "--resume") == 1  # one or the other
     assert "--auto-resume decides" in capsys.readouterr().err

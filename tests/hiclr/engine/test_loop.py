@@ -12,8 +12,7 @@ from torch import nn
 
 from hiclr.common.errors import UserError
 from hiclr.config import load_config
-from hiclr.engine import (Interrupted, NonFiniteLoss, TrainData, load_checkpoint, lr_factor_fn,
-                          resolve_device, train)
+from hiclr.engine import Interrupted, NonFiniteLoss, TrainData, load_checkpoint, lr_factor_fn, resolve_device, train
 
 N, CLASSES = 40, 4
 
@@ -22,9 +21,10 @@ class ToyTask:
     """A small classifier with dropout and generator-drawn input noise (so every RNG matters)."""
 
     def __init__(self, nan_at=None, signal_at=None, signum=signal.SIGTERM):
-        torch.manual_seed(0)   # a run builds its model from the seed (as hiclr.pretrain does)
-        self.model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 5 * 2, 16), nn.ReLU(),
-                                   nn.Dropout(0.5), nn.Linear(16, CLASSES))
+        torch.manual_seed(0)  # a run builds its model from the seed (as hiclr.pretrain does)
+        self.model = nn.Sequential(
+            nn.Flatten(), nn.Linear(3 * 4 * 5 * 2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, CLASSES)
+        )
         self.calls, self.nan_at, self.signal_at, self.signum = 0, nan_at, signal_at, signum
         self.dtypes = []
         self.ended = []
@@ -54,9 +54,17 @@ def toy_data():
 
 
 def toy_cfg(epochs=2, **extra):
-    sets = [f"optim.epochs={epochs}", "optim.batch_size=8", "optim.lr=0.05", "optim.milestones=[1]",
-            "run.log_every=2", "run.save_every=1", "engine.device=cpu", "engine.progress=false",
-            "engine.tensorboard=false"] + [f"{k}={v}" for k, v in extra.items()]
+    sets = [
+        f"optim.epochs={epochs}",
+        "optim.batch_size=8",
+        "optim.lr=0.05",
+        "optim.milestones=[1]",
+        "run.log_every=2",
+        "run.save_every=1",
+        "engine.device=cpu",
+        "engine.progress=false",
+        "engine.tensorboard=false",
+    ] + [f"{k}={v}" for k, v in extra.items()]
     return load_config(None, sets)
 
 
@@ -72,6 +80,7 @@ def assert_same_weights(a, b):
 
 # ------------------------------------------------------------------ schedule
 
+
 def optim_section(**values) -> dict:
     """A resolved `optim` section (the defaults) with `values`."""
     return {**load_config(None)["optim"], **values}
@@ -81,8 +90,9 @@ def test_step_schedule_drops_lr_after_each_milestone_epoch():
     f = lr_factor_fn(optim_section(epochs=300, lr=0.1, milestones=[250], gamma=0.1, schedule="step"), 10)
     assert f(0) == 1.0 and f(2499) == 1.0
     assert f(2500) == pytest.approx(0.1) and f(2999) == pytest.approx(0.1)
-    g = lr_factor_fn(optim_section(epochs=70, lr=0.1, milestones=[30, 55], gamma=0.1, schedule="step",
-                                   warmup_epochs=5), 4)
+    g = lr_factor_fn(
+        optim_section(epochs=70, lr=0.1, milestones=[30, 55], gamma=0.1, schedule="step", warmup_epochs=5), 4
+    )
     assert [g(s) for s in range(4)] == pytest.approx([1 / 20, 2 / 20, 3 / 20, 4 / 20])
     assert g(19) == 1.0 and g(20) == 1.0 and g(120) == pytest.approx(0.1) and g(220) == pytest.approx(0.01)
 
@@ -92,7 +102,7 @@ def test_cosine_schedule_runs_from_lr_to_min_lr_after_warmup():
     f = lr_factor_fn(optim, 5)
     assert f(0) == pytest.approx(1 / 10) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0)
-    assert f(10 + 20) == pytest.approx(0.01 + 0.99 * 0.5)   # half way through the cosine
+    assert f(10 + 20) == pytest.approx(0.01 + 0.99 * 0.5)  # half way through the cosine
     assert f(50) == pytest.approx(0.01)
     values = [f(s) for s in range(10, 50)]
     assert all(a >= b for a, b in zip(values, values[1:]))
@@ -100,17 +110,23 @@ def test_cosine_schedule_runs_from_lr_to_min_lr_after_warmup():
 
 # ------------------------------------------------------------------ a whole run
 
+
 def test_run_writes_checkpoints_metrics_and_resolved_config(tmp_path):
     task = ToyTask()
     cfg = toy_cfg(epochs=2)
     result = train(task, toy_data(), cfg, tmp_path / "run")
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "last.pt", "epoch_001.pt", "epoch_002.pt",
-                                                "metrics.jsonl"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "last.pt",
+        "epoch_001.pt",
+        "epoch_002.pt",
+        "metrics.jsonl",
+    }
     assert not list(run.glob("*.tmp"))
     assert result.epoch == 2 and result.step == 2 * (N // 8)
     assert task.ended == [0, 1]
-    ckpt = torch.load(run / "last.pt", weights_only=True)   # safe loading works
+    ckpt = torch.load(run / "last.pt", weights_only=True)  # safe loading works
     assert ckpt["epoch"] == 2 and ckpt["step"] == 10 and ckpt["steps_per_epoch"] == 5
     assert set(ckpt["rng"]) == {"torch", "cuda", "numpy", "python"}
     assert ckpt["config"] == cfg and "augment" in ckpt["generators"]
@@ -124,11 +140,13 @@ def test_run_writes_checkpoints_metrics_and_resolved_config(tmp_path):
 
 
 def test_training_reduces_the_toy_loss(tmp_path):
-    result = train(ToyTask(), toy_data(), toy_cfg(epochs=10, **{"optim.milestones": "[9]", "optim.lr": 0.2}), tmp_path / "r")
+    result = train(
+        ToyTask(), toy_data(), toy_cfg(epochs=10, **{"optim.milestones": "[9]", "optim.lr": 0.2}), tmp_path / "r"
+    )
     lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in lines if r["kind"] == "epoch"]
     assert losses[-1] < 0.7 * losses[0], losses
-    assert result.metrics["acc"] > 0.4          # chance is 0.25
+    assert result.metrics["acc"] > 0.4  # chance is 0.25
 
 
 def test_an_existing_run_is_not_overwritten_without_resume(tmp_path):
@@ -158,21 +176,23 @@ def test_sigterm_saves_after_the_current_step_and_resume_is_exact(tmp_path):
     assert stop.value.exit_code == 143
     message = str(stop.value)
     assert "SIGTERM" in message and "step 3" in message and "--resume" in message and "\n" not in message
-    assert signal.getsignal(signal.SIGTERM) is previous        # handlers restored
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
     ckpt = load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert ckpt["epoch"] == 0 and ckpt["step"] == 3             # mid-epoch, after the step finished
+    assert ckpt["epoch"] == 0 and ckpt["step"] == 3  # mid-epoch, after the step finished
     train(ToyTask(), toy_data(), toy_cfg(epochs=2), tmp_path / "cut", resume=True)
     assert_same_weights(weights(tmp_path / "straight" / "last.pt"), weights(tmp_path / "cut" / "last.pt"))
+
     def history(run):
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
         return [(r["kind"], r["step"], r["loss"]) for r in map(json.loads, lines)]
 
-    assert history("cut") == history("straight")   # one uninterrupted history, same losses
+    assert history("cut") == history("straight")  # one uninterrupted history, same losses
 
 
 def test_a_sigterm_the_commands_start_up_received_stops_the_loop_after_its_first_step(tmp_path, monkeypatch):
     from hiclr.common import command_line as commands
-    monkeypatch.setattr(commands, "_TERMINATED", True)     # received, and swallowed by a library
+
+    monkeypatch.setattr(commands, "_TERMINATED", True)  # received, and swallowed by a library
     with pytest.raises(Interrupted) as stop:
         train(ToyTask(), toy_data(), toy_cfg(epochs=2), tmp_path / "r")
     assert stop.value.exit_code == 143 and "SIGTERM" in str(stop.value)
@@ -191,14 +211,15 @@ def test_ctrl_c_on_the_last_step_of_an_epoch_saves_the_finished_epoch(tmp_path):
 def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
     run = tmp_path / "r"
     with pytest.raises(NonFiniteLoss) as err:
-        train(ToyTask(nan_at=8), toy_data(), toy_cfg(epochs=3), run)   # step 8 = epoch 2, batch 3
+        train(ToyTask(nan_at=8), toy_data(), toy_cfg(epochs=3), run)  # step 8 = epoch 2, batch 3
     message = str(err.value)
     assert "nan" in message and "epoch 2" in message and "step 8" in message and "last.pt" in message
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["step"] == 5
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
-    epoch_lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
-                   if json.loads(x)["kind"] == "epoch"]
+    epoch_lines = [
+        json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if json.loads(x)["kind"] == "epoch"
+    ]
     assert [r["epoch"] for r in epoch_lines] == [1]
 
 
@@ -209,7 +230,7 @@ def test_bf16_autocast_is_used_when_asked_and_fp32_by_default_on_cpu(tmp_path):
     bf16 = ToyTask()
     result = train(bf16, toy_data(), toy_cfg(epochs=1, **{"engine.precision": "bf16"}), None)
     assert set(bf16.dtypes) == {torch.bfloat16} and math.isfinite(result.metrics["loss"])
-    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())   # master weights stay fp32
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # master weights stay fp32
 
 
 def test_compile_flag_wraps_the_model(tmp_path):
@@ -241,12 +262,18 @@ def test_fewer_samples_than_a_batch_train_on_one_smaller_batch(tmp_path):
 
 
 def _ddp_rank(rank, tmp):
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=os.environ["TEST_DDP_PORT"])
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=os.environ["TEST_DDP_PORT"],
+    )
     torch.set_num_threads(1)
     import torch.distributed as dist
 
     from hiclr.engine.distributed import shutdown_distributed
+
     task = ToyTask()
     sizes = []
     original = task.step
@@ -260,21 +287,22 @@ def _ddp_rank(rank, tmp):
         train(task, toy_data(), toy_cfg(epochs=2), f"{tmp}/run")
         torch.save({"state": task.model.state_dict(), "sizes": sizes}, f"{tmp}/rank{rank}.pt")
     except BaseException:
-        dist.destroy_process_group()           # no barrier: the other rank may never reach one
+        dist.destroy_process_group()  # no barrier: the other rank may never reach one
         raise
-    shutdown_distributed()                     # together, so no rank exits while the other tears down
+    shutdown_distributed()  # together, so no rank exits while the other tears down
 
 
 def test_ddp_ranks_split_each_global_batch_and_stay_in_sync(tmp_path):
     import socket
 
     import torch.multiprocessing as mp
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         os.environ["TEST_DDP_PORT"] = str(s.getsockname()[1])
     mp.spawn(_ddp_rank, args=(str(tmp_path),), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
-    assert r0["sizes"] == r1["sizes"] == [4] * 10       # global batch 8 = 2 ranks x 4
+    assert r0["sizes"] == r1["sizes"] == [4] * 10  # global batch 8 = 2 ranks x 4
     for key, value in r0["state"].items():
         torch.testing.assert_close(r1["state"][key], value, msg=key)
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")  # written by rank 0
@@ -285,11 +313,34 @@ def _bench_train(*extra):
     import argparse
 
     from hiclr.bench import train as bench
+
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    return bench.run(parser.parse_args(["--device", "cpu", "--size", "demo", "--width", "2", "--batch", "8",
-                                        "--queue", "32", "--samples", "16", "--steps", "1", "--warmup", "0",
-                                        "--threads", "1", *extra]))
+    return bench.run(
+        parser.parse_args(
+            [
+                "--device",
+                "cpu",
+                "--size",
+                "demo",
+                "--width",
+                "2",
+                "--batch",
+                "8",
+                "--queue",
+                "32",
+                "--samples",
+                "16",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                *extra,
+            ]
+        )
+    )
 
 
 def test_bench_train_reports_throughput_split_and_projection():
@@ -304,29 +355,37 @@ def test_bench_train_reports_throughput_split_and_projection():
     assert [v["name"] for v in result["variants"]] == ["reference", "ours"] and result["exact"] is True
     reference = result["variants"][0]["settings"]
     assert (reference["augment"], reference["fused_views"], reference["graph_conv"]) == (
-        "numpy", "separate", "conv_first")
+        "numpy",
+        "separate",
+        "conv_first",
+    )
 
 
 def test_bench_train_times_each_switch_in_interleaved_repetitions_against_the_same_baseline():
-    result = _bench_train("--variants", "fused_views=separate,graph_conv=conv_first,fused_views=shared",
-                          "--repeats", "2")
+    result = _bench_train(
+        "--variants", "fused_views=separate,graph_conv=conv_first,fused_views=shared", "--repeats", "2"
+    )
     rows = {v["name"]: v for v in result["variants"]}
-    assert list(rows) == ["reference", "ours", "fused_views=separate", "graph_conv=conv_first",
-                          "fused_views=shared"]
+    assert list(rows) == ["reference", "ours", "fused_views=separate", "graph_conv=conv_first", "fused_views=shared"]
     assert all(len(v["ms_per_step_each_repetition"]) == 2 for v in rows.values())
     base = rows["reference"]["ms_per_step"]
     for row in rows.values():
         assert row["speedup"] == pytest.approx(base / row["ms_per_step"])
-    assert [rows[n]["exact"] for n in rows] == [True, True, True, True, False]   # shared BN changes results
+    assert [rows[n]["exact"] for n in rows] == [True, True, True, True, False]  # shared BN changes results
     with pytest.raises(UserError, match="unknown variant"):
         _bench_train("--variants", "warp-drive")
 
 
 def test_bench_train_variants_can_combine_switches():
     from hiclr.bench.train import is_exact, parse_variant
+
     grid = parse_variant("precision=bf16+fused_views=separate+compile=reduce-overhead")
     assert (grid["precision"], grid["fused_views"], grid["compile"], grid["graph_conv"]) == (
-        "bf16", "separate", "reduce-overhead", "auto")
+        "bf16",
+        "separate",
+        "reduce-overhead",
+        "auto",
+    )
     assert not is_exact(grid, "bf16") and is_exact(parse_variant("fused_views=separate"), "fp32")
     with pytest.raises(UserError, match="fused_views is one of"):
         parse_variant("fused_views=sometimes")
@@ -334,7 +393,7 @@ def test_bench_train_variants_can_combine_switches():
 
 def test_a_nan_loss_between_log_points_is_found_before_the_epoch_is_saved(tmp_path):
     run = tmp_path / "r"
-    with pytest.raises(NonFiniteLoss) as err:   # step 3 of 5 in epoch 1, no log point before the end
+    with pytest.raises(NonFiniteLoss) as err:  # step 3 of 5 in epoch 1, no log point before the end
         train(ToyTask(nan_at=3), toy_data(), toy_cfg(epochs=2, **{"run.log_every": 100}), run)
     assert "epoch 1, step 3 (batch 3 of 5)" in str(err.value) and "nan" in str(err.value)
     assert not (run / "last.pt").exists()
@@ -346,22 +405,25 @@ def test_training_steps_make_no_host_sync_between_log_points(tmp_path, monkeypat
     reads = []
     for name in ("item", "__int__", "__float__", "__bool__"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name,
-                            lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1])
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1]
+        )
     result = train(ToyTask(), toy_data(), toy_cfg(epochs=2, **{"run.log_every": 100}), None)
     assert result.step == 10
     per_epoch = len(reads) / 2
-    assert per_epoch < 5 * 1, reads          # fewer reads than steps (5 per epoch)
+    assert per_epoch < 5 * 1, reads  # fewer reads than steps (5 per epoch)
 
 
 def test_compile_settings_name_modes_backends_and_which_capture_cuda_graphs():
     from hiclr.engine import captures_cuda_graphs, compile_options
+
     assert compile_options(False) is None and compile_options(True) == {}
     assert compile_options("reduce-overhead") == {"mode": "reduce-overhead"}
     assert compile_options("eager") == {"backend": "eager"}
-    assert [captures_cuda_graphs(compile_options(v)) for v in (False, True, "default", "reduce-overhead",
-                                                                "max-autotune", "eager")] == [
-        False, False, False, True, True, False]
+    assert [
+        captures_cuda_graphs(compile_options(v))
+        for v in (False, True, "default", "reduce-overhead", "max-autotune", "eager")
+    ] == [False, False, False, True, True, False]
     with pytest.raises(UserError, match="engine.compile"):
         compile_options(3)
 
@@ -371,19 +433,24 @@ def test_cuda_graphs_need_static_shapes_so_a_partial_last_batch_is_refused():
     data = toy_data()
     short = TrainData(x=data.x[:38], labels=data.labels[:38])
     with pytest.raises(UserError, match="drop_last"):
-        train(ToyTask(), short, toy_cfg(epochs=1, **{"engine.compile": "reduce-overhead",
-                                                     "optim.drop_last": "false"}), None)
+        train(
+            ToyTask(),
+            short,
+            toy_cfg(epochs=1, **{"engine.compile": "reduce-overhead", "optim.drop_last": "false"}),
+            None,
+        )
     task = ToyTask()
     sizes = []
     original = task.step
     task.step = lambda model, batch, g, e: (sizes.append(len(batch.ids)), original(model, batch, g, e))[1]
-    train(task, short, toy_cfg(epochs=1), None)                         # drop_last: 4 whole batches
+    train(task, short, toy_cfg(epochs=1), None)  # drop_last: 4 whole batches
     assert sizes == [8, 8, 8, 8]
 
 
 def test_the_optimizer_is_the_one_the_config_names_with_its_settings():
     from hiclr.config import SCHEMA
     from hiclr.engine.schedule import OPTIMIZERS, build_optimizer
+
     assert set(OPTIMIZERS) == set(SCHEMA["optim"]["name"].rule.options)
     params = [nn.Parameter(torch.zeros(3))]
     base = load_config(None)["optim"]
@@ -397,6 +464,7 @@ def test_the_optimizer_is_the_one_the_config_names_with_its_settings():
 
 def test_last_pt_is_written_every_checkpoint_every_epochs_and_after_the_last(tmp_path, monkeypatch):
     from hiclr.engine import loop
+
     written = []
     original = loop._write_checkpoint
 
@@ -405,32 +473,36 @@ def test_last_pt_is_written_every_checkpoint_every_epochs_and_after_the_last(tmp
         return original(r, path, state, *args)
 
     monkeypatch.setattr(loop, "_write_checkpoint", spy)
-    train(ToyTask(), toy_data(), toy_cfg(epochs=3, **{"run.checkpoint_every": 2, "run.save_every": 0}),
-          tmp_path / "r")
+    train(ToyTask(), toy_data(), toy_cfg(epochs=3, **{"run.checkpoint_every": 2, "run.save_every": 0}), tmp_path / "r")
     assert written == [("last.pt", 2), ("last.pt", 3)]
     written.clear()
-    with pytest.raises(Interrupted):                 # a stop saves whatever the cadence
-        train(ToyTask(signal_at=2), toy_data(), toy_cfg(epochs=3, **{"run.checkpoint_every": 2}),
-              tmp_path / "s")
+    with pytest.raises(Interrupted):  # a stop saves whatever the cadence
+        train(ToyTask(signal_at=2), toy_data(), toy_cfg(epochs=3, **{"run.checkpoint_every": 2}), tmp_path / "s")
     assert written == [("last.pt", 0)]
 
 
 def test_the_cuda_settings_apply_on_cuda_only_and_the_run_records_them(tmp_path):
     from hiclr.engine.device import configure_backends
+
     eng = toy_cfg()["engine"]
-    assert eng["cudnn_benchmark"] is True and eng["tf32"] is True          # the defaults
-    assert configure_backends(torch.device("cpu"), eng) == {"cudnn_benchmark": False, "tf32": False,
-                                                            "deterministic": False}
+    assert eng["cudnn_benchmark"] is True and eng["tf32"] is True  # the defaults
+    assert configure_backends(torch.device("cpu"), eng) == {
+        "cudnn_benchmark": False,
+        "tf32": False,
+        "deterministic": False,
+    }
     saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
-        assert configure_backends(torch.device("cuda"), eng) == {"cudnn_benchmark": True, "tf32": True,
-                                                                 "deterministic": False}
+        assert configure_backends(torch.device("cuda"), eng) == {
+            "cudnn_benchmark": True,
+            "tf32": True,
+            "deterministic": False,
+        }
         assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
         assert configure_backends(torch.device("cuda"), {**eng, "tf32": False})["tf32"] is False
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     finally:
-        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
-         torch.backends.cudnn.allow_tf32) = saved
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
     train(ToyTask(), toy_data(), toy_cfg(epochs=1), tmp_path / "r")
     setup = json.loads((tmp_path / "r" / "engine.json").read_text())
     assert setup["device"] == "cpu" and setup["world_size"] == 1 and setup["precision"] == "fp32"
@@ -439,14 +511,18 @@ def test_the_cuda_settings_apply_on_cuda_only_and_the_run_records_them(tmp_path)
 
 def test_a_compiled_run_records_its_compile_time_in_the_epoch_metrics(tmp_path):
     from hiclr.engine import Task
-    torch._dynamo.reset()               # nothing cached from earlier tests: this run compiles
+
+    torch._dynamo.reset()  # nothing cached from earlier tests: this run compiles
     task = ToyTask()
     assert isinstance(task, Task)
     train(task, toy_data(), toy_cfg(epochs=2, **{"engine.compile": "eager"}), tmp_path / "r")
-    epochs = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
-              if json.loads(x)["kind"] == "epoch"]
+    epochs = [
+        json.loads(x)
+        for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["kind"] == "epoch"
+    ]
     assert epochs[0]["compile_s"] > 0 and epochs[0]["compiled_frames"] >= 1
-    assert epochs[1]["compile_s"] >= epochs[0]["compile_s"]              # cumulative over the run
+    assert epochs[1]["compile_s"] >= epochs[0]["compile_s"]  # cumulative over the run
     train(ToyTask(), toy_data(), toy_cfg(epochs=1), tmp_path / "p")
     plain = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
     assert not any("compile_s" in r for r in plain)

@@ -1,18 +1,17 @@
 """Exact resume of a real HiCLR pre-training (learner, EMA, queue, policy, mining) on CPU."""
 
-from tests.helpers.paths import ROOT_DIR
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers.tiny_store import write_tiny_store
 from hiclr.config import load_config
 from hiclr.engine import Interrupted, load_checkpoint
 from hiclr.pretrain import PretrainTask, pretrain
+from tests.helpers.paths import ROOT_DIR
+from tests.helpers.tiny_store import write_tiny_store
 
 CONFIG = ROOT_DIR / "configs" / "tiny" / "pretrain.yaml"
 
@@ -31,9 +30,21 @@ def tiny_store(path, n=40, classes=4, seed=0):
 
 def tiny_cfg(data, out, epochs):
     # batch 8 of 32 training clips: 4 steps an epoch; mining from the second epoch on
-    return load_config(CONFIG, [f"data.path={data}", f"run.out={out}", f"optim.epochs={epochs}",
-                                "optim.batch_size=8", "model.width=2", "ssl.queue_size=24", "ssl.mining_epoch=1",
-                                "run.name=r", "engine.progress=false", "engine.tensorboard=false"])
+    return load_config(
+        CONFIG,
+        [
+            f"data.path={data}",
+            f"run.out={out}",
+            f"optim.epochs={epochs}",
+            "optim.batch_size=8",
+            "model.width=2",
+            "ssl.queue_size=24",
+            "ssl.mining_epoch=1",
+            "run.name=r",
+            "engine.progress=false",
+            "engine.tensorboard=false",
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +86,7 @@ def test_sigterm_inside_an_epoch_of_pretraining_then_resume_is_exact(data, tmp_p
 
     def step(self, model, batch, generator, epoch):
         calls["n"] += 1
-        if calls["n"] == 6:   # the second step of epoch 2 (mining on)
+        if calls["n"] == 6:  # the second step of epoch 2 (mining on)
             os.kill(os.getpid(), signal.SIGTERM)
         return original(self, model, batch, generator, epoch)
 
@@ -86,5 +97,7 @@ def test_sigterm_inside_an_epoch_of_pretraining_then_resume_is_exact(data, tmp_p
     ckpt = load_checkpoint(tmp_path / "cut" / "r" / "last.pt")
     assert (ckpt["epoch"], ckpt["step"]) == (1, 6)
     pretrain(tiny_cfg(data, tmp_path / "cut", 2), resume=True)
-    assert_same_state(load_checkpoint(tmp_path / "straight" / "r" / "last.pt")["model"],
-                      load_checkpoint(tmp_path / "cut" / "r" / "last.pt")["model"])
+    assert_same_state(
+        load_checkpoint(tmp_path / "straight" / "r" / "last.pt")["model"],
+        load_checkpoint(tmp_path / "cut" / "r" / "last.pt")["model"],
+    )

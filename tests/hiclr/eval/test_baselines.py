@@ -36,6 +36,7 @@ def read(run):
 
 def parts(store):
     from hiclr.data import load_split
+
     return load_split(store, "xsub", "train"), load_split(store, "xsub", "test")
 
 
@@ -44,15 +45,31 @@ def test_knn_on_raw_input_is_cosine_knn_on_the_flattened_coordinates(tmp_path, s
     from hiclr.eval.knn import knn_evaluate
 
     run = tmp_path / "raw"
-    assert main(["knn", "--encoder", "raw", "--data", store, "--out", str(run), "--k", "5",
-                 "--set", f"data.stream={stream}", *FAST]) == 0
+    assert (
+        main(
+            [
+                "knn",
+                "--encoder",
+                "raw",
+                "--data",
+                store,
+                "--out",
+                str(run),
+                "--k",
+                "5",
+                "--set",
+                f"data.stream={stream}",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     report, md = read(run)
     train, test = parts(store)
     flat = lambda x: to_stream(x, stream).reshape(len(x), -1)  # noqa: E731
-    expected = knn_evaluate(flat(train.x), train.labels, flat(test.x), test.labels, 3, k=5,
-                            temperature=0.1)
+    expected = knn_evaluate(flat(train.x), train.labels, flat(test.x), test.labels, 3, k=5, temperature=0.1)
     knn = report["protocols"]["knn"]
-    assert 0 < expected["top1"] < 100                      # the comparison has power
+    assert 0 < expected["top1"] < 100  # the comparison has power
     for key in ("top1", "top5", "per_class", "confusion"):
         assert knn[key] == expected[key], key
     encoder = report["encoder"]
@@ -68,8 +85,7 @@ def test_linear_probe_on_raw_input_is_the_probe_on_standardised_flattened_coordi
     entry = run_linear(cfg, Baseline("raw"), out=tmp_path / "r", progress=False, plots=False)
     train, test = parts(store)
     train_f, test_f = standardize(train.x.reshape(len(train), -1), test.x.reshape(len(test), -1))
-    direct = fit_linear(train_f, train.labels, test_f, test.labels, 3, None, schedule_from_config(cfg),
-                        seed=0)
+    direct = fit_linear(train_f, train.labels, test_f, test.labels, 3, None, schedule_from_config(cfg), seed=0)
     assert entry["top1_last"] == direct.last["top1"] and entry["history"] == direct.history
     assert "standardised" in entry["mode"]
     assert read(tmp_path / "r")[0]["encoder"]["description"] == "raw input (frame50, joint)"
@@ -108,8 +124,25 @@ def test_knn_on_the_random_baseline_is_deterministic_per_seed_and_named_in_the_r
     reports = {}
     for label, seed in (("a", 0), ("b", 0), ("c", 1)):
         run = tmp_path / label
-        assert main(["knn", "--encoder", "random", "--data", store, "--out", str(run), "--k", "5",
-                     "--set", f"run.seed={seed}", *FAST]) == 0
+        assert (
+            main(
+                [
+                    "knn",
+                    "--encoder",
+                    "random",
+                    "--data",
+                    store,
+                    "--out",
+                    str(run),
+                    "--k",
+                    "5",
+                    "--set",
+                    f"run.seed={seed}",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
         reports[label] = read(run)
     (a, md), (b, _), (c, _) = reports["a"], reports["b"], reports["c"]
     assert a["protocols"]["knn"]["top1"] == b["protocols"]["knn"]["top1"]
@@ -123,8 +156,10 @@ def test_knn_on_the_random_baseline_is_deterministic_per_seed_and_named_in_the_r
     assert a["encoder"]["description"] == "random init (reference), BatchNorm re-estimated"
     assert "- encoder: random init (reference), BatchNorm re-estimated" in md
     run = tmp_path / "torch"
-    assert main(["knn", "--encoder", "random", "--data", store, "--out", str(run),
-                 "--set", "model.init=torch", *FAST]) == 0
+    assert (
+        main(["knn", "--encoder", "random", "--data", store, "--out", str(run), "--set", "model.init=torch", *FAST])
+        == 0
+    )
     assert read(run)[0]["encoder"]["description"] == "random init (torch), BatchNorm re-estimated"
 
 
@@ -134,9 +169,9 @@ def test_raw_and_random_share_a_run_folder_without_sharing_features(tmp_path, st
     raw = read(run)[0]["protocols"]["knn"]
     assert main(["linear", "--encoder", "random", "--data", store, "--out", str(run), *FAST]) == 0
     report = read(run)[0]
-    assert len(list((run / "features").glob("*.pt"))) == 4      # train and test of each encoder
+    assert len(list((run / "features").glob("*.pt"))) == 4  # train and test of each encoder
     assert report["encoder"]["description"].startswith("random init")
-    assert report["protocols"]["knn"] == raw                     # the earlier entry is kept
+    assert report["protocols"]["knn"] == raw  # the earlier entry is kept
 
 
 @pytest.mark.parametrize("protocol", ["finetune", "semi"])
@@ -151,9 +186,31 @@ def test_raw_input_with_a_protocol_that_trains_is_refused_in_one_sentence(tmp_pa
 
 def test_finetune_from_scratch_with_the_random_baseline(tmp_path, store):
     run = tmp_path / "scratch"
-    assert main(["finetune", "--encoder", "random", "--data", store, "--out", str(run),
-                 "--set", "optim.epochs=1", "--set", "optim.batch_size=12", "--set", "run.save_every=0",
-                 "--set", "engine.progress=false", "--set", "engine.tensorboard=false", *FAST]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--encoder",
+                "random",
+                "--data",
+                store,
+                "--out",
+                str(run),
+                "--set",
+                "optim.epochs=1",
+                "--set",
+                "optim.batch_size=12",
+                "--set",
+                "run.save_every=0",
+                "--set",
+                "engine.progress=false",
+                "--set",
+                "engine.tensorboard=false",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     report, md = read(run)
-    assert report["encoder"]["description"] == "random init (reference)"    # trained, not re-estimated
+    assert report["encoder"]["description"] == "random init (reference)"  # trained, not re-estimated
     assert len(report["protocols"]["finetune"]["history"]) == 1

@@ -29,8 +29,11 @@ def three_runs(tmp_path):
     joint = [[2, 0, 0], [0, 2, 0], [0, 0, 1], [0, 0, 1]]
     bone = [[2, 0, 0], [0, 1, 0], [1, 0, 0], [0, 2, 0]]
     motion = [[0, 1, 0], [0, 1, 0], [0, 0, 3], [0, 1, 0]]
-    return [make_run(tmp_path / "j", joint, "joint"), make_run(tmp_path / "b", bone, "bone"),
-            make_run(tmp_path / "m", motion, "motion")], (joint, bone, motion)
+    return [
+        make_run(tmp_path / "j", joint, "joint"),
+        make_run(tmp_path / "b", bone, "bone"),
+        make_run(tmp_path / "m", motion, "motion"),
+    ], (joint, bone, motion)
 
 
 def test_weighted_sum_of_logits():
@@ -44,11 +47,15 @@ def test_ensemble_reports_each_stream_and_the_weighted_sum(three_runs):
     result = ensemble_runs(runs, [0.6, 0.6, 0.4])
     expected = 0.6 * np.array(joint) + 0.6 * np.array(bone) + 0.4 * np.array(motion)
     torch.testing.assert_close(result["logits"], torch.tensor(expected, dtype=torch.float32))
+
     def accuracy(logits):
         return 100.0 * np.mean(np.argmax(logits, 1) == LABELS.numpy())
 
     assert {k: v["top1"] for k, v in result["streams"].items()} == {
-        "joint": accuracy(joint), "bone": accuracy(bone), "motion": accuracy(motion)}
+        "joint": accuracy(joint),
+        "bone": accuracy(bone),
+        "motion": accuracy(motion),
+    }
     assert max(accuracy(joint), accuracy(bone), accuracy(motion)) < 100.0
     assert result["ensemble"]["top1"] == pytest.approx(accuracy(expected)) == pytest.approx(100.0)
 
@@ -96,17 +103,20 @@ def test_paper_report_searches_the_release_two_weight_sets_on_best_epoch_logits(
     joint = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
     bone = [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 1, 0]]
     motion = [[1, 0, 0], [0, 1, 0], [1.25, 0, 0], [0, 1, 0]]
-    runs = [best_run(tmp_path / "j", joint, "joint"), best_run(tmp_path / "b", bone, "bone"),
-            best_run(tmp_path / "m", motion, "motion")]
+    runs = [
+        best_run(tmp_path / "j", joint, "joint"),
+        best_run(tmp_path / "b", bone, "bone"),
+        best_run(tmp_path / "m", motion, "motion"),
+    ]
     default = run_ensemble(runs, out=tmp_path / "plain", plots=False)
-    assert "paper" not in default and default["top1"] == pytest.approx(25.0)    # last-epoch logits, fixed weights
+    assert "paper" not in default and default["top1"] == pytest.approx(25.0)  # last-epoch logits, fixed weights
     entry = run_ensemble(runs, out=tmp_path / "paper", plots=False, report="paper")
     paper = entry["paper"]
     assert paper["selection"] == "selected on the test set"
     assert [t["weights"] for t in paper["tried"]] == [[0.5, 0.5, 0.5], [0.6, 0.6, 0.4]]
     assert [t["top1"] for t in paper["tried"]] == pytest.approx([75.0, 100.0])
     assert paper["weights"] == [0.6, 0.6, 0.4] and paper["top1"] == pytest.approx(100.0)
-    assert entry["top1"] == default["top1"]                                  # the default figure unchanged
+    assert entry["top1"] == default["top1"]  # the default figure unchanged
     assert "selected on the test set" in (tmp_path / "paper" / "report.md").read_text()
     stored = json.loads((tmp_path / "paper" / "report.json").read_text())["protocols"]["ensemble"]["paper"]
     assert stored["selection"] == "selected on the test set" and stored["top1"] == pytest.approx(100.0)
@@ -116,7 +126,7 @@ def test_paper_search_keeps_the_average_on_a_tie(tmp_path):
     same = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
     runs = [best_run(tmp_path / s, same, s) for s in ("joint", "bone", "motion")]
     paper = run_ensemble(runs, out=tmp_path / "e", plots=False, report="paper")["paper"]
-    assert paper["weights"] == [0.5, 0.5, 0.5]                     # the second replaces only when better
+    assert paper["weights"] == [0.5, 0.5, 0.5]  # the second replaces only when better
 
 
 def test_paper_report_needs_the_runs_best_epoch_logits(three_runs, tmp_path):

@@ -35,11 +35,16 @@ def test_cosine_similarity_ignores_feature_norms():
     test = torch.tensor([unit(20), unit(110)]) * torch.tensor([[50.0], [0.01]])
     scores = knn_scores(train, labels, test, num_classes=2, k=2, temperature=0.1)
     cos = lambda deg: math.cos(math.radians(deg))  # noqa: E731
-    expected = torch.tensor([[math.exp(cos(10) / 0.1), math.exp(cos(80) / 0.1)],
-                             [0.0, 2 * math.exp(cos(10) / 0.1)]])
+    expected = torch.tensor([[math.exp(cos(10) / 0.1), math.exp(cos(80) / 0.1)], [0.0, 2 * math.exp(cos(10) / 0.1)]])
     torch.testing.assert_close(scores, expected)
-    unit_norm = knn_scores(torch.nn.functional.normalize(train, dim=1), labels,
-                           torch.nn.functional.normalize(test, dim=1), num_classes=2, k=2, temperature=0.1)
+    unit_norm = knn_scores(
+        torch.nn.functional.normalize(train, dim=1),
+        labels,
+        torch.nn.functional.normalize(test, dim=1),
+        num_classes=2,
+        k=2,
+        temperature=0.1,
+    )
     torch.testing.assert_close(scores, unit_norm)
 
 

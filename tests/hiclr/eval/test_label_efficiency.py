@@ -11,8 +11,15 @@ from hiclr.eval.label_efficiency import comparison_rows, comparison_table, read_
 
 
 def _semi_entry(values: dict[float, list[float]]) -> dict:
-    return {"fractions": {f"{int(f * 100)}pct": {"fraction": f, "runs": [
-        {"seed": s, "size": 10, "top1_last": v} for s, v in enumerate(vals)]} for f, vals in values.items()}}
+    return {
+        "fractions": {
+            f"{int(f * 100)}pct": {
+                "fraction": f,
+                "runs": [{"seed": s, "size": 10, "top1_last": v} for s, v in enumerate(vals)],
+            }
+            for f, vals in values.items()
+        }
+    }
 
 
 def test_rows_give_each_sides_mean_and_std_over_seeds_and_their_difference_by_increasing_fraction():
@@ -30,8 +37,9 @@ def test_rows_give_each_sides_mean_and_std_over_seeds_and_their_difference_by_in
 def test_the_figure_plots_both_curves_with_their_spread(tmp_path):
     from hiclr.report.plots import plot_label_efficiency, read_png_data
 
-    rows = comparison_rows(_semi_entry({0.1: [30.0, 40.0], 0.3: [60.0, 64.0]}),
-                           _semi_entry({0.1: [20.0, 22.0], 0.3: [30.0, 34.0]}))
+    rows = comparison_rows(
+        _semi_entry({0.1: [30.0, 40.0], 0.3: [60.0, 64.0]}), _semi_entry({0.1: [20.0, 22.0], 0.3: [30.0, 34.0]})
+    )
     path = plot_label_efficiency(rows, tmp_path / "le.png")
     data = read_png_data(path)
     assert data["fraction"] == [10.0, 30.0]
@@ -46,10 +54,36 @@ def test_semi_with_a_random_baseline_trains_both_on_the_same_subsets_into_one_re
 
     data = write_tiny_store(tmp_path / "tiny.h5", n=48)
     encoder = encoder_file(tmp_path)
-    sets = ["model.width=4", "engine.device=cpu", "optim.epochs=1", "optim.batch_size=4", "optim.milestones=[]",
-            "optim.warmup_epochs=0", "engine.progress=false", "engine.precision=fp32", "run.save_every=0"]
-    argv = ["semi", "--encoder", str(encoder), "--data", data, "--protocol", "xsub", "--fractions", "0.25", "0.5",
-            "--seeds", "0", "1", "--baseline", "random", "--out", str(tmp_path / "run")]
+    sets = [
+        "model.width=4",
+        "engine.device=cpu",
+        "optim.epochs=1",
+        "optim.batch_size=4",
+        "optim.milestones=[]",
+        "optim.warmup_epochs=0",
+        "engine.progress=false",
+        "engine.precision=fp32",
+        "run.save_every=0",
+    ]
+    argv = [
+        "semi",
+        "--encoder",
+        str(encoder),
+        "--data",
+        data,
+        "--protocol",
+        "xsub",
+        "--fractions",
+        "0.25",
+        "0.5",
+        "--seeds",
+        "0",
+        "1",
+        "--baseline",
+        "random",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     for s in sets:
         argv += ["--set", s]
     assert main(argv) == 0

@@ -21,9 +21,11 @@ def write_tiny_store(path, n: int = 48, classes: int = 3, frames: int = 12, seed
     index = np.arange(n, dtype=np.int64)
     with h5py.File(path, "w") as f:
         f.attrs.update({"format_version": 1, "dataset": "synth", "num_classes": classes})
-        f.create_dataset("samples/name", data=np.array([f"S001C001P{i:03d}R001A{labels[i] + 1:03d}"
-                                                        for i in range(n)], dtype=object),
-                         dtype=h5py.string_dtype())
+        f.create_dataset(
+            "samples/name",
+            data=np.array([f"S001C001P{i:03d}R001A{labels[i] + 1:03d}" for i in range(n)], dtype=object),
+            dtype=h5py.string_dtype(),
+        )
         f.create_dataset("samples/label", data=labels.astype(np.int64))
         f.create_dataset("views/frame50", data=x)
         f.create_dataset("splits/xsub/train", data=index[index % 4 != 0])
@@ -35,8 +37,15 @@ def tiny_config(data_path, **eval_overrides):
     import hiclr.eval.common  # noqa: F401  (evaluation keys)
     from hiclr.config import load_config
 
-    sets = [f"data.path={data_path}", "model.width=4", "engine.device=cpu", "eval.epochs=3",
-            "eval.milestones=[2]", "eval.batch_size=16", "eval.feature_batch_size=64"]
+    sets = [
+        f"data.path={data_path}",
+        "model.width=4",
+        "engine.device=cpu",
+        "eval.epochs=3",
+        "eval.milestones=[2]",
+        "eval.batch_size=16",
+        "eval.feature_batch_size=64",
+    ]
     sets += [f"eval.{k}={json.dumps(v)}" for k, v in eval_overrides.items()]
     return load_config(None, sets)
 
@@ -117,8 +126,10 @@ def test_run_linear_writes_report_metrics_logits_and_reuses_the_feature_cache(tm
     assert len(list((run / "features").glob("*.pt"))) == 2
 
     import hiclr.features
-    monkeypatch.setattr(hiclr.features, "extract_features",
-                        lambda *a, **k: pytest.fail("features recomputed despite the cache"))
+
+    monkeypatch.setattr(
+        hiclr.features, "extract_features", lambda *a, **k: pytest.fail("features recomputed despite the cache")
+    )
     second = linear.run_linear(cfg, encoder, out=run, progress=False, plots=False)
     assert second["history"] == first["history"]
 
@@ -131,8 +142,9 @@ def test_feature_cache_key_changes_with_the_encoder(tmp_path):
     cfg = tiny_config(data, epochs=1, milestones=[])
     for seed in (0, 1):
         torch.manual_seed(seed)
-        linear.run_linear(cfg, build_encoder({"name": "stgcn", "width": 4}), out=tmp_path / "run",
-                          progress=False, plots=False)
+        linear.run_linear(
+            cfg, build_encoder({"name": "stgcn", "width": 4}), out=tmp_path / "run", progress=False, plots=False
+        )
     assert len(list((tmp_path / "run" / "features").glob("train_*.pt"))) == 2
 
 
@@ -147,8 +159,9 @@ def test_reference_release_checkpoint_is_accepted(tmp_path):
     release["encoder_q.fc.weight"] = torch.zeros(60, 64)
     torch.save({"state_dict": release}, tmp_path / "release.pth.tar")
     cfg = tiny_config(data, epochs=2, milestones=[])
-    from_release = linear.run_linear(cfg, str(tmp_path / "release.pth.tar"), out=tmp_path / "a",
-                                     progress=False, plots=False)
+    from_release = linear.run_linear(
+        cfg, str(tmp_path / "release.pth.tar"), out=tmp_path / "a", progress=False, plots=False
+    )
     from_module = linear.run_linear(cfg, encoder, out=tmp_path / "b", progress=False, plots=False)
     assert from_release["history"] == from_module["history"]
 
@@ -160,8 +173,14 @@ def test_through_encoder_mode_trains_on_augmented_batches(tmp_path):
     data = write_tiny_store(tmp_path / "tiny.h5", n=24)
     cfg = tiny_config(data, epochs=1, milestones=[])
     torch.manual_seed(0)
-    entry = linear.run_linear(cfg, build_encoder({"name": "stgcn", "width": 4}), out=tmp_path / "r",
-                              through_encoder=True, progress=False, plots=False)
+    entry = linear.run_linear(
+        cfg,
+        build_encoder({"name": "stgcn", "width": 4}),
+        out=tmp_path / "r",
+        through_encoder=True,
+        progress=False,
+        plots=False,
+    )
     assert entry["mode"].startswith("through the frozen encoder") and "augmentation" in entry["mode"]
     assert len(entry["history"]) == 1
     assert not (tmp_path / "r" / "features").exists()
@@ -172,12 +191,12 @@ def test_standardised_features_rescue_the_reference_probe_from_a_dominant_common
 
     train_x, train_y = separable(seed=0)
     test_x, test_y = separable(n_per_class=10, seed=0)
-    offset = torch.full((16,), 50.0)                       # a common mean that dwarfs the spread
+    offset = torch.full((16,), 50.0)  # a common mean that dwarfs the spread
     train_x, test_x = train_x * 0.01 + offset, test_x * 0.01 + offset
-    schedule = LinearSchedule(epochs=10, milestones=(8,), batch_size=32)   # lr 3.0, the reference's
+    schedule = LinearSchedule(epochs=10, milestones=(8,), batch_size=32)  # lr 3.0, the reference's
     raw = fit_linear(train_x, train_y, test_x, test_y, num_classes=4, schedule=schedule, seed=0)
     std_train, std_test = standardize(train_x, test_x)
-    assert torch.allclose(std_train.mean(0), torch.zeros(16), atol=1e-3)   # float32 cancellation
+    assert torch.allclose(std_train.mean(0), torch.zeros(16), atol=1e-3)  # float32 cancellation
     assert torch.allclose(std_train.std(0, unbiased=False), torch.ones(16), atol=1e-3)
     fixed = fit_linear(std_train, train_y, std_test, test_y, num_classes=4, schedule=schedule, seed=0)
     assert fixed.last["top1"] == pytest.approx(100.0)
@@ -192,12 +211,18 @@ def test_run_linear_labels_the_standardised_mode_and_refuses_it_through_the_enco
     data = write_tiny_store(tmp_path / "tiny.h5")
     torch.manual_seed(0)
     encoder = build_encoder({"name": "stgcn", "width": 4})
-    entry = linear.run_linear(tiny_config(data, standardize=True), encoder, out=tmp_path / "run",
-                              progress=False, plots=False)
+    entry = linear.run_linear(
+        tiny_config(data, standardize=True), encoder, out=tmp_path / "run", progress=False, plots=False
+    )
     assert "standardised" in entry["mode"]
     with pytest.raises(UserError, match="standardize"):
-        linear.run_linear(tiny_config(data, standardize=True, through_encoder=True), encoder,
-                          out=tmp_path / "run2", progress=False, plots=False)
+        linear.run_linear(
+            tiny_config(data, standardize=True, through_encoder=True),
+            encoder,
+            out=tmp_path / "run2",
+            progress=False,
+            plots=False,
+        )
 
 
 def test_the_probe_drops_the_last_partial_batch(monkeypatch):
@@ -214,18 +239,22 @@ def test_the_probe_drops_the_last_partial_batch(monkeypatch):
         return len(steps)
 
     monkeypatch.setattr(torch.optim, "SGD", CountingSGD)
-    train_x, train_y = separable(n_per_class=5, classes=2, dim=4, seed=0)      # 10 training clips
-    assert count(batch_size=4) == 3 * 2                   # two full batches an epoch, 2 clips left out
+    train_x, train_y = separable(n_per_class=5, classes=2, dim=4, seed=0)  # 10 training clips
+    assert count(batch_size=4) == 3 * 2  # two full batches an epoch, 2 clips left out
     assert count(batch_size=4, drop_last=False) == 3 * 3
-    assert count(batch_size=64) == 3 * 1                  # a split smaller than a batch is one batch
+    assert count(batch_size=64) == 3 * 1  # a split smaller than a batch is one batch
 
 
 def test_the_reference_linear_configs_hold_the_release_probe():
     from hiclr.config import load_config
     from hiclr.eval.linear import schedule_from_config
 
-    for path in ("configs/ntu60/xsub/linear_joint.yaml", "configs/ntu60/xsub/transformer_linear_bone.yaml",
-                 "configs/pku2/xsub/linear_motion.yaml", "configs/transfer/ntu120_to_pku2_linear.yaml"):
+    for path in (
+        "configs/ntu60/xsub/linear_joint.yaml",
+        "configs/ntu60/xsub/transformer_linear_bone.yaml",
+        "configs/pku2/xsub/linear_motion.yaml",
+        "configs/transfer/ntu120_to_pku2_linear.yaml",
+    ):
         cfg = load_config(path)
         schedule = schedule_from_config(cfg)
         assert schedule.drop_last and schedule.lr == 3.0 and schedule.weight_decay == 0.0
@@ -239,19 +268,24 @@ def test_paper_report_adds_the_release_best_epoch_and_the_epoch_290_checkpoint(t
     data = write_tiny_store(tmp_path / "tiny.h5", n=40)
     pre = tmp_path / "pretrain"
     torch.manual_seed(0)
-    save_encoder(pre / "encoder.pt", build_encoder({"name": "stgcn", "width": 4}), {"name": "stgcn", "width": 4}, "joint")
+    save_encoder(
+        pre / "encoder.pt", build_encoder({"name": "stgcn", "width": 4}), {"name": "stgcn", "width": 4}, "joint"
+    )
     torch.manual_seed(1)
-    save_encoder(pre / "epoch_290.pt", build_encoder({"name": "stgcn", "width": 4}), {"name": "stgcn", "width": 4}, "joint")
+    save_encoder(
+        pre / "epoch_290.pt", build_encoder({"name": "stgcn", "width": 4}), {"name": "stgcn", "width": 4}, "joint"
+    )
     (pre / "metrics.jsonl").write_text("")
     cfg = tiny_config(data, epochs=6, milestones=[4])
 
     plain = run_linear(cfg, str(pre / "encoder.pt"), out=tmp_path / "plain", progress=False, plots=False)
     assert "paper" not in plain
-    entry = run_linear(cfg, str(pre / "encoder.pt"), out=tmp_path / "paper", progress=False, plots=False,
-                       report="paper")
+    entry = run_linear(
+        cfg, str(pre / "encoder.pt"), out=tmp_path / "paper", progress=False, plots=False, report="paper"
+    )
     assert {k: entry[k] for k in ("top1_last", "top1_best")} == {k: plain[k] for k in ("top1_last", "top1_best")}
     best = entry["paper"]["best_epoch"]
-    tested = [h for h in entry["history"] if h["epoch"] in (5, 6)]        # every 5th epoch and the last
+    tested = [h for h in entry["history"] if h["epoch"] in (5, 6)]  # every 5th epoch and the last
     top = max(h["top1"] for h in tested)
     assert best["selection"] == "selected on the test set"
     assert best["top1"] == top and best["epoch"] == max(h["epoch"] for h in tested if h["top1"] == top)

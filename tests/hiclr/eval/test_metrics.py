@@ -13,22 +13,26 @@ import torch
 from hiclr.eval.common import classification_summary, confusion_matrix, per_class_accuracy, topk_accuracy
 
 # five test clips of six classes; each row's ranking is written out
-SCORES = torch.tensor([
-    [9.0, 1.0, 2.0, 3.0, 4.0, 5.0],   # true 0, predicted 0
-    [8.0, 9.0, 1.0, 2.0, 3.0, 4.0],   # true 0, predicted 1, the true class second: a top-5 hit only
-    [1.0, 9.0, 2.0, 3.0, 4.0, 5.0],   # true 1, predicted 1
-    [9.0, 5.0, 0.0, 4.0, 3.0, 2.0],   # true 2, predicted 0, the true class last: missed by top-5 too
-    [1.0, 2.0, 3.0, 9.0, 4.0, 5.0],   # true 3, predicted 3
-])
+SCORES = torch.tensor(
+    [
+        [9.0, 1.0, 2.0, 3.0, 4.0, 5.0],  # true 0, predicted 0
+        [8.0, 9.0, 1.0, 2.0, 3.0, 4.0],  # true 0, predicted 1, the true class second: a top-5 hit only
+        [1.0, 9.0, 2.0, 3.0, 4.0, 5.0],  # true 1, predicted 1
+        [9.0, 5.0, 0.0, 4.0, 3.0, 2.0],  # true 2, predicted 0, the true class last: missed by top-5 too
+        [1.0, 2.0, 3.0, 9.0, 4.0, 5.0],  # true 3, predicted 3
+    ]
+)
 LABELS = torch.tensor([0, 0, 1, 2, 3])
 TOP1, TOP5 = 60.0, 80.0
-CONFUSION = [[1, 1, 0, 0, 0, 0],     # row = true class, column = predicted class
-             [0, 1, 0, 0, 0, 0],
-             [1, 0, 0, 0, 0, 0],
-             [0, 0, 0, 1, 0, 0],
-             [0, 0, 0, 0, 0, 0],
-             [0, 0, 0, 0, 0, 0]]
-PER_CLASS = [50.0, 100.0, 0.0, 100.0, None, None]   # recall; None: no test clip of the class
+CONFUSION = [
+    [1, 1, 0, 0, 0, 0],  # row = true class, column = predicted class
+    [0, 1, 0, 0, 0, 0],
+    [1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0],
+]
+PER_CLASS = [50.0, 100.0, 0.0, 100.0, None, None]  # recall; None: no test clip of the class
 
 
 def assert_known_answers(entry: dict, last: str = "") -> None:
@@ -49,10 +53,14 @@ def test_top1_top5_per_class_and_confusion_of_hand_made_scores():
 def test_the_probe_reports_its_last_epoch_logits():
     from hiclr.eval.linear import LinearResult, LinearSchedule, linear_summary
 
-    other = SCORES.roll(1, dims=1)                           # a best epoch with other predictions
-    result = LinearResult(history=[{"epoch": 1, "top1": 0.0, "top5": 40.0}, {"epoch": 2, "top1": TOP1, "top5": TOP5}],
-                          last={"epoch": 2, "top1": TOP1, "top5": TOP5}, best={"epoch": 1, "top1": 0.0, "top5": 40.0},
-                          logits_last=SCORES, logits_best=other)
+    other = SCORES.roll(1, dims=1)  # a best epoch with other predictions
+    result = LinearResult(
+        history=[{"epoch": 1, "top1": 0.0, "top5": 40.0}, {"epoch": 2, "top1": TOP1, "top5": TOP5}],
+        last={"epoch": 2, "top1": TOP1, "top5": TOP5},
+        best={"epoch": 1, "top1": 0.0, "top5": 40.0},
+        logits_last=SCORES,
+        logits_best=other,
+    )
     entry = linear_summary(result, LABELS, 6, LinearSchedule(epochs=2), "cached frozen features")
     assert_known_answers(entry, "_last")
 
@@ -96,7 +104,7 @@ def test_the_ensemble_report_of_hand_made_logits(tmp_path):
 
     names = [f"clip{i}" for i in range(5)]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    save_logits(tmp_path / "a", 2 * SCORES, LABELS, names)          # 2 S - S = S
+    save_logits(tmp_path / "a", 2 * SCORES, LABELS, names)  # 2 S - S = S
     save_logits(tmp_path / "b", -SCORES, LABELS, names)
     entry = run_ensemble([str(tmp_path / "a"), str(tmp_path / "b")], [1.0, 1.0], out=tmp_path / "ens", plots=False)
     assert_known_answers(entry)
@@ -111,8 +119,13 @@ def test_a_probe_report_equals_the_figures_of_its_saved_logits(tmp_path):
 
     data = write_tiny_store(tmp_path / "tiny.h5", n=60, classes=6)
     torch.manual_seed(0)
-    entry = run_linear(tiny_config(data), build_encoder({"name": "stgcn", "width": 4}), out=tmp_path / "lin",
-                       progress=False, plots=False)
+    entry = run_linear(
+        tiny_config(data),
+        build_encoder({"name": "stgcn", "width": 4}),
+        out=tmp_path / "lin",
+        progress=False,
+        plots=False,
+    )
     saved = np.load(tmp_path / "lin" / "logits.npz")
     again = classification_summary(torch.from_numpy(saved["logits"]), torch.from_numpy(saved["labels"]), 6)
     report = json.loads((tmp_path / "lin" / "report.json").read_text())["protocols"]["linear"]
@@ -121,18 +134,30 @@ def test_a_probe_report_equals_the_figures_of_its_saved_logits(tmp_path):
         assert figures["top5_last"] == pytest.approx(again["top5"])
         assert figures["per_class"] == pytest.approx(again["per_class"])
         assert figures["confusion"] == again["confusion"]
-    assert again["top5"] > again["top1"] or again["top1"] == 100.0   # top-5 is not top-1 here
+    assert again["top5"] > again["top1"] or again["top1"] == 100.0  # top-5 is not top-1 here
 
 
 def test_the_release_best_epoch_is_the_best_tested_epoch_ties_to_the_later():
     from hiclr.eval.common import ReleaseBest
 
     # top-1 by 1-based epoch; the release tests epochs 5, 10 and the last (12)
-    curve = {1: 90.0, 2: 10.0, 3: 10.0, 4: 10.0, 5: 40.0, 6: 95.0, 7: 10.0, 8: 10.0, 9: 10.0, 10: 60.0,
-             11: 10.0, 12: 60.0}
+    curve = {
+        1: 90.0,
+        2: 10.0,
+        3: 10.0,
+        4: 10.0,
+        5: 40.0,
+        6: 95.0,
+        7: 10.0,
+        8: 10.0,
+        9: 10.0,
+        10: 60.0,
+        11: 10.0,
+        12: 60.0,
+    }
     best = ReleaseBest(interval=5, last_epoch=12)
     for epoch, top1 in curve.items():
         best.update(epoch, {"top1": top1, "top5": top1 + 1}, logits=f"logits of {epoch}")
-    assert best.best == {"epoch": 12, "top1": 60.0, "top5": 61.0}          # not 6 (95) nor 1 (90): untested
-    assert best.logits == "logits of 12"                                   # 10 and 12 tie: the later
+    assert best.best == {"epoch": 12, "top1": 60.0, "top5": 61.0}  # not 6 (95) nor 1 (90): untested
+    assert best.logits == "logits of 12"  # 10 and 12 tie: the later
     assert best.entry()["selection"] == "selected on the test set"

@@ -24,7 +24,7 @@ def test_subset_keeps_round_p_times_n_per_class_and_at_least_one(fraction):
     kept = np.bincount(labels[subset], minlength=len(counts))
     expected = [max(1, int(np.floor(fraction * n + 0.5))) for n in counts]
     assert kept.tolist() == expected
-    assert np.all(np.diff(subset) > 0)          # sorted, no repeats
+    assert np.all(np.diff(subset) > 0)  # sorted, no repeats
 
 
 def test_subset_is_reproducible_from_its_seed_and_differs_between_seeds():
@@ -35,7 +35,7 @@ def test_subset_is_reproducible_from_its_seed_and_differs_between_seeds():
 
 
 def test_quota_rounds_half_up():
-    assert class_quota(np.repeat([0, 1], [25, 35]), 0.1).tolist() == [3, 4]   # 2.5 -> 3, 3.5 -> 4
+    assert class_quota(np.repeat([0, 1], [25, 35]), 0.1).tolist() == [3, 4]  # 2.5 -> 3, 3.5 -> 4
 
 
 def read_subset(path):
@@ -83,7 +83,7 @@ def test_run_semi_trains_one_model_per_seed_and_reports_mean_and_std(tmp_path):
     train_labels = np.arange(48)[np.arange(48) % 4 != 0] % 3
     for run in frac["runs"]:
         index, record = read_subset(tmp_path / "semi" / run["subset_file"])
-        assert record["seed"] == run["seed"] and run["size"] == len(index) == 9   # 12 per class -> 3
+        assert record["seed"] == run["seed"] and run["size"] == len(index) == 9  # 12 per class -> 3
         assert np.bincount(index % 3).tolist() == [3, 3, 3]
         positions = balanced_subset(train_labels, 0.25, run["seed"])
         assert np.array_equal(np.arange(48)[np.arange(48) % 4 != 0][positions], index)
@@ -100,7 +100,7 @@ def semi_steps(tmp_path, epoch_length: str) -> tuple[list[int], dict]:
     from hiclr.models import build_encoder
     from tests.hiclr.eval.test_linear import tiny_config, write_tiny_store
 
-    data = write_tiny_store(tmp_path / "tiny.h5", n=48)                 # 36 training clips
+    data = write_tiny_store(tmp_path / "tiny.h5", n=48)  # 36 training clips
     cfg = tiny_config(data)
     cfg["optim"].update({"epochs": 2, "batch_size": 4, "milestones": [], "warmup_epochs": 0, "lr": 0.01})
     cfg["engine"].update({"progress": False, "precision": "fp32", "tensorboard": False})
@@ -108,19 +108,20 @@ def semi_steps(tmp_path, epoch_length: str) -> tuple[list[int], dict]:
     cfg["run"]["save_every"] = 0
     torch.manual_seed(0)
     out = tmp_path / epoch_length
-    entry = run_semi(cfg, build_encoder({"name": "stgcn", "width": 4}), out=out, fractions=[0.25], seeds=[0],
-                     plots=False)
+    entry = run_semi(
+        cfg, build_encoder({"name": "stgcn", "width": 4}), out=out, fractions=[0.25], seeds=[0], plots=False
+    )
     metrics = (out / subset_stem(0.25, 0) / "metrics.jsonl").read_text().splitlines()
     return [json.loads(l)["step"] for l in metrics if json.loads(l)["kind"] == "epoch"], entry
 
 
 def test_a_semi_epoch_is_as_long_as_the_training_split_with_the_subset_cycled(tmp_path):
     steps, entry = semi_steps(tmp_path, "dataset")
-    assert steps == [36 // 4, 2 * 36 // 4]                  # the whole split's batches, not the subset's
+    assert steps == [36 // 4, 2 * 36 // 4]  # the whole split's batches, not the subset's
     run = entry["fractions"]["25pct"]["runs"][0]
     assert run["train_samples"] == 9 and run["epoch_samples"] == 36
     steps, entry = semi_steps(tmp_path, "subset")
-    assert steps == [9 // 4, 2 * (9 // 4)]                  # one pass over the 9 labelled clips
+    assert steps == [9 // 4, 2 * (9 // 4)]  # one pass over the 9 labelled clips
     assert entry["fractions"]["25pct"]["runs"][0]["epoch_samples"] == 9
 
 
@@ -130,16 +131,21 @@ def test_the_cycled_subset_holds_each_labelled_clip_equally_often():
     from hiclr.data import Split
     from hiclr.eval.semi import cycled
 
-    subset = Split(x=torch.arange(4.0).view(4, 1, 1, 1, 1), labels=torch.tensor([0, 1, 2, 0]),
-                   names=["a", "b", "c", "d"], index=torch.tensor([10, 11, 12, 13]))
-    full = cycled(subset, 10)                                # the release: sample i % len(subset)
+    subset = Split(
+        x=torch.arange(4.0).view(4, 1, 1, 1, 1),
+        labels=torch.tensor([0, 1, 2, 0]),
+        names=["a", "b", "c", "d"],
+        index=torch.tensor([10, 11, 12, 13]),
+    )
+    full = cycled(subset, 10)  # the release: sample i % len(subset)
     assert full.index.tolist() == [10, 11, 12, 13, 10, 11, 12, 13, 10, 11]
     assert full.labels.tolist() == [0, 1, 2, 0, 0, 1, 2, 0, 0, 1] and full.names[4] == "a"
     assert cycled(subset, 4) is subset
 
 
-@pytest.mark.parametrize("stream, epochs, milestones", [("joint", 60, [20, 40]), ("bone", 42, [15, 30]),
-                                                       ("motion", 42, [15, 30])])
+@pytest.mark.parametrize(
+    "stream, epochs, milestones", [("joint", 60, [20, 40]), ("bone", 42, [15, 30]), ("motion", 42, [15, 30])]
+)
 def test_the_reference_semi_configs_hold_the_release_schedule_per_stream(stream, epochs, milestones):
     from hiclr.config import load_config
     from hiclr.eval.finetune import build_augment

@@ -3,12 +3,9 @@ checkpoints (ours and the release's), config, and its use in pre-training and th
 
 from __future__ import annotations
 
-from tests.helpers.paths import ROOT_DIR
-
 import inspect
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +16,7 @@ from hiclr.config import ENCODER_KEYS, load_config
 from hiclr.config_rules import Key
 from hiclr.models import DSTA, ENCODERS, build_encoder, load_encoder, load_encoder_state, save_encoder
 from hiclr.models.dsta import DSTA_BLOCKS, SpatialAttentionBlock
+from tests.helpers.paths import ROOT_DIR
 
 TINY_BLOCKS = [[8, 8, 4, 1], [8, 16, 4, 2]]
 
@@ -43,6 +41,7 @@ def _relative_error(a, b):
 
 
 # --- an independent statement of the release's forward (net/dsta.py, spatial attention only) ----
+
 
 class ReleasePositionalEncoding(nn.Module):
     """The release's `PositionalEncoding(channel, joint_num, time_len, 'spatial')`: a (1, C, T, V)
@@ -89,7 +88,7 @@ class ReleaseBlock(nn.Module):
         y = torch.einsum("nctu,nsuv->nsctv", x, attention).contiguous().view(N, self.subsets * self.cin, T, V)
         y = relu(self.downs1(x) + self.out_nets(y))
         y = relu(self.downs2(x) + self.ff_nets(y))
-        return relu(self.downt2(y) + self.out_nett(y))       # dropout: identity in eval mode
+        return relu(self.downt2(y) + self.out_nett(y))  # dropout: identity in eval mode
 
 
 class ReleaseDSTANet(nn.Module):
@@ -128,14 +127,14 @@ def _randomised_release(seed=0, **kwargs):
                 p.add_(0.05 * torch.randn_like(p))
             elif name.endswith("bias"):
                 p.copy_(0.05 * torch.randn_like(p))
-            elif p.dim() == 1:                                   # BatchNorm weights
+            elif p.dim() == 1:  # BatchNorm weights
                 p.copy_(1 + 0.2 * torch.randn_like(p))
         for m in ref.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = None
         ref.train()
         for s in range(2):
-            ref.features(_clips(100 + s, n=4))                  # statistics of real activations
+            ref.features(_clips(100 + s, n=4))  # statistics of real activations
     return ref.eval()
 
 
@@ -143,14 +142,20 @@ def _release_checkpoint(ref):
     """What the release's HiCLR saves: encoder_q.* (with the fc head), encoder_k.*, queue ..."""
     state = {f"encoder_q.{k}": v.clone() for k, v in ref.state_dict().items() if not k.startswith("fc.")}
     state |= {f"encoder_k.{k}": torch.randn_like(v.float()) for k, v in ref.state_dict().items()}
-    state |= {"encoder_q.fc.0.weight": torch.randn(256, 256), "encoder_q.fc.0.bias": torch.zeros(256),
-              "encoder_q.fc.2.weight": torch.randn(128, 256), "encoder_q.fc.2.bias": torch.zeros(128),
-              "queue": torch.randn(128, 64), "queue_ptr": torch.zeros(1, dtype=torch.long),
-              "mask_param": torch.zeros(1)}
+    state |= {
+        "encoder_q.fc.0.weight": torch.randn(256, 256),
+        "encoder_q.fc.0.bias": torch.zeros(256),
+        "encoder_q.fc.2.weight": torch.randn(128, 256),
+        "encoder_q.fc.2.bias": torch.zeros(128),
+        "queue": torch.randn(128, 64),
+        "queue_ptr": torch.zeros(1, dtype=torch.long),
+        "mask_param": torch.zeros(1),
+    }
     return state
 
 
 # --- size and contract ---------------------------------------------------------------------------
+
 
 def test_the_release_configuration_has_exactly_1546480_parameters():
     model = build_encoder({"name": "dsta"})
@@ -170,7 +175,7 @@ def test_blocks_follow_the_plan_with_7x1_temporal_convs_and_1_over_v_global_atte
     assert isinstance(model.graph_layers[0].downs1, nn.Identity)
     assert isinstance(model.graph_layers[2].downt2, nn.Sequential)
     assert model.input_map[1].negative_slope == 0.1
-    assert not any("joint_encoding" in k for k in model.state_dict())   # rebuilt, never stored
+    assert not any("joint_encoding" in k for k in model.state_dict())  # rebuilt, never stored
 
 
 def test_output_shapes_and_forward_equals_the_pooled_forward_features():
@@ -189,9 +194,9 @@ def test_output_shapes_and_forward_equals_the_pooled_forward_features():
 def test_features_are_the_mean_over_persons_and_any_clip_length_is_taken():
     torch.manual_seed(1)
     model = DSTA(blocks=TINY_BLOCKS).eval()
-    x = _clips(n=2, t=64)                  # longer than the release's 50-frame buffers
+    x = _clips(n=2, t=64)  # longer than the release's 50-frame buffers
     with torch.no_grad():
-        each = torch.stack([model(x[..., m:m + 1]) for m in range(2)]).mean(0)
+        each = torch.stack([model(x[..., m : m + 1]) for m in range(2)]).mean(0)
         torch.testing.assert_close(model(x), each, atol=1e-6, rtol=1e-5)
 
 
@@ -203,6 +208,7 @@ def test_a_block_plan_whose_channels_do_not_chain_is_refused_in_one_sentence():
 
 
 # --- the graph perturbation (`edges`) ------------------------------------------------------------
+
 
 class RecordingScale:
     """Test double of the edges interface: scales each block's attention by `factor`, records calls."""
@@ -233,7 +239,7 @@ def test_no_edges_and_an_identity_perturbation_leave_the_features_unchanged():
     with torch.no_grad():
         torch.testing.assert_close(model(x, edges=same), model(x), rtol=0, atol=0)
         torch.testing.assert_close(model(x, edges=None), model.forward_features(x, 2)[0], rtol=0, atol=0)
-    assert same.calls == [(0, (4, 3, 25, 25)), (1, (4, 3, 25, 25))]   # every block, persons folded
+    assert same.calls == [(0, (4, 3, 25, 25)), (1, (4, 3, 25, 25))]  # every block, persons folded
 
 
 def test_a_perturbation_changes_the_features_and_reaches_forward_features_too():
@@ -254,17 +260,18 @@ def test_a_block_aggregates_with_exactly_the_maps_the_perturbation_returns():
     maps = torch.rand(1, 3, 25, 25)
     with torch.no_grad():
         perturbed = block(x, Replace(maps))
-        block.attention = lambda _: maps.expand(3, -1, -1, -1)    # the block with those maps built in
+        block.attention = lambda _: maps.expand(3, -1, -1, -1)  # the block with those maps built in
         torch.testing.assert_close(perturbed, block(x), rtol=0, atol=0)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
+
 def test_our_dsta_encoder_round_trips_with_config_and_stream(tmp_path):
     torch.manual_seed(5)
     cfg = {"name": "dsta", "blocks": TINY_BLOCKS, "attention_dropout": 0.5}
     model = build_encoder(cfg)
-    model(_clips(n=4, t=12))                            # BN statistics away from their init
+    model(_clips(n=4, t=12))  # BN statistics away from their init
     path = save_encoder(tmp_path / "encoder.pt", model, cfg, "motion")
     again, cfg2, stream = load_encoder(path)
     assert cfg2 == cfg and stream == "motion" and isinstance(again, DSTA) and not again.training
@@ -281,8 +288,14 @@ def test_a_release_transformer_checkpoint_gives_the_release_features(tmp_path, w
     torch.save(state if wrapper is None else {wrapper: state, "epoch": 300}, path)
 
     model, cfg, stream = load_encoder(path)
-    assert cfg == {"name": "dsta", "in_channels": 3, "blocks": [list(b) for b in DSTA_BLOCKS],
-                   "num_subsets": 3, "num_joints": 25, "temporal_kernel": 7}   # strides from the buffers
+    assert cfg == {
+        "name": "dsta",
+        "in_channels": 3,
+        "blocks": [list(b) for b in DSTA_BLOCKS],
+        "num_subsets": 3,
+        "num_joints": 25,
+        "temporal_kernel": 7,
+    }  # strides from the buffers
     assert stream is None and isinstance(model, DSTA) and not model.training
     x = _clips()
     with torch.no_grad():
@@ -325,6 +338,7 @@ def test_a_file_without_either_encoder_names_both_layouts(tmp_path):
 
 # --- config --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(ENCODER_KEYS))
 def test_config_defaults_are_the_constructors_and_every_key_has_a_rule(name):
     signature = inspect.signature(ENCODERS[name]).parameters
@@ -336,8 +350,13 @@ def test_config_defaults_are_the_constructors_and_every_key_has_a_rule(name):
 
 def test_naming_dsta_gives_its_defaults_and_refuses_st_gcn_keys(tmp_path):
     cfg = load_config(None, ["model.name=dsta", "model.attention_dropout=0.0"])
-    assert cfg["model"] == {"name": "dsta", **_defaults("dsta"), "attention_dropout": 0.0,
-                            "init": "reference", "sync_bn": False}
+    assert cfg["model"] == {
+        "name": "dsta",
+        **_defaults("dsta"),
+        "attention_dropout": 0.0,
+        "init": "reference",
+        "sync_bn": False,
+    }
     assert _params(build_encoder(cfg["model"])) == 1_546_480
     with pytest.raises(UserError, match="model.width is a key of encoder stgcn, not of model.name 'dsta'"):
         load_config(None, ["model.name=dsta", "model.width=4"])
@@ -357,7 +376,7 @@ def test_a_file_naming_dsta_on_an_st_gcn_base_starts_the_model_section_afresh(tm
     model = load_config(tmp_path / "t.yaml")["model"]
     assert model["blocks"] == [[8, 8, 4, 1]] and model["init"] == "torch" and "width" not in model
     (tmp_path / "s.yaml").write_text("base: t.yaml\nmodel: {attention_dropout: 0.0}\n")
-    assert load_config(tmp_path / "s.yaml")["model"]["blocks"] == [[8, 8, 4, 1]]   # same encoder: merged
+    assert load_config(tmp_path / "s.yaml")["model"]["blocks"] == [[8, 8, 4, 1]]  # same encoder: merged
 
 
 CONFIGS = ROOT_DIR / "configs"
@@ -365,10 +384,13 @@ TRANSFORMER_CONFIGS = sorted(CONFIGS.glob("*/*/transformer_*.yaml"))
 
 
 def test_every_st_gcn_dataset_config_has_a_transformer_twin():
-    twins = [p for p in CONFIGS.glob("*/*/*.yaml") if p.parts[-3] in ("ntu60", "ntu120", "pku1", "pku2")
-             and not p.name.startswith("transformer_")]
+    twins = [
+        p
+        for p in CONFIGS.glob("*/*/*.yaml")
+        if p.parts[-3] in ("ntu60", "ntu120", "pku1", "pku2") and not p.name.startswith("transformer_")
+    ]
     assert twins and all(p.with_name(f"transformer_{p.name}").is_file() for p in twins)
-    assert len(TRANSFORMER_CONFIGS) == len(twins) == 3 * (4 * 5 + 1)   # 5 protocol folders x 4 kinds, pku1 pre-training
+    assert len(TRANSFORMER_CONFIGS) == len(twins) == 3 * (4 * 5 + 1)  # 5 protocol folders x 4 kinds, pku1 pre-training
 
 
 @pytest.mark.parametrize("path", TRANSFORMER_CONFIGS, ids=lambda p: "/".join(p.parts[-3:]))
@@ -376,8 +398,13 @@ def test_each_transformer_config_builds_the_release_encoder_on_its_twins_data(pa
     cfg = load_config(path)
     twin = load_config(path.with_name(path.name.removeprefix("transformer_")))
     kind = path.stem.split("_")[1]
-    assert cfg["model"] == {"name": "dsta", **_defaults("dsta"), "init": "reference", "sync_bn": False,
-                            "attention_dropout": 0.5 if kind == "pretrain" else 0.0}
+    assert cfg["model"] == {
+        "name": "dsta",
+        **_defaults("dsta"),
+        "init": "reference",
+        "sync_bn": False,
+        "attention_dropout": 0.5 if kind == "pretrain" else 0.0,
+    }
     assert cfg["data"] == twin["data"] and cfg["run"]["name"] != twin["run"]["name"]
     assert cfg["eval"]["freeze"] == ([] if kind == "pretrain" else ["proj"])
 
@@ -385,16 +412,29 @@ def test_each_transformer_config_builds_the_release_encoder_on_its_twins_data(pa
 def test_the_ntu60_transformer_configs_hold_the_release_hyperparameters():
     pre = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_pretrain_joint.yaml")
     o = pre["optim"]
-    assert (o["lr"], o["weight_decay"], o["milestones"], o["epochs"], o["batch_size"], o["nesterov"]) == \
-        (0.1, 5e-4, [250], 300, 128, False)
+    assert (o["lr"], o["weight_decay"], o["milestones"], o["epochs"], o["batch_size"], o["nesterov"]) == (
+        0.1,
+        5e-4,
+        [250],
+        300,
+        128,
+        False,
+    )
     assert pre["augment"]["stages"][2] == [{"name": "joint_mask", "ratio": 0.2}]
     assert pre["ssl"]["mining_epoch"] == 150 and pre["ssl"]["queue_size"] == 32768
     lin = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_linear_joint.yaml")["eval"]
     assert (lin["lr"], lin["weight_decay"], lin["epochs"], lin["milestones"]) == (3.0, 0.0, 100, [30, 80])
     ft = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_finetune_joint.yaml")
     o = ft["optim"]
-    assert (o["lr"], o["nesterov"], o["weight_decay"], o["batch_size"], o["epochs"], o["warmup_epochs"],
-            o["milestones"]) == (0.1, True, 5e-4, 128, 80, 5, [35, 55])
+    assert (
+        o["lr"],
+        o["nesterov"],
+        o["weight_decay"],
+        o["batch_size"],
+        o["epochs"],
+        o["warmup_epochs"],
+        o["milestones"],
+    ) == (0.1, True, 5e-4, 128, 80, 5, [35, 55])
     assert [a["name"] for a in ft["eval"]["augment"][0]] == ["stream", "temporal_crop", "shear"]  # after the stream
     semi = load_config(CONFIGS / "ntu60" / "xsub" / "transformer_semi_joint.yaml")
     assert semi["eval"]["protocol"] == "semi" and semi["optim"]["milestones"] == [15, 25]
@@ -403,32 +443,54 @@ def test_the_ntu60_transformer_configs_hold_the_release_hyperparameters():
 
 # --- in use: pre-training, embed, protocols -----------------------------------------------------
 
+
 def _tiny_store(tmp_path, n=24):
     from tests.hiclr.eval.test_linear import write_tiny_store
+
     return write_tiny_store(tmp_path / "tiny.h5", n=n, frames=12)
 
 
 def _tiny_dsta_config(data, *sets, base=None):
-    return load_config(base, [f"data.path={data}", "model.name=dsta", f"model.blocks={json.dumps(TINY_BLOCKS)}",
-                              "engine.device=cpu", "engine.progress=false", "engine.tensorboard=false",
-                              *sets])
+    return load_config(
+        base,
+        [
+            f"data.path={data}",
+            "model.name=dsta",
+            f"model.blocks={json.dumps(TINY_BLOCKS)}",
+            "engine.device=cpu",
+            "engine.progress=false",
+            "engine.tensorboard=false",
+            *sets,
+        ],
+    )
 
 
 def test_the_encoder_pre_trains_with_hiclr_and_writes_a_loadable_encoder(tmp_path):
     from hiclr.pretrain import pretrain
 
     data = _tiny_store(tmp_path)
-    tiny = ROOT_DIR / "configs" / "tiny" / "pretrain.yaml"   # ST-GCN width 4
-    cfg = _tiny_dsta_config(data, "ssl.queue_size=16", "ssl.dim=8", "ssl.hidden=16", "optim.batch_size=8",
-                            "optim.epochs=1", "run.monitor_every=0", f"run.out={tmp_path}", "run.name=pre",
-                            "data.max_samples=null", base=tiny)
+    tiny = ROOT_DIR / "configs" / "tiny" / "pretrain.yaml"  # ST-GCN width 4
+    cfg = _tiny_dsta_config(
+        data,
+        "ssl.queue_size=16",
+        "ssl.dim=8",
+        "ssl.hidden=16",
+        "optim.batch_size=8",
+        "optim.epochs=1",
+        "run.monitor_every=0",
+        f"run.out={tmp_path}",
+        "run.name=pre",
+        "data.max_samples=null",
+        base=tiny,
+    )
     result = pretrain(cfg)
     assert math.isfinite(result.metrics["loss"])
     model, enc_cfg, stream = load_encoder(result.outputs["encoder"])
     assert isinstance(model, DSTA) and enc_cfg["blocks"] == TINY_BLOCKS and stream == "joint"
     last = torch.load(tmp_path / "pre" / "last.pt", weights_only=True)["model"]
-    assert not torch.equal(last["encoder_q.backbone.graph_layers.0.attention0s"],
-                           torch.full((1, 3, 25, 25), 1 / 25))       # the global attention learned
+    assert not torch.equal(
+        last["encoder_q.backbone.graph_layers.0.attention0s"], torch.full((1, 3, 25, 25), 1 / 25)
+    )  # the global attention learned
 
 
 def test_hiclr_embed_and_the_linear_probe_take_a_dsta_encoder(tmp_path):
@@ -439,12 +501,24 @@ def test_hiclr_embed_and_the_linear_probe_take_a_dsta_encoder(tmp_path):
 
     data = _tiny_store(tmp_path)
     torch.manual_seed(6)
-    path = save_encoder(tmp_path / "encoder.pt", build_encoder({"name": "dsta", "blocks": TINY_BLOCKS}),
-                        {"name": "dsta", "blocks": TINY_BLOCKS}, "joint")
+    path = save_encoder(
+        tmp_path / "encoder.pt",
+        build_encoder({"name": "dsta", "blocks": TINY_BLOCKS}),
+        {"name": "dsta", "blocks": TINY_BLOCKS},
+        "joint",
+    )
     out = tmp_path / "f.npz"
-    assert run_cli("hiclr", "test", "hiclr.commands", ["embed"], "",
-                   ["embed", "--encoder", str(path), "--data", data, "--split", "all", "--out", str(out),
-                    "--device", "cpu"]) == 0
+    assert (
+        run_cli(
+            "hiclr",
+            "test",
+            "hiclr.commands",
+            ["embed"],
+            "",
+            ["embed", "--encoder", str(path), "--data", data, "--split", "all", "--out", str(out), "--device", "cpu"],
+        )
+        == 0
+    )
     with np.load(out) as z:
         assert z["features"].shape == (24, 16) and np.isfinite(z["features"]).all()
     cfg = _tiny_dsta_config(data, "eval.epochs=2", "eval.milestones=[1]", "eval.freeze=[proj]")
@@ -457,7 +531,7 @@ def test_fine_tune_keeps_the_frozen_projection_and_takes_the_configs_attention_d
 
     data = _tiny_store(tmp_path)
     torch.manual_seed(7)
-    encoder = build_encoder({"name": "dsta", "blocks": TINY_BLOCKS})   # attention dropout 0.5 recorded
+    encoder = build_encoder({"name": "dsta", "blocks": TINY_BLOCKS})  # attention dropout 0.5 recorded
     path = save_encoder(tmp_path / "encoder.pt", encoder, {"name": "dsta", "blocks": TINY_BLOCKS}, "joint")
     seen = {}
     real = finetune.FineTuneTask
@@ -467,16 +541,25 @@ def test_fine_tune_keeps_the_frozen_projection_and_takes_the_configs_attention_d
         return real(model, *args, **kwargs)
 
     monkeypatch.setattr(finetune, "FineTuneTask", spy)
-    cfg = _tiny_dsta_config(data, "model.attention_dropout=0.0", "eval.freeze=[proj]", "optim.epochs=1",
-                            "optim.batch_size=8", "optim.warmup_epochs=0", "optim.milestones=[1]",
-                            "run.save_every=0", "engine.precision=fp32")
+    cfg = _tiny_dsta_config(
+        data,
+        "model.attention_dropout=0.0",
+        "eval.freeze=[proj]",
+        "optim.epochs=1",
+        "optim.batch_size=8",
+        "optim.warmup_epochs=0",
+        "optim.milestones=[1]",
+        "run.save_every=0",
+        "engine.precision=fp32",
+    )
     entry = finetune.run_finetune(cfg, str(path), out=tmp_path / "ft", plots=False)
     assert seen["p"] == [0.0, 0.0]
     assert entry["frozen_parameters"] == ["proj.weight", "proj.bias"] and "but proj (frozen)" in entry["mode"]
     trained = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["model"]
     assert torch.equal(trained["encoder.proj.weight"], encoder.proj.weight.detach())
-    assert not torch.equal(trained["encoder.graph_layers.0.in_nets.weight"],
-                           encoder.graph_layers[0].in_nets.weight.detach())
+    assert not torch.equal(
+        trained["encoder.graph_layers.0.in_nets.weight"], encoder.graph_layers[0].in_nets.weight.detach()
+    )
 
 
 def test_freezing_a_module_the_encoder_lacks_is_refused_naming_its_modules():
@@ -508,7 +591,9 @@ def test_the_reference_init_redraws_convs_and_batchnorms_and_keeps_the_attention
     assert abs(float(convs.std()) - 0.02) < 1e-3
     assert all(not m.bias.detach().any() for m in model.modules() if isinstance(m, nn.Conv2d))
     layer = model.graph_layers[5]
-    assert torch.equal(layer.alphas, torch.ones(1, 3, 1, 1)) and torch.equal(layer.attention0s, torch.full((1, 3, 25, 25), 0.04))
+    assert torch.equal(layer.alphas, torch.ones(1, 3, 1, 1)) and torch.equal(
+        layer.attention0s, torch.full((1, 3, 25, 25), 0.04)
+    )
 
 
 def test_bench_train_puts_the_transformers_step_cost_beside_st_gcns(monkeypatch):
@@ -516,14 +601,40 @@ def test_bench_train_puts_the_transformers_step_cost_beside_st_gcns(monkeypatch)
 
     from hiclr.bench import train as bench
 
-    blocks = ENCODER_KEYS["dsta"]["blocks"]                                  # a tiny DSTA: seconds, not minutes
+    blocks = ENCODER_KEYS["dsta"]["blocks"]  # a tiny DSTA: seconds, not minutes
     monkeypatch.setitem(ENCODER_KEYS["dsta"], "blocks", Key(TINY_BLOCKS, blocks.rule, blocks.doc))
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    result = bench.run(parser.parse_args(["--device", "cpu", "--size", "demo", "--width", "2", "--batch", "8",
-                                          "--queue", "32", "--samples", "16", "--steps", "1", "--warmup", "0",
-                                          "--threads", "1", "--repeats", "1", "--variants", "none",
-                                          "--encoder", "dsta"]))
+    result = bench.run(
+        parser.parse_args(
+            [
+                "--device",
+                "cpu",
+                "--size",
+                "demo",
+                "--width",
+                "2",
+                "--batch",
+                "8",
+                "--queue",
+                "32",
+                "--samples",
+                "16",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--repeats",
+                "1",
+                "--variants",
+                "none",
+                "--encoder",
+                "dsta",
+            ]
+        )
+    )
     rows = {v["name"]: v for v in result["variants"]}
     assert list(rows) == ["reference", "ours", "encoder=dsta"]
     assert rows["encoder=dsta"]["settings"]["encoder"] == "dsta" and rows["encoder=dsta"]["exact"] is False
@@ -545,9 +656,17 @@ def test_hiclr_embed_and_knn_take_a_release_transformer_checkpoint(tmp_path):
     ckpt = tmp_path / "release_transformer.pth.tar"
     torch.save(_release_checkpoint(ref), ckpt)
     out = tmp_path / "f.npz"
-    assert run_cli("hiclr", "test", "hiclr.commands", ["embed"], "",
-                   ["embed", "--encoder", str(ckpt), "--data", data, "--split", "all", "--out", str(out),
-                    "--device", "cpu"]) == 0
+    assert (
+        run_cli(
+            "hiclr",
+            "test",
+            "hiclr.commands",
+            ["embed"],
+            "",
+            ["embed", "--encoder", str(ckpt), "--data", data, "--split", "all", "--out", str(out), "--device", "cpu"],
+        )
+        == 0
+    )
     with h5py.File(data) as f:
         clips = torch.from_numpy(f["views/frame50"][:])
     with np.load(out) as z, torch.no_grad():
@@ -573,7 +692,10 @@ def test_the_random_init_baseline_of_a_transformer_config_is_a_dsta_with_recalib
     cfg = _tiny_dsta_config(data, "eval.epochs=2", "eval.milestones=[1]")
     entry = run_linear(cfg, Baseline("random"), out=tmp_path / "random", progress=False, plots=False)
     report = json.loads((tmp_path / "random" / "report.json").read_text())
-    assert report["encoder"]["encoder_cfg"]["name"] == "dsta" and "BatchNorm re-estimated" in report["encoder"]["description"]
+    assert (
+        report["encoder"]["encoder_cfg"]["name"] == "dsta"
+        and "BatchNorm re-estimated" in report["encoder"]["description"]
+    )
     assert len(entry["history"]) == 2
 
 
@@ -586,16 +708,18 @@ def test_on_cuda_the_release_features_hold_and_fused_bf16_steps_are_finite():
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     ref = _randomised_release(seed=4).cuda()
     ours = DSTA().cuda().eval()
-    ours.load_state_dict({k: v for k, v in ref.state_dict().items()
-                          if not k.startswith("fc.") and not k.endswith((".atts", ".pes.pe"))})
+    ours.load_state_dict(
+        {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.") and not k.endswith((".atts", ".pes.pe"))}
+    )
     x = _clips().cuda()
     with torch.no_grad():
         assert _relative_error(ours(x), ref.features(x)) < 1e-4
     torch.manual_seed(0)
     learner = ContrastiveLearner({"name": "dsta"}, "hiclr", queue_size=256, fused_views="per_view").cuda().train()
     g = torch.Generator(device="cuda").manual_seed(0)
-    views = GrowingPolicy.from_yaml(DEFAULT_POLICY).views(0.3 * torch.randn(8, 3, 50, 25, 2, device="cuda", generator=g),
-                                                          g, list(learner.view_stages))
+    views = GrowingPolicy.from_yaml(DEFAULT_POLICY).views(
+        0.3 * torch.randn(8, 3, 50, 25, 2, device="cuda", generator=g), g, list(learner.view_stages)
+    )
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss, _ = learner(views, torch.arange(8, device="cuda"), mining=True)
     loss.backward()

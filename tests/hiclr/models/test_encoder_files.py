@@ -8,12 +8,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hiclr.common.errors import UserError
-from hiclr.models.graph import ntu_graph
 from hiclr.models import STGCN, load_encoder, load_encoder_state, save_encoder
 from hiclr.models.encoder_files import FORMAT, infer_encoder_cfg
-
+from hiclr.models.graph import ntu_graph
 
 # --- a faithful copy of the reference's ST-GCN (AimCLR / HiCLR net/st_gcn.py) ----------------------
+
 
 class ConvTemporalGraphical(nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size):
@@ -60,30 +60,40 @@ class st_gcn(nn.Module):
 
 
 class ReferenceModel(nn.Module):
-    def __init__(self, in_channels=3, hidden_channels=16, hidden_dim=256, num_class=128,
-                 edge_importance_weighting=True, dropout=0.5):
+    def __init__(
+        self,
+        in_channels=3,
+        hidden_channels=16,
+        hidden_dim=256,
+        num_class=128,
+        edge_importance_weighting=True,
+        dropout=0.5,
+    ):
         super().__init__()
         A = torch.tensor(ntu_graph(), dtype=torch.float32, requires_grad=False)
         self.register_buffer("A", A)
         kernel_size = (9, A.size(0))
         h = hidden_channels
         self.data_bn = nn.BatchNorm1d(in_channels * A.size(1))
-        self.st_gcn_networks = nn.ModuleList((
-            st_gcn(in_channels, h, kernel_size, 1, residual=False),
-            st_gcn(h, h, kernel_size, 1, dropout=dropout),
-            st_gcn(h, h, kernel_size, 1, dropout=dropout),
-            st_gcn(h, h, kernel_size, 1, dropout=dropout),
-            st_gcn(h, h * 2, kernel_size, 2, dropout=dropout),
-            st_gcn(h * 2, h * 2, kernel_size, 1, dropout=dropout),
-            st_gcn(h * 2, h * 2, kernel_size, 1, dropout=dropout),
-            st_gcn(h * 2, h * 4, kernel_size, 2, dropout=dropout),
-            st_gcn(h * 4, h * 4, kernel_size, 1, dropout=dropout),
-            st_gcn(h * 4, hidden_dim, kernel_size, 1, dropout=dropout),
-        ))
+        self.st_gcn_networks = nn.ModuleList(
+            (
+                st_gcn(in_channels, h, kernel_size, 1, residual=False),
+                st_gcn(h, h, kernel_size, 1, dropout=dropout),
+                st_gcn(h, h, kernel_size, 1, dropout=dropout),
+                st_gcn(h, h, kernel_size, 1, dropout=dropout),
+                st_gcn(h, h * 2, kernel_size, 2, dropout=dropout),
+                st_gcn(h * 2, h * 2, kernel_size, 1, dropout=dropout),
+                st_gcn(h * 2, h * 2, kernel_size, 1, dropout=dropout),
+                st_gcn(h * 2, h * 4, kernel_size, 2, dropout=dropout),
+                st_gcn(h * 4, h * 4, kernel_size, 1, dropout=dropout),
+                st_gcn(h * 4, hidden_dim, kernel_size, 1, dropout=dropout),
+            )
+        )
         self.fc = nn.Linear(hidden_dim, num_class)
         if edge_importance_weighting:
             self.edge_importance = nn.ParameterList(
-                [nn.Parameter(torch.ones(self.A.size())) for _ in self.st_gcn_networks])
+                [nn.Parameter(torch.ones(self.A.size())) for _ in self.st_gcn_networks]
+            )
         else:
             self.edge_importance = [1] * len(self.st_gcn_networks)
 
@@ -103,10 +113,11 @@ class ReferenceModel(nn.Module):
 
 # --- helpers ------------------------------------------------------------------------------------
 
+
 def _randomised_reference(seed=0, **kwargs):
     torch.manual_seed(seed)
     ref = ReferenceModel(**kwargs)
-    with torch.no_grad():                  # conv weights keep their (seeded) default init
+    with torch.no_grad():  # conv weights keep their (seeded) default init
         for p in ref.edge_importance:
             p.copy_(1 + 0.3 * torch.randn_like(p))
         for module in ref.modules():
@@ -115,9 +126,9 @@ def _randomised_reference(seed=0, **kwargs):
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.weight.copy_(1 + 0.2 * torch.randn_like(module.weight))
                 module.bias.copy_(0.1 * torch.randn_like(module.bias))
-                module.momentum = None                       # cumulative average
+                module.momentum = None  # cumulative average
         ref.train()
-        for seed in range(2):                                # running stats of real activations
+        for seed in range(2):  # running stats of real activations
             ref.features(_clips(100 + seed))
         for module in ref.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -149,6 +160,7 @@ def _clips(seed=5, n=3):
 
 # --- tests --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("wrapper", [None, "state_dict", "model"])
 def test_reference_checkpoint_gives_the_reference_features(tmp_path, wrapper):
     ref = _randomised_reference()
@@ -159,7 +171,7 @@ def test_reference_checkpoint_gives_the_reference_features(tmp_path, wrapper):
     loaded, cfg, stream = load_encoder_state(path)
     assert cfg is None and stream is None
     ours = STGCN(width=16)
-    ours.load_state_dict(loaded, strict=True)          # our layout takes the reference's directly
+    ours.load_state_dict(loaded, strict=True)  # our layout takes the reference's directly
     ours.eval()
     x = _clips()
     with torch.no_grad():
@@ -174,8 +186,7 @@ def test_plain_numbered_edge_importance_names_are_accepted(tmp_path):
     path = tmp_path / "ref.pt"
     torch.save({"state_dict": _reference_release_state(ref, plain_importance=True)}, path)
     model, cfg, stream = load_encoder(path)
-    assert cfg == {"name": "stgcn", "in_channels": 3, "width": 8, "edge_importance": True,
-                   "temporal_kernel": 9}
+    assert cfg == {"name": "stgcn", "in_channels": 3, "width": 8, "edge_importance": True, "temporal_kernel": 9}
     assert stream is None and not model.training
     x = _clips(7)
     with torch.no_grad():
@@ -192,7 +203,7 @@ def test_our_encoder_round_trips_with_config_and_stream(tmp_path):
     torch.manual_seed(4)
     cfg = {"name": "stgcn", "width": 4, "dropout": 0.5, "edge_importance": True}
     model = STGCN(width=4)
-    model(torch.randn(4, 3, 10, 25, 2))              # move BN statistics away from their init
+    model(torch.randn(4, 3, 10, 25, 2))  # move BN statistics away from their init
     path = save_encoder(tmp_path / "run" / "encoder.pt", model, cfg, "bone")
     assert path.is_file() and not list(path.parent.glob("*.partial"))
     raw = torch.load(path, weights_only=True)
@@ -246,8 +257,9 @@ def test_unreadable_missing_and_foreign_format_files_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="hiclr-encoder/9"):
         load_encoder_state(future)
     pickled = tmp_path / "pickled.pt"
-    torch.save({"state_dict": {"data_bn.weight": torch.zeros(3)}, "args": argparse.Namespace(a=1)},
-               pickled)                        # arbitrary objects are not unpickled
+    torch.save(
+        {"state_dict": {"data_bn.weight": torch.zeros(3)}, "args": argparse.Namespace(a=1)}, pickled
+    )  # arbitrary objects are not unpickled
     with pytest.raises(UserError, match="weights_only"):
         load_encoder_state(pickled)
 

@@ -2,8 +2,15 @@
 
 import numpy as np
 
-from hiclr.models.graph import (BONE_PAIRS, FLIP_PERMUTATION, NTU_CENTER, NTU_EDGES, NTU_EDGES_1BASED,
-                         hop_distance, ntu_graph)
+from hiclr.models.graph import (
+    BONE_PAIRS,
+    FLIP_PERMUTATION,
+    NTU_CENTER,
+    NTU_EDGES,
+    NTU_EDGES_1BASED,
+    hop_distance,
+    ntu_graph,
+)
 
 
 def _reference_spatial_graph(num_node, edge_1based, center_1based, max_hop=1):
@@ -74,8 +81,8 @@ def test_root_subset_is_the_joint_itself_weighted_by_inverse_degree():
 
 def test_neighbours_are_split_by_distance_to_the_centre():
     A = ntu_graph()
-    c = NTU_CENTER                      # joint 21, neighbours 2, 3, 5, 9 (1-based): degree 5
-    for j in (1, 2, 4, 8):              # farther from the centre than the centre -> subset 1
+    c = NTU_CENTER  # joint 21, neighbours 2, 3, 5, 9 (1-based): degree 5
+    for j in (1, 2, 4, 8):  # farther from the centre than the centre -> subset 1
         assert A[1, j, c] == np.float32(1 / 5) and A[2, j, c] == 0
     # joint 2 (index 1): joint 1 is farther (subset 1), the centre is nearer (subset 2); degree 3
     assert A[1, 0, 1] == np.float32(1 / 3) and A[2, 20, 1] == np.float32(1 / 3)
@@ -102,8 +109,7 @@ def test_flip_swaps_left_and_right_limbs_and_is_an_involution():
     perm = np.array(FLIP_PERMUTATION)
     assert sorted(perm) == list(range(25))
     np.testing.assert_array_equal(perm[perm], np.arange(25))
-    pairs_1based = [(5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18), (15, 19), (16, 20),
-                    (22, 24), (23, 25)]
+    pairs_1based = [(5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18), (15, 19), (16, 20), (22, 24), (23, 25)]
     for a, b in pairs_1based:
         assert perm[a - 1] == b - 1 and perm[b - 1] == a - 1
     fixed = [v for v in range(25) if perm[v] == v]

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from hiclr.common.errors import UserError
-from hiclr.models.graph import ntu_graph
 from hiclr.models import ENCODERS, STGCN, build_encoder
+from hiclr.models.graph import ntu_graph
 
 
 def _params(model):
@@ -42,7 +42,7 @@ def test_blocks_follow_the_channel_and_stride_plan():
     assert blocks[0].residual is None
     assert [b.tcn[4].p for b in blocks] == [0.0] + [0.5] * 9
     assert isinstance(blocks[1].residual, torch.nn.Identity)
-    assert isinstance(blocks[4].residual, torch.nn.Sequential)   # 1x1 conv + BN where shape changes
+    assert isinstance(blocks[4].residual, torch.nn.Sequential)  # 1x1 conv + BN where shape changes
     assert model.data_bn.num_features == 75
     assert all(torch.equal(p, torch.ones(3, 25, 25)) for p in model.edge_importance)
     torch.testing.assert_close(model.A, torch.from_numpy(ntu_graph()))
@@ -59,7 +59,7 @@ def test_input_batchnorm_folds_joints_and_channels_as_v_times_3_plus_c():
     seen = {}
     model.st_gcn_networks[0].register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
     model(x)
-    assert seen["x"].shape == (4, 3, 6, 25)                      # persons folded into the batch
+    assert seen["x"].shape == (4, 3, 6, 25)  # persons folded into the batch
     torch.testing.assert_close(seen["x"], torch.zeros_like(seen["x"]), atol=1e-4, rtol=0)
 
 
@@ -68,7 +68,7 @@ def test_features_are_the_mean_over_persons_of_per_person_features():
     model = STGCN(width=4).eval()
     x = torch.randn(2, 3, 16, 25, 2)
     both = model(x)
-    each = torch.stack([model(x[..., m:m + 1]) for m in range(2)]).mean(0)
+    each = torch.stack([model(x[..., m : m + 1]) for m in range(2)]).mean(0)
     torch.testing.assert_close(both, each, atol=1e-5, rtol=1e-5)
 
 

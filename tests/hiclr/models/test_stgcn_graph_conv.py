@@ -7,13 +7,13 @@ import copy
 import pytest
 import torch
 
-from tests.helpers.closeness import assert_relatively_close, relative_error
-from hiclr.models.graph import ntu_graph
 from hiclr.models import STGCN
+from hiclr.models.graph import ntu_graph
 from hiclr.models.stgcn import GraphConv, cheaper_graph_conv_order
+from tests.helpers.closeness import assert_relatively_close, relative_error
 
 WIDTH = 16
-PLAN = [(3, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64), (64, 256)]   # every (in, out) of width 16
+PLAN = [(3, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64), (64, 256)]  # every (in, out) of width 16
 
 
 def _randomised(module, seed):
@@ -33,8 +33,14 @@ def _graph(seed):
 
 def test_the_cheaper_order_aggregates_first_exactly_when_channels_grow():
     assert [cheaper_graph_conv_order(i, o) for i, o in PLAN] == [
-        "aggregate_first", "conv_first", "aggregate_first", "conv_first", "aggregate_first",
-        "conv_first", "aggregate_first"]
+        "aggregate_first",
+        "conv_first",
+        "aggregate_first",
+        "conv_first",
+        "aggregate_first",
+        "conv_first",
+        "aggregate_first",
+    ]
     assert cheaper_graph_conv_order(64, 32) == "conv_first"
     assert GraphConv(3, 16, 3, "auto").order == "aggregate_first"
     assert GraphConv(16, 16, 3, "auto").order == "conv_first"
@@ -61,10 +67,15 @@ def test_aggregate_first_equals_conv_first_with_its_gradients(channels):
 
 
 def test_every_order_keeps_the_reference_parameter_names_and_shapes():
-    shapes = {order: {k: tuple(v.shape) for k, v in GraphConv(16, 32, 3, order).state_dict().items()}
-              for order in ("conv_first", "aggregate_first")}
+    shapes = {
+        order: {k: tuple(v.shape) for k, v in GraphConv(16, 32, 3, order).state_dict().items()}
+        for order in ("conv_first", "aggregate_first")
+    }
     assert shapes["conv_first"] == shapes["aggregate_first"] == {"conv.weight": (96, 16, 1, 1), "conv.bias": (96,)}
-    assert STGCN(width=4, graph_conv="auto").state_dict().keys() == STGCN(width=4, graph_conv="conv_first").state_dict().keys()
+    assert (
+        STGCN(width=4, graph_conv="auto").state_dict().keys()
+        == STGCN(width=4, graph_conv="conv_first").state_dict().keys()
+    )
 
 
 def _twin_networks(dtype):
@@ -91,8 +102,17 @@ def _precedes_a_training_batchnorm(name):
 def test_the_network_chooses_aggregate_first_in_the_blocks_whose_channels_grow():
     _, ours = _twin_networks(torch.float32)
     assert [b.gcn.order for b in ours.st_gcn_networks] == [
-        "aggregate_first", "conv_first", "conv_first", "conv_first", "aggregate_first", "conv_first",
-        "conv_first", "aggregate_first", "conv_first", "aggregate_first"]
+        "aggregate_first",
+        "conv_first",
+        "conv_first",
+        "conv_first",
+        "aggregate_first",
+        "conv_first",
+        "conv_first",
+        "aggregate_first",
+        "conv_first",
+        "aggregate_first",
+    ]
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -102,8 +122,9 @@ def test_the_whole_network_gives_the_reference_features_gradients_and_statistics
     even the reference's own float32 gradient of those is 1e-3 away from its float64 value."""
     reference, ours = _twin_networks(torch.float64)
     x = torch.randn(3, 3, 20, 25, 2, dtype=torch.float64)
-    (ref_features, ref_grads), (features, grads) = (_features_and_grads(m.train(mode == "train"), x)
-                                                     for m in (reference, ours))
+    (ref_features, ref_grads), (features, grads) = (
+        _features_and_grads(m.train(mode == "train"), x) for m in (reference, ours)
+    )
     assert_relatively_close(features, ref_features, what="features")
     scale = max(g.abs().max() for g in ref_grads.values())
     for name, ref_grad in ref_grads.items():
@@ -111,7 +132,7 @@ def test_the_whole_network_gives_the_reference_features_gradients_and_statistics
             assert grads[name].abs().max() <= 1e-10 * scale and ref_grad.abs().max() <= 1e-10 * scale, name
         else:
             assert_relatively_close(grads[name], ref_grad, what=name)
-    for name, buffer in reference.state_dict().items():          # BN running statistics
+    for name, buffer in reference.state_dict().items():  # BN running statistics
         assert_relatively_close(ours.state_dict()[name].double(), buffer.double(), what=name)
 
 

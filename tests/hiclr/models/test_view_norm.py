@@ -8,11 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers.closeness import assert_relatively_close
-from hiclr.models.view_norm import (ViewBatchNorm2d, convert_to_view_batchnorm, plain_batchnorm_count,
-                                    views_in_batch)
+from hiclr.models.view_norm import ViewBatchNorm2d, convert_to_view_batchnorm, plain_batchnorm_count, views_in_batch
 from hiclr.ssl import ContrastiveLearner
 from hiclr.ssl.learner import fused_views_mode, resolve_fused_views
+from tests.helpers.closeness import assert_relatively_close
 
 
 @dataclass
@@ -37,8 +36,9 @@ def _step(learner, views, epoch):
 
 def _twins(mode, dtype=torch.float32, **kwargs):
     torch.manual_seed(0)
-    separate = ContrastiveLearner({"name": "stgcn", "width": 4, "dropout": 0.0}, "hiclr", queue_size=64,
-                                  fused_views="separate", **kwargs).to(dtype)
+    separate = ContrastiveLearner(
+        {"name": "stgcn", "width": 4, "dropout": 0.0}, "hiclr", queue_size=64, fused_views="separate", **kwargs
+    ).to(dtype)
     fused = copy.deepcopy(separate)
     fused.fused_views = mode
     return separate, fused
@@ -54,7 +54,7 @@ def test_per_view_fusion_gives_the_loss_and_gradients_of_separate_calls(head_nor
     assert_relatively_close(loss_fused, loss_separate, what="loss")
     flat = lambda g: torch.cat([v.flatten() for _, v in sorted(g.items())])
     assert_relatively_close(flat(grads_fused), flat(grads_separate), what="all gradients as one vector")
-    for name in ("mask_token", "encoder_q.backbone.data_bn.weight"):      # the two ends of the graph
+    for name in ("mask_token", "encoder_q.backbone.data_bn.weight"):  # the two ends of the graph
         assert_relatively_close(grads_fused[name], grads_separate[name], what=name)
 
 
@@ -65,7 +65,7 @@ def test_per_view_fusion_matches_every_gradient_and_running_statistic_in_float64
     views = [View(v.x.double(), v.mask) for v in _views()]
     (_, grads_separate), (_, grads_fused) = _step(separate, views, 0), _step(fused, views, 0)
     for name, grad in grads_separate.items():
-        if name.endswith(("tcn.2.bias", "residual.0.bias", "head.0.bias")):   # 0 before a training BN
+        if name.endswith(("tcn.2.bias", "residual.0.bias", "head.0.bias")):  # 0 before a training BN
             assert grads_fused[name].abs().max() < 1e-12 and grad.abs().max() < 1e-12, name
         else:
             assert_relatively_close(grads_fused[name], grad, what=name)
@@ -73,7 +73,7 @@ def test_per_view_fusion_matches_every_gradient_and_running_statistic_in_float64
     for name, value in state_separate.items():
         if name.endswith(("running_mean", "running_var", "num_batches_tracked")) or name.startswith("queue."):
             assert_relatively_close(state_fused[name].double(), value.double(), what=name)
-    assert int(state_fused["encoder_q.backbone.data_bn.num_batches_tracked"]) == 3      # once per view
+    assert int(state_fused["encoder_q.backbone.data_bn.num_batches_tracked"]) == 3  # once per view
 
 
 def test_shared_fusion_normalises_all_views_together_and_changes_the_loss():
@@ -104,21 +104,29 @@ def test_a_view_batchnorm_splits_only_inside_the_block_and_only_with_batch_stati
         with pytest.raises(ValueError, match="equal views"):
             bn(x[:7])
     assert bn.views == 1
-    torch.testing.assert_close(y[5:].mean(0), torch.zeros(2), atol=1e-6, rtol=0)   # each view centred
+    torch.testing.assert_close(y[5:].mean(0), torch.zeros(2), atol=1e-6, rtol=0)  # each view centred
     torch.testing.assert_close(bn.running_mean, x.view(2, 5, 2).mean(1).mean(0))  # cumulative, per view
     bn.eval()
     with views_in_batch(bn, 2):
-        torch.testing.assert_close(bn(x), nn.functional.batch_norm(
-            x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps))
+        torch.testing.assert_close(
+            bn(x), nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        )
 
 
 def test_fused_views_modes_and_their_older_boolean_spelling():
     assert [fused_views_mode(v) for v in ("auto", "per_view", "separate", "shared", False, True)] == [
-        "auto", "per_view", "separate", "shared", "separate", "shared"]
+        "auto",
+        "per_view",
+        "separate",
+        "shared",
+        "separate",
+        "shared",
+    ]
     assert [resolve_fused_views("auto", torch.device(d)) for d in ("cpu", "cuda")] == ["separate", "per_view"]
     assert resolve_fused_views("per_view", torch.device("cpu")) == "per_view"
     with pytest.raises(ValueError, match="per_view"):
         fused_views_mode("sometimes")
     from hiclr.config import load_config
-    assert load_config(None, [])["ssl"]["fused_views"] == "auto"               # the default
+
+    assert load_config(None, [])["ssl"]["fused_views"] == "auto"  # the default
     assert ContrastiveLearner.from_config(load_config(None, ["ssl.queue_size=8"])).fused_views == "auto"

@@ -18,7 +18,7 @@ def _clusters():
 
 
 def test_without_scikit_learn_the_map_is_the_pca_and_the_figure_says_so(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn", None)                 # import sklearn now fails
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now fails
     features, labels = _clusters()
     coords, method = embedding_2d(features)
     assert method == "PCA" and torch.equal(coords, pca_2d(features))

@@ -14,18 +14,41 @@ from hiclr.report import write_pretrain_curve
 from hiclr.report.pretrain_curve import DIAGNOSTICS
 
 BASE = [
-    {"kind": "epoch", "epoch": 1, "step": 20, "loss": 14.066409301757812, "embed_std": 0.0433276355266571,
-     "embed_std_ratio": 0.49019618034362794},
-    {"kind": "epoch", "epoch": 2, "step": 40, "loss": 14.62604217529297, "embed_std": 0.03296691179275513,
-     "embed_std_ratio": 0.3729780435562134, "monitor_knn_top1": 25.0},
+    {
+        "kind": "epoch",
+        "epoch": 1,
+        "step": 20,
+        "loss": 14.066409301757812,
+        "embed_std": 0.0433276355266571,
+        "embed_std_ratio": 0.49019618034362794,
+    },
+    {
+        "kind": "epoch",
+        "epoch": 2,
+        "step": 40,
+        "loss": 14.62604217529297,
+        "embed_std": 0.03296691179275513,
+        "embed_std_ratio": 0.3729780435562134,
+        "monitor_knn_top1": 25.0,
+    },
 ]
 EQ_ERROR = [0.7472908020019531, 0.6844062805175781]
-HOUGH = [{"pair_agreement": 0.8419487953186036, "flip_agreement": 0.9765625,
-          "vote_confidence": 0.8997025489807129, "dense_kept": 0.8256253242492676,
-          "kept_agreement": 0.8896347045898437},
-         {"pair_agreement": 0.8432131767272949, "flip_agreement": 0.96875,
-          "vote_confidence": 0.8972854614257812, "dense_kept": 0.8142532348632813,
-          "kept_agreement": 0.8898001670837402}]
+HOUGH = [
+    {
+        "pair_agreement": 0.8419487953186036,
+        "flip_agreement": 0.9765625,
+        "vote_confidence": 0.8997025489807129,
+        "dense_kept": 0.8256253242492676,
+        "kept_agreement": 0.8896347045898437,
+    },
+    {
+        "pair_agreement": 0.8432131767272949,
+        "flip_agreement": 0.96875,
+        "vote_confidence": 0.8972854614257812,
+        "dense_kept": 0.8142532348632813,
+        "kept_agreement": 0.8898001670837402,
+    },
+]
 
 # What write_pretrain_curve wrote for BASE before the diagnostics existed (plots off).
 BASE_MARKDOWN = """# Pre-training curve: plain
@@ -64,10 +87,19 @@ def cells(table: str, epoch_line: int) -> dict[str, str]:
 
 def test_a_run_that_logs_diagnostics_shows_them_as_columns_shares_in_percent(tmp_path):
     out = write_pretrain_curve(with_diagnostics(tmp_path), plots=False)
-    assert columns(out["table"]) == ["epoch", "loss", "monitor kNN top-1 (%)", "embed_std",
-                                     "embed_std * sqrt(dim)", "eq_error", "pair agreement (%)",
-                                     "kept agreement (%)", "dense kept (%)", "flip agreement (%)",
-                                     "vote confidence (%)"]
+    assert columns(out["table"]) == [
+        "epoch",
+        "loss",
+        "monitor kNN top-1 (%)",
+        "embed_std",
+        "embed_std * sqrt(dim)",
+        "eq_error",
+        "pair agreement (%)",
+        "kept agreement (%)",
+        "dense kept (%)",
+        "flip agreement (%)",
+        "vote confidence (%)",
+    ]
     first, second = cells(out["table"], 0), cells(out["table"], 1)
     assert first["eq_error"] == "0.7473" and second["eq_error"] == "0.6844"
     assert first["pair agreement (%)"] == "84.19" and second["pair agreement (%)"] == "84.32"
@@ -88,6 +120,7 @@ def test_only_the_diagnostics_a_run_logged_get_columns(tmp_path):
 
 def test_a_run_without_diagnostics_reads_exactly_as_before(tmp_path, monkeypatch):
     from hiclr.report import plots
+
     monkeypatch.setattr(plots, "plots_available", lambda: False)
     folder = run_folder(tmp_path, "plain", BASE)
     out = write_pretrain_curve(folder)
@@ -107,8 +140,14 @@ def test_the_diagnostics_figure_is_drawn_with_matplotlib_and_only_when_logged(tm
     figure = read_png_data(out["diagnostics_png"])
     series = figure["series"]
     assert figure["kind"] == "pretrain_diagnostics"
-    assert list(series) == ["eq_error", "pair_agreement", "kept_agreement", "dense_kept",
-                            "flip_agreement", "vote_confidence"]
+    assert list(series) == [
+        "eq_error",
+        "pair_agreement",
+        "kept_agreement",
+        "dense_kept",
+        "flip_agreement",
+        "vote_confidence",
+    ]
     assert series["eq_error"]["epoch"] == [1, 2] and series["eq_error"]["value"] == EQ_ERROR
     assert not series["eq_error"]["share"] and series["pair_agreement"]["share"]
     assert series["pair_agreement"]["value"] == pytest.approx([100 * h["pair_agreement"] for h in HOUGH])

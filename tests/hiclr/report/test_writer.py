@@ -16,12 +16,22 @@ from hiclr.report.plots import embedding_2d, pca_2d, read_png_data  # noqa: E402
 
 
 def linear_entry(top1s, top5s=None, confusion=((3, 1), (0, 4))):
-    history = [{"epoch": i + 1, "lr": 3.0, "loss": 1.0 / (i + 1), "top1": t, "top5": (top5s or top1s)[i]}
-               for i, t in enumerate(top1s)]
+    history = [
+        {"epoch": i + 1, "lr": 3.0, "loss": 1.0 / (i + 1), "top1": t, "top5": (top5s or top1s)[i]}
+        for i, t in enumerate(top1s)
+    ]
     best = int(np.argmax(top1s))
-    return {"top1_last": top1s[-1], "top5_last": history[-1]["top5"], "top1_best": top1s[best],
-            "top5_best": history[best]["top5"], "best_epoch": best + 1, "epochs": len(top1s),
-            "history": history, "per_class": [75.0, 100.0], "confusion": [list(r) for r in confusion]}
+    return {
+        "top1_last": top1s[-1],
+        "top5_last": history[-1]["top5"],
+        "top1_best": top1s[best],
+        "top5_best": history[best]["top5"],
+        "best_epoch": best + 1,
+        "epochs": len(top1s),
+        "history": history,
+        "per_class": [75.0, 100.0],
+        "confusion": [list(r) for r in confusion],
+    }
 
 
 def pretrain_run(tmp_path):
@@ -39,10 +49,15 @@ def test_report_files_and_figures_match_the_runs_numbers(tmp_path):
     features = torch.randn(30, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(30) % 2
     run = tmp_path / "run"
-    write_report(run, {"linear": entry}, config={"run": {"name": "x"}},
-                 data={"path": "d.h5", "sha256": "ab" * 32, "protocol": "xsub", "num_classes": 2},
-                 encoder={"path": str(pre / "encoder.pt"), "checksum": "cd" * 32, "pretrain_run": str(pre)},
-                 stream="joint", embedding=(features, labels))
+    write_report(
+        run,
+        {"linear": entry},
+        config={"run": {"name": "x"}},
+        data={"path": "d.h5", "sha256": "ab" * 32, "protocol": "xsub", "num_classes": 2},
+        encoder={"path": str(pre / "encoder.pt"), "checksum": "cd" * 32, "pretrain_run": str(pre)},
+        stream="joint",
+        embedding=(features, labels),
+    )
     report = json.loads((run / "report.json").read_text())
     assert report["protocols"]["linear"] == entry
     assert report["data"]["sha256"] == "ab" * 32 and report["config"] == {"run": {"name": "x"}}
@@ -59,7 +74,7 @@ def test_report_files_and_figures_match_the_runs_numbers(tmp_path):
     assert loss["x"] == [r["step"] for r in rows if r["kind"] == "step"]
     assert loss["y"] == [r["loss"] for r in rows if r["kind"] == "step"]
     emb = read_png_data(run / "embedding.png")
-    coords, _ = embedding_2d(features)   # t-SNE where scikit-learn is installed, else PCA
+    coords, _ = embedding_2d(features)  # t-SNE where scikit-learn is installed, else PCA
     np.testing.assert_allclose(emb["x"], coords[:, 0].numpy(), rtol=1e-5, atol=1e-6)
     assert emb["label"] == labels.tolist()
 
@@ -71,13 +86,21 @@ def test_report_files_and_figures_match_the_runs_numbers(tmp_path):
 
 def test_an_evaluation_report_draws_the_objectives_diagnostics_of_its_pretraining_run(tmp_path):
     pre, rows = pretrain_run(tmp_path)
-    epochs = [{"kind": "epoch", "epoch": e, "step": 8 * e, "loss": 4.6, "eq_error": 0.8 - 0.1 * e,
-               "pair_agreement": 0.2 * e} for e in (1, 2, 3)]
+    epochs = [
+        {"kind": "epoch", "epoch": e, "step": 8 * e, "loss": 4.6, "eq_error": 0.8 - 0.1 * e, "pair_agreement": 0.2 * e}
+        for e in (1, 2, 3)
+    ]
     with open(pre / "metrics.jsonl", "a") as f:
         f.write("".join(json.dumps(r) + "\n" for r in epochs))
     run = tmp_path / "run"
-    write_report(run, {"linear": linear_entry([40.0, 50.0])}, config={}, data={"num_classes": 2},
-                 encoder={"pretrain_run": str(pre)}, stream="joint")
+    write_report(
+        run,
+        {"linear": linear_entry([40.0, 50.0])},
+        config={},
+        data={"num_classes": 2},
+        encoder={"pretrain_run": str(pre)},
+        stream="joint",
+    )
     report = json.loads((run / "report.json").read_text())
     assert report["figures"]["pretrain_diagnostics"] == "pretrain_diagnostics.png"
     drawn = read_png_data(run / "pretrain_diagnostics.png")["series"]
@@ -89,8 +112,14 @@ def test_an_evaluation_report_draws_the_objectives_diagnostics_of_its_pretrainin
 def test_a_pretraining_run_without_diagnostics_draws_no_diagnostics_figure(tmp_path):
     pre, _ = pretrain_run(tmp_path)
     run = tmp_path / "run"
-    write_report(run, {"linear": linear_entry([40.0, 50.0])}, config={}, data={"num_classes": 2},
-                 encoder={"pretrain_run": str(pre)}, stream="joint")
+    write_report(
+        run,
+        {"linear": linear_entry([40.0, 50.0])},
+        config={},
+        data={"num_classes": 2},
+        encoder={"pretrain_run": str(pre)},
+        stream="joint",
+    )
     assert "pretrain_diagnostics" not in json.loads((run / "report.json").read_text())["figures"]
     assert not (run / "pretrain_diagnostics.png").exists()
 
@@ -135,8 +164,12 @@ def test_plots_are_skipped_with_a_note_without_matplotlib(tmp_path, monkeypatch)
 
 def test_hiclr_report_assembles_runs_into_one_table(tmp_path):
     a, b = tmp_path / "joint", tmp_path / "bone"
-    write_report(a, {"linear": linear_entry([70.0, 72.0]), "knn": {"top1": 60.0, "top5": 80.0, "k": 20,
-                                                                 "temperature": 0.1}}, stream="joint", plots=False)
+    write_report(
+        a,
+        {"linear": linear_entry([70.0, 72.0]), "knn": {"top1": 60.0, "top5": 80.0, "k": 20, "temperature": 0.1}},
+        stream="joint",
+        plots=False,
+    )
     write_report(b, {"linear": linear_entry([65.0, 64.0])}, stream="bone", plots=False)
     table = assemble([a, b]).splitlines()
     assert table[0] == "| run | stream | protocol | linear top-1 | kNN (k=20) top-1 |"

@@ -13,8 +13,10 @@ from hiclr.ssl.equivariant import EquivariantContrast, canonicalize, equivarianc
 from hiclr.ssl.objectives import ContrastiveInputs, build_objective
 
 V, K = 25, 42
-GEOMETRIC = [[{"name": "shear", "amplitude": 0.5}],
-             [{"name": "rotate", "max_angle": 60.0, "minor_angle": 20.0, "symmetric": True}]]
+GEOMETRIC = [
+    [{"name": "shear", "amplitude": 0.5}],
+    [{"name": "rotate", "max_angle": 60.0, "minor_angle": 20.0, "symmetric": True}],
+]
 
 
 def clip(n=6, seed=0):
@@ -81,9 +83,16 @@ def objective_with(head, **kwargs):
 def inputs_for(views, queries, key, queue, ids):
     """ContrastiveInputs of HiCLR's four views (v0, key, v1, v2) with joint-feature backbones."""
     feats = [joint_features(v.x) for v in views]
-    return ContrastiveInputs(queries=queries, key=key, queue_keys=queue, queue_ids=torch.full((16,), -1),
-                             ids=ids, query_features=[feats[0], feats[2], feats[3]],
-                             key_features=feats[1], views=views)
+    return ContrastiveInputs(
+        queries=queries,
+        key=key,
+        queue_keys=queue,
+        queue_ids=torch.full((16,), -1),
+        ids=ids,
+        query_features=[feats[0], feats[2], feats[3]],
+        key_features=feats[1],
+        views=views,
+    )
 
 
 def test_l_eq_of_rotated_and_sheared_views_equals_l_eq_of_identical_views():
@@ -95,8 +104,7 @@ def test_l_eq_of_rotated_and_sheared_views_equals_l_eq_of_identical_views():
     ids = torch.arange(n)
     transformed = geometric_views(x, seed=7)
     identity = torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
-    plain = [View(x, None, {"matrix": identity, "singular": torch.zeros(n, dtype=torch.bool)})
-             for _ in range(4)]
+    plain = [View(x, None, {"matrix": identity, "singular": torch.zeros(n, dtype=torch.bool)}) for _ in range(4)]
     obj = objective_with(equivariant_linear_head())
     twin = copy.deepcopy(obj)  # same queue of canonicalised keys
     loss_t, metrics_t = obj(inputs_for(transformed, queries, key, queue, ids))
@@ -151,9 +159,9 @@ def test_with_lambda_zero_the_loss_is_hiclrs():
 
 def test_a_learner_step_trains_the_aux_head_and_fills_its_queue():
     from hiclr.models.stgcn import STGCN
+
     policy = GrowingPolicy.from_yaml("configs/augment/hiclr_default.yaml", record=True)
-    learner = ContrastiveLearner(lambda: STGCN(width=2), "equivariant", dim=8, hidden=16, queue_size=8,
-                                 eq_hidden=16)
+    learner = ContrastiveLearner(lambda: STGCN(width=2), "equivariant", dim=8, hidden=16, queue_size=8, eq_hidden=16)
     assert learner.objective.needs_view_params
     x = torch.randn(4, 3, 12, V, 2, generator=torch.Generator().manual_seed(0))
     views = policy.views(x, torch.Generator().manual_seed(1), learner.view_stages)
@@ -165,5 +173,4 @@ def test_a_learner_step_trains_the_aux_head_and_fills_its_queue():
     assert learner.objective.eq_queue.ids[:4].tolist() == [0, 1, 2, 3]
     unrecorded = GrowingPolicy.from_yaml("configs/augment/hiclr_default.yaml")
     with pytest.raises(ValueError, match="record=True"):
-        learner(unrecorded.views(x, torch.Generator().manual_seed(1), learner.view_stages),
-                torch.arange(4))
+        learner(unrecorded.views(x, torch.Generator().manual_seed(1), learner.view_stages), torch.arange(4))

@@ -5,8 +5,16 @@ import torch
 
 from hiclr.augment import NTU_FLIP_ORDER, GrowingPolicy
 from hiclr.ssl import ContrastiveLearner
-from hiclr.ssl.hough import (HoughDenseHiCLR, HoughPairing, drop_invalid_pairs, line_strength,
-                             match_strength, oracle_pairs, vote_kernel, winner_take_all_pairs)
+from hiclr.ssl.hough import (
+    HoughDenseHiCLR,
+    HoughPairing,
+    drop_invalid_pairs,
+    line_strength,
+    match_strength,
+    oracle_pairs,
+    vote_kernel,
+    winner_take_all_pairs,
+)
 
 C, T, V = 16, 50, 25
 
@@ -20,6 +28,7 @@ def smooth_features(gen, channels=C, joints=V):
     def at(pos):
         waves = amp[..., None, :] * torch.cos(freq[..., None, :] * pos[None, None, :, None] + phase[..., None, :])
         return waves.sum(-1).permute(0, 2, 1)
+
     return at
 
 
@@ -32,12 +41,11 @@ def test_known_offset_and_scale_with_distractors_is_recovered_within_one_bin():
         beta = float(torch.randint(-6, 7, (1,), generator=gen))
         track = smooth_features(gen)
         frames = torch.arange(T, dtype=torch.float32)
-        u1, u2 = track(frames + 20), track((frames - beta) / alpha + 20)   # s = alpha t + beta
+        u1, u2 = track(frames + 20), track((frames - beta) / alpha + 20)  # s = alpha t + beta
         distractors = torch.rand(T, generator=gen) < 0.3
         u2[:, distractors] = torch.randn(C, int(distractors.sum()), V, generator=gen)
         result = pairing(u1[None], u2[None])
-        hits += bool(result.mode_alpha.item() == pytest.approx(alpha)
-                     and abs(result.mode_beta.item() - beta) <= 1.0)
+        hits += bool(result.mode_alpha.item() == pytest.approx(alpha) and abs(result.mode_beta.item() - beta) <= 1.0)
     assert hits >= 0.95 * seeds
 
 
@@ -45,10 +53,12 @@ def drifting_track(gen, channels=C, joints=V):
     """A random track (C, len(pos), V) with a slow drift under its faster motion: frames a few apart
     are nearly alike, as in a clip's still stretches, so a wrong line that stays longer inside
     view 2 gathers many moderately good matches."""
+
     def waves(low, high):
         freq = torch.rand(channels, joints, 4, generator=gen) * (high - low) + low
         phase = torch.rand(channels, joints, 4, generator=gen) * 6.28
         return lambda pos: torch.cos(freq[..., None, :] * pos[None, None, :, None] + phase[..., None, :]).sum(-1)
+
     slow, fast = waves(0.02, 0.08), waves(0.1, 0.3)
     return lambda pos: (slow(pos) + 1.2 * fast(pos)).permute(0, 2, 1)
 
@@ -60,7 +70,7 @@ def test_mean_votes_find_a_large_shift_that_summed_votes_lose_to_a_longer_line()
         gen = torch.Generator().manual_seed(seed)
         shift = int(torch.randint(10, 15, (1,), generator=gen))
         track = drifting_track(gen)
-        u1, u2 = track(frames), track(frames + shift)                  # s = t - shift
+        u1, u2 = track(frames), track(frames + shift)  # s = t - shift
         for votes in found:
             result = HoughPairing(votes=votes)(u1[None], u2[None])
             found[votes] += bool(result.mode_alpha.item() == 1.0 and result.mode_beta.item() == -shift)
@@ -70,12 +80,12 @@ def test_mean_votes_find_a_large_shift_that_summed_votes_lose_to_a_longer_line()
 def test_a_mean_vote_is_the_lines_summed_kernel_over_its_length_and_short_lines_get_none():
     summed, betas = vote_kernel(20, 20, (0.8, 1.0, 1.25), 1.0, torch.device("cpu"), "sum")
     mean, _ = vote_kernel(20, 20, (0.8, 1.0, 1.25), 1.0, torch.device("cpu"), "mean", 0.5)
-    length = summed.sum(dim=1)                                   # (S, J): the line's length
+    length = summed.sum(dim=1)  # (S, J): the line's length
     long = length >= 10
     torch.testing.assert_close(mean.sum(dim=1)[long], torch.ones(int(long.sum())))
     assert torch.all(mean.sum(dim=1)[~long] == 0)
     identity = int((betas == 0).nonzero())
-    assert length[1, identity] == 20                             # alpha 1, beta 0: the diagonal
+    assert length[1, identity] == 20  # alpha 1, beta 0: the diagonal
     with pytest.raises(ValueError, match="votes"):
         HoughPairing(votes="max")
     with pytest.raises(ValueError, match="min_overlap"):
@@ -88,8 +98,11 @@ def test_line_strength_is_the_mean_match_along_the_rounded_line_inside_view_two(
     alpha, beta = torch.tensor([1.0, 0.8, 1.25]), torch.tensor([-2.0, 1.4, 0.3])
     got = line_strength(strength, alpha, beta)
     for b in range(3):
-        values = [strength[b, t, round(alpha[b].item() * t + beta[b].item())].item() for t in range(12)
-                  if 0 <= round(alpha[b].item() * t + beta[b].item()) < 10]
+        values = [
+            strength[b, t, round(alpha[b].item() * t + beta[b].item())].item()
+            for t in range(12)
+            if 0 <= round(alpha[b].item() * t + beta[b].item()) < 10
+        ]
         assert got[b].item() == pytest.approx(sum(values) / len(values), rel=1e-6)
     assert line_strength(strength[:1], torch.tensor([1.0]), torch.tensor([50.0])).item() == -1.0
 
@@ -115,7 +128,7 @@ def padded_views(offsets, gen):
     pad = T // 6
     mirror = torch.cat([torch.arange(pad - 1, -1, -1), torch.arange(T), torch.arange(T - 1, T - 1 - pad, -1)])
     source = torch.randn(C, T, V, generator=gen)
-    return torch.stack([source[:, mirror[o:o + T]] for o in offsets])
+    return torch.stack([source[:, mirror[o : o + T]] for o in offsets])
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -160,8 +173,10 @@ def test_pairing_adds_no_learnable_parameter_and_no_gradient_path():
 
 def policy_views(seed, batch=8):
     """Views v0 and v1 of a policy with crops, flips and per-sample joint masks, recorded."""
-    stages = [[{"name": "temporal_crop", "padding_ratio": 6}],
-              [{"name": "spatial_flip", "p": 0.5}, {"name": "joint_mask", "ratio": 0.1, "per_sample": True}]]
+    stages = [
+        [{"name": "temporal_crop", "padding_ratio": 6}],
+        [{"name": "spatial_flip", "p": 0.5}, {"name": "joint_mask", "ratio": 0.1, "per_sample": True}],
+    ]
     policy = GrowingPolicy.from_config(stages, record=True)
     frame_ids = torch.arange(T, dtype=torch.float32)[None, None, :, None, None].expand(batch, 3, T, V, 2)
     views = policy.views(frame_ids.contiguous(), torch.Generator().manual_seed(seed), [0, 1])
@@ -174,13 +189,16 @@ def test_hough_pairing_agrees_with_the_oracle_on_unmasked_tokens():
         views = policy_views(seed)
         gen = torch.Generator().manual_seed(100 + seed)
         track = smooth_features(gen)
-        source = track(torch.arange(T, dtype=torch.float32))                  # (C, T, V)
+        source = track(torch.arange(T, dtype=torch.float32))  # (C, T, V)
         tokens = []
         for view in views:  # features of the frames and joints each view shows (crop, flip)
-            frame = view.x[:, 0, :, 0, 0].long()                             # (B, T) source frames
-            order = torch.where(view.params.get("spatial_flip", {}).get("flipped", torch.zeros(8, dtype=torch.bool))[:, None],
-                                torch.tensor(NTU_FLIP_ORDER), torch.arange(V))
-            u = source[:, frame].permute(1, 0, 2, 3)                          # (B, C, T, V)
+            frame = view.x[:, 0, :, 0, 0].long()  # (B, T) source frames
+            order = torch.where(
+                view.params.get("spatial_flip", {}).get("flipped", torch.zeros(8, dtype=torch.bool))[:, None],
+                torch.tensor(NTU_FLIP_ORDER),
+                torch.arange(V),
+            )
+            u = source[:, frame].permute(1, 0, 2, 3)  # (B, C, T, V)
             u = torch.gather(u, 3, order[:, None, None, :].expand_as(u))
             tokens.append(u + 0.05 * torch.randn(u.shape, generator=gen))
         masked = torch.zeros(8, T, dtype=torch.bool)
@@ -206,9 +224,17 @@ def test_oracle_pairs_follow_the_crop_offsets_and_drop_frames_outside():
 @pytest.mark.parametrize("pairing", ["hough", "oracle"])
 def test_a_learner_step_with_dense_pairs(pairing):
     from hiclr.models.stgcn import STGCN
+
     policy = GrowingPolicy.from_yaml("configs/augment/hiclr_default.yaml", record=True)
-    learner = ContrastiveLearner(lambda: STGCN(width=4, dropout=0.0), "hough_dense", dim=8, hidden=16,
-                                 queue_size=8, pairing=pairing, dense_dim=16)
+    learner = ContrastiveLearner(
+        lambda: STGCN(width=4, dropout=0.0),
+        "hough_dense",
+        dim=8,
+        hidden=16,
+        queue_size=8,
+        pairing=pairing,
+        dense_dim=16,
+    )
     x = torch.randn(4, 3, T, V, 2, generator=torch.Generator().manual_seed(0)).cumsum(2) * 0.1
     views = policy.views(x, torch.Generator().manual_seed(1), learner.view_stages)
     loss, metrics = learner(views, torch.arange(4))
@@ -220,13 +246,15 @@ def test_a_learner_step_with_dense_pairs(pairing):
 
 def test_with_lambda_zero_the_loss_is_hiclrs():
     from hiclr.models.stgcn import STGCN
+
     policy = GrowingPolicy.from_yaml("configs/augment/hiclr_default.yaml", record=True)
     x = torch.randn(4, 3, T, V, 2, generator=torch.Generator().manual_seed(0))
     losses = []
     for objective, extra in (("hough_dense", {"lambda_dense": 0.0}), ("hiclr", {})):
         torch.manual_seed(0)
-        learner = ContrastiveLearner(lambda: STGCN(width=2, dropout=0.0), objective, dim=8, hidden=16,
-                                     queue_size=8, **extra)
+        learner = ContrastiveLearner(
+            lambda: STGCN(width=2, dropout=0.0), objective, dim=8, hidden=16, queue_size=8, **extra
+        )
         views = policy.views(x, torch.Generator().manual_seed(1), learner.view_stages)
         losses.append(learner(views, torch.arange(4))[0])
     torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
@@ -239,7 +267,7 @@ def test_the_dense_loss_is_the_mean_over_paired_tokens_and_zero_with_none():
     pairs = torch.randint(-1, 10, (3, 12), generator=gen)
     objective = HoughDenseHiCLR(feature_dim=32, negative_stride=3)
     per_token = []
-    for n, t in (pairs >= 0).nonzero().tolist():   # one paired token at a time
+    for n, t in (pairs >= 0).nonzero().tolist():  # one paired token at a time
         negatives = torch.cat([q2[m, :, ::3] for m in range(3) if m != n], dim=1)
         logits = torch.cat([(q1[n, :, t] @ q2[n, :, pairs[n, t]])[None], q1[n, :, t] @ negatives])
         per_token.append(-torch.log_softmax(logits / objective.dense_temperature, 0)[0])

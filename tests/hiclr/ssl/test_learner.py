@@ -189,9 +189,22 @@ def real_build_encoder():
 def test_from_config_reads_the_ssl_section():
     real_build_encoder()
     from hiclr.config import load_config
-    cfg = load_config(None, ["model.width=4", "data.stream=joint", "ssl.objective=skeletonclr", "ssl.dim=5",
-                             "ssl.hidden=7", "ssl.queue_size=12", "ssl.momentum=0.99", "ssl.temperature=0.2",
-                             "ssl.mining_epoch=3", "ssl.fused_views=true"])
+
+    cfg = load_config(
+        None,
+        [
+            "model.width=4",
+            "data.stream=joint",
+            "ssl.objective=skeletonclr",
+            "ssl.dim=5",
+            "ssl.hidden=7",
+            "ssl.queue_size=12",
+            "ssl.momentum=0.99",
+            "ssl.temperature=0.2",
+            "ssl.mining_epoch=3",
+            "ssl.fused_views=true",
+        ],
+    )
     learner = ContrastiveLearner.from_config(cfg)
     assert learner.queue.keys.shape == (12, 5) and learner.fused_views and learner.momentum == 0.99
     assert learner.objective.temperature == 0.2 and learner.view_stages == (0, 0)
@@ -240,7 +253,7 @@ def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_commo
     from hiclr.ssl import embedding_spread
     from hiclr.ssl.learner import ProjectedEncoder
 
-    class Pooled(nn.Module):            # pooled features: a large shared mean, a small per-clip part
+    class Pooled(nn.Module):  # pooled features: a large shared mean, a small per-clip part
         feature_dim = 16
 
         def forward(self, x):
@@ -263,12 +276,13 @@ def test_a_batchnorm_head_spreads_the_projections_of_features_that_share_a_commo
 def test_a_step_reads_nothing_back_to_the_host(monkeypatch, mining):
     """No item / int / float / bool of a tensor in the forward: on a GPU each would wait for it."""
     learner = make_learner()
-    learner(make_views(), torch.arange(4), mining=mining)          # the first enqueue syncs nothing either
+    learner(make_views(), torch.arange(4), mining=mining)  # the first enqueue syncs nothing either
     reads = []
     for name in ("item", "__int__", "__float__", "__bool__"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name,
-                            lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1])
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, *a, _f=original, _n=name: (reads.append(_n), _f(self, *a))[1]
+        )
     loss, metrics = learner(make_views(seed=1), torch.arange(4, 8), mining=mining)
     loss.backward()
     assert reads == [] and "loss" in metrics
@@ -276,8 +290,9 @@ def test_a_step_reads_nothing_back_to_the_host(monkeypatch, mining):
 
 def test_after_steps_the_queue_shares_no_storage_with_what_the_steps_produced():
     from tests.hiclr.ssl.test_queue import held_tensors, storages
+
     learner = make_learner()
-    produced = []                                       # kept alive: no storage is reused
+    produced = []  # kept alive: no storage is reused
     enqueue = learner.queue.enqueue
     learner.queue.enqueue = lambda keys, ids: (produced.extend([keys, ids]), enqueue(keys, ids))[1]
     learner.encoder_k.register_forward_hook(lambda module, args, out: produced.extend(out))
@@ -293,8 +308,10 @@ def test_compiled_steps_leave_the_queue_and_weights_of_eager_steps():
     eager = make_learner()
     compiled_learner = copy.deepcopy(eager)
     compiled = torch.compile(compiled_learner, backend="aot_eager")
-    optimizers = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
-                  for m in (eager, compiled_learner)]
+    optimizers = [
+        torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+        for m in (eager, compiled_learner)
+    ]
     for step in range(4):
         for model, optimizer in zip((eager, compiled), optimizers):
             loss, _ = model(make_views(seed=step), torch.arange(4) + 4 * step)

@@ -4,8 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hiclr.ssl.objectives import (OBJECTIVES, ContrastiveInputs, HierarchicalConsistencyLoss,
-                                  build_objective, contrastive_logits, mine_positives)
+from hiclr.ssl.objectives import (
+    OBJECTIVES,
+    ContrastiveInputs,
+    HierarchicalConsistencyLoss,
+    build_objective,
+    contrastive_logits,
+    mine_positives,
+)
 
 TAU = 0.07
 
@@ -16,8 +22,14 @@ def unit(*shape, gen):
 
 def make_inputs(queries, key, queue, mining=False):
     n = key.shape[0]
-    return ContrastiveInputs(queries=list(queries), key=key, queue_keys=queue,
-                             queue_ids=torch.arange(queue.shape[0]), ids=torch.arange(n), mining=mining)
+    return ContrastiveInputs(
+        queries=list(queries),
+        key=key,
+        queue_keys=queue,
+        queue_ids=torch.arange(queue.shape[0]),
+        ids=torch.arange(n),
+        mining=mining,
+    )
 
 
 def naive_probabilities(z, key, queue):
@@ -47,7 +59,7 @@ def test_objectives_are_registered_with_their_views():
     hiclr, skeletonclr = OBJECTIVES["hiclr"].views, OBJECTIVES["skeletonclr"].views
     assert hiclr.stages == (0, 0, 1, 2) and hiclr.key_index == 1 and hiclr.names == ("v0", "key", "v1", "v2")
     assert skeletonclr.stages == (0, 0) and skeletonclr.key_index == 1
-    assert {"equivariant", "transitive", "hough_dense"} <= set(OBJECTIVES)   # complete on import
+    assert {"equivariant", "transitive", "hough_dense"} <= set(OBJECTIVES)  # complete on import
 
 
 def test_build_objective_filters_shared_settings_but_not_specific_ones():
@@ -202,7 +214,7 @@ def test_logits_under_bf16_autocast_are_float32_and_equal_the_float32_computatio
 @pytest.mark.parametrize("objective,mining", [("hiclr", False), ("hiclr", True), ("skeletonclr", False)])
 def test_loss_and_mining_under_bf16_autocast_equal_the_float32_computation(objective, mining):
     queries, key, queue = bf16_step_inputs(1)
-    queries = queries[:len(OBJECTIVES[objective].views.stages) - 1]
+    queries = queries[: len(OBJECTIVES[objective].views.stages) - 1]
     loss_fn = build_objective(objective, {"temperature": TAU})
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, metrics = loss_fn(make_inputs(queries, key, queue, mining))
@@ -210,5 +222,5 @@ def test_loss_and_mining_under_bf16_autocast_equal_the_float32_computation(objec
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, expected, rtol=0, atol=1e-4)
     assert metrics.keys() == expected_metrics.keys()
-    for name, value in expected_metrics.items():   # num_positives too: mining chose the same entries
+    for name, value in expected_metrics.items():  # num_positives too: mining chose the same entries
         torch.testing.assert_close(metrics[name], value, rtol=0, atol=1e-4)

@@ -69,9 +69,9 @@ def test_a_snapshot_is_not_a_copy_and_survives_the_next_enqueue():
     queue = KeyQueue(6, 2)
     before_keys, before_ids = (t.clone() for t in queue.snapshot())
     keys, ids = queue.snapshot()
-    assert keys.data_ptr() == queue.keys.data_ptr()             # handed out, not copied
+    assert keys.data_ptr() == queue.keys.data_ptr()  # handed out, not copied
     queue.enqueue(F.normalize(torch.randn(2, 2), dim=1), torch.tensor([7, 8]))
-    assert torch.equal(keys, before_keys) and torch.equal(ids, before_ids)   # intact for the backward
+    assert torch.equal(keys, before_keys) and torch.equal(ids, before_ids)  # intact for the backward
     assert queue.ids[:2].tolist() == [7, 8] and keys.data_ptr() != queue.keys.data_ptr()
 
 
@@ -81,16 +81,16 @@ def test_a_loss_on_a_snapshot_backpropagates_after_the_enqueue():
     keys, _ = queue.snapshot()
     loss = (z @ keys.T).logsumexp(dim=1).sum()
     queue.enqueue(F.normalize(torch.randn(2, 3), dim=1), torch.tensor([0, 1]))
-    loss.backward()                                    # would fail had the enqueue written `keys`
+    loss.backward()  # would fail had the enqueue written `keys`
     torch.testing.assert_close(z.grad, (torch.softmax(z.detach() @ keys.T, dim=1) @ keys))
 
 
 def test_double_buffering_keeps_the_fifo_even_when_the_state_is_written_from_outside():
-    queue, reference = KeyQueue(5, 2), []
+    queue = KeyQueue(5, 2)
     expected_keys, expected_ids, ptr = queue.keys.clone(), queue.ids.clone(), 0
     g = torch.Generator().manual_seed(0)
     for step in range(9):
-        if step == 4:                                   # e.g. load_state_dict of another queue
+        if step == 4:  # e.g. load_state_dict of another queue
             other = KeyQueue(5, 2)
             queue.load_state_dict(other.state_dict())
             expected_keys, expected_ids, ptr = other.keys.clone(), other.ids.clone(), int(other.ptr)
@@ -124,7 +124,7 @@ def storages(tensors) -> set[int]:
 def test_the_queue_keeps_copies_never_the_keys_and_ids_passed_in():
     """A CUDA graph replay overwrites a step's outputs in place: the queue must not hold them."""
     queue = KeyQueue(7, 3)
-    passed = []                                         # kept alive: no storage is reused
+    passed = []  # kept alive: no storage is reused
     g = torch.Generator().manual_seed(0)
     for step in range(5):
         keys = F.normalize(torch.randn(3, 3, generator=g), dim=1)

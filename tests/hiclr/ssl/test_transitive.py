@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from hiclr.ssl.objectives import ContrastiveInputs, build_objective
-from hiclr.ssl.transitive import (mutual_knn_edges, mutual_neighbours, positive_columns,
-                                  transitive_positives)
+from hiclr.ssl.transitive import mutual_knn_edges, mutual_neighbours, positive_columns, transitive_positives
 
 TAU = 0.07
 
@@ -61,8 +60,8 @@ def random_graph(seed, n=6, size=24, dim=5):
     keys, queue = unit(n, dim, gen=gen), unit(size, dim, gen=gen)
     ids = torch.arange(100, 100 + n)
     queue_ids = torch.randint(0, 12, (size,), generator=gen)
-    queue_ids[:3] = torch.tensor([100, 100, 103])     # older keys of batch samples
-    queue_ids[-2:] = -1                                # empty slots
+    queue_ids[:3] = torch.tensor([100, 100, 103])  # older keys of batch samples
+    queue_ids[-2:] = -1  # empty slots
     return keys, ids, queue, queue_ids
 
 
@@ -87,22 +86,22 @@ def neighbour_sets(neighbours):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_mining_from_a_fixed_number_of_queue_sources_is_exact_when_no_anchor_has_more(seed):
-    keys, ids, queue, queue_ids = random_graph(seed)          # at most 2 older keys of an anchor
+    keys, ids, queue, queue_ids = random_graph(seed)  # at most 2 older keys of an anchor
     _, every = mutual_neighbours(keys, ids, queue, queue_ids, k=2)
     for count in (2, 5):
         sources, fixed = mutual_neighbours(keys, ids, queue, queue_ids, k=2, queue_sources=count)
-        assert sources.shape == (keys.shape[0], 1 + count)   # the count, not the data, sets the shape
+        assert sources.shape == (keys.shape[0], 1 + count)  # the count, not the data, sets the shape
         assert neighbour_sets(fixed) == neighbour_sets(every)
 
 
 def test_older_keys_beyond_the_queue_sources_source_no_edges_and_are_counted():
     inputs = make_inputs(0, mining=True, shared_ids=True)
-    inputs.queue_ids[5:7] = 2                                  # anchor 2: three older keys
+    inputs.queue_ids[5:7] = 2  # anchor 2: three older keys
     _, every = build_objective("transitive", {"mining_epoch": 10}, queue_sources=None)(inputs)
     loss, metrics = build_objective("transitive", {"mining_epoch": 10}, queue_sources=1)(inputs)
     assert "queue_sources_cut" not in every and torch.isfinite(loss)
     assert metrics["queue_sources_cut"] == pytest.approx(1 / 5)
-    assert metrics["num_positives"] >= 1 + 3 / 5               # the older keys stay positives
+    assert metrics["num_positives"] >= 1 + 3 / 5  # the older keys stay positives
     _, default = build_objective("transitive", {"mining_epoch": 10})(make_inputs(0, True, shared_ids=True))
     assert default["queue_sources_cut"] == 0
     with pytest.raises(ValueError, match="queue_sources"):
@@ -124,8 +123,9 @@ def make_inputs(seed, mining, n=5, size=20, dim=6, shared_ids=False):
     queue_ids = torch.arange(1000, 1000 + size)
     if shared_ids:
         queue_ids[4] = 2
-    return ContrastiveInputs(queries=queries, key=key, queue_keys=queue, queue_ids=queue_ids,
-                             ids=torch.arange(n), mining=mining)
+    return ContrastiveInputs(
+        queries=queries, key=key, queue_keys=queue, queue_ids=queue_ids, ids=torch.arange(n), mining=mining
+    )
 
 
 def test_with_no_inter_edges_the_loss_is_hiclrs_infonce():
@@ -139,7 +139,7 @@ def test_with_no_inter_edges_the_loss_is_hiclrs_infonce():
     inputs.queue_ids[:] = -1
     loss, metrics = build_objective("transitive", {"mining_epoch": 10})(inputs)
     assert metrics["edges_per_anchor"] == 0
-    inputs.mining = False                                           # HiCLR's plain InfoNCE
+    inputs.mining = False  # HiCLR's plain InfoNCE
     torch.testing.assert_close(loss, build_objective("hiclr")(inputs)[0], rtol=0, atol=1e-12)
 
 
@@ -202,5 +202,5 @@ def test_loss_and_mining_under_bf16_autocast_equal_the_float32_computation(edges
     expected, expected_metrics = objective(exact)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, expected, rtol=0, atol=1e-4)
-    for name, value in expected_metrics.items():   # the same edges and positives were mined
+    for name, value in expected_metrics.items():  # the same edges and positives were mined
         torch.testing.assert_close(metrics[name], value, rtol=0, atol=1e-4)
