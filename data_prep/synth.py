@@ -599,7 +599,7 @@ def perform(
 ) -> list[Motion]:
     """Draw one performance of `action` over T frames by `who` (one performer per person).
 
-    The movement takes a random 40 to 90 % window of the clip at a varying speed (a monotone time
+    The movement takes a random window of the clip (`nuisance.span`) at a varying speed (a monotone time
     warp), with a random amplitude, by the performer's preferred side (sometimes the other), on top
     of the performer's posture, idle sway and, often, a distractor on a limb the action leaves free.
     """

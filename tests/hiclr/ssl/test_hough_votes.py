@@ -1,6 +1,6 @@
 """Options of the hough_dense objective for getting the votes right early (vote_with, the dense
 warm-up and lambda by agreement, min_confidence, pair_with: neighbour); at the defaults the step is
-the objective as first written, to the bit, for the same pairs."""
+the plain dense objective without options, to the bit, for the same pairs."""
 
 from types import SimpleNamespace
 
@@ -68,8 +68,8 @@ def objective(**options):
 
 
 # ------------------------------------------------------------------------------------ defaults
-def first_written_forward(self, inputs):
-    """The objective's forward as first written (before the options): the reference for the defaults."""
+def forward_without_options(self, inputs):
+    """The objective's forward without options: the reference for the defaults."""
     loss_hiclr, metrics = self.hiclr(inputs)
     block1, block2 = inputs.query_blocks[0], inputs.query_blocks[1]
     with torch.no_grad():
@@ -117,9 +117,9 @@ def _counted(function, calls):
     return wrapped
 
 
-def test_the_default_step_has_the_first_written_loss_and_gradients_to_the_bit():
+def test_the_default_step_has_the_loss_and_gradients_of_the_objective_without_options_to_the_bit():
     loss, _, learner = learner_step()
-    reference_loss, _, reference = learner_step(forward=first_written_forward)
+    reference_loss, _, reference = learner_step(forward=forward_without_options)
     assert torch.equal(loss, reference_loss)
     grads = {n: p.grad for n, p in learner.named_parameters() if p.grad is not None}
     reference_grads = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
