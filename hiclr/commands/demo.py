@@ -17,7 +17,7 @@ EPILOG = """examples:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="synthetic data -> prep -> pre-train -> linear probe + kNN -> report",
+        help="synthetic data -> prep -> pre-train -> fine-tune on 20 %% of the labels, linear probe, kNN -> report",
         description=__doc__,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
