@@ -154,7 +154,7 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else None
     _check_run_dir(run_dir, resume, overwrite, dist)
 
-    plan = _plan_batches(len(data.x), opt, eng, dist)
+    plan = _plan_batches(data.epoch_length or len(data.x), opt, eng, dist)
     x, _ = place_data(data.x, device, eng["resident"], eng["resident_fraction"])
     labels, ids = data.labels.to(x.device), data.ids.to(x.device)
 
@@ -256,7 +256,7 @@ def _run_epoch(r: Run, state: Progress) -> EpochSteps:
     r.model.train()
     t_window, samples_window = time.perf_counter(), 0
     for i in range(state.step - epoch * plan.steps_per_epoch, plan.steps_per_epoch):
-        idx = plan.indices(perm, i, dist.rank)
+        idx = plan.indices(perm, i, dist.rank) % len(r.x)  # a cycled epoch (epoch_length) wraps around
         batch = Batch(r.x[idx].to(r.device, non_blocking=True), r.labels[idx].to(r.device), r.ids[idx].to(r.device))
         with autocast_for(r.device, r.bf16)():
             loss, metrics = r.task.step(r.wrapped, batch, gen, epoch)

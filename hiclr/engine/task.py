@@ -18,8 +18,11 @@ class TrainData:
     x: torch.Tensor  # (N, C, T, V, M) float32
     labels: torch.Tensor | None = None  # (N,) int64
     ids: torch.Tensor | None = None  # (N,) int64 sample ids
+    epoch_length: int | None = None  # samples an epoch draws, position i taking sample i % N; None: N
 
     def __post_init__(self):
+        if self.epoch_length is not None and self.epoch_length < 1:
+            raise ValueError(f"epoch_length must be at least 1, got {self.epoch_length}")
         if self.ids is None:
             self.ids = torch.arange(len(self.x))
         if self.labels is None:

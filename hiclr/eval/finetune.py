@@ -158,11 +158,13 @@ def finetune_once(
     *,
     resume: bool = False,
     protocol: str = "finetune",
+    epoch_length: int | None = None,
 ) -> dict:
     """Fine-tune `encoder` (checkpoint path, module (copied) or `Baseline("random")`: built from
     `model.*` and `run.seed`, trained from scratch) on `train`, test on `test` every epoch.
 
-    train/test: `hiclr.data.Split`-like (x, labels, index, names). Returns the protocol entry plus
+    train/test: `hiclr.data.Split`-like (x, labels, index, names); `epoch_length`: samples an epoch
+    draws from `train`, cycled (the release's semi feeder; None: one pass). Returns the protocol entry plus
     "logits_last" (Tensor) for the caller to save, and "release_best" (`ReleaseBest`: the epoch the
     release would report, chosen on the test set, with its logits) for `--report paper`.
     """
@@ -198,7 +200,7 @@ def finetune_once(
         after_stream,
         release_best,
     )
-    engine_train(task, TrainData(train.x, train.labels, train.index), cfg, run_dir, resume=resume)
+    engine_train(task, TrainData(train.x, train.labels, train.index, epoch_length), cfg, run_dir, resume=resume)
     if task.logits_last is None:  # resumed a run that had already finished
         task.logits_last = task.test_logits()
     opt = cfg["optim"]

@@ -88,24 +88,6 @@ def fraction_key(fraction: float) -> str:
     return subset_stem(fraction, 0).split("_")[1]
 
 
-def cycled(subset, length: int):
-    """`subset` (a `hiclr.data.Split`) repeated to `length` samples, position i holding subset
-    sample i % len(subset): the release's semi feeder, seen by a loader that shuffles it."""
-    import torch
-
-    from hiclr.data import Split
-
-    if length == len(subset.labels):
-        return subset
-    idx = torch.arange(length) % len(subset.labels)
-    return Split(
-        x=subset.x[idx],
-        labels=subset.labels[idx],
-        names=[subset.names[i] for i in idx.tolist()],
-        index=subset.index[idx],
-    )
-
-
 def run_semi(
     cfg: dict,
     encoder,
@@ -182,12 +164,13 @@ def run_semi(
             result = finetune_once(
                 sub_cfg,
                 encoder,
-                cycled(subset, epoch_samples),
+                subset,
                 data.test,
                 data.num_classes,
                 sub_dir,
                 resume=resume and (sub_dir / "last.pt").exists(),
                 protocol="semi",
+                epoch_length=epoch_samples,
             )
             result.update(train_samples=len(pos), epoch_samples=epoch_samples, epoch_length=cfg["eval"]["epoch_length"])
             save_logits(sub_dir, result.pop("logits_last"), data.test.labels, data.test.names)

@@ -125,22 +125,33 @@ def test_a_semi_epoch_is_as_long_as_the_training_split_with_the_subset_cycled(tm
     assert entry["fractions"]["25pct"]["runs"][0]["epoch_samples"] == 9
 
 
-def test_the_cycled_subset_holds_each_labelled_clip_equally_often():
+def test_a_cycled_epoch_draws_each_labelled_clip_equally_often():
     import torch
 
-    from hiclr.data import Split
-    from hiclr.eval.semi import cycled
+    from hiclr.engine import TrainData
+    from hiclr.engine import train as engine_train
+    from tests.hiclr.engine.test_loop import toy_cfg
 
-    subset = Split(
-        x=torch.arange(4.0).view(4, 1, 1, 1, 1),
-        labels=torch.tensor([0, 1, 2, 0]),
-        names=["a", "b", "c", "d"],
-        index=torch.tensor([10, 11, 12, 13]),
-    )
-    full = cycled(subset, 10)  # the release: sample i % len(subset)
-    assert full.index.tolist() == [10, 11, 12, 13, 10, 11, 12, 13, 10, 11]
-    assert full.labels.tolist() == [0, 1, 2, 0, 0, 1, 2, 0, 0, 1] and full.names[4] == "a"
-    assert cycled(subset, 4) is subset
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+    class Task:
+        model = Recorder()
+
+        def step(self, model, batch, generator, epoch):
+            seen.extend(batch.ids.tolist())
+            return (model.w * batch.x.sum()) ** 2, {}
+
+    x = torch.arange(4.0).view(4, 1, 1, 1, 1)
+    data = TrainData(x, torch.tensor([0, 1, 2, 0]), torch.tensor([10, 11, 12, 13]), epoch_length=12)
+    cfg = toy_cfg(epochs=1, **{"optim.batch_size": 4})
+    result = engine_train(Task(), data, cfg, None)
+    assert result.step == 3  # 12 positions in batches of 4: the release's semi feeder, not one pass
+    assert sorted(seen) == [10] * 3 + [11] * 3 + [12] * 3 + [13] * 3
 
 
 @pytest.mark.parametrize(
