@@ -8,42 +8,15 @@ from __future__ import annotations
 import torch
 
 from hiclr.config import STREAMS
+from hiclr.models.graph import NTU_CENTER, NTU_EDGES_1BASED
 
 from .ops import device_constant
 
 __all__ = ["to_stream", "STREAMS", "NTU_BONES", "NTU_PARENT"]
 
-# (child, parent), 1-based: the 24 NTU RGB+D edges (docs/method.md, streams) plus (21, 21), so that the
-# centre joint's bone is zero, as the reference's `Bone` list.
-NTU_BONES = (
-    (1, 2),
-    (2, 21),
-    (3, 21),
-    (4, 3),
-    (5, 21),
-    (6, 5),
-    (7, 6),
-    (8, 7),
-    (9, 21),
-    (10, 9),
-    (11, 10),
-    (12, 11),
-    (13, 1),
-    (14, 13),
-    (15, 14),
-    (16, 15),
-    (17, 1),
-    (18, 17),
-    (19, 18),
-    (20, 19),
-    (21, 21),
-    (22, 23),
-    (23, 8),
-    (24, 25),
-    (25, 12),
-)
-
-# 0-based parent of every 0-based joint
+# (child, parent), 1-based, one per joint in joint order: the 24 NTU RGB+D edges of the graph plus
+# (21, 21), so that the centre joint's bone is zero, as the reference's `Bone` list.
+NTU_BONES = tuple(sorted((*NTU_EDGES_1BASED, (NTU_CENTER + 1, NTU_CENTER + 1))))
 NTU_PARENT = tuple(parent - 1 for _, parent in sorted(NTU_BONES))
 
 
