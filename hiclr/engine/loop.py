@@ -50,6 +50,7 @@ from hiclr.engine.distributed import DistInfo, any_rank, barrier, gather_objects
 from hiclr.engine.finite import FiniteWatch, NonFiniteLoss  # noqa: F401
 from hiclr.engine.logging import MetricsLog
 from hiclr.engine.resume import (
+    complete_last,
     complete_snapshot,
     config_changes,
     data_fingerprint,
@@ -429,6 +430,7 @@ def _resume(r: Run, force: bool) -> tuple[Progress, dict]:
         ) from None
     if r.dist.is_main:
         complete_snapshot(r.run_dir, found, ckpt, int(r.cfg["run"]["save_every"]))
+        complete_last(r.run_dir, found)
     load_task_state = optional(r.task, "load_state_dict")
     if load_task_state is not None and ckpt.get("task") is not None:
         load_task_state(ckpt["task"])

@@ -133,6 +133,19 @@ def complete_snapshot(run_dir: Path, ckpt_path: Path, ckpt: dict, save_every: in
     return target
 
 
+def complete_last(run_dir: Path, ckpt_path: Path) -> Path | None:
+    """Write `last.pt` from the snapshot a resume starts from (a kill between the snapshot and
+    `last.pt`, or a damaged `last.pt`), so that `last.pt` is never behind the run, even when the
+    snapshot is its end and no further epoch writes `last.pt`."""
+    target = Path(run_dir) / "last.pt"
+    if Path(ckpt_path) == target:
+        return None
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(Path(ckpt_path).read_bytes())
+    print(f"note: wrote {target} from {ckpt_path}", file=sys.stderr)
+    return target
+
+
 def remove_stale_partials(run_dir: Path) -> int:
     """Delete `*.partial` files in `run_dir` (only ever half-written files of this run); return the count."""
     removed = 0

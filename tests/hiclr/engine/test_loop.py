@@ -526,3 +526,14 @@ def test_a_compiled_run_records_its_compile_time_in_the_epoch_metrics(tmp_path):
     train(ToyTask(), toy_data(), toy_cfg(epochs=1), tmp_path / "p")
     plain = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
     assert not any("compile_s" in r for r in plain)
+
+
+def test_a_resume_from_the_final_snapshot_brings_last_pt_up_to_the_end_of_the_run(tmp_path):
+    run = tmp_path / "r"
+    train(ToyTask(), toy_data(), toy_cfg(epochs=2), run)
+    end = load_checkpoint(run / "last.pt")
+    (run / "last.pt").write_bytes((run / "epoch_001.pt").read_bytes())  # killed before last.pt was rewritten
+    train(ToyTask(), toy_data(), toy_cfg(epochs=2), run, resume=True)
+    last = load_checkpoint(run / "last.pt")
+    assert (last["epoch"], last["step"]) == (end["epoch"], end["step"])
+    assert all(torch.equal(last["model"][k], end["model"][k]) for k in end["model"])
