@@ -128,7 +128,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "mining_epoch": Key(150, COUNT),
         "fused_views": Key(
             "auto",
-            Either(Choice(("auto", "separate", "per_view", "shared")), Flag()),
+            Choice(("auto", "separate", "per_view", "shared")),
             "auto: per_view on CUDA, separate on CPU (one fused call is no faster there) | "
             "per_view: the query views in one encoder call, BatchNorm statistics per view "
             "(separate calls' results) | separate (reference: a call per view) | shared "

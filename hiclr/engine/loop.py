@@ -238,7 +238,6 @@ class EpochSteps:
 def _run_epoch(r: Run, state: Progress) -> EpochSteps:
     """Train the rest of epoch `state.epoch` (all of it, or what a mid-epoch checkpoint left)."""
     seed, epoch, plan, dist = int(r.cfg["run"]["seed"]), state.epoch, r.plan, r.dist
-    opt = r.cfg["optim"]
     log_every = max(1, int(r.cfg["run"]["log_every"]))
     # one permutation per epoch, the same on every rank; each rank takes its slice
     perm = torch.randperm(plan.n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 0)))
@@ -259,17 +258,8 @@ def _run_epoch(r: Run, state: Progress) -> EpochSteps:
     for i in range(state.step - epoch * plan.steps_per_epoch, plan.steps_per_epoch):
         idx = plan.indices(perm, i, dist.rank) % len(r.x)  # a cycled epoch (epoch_length) wraps around
         batch = Batch(r.x[idx].to(r.device, non_blocking=True), r.labels[idx].to(r.device), r.ids[idx].to(r.device))
-        with autocast_for(r.device, r.bf16)():
-            loss, metrics = r.task.step(r.wrapped, batch, gen, epoch)
-        loss_value = loss.detach().float()
-        r.finite.record(loss_value, state.step + 1, batch.x)  # on the device: no host sync per step
         lr = r.optimizer.param_groups[0]["lr"]  # the lr this step uses
-        r.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if opt["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(r.model.parameters(), float(opt["grad_clip"]))
-        r.optimizer.step()
-        r.scheduler.step()
+        loss_value, metrics = _train_step(r, batch, gen, epoch, state.step + 1)
         state.step += 1
         steps += 1
         samples_window += len(idx) * dist.world_size
@@ -304,6 +294,22 @@ def _run_epoch(r: Run, state: Progress) -> EpochSteps:
         ):
             _stop_inside_epoch(r, state, gen, sums, steps)
     return EpochSteps(gen, sums, steps, lr, time.perf_counter() - t_epoch)
+
+
+def _train_step(r: Run, batch: Batch, gen: torch.Generator, epoch: int, step: int):
+    """One optimisation step: the task's loss (under the run's autocast), backward, clip, optimizer
+    and scheduler. Returns the detached loss and the task's metrics, both still on the device."""
+    with autocast_for(r.device, r.bf16)():
+        loss, metrics = r.task.step(r.wrapped, batch, gen, epoch)
+    loss_value = loss.detach().float()
+    r.finite.record(loss_value, step, batch.x)  # on the device: no host sync per step
+    r.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if r.cfg["optim"]["grad_clip"]:
+        torch.nn.utils.clip_grad_norm_(r.model.parameters(), float(r.cfg["optim"]["grad_clip"]))
+    r.optimizer.step()
+    r.scheduler.step()
+    return loss_value, metrics
 
 
 def _stop_inside_epoch(r: Run, state: Progress, gen, sums: dict, steps: int):

@@ -9,6 +9,8 @@ running statistics once per view in view order: exactly what separate calls do.
     encoder = convert_to_view_batchnorm(encoder)      # once; same parameters, same state_dict keys
     with views_in_batch(encoder, 3):
         out = encoder(torch.cat([x0, x1, x2]))        # == torch.cat([encoder(x) for x in ...])
+
+`call_views` runs a learner's query views through its encoder in the `ssl.fused_views` mode.
 """
 
 from __future__ import annotations
@@ -81,3 +83,52 @@ def views_in_batch(module: nn.Module, views: int):
 def plain_batchnorm_count(module: nn.Module) -> int:
     """BatchNorm layers of `module` that would share statistics across views in a fused call."""
     return sum(isinstance(m, _BatchNorm) and not isinstance(m, _ViewSplit) for m in module.modules())
+
+
+#: How several views go through one encoder (`ssl.fused_views`): one call per view (the reference),
+#: one call for all with BatchNorm statistics per view (the same results), one call with statistics
+#: shared by all views (changes the results), or "auto": per_view on CUDA, separate on CPU.
+FUSED_VIEWS = ("auto", "separate", "per_view", "shared")
+
+
+def fused_views_mode(value) -> str:
+    """`value` if it names a `FUSED_VIEWS` mode, else a ValueError listing them."""
+    if not isinstance(value, str) or value not in FUSED_VIEWS:
+        raise ValueError(f"fused_views must be one of {', '.join(FUSED_VIEWS)}, got {value!r}")
+    return value
+
+
+def resolve_fused_views(mode: str, device: torch.device) -> str:
+    """The mode a step runs: "auto" is per_view on CUDA and separate elsewhere."""
+    if mode != "auto":
+        return mode
+    return "per_view" if device.type == "cuda" else "separate"
+
+
+def call_views(encoder: nn.Module, inputs, edges, call, mode: str) -> list[tuple]:
+    """`call(x, edges)` (a tuple of per-sample tensors) for every input, in input order.
+
+    `encoder`: the (unwrapped) module `call` runs, converted by `convert_to_view_batchnorm`;
+    `edges`: per input None or its view's graph perturbation. Unless `mode` resolves to separate,
+    the inputs without a perturbation share one call (per-view statistics unless `mode` is shared);
+    an input with one gets a call of its own, since a perturbation holds for its whole call."""
+    edges = [None] * len(inputs) if edges is None else list(edges)
+    outputs: list[tuple | None] = [None] * len(inputs)
+    plain = [i for i, e in enumerate(edges) if e is None]
+    if len(plain) > 1 and resolve_fused_views(mode, inputs[0].device) != "separate":
+        group = [inputs[i] for i in plain]
+        if mode == "shared":
+            context = contextlib.nullcontext()
+        elif len({x.shape[0] for x in group}) > 1:
+            raise ValueError(f"fused_views per_view needs views of one batch size, got {[x.shape[0] for x in group]}")
+        else:
+            context = views_in_batch(encoder, len(group))
+        with context:
+            fused = call(torch.cat(group, dim=0), None)
+        sizes = [x.shape[0] for x in group]
+        for i, parts in zip(plain, zip(*(t.split(sizes) for t in fused))):
+            outputs[i] = parts
+    for i, x in enumerate(inputs):
+        if outputs[i] is None:
+            outputs[i] = call(x, edges[i])
+    return outputs  # type: ignore[return-value]

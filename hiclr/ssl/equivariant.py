@@ -31,7 +31,7 @@ from torch import nn
 from hiclr.augment.ops import apply_matrix
 from hiclr.augment.policy import HICLR_VIEWS
 
-from .objectives import HiCLR, contrastive_logits, full_precision, register_objective
+from .learner import HiCLR, contrastive_logits, full_precision, register_objective
 from .queue import KeyQueue
 
 

@@ -45,7 +45,7 @@ from torch import nn
 from hiclr.augment.ops import NTU_FLIP_ORDER
 from hiclr.augment.policy import HICLR_VIEWS
 
-from .objectives import HiCLR, at_least_float32, full_precision, register_objective
+from .learner import HiCLR, at_least_float32, full_precision, register_objective
 from .transitive import intra_edges
 
 

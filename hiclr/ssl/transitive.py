@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from .objectives import HiCLR, at_least_float32, full_precision, register_objective
+from .learner import HiCLR, at_least_float32, full_precision, register_objective
 
 
 # ---------------------------------------------------------------------------------------- graph

@@ -87,14 +87,14 @@ def test_set_overrides_parse_yaml_values_and_check_keys():
         [
             "optim.lr=0.05",
             "optim.milestones=[10, 20]",
-            "ssl.fused_views=true",
+            "ssl.fused_views=shared",
             "data.path=data/x.h5",
             "run.name=my run",
             "data.max_samples=null",
         ],
     )
     assert cfg["optim"]["lr"] == 0.05 and cfg["optim"]["milestones"] == [10, 20]
-    assert cfg["ssl"]["fused_views"] is True and cfg["data"]["path"] == "data/x.h5"
+    assert cfg["ssl"]["fused_views"] == "shared" and cfg["data"]["path"] == "data/x.h5"
     assert cfg["run"]["name"] == "my run" and cfg["data"]["max_samples"] is None
     with pytest.raises(UserError, match="did you mean `optim.momentum`"):
         load_config(None, ["optim.momentun=0.8"])

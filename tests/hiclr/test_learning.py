@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from hiclr.ssl.objectives import HiCLR
+from hiclr.ssl.learner import HiCLR
 
 TARGET = 10.0  # the required margin over the baselines, in points of top-1
 

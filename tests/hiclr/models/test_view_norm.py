@@ -8,9 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from hiclr.models.view_norm import ViewBatchNorm2d, convert_to_view_batchnorm, plain_batchnorm_count, views_in_batch
+from hiclr.models.view_norm import (
+    ViewBatchNorm2d,
+    convert_to_view_batchnorm,
+    fused_views_mode,
+    plain_batchnorm_count,
+    resolve_fused_views,
+    views_in_batch,
+)
 from hiclr.ssl import ContrastiveLearner
-from hiclr.ssl.learner import fused_views_mode, resolve_fused_views
 from tests.helpers.closeness import assert_relatively_close
 
 
@@ -113,15 +119,16 @@ def test_a_view_batchnorm_splits_only_inside_the_block_and_only_with_batch_stati
         )
 
 
-def test_fused_views_modes_and_their_older_boolean_spelling():
-    assert [fused_views_mode(v) for v in ("auto", "per_view", "separate", "shared", False, True)] == [
+def test_fused_views_modes_are_named_and_anything_else_is_refused():
+    assert [fused_views_mode(v) for v in ("auto", "per_view", "separate", "shared")] == [
         "auto",
         "per_view",
         "separate",
         "shared",
-        "separate",
-        "shared",
     ]
+    for wrong in (True, False, "sometimes"):
+        with pytest.raises(ValueError, match="auto, separate, per_view, shared"):
+            fused_views_mode(wrong)
     assert [resolve_fused_views("auto", torch.device(d)) for d in ("cpu", "cuda")] == ["separate", "per_view"]
     assert resolve_fused_views("per_view", torch.device("cpu")) == "per_view"
     with pytest.raises(ValueError, match="per_view"):

@@ -10,7 +10,7 @@ from torch import nn
 from hiclr.augment import GrowingPolicy, View
 from hiclr.ssl import ContrastiveLearner
 from hiclr.ssl.equivariant import EquivariantContrast, canonicalize, equivariance_error, invert_view
-from hiclr.ssl.objectives import ContrastiveInputs, build_objective
+from hiclr.ssl.learner import ContrastiveInputs, build_objective
 
 V, K = 25, 42
 GEOMETRIC = [

@@ -14,7 +14,7 @@ from hiclr.config import load_config
 from hiclr.models.stgcn import STGCN
 from hiclr.ssl import ContrastiveLearner
 from hiclr.ssl.hough import HoughDenseHiCLR, HoughPairing, nearest_other_sample, pair_confidence, view_coordinates
-from hiclr.ssl.objectives import ContrastiveInputs
+from hiclr.ssl.learner import ContrastiveInputs
 from tests.hiclr.ssl.test_hough import smooth_features
 
 C, T, V, M, N = 16, 50, 25, 2, 4

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hiclr.ssl.objectives import ContrastiveInputs, build_objective
+from hiclr.ssl.learner import ContrastiveInputs, build_objective
 from hiclr.ssl.transitive import mutual_knn_edges, mutual_neighbours, positive_columns, transitive_positives
 
 TAU = 0.07
