@@ -211,6 +211,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "semi: dataset (the release: an epoch as long as the training split, the "
             "labelled subset cycled) | subset (one pass over the subset)",
         ),
+        "test_every": Key(
+            1,
+            POSITIVE,
+            "fine-tune / semi: test after every N-th epoch and after the last; the best epoch (and "
+            "`--report paper`'s) is chosen among the tested ones",
+        ),
         "seeds": Key([0], ListOf(Int(0, MAX_SEED))),
         "streams": Key(["joint", "bone", "motion"], ListOf(Choice(STREAMS))),
         "ensemble": Key({"joint": 0.6, "bone": 0.6, "motion": 0.4}, Mapping(Num(0))),

@@ -5,8 +5,8 @@ lr 0.1, weight decay 1e-4, batch 64, 70 epochs in fp32, the release's warm-up (l
 1-based epochs E = 1..4) and steps (x0.1 from E = 30, x0.01 from E = 55: `optim.schedule: release`),
 no augmentation. `eval.augment` adds one (stages as in configs/augment/); an item `{name: stream}`
 first in it derives the stream (bone, motion) before the augmentations instead of after them, as
-the release's transformer fine-tune does. Test accuracy is measured after every epoch; top-1/top-5
-are reported at the LAST and at the BEST epoch (labelled). Checkpoints, `--resume`, Ctrl-C and
+the release's transformer fine-tune does. Test accuracy is measured after every epoch (every
+`eval.test_every`-th and the last); top-1/top-5 are reported at the LAST and at the BEST epoch (labelled). Checkpoints, `--resume`, Ctrl-C and
 metrics.jsonl are the engine's.
 """
 
@@ -34,7 +34,8 @@ class Classifier(nn.Module):
 
 
 class FineTuneTask:
-    """The engine's task: augment, derive the stream, cross-entropy; test accuracy every epoch."""
+    """The engine's task: augment, derive the stream, cross-entropy; test accuracy after every
+    `test_every`-th epoch and after epoch `epochs` (None: every epoch)."""
 
     def __init__(
         self,
@@ -46,12 +47,15 @@ class FineTuneTask:
         test_batch_size: int = 256,
         augment_after_stream: bool = False,
         release_best: ReleaseBest | None = None,
+        test_every: int = 1,
+        epochs: int | None = None,
     ):
         self.model, self.stream, self.augment = model, stream, augment
         self.augment_after_stream = augment_after_stream
         self.release_best = release_best
         self.test_x, self.test_labels = test_x, test_labels.long()
         self.test_batch_size = test_batch_size
+        self.test_every, self.epochs = int(test_every), epochs
         self.history: list[dict] = []
         self.best: dict = {}
         self.logits_last = self.logits_best = None
@@ -83,7 +87,13 @@ class FineTuneTask:
         self.model.train(was_training)
         return torch.cat(out)
 
+    def tests_after(self, epoch: int) -> bool:
+        """Whether the test set is scored after the 0-based `epoch`."""
+        return (epoch + 1) % self.test_every == 0 or epoch + 1 == self.epochs
+
     def end_epoch(self, epoch: int, means: dict) -> dict:
+        if not self.tests_after(epoch):
+            return {}
         logits = self.test_logits()
         acc = topk_accuracy(logits, self.test_labels)
         row = {"epoch": epoch + 1, **acc}
@@ -199,6 +209,8 @@ def finetune_once(
         int(cfg["eval"]["feature_batch_size"]),
         after_stream,
         release_best,
+        test_every=int(cfg["eval"]["test_every"]),
+        epochs=int(cfg["optim"]["epochs"]),
     )
     engine_train(task, TrainData(train.x, train.labels, train.index, epoch_length), cfg, run_dir, resume=resume)
     if task.logits_last is None:  # resumed a run that had already finished

@@ -57,6 +57,23 @@ def test_finetune_trains_the_whole_network_and_reports_every_epoch(tmp_path):
     assert all(torch.equal(state[k], before[k]) for k in state)  # the input checkpoint is untouched
 
 
+def test_test_every_scores_every_nth_epoch_and_the_last(tmp_path):
+    from hiclr.eval.finetune import run_finetune
+    from hiclr.models import build_encoder
+
+    data = write_tiny_store(tmp_path / "tiny.h5", n=24)
+    cfg = finetune_config(data, epochs=5)
+    cfg["eval"]["test_every"] = 2
+    torch.manual_seed(0)
+    entry = run_finetune(cfg, build_encoder({"name": "stgcn", "width": 4}), out=tmp_path / "ft", plots=False)
+    assert [h["epoch"] for h in entry["history"]] == [2, 4, 5]
+    assert entry["top1_last"] == entry["history"][-1]["top1"]
+    assert entry["best_epoch"] in (2, 4, 5)
+    epochs = [json.loads(l) for l in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
+    tested = [r["epoch"] for r in epochs if r["kind"] == "epoch" and "test_top1" in r]
+    assert tested == [2, 4, 5]
+
+
 def test_resuming_a_finished_finetune_gives_the_same_report(tmp_path):
     from hiclr.eval.finetune import run_finetune
     from hiclr.models import build_encoder
