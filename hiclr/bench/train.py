@@ -23,7 +23,7 @@ on (the costlier part of training). On CPU both phases share the cores, so a ste
 sum; on CUDA the reference overlaps augmentation (DataLoader workers) with the GPU, so a numpy
 step costs max(model, augmentation / workers), which favours it (workers scale perfectly here).
 `--size full` is the reference recipe (width 16, batch 128, K 32768, dropout 0.5);
-`--size demo` is `configs/demo/pretrain.yaml` (width 4, batch 32, K 512).
+`--size demo` is the model, policy and objective of `configs/demo/pretrain.yaml` at batch 32 (width 4, K 512).
 
 `--encoder dsta` adds the transformer (DSTA-Net at the release's configuration, whatever the size's
 width) to the same interleaved repetitions: the variant `encoder=dsta` is our step with that
