@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (main job on the embedded synthetic default) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test test-slow test-faults lint
+.PHONY: setup demo test test-slow test-faults lint hooks
 setup:
 	bash scripts/setup.sh
 
@@ -20,3 +20,6 @@ test-faults: setup
 lint: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+
+hooks:
+	git config core.hooksPath scripts/hooks
