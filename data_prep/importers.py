@@ -1,20 +1,9 @@
 """Import the files other toolkits pass around into our HDF5 store.
 
-- ST-GCN: `(N, 3, 300, 25, 2)` `.npy` + label `.pkl` `(names, labels)`, one pair per part (train, test);
-- AimCLR / HiCLR: `*_position.npy` `(N, 3, 50, 25, 2)` (already frame50) + label `.pkl`;
-- CTR-GCN: `.npz` with `x_train (N, 300, 150)`, one-hot `y_train`, `x_test`, `y_test`;
-- PYSKL: annotation `.pkl` `{"split": {name: [frame_dir ...]}, "annotations": [{frame_dir, label,
-  keypoint (M, T, V, C), total_frames}, ...]}`.
-
-Arrays are read with `np.load(allow_pickle=False)` (memory-mapped, or row blocks streamed out of
-the `.npz` zip member), pickles with `data_prep.safe_pickle`. Where raw coordinates exist they go
-to `/raw` and frame50 is computed from them; AimCLR's frame50 is stored as given (no `/raw`).
-Samples stream into the store (`StoreWriter`): memory is bounded by a block of samples, except
-PYSKL's annotation pickle, which is one object and is held whole.
-
-The dataset (and so the class count the heads use) comes from `--dataset`, else from the sample
-names (NTU names with setup > 17 or action > 60: NTU120), else from the width of CTR-GCN's one-hot
-labels; a name that contradicts the given dataset is an error.
+ST-GCN, AimCLR / HiCLR, CTR-GCN and PYSKL files stream into a `StoreWriter`; arrays are read with
+`np.load(allow_pickle=False)`, pickles with `data_prep.safe_pickle`. The formats, where the class count
+comes from and the memory bound: docs/data.md (`hiclr-prep import`); raw coordinates and frame50:
+docs/internals.md, 'Data side'.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """NTU RGB+D `.skeleton` files: a vectorised reader, a writer of the same grammar, sample names.
 
-Grammar (one value per token, whitespace separated, LF or CRLF line ends)::
-
-    <frames>
-    per frame:   <bodies>
-      per body:  <bodyID> <clippedEdges> <handLeftConf> <handLeftState> <handRightConf>
-                 <handRightState> <isRestricted> <leanX> <leanY> <trackingState>
-                 <joints = 25>
-                 25 x: <x> <y> <z> <depthX> <depthY> <colorX> <colorY> <oriW> <oriX> <oriY> <oriZ> <state>
-
-The reader never builds a Python object per joint: lines and token counts come from the positions
-of newlines and spaces in the byte array (word-wise popcounts), the frame/body layout is checked
-with array operations, and only the x y z tokens of the joint lines are converted, by array
-arithmetic over their bytes (bit for bit what `float()` gives; a token of another form goes through
-`float()`). Files with unusual whitespace or characters take a slower, equally strict path; any
-fault is reported with its file, line and what was expected.
+The reader never builds a Python object per joint: token positions come from the file's bytes, the
+frame and body layout is checked with array operations, and only the x y z tokens are converted (bit
+for bit what `float()` gives). Any fault is reported with its file, line and what was expected. The
+grammar and the reader's paths: docs/internals.md, 'data_prep/ntu.py'.
 """
 
 from __future__ import annotations

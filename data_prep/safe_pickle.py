@@ -1,26 +1,10 @@
 """A restricted unpickler for the label and annotation pickles of other toolkits.
 
-`pickle.load` runs whatever callable a file names, so a downloaded `.pkl` could run any code. This
-unpickler resolves only an allow-list of globals: the builtin containers and numbers (most are
-built by opcodes and need no global at all), `collections.OrderedDict`, and exactly the globals
-numpy uses to pickle arrays, dtypes and scalars (both the `numpy.core` and the numpy 2
-`numpy._core` spellings). Anything else is refused with a `UserError` naming the file and the global.
-
-Memory stays bounded by the file's size: the opcodes are scanned first (a length field larger than
-the bytes that remain is refused before CPython's unpickler would allocate it), every allowed
-callable is charged against a budget of `BUDGET_PER_BYTE` bytes per input byte (plus
-`BUDGET_FLOOR`), and the array state numpy restores is checked against its shape before numpy sees
-it (a mismatched object array would crash numpy).
-
-numpy dtypes arrive as `numpy.dtype(spec, align, copy)` plus a state tuple applied by the BUILD
-opcode (`dtype.__setstate__`). numpy applies states it cannot check: a field beyond the itemsize, a
-subarray longer than its dtype, or flags claiming object references in a float64 are accepted and
-would make later reads run past an array's memory. So this unpickler is `pickle`'s Python
-implementation with BUILD taken over for dtypes: a dtype gets its state at most once and only
-before anything in the pickle has used it, and the result must equal the dtype numpy's own
-constructor builds from the same fields, itemsize, flags and alignment; anything else is refused in
-one sentence. The Python unpickler costs about what the opcode scan costs (both are small beside
-reading the arrays' bytes).
+`pickle.load` runs whatever callable a file names; this unpickler resolves only an allow-list of globals
+(the builtin containers and numbers, `collections.OrderedDict`, numpy's globals for arrays, dtypes and
+scalars) and refuses anything else with a `UserError` naming the file and the global. Memory stays
+bounded by the file's size, and dtype states are checked before numpy applies them. The allow-list,
+the memory budget and the dtype rule: docs/internals.md, 'data_prep/safe_pickle.py'.
 """
 
 from __future__ import annotations

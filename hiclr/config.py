@@ -1,23 +1,12 @@
 """Run configuration: YAML files with `base:` inheritance, `--set` overrides, one schema of every key.
 
-A config is a dict of sections (`run`, `data`, `model`, `ssl`, `augment`, `optim`, `engine`,
-`eval`). `SCHEMA` below declares every key once, as a `Key`: its default, its rule (type and
-range, `hiclr.config_rules`) and what it means. The `model` section holds the keys of every
-encoder (`name`, `init`) and those of the encoder it names, declared in `ENCODER_KEYS` (a new
-encoder adds its table there; `hiclr.models.build_encoder` checks them against its constructor).
-`load_config` merges, in order,
+`SCHEMA` declares every key once, as a `Key` (its default, its rule from `hiclr.config_rules`, its
+meaning); `ENCODER_KEYS` holds the `model` keys of each encoder. `load_config` merges
 
     defaults  <-  base file(s) (recursively, paths relative to the file naming them)  <-  file  <-  --set
 
-rejects any key the schema does not know with one sentence naming it (file and dotted key) and
-suggesting the closest known key, and returns a complete config: every key of the schema is
-present, so code reads `cfg[section][key]` and never repeats a default. A file or `--set
-model.name=...` that names another encoder than what it builds on starts that encoder's `model`
-section afresh (only `model.init` and `model.sync_bn` are kept), the encoder's defaults fill what is not set, and a key
-of another encoder is refused. Values inside a dict-valued default (e.g. `eval.ensemble`) are
-checked the same way, except an empty-dict default (e.g. `ssl.options`), which is an open mapping;
-lists (e.g. `augment.stages`) are opaque here and validated by their owner. The resolved config is
-saved with every run by `save_config`.
+and returns a complete config, so code reads `cfg[section][key]` and never repeats a default. Unknown
+keys, encoder switches and nested values: docs/internals.md, 'Configuration'; every key: docs/configs.md.
 """
 
 from __future__ import annotations

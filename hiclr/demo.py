@@ -1,19 +1,11 @@
 """The one-command demo: synthetic raw data -> hiclr-prep -> HiCLR pre-training -> label efficiency,
 linear probe + kNN.
 
-It runs the same code paths as the real pipeline, on the embedded default dataset (synthetic
-clips written in the real NTU `.skeleton` format; `family` picks another synthetic family), and
-compares the pre-trained encoder with the same architecture at random initialisation: fine-tuned
-on one class-balanced fraction of the training labels (what self-supervised pre-training is for)
-and as a frozen feature extractor. Layout of `out`:
-
-    raw/                 synthetic .skeleton files        (hiclr-prep synth)
-    synth.h5             the prepared store               (hiclr-prep ntu60)
-    pretrain/            the pre-training run: encoder.pt, metrics.jsonl, last.pt
-    label_efficiency/    hiclr semi --baseline random: pretrained/ and scratch/ on the same subset
-    eval_pretrained/     linear probe + kNN of the pre-trained encoder (report.json/.md, plots)
-    eval_random/         the same protocols on the random-init encoder
-    report.md            all of them, side by side, with the commands that reproduce them
+It runs the real pipeline's code paths on the embedded synthetic dataset (`family` picks another) and
+compares the pre-trained encoder with the same architecture at random initialisation: fine-tuned on a
+class-balanced fraction of the training labels and as a frozen feature extractor. What it runs:
+docs/cli.md, '`hiclr demo`, `hiclr show` and `hiclr sweep`'; the layout of `out`: docs/internals.md,
+'Demo'.
 """
 
 from __future__ import annotations

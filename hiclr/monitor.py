@@ -1,25 +1,12 @@
 """What pre-training is learning, while it runs: a kNN monitor and a collapse watch.
 
-`LearningMonitor` scores the current query backbone every `run.monitor_every` epochs (and after the
-last one) with the weighted cosine kNN of `hiclr.eval.knn` (k = `eval.k`, temperature =
-`eval.knn_temperature`): fixed subsets of `run.monitor_samples` training clips (the bank) and as
-many test clips (the queries) of the same `data.protocol`, drawn once from a generator of their own
-seeded by `run.seed`, so that the training's random draws are the same with the monitor on or off.
-Features are the backbone's in eval mode, without gradients (`hiclr.features.extract_features`),
-which leaves BatchNorm statistics and every RNG untouched; the train mode is restored afterwards.
-Before training, `score_initial` scores the encoder as built (a copy, its BatchNorm statistics
-re-estimated on the bank, as the random-init baseline's are): the level that pre-training must
-rise above, logged beside every score as `monitor_knn_top1_init`.
-
     monitor = LearningMonitor.from_config(cfg, train_data)     # None when off or without a test split
-    monitor.score_initial(backbone)                            # before the first step (and on resume:
-                                                               # the same seed builds the same weights)
-    record.update(monitor(backbone, epoch))                    # {"monitor_knn_top1": 41.2, ...}
+    monitor.score_initial(backbone)                            # before the first step (and on resume)
+    record.update(monitor(backbone, epoch))                    # {"monitor_knn_top1": ..., ...}
 
-`CollapseWatch` reads an epoch's means of the step metrics (`embed_std_ratio`, the loss; the
-engine's, handed to the task's `end_epoch`) and the monitor's scores, and prints one warning line
-to stderr, once per run and rule, when the embedding is collapsing or the features are getting
-worse than the initial encoder's.
+`LearningMonitor` leaves the training's random draws, weights and BatchNorm statistics as they would be
+without it; `CollapseWatch` prints one stderr warning per run and rule. The subsets, the scoring and
+the rules: docs/internals.md, 'Learning monitor'.
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """Pictures of clips: a strip of frames over time, an animated GIF, and the views of an augmentation policy.
 
-Clips come from a prepared store (the `frame50` view the encoders see, `(C, T, V, M)` per clip) or
-from a raw NTU `.skeleton` file (the first two bodies in file order, through the same `frame50`
-preset). The skeleton is drawn from the front (x to the right, y up): bones as lines, joints as
-dots, the second person in another colour. `stream` draws what an encoder of that stream receives:
-`motion` as an arrow per joint (x[t + 1] - x[t], scaled) on the faint skeleton, `bone` as the 25
-bone vectors (child minus parent) from one origin.
-
-`views` draws one clip through a growing policy (`GrowingPolicy`), one column per stage from the
-weakest view to the strongest (column 0: the clip itself), one row per shown frame. Joints that the
-view's joint mask hides from the encoder (it sees its mask token there) are not drawn as joints but
-as grey crosses; the bones whose adjacency entries a Drop/Add-edges view drops in the encoder's
-first block are thick red,
-the edges it adds dotted green.
-
-Every figure is drawn on a bare `matplotlib.figure.Figure` with the Agg canvas (no display needed)
-and written atomically (a partial file renamed into place).
+Clips come from a prepared store (the `frame50` view the encoders see) or from a raw NTU `.skeleton`
+file (the first two bodies in file order, through the same preset), drawn from the front; `stream`
+draws what an encoder of that stream receives, and `views` one clip through a `GrowingPolicy`, one
+column per stage. Every figure is drawn on a bare `matplotlib.figure.Figure` with the Agg canvas and
+written atomically. What each picture shows: docs/visualisation.md.
 """
 
 from __future__ import annotations

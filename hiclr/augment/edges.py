@@ -1,31 +1,13 @@
 """Drop/Add edges (DAE): HiCLR's model-side augmentation of the graph, after the release.
 
-The augmentation leaves the data alone. Its draw travels on the view (``view.edges``, an
-``EdgePerturbation``) to the encoder call, and the encoder hands each block's adjacency to it::
+The op leaves the data alone; its draw travels on the view (``view.edges``, an ``EdgePerturbation``) to
+the encoder call, and the encoder hands each block's adjacency to it::
 
     A_block = view.edges.perturb(A, block)      # ST-GCN: A (K, V, V), before the edge importance
                                                 # DSTA: its attention maps (N, S, V, V)
 
-Per forward call and per block (the release's recipe, ``net/st_gcn.py`` / ``net/dsta.py``):
-
-- **drop**: ``p ~ U(0, drop)``; every entry of the adjacency is zeroed with probability p and the
-  kept entries are scaled by ``1 / (1 - p)`` (a training-mode dropout);
-- **add** (after the drop): ``r ~ U(0, add)``; every zero entry becomes non-zero with probability r,
-  with the value ``add_value`` (1 for ST-GCN; ``"mean"``: sum(A) / numel(A), detached, for the
-  transformer), and the result is scaled by ``sum(A) / sum(A + added)``: the total weight is kept.
-
-The masks have the adjacency's shape, so they follow the release for both encoders: one mask per
-(block, subset, entry) shared by the whole batch for ST-GCN's A, one per sample for the
-transformer's per-sample attention. Sums run over the whole tensor, as the release's do.
-
-``add`` and ``add_value`` may be left None: the encoder fills them with its release default
-(``with_defaults``; ST-GCN: add 0, drop only, as its release; an encoder that sets none gets the
-transformer's: add 0.05, new entries the mean).
-
-Random numbers: the op draws one seed per view from the step's generator (recorded as ``seed``);
-each block's ratios and masks are a counter-based hash of (seed, block, entry). So the
-perturbation is a pure function of its seed, the block and the adjacency's shape: no host-device
-synchronisation, the same numbers on every device, any block order, and a recorded seed replays it.
+The perturbation is a pure function of its seed, the block and the adjacency's shape. The recipe (drop,
+add, each encoder's defaults) and its random numbers: docs/method.md, 'Drop/Add edges'.
 """
 
 from __future__ import annotations

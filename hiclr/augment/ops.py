@@ -1,38 +1,12 @@
-"""Skeleton augmentations of HiCLR: small batched objects with one contract.
-
-Every augmentation splits its work as torchvision.transforms.v2 does (``make_params`` /
-``transform``)::
+"""Skeleton augmentations of HiCLR: small batched ops with one contract.
 
     params = op.draw(n, generator, like)   # every random number for n samples, a dict of tensors
     y = op.apply(x, params)                # deterministic given params
     y = op(x, generator)                   # both; with record=True, op.last holds the params
 
-``x`` is a batch ``(B, C, T, V, M)``; ``like`` is any tensor with the samples' shape after the
-first dimension, their device and dtype (usually the batch itself). Draws come from ``generator``
-only (on the data's device), so two CPU runs with the same seed give identical numbers; there is
-no per-sample Python loop.
-
-Each op declares its ``kind``; the growing policy plans a whole view from the kinds:
-
-- ``index``: gathers frames and/or joints. Params ``time_index`` (n, T) (the source frame of every
-  output frame) and/or ``joint_order`` (n, V) (the source joint of every output joint), optionally
-  a ``matrix`` applied after them. ``apply`` is shared: write ``draw`` only.
-- ``linear``: ``x' = A x`` for every joint, params ``matrix`` (n, 3, 3). ``apply`` is shared.
-- ``values``: rewrites the values of (some) samples; implements ``apply_(x, params)``, in place on
-  an ``x`` the caller owns. ``commutes_with_linear`` says whether a pending per-joint linear map
-  may be applied after it.
-- ``model_side``: leaves the data alone; either params ``mask`` (n, 1, T, V, 1) bool, True where
-  the model puts its learnable mask token, or a method ``edges(params)`` giving the view's graph
-  perturbation, which the encoder applies to each block's adjacency (``DropAddEdges``,
-  ``hiclr/augment/edges.py``).
-- ``general``: anything else (implements ``apply``); the policy runs it as it is.
-
-Defaults reproduce the reference release, quirks included; each quirk has a flag that fixes it
-(``SpatialFlip(mirror=True)``, ``Rotate(symmetric=True)``, ``GaussianBlur(normalize=True)``,
-``JointMask(per_sample=True)``). Strong (S) augmentations: ``JointMask`` (model-side),
-``SkeleAdaIN`` (a ``values`` op that mixes samples of one view's batch, hence batch-shared draws)
-and ``DropAddEdges`` (model-side, in ``edges.py``).
-``register_augmentation(name)`` adds an op to ``AUGMENTATIONS`` (the names the YAML policy uses).
+Each op declares a ``kind``, from which the growing policy plans a view; ``register_augmentation(name)``
+adds an op to ``AUGMENTATIONS`` (the names the YAML policy uses). Contract and kinds: docs/internals.md,
+'Augmentation'; the release's quirks and their flags: docs/method.md, 'The reference's quirks'.
 """
 
 from __future__ import annotations

@@ -1,33 +1,14 @@
 """The gradually growing augmentation policy of HiCLR, as data.
 
-A policy is an ordered list of stages; each stage is a list of augmentation items
-``{name: <registry name>, <param>: <value>, ...}`` (see ``AUGMENTATIONS``). A view "at stage i"
-applies stages 0..i, every view drawn independently from the same clip. A method says which
-views it takes as a ``ViewLayout``; HiCLR's (``HICLR_VIEWS``) is
-
-    v0 (query, BA) = stage 0    key (BA) = stage 0    v1 (BA+NA) = stages 0-1    v2 (BA+NA+S) = stages 0-2
-
-Two entry points::
+A policy is an ordered list of stages, each a list of items ``{name: <registry name>, <param>: <value>}``;
+a view "at stage i" applies stages 0..i, each view drawn independently from the same clip::
 
     policy = GrowingPolicy.from_config(cfg["augment"]["stages"], reference_quirks=True)
     v0, key, v1, v2 = policy.views(x, generator, HICLR_VIEWS)   # or a list of stages, [0, 0, 1, 2]
     view = policy.apply(x, generator)                            # one view, all stages
 
-Moving an augmentation to another stage, or adding a stage, is a change of the YAML only.
-
-Fast paths (both on by default, both deterministic for a given seed, but they consume the
-generator differently from the plain per-view path, so the numbers differ between settings):
-- ``concat_views``: the views that need stage k are concatenated along the batch and stage k
-  runs once on them (4B samples for BA, 2B for NA, ...), instead of once per view.
-- ``fuse_linear``: per-joint linear maps (shear, rotation, mirror) are moved past the ops that
-  commute with them and applied as one (B, 3, 3) matrix. With views in non-decreasing stage
-  order and every op plannable (``op.plannable(shape)``: any op of a kind other than
-  ``general``), the planned path goes further, from the ops' kinds alone: it draws every random
-  number in the plain path's order first, then builds all views in one pass: one frame-and-joint
-  gather for the index ops of every view, one batched 3x3 per sample for the linear ones, then
-  the ``values`` ops in place, in reused buffers. A ``general`` op sends the policy to the plain
-  path. Neither path reads a draw on the host (no host-device synchronisation): samples that an
-  op leaves alone are kept by masks, and joint orders are listed by the ops that draw them.
+The fast paths (``concat_views``, ``fuse_linear``, the planned path) and how they consume the generator:
+docs/internals.md, 'Augmentation'.
 """
 
 from __future__ import annotations

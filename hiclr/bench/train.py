@@ -1,35 +1,11 @@
 """`hiclr bench train`: samples/s of whole HiCLR pre-training steps, the reference formulation as baseline.
 
-One run times, on the same clips, cores and batches, the reference formulation (the baseline) and
-our step with each switch on and off, in interleaved repetitions (every repetition runs every
-variant once, in a rotating order), so that a machine whose load drifts slows all of them alike;
-it reports each variant's median seconds per step and its ratio to the baseline's median.
-
-- **reference** (baseline): per-sample numpy augmentation of the four views (the numpy code of
-  `hiclr bench aug`, one joint mask per batch), collated and copied to the device; one encoder
-  call per query view; graph convolution conv-then-aggregate; fp32.
-- **ours**: the defaults: the split resident on the device, the four views drawn by the batched
-  `GrowingPolicy`, `fused_views: auto` (on CUDA the query views fused into one encoder call with
-  BatchNorm statistics per view, on CPU one call per view), the graph convolution in the cheaper
-  order per block, the engine's precision for the device (fp32 on CPU).
-- one variant per switch set each way (`fused_views=per_view`, `fused_views=separate`,
-  `graph_conv=conv_first`, `augment=numpy`), and the options that change results (`fused_views=shared`: BatchNorm
-  statistics shared by the views; `compile`: `torch.compile` of the learner; `precision=bf16` on
-  CPU, `fp32` on CUDA). `exact` says whether a variant computes the reference's step (tests prove
-  the switches equal to float tolerance; fused calls draw the dropout masks in another order).
-
-A step is augmentation + forward of 3 query views and the key + backward + SGD step, with mining
-on (the costlier part of training). On CPU both phases share the cores, so a step costs their
-sum; on CUDA the reference overlaps augmentation (DataLoader workers) with the GPU, so a numpy
-step costs max(model, augmentation / workers), which favours it (workers scale perfectly here).
-`--size full` is the reference recipe (width 16, batch 128, K 32768, dropout 0.5);
-`--size demo` is the model, policy and objective of `configs/demo/pretrain.yaml` at batch 32 (width 4, K 512).
-
-`--encoder dsta` adds the transformer (DSTA-Net at the release's configuration, whatever the size's
-width) to the same interleaved repetitions: the variant `encoder=dsta` is our step with that
-encoder, and `encoder_step_cost` puts its ms per step beside ST-GCN's (`ours`). Its `exact` is
-false: it is another model, not the reference's ST-GCN step. The projection is 300
-epochs of NTU60 xsub (40,091 training clips) at the measured rate, meaningful at full size only.
+One run times, on the same clips, cores and batches and in interleaved repetitions (so that a drifting
+load slows every variant alike), the reference formulation, our step with its defaults and ours with
+one switch changed per variant; it reports each variant's median seconds per step and its ratio to the
+baseline's. `exact` marks a variant that computes the reference's step. Usage and results:
+docs/benchmarks.md, '`hiclr bench train`'; the variants and what a step holds: docs/internals.md,
+'Benchmarks'.
 """
 
 from __future__ import annotations

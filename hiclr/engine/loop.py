@@ -2,18 +2,10 @@
 
     result = train(task, TrainData(x, labels, ids), cfg, run_dir, resume=False)
 
-`task` follows `hiclr.engine.task.Task` (a model and one forward pass). `cfg` is a resolved config
-(`hiclr.config.load_config`): the loop reads `run` (seed, save_every, checkpoint_every, log_every),
-`optim` (optimizer, global batch size, epochs, schedule, warm-up), `engine` (device, precision,
-CUDA settings, compile, resident data, TensorBoard, progress bar) and `model.sync_bn`; it is saved
-as `run_dir/config.yaml`. The split goes to the device when it fits (`engine.resident`); each
-batch is an index gather from a permutation drawn from (seed, epoch), the same on every rank,
-each rank taking its slice (`hiclr/engine/distributed.py`).
-
-Stopping: SIGINT / SIGTERM finish the current step, save `last.pt` and raise `Interrupted` (exit
-status 130 / 143); under DDP the ranks agree on a stop every `run.log_every` steps. A non-finite
-loss raises `NonFiniteLoss` naming epoch and step, found within `run.log_every` steps and always
-before the next save (`hiclr/engine/finite.py`). Checkpoint contents: `hiclr/engine/checkpoint.py`.
+`task` follows `hiclr.engine.task.Task` (a model and one forward pass); `cfg` is a resolved config
+(`hiclr.config.load_config`), saved as `run_dir/config.yaml`. The keys the loop reads, batching,
+stopping and non-finite losses: docs/internals.md, 'Engine'; checkpoint contents:
+`hiclr/engine/checkpoint.py`.
 """
 
 from __future__ import annotations

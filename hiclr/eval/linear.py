@@ -1,20 +1,10 @@
 """Linear probe: a new Linear(feature_dim, classes) on a frozen encoder (reference schedule).
 
-By default the encoder runs once over the data and the linear layer trains on the cached features
-(the whole cache on the device, batches are index gathers, shuffling from a seeded generator;
-the last partial batch is dropped, as the release's loader does: `optim.drop_last`).
-`through_encoder=True` instead runs the frozen encoder (eval mode) on every batch of every epoch,
-after `eval.augment` when that is set: an option of ours, the release's probe never augments (its
-result equals the cached one without augmentation).
-
-Reported: top-1/top-5 at the LAST epoch and at the BEST epoch (labelled as such; the best epoch is
-chosen on the test set, as the reference reports it), the per-epoch curve, per-class accuracy and
-the confusion matrix at the last epoch.
-
-`eval.standardize` (off by default, the reference probe has none) standardises the cached features
-by the training split's per-dimension mean and std before the probe, as a BatchNorm without affine
-parameters in front of the linear layer does (MAE's probe). Short pre-trainings give features whose
-common mean dwarfs their spread; the reference's lr 3.0 probe is ill-conditioned on those.
+By default the encoder runs once over the data and the linear layer trains on the cached features;
+`through_encoder=True` runs the frozen encoder on every batch instead (after `eval.augment` when set).
+Reported: top-1/top-5 at the last and at the best epoch (labelled as such: the best is chosen on the
+test set, as the reference reports it). The cache, `eval.standardize` and the reports:
+docs/internals.md, 'Linear probe'.
 """
 
 from __future__ import annotations

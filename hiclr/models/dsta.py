@@ -1,24 +1,10 @@
 """DSTA-Net (Shi et al. 2020), the transformer encoder of the HiCLR release, spatial attention only.
 
-The release's `net/dsta.py` at the settings of its `transformer_ntu60` configs: eight blocks
-(in, out, inter channels, stride) `DSTA_BLOCKS`, 3 attention subsets, in every block a
-data-dependent spatial attention (tanh of query-key products, scaled by a learnable `alphas`) plus
-a learnable global attention (initialised to 1/V), a sinusoidal positional encoding of the joint
-index, and a 7x1 temporal convolution where the full DSTA-Net has temporal attention;
-LeakyReLU(0.1) throughout; dropout on the temporal residual. The input projection is a 1x1 conv,
-then BatchNorm + LeakyReLU; the 256-d feature is the mean over persons, frames and joints.
-
-Module names follow the release (`proj`, `input_map.0`, `graph_layers.<i>.in_nets`, `.alphas`,
-`.attention0s`, `.out_nets.0..1`, `.ff_nets.0..1`, `.out_nett.0..1`, `.downs1`, `.downs2`,
-`.downt2`), so the release's weights, stripped of `encoder_q.`, load as they are. The release's
-buffers `atts` (zeros) and `pes.pe` (the encoding, sized for 50 frames) are not kept: the encoding
-depends on the joint only, so it is rebuilt here (non-persistent) and broadcast over any number
-of frames.
-
-A graph perturbation (`edges`, e.g. the Drop/Add-edges augmentation) is any object with
-`perturb(adjacency, block) -> adjacency`: it receives each block's attention maps (N*M, S, V, V)
-and the block's 0-based index (as in `graph_layers.<i>`), and the block aggregates with what it
-returns.
+The release's `net/dsta.py` at the settings of its `transformer_ntu60` configs (`DSTA_BLOCKS`), with a
+7x1 temporal convolution where the full DSTA-Net has temporal attention. Module names follow the
+release, so its weights, stripped of `encoder_q.`, load as they are. A graph perturbation (`edges`)
+gets each block's attention maps (N*M, S, V, V) and the block's 0-based index. Architecture:
+docs/method.md, 'The transformer encoder'; names and buffers: docs/internals.md, 'Models'.
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
 """Encoder checkpoints: write ours atomically, read ours, our training checkpoints and the reference's.
 
-Accepted by `load_encoder_state` (all through `torch.load(weights_only=True)`):
-
-- ours, `encoder.pt`: ``{"format": "hiclr-encoder/1", "encoder": cfg, "stream": str, "state_dict": ...}``;
-- our training checkpoints (`last.pt`, `epoch_XXX.pt`): a dict whose ``"model"`` is the learner's
-  state_dict with the query backbone under ``encoder_q.backbone.``; the encoder cfg and stream are
-  taken from ``"config"`` (``config["model"]``, ``config["data"]["stream"]``) when present;
-- the reference release (AimCLR / HiCLR): a state_dict, bare or wrapped in ``{"state_dict": ...}`` or
-  ``{"model": ...}``, of either encoder, told apart by its keys:
-  - ST-GCN (`net.st_gcn.Model`): ``encoder_q.data_bn.*``, ``encoder_q.st_gcn_networks.<i>.*`` and
-    ``encoder_q.edge_importance.<i>`` (also written ``edge_importance<i>``); the buffer ``A`` is only
-    checked to be a known graph (ours is rebuilt from the graph, never loaded);
-  - the transformer (`net.dsta.DSTANet`): ``encoder_q.proj.*``, ``encoder_q.input_map.*`` and
-    ``encoder_q.graph_layers.<i>.*``; its buffers ``atts`` (checked to be zero) and ``pes.pe`` (the
-    joint encoding, checked against ours; its frame count gives the block strides, which the
-    weights do not record) are not loaded; a checkpoint with temporal attention is refused;
-  everything else (``fc``, ``encoder_k``, ``queue``, ``queue_ptr``, ``mask_param``) is ignored;
-- a plain backbone state_dict (`STGCN().state_dict()`, `DSTA().state_dict()`), possibly under ``module.``.
+`load_encoder_state(path) -> (state_dict, encoder_cfg | None, stream | None)` reads, always through
+`torch.load(weights_only=True)`, our `encoder.pt`, our training checkpoints, the reference release's
+ST-GCN and transformer checkpoints and a plain backbone state_dict. The accepted formats and what is
+checked, rebuilt or ignored: docs/internals.md, 'Models'.
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
-"""Weight initialisation schemes, named by the config key `model.init`.
+"""Weight initialisation schemes (`INIT_SCHEMES`), named by the config key `model.init`.
 
-- ``reference`` (the default): the HiCLR / AimCLR release's ``weights_init`` (its
-  processor/pretrain.py and processor/linear_evaluation.py), applied to every sub-module: each
-  Conv1d, Conv2d and Linear weight ~ N(0, 0.02) with bias 0; each BatchNorm weight ~ N(1, 0.02) with
-  bias 0. Everything else (e.g. ST-GCN's edge importance, ones) keeps its constructor's value.
-- ``torch``: PyTorch's default initialisation, i.e. the modules as their constructors left them
-  (nothing is redrawn; the toolkit's behaviour before `model.init` existed).
-
-Draws come from `generator` when one is given, else from torch's global RNG (seeded by `run.seed`
-in every command), so a run is deterministic. Where the scheme is applied:
-
-- pre-training (`ContrastiveLearner`): the query and the key encoder, each backbone with its
-  projection head; the key encoder gets its own draw (`ssl.key_init: random`, as the reference) or
-  is then copied from the query encoder (`copy`). An objective's own heads (the
-  equivariant and dense heads, which the reference does not have) keep PyTorch's init.
-- `build_encoder(cfg)` when `cfg` holds `init` (as `cfg["model"]` always does): the random-init
-  baselines of the evaluation protocols, fine-tuning from scratch.
-- the classifier heads of the protocols (`hiclr.eval.linear.new_linear_head`), by the reference's
-  rule for each: the linear probe's head ~ N(0, 0.02), bias 0 (the release's linear evaluation
-  applies the same ``weights_init`` to the whole model, fc included); the fine-tune's head keeps
-  PyTorch's default (the release's fine-tune ``weights_init`` skips Linear layers).
+``reference`` (the default) is the HiCLR / AimCLR release's ``weights_init``; ``torch`` leaves the
+modules as their constructors made them. Draws come from `generator` when one is given, else from
+torch's global RNG (seeded by `run.seed` in every command), so a run is deterministic. What each scheme
+draws and which parts of a model get it: docs/internals.md, 'Models'.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Equivariant contrast (after PeCLR, ICCV 2021), variant A: objective `equivariant`.
 
-Every geometric augmentation of HiCLR is linear per joint, x' = A x (A = Rz Ry Rx H, recorded by
-the policy as `params["matrix"]`). An auxiliary head Z(x) = reshape(MLP(h), K, 3) on the backbone
-feature h is asked to move like joints, Z(Ax) = Z(x) A^T: each view's Z is mapped back to the
-canonical frame, Z~ = Z(Ax) A^-T (the true inverse transpose: shear is not orthogonal), and the
-canonicalised query and key are contrasted with InfoNCE against their own queue of canonicalised
-keys. Axis-masked views (`params["singular"]`) have no inverse and never enter L_eq.
-
-    L = L_HiCLR + lambda_eq * L_eq
-
-The key side uses an EMA copy of the auxiliary head on the key encoder's features (MoCo-style).
-Logged: `loss_eq`, `eq_error` = mean ||Z~(v_b) - Z~(v_0)|| / ||Z~(v_0)|| between the canonicalised
-query branches (an upper bound of the equivariance error: the views also differ by crop, noise,
-blur ...), `eq_valid` = share of rows that entered L_eq.
-
-Config: `ssl.objective: equivariant`, `ssl.options: {lambda_eq, num_points, eq_hidden,
-eq_temperature, eq_branches}`; the policy must record its draws (`needs_view_params`).
+An auxiliary head Z(x) = reshape(MLP(h), K, 3) on the backbone feature is asked to move like joints
+under the policy's per-joint linear maps, Z(Ax) = Z(x) A^T; each view's points are mapped back,
+Z~ = Z(Ax) A^-T, and the canonicalised query and key are contrasted with InfoNCE against a queue of
+their own: L = L_HiCLR + lambda_eq * L_eq. Config: `ssl.objective: equivariant`, `ssl.options:
+{lambda_eq, num_points, eq_hidden, eq_temperature, eq_branches}`. Method: docs/method.md, 'The further
+objectives' (A); the key side and the logged metrics: docs/internals.md, 'Objectives'.
 """
 
 from __future__ import annotations

@@ -1,34 +1,10 @@
 """Hough-consistent dense pairs (after HoughCL, 2021), variant C: objective `hough_dense`.
 
-Dense contrast compares frame tokens of two views; which frame of view 1 is the positive of which
-frame of view 2 is decided by Hough voting over one transform between the views, s = alpha t + beta
-in time and a joint permutation pi (identity or left/right), so that all pairs agree with one
-transform (robust to clutter, outliers and mirrored duplicate frames), with no learnable parameter:
-
-    H(alpha, beta, pi) = 1 / n(alpha, beta) sum_{t, s} K(s - alpha t - beta) sum_v a(t, v; s, pi(v)),
-    a = relu(cos(u1, u2))^3,  K(r) = max(0, 1 - |r| / bandwidth),  n = sum_{t, s} K(s - alpha t - beta)
-
-(with alpha = 1 and bandwidth 1: the means of the diagonals of the T1 x T2 similarity matrix). n
-is the line's length inside view 2: a plain sum (`votes: sum`) favours the longest lines, so a
-shift between two crops can lose to the flattest scale; lines shorter than `min_overlap` x T1 get
-no vote. The mode is refitted by weighted least squares on its inliers (each t's best s within
-`tolerance`) and the refit kept when its line matches at least as strongly as the mode's; t is
-paired with round(alpha t + beta); pairs outside view 2, or with a fully masked frame, are
-dropped. All of it runs under no_grad, on the block-4 features (stride 1) of the query encoder by
-default (`vote_with`: the key encoder's, or the views' coordinates).
-
-    L_dense = InfoNCE over paired frame tokens (dense head: 1x1 conv, ReLU, 1x1 conv to `dense_dim`,
-              L2-normalised), negatives = frame tokens of the other samples
-    L = (1 - lambda_dense) L_HiCLR + lambda_dense L_dense
-
-`oracle_pairs` gives the exact pairing from the recorded crop offsets (and `flipped`); the agreement
-of the Hough pairing with it is logged (`pair_agreement`) and `pairing: oracle` trains with it.
-Options for getting the votes right early and for pairing with a mined neighbour (vote_with,
-dense_warmup_epochs, lambda_by_agreement, min_confidence, pair_with): `HoughDenseHiCLR`.
-Config: `ssl.objective: hough_dense`, `ssl.options: {lambda_dense, dense_views, pairing, scales,
-bandwidth, tolerance, centre, votes, min_overlap, dense_dim, dense_hidden, dense_temperature,
-negative_stride, block_channels, vote_with, dense_warmup_epochs, lambda_by_agreement, min_confidence,
-pair_with}`.
+A dense InfoNCE over the frame tokens of two views, paired without learnable parameters by Hough voting
+over one transform between the views (s = alpha t + beta in time, a joint permutation: identity or
+left/right); L = (1 - lambda_dense) L_HiCLR + lambda_dense L_dense. The voting runs under no_grad.
+Config: `ssl.objective: hough_dense`, `ssl.options` (see `HoughDenseHiCLR`). Method and options:
+docs/method.md, 'The further objectives' (C); the vote and the pairing: docs/internals.md, 'Objectives'.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """HiCLR's learner and objectives: the whole method in one file (after facebookresearch/moco's builder).
 
-`ContrastiveLearner`: query encoder (backbone + MLP head), EMA key encoder, id-tagged key queue,
-learnable mask token, stream conversion and an objective; one call of `forward` is one training
-step's loss (the engine does backward and the optimizer step).
-
-Objectives are registered by name (`OBJECTIVES`). Each declares `views`, a `hiclr.augment.ViewLayout`:
-the views the learner receives, in order, with the last growing-policy stage of each (a view at
-stage i applies stages 0..i), and which of them goes through the key encoder; all other views are
-queries. Its forward takes a `ContrastiveInputs` and returns `(loss, metrics)`. `hiclr` (the
-reference release), with l_i = [z_i.k, z_i.q_1..q_K] / tau and p_i = softmax(l_i):
-L = L_nce + (L_1<-0 + L_2<-1) / 2, L_nce = -mean log p_0[0] (multi-positive once mining is on),
-L_b<-a = -mean sum_j sg(p_a[j]) log p_b[j]. `skeletonclr` is its one-view baseline; the further
-objectives (equivariant, transitive, hough) register from their own modules. docs/method.md.
-
-Logits, losses and mining run with autocast off, in float32 (float64 inputs stay float64): under
-bf16 the positive column and the queue columns would be rounded differently and top-1 mining would
-see ties. An objective whose loss depends on the epoch says how in `switches(epoch)`, which the
-task evaluates outside the compiled step and passes to `forward` as fixed flags.
+`ContrastiveLearner` (query encoder + MLP head, EMA key encoder, id-tagged key queue, learnable mask
+token, stream conversion, an objective): one call of `forward` is one training step's loss; the engine
+does backward and the optimizer step. Objectives register by name (`OBJECTIVES`), declare their `views`
+(a `hiclr.augment.ViewLayout`) and map a `ContrastiveInputs` to `(loss, metrics)`; `hiclr` and
+`skeletonclr` live here, the further objectives in their own modules. Contract and precision:
+docs/internals.md, 'Objectives'; the losses: docs/method.md, 'Pre-training: HiCLR'.
 """
 
 from __future__ import annotations

@@ -1,30 +1,11 @@
-"""Transitive positive mining (after Transitive Invariance, ICCV 2017), variant B:
-objective `transitive`.
+"""Transitive positive mining (after Transitive Invariance, ICCV 2017), variant B: objective `transitive`.
 
-Graph over momentum keys (this batch's keys and the queue): intra-instance edges I join nodes of
-the same sample id (the key, the queries, queue entries that still hold an older key of the sample);
-inter-instance edges E join mutual k-nearest neighbours among momentum keys of different samples.
-Positives of an anchor are P = [(I E I) > 0] or I, one inter hop only ("another instance, another
-viewpoint"; the full closure would chain clusters together), the anchor itself excluded. HiCLR's
-InfoNCE term becomes the multi-positive -(1/|P|) sum_p log softmax(s / tau)_p from the 0-based
-epoch `mining_epoch` on (as HiCLR); before it P = I. Queue entries holding the anchor's own id are
-never negatives. The hierarchical consistency terms are HiCLR's.
-
-With E empty (and no older key of the anchor in the queue) the loss is HiCLR's InfoNCE; with E =
-each branch's top-1 queue entry (`edges: query_topk`) and `intra_hop: false` it is HiCLR's mining
-loss. The label precision of the mined edges is logged (`edge_precision`) when labels are known
-(`label_store` or `set_sample_labels`); it never enters the loss.
-
-The older keys of an anchor in the queue that act as sources of inter edges are at most
-`queue_sources` (a fixed count, so that mining has shapes independent of the data and never waits
-for the device): with 2 the mining is exact whenever the training set holds at least as many
-samples as the queue (the queue then spans at most two epochs, one key per sample each); the share
-of anchors with more older keys than that is logged (`queue_sources_cut`; their extra keys stay
-positives, they only source no edges). None: every queue slot is a candidate source (exact for any
-queue, a K-row similarity per anchor).
-
-Config: `ssl.objective: transitive`, `ssl.options: {k, mutual, edges, intra_hop, queue_sources,
-label_store}`.
+A graph over momentum keys (the batch's and the queue's): intra-instance edges I join the nodes of one
+sample id, inter-instance edges E mutual k-nearest neighbours of different samples. From `mining_epoch`
+on, an anchor's positives are P = [(I E I) > 0] or I, and HiCLR's InfoNCE becomes the multi-positive
+-(1/|P|) sum_p log softmax(s / tau)_p; the consistency terms are HiCLR's. Config: `ssl.objective:
+transitive`, `ssl.options: {k, mutual, edges, intra_hop, queue_sources, label_store}`. Method and
+`queue_sources`: docs/method.md, 'The further objectives' (B); details: docs/internals.md, 'Objectives'.
 """
 
 from __future__ import annotations
