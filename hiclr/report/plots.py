@@ -401,7 +401,7 @@ def plot_label_efficiency(
     ax.set_xticks(x, [f"{v:g} %" for v in x])
     ax.set_xlabel("labelled fraction of the training set")
     ax.set_ylabel(f"test top-1 (%, {'last' if metric.endswith('_last') else 'best'} epoch)")
-    seeds = len(rows[0]["seeds"]) if rows else 0
+    seeds = len(rows[0]["pretrained"]) if rows else 0  # values per fraction (runs x subset seeds when pooled)
     ax.set_title(f"{title} (mean ± std over {seeds} {spread_over}{'s' if seeds != 1 else ''})", fontsize=9)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)

@@ -114,3 +114,21 @@ def test_runs_pooled_over_data_seeds_give_every_runs_values_per_fraction(tmp_pat
     (row,) = pool_runs([tmp_path / "0", tmp_path / "1"])
     assert row["pretrained"] == [40.0, 50.0] and row["scratch"] == [20.0, 24.0] and row["seeds"] == [0, 1]
     assert row["difference"] == 23.0 and row["scratch_std"] == pytest.approx(np.std([20, 24], ddof=1))
+
+
+def test_a_pooled_figure_counts_every_value_it_spreads_over(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from hiclr.eval.label_efficiency import pool_runs
+    from hiclr.report.plots import plot_label_efficiency
+
+    for k in range(2):  # two runs, each with two subset seeds
+        rows = comparison_rows(_semi_entry({0.1: [40.0 + k, 42.0]}), _semi_entry({0.1: [20.0, 22.0 + k]}))
+        (tmp_path / str(k)).mkdir()
+        (tmp_path / str(k) / "label_efficiency.json").write_text(json.dumps({"rows": rows}))
+    titles = []
+    original = Axes.set_title
+    monkeypatch.setattr(Axes, "set_title", lambda self, text, **kw: titles.append(text) or original(self, text, **kw))
+    plot_label_efficiency(pool_runs([tmp_path / "0", tmp_path / "1"]), tmp_path / "le.png", spread_over="run")
+    assert "over 4 runs" in titles[-1]
