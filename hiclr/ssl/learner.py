@@ -21,12 +21,10 @@ from torch import nn
 
 from hiclr.augment.policy import HICLR_VIEWS, SKELETONCLR_VIEWS
 from hiclr.config import STREAMS
-from hiclr.models.view_norm import FUSED_VIEWS, ViewBatchNorm1d, call_views, convert_to_view_batchnorm, fused_views_mode
+from hiclr.models.view_norm import ViewBatchNorm1d, call_views, convert_to_view_batchnorm, fused_views_mode
 from hiclr.registry import Registry
 
 from .queue import KeyQueue
-
-__all__ = ["FUSED_VIEWS", "OBJECTIVES", "ContrastiveInputs", "ContrastiveLearner", "HiCLR", "SkeletonCLR"]
 
 HEAD_NORMS = ("none", "batch")
 

@@ -19,18 +19,16 @@ from hiclr.engine import NonFiniteLoss, load_checkpoint
 from hiclr.models import load_encoder
 from hiclr.pretrain import pretrain
 from tests.helpers.paths import ROOT_DIR
-from tests.helpers.tiny_store import write_tiny_store
+from tests.helpers.tiny_store import random_clips, write_random_store
 
 CONFIG = ROOT_DIR / "configs" / "tiny" / "pretrain.yaml"
 
 
 def tiny_data(path, n=40, seed=0, nan_at=None):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 4
-    x = rng.normal(size=(n, 3, 50, 25, 2)).astype(np.float32)
+    x = random_clips(n, seed)
     if nan_at is not None:
         x[nan_at, 0, 0, 0, 0] = np.nan
-    return write_tiny_store(path, x, labels, np.arange(n) % 5, test_performer=4, num_classes=4)
+    return write_random_store(path, x)
 
 
 def cfg_for(data, out, epochs=2, *extra):
@@ -225,10 +223,9 @@ def test_a_nan_in_the_data_is_named_as_the_cause_of_a_non_finite_loss(tmp_path):
 
 
 def test_empty_clips_never_reach_pretraining(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 3, 50, 25, 2)).astype(np.float32)
+    x = random_clips()
     x[[0, 5]] = 0.0
-    path = write_tiny_store(tmp_path / "z.h5", x, np.arange(40) % 4, np.arange(40) % 5, test_performer=4, num_classes=4)
+    path = write_random_store(tmp_path / "z.h5", x)
     from hiclr.pretrain import load_training_data
 
     data = load_training_data(cfg_for(path, tmp_path))

@@ -19,7 +19,7 @@ import torch
 from data_prep.store import verify_store
 from hiclr.engine import load_checkpoint
 from tests.helpers.paths import ROOT_DIR
-from tests.helpers.tiny_store import write_tiny_store
+from tests.helpers.tiny_store import write_random_store
 
 ROOT = ROOT_DIR
 CONFIG = ROOT / "configs" / "tiny" / "pretrain.yaml"
@@ -66,16 +66,7 @@ def pretrain_cmd(data, out, *extra):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 3, 50, 25, 2)).astype(np.float32)
-    return write_tiny_store(
-        tmp_path_factory.mktemp("data") / "tiny.h5",
-        x,
-        np.arange(40) % 4,
-        np.arange(40) % 5,
-        test_performer=4,
-        num_classes=4,
-    )
+    return write_random_store(tmp_path_factory.mktemp("data") / "tiny.h5")
 
 
 class Reference(NamedTuple):

@@ -32,3 +32,16 @@ def write_tiny_store(
         attrs={"num_classes": num_classes},
     )
     return path
+
+
+def random_clips(n: int = 40, seed: int = 0) -> np.ndarray:
+    """n clips (n, 3, 50, 25, 2) of standard normal coordinates, float32."""
+    return np.random.default_rng(seed).normal(size=(n, 3, 50, 25, 2)).astype(np.float32)
+
+
+def write_random_store(path, x: np.ndarray | None = None):
+    """`write_tiny_store` of `x` (default `random_clips()`): 4 classes and 5 performers in turn,
+    performer 4 the xsub test part."""
+    x = random_clips() if x is None else x
+    n = len(x)
+    return write_tiny_store(path, x, np.arange(n) % 4, np.arange(n) % 5, test_performer=4, num_classes=4)

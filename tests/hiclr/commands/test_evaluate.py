@@ -59,27 +59,20 @@ def test_linear_then_knn_into_one_run_then_report(tmp_path, store, capsys):
     assert "linear top-1" in table and "kNN (k=3) top-1" in table
 
 
-def test_three_streams_then_ensemble(tmp_path, store, capsys):
-    runs = []
+def linear_per_stream(tmp_path, store, capsys, *extra) -> tuple[list[str], list[str]]:
+    """`hiclr linear` of one encoder per stream into tmp_path/<stream>: the run folders and what
+    each run printed."""
+    runs, printed = [], []
     for stream in ("joint", "bone", "motion"):
         runs.append(str(tmp_path / stream))
-        assert (
-            main(
-                [
-                    "linear",
-                    "--encoder",
-                    encoder_file(tmp_path, stream),
-                    "--data",
-                    store,
-                    "--out",
-                    runs[-1],
-                    "--set",
-                    f"data.stream={stream}",
-                    *FAST,
-                ]
-            )
-            == 0
-        )
+        args = ["--encoder", encoder_file(tmp_path, stream), "--data", store, "--out", runs[-1]]
+        assert main(["linear", *args, "--set", f"data.stream={stream}", *extra, *FAST]) == 0
+        printed.append(capsys.readouterr().out)
+    return runs, printed
+
+
+def test_three_streams_then_ensemble(tmp_path, store, capsys):
+    runs, _ = linear_per_stream(tmp_path, store, capsys)
     assert main(["ensemble", *runs, "--out", str(tmp_path / "ens"), "--no-plots"]) == 0
     assert "ensemble (weights 0.6 0.6 0.4)" in capsys.readouterr().out
     report = json.loads((tmp_path / "ens" / "report.json").read_text())
@@ -126,29 +119,8 @@ def test_every_registered_protocol_is_a_subcommand_and_a_new_one_needs_no_comman
 
 
 def test_report_paper_adds_the_release_figures_labelled_and_leaves_the_default_alone(tmp_path, store, capsys):
-    runs = []
-    for stream in ("joint", "bone", "motion"):
-        runs.append(str(tmp_path / stream))
-        assert (
-            main(
-                [
-                    "linear",
-                    "--encoder",
-                    encoder_file(tmp_path, stream),
-                    "--data",
-                    store,
-                    "--out",
-                    runs[-1],
-                    "--set",
-                    f"data.stream={stream}",
-                    "--report",
-                    "paper",
-                    *FAST,
-                ]
-            )
-            == 0
-        )
-        assert "selected on the test set" in capsys.readouterr().out
+    runs, printed = linear_per_stream(tmp_path, store, capsys, "--report", "paper")
+    assert all("selected on the test set" in out for out in printed)
     assert main(["ensemble", *runs, "--out", str(tmp_path / "ens"), "--no-plots", "--report", "paper"]) == 0
     out = capsys.readouterr().out
     assert "ensemble (weights 0.6 0.6 0.4)" in out and "selected on the test set" in out

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -22,7 +21,7 @@ from hiclr.engine import load_checkpoint
 from hiclr.engine.distributed import shutdown_distributed
 from hiclr.ssl import ContrastiveLearner
 from tests.helpers.paths import ROOT_DIR
-from tests.helpers.tiny_store import write_tiny_store
+from tests.helpers.tiny_store import write_random_store
 
 WORLD, BATCH, STEPS, QUEUE = 2, 4, 3, 16
 
@@ -183,16 +182,7 @@ def torchrun_pretrain(data, out) -> list[str]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 3, 50, 25, 2)).astype(np.float32)
-    return write_tiny_store(
-        tmp_path_factory.mktemp("data") / "tiny.h5",
-        x,
-        np.arange(40) % 4,
-        np.arange(40) % 5,
-        test_performer=4,
-        num_classes=4,
-    )
+    return write_random_store(tmp_path_factory.mktemp("data") / "tiny.h5")
 
 
 def worker_pids(launcher: int) -> dict[int, int]:

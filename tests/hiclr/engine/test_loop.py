@@ -13,6 +13,7 @@ from torch import nn
 from hiclr.common.errors import UserError
 from hiclr.config import load_config
 from hiclr.engine import Interrupted, NonFiniteLoss, TrainData, load_checkpoint, lr_factor_fn, resolve_device, train
+from tests.helpers.bench import run_tiny_bench_train
 
 N, CLASSES = 40, 4
 
@@ -309,42 +310,8 @@ def test_ddp_ranks_split_each_global_batch_and_stay_in_sync(tmp_path):
     assert ckpt["world_size"] == 2 and ckpt["step"] == 10
 
 
-def _bench_train(*extra):
-    import argparse
-
-    from hiclr.bench import train as bench
-
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    return bench.run(
-        parser.parse_args(
-            [
-                "--device",
-                "cpu",
-                "--size",
-                "demo",
-                "--width",
-                "2",
-                "--batch",
-                "8",
-                "--queue",
-                "32",
-                "--samples",
-                "16",
-                "--steps",
-                "1",
-                "--warmup",
-                "0",
-                "--threads",
-                "1",
-                *extra,
-            ]
-        )
-    )
-
-
 def test_bench_train_reports_throughput_split_and_projection():
-    result = _bench_train("--variants", "none", "--repeats", "1")
+    result = run_tiny_bench_train("--variants", "none", "--repeats", "1")
     for key in ("baseline_samples_per_s", "samples_per_s", "speedup", "projected_300_epochs_h"):
         assert result[key] > 0 and math.isfinite(result[key])
     assert result["speedup"] == pytest.approx(result["samples_per_s"] / result["baseline_samples_per_s"])
@@ -362,7 +329,7 @@ def test_bench_train_reports_throughput_split_and_projection():
 
 
 def test_bench_train_times_each_switch_in_interleaved_repetitions_against_the_same_baseline():
-    result = _bench_train(
+    result = run_tiny_bench_train(
         "--variants", "fused_views=separate,graph_conv=conv_first,fused_views=shared", "--repeats", "2"
     )
     rows = {v["name"]: v for v in result["variants"]}
@@ -373,7 +340,7 @@ def test_bench_train_times_each_switch_in_interleaved_repetitions_against_the_sa
         assert row["speedup"] == pytest.approx(base / row["ms_per_step"])
     assert [rows[n]["exact"] for n in rows] == [True, True, True, True, False]  # shared BN changes results
     with pytest.raises(UserError, match="unknown variant"):
-        _bench_train("--variants", "warp-drive")
+        run_tiny_bench_train("--variants", "warp-drive")
 
 
 def test_bench_train_variants_can_combine_switches():

@@ -597,44 +597,11 @@ def test_the_reference_init_redraws_convs_and_batchnorms_and_keeps_the_attention
 
 
 def test_bench_train_puts_the_transformers_step_cost_beside_st_gcns(monkeypatch):
-    import argparse
-
-    from hiclr.bench import train as bench
+    from tests.helpers.bench import run_tiny_bench_train
 
     blocks = ENCODER_KEYS["dsta"]["blocks"]  # a tiny DSTA: seconds, not minutes
     monkeypatch.setitem(ENCODER_KEYS["dsta"], "blocks", Key(TINY_BLOCKS, blocks.rule, blocks.doc))
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    result = bench.run(
-        parser.parse_args(
-            [
-                "--device",
-                "cpu",
-                "--size",
-                "demo",
-                "--width",
-                "2",
-                "--batch",
-                "8",
-                "--queue",
-                "32",
-                "--samples",
-                "16",
-                "--steps",
-                "1",
-                "--warmup",
-                "0",
-                "--threads",
-                "1",
-                "--repeats",
-                "1",
-                "--variants",
-                "none",
-                "--encoder",
-                "dsta",
-            ]
-        )
-    )
+    result = run_tiny_bench_train("--repeats", "1", "--variants", "none", "--encoder", "dsta")
     rows = {v["name"]: v for v in result["variants"]}
     assert list(rows) == ["reference", "ours", "encoder=dsta"]
     assert rows["encoder=dsta"]["settings"]["encoder"] == "dsta" and rows["encoder=dsta"]["exact"] is False
