@@ -5,9 +5,10 @@ lr 0.1, weight decay 1e-4, batch 64, 70 epochs in fp32, the release's warm-up (l
 1-based epochs E = 1..4) and steps (x0.1 from E = 30, x0.01 from E = 55: `optim.schedule: release`),
 no augmentation. `eval.augment` adds one (stages as in configs/augment/); an item `{name: stream}`
 first in it derives the stream (bone, motion) before the augmentations instead of after them, as
-the release's transformer fine-tune does. Test accuracy is measured after every epoch (every
-`eval.test_every`-th and the last); top-1/top-5 are reported at the LAST and at the BEST epoch (labelled). Checkpoints, `--resume`, Ctrl-C and
-metrics.jsonl are the engine's.
+the release's transformer fine-tune does. Test accuracy is measured after every
+`eval.test_every`-th epoch (default: every one) and after the last; top-1/top-5 are reported at the
+LAST and at the BEST tested epoch (labelled). Checkpoints, `--resume`, Ctrl-C and metrics.jsonl are
+the engine's.
 """
 
 from __future__ import annotations
